@@ -1,0 +1,36 @@
+"""diffsample: training-free sampling from pretrained diffusion models.
+
+The one idea: every model is turned into a σ-space denoiser ``D(x, sigma) -> x0_hat`` (with
+``x = x0 + sigma · eps``), and every solver walks a decreasing array of noise levels ``sigmas``.
+"""
+
+from __future__ import annotations
+
+from . import noise, solvers, steps
+from .denoisers import Denoiser, as_denoiser
+from .errors import (
+    BudgetError,
+    DiffsampleError,
+    NonFiniteError,
+    ShapeError,
+    SigmaError,
+    UnknownNameError,
+)
+from .sampling import sample
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BudgetError",
+    "Denoiser",
+    "DiffsampleError",
+    "NonFiniteError",
+    "ShapeError",
+    "SigmaError",
+    "UnknownNameError",
+    "as_denoiser",
+    "noise",
+    "sample",
+    "solvers",
+    "steps",
+]

@@ -1,0 +1,109 @@
+"""The denoiser contract: ``D(x, sigma) -> x0_hat`` in σ-space, where ``x = x0 + sigma * eps``.
+
+Every model (ε, x0, v, flow-velocity or score network on any noise schedule) is turned into this
+form once (:class:`ModelDenoiser`, in :mod:`diffsample.parameterization`), and every solver,
+guidance rule and tuner only sees it. This module holds the contract itself: the :class:`Denoiser`
+base class that normalises ``sigma`` to shape ``(B,)`` and counts model evaluations, and
+:func:`as_denoiser` that wraps a plain callable.
+
+NFE accounting
+--------------
+``nfe`` counts model evaluations per sample: one network call on a batch adds 1, a classifier-free
+guided call adds 2 whether the conditional and unconditional branches run as two calls or as one
+call of double batch. ``calls`` counts network invocations (1 for a batched CFG call). Benchmarks
+report ``nfe``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .errors import ShapeError
+
+__all__ = ["Denoiser", "FunctionDenoiser", "as_denoiser", "broadcast_sigma"]
+
+
+def broadcast_sigma(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """Return ``sigma`` as a tensor of shape ``(B,)`` on x's device (dtype float64 kept if given).
+
+    Accepts a Python float, a 0-d tensor, or a tensor of shape ``(B,)``/``(1,)``.
+    """
+    if x.dim() < 1:
+        raise ShapeError(f"x must have a batch dimension, got shape {tuple(x.shape)}")
+    batch = x.shape[0]
+    s = torch.as_tensor(sigma, device=x.device)
+    if not s.is_floating_point():
+        s = s.to(torch.float64)
+    if s.dim() == 0 or (s.dim() == 1 and s.shape[0] == 1):
+        return s.reshape(1).expand(batch)
+    if s.dim() == 1 and s.shape[0] == batch:
+        return s
+    raise ShapeError(
+        f"sigma must be a scalar or have shape (B,) = ({batch},) to match x of shape {tuple(x.shape)}, "
+        f"got shape {tuple(s.shape)}"
+    )
+
+
+def append_dims(v: torch.Tensor, ndim: int) -> torch.Tensor:
+    """Append trailing singleton dims so a per-sample ``(B,)`` tensor broadcasts against ``(B, …)``."""
+    return v.reshape(v.shape + (1,) * (ndim - v.dim()))
+
+
+class Denoiser:
+    """Base class of all denoisers: ``D(x, sigma) -> x0_hat`` with an NFE counter.
+
+    Subclasses implement :meth:`denoise` receiving ``sigma`` already shaped ``(B,)``.
+    ``nfe_per_call`` is the number of model evaluations one call costs per sample (2 for CFG);
+    ``network_calls_per_call`` the number of network invocations it makes.
+    """
+
+    nfe_per_call: int = 1
+    network_calls_per_call: int = 1
+
+    def __init__(self) -> None:
+        self.nfe = 0
+        self.calls = 0
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
+        s = broadcast_sigma(sigma, x)
+        self.nfe += self.nfe_per_call
+        self.calls += self.network_calls_per_call
+        out = self.denoise(x, s, **kwargs)
+        if out.shape != x.shape:
+            raise ShapeError(
+                f"{type(self).__name__} returned shape {tuple(out.shape)} for x of shape {tuple(x.shape)}"
+            )
+        return out
+
+    def reset_counter(self) -> None:
+        """Set ``nfe`` and ``calls`` back to zero."""
+        self.nfe = 0
+        self.calls = 0
+
+
+class FunctionDenoiser(Denoiser):
+    """Wrap a plain callable ``fn(x, sigma) -> x0_hat`` (sigma of shape ``(B,)``) with NFE counting."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor], nfe_per_call: int = 1) -> None:
+        super().__init__()
+        self.fn = fn
+        self.nfe_per_call = nfe_per_call
+        self.network_calls_per_call = nfe_per_call
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return self.fn(x, sigma, **kwargs)
+
+
+def as_denoiser(fn: Denoiser | Callable[..., torch.Tensor]) -> Denoiser:
+    """Return ``fn`` if it already is a :class:`Denoiser`, else wrap it in a counting one."""
+    if isinstance(fn, Denoiser):
+        return fn
+    if not callable(fn):
+        raise TypeError(f"a denoiser must be callable as D(x, sigma), got {type(fn).__name__}")
+    return FunctionDenoiser(fn)

@@ -1,0 +1,107 @@
+"""``diffsample.sample``: validate the inputs, guard the model, run a registered solver.
+
+The update maths runs in float32 (float64 when x is float64) whatever the network's dtype: x is
+promoted before the walk and every denoiser output is cast to that dtype. A model output with
+NaN/Inf raises :class:`~diffsample.errors.NonFiniteError` naming the step index and σ.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from . import solvers, steps
+from .denoisers import Denoiser, as_denoiser
+from .errors import NonFiniteError, ShapeError, SigmaError
+
+__all__ = ["sample", "work_dtype", "GuardedDenoiser"]
+
+
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the solver's update maths uses for a state of ``dtype`` (never below float32)."""
+    if not dtype.is_floating_point:
+        raise ShapeError(f"x must be a floating-point tensor, got dtype {dtype}")
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+class GuardedDenoiser(Denoiser):
+    """Wraps a denoiser for one walk: casts its output to the work dtype and checks it is finite.
+
+    It does not count evaluations itself (``nfe`` and ``calls`` read through to the wrapped
+    denoiser), so NFE is counted exactly once.
+    """
+
+    def __init__(self, inner: Denoiser, sigmas: torch.Tensor, dtype: torch.dtype, check_finite: bool = True):
+        self.inner = inner
+        self.sigmas = sigmas
+        self.dtype = dtype
+        self.check_finite = check_finite
+
+    @property
+    def nfe(self) -> int:  # type: ignore[override]
+        return self.inner.nfe
+
+    @property
+    def calls(self) -> int:  # type: ignore[override]
+        return self.inner.calls
+
+    def _step_of(self, sigma: float) -> int:
+        """Index i of the step σ_i ≥ σ > σ_{i+1} that an evaluation at σ belongs to."""
+        above = (self.sigmas >= sigma * (1 - 1e-12)).nonzero()
+        return int(above[-1]) if len(above) else 0
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
+        out = self.inner(x, sigma, **kwargs).to(self.dtype)
+        if self.check_finite and not bool(torch.isfinite(out).all()):
+            s = float(torch.as_tensor(sigma).reshape(-1)[0])
+            bad = (~torch.isfinite(out)).reshape(out.shape[0], -1).any(1).nonzero().flatten().tolist()
+            raise NonFiniteError(
+                f"the model returned NaN/Inf at step {self._step_of(s)} (sigma={s:.6g}) "
+                f"for batch indices {bad[:8]}{' …' if len(bad) > 8 else ''}"
+            )
+        return out
+
+
+def sample(
+    denoiser: Any,
+    x: torch.Tensor,
+    sigmas: torch.Tensor | None = None,
+    solver: str = "euler",
+    noise: Any = None,
+    callback: Any = None,
+    *,
+    check_finite: bool = True,
+    **options: Any,
+) -> torch.Tensor:
+    """Walk ``x`` (the state at ``sigmas[0]``) down the noise levels ``sigmas`` with ``solver``.
+
+    Args:
+        denoiser: ``D(x, sigma) -> x0_hat`` in σ-space (a :class:`~diffsample.denoisers.Denoiser`
+            or any callable of that form, which then gets an NFE counter).
+        x: the state at ``sigmas[0]``, shape ``(B, …)``; from pure noise, ``x = sigmas[0] · z``.
+        sigmas: strictly decreasing, non-negative noise levels (e.g. :func:`diffsample.steps.karras`).
+        solver: a name from :func:`diffsample.solvers.available`.
+        noise: a noise source (:func:`diffsample.noise.seeded`) for stochastic solvers.
+        callback: called after each model evaluation of a step with a dict (i, x, sigma, sigma_next,
+            denoised).
+        check_finite: raise on NaN/Inf model outputs (default on).
+        **options: solver-specific options.
+
+    Returns:
+        The state at ``sigmas[-1]`` in the work dtype (float32, or float64 for float64 input).
+    """
+    if sigmas is None:
+        raise SigmaError("sample() needs sigmas (a step schedule such as diffsample.steps.karras(...))")
+    sigmas = steps.validate(sigmas)
+    if not isinstance(x, torch.Tensor):
+        raise ShapeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() < 1 or x.shape[0] < 1:
+        raise ShapeError(f"x must have shape (B, …) with B >= 1, got {tuple(x.shape)}")
+    fn = solvers.get(solver)
+    dtype = work_dtype(x.dtype)
+    guarded = GuardedDenoiser(as_denoiser(denoiser), sigmas, dtype, check_finite)
+    out = fn(guarded, x.to(dtype), sigmas, noise=noise, callback=callback, **options)
+    if check_finite and not bool(torch.isfinite(out).all()):
+        raise NonFiniteError(f"solver {solver!r} produced NaN/Inf although every model output was finite")
+    return out

@@ -1,0 +1,59 @@
+"""Euler (deterministic DDIM in σ-space) and Heun (EDM's 2nd-order method).
+
+The probability-flow ODE in σ-space (Karras et al. 2022, eq. 4 with s(t)=1, σ(t)=t) is
+
+    dx/dσ = (x − D(x, σ)) / σ.
+
+Euler takes ``x' = x + (σ' − σ)·(x − D)/σ``; with the exact denoiser this is DDIM (Song et al. 2021)
+written in σ-space, ``x' = D + σ'/σ·(x − D)``. Heun (Karras et al. 2022, Algorithm 1) averages the
+slope at both ends of the step; its final step into σ = 0 is an Euler step, which returns ``D``
+(no division by the zero noise level, no extra model call).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .common import Callback, report, sigma_batch, sigma_list
+from .registry import register
+
+
+def _ddim_step(x: torch.Tensor, denoised: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
+    """Exact Euler step of the PF-ODE: ``D + (σ'/σ)(x − D)``; returns ``D`` itself at σ' = 0."""
+    if sigma_next == 0:
+        return denoised
+    return torch.lerp(denoised, x, sigma_next / sigma)
+
+
+@register("euler", order=1)
+def euler(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None
+          ) -> torch.Tensor:
+    """Euler / deterministic DDIM: first order, one model call per step."""
+    s = sigma_list(sigmas)
+    for i in range(len(s) - 1):
+        denoised = denoiser(x, sigma_batch(x, s[i]))
+        report(callback, i, x, s[i], s[i + 1], denoised)
+        x = _ddim_step(x, denoised, s[i], s[i + 1])
+    return x
+
+
+@register("heun", order=2, evals_per_step=2, saves_last_eval=True)
+def heun(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None
+         ) -> torch.Tensor:
+    """Heun (EDM Algorithm 1, deterministic): second order, two calls per step, one on the step to 0."""
+    s = sigma_list(sigmas)
+    for i in range(len(s) - 1):
+        sigma, sigma_next = s[i], s[i + 1]
+        denoised = denoiser(x, sigma_batch(x, sigma))
+        report(callback, i, x, sigma, sigma_next, denoised)
+        x_pred = _ddim_step(x, denoised, sigma, sigma_next)
+        if sigma_next == 0:
+            x = x_pred
+            continue
+        denoised_next = denoiser(x_pred, sigma_batch(x, sigma_next))
+        # trapezoid on the slope d = (x − D)/σ: x' = x + h (d + d') / 2, h = σ' − σ
+        h = sigma_next - sigma
+        d = (x - denoised) / sigma
+        d_next = (x_pred - denoised_next) / sigma_next
+        x = x + (0.5 * h) * (d + d_next)
+    return x

@@ -1,0 +1,103 @@
+"""The solver registry: names (k-diffusion's where one exists) mapped to solver functions.
+
+A solver is a plain function ``solver(denoiser, x, sigmas, *, noise=None, callback=None, **options)``
+returning the state at ``sigmas[-1]``; all history lives in the call's locals. The registry also
+records each solver's order and its cost in model evaluations, so budgets can be turned into step
+counts without running anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..errors import BudgetError, UnknownNameError
+
+__all__ = ["SolverSpec", "register", "available", "get", "spec"]
+
+SolverFn = Callable[..., torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SolverSpec:
+    """What the registry knows about a solver.
+
+    ``evals_per_step`` model calls per step; ``saves_last_eval`` is true when the step into σ = 0
+    needs one call fewer (Heun-type methods end with an Euler step there, a final σ = 0 step of a
+    second-stage method needs no second stage). ``order`` is the global order of accuracy of the
+    deterministic method (0 for none), ``stochastic`` whether it consumes noise.
+    """
+
+    name: str
+    fn: SolverFn
+    order: int
+    evals_per_step: int = 1
+    saves_last_eval: bool = False
+    stochastic: bool = False
+    summary: str = ""
+
+    def nfe(self, n_steps: int, ends_at_zero: bool = True) -> int:
+        """Model evaluations for ``n_steps`` steps (``ends_at_zero``: the last step goes to σ = 0)."""
+        cost = self.evals_per_step * n_steps
+        if ends_at_zero and self.saves_last_eval and n_steps > 0:
+            cost -= self.evals_per_step - 1
+        return cost
+
+    def steps_for_nfe(self, nfe: int, ends_at_zero: bool = True) -> int:
+        """The largest number of steps whose cost does not exceed ``nfe`` model evaluations."""
+        if int(nfe) != nfe or nfe < 1:
+            raise BudgetError(f"NFE budget must be a positive integer, got {nfe!r}")
+        n = 0
+        while self.nfe(n + 1, ends_at_zero) <= nfe:
+            n += 1
+        if n == 0:
+            raise BudgetError(
+                f"solver {self.name!r} needs at least {self.nfe(1, ends_at_zero)} model evaluations "
+                f"for one step; the budget is {nfe}"
+            )
+        return n
+
+
+_REGISTRY: dict[str, SolverSpec] = {}
+
+
+def register(name: str, *, order: int, evals_per_step: int = 1, saves_last_eval: bool = False,
+             stochastic: bool = False) -> Callable[[SolverFn], SolverFn]:
+    """Decorator adding a solver function to the registry under ``name``."""
+
+    def wrap(fn: SolverFn) -> SolverFn:
+        if name in _REGISTRY:
+            raise ValueError(f"solver {name!r} is registered twice")
+        doc = (fn.__doc__ or "").strip().splitlines()
+        _REGISTRY[name] = SolverSpec(name, fn, order, evals_per_step, saves_last_eval, stochastic,
+                                     doc[0] if doc else "")
+        return fn
+
+    return wrap
+
+
+def available() -> list[str]:
+    """Names of all registered solvers, sorted."""
+    return sorted(_REGISTRY)
+
+
+def spec(name: str) -> SolverSpec:
+    """The :class:`SolverSpec` registered under ``name``; the error lists the valid names."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownNameError("solver", name, list(_REGISTRY)) from None
+
+
+def get(name: str) -> SolverFn:
+    """The solver function registered under ``name``."""
+    return spec(name).fn
+
+
+def describe(name: str) -> dict[str, Any]:
+    s = spec(name)
+    return {"name": s.name, "order": s.order, "evals_per_step": s.evals_per_step,
+            "stochastic": s.stochastic, "summary": s.summary}
