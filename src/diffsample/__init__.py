@@ -6,7 +6,7 @@ The one idea: every model is turned into a σ-space denoiser ``D(x, sigma) -> x0
 
 from __future__ import annotations
 
-from . import noise, solvers, steps
+from . import guidance, noise, solvers, steps
 from .denoisers import Denoiser, as_denoiser
 from .errors import (
     BudgetError,
@@ -16,6 +16,7 @@ from .errors import (
     SigmaError,
     UnknownNameError,
 )
+from .guidance import cfg
 from .sampling import sample
 
 __version__ = "0.1.0"
@@ -29,6 +30,8 @@ __all__ = [
     "SigmaError",
     "UnknownNameError",
     "as_denoiser",
+    "cfg",
+    "guidance",
     "noise",
     "sample",
     "solvers",

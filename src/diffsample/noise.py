@@ -9,6 +9,7 @@ samples in the batch, provided it keeps its seed.
 from __future__ import annotations
 
 import hashlib
+import numbers
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -51,7 +52,7 @@ class SeededNoise:
             seeds = [int(s) for s in seeds.flatten().tolist()]
         self.base: int | None = None
         self._seeds: list[int] | None = None
-        if isinstance(seeds, int):
+        if isinstance(seeds, numbers.Integral):
             self.base = int(seeds)
         else:
             self._seeds = [int(s) for s in seeds]

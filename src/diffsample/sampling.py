@@ -46,10 +46,17 @@ class GuardedDenoiser(Denoiser):
     def calls(self) -> int:  # type: ignore[override]
         return self.inner.calls
 
+    def reset_counter(self) -> None:
+        self.inner.reset_counter()
+
     def _step_of(self, sigma: float) -> int:
-        """Index i of the step σ_i ≥ σ > σ_{i+1} that an evaluation at σ belongs to."""
-        above = (self.sigmas >= sigma * (1 - 1e-12)).nonzero()
-        return int(above[-1]) if len(above) else 0
+        """Index i of the step σ_i ≥ σ > σ_{i+1} that an evaluation at σ belongs to.
+
+        σ reaches the model in x's dtype, so the comparison allows float32 round-off (1e-6 relative);
+        an evaluation at the last level (a second stage ending at σ_n) is named as the last step.
+        """
+        above = (self.sigmas >= sigma * (1 - 1e-6)).nonzero()
+        return min(int(above[-1]), len(self.sigmas) - 2) if len(above) else 0
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
         out = self.inner(x, sigma, **kwargs).to(self.dtype)

@@ -28,7 +28,8 @@ class SolverSpec:
     ``evals_per_step`` model calls per step; ``saves_last_eval`` is true when the step into σ = 0
     needs one call fewer (Heun-type methods end with an Euler step there, a final σ = 0 step of a
     second-stage method needs no second stage). ``order`` is the global order of accuracy of the
-    deterministic method (0 for none), ``stochastic`` whether it consumes noise.
+    deterministic method (0 for none), ``stochastic`` whether it consumes noise, ``adaptive`` whether it
+    chooses its own steps (error control) and only uses the ends of ``sigmas``.
     """
 
     name: str
@@ -37,6 +38,7 @@ class SolverSpec:
     evals_per_step: int = 1
     saves_last_eval: bool = False
     stochastic: bool = False
+    adaptive: bool = False
     summary: str = ""
 
     def nfe(self, n_steps: int, ends_at_zero: bool = True) -> int:
@@ -65,14 +67,14 @@ _REGISTRY: dict[str, SolverSpec] = {}
 
 
 def register(name: str, *, order: int, evals_per_step: int = 1, saves_last_eval: bool = False,
-             stochastic: bool = False) -> Callable[[SolverFn], SolverFn]:
+             stochastic: bool = False, adaptive: bool = False) -> Callable[[SolverFn], SolverFn]:
     """Decorator adding a solver function to the registry under ``name``."""
 
     def wrap(fn: SolverFn) -> SolverFn:
         if name in _REGISTRY:
             raise ValueError(f"solver {name!r} is registered twice")
         doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = SolverSpec(name, fn, order, evals_per_step, saves_last_eval, stochastic,
+        _REGISTRY[name] = SolverSpec(name, fn, order, evals_per_step, saves_last_eval, stochastic, adaptive,
                                      doc[0] if doc else "")
         return fn
 
@@ -100,4 +102,4 @@ def get(name: str) -> SolverFn:
 def describe(name: str) -> dict[str, Any]:
     s = spec(name)
     return {"name": s.name, "order": s.order, "evals_per_step": s.evals_per_step,
-            "stochastic": s.stochastic, "summary": s.summary}
+            "stochastic": s.stochastic, "adaptive": s.adaptive, "summary": s.summary}

@@ -1,0 +1,75 @@
+"""Benchmark output: a printed table, a CSV file and a log-log plot of error against NFE."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+from .runner import BenchRow
+
+__all__ = ["format_table", "write_csv", "plot_error_vs_nfe"]
+
+
+def format_table(rows: Sequence[BenchRow], columns: Sequence[str] = ("bed", "source", "solver", "schedule",
+                                                                       "nfe", "rmse", "mode_mismatch",
+                                                                       "log_likelihood")) -> str:
+    """A fixed-width text table of ``rows`` (floats in 4 significant digits)."""
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return str(value)
+
+    body = [[cell(getattr(r, c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(b, widths, strict=True)) for b in body]
+    return "\n".join(lines)
+
+
+def write_csv(rows: Sequence[BenchRow], path: str | Path) -> Path:
+    """Write every field of every row to ``path`` (parent folders are created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dicts = [r.as_dict() for r in rows]
+    with path.open("w", newline="") as f:
+        if dicts:
+            writer = csv.DictWriter(f, fieldnames=list(dicts[0]))
+            writer.writeheader()
+            writer.writerows(dicts)
+    return path
+
+
+def plot_error_vs_nfe(rows: Sequence[BenchRow], path: str | Path, metric: str = "rmse") -> Path:
+    """One log-log panel per bed: ``metric`` against NFE, one line per (source, solver, schedule)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    beds = list(dict.fromkeys(r.bed for r in rows))
+    fig, axes = plt.subplots(1, max(len(beds), 1), figsize=(5.5 * max(len(beds), 1), 4.5), squeeze=False)
+    for ax, bed in zip(axes[0], beds, strict=False):
+        lines: dict[tuple[str, str, str], list[BenchRow]] = {}
+        for r in rows:
+            if r.bed == bed:
+                lines.setdefault((r.source, r.solver, r.schedule), []).append(r)
+        for (source, solver, schedule), pts in sorted(lines.items()):
+            pts = sorted((p for p in pts if getattr(p, metric) > 0), key=lambda p: p.nfe)
+            if not pts:
+                continue
+            style = "-" if source == "diffsample" else "--"
+            ax.loglog([p.nfe for p in pts], [getattr(p, metric) for p in pts], style, marker="o", ms=3,
+                      label=f"{solver} ({schedule})" if source == "diffsample" else f"{source}: {solver}")
+        ax.set_title(bed)
+        ax.set_xlabel("NFE (model evaluations)")
+        ax.set_ylabel(f"{metric} vs exact ODE solution")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,115 @@
+"""The ``diffsample`` command line: ``diffsample --help`` lists the commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def _str_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _budgeted_solvers() -> list[str]:
+    """Registered solvers that follow a given step schedule deterministically (the benchmark's default)."""
+    from . import solvers
+
+    return [n for n in solvers.available() if not solvers.spec(n).stochastic and not solvers.spec(n).adaptive]
+
+
+def _cmd_solvers(args: argparse.Namespace) -> int:
+    from . import solvers
+
+    for name in solvers.available():
+        s = solvers.spec(name)
+        kind = "stochastic" if s.stochastic else ("adaptive" if s.adaptive else "ODE")
+        print(f"{name:<16} order {s.order}  {s.evals_per_step} eval/step  {kind:<10}  {s.summary}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import BenchConfig, convergence_slopes, run_benchmark
+    from .bench.report import format_table, plot_error_vs_nfe, write_csv
+
+    out = Path(args.out)
+    solver_names = args.solvers or _budgeted_solvers()
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.quiet else None
+    config = BenchConfig(beds=args.beds, solvers=solver_names, schedules=args.schedules, nfes=args.nfe,
+                         sigma_min=args.sigma_min, sigma_max=args.sigma_max, batch=args.batch, seed=args.seed)
+    t0 = time.perf_counter()
+    rows = run_benchmark(config, progress=log)
+    print(format_table(rows))
+    csv_path = write_csv(rows, out / "bench.csv")
+    png_path = plot_error_vs_nfe(rows, out / "bench.png")
+    if args.convergence:
+        conv = BenchConfig(beds=args.beds, solvers=solver_names, schedules=["logsnr"],
+                           nfes=[16, 24, 32, 48, 64, 96, 128], sigma_min=args.sigma_min, sigma_max=args.sigma_max,
+                           batch=args.batch, seed=args.seed, end_at_zero=False)
+        conv_rows = run_benchmark(conv, progress=log)
+        write_csv(conv_rows, out / "convergence.csv")
+        plot_error_vs_nfe(conv_rows, out / "convergence.png")
+        print(f"\nConvergence order (−slope of log RMSE vs log NFE, logsnr steps, span "
+              f"[{args.sigma_min}, {args.sigma_max}] without the final step to 0, NFE 16–128):")
+        for (bed, solver, _schedule), order in sorted(convergence_slopes(conv_rows, min_nfe=16).items()):
+            print(f"  {bed:<10} {solver:<16} {order:6.2f}  (theory {_theory_order(solver)})")
+    print(f"\nwrote {csv_path} and {png_path} ({time.perf_counter() - t0:.1f}s)")
+    return 0
+
+
+def _theory_order(name: str) -> int:
+    from . import solvers
+
+    return solvers.spec(name).order
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diffsample",
+        description="Training-free sampling from pretrained diffusion models: solvers, schedules, benchmarks.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("bench", help="benchmark solvers × NFE on exact test beds against exact ODE solutions")
+    p.add_argument("--beds", type=_str_list, default=["ring2d", "mixture64", "digits"],
+                   help="comma-separated beds (ring2d, mixture64, digits)")
+    p.add_argument("--solvers", type=_str_list, default=None,
+                   help="comma-separated solver names (default: every deterministic fixed-step solver)")
+    p.add_argument("--schedules", type=_str_list, default=["karras"], help="step schedules (karras, logsnr)")
+    p.add_argument("--nfe", type=_int_list, default=[3, 4, 5, 6, 8, 10, 15, 20, 50], help="NFE budgets")
+    p.add_argument("--sigma-min", type=float, default=0.002)
+    p.add_argument("--sigma-max", type=float, default=80.0)
+    p.add_argument("--batch", type=int, default=64, help="samples per bed")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--convergence", action="store_true",
+                   help="also measure convergence orders (slope of log RMSE vs log NFE)")
+    p.add_argument("--out", default="bench-out", help="folder for bench.csv and bench.png")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("solvers", help="list the registered solvers")
+    p.set_defaults(func=_cmd_solvers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, ImportError) as err:
+        print(f"diffsample: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
