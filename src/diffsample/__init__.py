@@ -6,7 +6,7 @@ The one idea: every model is turned into a σ-space denoiser ``D(x, sigma) -> x0
 
 from __future__ import annotations
 
-from . import guidance, noise, solvers, steps
+from . import guidance, noise, parameterization, schedules, solvers, steps
 from .denoisers import Denoiser, as_denoiser
 from .errors import (
     BudgetError,
@@ -17,6 +17,7 @@ from .errors import (
     UnknownNameError,
 )
 from .guidance import cfg
+from .parameterization import ModelDenoiser
 from .sampling import sample
 
 __version__ = "0.1.0"
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BudgetError",
     "Denoiser",
+    "ModelDenoiser",
     "DiffsampleError",
     "NonFiniteError",
     "ShapeError",
@@ -33,6 +35,8 @@ __all__ = [
     "cfg",
     "guidance",
     "noise",
+    "parameterization",
+    "schedules",
     "sample",
     "solvers",
     "steps",

@@ -1,0 +1,224 @@
+"""Turn any network (ε, x0, v, flow velocity, score or EDM-preconditioned) into a σ-space denoiser.
+
+For a σ-space input ``x = x0 + σ·ε`` the wrapper finds the network's native time
+``t = schedule.t_of_sigma_space(σ)`` (clamped into ``[t_min, t_max]``), with ``α = α(t)``,
+``σ_t = σ(t)``, and calls ``out = network(x_t, t_in, **kwargs)`` on ``x_t = α·x``. Every
+parameterisation is linear in ``(x_t, out)``, so ``x̂0 = a·x + b·out`` with (writing ``x_t = α x``,
+``x_t = α x0 + σ_t ε``):
+
+============ =============================== ===============================================
+prediction   network output                   x̂0
+============ =============================== ===============================================
+``eps``      ε                                ``(x_t − σ_t ε)/α = x − (σ_t/α) ε``
+``x0``       x0                               ``out``
+``v``        ``v = α ε − σ_t x0`` (Salimans    ``(α x_t − σ_t v)/(α² + σ_t²)``
+             & Ho 2022)
+``flow``     ``u = ε − x0`` (rectified-flow   ``(x_t − σ_t u)/(α + σ_t)``; for ``α = 1 − t``,
+             velocity; Liu et al. 2023)       ``σ_t = t`` this is ``x_t − t u``
+``score``    ``∇ log p_t(x_t) = −ε/σ_t``      ``(x_t + σ_t² s)/α``
+``edm``      F with EDM preconditioning       ``c_skip x + c_out F(c_in x, c_noise)`` (Karras et al.
+                                              2022, Table 1); schedule and time options unused
+============ =============================== ===============================================
+
+The coefficients ``a, b`` are computed in float64 from the schedule; the network output is cast to
+float32 (float64 when x is float64) *before* the combination, so fp16/bf16 networks never do the
+conversion maths in half precision.
+
+Edge cases (choices):
+
+* σ = 0 entries return ``x`` itself (the clean sample) — there is no finite native time for infinite
+  log-SNR. Those entries are still in the batched network call, evaluated at ``schedule.sigma_min``
+  and then replaced; a batch with σ = 0 everywhere skips the network (it still counts one NFE).
+* σ outside the schedule's time domain (e.g. σ > 50 on ``VE()``) is clamped to ``t_max``
+  (``t_min``): the network is evaluated as if at that time and x̂0 uses that time's coefficients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .denoisers import Denoiser, append_dims
+from .errors import ShapeError, UnknownNameError
+from .schedules import NoiseSchedule, edm_preconditioning, get_schedule
+
+__all__ = ["PREDICTIONS", "TIME_INPUTS", "ModelDenoiser", "canonical_prediction", "x0_coefficients"]
+
+PREDICTIONS: dict[str, str] = {
+    "eps": "eps",
+    "epsilon": "eps",
+    "x0": "x0",
+    "sample": "x0",
+    "v": "v",
+    "v_prediction": "v",
+    "flow": "flow",
+    "velocity": "flow",
+    "flow_prediction": "flow",
+    "score": "score",
+    "edm": "edm",
+}
+"""Accepted prediction names (diffusers' ``prediction_type`` values included) → canonical name."""
+
+TIME_INPUTS = ("native", "sigma", "log_snr")
+"""What the network is given as its time: native ``t``, the σ-space level, or the log-SNR λ."""
+
+
+def canonical_prediction(name: str) -> str:
+    """The canonical parameterisation name for ``name`` ("epsilon" → "eps", "v_prediction" → "v", …)."""
+    try:
+        return PREDICTIONS[name]
+    except KeyError:
+        raise UnknownNameError("parameterisation", name, list(PREDICTIONS)) from None
+
+
+def x0_coefficients(prediction: str, alpha: torch.Tensor, sigma_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(a, b)`` with ``x̂0 = a·x + b·out`` for a network fed ``x_t = α·x`` (x in σ-space).
+
+    ``prediction`` is one of eps, x0, v, flow, score (see the module table; "edm" has its own
+    coefficients, :func:`~diffsample.schedules.edm_preconditioning`).
+    """
+    p = canonical_prediction(prediction)
+    if p == "eps":
+        return torch.ones_like(alpha), -sigma_t / alpha
+    if p == "x0":
+        return torch.zeros_like(alpha), torch.ones_like(alpha)
+    if p == "v":
+        norm = alpha * alpha + sigma_t * sigma_t
+        return alpha * alpha / norm, -sigma_t / norm
+    if p == "flow":
+        norm = alpha + sigma_t
+        return alpha / norm, -sigma_t / norm
+    if p == "score":
+        return torch.ones_like(alpha), sigma_t * sigma_t / alpha
+    raise UnknownNameError("parameterisation", prediction, ["eps", "x0", "v", "flow", "score"])
+
+
+def _network_dtype(network: Any, dtype: torch.dtype | None) -> torch.dtype | None:
+    if dtype is not None:
+        return dtype
+    if isinstance(network, torch.nn.Module):
+        for p in network.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        for b in network.buffers():
+            if b.is_floating_point():
+                return b.dtype
+    return None
+
+
+def _as_output(out: Any, x: torch.Tensor) -> torch.Tensor:
+    """Accept a tensor, an object with ``.sample`` (diffusers outputs) or a tuple whose first item is the output."""
+    if not isinstance(out, torch.Tensor):
+        if hasattr(out, "sample"):
+            out = out.sample
+        elif isinstance(out, tuple | list) and out:
+            out = out[0]
+    if not isinstance(out, torch.Tensor):
+        raise ShapeError(f"the network returned {type(out).__name__}, not a tensor")
+    if out.shape != x.shape:
+        raise ShapeError(
+            f"the network returned shape {tuple(out.shape)} for input shape {tuple(x.shape)}; a network that "
+            f"also predicts a variance must be wrapped to return only the mean channels"
+        )
+    return out
+
+
+class ModelDenoiser(Denoiser):
+    """σ-space denoiser ``D(x, σ) -> x̂0`` from a network called as ``network(x_t, t_in, **kwargs)``.
+
+    Args:
+        network: the model; any callable (``nn.Module`` or function). Extra keyword arguments of a
+            denoiser call (conditioning) are passed through to it unchanged.
+        schedule: a :class:`~diffsample.schedules.NoiseSchedule` or a name for
+            :func:`~diffsample.schedules.get_schedule`.
+        prediction: eps | x0 | v | flow | score | edm (and the aliases in :data:`PREDICTIONS`).
+        time_input: what ``t_in`` is before scaling: "native" (the schedule's t), "sigma" (the
+            σ-space level) or "log_snr" (λ).
+        time_scale: ``t_in`` is multiplied by this (e.g. 999 or 1000 for continuous-time VP
+            networks that take 0…999).
+        quantize: round ``t_in`` to the nearest integer (DDPM networks trained on integer steps).
+            As in k-diffusion, only the time label is rounded; x_t and the conversion use exact t.
+        sigma_data: EDM's σ_data for ``prediction="edm"``; default the schedule's, else 0.5.
+        dtype: the network's dtype; detected from an ``nn.Module``'s parameters when not given,
+            and the work dtype (float32/float64) for a plain function. x_t is cast to it.
+        time_dtype: the dtype of ``t_in``; default the network dtype. Pass ``torch.float32`` for
+            networks that embed time in float32 (diffusers UNets): bf16 cannot represent t = 999.
+    """
+
+    def __init__(
+        self,
+        network: Callable[..., Any],
+        schedule: NoiseSchedule | str,
+        prediction: str = "eps",
+        *,
+        time_input: str = "native",
+        time_scale: float = 1.0,
+        quantize: bool = False,
+        sigma_data: float | None = None,
+        dtype: torch.dtype | None = None,
+        time_dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if not callable(network):
+            raise TypeError(f"network must be callable as network(x_t, t, **kwargs), got {type(network).__name__}")
+        self.network = network
+        self.schedule = get_schedule(schedule) if isinstance(schedule, str) else schedule
+        self.prediction = canonical_prediction(prediction)
+        if time_input not in TIME_INPUTS:
+            raise UnknownNameError("time input", time_input, list(TIME_INPUTS))
+        self.time_input = time_input
+        self.time_scale = float(time_scale)
+        self.quantize = bool(quantize)
+        self.sigma_data = float(sigma_data if sigma_data is not None else getattr(self.schedule, "sigma_data", 0.5))
+        self.dtype = _network_dtype(network, dtype)
+        self.time_dtype = time_dtype
+
+    def __repr__(self) -> str:
+        return f"ModelDenoiser(prediction={self.prediction!r}, schedule={self.schedule!r})"
+
+    def _time_label(self, t: torch.Tensor) -> torch.Tensor:
+        if self.time_input == "native":
+            tau = t
+        elif self.time_input == "sigma":
+            tau = self.schedule.sigma_space(t)
+        else:
+            tau = self.schedule.log_snr(t)
+        tau = tau * self.time_scale
+        return tau.round() if self.quantize else tau
+
+    def network_inputs(self, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Float64 ``(scale, t_in, a, b)`` at σ-space levels ``sigma`` (> 0): the network sees
+        ``network(scale·x, t_in)`` and ``x̂0 = a·x + b·out``."""
+        s = sigma.detach().to("cpu", torch.float64)
+        if self.prediction == "edm":
+            c_skip, c_out, c_in, c_noise = edm_preconditioning(s, self.sigma_data)
+            return c_in, c_noise, c_skip, c_out
+        sched = self.schedule
+        t = sched.t_of_sigma_space(s).clamp(sched.t_min, sched.t_max)
+        alpha, sigma_t = sched.alpha(t), sched.sigma(t)
+        a, b = x0_coefficients(self.prediction, alpha, sigma_t)
+        return alpha, self._time_label(t), a, b
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        work = torch.float64 if x.dtype == torch.float64 else torch.float32
+        xw = x.to(work)
+        s = sigma.detach().to("cpu", torch.float64)
+        clean = s == 0
+        if bool(clean.all()):
+            return xw
+        s_eval = torch.where(clean, torch.full_like(s, self.schedule.sigma_min), s)
+        scale, t_in, a, b = self.network_inputs(s_eval)
+
+        def per_sample(v: torch.Tensor) -> torch.Tensor:
+            return append_dims(v.to(x.device, work), x.dim())
+
+        net_dtype = self.dtype or work
+        x_in = (per_sample(scale) * xw).to(net_dtype)
+        t_in = t_in.to(x.device, self.time_dtype or net_dtype)
+        out = _as_output(self.network(x_in, t_in, **kwargs), x).to(work)
+        x0 = per_sample(a) * xw + per_sample(b) * out
+        if bool(clean.any()):
+            x0 = torch.where(append_dims(clean.to(x.device), x.dim()), xw, x0)
+        return x0
