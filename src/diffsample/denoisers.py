@@ -34,7 +34,10 @@ def broadcast_sigma(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tenso
     if x.dim() < 1:
         raise ShapeError(f"x must have a batch dimension, got shape {tuple(x.shape)}")
     batch = x.shape[0]
-    s = torch.as_tensor(sigma, device=x.device)
+    if isinstance(sigma, int | float):  # a Python number keeps its float64 precision
+        s = torch.tensor(float(sigma), dtype=torch.float64, device=x.device)
+    else:
+        s = torch.as_tensor(sigma, device=x.device)
     if not s.is_floating_point():
         s = s.to(torch.float64)
     if s.dim() == 0 or (s.dim() == 1 and s.shape[0] == 1):
