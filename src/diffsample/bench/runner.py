@@ -17,25 +17,10 @@ import torch
 
 from .. import noise as noise_mod
 from .. import solvers, steps
-from ..errors import BudgetError, UnknownNameError
+from ..errors import BudgetError
 from ..sampling import sample
 
-__all__ = ["BenchConfig", "BenchRow", "STEP_SCHEDULES", "run_benchmark", "convergence_slopes", "schedule_for"]
-
-StepSchedule = Callable[..., torch.Tensor]
-
-STEP_SCHEDULES: dict[str, StepSchedule] = {
-    "karras": steps.karras,
-    "logsnr": steps.logsnr,
-}
-
-
-def schedule_for(name: str) -> StepSchedule:
-    """The step-schedule constructor ``(n, sigma_min, sigma_max, *, append_zero) -> sigmas`` named ``name``."""
-    try:
-        return STEP_SCHEDULES[name]
-    except KeyError:
-        raise UnknownNameError("step schedule", name, list(STEP_SCHEDULES)) from None
+__all__ = ["BenchConfig", "BenchRow", "run_benchmark", "convergence_slopes"]
 
 
 @dataclass
@@ -104,7 +89,7 @@ def run_benchmark(config: BenchConfig, progress: Callable[[str], None] | None = 
             spec = solvers.spec(solver_name)
             options = config.solver_options.get(solver_name, {})
             for schedule_name in config.schedules:
-                make_sigmas = schedule_for(schedule_name)
+                make_sigmas = steps.get(schedule_name)
                 for budget in config.nfes:
                     try:
                         n_steps = spec.steps_for_nfe(budget, ends_at_zero=config.end_at_zero)
