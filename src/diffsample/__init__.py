@@ -16,6 +16,7 @@ from .errors import (
     SigmaError,
     UnknownNameError,
 )
+from .generate import generate
 from .guidance import cfg
 from .parameterization import ModelDenoiser
 from .sampling import sample
@@ -33,6 +34,7 @@ __all__ = [
     "UnknownNameError",
     "as_denoiser",
     "cfg",
+    "generate",
     "guidance",
     "noise",
     "parameterization",

@@ -38,7 +38,7 @@ def _cmd_solvers(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import BenchConfig, convergence_slopes, run_benchmark
-    from .bench.report import format_table, plot_error_vs_nfe, write_csv
+    from .bench.report import format_comparison, format_table, plot_error_vs_nfe, write_csv
 
     out = Path(args.out)
     solver_names = args.solvers or _budgeted_solvers()
@@ -46,10 +46,28 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     config = BenchConfig(beds=args.beds, solvers=solver_names, schedules=args.schedules, nfes=args.nfe,
                          sigma_min=args.sigma_min, sigma_max=args.sigma_max, batch=args.batch, seed=args.seed)
     t0 = time.perf_counter()
-    rows = run_benchmark(config, progress=log)
-    print(format_table(rows))
+    extra = []
+    if args.peers:
+        from functools import partial
+
+        from .bench.compare import generate_rows, peer_rows
+        from .bench.peers import peers_available
+
+        missing = [name for name, version in peers_available().items() if version is None]
+        if missing:
+            raise ImportError(f"--peers needs {', '.join(missing)}: bash scripts/setup.sh peers "
+                              "(or pip install --no-deps -r requirements-peers.txt)")
+        extra = [generate_rows, partial(peer_rows, progress=log)]
+    rows = run_benchmark(config, progress=log, extra=extra)
+    if not args.peers:
+        print(format_table(rows))
     csv_path = write_csv(rows, out / "bench.csv")
-    png_path = plot_error_vs_nfe(rows, out / "bench.png")
+    png_path = plot_error_vs_nfe([r for r in rows if r.source == "diffsample"] if args.peers else rows,
+                                 out / "bench.png")
+    if args.peers:
+        from .bench.compare import compare
+
+        print(format_comparison(compare(rows)))
     if args.convergence:
         conv = BenchConfig(beds=args.beds, solvers=solver_names, schedules=["logsnr"],
                            nfes=[64, 128, 256, 512], sigma_min=args.sigma_min, sigma_max=args.sigma_max,
@@ -91,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma-max", type=float, default=80.0)
     p.add_argument("--batch", type=int, default=64, help="samples per bed")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--peers", action="store_true",
+                   help="also run diffusers and k-diffusion (optional extra) and print generate vs the best peer")
     p.add_argument("--convergence", action="store_true",
                    help="also measure convergence orders (slope of log RMSE vs log NFE)")
     p.add_argument("--out", default="bench-out", help="folder for bench.csv and bench.png")

@@ -40,8 +40,9 @@ So one network serves both: at timestep ``t`` it takes ``σ(t)`` from the schedu
 diffusers' ``_sigma_to_t``; exact at integer ``t``), recovers ``x = x_t·sqrt(1 + σ²)`` and returns
 ``ε̂ = (x − D(x, σ))/σ`` (or ``D`` for ``prediction_type='sample'``, or ``v̂ = α(ε̂ − σ·D)`` for
 ``'v_prediction'``). The network knows ``t`` only, like a trained one: where diffusers rounds a
-Karras σ to an integer timestep (DPMSolver*, UniPC, DEIS with ``use_karras_sigmas``), the model is
-evaluated at the rounded timestep's table σ while the update uses the unrounded σ. That mismatch is
+Karras σ to an integer timestep (``use_karras_sigmas`` in DPMSolverMultistep/Singlestep, UniPC, DEIS,
+and KDPM2's full steps), the model is evaluated at the rounded timestep's table σ while the update
+uses the unrounded σ. That mismatch is
 diffusers' own and is part of what the benchmark measures. Schedulers whose float timesteps come
 from linear-in-σ interpolation (Euler/Heun/LMS default ``linspace`` without Karras sigmas) see a
 network that interpolates log σ instead; the two differ only between adjacent table entries (at
@@ -106,9 +107,9 @@ __all__ = [
 ]
 
 INSTALL_HINT = (
-    "pip install --no-deps diffusers==0.42.1 k-diffusion==0.1.1.post1 torchsde==0.2.6 trampoline==0.1.2 "
-    "torchdiffeq==0.2.5 && pip install huggingface_hub regex requests importlib_metadata "
-    "(or: pip install -r requirements-peers.txt; see that file)"
+    "pip install --no-deps -r requirements-peers.txt (diffsample repository root: diffusers 0.42.1, "
+    "k-diffusion 0.1.1.post1, torchsde, trampoline, torchdiffeq and diffusers' light dependencies, pinned; "
+    "--no-deps so that no other torch, torchvision, CLIP or wandb is pulled)"
 )
 
 # --------------------------------------------------------------------------------------------- spans
@@ -263,6 +264,8 @@ def load_k_sampling() -> types.ModuleType:
     try:
         sampling = _load_file_module(f"{_K_PACKAGE}.sampling", f"{pkg_dir}/sampling.py")
     except ImportError as exc:
+        sys.modules.pop(utils_name, None)
+        sys.modules.pop(_K_PACKAGE, None)
         raise ImportError(
             f"k-diffusion's sampling.py needs a module that is missing ({exc}); install the peers with: "
             f"{INSTALL_HINT}"
@@ -273,22 +276,22 @@ def load_k_sampling() -> types.ModuleType:
 
 KDIFFUSION_SCHEDULES = ("karras", "exponential", "polyexponential")
 
-# k-diffusion samplers that are deterministic as called here: name -> (default options, model calls
-# per step, whether a step into σ = 0 costs one call fewer). ipndm/ipndm_v/deis exist only in some
-# forks (e.g. ComfyUI's); they are listed when the installed sampling.py has them.
-_KD_SAMPLERS: dict[str, tuple[dict[str, Any], int, bool]] = {
-    "euler": ({}, 1, False),
-    "heun": ({}, 2, True),
-    "dpm_2": ({}, 2, True),
-    "lms": ({}, 1, False),
-    "dpmpp_2m": ({}, 1, False),
-    "dpmpp_2s_ancestral": ({"eta": 0.0}, 2, True),
-    "dpmpp_sde": ({"eta": 0.0}, 2, True),
-    "dpmpp_2m_sde": ({"eta": 0.0}, 1, False),
-    "dpmpp_3m_sde": ({"eta": 0.0}, 1, False),
-    "ipndm": ({}, 1, False),
-    "ipndm_v": ({}, 1, False),
-    "deis": ({}, 1, False),
+# k-diffusion samplers with a fixed cost: name -> (model calls per step, whether a step into σ = 0
+# costs one call fewer). All are deterministic as called here (eta = 0). ipndm/ipndm_v/deis exist
+# only in some forks (e.g. ComfyUI's); configurations use them when the installed sampling.py has them.
+_KD_SAMPLERS: dict[str, tuple[int, bool]] = {
+    "euler": (1, False),
+    "heun": (2, True),
+    "dpm_2": (2, True),
+    "lms": (1, False),
+    "dpmpp_2m": (1, False),
+    "dpmpp_2s_ancestral": (2, True),
+    "dpmpp_sde": (2, True),
+    "dpmpp_2m_sde": (1, False),
+    "dpmpp_3m_sde": (1, False),
+    "ipndm": (1, False),
+    "ipndm_v": (1, False),
+    "deis": (1, False),
 }
 _KD_SPAN_SAMPLERS = ("dpm_fast", "dpm_adaptive")
 
@@ -299,7 +302,7 @@ def kdiffusion_steps_for_nfe(name: str, nfe: int) -> int:
         raise UnknownNameError("k-diffusion fixed-step sampler", name, list(_KD_SAMPLERS))
     if int(nfe) != nfe or nfe < 1:
         raise BudgetError(f"NFE budget must be a positive integer, got {nfe!r}")
-    _, per_step, saves_last = _KD_SAMPLERS[name]
+    per_step, saves_last = _KD_SAMPLERS[name]
     steps = (nfe + (per_step - 1 if saves_last else 0)) // per_step
     if steps < 1:
         raise BudgetError(f"k-diffusion sampler {name!r} needs {per_step} model calls per step; the budget is {nfe}")
@@ -325,15 +328,17 @@ def kdiffusion_sample(
     """Run k-diffusion's ``sample_<name>(model, x, sigmas, disable=True, **options)`` on our denoiser.
 
     k-diffusion's model contract is ours, ``model(x, σ) -> x̂0`` with σ of shape ``(B,)``, so the
-    denoiser is passed as the model. ``sigmas`` are used in float64 on x's device.
+    denoiser is passed as the model. ``sigmas`` are cast to x's dtype and device, as k-diffusion's
+    own ``get_sigmas_*`` give them (k-diffusion promotes x to the sigmas' dtype otherwise).
 
     ``dpm_fast`` and ``dpm_adaptive`` take a span instead of a σ array: they run from ``sigmas[0]``
     down to the smallest *positive* entry of ``sigmas`` and return the state *there* (not at 0);
     ``dpm_fast`` uses ``n = len(sigmas) − 1`` model calls unless ``n`` is given, ``dpm_adaptive``
     as many as its tolerances (``rtol``, ``atol``) need.
 
-    Stochastic samplers get ``eta=0`` by default (deterministic) and, while ``eta`` is 0, a noise
-    sampler returning zeros, so no global RNG or Brownian tree is touched.
+    Samplers with an ``eta`` get ``eta=0`` unless it is given (deterministic: ancestral and SDE
+    samplers become their ODE counterparts) and, while ``eta`` is 0, a noise sampler returning
+    zeros, so no global RNG or Brownian tree is touched.
 
     Returns:
         ``(x_out, nfe)``: the final state and the number of model evaluations it took, read from the
@@ -346,12 +351,10 @@ def kdiffusion_sample(
         raise UnknownNameError("k-diffusion sampler", name, names)
     den = as_denoiser(denoiser)
     start = den.nfe
-    sig = torch.as_tensor(sigmas, dtype=torch.float64).to(x.device)
-    opts = dict(_KD_SAMPLERS.get(name, ({}, 1, False))[0])
-    if name in _KD_SPAN_SAMPLERS:
-        opts["eta"] = 0.0
-    opts.update(options)
+    sig = torch.as_tensor(sigmas).to(device=x.device, dtype=x.dtype)
     params = inspect.signature(fn).parameters
+    opts: dict[str, Any] = {"eta": 0.0} if "eta" in params else {}
+    opts.update(options)
     if "noise_sampler" in params and not opts.get("eta") and opts.get("noise_sampler") is None:
         opts["noise_sampler"] = _zero_noise(x)
     if name in _KD_SPAN_SAMPLERS:
@@ -668,7 +671,7 @@ _NAN_BH1 = ("NaN at the last step into σ = 0 at every NFE: bh1 sets B(h) = −h
             "(bh2's expm1(−h) = −1 stays finite); ending at sigma_min avoids it")
 _DDIM_SPACING = ("wrong result when 1000/steps is not an integer: DDIM.step goes to t − 1000//steps, not to "
                  "the next listed timestep, so the next step starts from the wrong level ('linspace' spacing "
-                 "has the same fault; 'leading' does not)")
+                 "has it at every step count below 1000; 'leading' never)")
 _NAN_3M_KARRAS = ("NaN at the last step from 15 steps on (lower_order_final only acts below 15): the Karras "
                   "σ_min equals the final sigma_min level, so that step has h = 0 and the 3rd-order "
                   "coefficients divide by it; euler_at_final=True avoids it")
@@ -738,15 +741,14 @@ DIFFUSERS_CONFIGS: tuple[PeerConfig, ...] = (
 def _kd_configs() -> tuple[PeerConfig, ...]:
     configs: list[PeerConfig] = []
     for span in SPANS:
-        for sampler, (opts, _, _) in _KD_SAMPLERS.items():
+        for sampler in _KD_SAMPLERS:
             for schedule in ("karras", "exponential"):
                 configs.append(PeerConfig(f"k-diffusion:{sampler}-{schedule}@{span}", "k-diffusion", sampler, span,
-                                          dict(opts), schedule))
-        configs.append(PeerConfig(f"k-diffusion:dpm_fast@{span}", "k-diffusion", "dpm_fast", span, {"eta": 0.0},
+                                          schedule=schedule))
+        configs.append(PeerConfig(f"k-diffusion:dpm_fast@{span}", "k-diffusion", "dpm_fast", span,
                                   note="ends at the span's sigma_min, not 0"))
         configs.append(PeerConfig(f"k-diffusion:dpm_adaptive@{span}", "k-diffusion", "dpm_adaptive", span,
-                                  {"eta": 0.0}, fixed_nfe=False,
-                                  note="adaptive step size (rtol 0.05, atol 0.0078): NFE is its own"))
+                                  fixed_nfe=False, note="adaptive steps (rtol 0.05, atol 0.0078): NFE is its own"))
     return tuple(configs)
 
 

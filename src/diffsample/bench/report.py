@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .runner import BenchRow
 
-__all__ = ["format_table", "write_csv", "plot_error_vs_nfe"]
+__all__ = ["format_comparison", "format_table", "write_csv", "plot_error_vs_nfe"]
 
 
 def format_table(rows: Sequence[BenchRow], columns: Sequence[str] = ("bed", "source", "solver", "schedule",
@@ -73,3 +73,14 @@ def plot_error_vs_nfe(rows: Sequence[BenchRow], path: str | Path, metric: str = 
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def format_comparison(comparisons) -> str:
+    """Per bed and budget: generate, our best configuration, the best peer configuration, and the ratio."""
+    header = (f"{'bed':<10} {'nfe':>4}  {'generate':>9}  {'our best':<28} {'rmse':>9}  {'best peer':<44} "
+              f"{'rmse':>9}  ratio")
+    lines = [header, "-" * len(header)]
+    for c in comparisons:
+        lines.append(f"{c.bed:<10} {c.nfe:>4}  {c.generate_rmse:>9.4g}  {c.best_ours:<28} {c.best_ours_rmse:>9.4g}  "
+                     f"{c.best_peer:<44} {c.best_peer_rmse:>9.4g}  {c.ratio:5.2f}")
+    return "\n".join(lines)

@@ -51,9 +51,7 @@ def heun(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callbac
             x = x_pred
             continue
         denoised_next = denoiser(x_pred, sigma_batch(x, sigma_next))
-        # trapezoid on the slope d = (x − D)/σ: x' = x + h (d + d') / 2, h = σ' − σ
-        h = sigma_next - sigma
-        d = (x - denoised) / sigma
-        d_next = (x_pred - denoised_next) / sigma_next
-        x = x + (0.5 * h) * (d + d_next)
+        # trapezoid on the slope d = (x − D)/σ: x' = x + h (d + d') / 2 with h = σ' − σ. Since
+        # x + h d = x_pred and d' = d + (D − D')/σ', this is x' = x_pred + h / (2σ') · (D − D').
+        x = torch.add(x_pred, denoised - denoised_next, alpha=(sigma_next - sigma) / (2 * sigma_next))
     return x

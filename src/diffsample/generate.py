@@ -1,0 +1,84 @@
+"""``diffsample.generate``: the default solver and step schedule for an NFE budget.
+
+The choice is a small table indexed by the budget, fixed by the side-by-side benchmark
+(``diffsample bench --peers``, evidence in the README), never fitted per model. The walk never
+spends more than ``nfe`` model evaluations: classifier-free guided denoisers, which cost 2 per
+call, get half as many calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from . import solvers, steps
+from .denoisers import as_denoiser
+from .errors import BudgetError
+from .sampling import sample
+
+__all__ = ["DefaultChoice", "default_choice", "default_sigmas", "generate"]
+
+
+@dataclass(frozen=True)
+class DefaultChoice:
+    """A solver, its options and a step schedule (a name in :data:`diffsample.steps.SCHEDULES`)."""
+
+    solver: str
+    schedule: str
+    options: dict[str, Any] = field(default_factory=dict)
+    schedule_options: dict[str, Any] = field(default_factory=dict)
+
+
+# (largest budget it applies to, choice); see the README's "Choosing the default" for the evidence.
+DEFAULT_TABLE: tuple[tuple[int, DefaultChoice], ...] = (
+    (1_000_000, DefaultChoice("dpm_solver_3m", "logsnr")),
+)
+
+
+def default_choice(nfe: int) -> DefaultChoice:
+    """The default configuration for a budget of ``nfe`` model evaluations."""
+    if int(nfe) != nfe or nfe < 1:
+        raise BudgetError(f"nfe must be a positive integer number of model evaluations, got {nfe!r}")
+    for limit, choice in DEFAULT_TABLE:
+        if nfe <= limit:
+            return choice
+    return DEFAULT_TABLE[-1][1]
+
+
+def default_sigmas(nfe: int, sigma_min: float, sigma_max: float, calls_per_eval: int = 1
+                   ) -> tuple[DefaultChoice, torch.Tensor]:
+    """The default choice and its noise levels for ``nfe`` evaluations over ``[sigma_min, sigma_max]`` → 0.
+
+    ``calls_per_eval`` is the number of model evaluations one denoiser call costs (2 under CFG).
+    """
+    choice = default_choice(nfe)
+    calls = nfe // calls_per_eval
+    if calls < 1:
+        raise BudgetError(f"a budget of {nfe} evaluations buys no call of a denoiser costing {calls_per_eval} each")
+    n_steps = solvers.spec(choice.solver).steps_for_nfe(calls)
+    return choice, steps.get(choice.schedule)(n_steps, sigma_min, sigma_max, **choice.schedule_options)
+
+
+def generate(denoiser: Any, x: torch.Tensor, *, nfe: int, sigma_min: float, sigma_max: float,
+             noise: Any = None, callback: Any = None) -> torch.Tensor:
+    """Sample with the best default configuration for a budget of ``nfe`` model evaluations.
+
+    Args:
+        denoiser: a σ-space denoiser ``D(x, sigma) -> x0_hat``.
+        x: the state at ``sigma_max`` (from pure noise: ``sigma_max · z``).
+        nfe: the budget in model evaluations (a guided call counts 2); never exceeded.
+        sigma_min, sigma_max: the noise-level span; the walk ends at σ = 0.
+
+    Returns:
+        The state at σ = 0.
+    """
+    den = as_denoiser(denoiser)
+    choice, sigmas = default_sigmas(nfe, sigma_min, sigma_max, getattr(den, "nfe_per_call", 1))
+    before = den.nfe
+    out = sample(den, x, sigmas, solver=choice.solver, noise=noise, callback=callback, **choice.options)
+    spent = den.nfe - before
+    if spent > nfe:  # a guard on the promise, not an expected path
+        raise BudgetError(f"generate spent {spent} model evaluations, over the budget of {nfe}")
+    return out
