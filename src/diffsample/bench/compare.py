@@ -88,15 +88,23 @@ class Comparison:
     best_ours_rmse: float
     best_peer: str
     best_peer_rmse: float
+    same_span_peer: str
+    same_span_peer_rmse: float
 
     @property
     def ratio(self) -> float:
         """generate's RMSE over the best peer's (≤ 1: generate is at least as accurate)."""
         return self.generate_rmse / self.best_peer_rmse if self.best_peer_rmse > 0 else math.inf
 
+    @property
+    def same_span_ratio(self) -> float:
+        """generate's RMSE over the best peer's on generate's own span (EDM's by default)."""
+        return self.generate_rmse / self.same_span_peer_rmse if self.same_span_peer_rmse > 0 else math.inf
 
-def compare(rows: Sequence[BenchRow]) -> list[Comparison]:
-    """Per (bed, budget): generate, the best of our configurations and the best peer configuration."""
+
+def compare(rows: Sequence[BenchRow], span: str = "edm") -> list[Comparison]:
+    """Per (bed, budget): generate, our best configuration, the best peer configuration on any span and
+    the best on ``span`` (the span generate ran on)."""
     out = []
     keys = sorted({(r.bed, r.nfe_budget) for r in rows}, key=lambda k: (k[0], k[1]))
     for bed, budget in keys:
@@ -108,6 +116,8 @@ def compare(rows: Sequence[BenchRow]) -> list[Comparison]:
             continue
         best_ours = min(ours, key=lambda r: r.rmse) if ours else gen[0]
         best_peer = min(peers, key=lambda r: r.rmse)
+        same = min((r for r in peers if r.schedule == span), key=lambda r: r.rmse, default=best_peer)
         out.append(Comparison(bed, budget, gen[0].rmse, f"{best_ours.solver}/{best_ours.schedule}", best_ours.rmse,
-                              f"{best_peer.source}:{best_peer.solver}/{best_peer.schedule}", best_peer.rmse))
+                              f"{best_peer.solver}/{best_peer.schedule}", best_peer.rmse,
+                              f"{same.solver}", same.rmse))
     return out

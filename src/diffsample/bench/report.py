@@ -77,10 +77,11 @@ def plot_error_vs_nfe(rows: Sequence[BenchRow], path: str | Path, metric: str = 
 
 def format_comparison(comparisons) -> str:
     """Per bed and budget: generate, our best configuration, the best peer configuration, and the ratio."""
-    header = (f"{'bed':<10} {'nfe':>4}  {'generate':>9}  {'our best':<28} {'rmse':>9}  {'best peer':<44} "
-              f"{'rmse':>9}  ratio")
+    header = (f"{'bed':<10} {'nfe':>4}  {'generate':>9}  {'our best':<26} {'rmse':>9}  {'best peer (own span)':<50} "
+              f"{'rmse':>9}  {'ratio':>5}  {'best peer on the EDM span':<36} {'rmse':>9}  {'ratio':>5}")
     lines = [header, "-" * len(header)]
     for c in comparisons:
-        lines.append(f"{c.bed:<10} {c.nfe:>4}  {c.generate_rmse:>9.4g}  {c.best_ours:<28} {c.best_ours_rmse:>9.4g}  "
-                     f"{c.best_peer:<44} {c.best_peer_rmse:>9.4g}  {c.ratio:5.2f}")
+        lines.append(f"{c.bed:<10} {c.nfe:>4}  {c.generate_rmse:>9.4g}  {c.best_ours:<26} {c.best_ours_rmse:>9.4g}  "
+                     f"{c.best_peer:<50} {c.best_peer_rmse:>9.4g}  {c.ratio:5.2f}  {c.same_span_peer:<36} "
+                     f"{c.same_span_peer_rmse:>9.4g}  {c.same_span_ratio:5.2f}")
     return "\n".join(lines)

@@ -1,0 +1,77 @@
+"""diffsample.generate: the default configuration keeps the budget and beats the simple solvers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import diffsample as ds
+from diffsample.testbeds import get_bed, metrics, reference_solution
+
+pytest.importorskip("scipy")
+
+
+@pytest.fixture(scope="module")
+def ring():
+    bed = get_bed("ring2d")
+    x = ds.noise.seeded(1).initial((16, 2), 80.0, dtype=torch.float64)
+    return bed, x, reference_solution(bed, x, 80.0, 0.0)
+
+
+@pytest.mark.parametrize("nfe", [1, 2, 3, 4, 5, 7, 10, 16, 25])
+def test_never_exceeds_the_budget(ring, nfe):
+    bed, x, _ = ring
+    bed.reset_counter()
+    out = ds.generate(bed, x, nfe=nfe, sigma_min=0.002, sigma_max=80.0)
+    assert 1 <= bed.nfe <= nfe
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("nfe", [2, 3, 9, 20])
+def test_guided_denoiser_gets_half_the_calls(ring, nfe):
+    bed, x, _ = ring
+    guided = ds.cfg(bed, 1.5, uncond=get_bed("ring2d"))
+    out = ds.generate(guided, x, nfe=nfe, sigma_min=0.002, sigma_max=80.0)
+    assert guided.nfe <= nfe and guided.nfe == 2 * (nfe // 2)
+    assert torch.isfinite(out).all()
+
+
+def test_impossible_budget_is_refused(ring):
+    bed, x, _ = ring
+    with pytest.raises(ds.BudgetError, match="positive integer"):
+        ds.generate(bed, x, nfe=0, sigma_min=0.002, sigma_max=80.0)
+    with pytest.raises(ds.BudgetError, match="buys no call"):
+        ds.generate(ds.cfg(bed, 2.0, uncond=get_bed("ring2d")), x, nfe=1, sigma_min=0.002, sigma_max=80.0)
+
+
+@pytest.fixture(scope="module")
+def three_beds():
+    out = []
+    for name in ("ring2d", "mixture64", "digits"):
+        bed = get_bed(name)
+        x = ds.noise.seeded(2).initial((16, *bed.shape), 80.0, dtype=torch.float64)
+        out.append((bed, x, reference_solution(bed, x, 80.0, 0.0)))
+    return out
+
+
+@pytest.mark.parametrize("nfe", [5, 10, 20])
+def test_more_accurate_than_euler_and_heun_across_beds(three_beds, nfe):
+    """Geometric mean of the RMSE over the three exact beds, at equal budget and span."""
+    def mean_log_rmse(run) -> float:
+        return sum(math.log(max(metrics.rmse(run(bed, x), ref), 1e-6)) for bed, x, ref in three_beds) / 3
+
+    gen = mean_log_rmse(lambda bed, x: ds.generate(bed, x, nfe=nfe, sigma_min=0.002, sigma_max=80.0))
+    for solver in ("euler", "heun"):
+        n = ds.solvers.spec(solver).steps_for_nfe(nfe)
+        other = mean_log_rmse(lambda bed, x, n=n, solver=solver: ds.sample(bed, x, ds.steps.karras(n, 0.002, 80.0),
+                                                                            solver=solver))
+        assert gen < other, (solver, nfe, math.exp(gen), math.exp(other))
+
+
+def test_converges_to_the_exact_solution(ring):
+    bed, x, ref = ring
+    errors = [metrics.rmse(ds.generate(bed, x, nfe=n, sigma_min=0.002, sigma_max=80.0), ref) for n in (10, 40, 160)]
+    assert errors[2] < errors[1] < errors[0]
+    assert errors[2] < 1e-3
