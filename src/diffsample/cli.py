@@ -83,6 +83,27 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_overhead(args: argparse.Namespace) -> int:
+    from .bench.overhead import measure_overhead
+
+    shape = tuple(_int_list(args.shape.replace("x", ",")))
+    rows = measure_overhead(args.solvers, shape=shape, n_steps=args.steps, repeats=args.repeats,
+                            peers=not args.no_peers)
+    print(f"per-step time outside the model, batch {args.shape}, {args.steps} steps, best of {args.repeats} "
+          "interleaved runs (ms):")
+    print(f"{'solver':<16} {'diffsample':>10} {'diffusers':>10} {'k-diffusion':>11} "
+          f"{'÷ diffusers':>11} {'÷ k-diff':>9}")
+
+    def cell(v: float | None, fmt: str) -> str:
+        return format(v, fmt) if v is not None else "—"
+
+    for r in rows:
+        print(f"{r.solver:<16} {r.ours_ms:>10.3f} {cell(r.diffusers_ms, '>10.3f'):>10} "
+              f"{cell(r.kdiffusion_ms, '>11.3f'):>11} {cell(r.ratio_diffusers, '>11.2f'):>11} "
+              f"{cell(r.ratio_kdiffusion, '>9.2f'):>9}")
+    return 0
+
+
 def _theory_order(name: str) -> int:
     from . import solvers
 
@@ -116,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="bench-out", help="folder for bench.csv and bench.png")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("overhead", help="time per step outside the model, next to diffusers and k-diffusion")
+    p.add_argument("--solvers", type=_str_list, default=None, help="solvers (default: those with a peer)")
+    p.add_argument("--shape", default="64x3x32x32", help="batch shape, e.g. 64x3x32x32")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--no-peers", action="store_true", help="time diffsample alone")
+    p.set_defaults(func=_cmd_overhead)
 
     p = sub.add_parser("solvers", help="list the registered solvers")
     p.set_defaults(func=_cmd_solvers)
