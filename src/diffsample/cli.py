@@ -62,8 +62,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if not args.peers:
         print(format_table(rows))
     csv_path = write_csv(rows, out / "bench.csv")
-    png_path = plot_error_vs_nfe([r for r in rows if r.source == "diffsample"] if args.peers else rows,
-                                 out / "bench.png")
+    png_path = plot_error_vs_nfe(rows, out / "bench.png")
     if args.peers:
         from .bench.compare import compare
 

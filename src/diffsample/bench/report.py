@@ -41,8 +41,33 @@ def write_csv(rows: Sequence[BenchRow], path: str | Path) -> Path:
     return path
 
 
-def plot_error_vs_nfe(rows: Sequence[BenchRow], path: str | Path, metric: str = "rmse") -> Path:
-    """One log-log panel per bed: ``metric`` against NFE, one line per (source, solver, schedule)."""
+def _series(rows: Sequence[BenchRow], metric: str) -> dict[tuple[str, str, str], list[tuple[int, float]]]:
+    lines: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
+    for r in rows:
+        value = getattr(r, metric)
+        if value == value and value > 0:  # drop NaN and exact zeros (no log)
+            lines.setdefault((r.source, r.solver, r.schedule), []).append((r.nfe, value))
+    return {k: sorted(v) for k, v in lines.items()}
+
+
+def _envelope(series: dict, keep) -> list[tuple[int, float]]:
+    best: dict[int, float] = {}
+    for key, pts in series.items():
+        if keep(key):
+            for nfe, value in pts:
+                best[nfe] = min(best.get(nfe, float("inf")), value)
+    return sorted(best.items())
+
+
+def plot_error_vs_nfe(rows: Sequence[BenchRow], path: str | Path, metric: str = "rmse", highlight: int = 6) -> Path:
+    """One log-log panel per bed: ``metric`` against NFE.
+
+    Every configuration is drawn thin and grey; on top, the lower envelope of diffsample's configurations,
+    of the peers' (when present), ``generate`` (when present) and the ``highlight`` configurations with
+    the best mean log error are drawn in colour.
+    """
+    import math
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,26 +76,32 @@ def plot_error_vs_nfe(rows: Sequence[BenchRow], path: str | Path, metric: str = 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     beds = list(dict.fromkeys(r.bed for r in rows))
-    fig, axes = plt.subplots(1, max(len(beds), 1), figsize=(5.5 * max(len(beds), 1), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, max(len(beds), 1), figsize=(5.5 * max(len(beds), 1), 5.5), squeeze=False)
     for ax, bed in zip(axes[0], beds, strict=False):
-        lines: dict[tuple[str, str, str], list[BenchRow]] = {}
-        for r in rows:
-            if r.bed == bed:
-                lines.setdefault((r.source, r.solver, r.schedule), []).append(r)
-        for (source, solver, schedule), pts in sorted(lines.items()):
-            pts = sorted((p for p in pts if getattr(p, metric) > 0), key=lambda p: p.nfe)
-            if not pts:
-                continue
-            style = "-" if source == "diffsample" else "--"
-            ax.loglog([p.nfe for p in pts], [getattr(p, metric) for p in pts], style, marker="o", ms=3,
-                      label=f"{solver} ({schedule})" if source == "diffsample" else f"{source}: {solver}")
+        series = _series([r for r in rows if r.bed == bed], metric)
+        for pts in series.values():
+            ax.loglog(*zip(*pts, strict=True), color="0.85", lw=0.6, zorder=1)
+        ours = [k for k in series if k[0] == "diffsample" and k[1] != "generate"]
+        ranked = sorted(ours, key=lambda k: sum(math.log(v) for _, v in series[k]) / len(series[k]))
+        for key in ranked[:highlight]:
+            ax.loglog(*zip(*series[key], strict=True), marker="o", ms=3, lw=1.2, label=f"{key[1]} ({key[2]})", zorder=3)
+        envelopes = [("best of diffsample", lambda k: k[0] == "diffsample" and k[1] != "generate", "tab:blue", "-"),
+                     ("best of peers", lambda k: k[0] != "diffsample", "tab:red", "--")]
+        for label, keep, color, style in envelopes:
+            pts = _envelope(series, keep)
+            if pts:
+                ax.loglog(*zip(*pts, strict=True), style, color=color, lw=2.2, label=label, zorder=4)
+        gen = [k for k in series if k[1] == "generate"]
+        for key in gen:
+            ax.loglog(*zip(*series[key], strict=True), color="black", lw=2.5, marker="s", ms=4,
+                      label="diffsample.generate", zorder=5)
         ax.set_title(bed)
         ax.set_xlabel("NFE (model evaluations)")
         ax.set_ylabel(f"{metric} vs exact ODE solution")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
