@@ -88,8 +88,8 @@ def _cmd_overhead(args: argparse.Namespace) -> int:
     shape = tuple(_int_list(args.shape.replace("x", ",")))
     rows = measure_overhead(args.solvers, shape=shape, n_steps=args.steps, repeats=args.repeats,
                             peers=not args.no_peers)
-    print(f"per-step time outside the model, batch {args.shape}, {args.steps} steps, best of {args.repeats} "
-          "interleaved runs (ms):")
+    print(f"time outside the model per model evaluation, batch {args.shape}, {args.steps} steps, best of "
+          f"{args.repeats} interleaved runs (ms):")
     print(f"{'solver':<16} {'diffsample':>10} {'diffusers':>10} {'k-diffusion':>11} "
           f"{'÷ diffusers':>11} {'÷ k-diff':>9}")
 
@@ -101,6 +101,18 @@ def _cmd_overhead(args: argparse.Namespace) -> int:
               f"{cell(r.kdiffusion_ms, '>11.3f'):>11} {cell(r.ratio_diffusers, '>11.2f'):>11} "
               f"{cell(r.ratio_kdiffusion, '>9.2f'):>9}")
     return 0
+
+
+def _cmd_robustness(args: argparse.Namespace) -> int:
+    from .bench.robustness import BEDS, FULL_STEPS, QUICK_STEPS, SCHEDULES, GridConfig, format_report, run_grid
+
+    step_counts = args.steps or (QUICK_STEPS if args.quick else FULL_STEPS)
+    config = GridConfig(beds=args.beds or BEDS, solvers=args.solvers, schedules=args.schedules or SCHEDULES,
+                        steps=step_counts, batch=args.batch, seed=args.seed)
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.quiet else None
+    report = run_grid(config, jobs=args.jobs, progress=log)
+    print(format_report(report))
+    return 1 if report.failures else 0
 
 
 def _theory_order(name: str) -> int:
@@ -137,13 +149,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=_cmd_bench)
 
-    p = sub.add_parser("overhead", help="time per step outside the model, next to diffusers and k-diffusion")
+    p = sub.add_parser("overhead", help="time outside the model per evaluation, next to diffusers and k-diffusion")
     p.add_argument("--solvers", type=_str_list, default=None, help="solvers (default: those with a peer)")
     p.add_argument("--shape", default="64x3x32x32", help="batch shape, e.g. 64x3x32x32")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--no-peers", action="store_true", help="time diffsample alone")
     p.set_defaults(func=_cmd_overhead)
+
+    p = sub.add_parser("robustness", help="every fixed-step solver × step schedule × 1–1000 steps × float32/float16/"
+                       "bfloat16 networks on exact beds: NaN/Inf, NFE and exceptions (exit code 1 on any failure)")
+    p.add_argument("--steps", type=_int_list, default=None,
+                   help="step counts (default 1–20, 25, 30, 40, 50, 75, 100, 150, 200, 300, 500, 750, 1000)")
+    p.add_argument("--quick", action="store_true", help="step counts 1, 2, 3, 5, 10, 100 only")
+    p.add_argument("--beds", type=_str_list, default=None, help="ring2d and/or mixture64 (default both)")
+    p.add_argument("--solvers", type=_str_list, default=None, help="solvers (default: every non-adaptive one)")
+    p.add_argument("--schedules", type=_str_list, default=None,
+                   help="karras, logsnr, kl_optimal, polyexponential, time_uniform, align_your_steps (default all)")
+    p.add_argument("--batch", type=int, default=4, help="samples per dtype")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=1, help="worker processes")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=_cmd_robustness)
 
     p = sub.add_parser("solvers", help="list the registered solvers")
     p.set_defaults(func=_cmd_solvers)
