@@ -20,6 +20,7 @@ from .generate import generate
 from .guidance import cfg
 from .parameterization import ModelDenoiser
 from .sampling import sample
+from .tuning import Plan, tune
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,7 @@ __all__ = [
     "BudgetError",
     "Denoiser",
     "ModelDenoiser",
+    "Plan",
     "DiffsampleError",
     "NonFiniteError",
     "ShapeError",
@@ -42,4 +44,15 @@ __all__ = [
     "sample",
     "solvers",
     "steps",
+    "tune",
 ]
+
+
+def __getattr__(name: str):
+    """``diffsample.DiffsampleScheduler`` on demand, so diffusers finds the scheduler class by its module
+    while ``import diffsample`` itself never imports diffusers."""
+    if name == "DiffsampleScheduler":
+        from .integrations import DiffsampleScheduler
+
+        return DiffsampleScheduler
+    raise AttributeError(f"module 'diffsample' has no attribute {name!r}")
