@@ -203,7 +203,8 @@ def assert_pipeline_matches(images, latents, ref):
     scale = float(ref.abs().max())
     torch.testing.assert_close(latents[-1], ref, rtol=1e-5, atol=1e-5 * max(1.0, scale))
     want = (ref / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()  # DDPMPipeline's own output processing
-    assert abs(images - want).max() < 1e-5
+    # images = latents / 2 + 0.5, so the latent tolerance halves; float32 round-off scales with |latent|
+    assert abs(images - want).max() < 1e-5 * max(1.0, scale)
 
 
 PIPELINE_SOLVERS = ["euler", "dpmpp_2m", "unipc", "heun", "dpmpp_2s", "dpm_solver_3s", "dpm_fast", "lms", "deis",

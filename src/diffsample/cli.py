@@ -115,6 +115,61 @@ def _cmd_robustness(args: argparse.Namespace) -> int:
     return 1 if report.failures else 0
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import noise
+    from .bench.runner import BenchConfig, run_benchmark
+    from .bench.tuning_bench import HAND_SCHEDULES, hand_made_solvers
+    from .sampling import sample
+    from .testbeds import get_bed, reference_solution
+    from .tuning import tune
+
+    if args.seed == args.heldout_seed:
+        raise ValueError("--seed (calibration) and --heldout-seed must differ")
+    bed = get_bed(args.bed)
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.quiet else None
+    calibration = noise.seeded(args.seed).initial((args.calibration, *bed.shape), args.sigma_max, dtype=torch.float64)
+    plan = tune(bed, nfe=args.nfe, sigma_min=args.sigma_min, sigma_max=args.sigma_max, calibration=calibration,
+                model_id=args.bed, progress=log)
+    plan.save(args.out)
+    prov = plan.provenance
+    print(f"tuned plan for {args.bed} at NFE {args.nfe} -> {args.out}")
+    print(plan.describe())
+    print(f"calibration ({args.calibration} samples, seed {args.seed}): RMSE {prov['error']:.4g} vs the teacher; "
+          f"tuning {prov['tuning_seconds']:.1f}s, {prov['tuning_nfe']:.0f} NFE (teacher {prov['teacher_nfe']})")
+    held = noise.seeded(args.heldout_seed).initial((args.heldout, *bed.shape), args.sigma_max, dtype=torch.float64)
+    reference = reference_solution(bed, held, args.sigma_max, 0.0)
+    tuned = float((sample(bed, held, plan=plan).to(torch.float64) - reference).square().mean().sqrt())
+    config = BenchConfig(beds=[args.bed], solvers=hand_made_solvers(), schedules=list(HAND_SCHEDULES),
+                         nfes=[args.nfe], sigma_min=args.sigma_min, sigma_max=args.sigma_max, batch=args.heldout,
+                         seed=args.heldout_seed)
+    hand = sorted(run_benchmark(config), key=lambda r: r.rmse)
+    print(f"\nheld-out ({args.heldout} samples, seed {args.heldout_seed}), RMSE vs the exact ODE solution:")
+    print(f"  {'tuned plan':<32} {tuned:.4g}")
+    for r in hand[:5]:
+        print(f"  {r.solver + '/' + r.schedule:<32} {r.rmse:.4g}  (tuned / this = {tuned / r.rmse:.2f})")
+    return 0
+
+
+def _cmd_bench_tune(args: argparse.Namespace) -> int:
+    import json
+
+    from .bench.tuning_bench import format_tuning_table, run_tuning_bench
+
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.quiet else None
+    rows = run_tuning_bench(args.beds, args.nfe, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
+                            calibration_size=args.calibration, calibration_seed=args.seed,
+                            heldout_size=args.heldout, heldout_seed=args.heldout_seed, progress=log)
+    print(format_tuning_table(rows))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps([r.as_dict() for r in rows], indent=1) + "\n")
+        print(f"\nwrote {out}")
+    return 0
+
+
 def _theory_order(name: str) -> int:
     from . import solvers
 
@@ -171,6 +226,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="worker processes")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=_cmd_robustness)
+
+    p = sub.add_parser("tune", help="tune a plan (noise levels + per-step solver choices) on an exact bed")
+    p.add_argument("--bed", required=True, help="ring2d, mixture64 or digits")
+    p.add_argument("--nfe", type=int, required=True, help="NFE budget")
+    p.add_argument("--out", default="plan.json", help="where to write the plan (JSON)")
+    p.add_argument("--sigma-min", type=float, default=0.002)
+    p.add_argument("--sigma-max", type=float, default=80.0)
+    p.add_argument("--calibration", type=int, default=128, help="calibration samples")
+    p.add_argument("--seed", type=int, default=1, help="calibration seed")
+    p.add_argument("--heldout", type=int, default=64, help="held-out samples for the comparison")
+    p.add_argument("--heldout-seed", type=int, default=0, help="held-out seed (the benchmark's)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=_cmd_tune)
+
+    p = sub.add_parser("bench-tune", help="tuned plans vs the best hand-made solver/schedule on held-out noise")
+    p.add_argument("--beds", type=_str_list, default=["ring2d", "mixture64", "digits"])
+    p.add_argument("--nfe", type=_int_list, default=[4, 5, 6, 8, 10], help="NFE budgets")
+    p.add_argument("--sigma-min", type=float, default=0.002)
+    p.add_argument("--sigma-max", type=float, default=80.0)
+    p.add_argument("--calibration", type=int, default=128, help="calibration samples")
+    p.add_argument("--seed", type=int, default=1, help="calibration seed")
+    p.add_argument("--heldout", type=int, default=64, help="held-out samples")
+    p.add_argument("--heldout-seed", type=int, default=0, help="held-out seed (the benchmark's)")
+    p.add_argument("--out", default=None, help="also write the rows (with the plans) as JSON here")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=_cmd_bench_tune)
+
+    from .sample_cli import add_sample_parser
+
+    add_sample_parser(sub)
 
     p = sub.add_parser("solvers", help="list the registered solvers")
     p.set_defaults(func=_cmd_solvers)

@@ -15,7 +15,7 @@ import torch
 
 from . import solvers, steps
 from .denoisers import as_denoiser
-from .errors import BudgetError
+from .errors import BudgetError, SigmaError
 from .sampling import sample
 
 __all__ = ["DefaultChoice", "default_choice", "default_sigmas", "generate"]
@@ -67,24 +67,55 @@ def default_sigmas(nfe: int, sigma_min: float, sigma_max: float, calls_per_eval:
     return choice, steps.get(choice.schedule)(n_steps, sigma_min, sigma_max, **choice.schedule_options)
 
 
-def generate(denoiser: Any, x: torch.Tensor, *, nfe: int, sigma_min: float, sigma_max: float,
-             noise: Any = None, callback: Any = None) -> torch.Tensor:
-    """Sample with the best default configuration for a budget of ``nfe`` model evaluations.
+def generate(denoiser: Any, x: torch.Tensor, *, nfe: int | None = None, sigma_min: float | None = None,
+             sigma_max: float | None = None, noise: Any = None, callback: Any = None, plan: Any = None
+             ) -> torch.Tensor:
+    """Sample with the best default configuration for a budget of ``nfe`` model evaluations, or with a tuned plan.
 
     Args:
         denoiser: a σ-space denoiser ``D(x, sigma) -> x0_hat``.
         x: the state at ``sigma_max`` (from pure noise: ``sigma_max · z``).
         nfe: the budget in model evaluations (a guided call counts 2); never exceeded.
         sigma_min, sigma_max: the noise-level span; the walk ends at σ = 0.
+        plan: a :class:`diffsample.Plan` from :func:`diffsample.tune` (or the path of one): it replaces the
+            default table. ``nfe``, ``sigma_min`` and ``sigma_max`` may then be left out; any given must
+            agree with the plan (its cost within ``nfe``, its first level ``sigma_max``, its lowest
+            positive level at least ``sigma_min``).
 
     Returns:
         The state at σ = 0.
     """
     den = as_denoiser(denoiser)
-    choice, sigmas = default_sigmas(nfe, sigma_min, sigma_max, getattr(den, "nfe_per_call", 1))
+    per_call = getattr(den, "nfe_per_call", 1)
+    if plan is not None:
+        plan = _checked_plan(plan, nfe, sigma_min, sigma_max, per_call)
+        sigmas, solver, options = plan.sigma_tensor(), plan.solver, dict(plan.options)
+        nfe = plan.nfe * per_call if nfe is None else nfe
+    else:
+        if nfe is None or sigma_min is None or sigma_max is None:
+            raise BudgetError("generate() needs nfe, sigma_min and sigma_max (or a plan)")
+        choice, sigmas = default_sigmas(nfe, sigma_min, sigma_max, per_call)
+        solver, options = choice.solver, dict(choice.options)
     before = den.nfe
-    out = sample(den, x, sigmas, solver=choice.solver, noise=noise, callback=callback, **choice.options)
+    out = sample(den, x, sigmas, solver=solver, noise=noise, callback=callback, **options)
     spent = den.nfe - before
     if spent > nfe:  # a guard on the promise, not an expected path
         raise BudgetError(f"generate spent {spent} model evaluations, over the budget of {nfe}")
     return out
+
+
+def _checked_plan(plan: Any, nfe: int | None, sigma_min: float | None, sigma_max: float | None, per_call: int
+                  ) -> Any:
+    """``plan`` (loaded if a path) after checking it against the budget and span passed with it."""
+    from .tuning.plan import Plan  # the tuner sits above generate; imported only when a plan is given
+
+    if not isinstance(plan, Plan):
+        plan = Plan.load(plan)
+    if nfe is not None and plan.nfe * per_call > nfe:
+        raise BudgetError(f"the plan costs {plan.nfe * per_call} model evaluations, over the budget of {nfe}")
+    if sigma_max is not None and abs(plan.sigmas[0] - sigma_max) > 1e-9 * sigma_max:
+        raise SigmaError(f"the plan starts at sigma = {plan.sigmas[0]:g}, not at sigma_max = {sigma_max:g}")
+    lowest = plan.sigmas[-2] if plan.sigmas[-1] == 0 and len(plan.sigmas) > 1 else plan.sigmas[-1]
+    if sigma_min is not None and lowest < sigma_min * (1 - 1e-9):
+        raise SigmaError(f"the plan goes down to sigma = {lowest:g}, below sigma_min = {sigma_min:g}")
+    return plan

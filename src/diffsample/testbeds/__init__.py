@@ -31,3 +31,24 @@ __all__ = [
     "rmse",
     "rmse_per_sample",
 ]
+
+# imperfect denoisers with a known true distribution, and distribution metrics (issue 6)
+from .distribution import (  # noqa: E402
+    sliced_wasserstein,
+    sliced_wasserstein_to_truth,
+    true_log_likelihood,
+    wasserstein_1d_to_truth,
+    weight_tv,
+)
+from .imperfect import ExposureBiasDenoiser, ImperfectBed, MisfitMixture  # noqa: E402
+
+__all__ += [
+    "ExposureBiasDenoiser",
+    "ImperfectBed",
+    "MisfitMixture",
+    "sliced_wasserstein",
+    "sliced_wasserstein_to_truth",
+    "true_log_likelihood",
+    "wasserstein_1d_to_truth",
+    "weight_tv",
+]

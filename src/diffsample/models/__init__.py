@@ -1,0 +1,41 @@
+"""Small diffusion models trained on scikit-learn's 8×8 digits, shipped with the package, and their metrics.
+
+A real trained network (not an exact test bed) to run solvers, guidance and tuners against:
+
+* :func:`load_digits_model` — the unconditional or class-conditional model as a σ-space denoiser
+  ``D(x, sigma, class_labels=None)`` (labels 0…9; :data:`NULL_LABEL` = 10 is "no class");
+* :func:`load_classifier`, :func:`class_accuracy`, :func:`frechet_distance` — a digits classifier
+  and the Fréchet distance of its penultimate features (an FID for digits);
+* :func:`digits_data` — the real data, scaled to [−1, 1] (needs scikit-learn: ``diffsample[beds]``).
+
+``weights/MODEL_CARD.md`` documents data, architecture, training and the reference numbers.
+Importing this package needs torch alone (weights are read by a built-in safetensors reader).
+"""
+
+from __future__ import annotations
+
+from .classifier import CLASSIFIER_INFO, DigitsClassifier, class_accuracy, classifier_features, load_classifier
+from .data import classifier_split, digits_data, real_halves
+from .digits import MODEL_INFO, NULL_LABEL, load_digits_model, load_digits_network, model_config
+from .fid import frechet_distance, gaussian_fit, gaussian_frechet_distance
+from .network import DigitsMLP
+
+__all__ = [
+    "CLASSIFIER_INFO",
+    "DigitsClassifier",
+    "DigitsMLP",
+    "MODEL_INFO",
+    "NULL_LABEL",
+    "class_accuracy",
+    "classifier_features",
+    "classifier_split",
+    "digits_data",
+    "frechet_distance",
+    "gaussian_fit",
+    "gaussian_frechet_distance",
+    "load_classifier",
+    "load_digits_model",
+    "load_digits_network",
+    "model_config",
+    "real_halves",
+]

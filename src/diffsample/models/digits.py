@@ -1,0 +1,92 @@
+"""Load the shipped 8×8-digits diffusion models as σ-space denoisers.
+
+Two weight sets live in ``weights/`` next to a JSON config each (architecture, schedule,
+parameterisation, training record): ``digits_uncond`` (unconditional) and ``digits_cond``
+(class-conditional, trained with label dropout so the null label gives the unconditional model for
+classifier-free guidance). :func:`load_digits_model` rebuilds the network from the config and wraps
+it in :class:`~diffsample.parameterization.ModelDenoiser` exactly as it was trained, so
+``D(x, sigma, class_labels=y)`` returns x̂0 for ``x = x0 + σ ε`` and counts NFE like any denoiser.
+
+Example (guided, 10 samples of the digit 3)::
+
+    D = load_digits_model(conditional=True)
+    sigmas = diffsample.steps.karras(20, D.schedule.sigma_min, D.schedule.sigma_max)
+    guided = diffsample.cfg(D, 2.0, cond_kwargs={"class_labels": 3}, uncond_kwargs={"class_labels": NULL_LABEL})
+    x = diffsample.sample(guided, sigmas[0] * torch.randn(10, 1, 8, 8), sigmas, solver="heun")
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import DiffsampleError
+from ..parameterization import ModelDenoiser
+from ..schedules import DiscreteVP, NoiseSchedule
+from ._io import load_safetensors
+from .network import DigitsMLP, VPEpsNetwork
+
+__all__ = ["MODEL_INFO", "NULL_LABEL", "load_digits_model", "load_digits_network", "model_config"]
+
+WEIGHTS = Path(__file__).parent / "weights"
+NULL_LABEL = 10
+"""The class label meaning "no class": the unconditional branch of the conditional model."""
+
+_NAMES = {False: "digits_uncond", True: "digits_cond"}
+
+
+def model_config(conditional: bool = False, *, weights_dir: str | Path | None = None) -> dict[str, Any]:
+    """The JSON config shipped with a weight set (architecture, schedule, parameterisation, training record).
+
+    ``weights_dir`` reads a config written elsewhere by ``scripts/train_digits.py --out`` (default: shipped).
+    """
+    path = Path(weights_dir or WEIGHTS) / f"{_NAMES[bool(conditional)]}.json"
+    if not path.exists():
+        raise DiffsampleError(f"no digits model config at {path}; run scripts/train_digits.py to create it")
+    return json.loads(path.read_text())
+
+
+def _read_all() -> dict[str, dict[str, Any]]:
+    info: dict[str, dict[str, Any]] = {}
+    for cond, name in _NAMES.items():
+        path = WEIGHTS / f"{name}.json"
+        if path.exists():
+            info["conditional" if cond else "unconditional"] = json.loads(path.read_text())
+    return info
+
+
+MODEL_INFO: dict[str, dict[str, Any]] = _read_all()
+"""The shipped configs, keyed ``"unconditional"`` and ``"conditional"`` (see :func:`model_config`)."""
+
+
+def load_digits_network(conditional: bool = False, *, weights_dir: str | Path | None = None) -> VPEpsNetwork:
+    """The network ``eps = net(x_t, t, class_labels=None)`` on its DDPM table, EMA weights, eval mode."""
+    cfg = model_config(conditional, weights_dir=weights_dir)
+    core = DigitsMLP(**cfg["architecture"])
+    state = load_safetensors(Path(weights_dir or WEIGHTS) / cfg["weights"])
+    core.load_state_dict({k: v.float() for k, v in state.items()})
+    schedule = NoiseSchedule.from_config(cfg["schedule"])
+    if not isinstance(schedule, DiscreteVP):
+        raise DiffsampleError(f"the digits network is served on a discrete VP table, got {schedule!r}")
+    net = VPEpsNetwork(core, schedule, cfg["parameterization"]["sigma_data"])
+    return net.eval().requires_grad_(False)
+
+
+def load_digits_model(conditional: bool = False, *, weights_dir: str | Path | None = None) -> ModelDenoiser:
+    """The shipped digits model as a σ-space denoiser ``D(x, sigma, class_labels=None) -> x̂0``.
+
+    Args:
+        conditional: the class-conditional weights (labels 0…9, :data:`NULL_LABEL` = 10 or ``None``
+            for the unconditional branch) instead of the unconditional ones (labels must be ``None``).
+        weights_dir: load weights written elsewhere by ``scripts/train_digits.py --out``.
+
+    The network is an ε-predictor on diffusers' default DDPM table (``D.schedule``: linear β, 1000
+    steps), called at fractional timesteps ``t(σ)`` given in float64; ``D.network`` is the
+    :class:`~diffsample.models.network.VPEpsNetwork`. ``D.schedule.sigma_min``/``sigma_max``
+    (0.01, 157.4) are the sampling span. Inputs are ``(B, 1, 8, 8)`` in σ-space; clean digits lie in [−1, 1].
+    """
+    net = load_digits_network(conditional, weights_dir=weights_dir)
+    return ModelDenoiser(net, net.schedule, "eps", time_input="native", time_dtype=torch.float64)

@@ -1,0 +1,208 @@
+"""``diffsample.tune``: the best plan for a model and an NFE budget, found on a calibration batch.
+
+Pipeline (each stage counted in model evaluations of the calibration batch and in wall time):
+
+1. **Teacher** (:mod:`.teacher`): the PF-ODE from the calibration states solved by this library's own
+   high-accuracy solver on a fine λ-uniform grid, kept at every level (≈ 477 evaluations by default).
+2. **Schedules by dynamic programming** (:mod:`.dp`): GITS's additive local-cost programme (exact
+   optimum of its surrogate, ``M`` evaluations) and OSS's propagated-state programme for a few uniform
+   strategies (DDIM, DPM-Solver++(2M), order 3), each about ``n·M′`` evaluations on a sub-grid of
+   ``M′`` levels; plus the log-SNR schedule with the last level free.
+3. **Search** (:mod:`.search`): every starting schedule × a few uniform strategies is scored; the best
+   ``refine`` distinct ones are refined by the coordinate search over per-step choices and ``log σ``,
+   then ``kicks`` rounds of iterated local search start from the best; the best candidate becomes the plan.
+
+Cost and scaling: with ``B`` calibration samples, ``n = nfe`` steps, ``M`` teacher levels, ``M′ = M/dp_stride``
+DP levels and ``E`` search runs, the model sees about ``B·(teacher_nfe + M′ + n·M′·S_dp + n·E)`` sample
+evaluations (``S_dp = 3`` DP strategies; with the defaults ``E ≈ 1500–1900`` runs at ``n = 4–10``);
+everything else is ``O(n·M′²)`` tensor arithmetic on the calibration batch. The cost is dominated by the
+search, about ``n·E`` model calls on the calibration batch, so for a network the wall time is roughly
+``n·E`` times the cost of one batched call (plus the teacher's ``teacher_nfe`` calls): linear in the
+model's cost, in ``B`` and in ``n``. On the CPU test beds this is 10 s to a few minutes per budget;
+:attr:`Plan.provenance` records the exact figures (wall time, NFE per calibration sample, runs).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .. import steps
+from ..denoisers import as_denoiser
+from ..errors import BudgetError, DiffsampleError, ShapeError
+from .dp import Evaluator, gits_costs, min_cost_path, propagated_dp
+from .plan import Plan
+from .search import (
+    STARTING_STRATEGIES,
+    Candidate,
+    Choice,
+    Objective,
+    canonical,
+    coordinate_search,
+    iterated_search,
+    plan_options_of,
+    starting_points,
+)
+from .teacher import Teacher, teacher_trajectory
+
+__all__ = ["DP_STRATEGIES", "tune"]
+
+DP_STRATEGIES: tuple[Choice, ...] = (Choice("data", 1), Choice("data", 2), Choice("data", 3))
+"""Uniform strategies for which the propagated-state programme is run."""
+
+
+def _model_id(den: Any, model_id: str | None) -> str:
+    if model_id:
+        return str(model_id)
+    name = getattr(den, "name", None)
+    return str(name) if isinstance(name, str) and name else type(den).__name__
+
+
+def _library_version() -> str:
+    from .. import __version__
+
+    return f"diffsample {__version__}"
+
+
+def tune(denoiser: Any, *, nfe: int, sigma_min: float, sigma_max: float, calibration: torch.Tensor,
+         model_id: str | None = None, teacher: Teacher | None = None, teacher_levels: int = 120,
+         teacher_substeps: int = 4, dp_stride: int = 2, refine: int = 2, max_evals: int | None = None,
+         kicks: int = 8, kick_evals: int | None = None, seed: int = 0, max_rows: int = 8192,
+         progress: Callable[[str], None] | None = None) -> Plan:
+    """Tune noise levels and per-step solver choices for ``denoiser`` at a budget of ``nfe`` evaluations.
+
+    Args:
+        denoiser: a σ-space denoiser (test bed or network); a guided denoiser costing 2 per call gets
+            ``nfe // 2`` calls.
+        nfe: the budget in model evaluations per sample; the plan never spends more.
+        sigma_min, sigma_max: the span: the walk starts at ``sigma_max``, its lowest positive level lies
+            in ``[sigma_min, sigma_max)``, and it ends at 0.
+        calibration: states at ``sigma_max``, shape ``(B, …)`` (e.g. ``sigma_max · z``); use other noises
+            than those you evaluate the plan on.
+        model_id: a label for the plan's provenance (default: the denoiser's ``name`` or class name).
+        teacher: a precomputed :class:`Teacher` for ``calibration`` (else one is solved here).
+        teacher_levels, teacher_substeps: the teacher's fine grid (:func:`teacher_trajectory`).
+        dp_stride: the dynamic programmes use every ``dp_stride``-th fine level.
+        refine: how many of the best distinct starting points the coordinate search refines.
+        max_evals: search runs allowed per refined starting point (default ``60·n`` for ``n`` model calls).
+        kicks, kick_evals: restarts of the iterated local search from the best point, and runs per restart
+            (default ``30·n``).
+        seed: the iterated search's random seed (the whole tuning is deterministic).
+        max_rows: most samples per model call in the batched stages.
+        progress: called with one line per stage.
+
+    Returns:
+        A :class:`Plan` (solver ``"plan"``) whose provenance records the model id, budget, calibration
+        size, end-point RMSE vs the teacher, the teacher's NFE and method, and the tuning wall time and NFE.
+    """
+    t_start = time.perf_counter()
+    den = as_denoiser(denoiser)
+    if not isinstance(calibration, torch.Tensor) or calibration.dim() < 1 or calibration.shape[0] < 1:
+        raise ShapeError("calibration must be a tensor of states at sigma_max with shape (B, …)")
+    if int(nfe) != nfe or nfe < 1:
+        raise BudgetError(f"nfe must be a positive integer number of model evaluations, got {nfe!r}")
+    per_call = int(getattr(den, "nfe_per_call", 1))
+    n = int(nfe) // per_call
+    if n < 1:
+        raise BudgetError(f"a budget of {nfe} evaluations buys no call of a denoiser costing {per_call} each")
+    sigma_min, sigma_max = float(sigma_min), float(sigma_max)
+    if not 0 < sigma_min < sigma_max:
+        raise DiffsampleError(f"need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
+    log = progress or (lambda _msg: None)
+    max_evals = 60 * n if max_evals is None else int(max_evals)
+    kick_evals = 30 * n if kick_evals is None else int(kick_evals)
+
+    t0 = time.perf_counter()
+    if teacher is None:
+        teacher = teacher_trajectory(den, calibration, sigma_min=sigma_min, sigma_max=sigma_max,
+                                     levels=teacher_levels, substeps=teacher_substeps)
+    elif not torch.equal(teacher.start, calibration.to(teacher.start.dtype)):
+        raise DiffsampleError("the teacher given was not solved from this calibration batch")
+    teacher_seconds = time.perf_counter() - t0
+    log(f"teacher: {teacher.nfe} NFE, {teacher_seconds:.1f}s ({teacher.method})")
+
+    batch = calibration.shape[0]
+    sub = Teacher(teacher.grid[::dp_stride], teacher.states[::dp_stride], teacher.final, teacher.nfe, teacher.method)
+    if float(sub.grid[-1]) != teacher.sigma_min:  # keep σ_min among the DP levels
+        sub = Teacher(torch.cat([sub.grid, teacher.grid[-1:]]), torch.cat([sub.states, teacher.states[-1:]]),
+                      teacher.final, teacher.nfe, teacher.method)
+    evaluate = Evaluator(den, batch, max_rows)
+    schedules: list[list[float]] = []
+    t0 = time.perf_counter()
+    if n <= len(sub.grid):
+        grid = sub.grid.tolist()
+        path, _ = min_cost_path(gits_costs(sub, evaluate), n)
+        schedules.append([grid[i] for i in path[:-1]])
+        for strategy in DP_STRATEGIES:
+            res = propagated_dp(sub, evaluate, n, prediction=strategy.prediction, order=strategy.order,
+                                variant=strategy.variant)
+            schedules.append(res.sigmas)
+    if n > 1:  # the hand-made schedules as starting points too
+        schedules += [steps.get(name)(n, sigma_min, sigma_max, append_zero=False).tolist()
+                      for name in ("logsnr", "karras")]
+    else:
+        schedules.append([sigma_max])
+    dp_seconds = time.perf_counter() - t0
+    log(f"dynamic programmes: {len(schedules)} schedules, {evaluate.nfe:.0f} NFE, {dp_seconds:.1f}s")
+
+    objective = Objective(den, teacher)
+    t0 = time.perf_counter()
+    scored: dict[Candidate, float] = {}
+    for cand in starting_points(schedules, STARTING_STRATEGIES):
+        scored.setdefault(canonical(cand), objective(cand))
+    starts = sorted(scored.items(), key=lambda kv: kv[1])
+    log(f"starting points: best {starts[0][1]:.5g} of {len(starts)}")
+    best: tuple[float, Candidate] = (starts[0][1], starts[0][0])
+    refined: set[Candidate] = set()
+    for cand, err0 in starts:
+        if len(refined) >= max(1, refine) or not math.isfinite(err0):
+            break
+        res = coordinate_search(objective, cand, sigma_min=sigma_min, max_evals=max_evals)
+        log(f"search from {err0:.5g}: {res.error:.5g} ({res.evals} runs, {res.sweeps} sweeps)")
+        refined.add(res.best)
+        if res.error < best[0]:
+            best = (res.error, res.best)
+    if kicks > 0 and math.isfinite(best[0]):
+        res = iterated_search(objective, best[1], sigma_min=sigma_min, kicks=kicks, kick_evals=kick_evals,
+                              seed=seed, progress=progress)
+        log(f"iterated search: {res.error:.5g} ({res.evals} runs)")
+        if res.error < best[0]:
+            best = (res.error, res.best)
+    search_seconds = time.perf_counter() - t0
+    error, cand = best
+    if not math.isfinite(error):
+        raise DiffsampleError("tuning failed: every candidate walk diverged on the calibration batch")
+
+    tuning_nfe = teacher.nfe + evaluate.nfe + objective.nfe
+    provenance = {
+        "model": _model_id(den, model_id),
+        "nfe": int(nfe),
+        "model_calls": n,
+        "sigma_min": sigma_min,
+        "sigma_max": sigma_max,
+        "calibration_size": batch,
+        "sample_shape": list(calibration.shape[1:]),
+        "error": error,
+        "error_metric": "RMSE at sigma = 0 against the teacher on the calibration batch",
+        "teacher_nfe": teacher.nfe,
+        "teacher_method": teacher.method,
+        "tuning_nfe": round(tuning_nfe, 3),
+        "tuning_seconds": round(time.perf_counter() - t_start, 3),
+        "stages": {"teacher_seconds": round(teacher_seconds, 3), "dp_nfe": round(evaluate.nfe, 3),
+                   "dp_seconds": round(dp_seconds, 3), "search_runs": objective.evals,
+                   "search_nfe": objective.nfe, "search_seconds": round(search_seconds, 3)},
+        "library": _library_version(),
+    }
+    return Plan(cand.walk(), "plan", plan_options_of(cand), provenance)
+
+
+def evaluate_plan(denoiser: Any, plan: Plan, x: torch.Tensor, reference: torch.Tensor) -> float:
+    """RMSE of ``sample(denoiser, x, plan=plan)`` against ``reference`` (e.g. held-out exact solutions)."""
+    from ..sampling import sample
+
+    out = sample(denoiser, x, plan.sigma_tensor(), solver=plan.solver, **plan.options)
+    return float((out.to(torch.float64) - reference.to(torch.float64)).square().mean().sqrt())
