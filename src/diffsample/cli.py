@@ -23,7 +23,9 @@ def _budgeted_solvers() -> list[str]:
     """Registered solvers that follow a given step schedule deterministically (the benchmark's default)."""
     from . import solvers
 
-    return [n for n in solvers.available() if not solvers.spec(n).stochastic and not solvers.spec(n).adaptive]
+    # `plan` runs a tuned plan's per-step choices; without a plan it is not a hand-made configuration
+    return [n for n in solvers.available()
+            if not solvers.spec(n).stochastic and not solvers.spec(n).adaptive and n != "plan"]
 
 
 def _cmd_solvers(args: argparse.Namespace) -> int:
