@@ -238,9 +238,11 @@ class GridReport:
     def failures(self) -> list[RunResult]:
         return [r for r in self.results if r.failure]
 
-    def worst_rmse(self, dtype: str, min_steps: int = 1) -> RunResult | None:
-        """The run of ``dtype`` with the largest finite RMSE against float64 among those of ≥ ``min_steps`` steps."""
-        runs = [r for r in self.results if r.dtype == dtype and r.steps >= min_steps and math.isfinite(r.rmse)]
+    def worst_rmse(self, dtype: str, min_steps: int = 1, stochastic: bool | None = None) -> RunResult | None:
+        """The run of ``dtype`` with the largest finite RMSE against float64 among those of ≥ ``min_steps`` steps
+        (only deterministic or only stochastic solvers when ``stochastic`` is given)."""
+        runs = [r for r in self.results if r.dtype == dtype and r.steps >= min_steps and math.isfinite(r.rmse)
+                and (stochastic is None or solvers.spec(r.solver).stochastic == stochastic)]
         return max(runs, key=lambda r: r.rmse, default=None)
 
 
@@ -372,11 +374,14 @@ def format_report(report: GridReport, dtypes: Sequence[torch.dtype] = DTYPES, ma
     lines.append(f"{len(report.results)} runs, {len(failures)} failures ({report.seconds:.0f} s)")
     lines.append("worst RMSE against the float64 run [cell: bed solver schedule steps; the float64 run's own "
                  "RMSE against the exact solution]:")
-    for dtype in dtypes:
-        name = _DTYPE_NAMES[dtype]
-        for min_steps, label in ((1, "all steps"), (ACCURATE_FROM, f"steps >= {ACCURATE_FROM}")):
-            w = report.worst_rmse(name, min_steps)
-            cell = (f"{w.rmse:9.3g}  [{w.bed} {w.solver} {w.schedule} {w.steps}; {w.f64_error:.3g}]" if w
-                    else "        —")
-            lines.append(f"  {name:<8} {label:<11} {cell}")
+    kinds = sorted({solvers.spec(r.solver).stochastic for r in report.results})
+    for stochastic in kinds:
+        lines.append(f" {'stochastic' if stochastic else 'deterministic (ODE)'} solvers:")
+        for dtype in dtypes:
+            name = _DTYPE_NAMES[dtype]
+            for min_steps, label in ((1, "all steps"), (ACCURATE_FROM, f"steps >= {ACCURATE_FROM}")):
+                w = report.worst_rmse(name, min_steps, stochastic)
+                cell = (f"{w.rmse:9.3g}  [{w.bed} {w.solver} {w.schedule} {w.steps}; {w.f64_error:.3g}]" if w
+                        else "        —")
+                lines.append(f"  {name:<8} {label:<11} {cell}")
     return "\n".join(lines)
