@@ -21,8 +21,8 @@ For each bed and NFE budget the table lists:
   n ∈ {1, 2}, Heun or DPM-Solver++(2M) as the ODE solver, main steps filling the budget), chosen on
   SW1 like ``ode-best``;
 * the SDE samplers ``ddpm``, ``euler_ancestral``, ``dpmpp_2m_sde``, ``dpmpp_3m_sde``, ``edm`` and
-  ``pc`` at the same budget on Karras steps, and ``exact draws`` (the metric's own floor: two sets of
-  exact samples).
+  ``pc`` (also with ``step_rule="sigma"``) at their defaults, at the same budget on Karras steps, and
+  ``exact draws`` (the metric's own floor: two sets of exact samples).
 
 Beds: ``ring2d`` (8 Gaussians of std 0.05 on the unit circle) and ``mixture64`` as the exact control,
 their :class:`~diffsample.testbeds.imperfect.MisfitMixture` (means 0.05 away from the centre, stds
@@ -58,7 +58,12 @@ __all__ = ["SDE_SAMPLERS", "StochasticRow", "format_stochastic_table", "imperfec
            "restart_configs", "run_stochastic_bench"]
 
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
-SDE_SAMPLERS: tuple[str, ...] = ("ddpm", "euler_ancestral", "dpmpp_2m_sde", "dpmpp_3m_sde", "edm", "pc")
+SDE_SAMPLERS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("ddpm", "ddpm", {}), ("euler_ancestral", "euler_ancestral", {}), ("dpmpp_2m_sde", "dpmpp_2m_sde", {}),
+    ("dpmpp_3m_sde", "dpmpp_3m_sde", {}), ("edm", "edm", {}), ("pc", "pc", {}),
+    ("pc step_rule=sigma", "pc", {"step_rule": "sigma"}),
+)
+"""``(label, solver, options)`` of the SDE samplers in the table, at their defaults (and PC's low-dimension rule)."""
 RESTART_INTERVALS: tuple[tuple[float, float], ...] = ((0.06, 0.30), (0.1, 1.0), (0.3, 2.0), (0.06, 2.0))
 
 
@@ -180,13 +185,13 @@ def run_stochastic_bench(beds: Sequence[str] | None = None, budgets: Sequence[in
                 best = r if best is None or r.sw1 < best.sw1 else best
             if best is not None:
                 rows.append(best)
-            for name in SDE_SAMPLERS:
+            for label, name, options in SDE_SAMPLERS:
                 try:
                     n_steps = solvers.spec(name).steps_for_nfe(budget)
                 except BudgetError:
                     continue
-                x, used = _run(bed, z, _grid("karras", n_steps), name, seed)
-                rows.append(row(budget, name, f"karras {n_steps} steps", x, used))
+                x, used = _run(bed, z, _grid("karras", n_steps), name, seed, **options)
+                rows.append(row(budget, label, f"karras {n_steps} steps", x, used))
             rows.append(row(budget, "exact draws", "metric floor", exact, 0))
     return rows
 

@@ -7,7 +7,7 @@ Pipeline (each stage counted in model evaluations of the calibration batch and i
 2. **Schedules by dynamic programming** (:mod:`.dp`): GITS's additive local-cost programme (exact
    optimum of its surrogate, ``M`` evaluations) and OSS's propagated-state programme for a few uniform
    strategies (DDIM, DPM-Solver++(2M), order 3), each about ``n·M′`` evaluations on a sub-grid of
-   ``M′`` levels; plus the log-SNR schedule with the last level free.
+   ``M′`` levels; plus the hand-made log-SNR and Karras schedules.
 3. **Search** (:mod:`.search`): every starting schedule × a few uniform strategies is scored; the best
    ``refine`` distinct ones are refined by the coordinate search over per-step choices and ``log σ``,
    then ``kicks`` rounds of iterated local search start from the best; the best candidate becomes the plan.
@@ -158,7 +158,7 @@ def tune(denoiser: Any, *, nfe: int, sigma_min: float, sigma_max: float, calibra
     log(f"starting points: best {starts[0][1]:.5g} of {len(starts)}")
     best: tuple[float, Candidate] = (starts[0][1], starts[0][0])
     refined: set[Candidate] = set()
-    for cand, err0 in starts:
+    for cand, err0 in starts:  # starts that end in an optimum already found do not count
         if len(refined) >= max(1, refine) or not math.isfinite(err0):
             break
         res = coordinate_search(objective, cand, sigma_min=sigma_min, max_evals=max_evals)
@@ -204,5 +204,5 @@ def evaluate_plan(denoiser: Any, plan: Plan, x: torch.Tensor, reference: torch.T
     """RMSE of ``sample(denoiser, x, plan=plan)`` against ``reference`` (e.g. held-out exact solutions)."""
     from ..sampling import sample
 
-    out = sample(denoiser, x, plan.sigma_tensor(), solver=plan.solver, **plan.options)
+    out = sample(denoiser, x, plan=plan)
     return float((out.to(torch.float64) - reference.to(torch.float64)).square().mean().sqrt())
