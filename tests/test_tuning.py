@@ -36,7 +36,7 @@ from diffsample.tuning.search import perturb
 
 F64 = torch.float64
 SMAX, SMIN = 80.0, 0.002
-FAST = {"teacher_levels": 60, "refine": 1, "max_evals": 150, "kicks": 2, "kick_evals": 60}
+FAST = {"teacher_levels": 60, "refine": 2, "max_evals": 240, "kicks": 4, "kick_evals": 120}
 
 
 def batch(bed, size: int, seed: int) -> torch.Tensor:

@@ -12,14 +12,15 @@ Pipeline (each stage counted in model evaluations of the calibration batch and i
    ``refine`` distinct ones are refined by the coordinate search over per-step choices and ``log σ``,
    then ``kicks`` rounds of iterated local search start from the best; the best candidate becomes the plan.
 
-Cost and scaling: with ``B`` calibration samples, ``n = nfe`` steps, ``M`` teacher levels, ``M′ = M/dp_stride``
-DP levels and ``E`` search runs, the model sees about ``B·(teacher_nfe + M′ + n·M′·S_dp + n·E)`` sample
-evaluations (``S_dp = 3`` DP strategies; with the defaults ``E ≈ 1500–1900`` runs at ``n = 4–10``);
-everything else is ``O(n·M′²)`` tensor arithmetic on the calibration batch. The cost is dominated by the
-search, about ``n·E`` model calls on the calibration batch, so for a network the wall time is roughly
-``n·E`` times the cost of one batched call (plus the teacher's ``teacher_nfe`` calls): linear in the
-model's cost, in ``B`` and in ``n``. On the CPU test beds this is 10 s to a few minutes per budget;
-:attr:`Plan.provenance` records the exact figures (wall time, NFE per calibration sample, runs).
+Cost and scaling: the model sees ``teacher_nfe + M′ + S_dp·n·M′ + N_search`` evaluations of the calibration
+batch (``M′ = M/dp_stride`` DP levels, ``S_dp = 3`` DP strategies). With the defaults the search makes
+``E ≈ 360·n`` runs, and as each run restarts from the first step it changes (:class:`.search.Objective`)
+it costs about ``n/2`` calls, so ``N_search ≈ 180·n²``: measured 3.8k (n = 4) to 20k (n = 10) NFE per
+calibration sample in all, teacher (477) and programmes (at most ``M′ + 3·n·M′``) included. Everything else is
+``O(n·M′²)`` scalar and small tensor arithmetic. The wall time is therefore that NFE times the cost of one
+model call on the calibration batch: linear in the model's cost and in the batch size ``B``, quadratic in
+``n``. On the CPU test beds (B = 256) it is seconds to minutes per budget; for a network, count a call of
+the batch (chunked by ``max_rows``) and multiply. :attr:`Plan.provenance` records the exact figures.
 """
 
 from __future__ import annotations
