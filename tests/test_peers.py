@@ -293,3 +293,25 @@ def test_known_diffusers_nan_reproduces(diffusers_mod, cfg):
     run = cfg.run(gaussian_denoiser(), noise(4), 20)
     assert torch.isnan(run.x).any()
     assert math.isfinite(run.sigma_start)
+
+
+def test_same_span_peer_rows_walk_our_span_and_agree_with_our_solvers(k_sampling):
+    """The tuning benchmark's peer candidates: only runs of exactly σ_max → 0, and k-diffusion's euler and
+    dpmpp_2m on Karras steps score what ours score on the same grid (an independent implementation)."""
+    from diffsample.bench.runner import BenchConfig, run_benchmark
+    from diffsample.bench.tuning_bench import same_span_peer_rows
+    from diffsample.testbeds import get_bed
+
+    bed = get_bed("ring2d")
+    config = BenchConfig(beds=["ring2d"], solvers=["euler", "dpmpp_2m"], schedules=["karras"], nfes=[6],
+                         sigma_min=0.002, sigma_max=80.0, batch=16, seed=0)
+    held = diffsample.noise.seeded(0).initial((16, *bed.shape), 80.0, dtype=torch.float64)
+    rows = same_span_peer_rows("ring2d", bed, held, config)
+    names = {r.solver for r in rows}
+    assert rows and all(r.source in ("diffusers", "k-diffusion") for r in rows)
+    assert not any("dpm_fast" in n for n in names)  # stops at σ_min: another span
+    assert not any("@vp1000" in n for n in names)
+    ours = {r.solver: r.rmse for r in run_benchmark(config)}
+    theirs = {r.solver: r.rmse for r in rows}
+    assert theirs["k-diffusion:euler-karras@edm"] == pytest.approx(ours["euler"], rel=1e-6)
+    assert theirs["k-diffusion:dpmpp_2m-karras@edm"] == pytest.approx(ours["dpmpp_2m"], rel=1e-6)

@@ -154,6 +154,17 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_tuning_arguments(p: argparse.ArgumentParser) -> None:
+    """Span, calibration and held-out batches, shared by ``tune`` and ``bench-tune``."""
+    p.add_argument("--sigma-min", type=float, default=0.002)
+    p.add_argument("--sigma-max", type=float, default=80.0)
+    p.add_argument("--calibration", type=int, default=256, help="calibration samples")
+    p.add_argument("--seed", type=int, default=1, help="calibration seed")
+    p.add_argument("--heldout", type=int, default=64, help="held-out samples (scored against the exact ODE solution)")
+    p.add_argument("--heldout-seed", type=int, default=0, help="held-out seed (the benchmark's)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
 def _cmd_bench_tune(args: argparse.Namespace) -> int:
     import json
 
@@ -162,7 +173,8 @@ def _cmd_bench_tune(args: argparse.Namespace) -> int:
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.quiet else None
     rows = run_tuning_bench(args.beds, args.nfe, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
                             calibration_size=args.calibration, calibration_seed=args.seed,
-                            heldout_size=args.heldout, heldout_seed=args.heldout_seed, progress=log)
+                            heldout_size=args.heldout, heldout_seed=args.heldout_seed, peers=not args.no_peers,
+                            progress=log)
     print(format_tuning_table(rows))
     if args.out:
         out = Path(args.out)
@@ -233,26 +245,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bed", required=True, help="ring2d, mixture64 or digits")
     p.add_argument("--nfe", type=int, required=True, help="NFE budget")
     p.add_argument("--out", default="plan.json", help="where to write the plan (JSON)")
-    p.add_argument("--sigma-min", type=float, default=0.002)
-    p.add_argument("--sigma-max", type=float, default=80.0)
-    p.add_argument("--calibration", type=int, default=256, help="calibration samples")
-    p.add_argument("--seed", type=int, default=1, help="calibration seed")
-    p.add_argument("--heldout", type=int, default=64, help="held-out samples for the comparison")
-    p.add_argument("--heldout-seed", type=int, default=0, help="held-out seed (the benchmark's)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    _add_tuning_arguments(p)
     p.set_defaults(func=_cmd_tune)
 
     p = sub.add_parser("bench-tune", help="tuned plans vs the best hand-made solver/schedule on held-out noise")
     p.add_argument("--beds", type=_str_list, default=["ring2d", "mixture64", "digits"])
     p.add_argument("--nfe", type=_int_list, default=[4, 5, 6, 8, 10], help="NFE budgets")
-    p.add_argument("--sigma-min", type=float, default=0.002)
-    p.add_argument("--sigma-max", type=float, default=80.0)
-    p.add_argument("--calibration", type=int, default=256, help="calibration samples")
-    p.add_argument("--seed", type=int, default=1, help="calibration seed")
-    p.add_argument("--heldout", type=int, default=64, help="held-out samples")
-    p.add_argument("--heldout-seed", type=int, default=0, help="held-out seed (the benchmark's)")
+    _add_tuning_arguments(p)
+    p.add_argument("--no-peers", action="store_true",
+                   help="leave out diffusers / k-diffusion configurations on the same span (included when installed)")
     p.add_argument("--out", default=None, help="also write the rows (with the plans) as JSON here")
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=_cmd_bench_tune)
 
     from .sample_cli import add_sample_parser

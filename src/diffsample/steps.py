@@ -872,7 +872,10 @@ def _span(
     return lo, hi
 
 
-def _span_entry(fn: Callable[..., torch.Tensor], *, passes_schedule: bool = False) -> StepSchedule:
+def _registry_entry(fn: Callable[..., Any], call: Callable[..., torch.Tensor], doc: str) -> StepSchedule:
+    """Wrap ``fn`` in the registry's common signature ``(n, sigma_min, sigma_max, *, schedule, append_zero,
+    **options)``; ``call(n, sigma_min, sigma_max, schedule, append_zero, options)`` does the work."""
+
     def entry(
         n: int,
         sigma_min: float | None = None,
@@ -882,38 +885,41 @@ def _span_entry(fn: Callable[..., torch.Tensor], *, passes_schedule: bool = Fals
         append_zero: bool = True,
         **options: Any,
     ) -> torch.Tensor:
+        return call(n, sigma_min, sigma_max, schedule, append_zero, options)
+
+    entry.__name__ = entry.__qualname__ = fn.__name__
+    entry.__doc__ = doc
+    return entry
+
+
+def _span_entry(fn: Callable[..., torch.Tensor], *, passes_schedule: bool = False) -> StepSchedule:
+    def call(n: int, sigma_min: float | None, sigma_max: float | None, schedule: NoiseSchedule | None,
+             append_zero: bool, options: dict[str, Any]) -> torch.Tensor:
         lo, hi = _span(fn.__name__, sigma_min, sigma_max, schedule)
         if passes_schedule:
             options["schedule"] = schedule
         return fn(n, lo, hi, append_zero=append_zero, **options)
 
-    entry.__name__ = entry.__qualname__ = fn.__name__
-    entry.__doc__ = f"Registry entry: :func:`{fn.__name__}` on ``[sigma_min, sigma_max]`` (default: the schedule's)."
-    return entry
+    return _registry_entry(
+        fn, call, f"Registry entry: :func:`{fn.__name__}` on ``[sigma_min, sigma_max]`` (default: the schedule's)."
+    )
 
 
 def _time_entry(fn: Callable[..., Any]) -> StepSchedule:
-    def entry(
-        n: int,
-        sigma_min: float | None = None,
-        sigma_max: float | None = None,
-        *,
-        schedule: NoiseSchedule | None = None,
-        append_zero: bool = True,
-        **options: Any,
-    ) -> torch.Tensor:
+    def call(n: int, sigma_min: float | None, sigma_max: float | None, schedule: NoiseSchedule | None,
+             append_zero: bool, options: dict[str, Any]) -> torch.Tensor:
         if schedule is None:
             raise SigmaError(f"step schedule {fn.__name__!r} needs schedule=<a NoiseSchedule>")
         t_min = None if sigma_min is None else _sampling_time_of_sigma(schedule, sigma_min)
         t_max = None if sigma_max is None else _sampling_time_of_sigma(schedule, sigma_max)
         return fn(n, schedule, t_min=t_min, t_max=t_max, append_zero=append_zero, **options)
 
-    entry.__name__ = entry.__qualname__ = fn.__name__
-    entry.__doc__ = (
+    return _registry_entry(
+        fn,
+        call,
         f"Registry entry: :func:`{fn.__name__}` on ``schedule`` between the times of ``sigma_max`` and "
-        "``sigma_min`` (default: the schedule's own span)."
+        "``sigma_min`` (default: the schedule's own span).",
     )
-    return entry
 
 
 def _vp_continuous_entry(

@@ -36,15 +36,21 @@ def generate_rows(bed_name: str, bed, x_start: torch.Tensor, config: BenchConfig
 
 
 def peer_rows(bed_name: str, bed, x_start: torch.Tensor, config: BenchConfig,
-              progress: Callable[[str], None] | None = None) -> list[BenchRow]:
-    """Every installed peer configuration at every budget, scored over its own span."""
+              progress: Callable[[str], None] | None = None, *, span: str | None = None,
+              require_span: tuple[float, float] | None = None) -> list[BenchRow]:
+    """Every installed peer configuration at every budget, scored over its own span.
+
+    ``span`` keeps the configurations of one named span (:data:`~diffsample.bench.peers.SPANS`);
+    ``require_span = (σ_start, σ_end)`` keeps only the runs that walk exactly that span (relative
+    tolerance 1e-6), e.g. ``(80.0, 0.0)`` for a same-span comparison with our solvers.
+    """
     from ..testbeds import metrics, reference_solution
     from .peers import peer_configs
 
     z = x_start.to(torch.float64) / config.sigma_max
     references: dict[tuple[float, float], torch.Tensor] = {}
     rows = []
-    for cfg in peer_configs():
+    for cfg in peer_configs(span=span):
         if not cfg.fixed_nfe:
             continue
         for budget in config.nfes:
@@ -59,14 +65,17 @@ def peer_rows(bed_name: str, bed, x_start: torch.Tensor, config: BenchConfig,
             seconds = time.perf_counter() - t0
             if run.nfe > budget or run.nfe == 0:
                 continue
-            span = (run.sigma_start, run.sigma_end)
-            if span not in references:
-                references[span] = reference_solution(bed, z * run.sigma_start, *span)
+            walked = (run.sigma_start, run.sigma_end)
+            if require_span is not None and not all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
+                                                    for a, b in zip(walked, require_span, strict=True)):
+                continue
+            if walked not in references:
+                references[walked] = reference_solution(bed, z * run.sigma_start, *walked)
             out = run.x.to(torch.float64)
             if not torch.isfinite(out).all():
                 rows.append(_failed_row(bed_name, cfg, budget, run.nfe, seconds))
                 continue
-            rows.append(score_row(bed_name, bed, out, references[span], cfg.name, cfg.span, budget, run.nfe,
+            rows.append(score_row(bed_name, bed, out, references[walked], cfg.name, cfg.span, budget, run.nfe,
                                   run.nfe, seconds, metrics, source=cfg.library))
         if progress:
             progress(f"[{bed_name}] {cfg.library} {cfg.name} done")

@@ -32,7 +32,7 @@ import torch
 from .. import noise as noise_mod
 from .. import solvers
 from ..sampling import sample
-from .runner import BenchConfig, run_benchmark
+from .runner import BenchConfig, BenchRow, run_benchmark
 
 __all__ = ["HAND_SCHEDULES", "TuningRow", "format_tuning_table", "hand_made_solvers", "run_tuning_bench"]
 
@@ -71,9 +71,13 @@ def run_tuning_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nf
                      *, sigma_min: float = 0.002, sigma_max: float = 80.0, heldout_size: int = 64,
                      heldout_seed: int = 0, calibration_size: int = 256, calibration_seed: int = 1,
                      schedules: Sequence[str] = HAND_SCHEDULES, solver_names: Sequence[str] | None = None,
-                     tune_options: dict | None = None,
+                     tune_options: dict | None = None, peers: bool = True,
                      progress: Callable[[str], None] | None = None) -> list[TuningRow]:
-    """Tune every (bed, budget) cell on the calibration seed and score it on the held-out seed."""
+    """Tune every (bed, budget) cell on the calibration seed and score it on the held-out seed.
+
+    With ``peers`` (and diffusers / k-diffusion installed) the hand-made candidates also include every peer
+    configuration that walks exactly the same span ``σ_max → 0`` (:func:`same_span_peer_rows`).
+    """
     from ..testbeds import get_bed, reference_solution
     from ..tuning import teacher_trajectory, tune
 
@@ -86,9 +90,11 @@ def run_tuning_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nf
                              schedules=list(schedules), nfes=list(nfes), sigma_min=sigma_min, sigma_max=sigma_max,
                              batch=heldout_size, seed=heldout_seed)
         hand = run_benchmark(config)
-        log(f"[{bed_name}] {len(hand)} hand-made configurations scored")
         bed = get_bed(bed_name)
         held = noise_mod.seeded(heldout_seed).initial((heldout_size, *bed.shape), sigma_max, dtype=torch.float64)
+        if peers:
+            hand += same_span_peer_rows(bed_name, bed, held, config, progress)
+        log(f"[{bed_name}] {len(hand)} hand-made configurations scored")
         reference = reference_solution(bed, held, sigma_max, 0.0)
         calibration = noise_mod.seeded(calibration_seed).initial((calibration_size, *bed.shape), sigma_max,
                                                                   dtype=torch.float64)
@@ -105,11 +111,36 @@ def run_tuning_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nf
             best = min((r for r in hand if r.nfe_budget == budget and math.isfinite(r.rmse)), key=lambda r: r.rmse)
             prov = plan.provenance
             rows.append(TuningRow(bed_name, budget, tuned, spent, prov["error"], best.rmse,
-                                  f"{best.solver}/{best.schedule}", prov["tuning_seconds"] + teacher_seconds,
+                                  _label(best), prov["tuning_seconds"] + teacher_seconds,
                                   prov["tuning_nfe"], prov["teacher_nfe"], plan.to_dict()))
             log(f"[{bed_name}] NFE {budget}: tuned {tuned:.4g} vs hand-made {best.rmse:.4g} "
                 f"({prov['tuning_seconds'] + teacher_seconds:.1f}s)")
     return rows
+
+
+def _label(row: BenchRow) -> str:
+    return f"{row.solver}/{row.schedule}" if row.source == "diffsample" else row.solver
+
+
+def same_span_peer_rows(bed_name: str, bed, x_start: torch.Tensor, config: BenchConfig,
+                        progress: Callable[[str], None] | None = None) -> list[BenchRow]:
+    """Peer configurations (diffusers, k-diffusion) whose walk is exactly ``config.sigma_max → 0``.
+
+    Peers take their σ grid from a named span (:data:`~diffsample.bench.peers.SPANS`); only a span with
+    the same ``[σ_min, σ_max]`` can compete on equal terms, and of its runs only those ending at 0
+    (k-diffusion's ``dpm_fast`` stops at σ_min, an easier problem). Empty when no peer is installed.
+    """
+    from .compare import peer_rows
+    from .peers import SPANS, peers_available
+
+    if not any(peers_available().values()):
+        return []
+    for name, span in SPANS.items():
+        if math.isclose(span.sigma_min, config.sigma_min, rel_tol=1e-6) and math.isclose(
+                span.sigma_max, config.sigma_max, rel_tol=1e-6):
+            return peer_rows(bed_name, bed, x_start, config, progress, span=name,
+                             require_span=(config.sigma_max, 0.0))
+    return []
 
 
 def format_tuning_table(rows: Sequence[TuningRow]) -> str:
