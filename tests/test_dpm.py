@@ -293,3 +293,28 @@ def test_registry_entries():
     assert solvers.spec("dpm_solver_3s").nfe(10) == 28 and solvers.spec("dpmpp_2s").nfe(10) == 19
     assert dpm.fast_orders(9) == [3, 3, 2, 1] and dpm.fast_orders(10) == [3, 3, 3, 1]
     assert dpm.fast_orders(11) == [3, 3, 3, 2] and dpm.fast_orders(1) == [1] and dpm.fast_orders(2) == [2]
+
+
+def test_order_plan_caps_sudden_step_growth_only():
+    """Smooth grids keep full order to the end from 15 steps on; a step 5–6× longer in λ than the one
+    before (KL-optimal's last finite step) is taken at order 2."""
+    for name in ("karras", "logsnr", "exponential"):
+        s = steps.get(name)(19, 0.002, 80.0).tolist()
+        assert dpm.planned_orders(s, 3, True) == [1, 2] + [3] * 17  # 19 steps (the last into σ = 0)
+    s = steps.kl_optimal(19, 0.002, 80.0).tolist()
+    orders = dpm.planned_orders(s, 3, True)
+    assert orders[-2] == 2 and orders[:-2] == [1, 2] + [3] * 15
+    assert dpm.planned_orders(s, 3, False)[-2] == 3
+
+
+def test_dpmpp_3m_error_has_no_jump_at_the_lower_order_final_threshold():
+    """Against the exact ODE solution: from 15 to 16 KL-optimal steps (where the run-length rule of
+    lower_order_final stops) the error falls, as more steps should; it used to double on this bed."""
+    from diffsample.testbeds import ring2d
+
+    bed = ring2d()
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 80.0
+    ref = reference_solution(bed, x, 80.0, 0.0)
+    err = {n: float((sample(bed, x, steps.kl_optimal(n - 1, 0.002, 80.0), "dpmpp_3m") - ref).square().mean().sqrt())
+           for n in (15, 16, 20)}
+    assert err[16] < err[15] and err[20] < err[16]

@@ -45,7 +45,14 @@ Order planning and the step into σ = 0
 Multistep solvers warm up with lower orders (step ``i`` uses at most ``i + 1`` outputs). With
 ``lower_order_final=True`` (default) and fewer than 15 steps, the order is also capped by the number
 of steps left (the last step first order, the one before at most second order), as DPM-Solver and
-diffusers do; short runs on coarse grids are more stable that way.
+diffusers do; short runs on coarse grids are more stable that way. Longer runs keep the full order to
+the end, except on a step whose λ-length exceeds ``1 + √2`` times the previous one, which is taken at
+order ≤ 2: a third-order extrapolation over a sudden long step amplifies the divided differences by the
+square of the ratio (``1 + √2`` is the zero-stability bound of variable-step BDF2, Grigorieff 1983, used
+here as the limit of a "smooth" step sequence). Karras, log-SNR and exponential grids never trigger it;
+KL-optimal and beta grids do on their last finite step (ratio 5–6), where it turned the error jump of
+DPM-Solver++(3M) at 15 → 16 steps (mixture64 0.114 → 0.243, ring2d 0.229 → 1.56, KL-optimal steps) into
+a smooth decrease (0.108, 0.204), and beta steps' 4.9 into 0.76 (mixture64, 16 steps).
 
 A step into σ = 0 (``λ_t = +∞``, ``e^{−h} = 0``) is always first order: the data-prediction update's
 limit is ``x_t = m̄``, and ``ρ_1(h) ~ h`` (and the ``h/2`` of the DPM-Solver-2 form) diverges, because a
@@ -82,6 +89,24 @@ __all__ = [
 
 #: ``lower_order_final`` lowers the final orders only for runs shorter than this (diffusers' threshold).
 LOWER_ORDER_FINAL_BELOW = 15
+
+#: ``lower_order_final`` caps the order at 2 on a step whose λ-length grows by more than this factor.
+STEP_GROWTH_LIMIT = 1.0 + math.sqrt(2.0)
+
+
+def planned_orders(s: list[float], order: int, lower_order_final: bool) -> list[int]:
+    """Orders of a multistep walk over ``s`` (module docstring, "Order planning").
+
+    Warm-up ``min(order, i + 1)``; with ``lower_order_final``, runs under :data:`LOWER_ORDER_FINAL_BELOW`
+    steps are capped by the steps left, and any step with ``h_i / h_{i−1} > 1 + √2`` at order 2.
+    """
+    n = len(s) - 1
+    orders = step_orders(n, order, lower_order_final and n < LOWER_ORDER_FINAL_BELOW)
+    if lower_order_final:
+        for i in range(1, n):
+            if s[i + 1] > 0 and math.log(s[i] / s[i + 1]) > STEP_GROWTH_LIMIT * math.log(s[i - 1] / s[i]):
+                orders[i] = min(orders[i], 2)
+    return orders
 
 #: ``model(x, σ) -> m``: the model output (ε̂ or x̂0) a solver integrates.
 ModelFn = Callable[[torch.Tensor, float], torch.Tensor]
@@ -183,8 +208,7 @@ def _multistep(denoiser, x: torch.Tensor, sigmas: torch.Tensor, order: int, data
                callback: Callback, threshold: Threshold = None) -> torch.Tensor:
     """Walk ``sigmas`` with the order-``order`` multistep method: one model call per step."""
     s = sigma_list(sigmas)
-    n = len(s) - 1
-    orders = step_orders(n, order, lower_order_final and n < LOWER_ORDER_FINAL_BELOW)
+    orders = planned_orders(s, order, lower_order_final)
     outputs: list[torch.Tensor] = []  # newest first, at most `order`
     past: list[float] = []  # the previous steps' λ-lengths, newest first
     for i, k in enumerate(orders):
