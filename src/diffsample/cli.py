@@ -39,9 +39,13 @@ def _cmd_solvers(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.model:
+        return _cmd_bench_model(args)
     from .bench import BenchConfig, convergence_slopes, run_benchmark
     from .bench.report import format_comparison, format_table, plot_error_vs_nfe, write_csv
 
+    args.nfe = args.nfe or [3, 4, 5, 6, 8, 10, 15, 20, 50]
+    args.schedules = args.schedules or ["karras"]
     out = Path(args.out)
     solver_names = args.solvers or _budgeted_solvers()
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.quiet else None
@@ -81,6 +85,25 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         for (bed, solver, _schedule), order in sorted(convergence_slopes(conv_rows, min_nfe=128).items()):
             print(f"  {bed:<10} {solver:<16} {order:6.2f}  (theory {_theory_order(solver)})")
     print(f"\nwrote {csv_path} and {png_path} ({time.perf_counter() - t0:.1f}s)")
+    return 0
+
+
+def _cmd_bench_model(args: argparse.Namespace) -> int:
+    from .bench.model_bench import run_and_report
+
+    if args.peers:
+        from .bench.peers import peers_available
+
+        missing = [name for name, version in peers_available().items() if version is None]
+        if missing:
+            raise ImportError(f"--peers needs {', '.join(missing)}: bash scripts/setup.sh peers "
+                              "(or pip install --no-deps -r requirements-peers.txt)")
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.quiet else None
+    t0 = time.perf_counter()
+    print(run_and_report(args.nfe or [4, 5, 6, 8, 10, 15, 20], args.samples, args.out, peers=args.peers,
+                         solver_names=args.solvers, schedules=args.schedules, tuned=not args.no_tune,
+                         seed=args.seed, progress=log))
+    print(f"\nwrote {Path(args.out) / 'digits-model.csv'} and .md ({time.perf_counter() - t0:.1f}s)")
     return 0
 
 
@@ -203,9 +226,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated beds (ring2d, mixture64, digits)")
     p.add_argument("--solvers", type=_str_list, default=None,
                    help="comma-separated solver names (default: every deterministic fixed-step solver)")
-    p.add_argument("--schedules", type=_str_list, default=["karras"],
-                   help="step schedules (names from diffsample.steps.SCHEDULES)")
-    p.add_argument("--nfe", type=_int_list, default=[3, 4, 5, 6, 8, 10, 15, 20, 50], help="NFE budgets")
+    p.add_argument("--schedules", type=_str_list, default=None,
+                   help="step schedules (names from diffsample.steps.SCHEDULES; default karras, with --model "
+                        "karras, logsnr, kl_optimal, time_uniform-trailing)")
+    p.add_argument("--nfe", type=_int_list, default=None,
+                   help="NFE budgets (default 3,4,5,6,8,10,15,20,50; with --model 4,5,6,8,10,15,20)")
+    p.add_argument("--model", choices=["digits"], default=None,
+                   help="benchmark the shipped digits network instead of the exact beds: FD, class accuracy and "
+                        "RMSE vs a 1000-step reference (writes digits-model.csv/.md under --out)")
+    p.add_argument("--samples", type=int, default=1000, help="with --model: samples per method")
+    p.add_argument("--no-tune", action="store_true", help="with --model: leave out the tuned plans")
     p.add_argument("--sigma-min", type=float, default=0.002)
     p.add_argument("--sigma-max", type=float, default=80.0)
     p.add_argument("--batch", type=int, default=64, help="samples per bed")

@@ -14,7 +14,10 @@ then continues the main walk. The large forward jumps contract errors accumulate
 paper's analysis, §3), while the backward path stays an ODE with ODE-sized steps.
 
 Model evaluations: the main Heun walk takes ``2N − 1`` (``2N`` if it ends above 0) and each interval
-adds ``2·K·n``; :func:`restart_nfe` counts them before running.
+adds ``2·K·n``; :func:`restart_nfe` counts them before running. The registry's cost hook
+(:func:`restart_cost`) makes ``spec("restart").nfe_on(sigmas, **options)`` exact and
+``spec("restart").nfe(n, **options)`` / ``steps_for_nfe`` an upper bound that assumes every interval
+with K > 0 finds its restart level (true on any schedule with a level within the interval).
 
 ``ode=`` replaces Heun by any deterministic fixed-step solver of the registry for both the main
 walk and the restart backward walks (the paper uses Heun; at small budgets a one-call-per-step
@@ -47,7 +50,7 @@ from .common import Callback, sigma_list
 from .registry import SolverSpec, register, spec
 from .stochastic import require_fresh_noise
 
-__all__ = ["DEFAULT_INTERVALS", "RestartSegment", "restart", "restart_nfe", "restart_plan"]
+__all__ = ["DEFAULT_INTERVALS", "RestartSegment", "restart", "restart_cost", "restart_nfe", "restart_plan"]
 
 DEFAULT_INTERVALS: tuple[tuple[float, float, int, int], ...] = ((0.06, 0.30, 2, 2),)
 """``(σ_lo, σ_hi, K, n)``: restart from ≈0.06 up to 0.30, twice, with 2 Heun steps back (Xu et al. 2023, CIFAR-10)."""
@@ -112,6 +115,22 @@ def restart_nfe(sigmas: torch.Tensor | Sequence[float], intervals: Sequence[Sequ
     return main + sum(seg.nfe(ode) for seg in segments)
 
 
+def restart_cost(n_steps: int, ends_at_zero: bool = True, sigmas: torch.Tensor | Sequence[float] | None = None, *,
+                 intervals: Sequence[Sequence[Any]] = DEFAULT_INTERVALS, rho: float = 7.0, s_noise: float = 1.0,
+                 ode: str = "heun") -> int:
+    """The registry's cost hook for :func:`restart`: :func:`restart_nfe` on ``sigmas`` when given, else the
+    most any schedule of ``n_steps`` steps can cost (the main walk plus ``K·cost(n)`` for every interval,
+    counted whenever the schedule has a level a restart can start from: ``i ≥ 1`` with ``σ_i > 0``)."""
+    if sigmas is not None:
+        return restart_nfe(sigmas, intervals, rho, ode)
+    backbone = _backbone(ode)
+    checked = [_check_interval(interval) for interval in intervals]
+    main = backbone.nfe(n_steps, ends_at_zero)
+    if n_steps < (2 if ends_at_zero else 1):  # no level in (0, σ_0) to restart from
+        return main
+    return main + sum(k * backbone.nfe(n, ends_at_zero=False) for _, _, k, n in checked)
+
+
 def _backbone(ode: str) -> SolverSpec:
     backbone = spec(ode)
     if backbone.stochastic or backbone.adaptive or ode == "plan":
@@ -129,7 +148,7 @@ def _tagged(callback: Callback, **tags: Any) -> Callback:
     return tagged
 
 
-@register("restart", order=2, evals_per_step=2, saves_last_eval=True, stochastic=True)
+@register("restart", order=2, evals_per_step=2, saves_last_eval=True, stochastic=True, cost=restart_cost)
 def restart(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
             intervals: Sequence[Sequence[Any]] = DEFAULT_INTERVALS, rho: float = 7.0, s_noise: float = 1.0,
             ode: str = "heun") -> torch.Tensor:
@@ -143,8 +162,8 @@ def restart(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, call
         ode: the deterministic ODE solver (a registry name) of the main and restart backward walks (Heun in
             the paper). Not called ``solver``: that is :func:`diffsample.sample`'s own argument.
 
-    The registry's ``evals_per_step`` is the main Heun walk's; restarts add ``2·K·n`` each
-    (:func:`restart_nfe` counts any configuration).
+    The registry's ``evals_per_step`` is the main Heun walk's; restarts add ``2·K·n`` each, which its cost
+    hook counts (:func:`restart_cost`; :func:`restart_nfe` for given levels).
     """
     s_noise = float(s_noise)
     sigmas = steps.validate(sigmas)

@@ -80,7 +80,7 @@ from .registry import register, spec
 
 __all__ = [
     "ancestral_split", "ddim", "ddpm", "dpmpp_2m_sde", "dpmpp_3m_sde", "edm", "euler_ancestral", "langevin_correct",
-    "pc", "STEP_RULES", "require_fresh_noise", "require_noise", "sde_weights",
+    "pc", "pc_cost", "STEP_RULES", "require_fresh_noise", "require_noise", "sde_weights",
 ]
 
 LOWER_ORDER_FINAL_BELOW = 15
@@ -411,7 +411,20 @@ def langevin_correct(denoiser, x: torch.Tensor, sigma: float, noise: Any, *, snr
     return x
 
 
-@register("pc", order=1, evals_per_step=2, saves_last_eval=True, stochastic=True)
+def pc_cost(n_steps: int, ends_at_zero: bool = True, sigmas: Any = None, *, predictor: str = "euler",
+            snr: float = 0.16, corrector_steps: int = 1, step_rule: str = "sigma",
+            predictor_options: dict[str, Any] | None = None) -> int:
+    """The registry's cost hook for :func:`pc` (exact for any levels): each step is one call of the predictor on
+    ``[σ_i, σ_{i+1}]`` plus ``corrector_steps`` calls when ``σ_{i+1} > 0``."""
+    pspec, options = spec(predictor), dict(predictor_options or {})
+    if n_steps < 1:
+        return 0
+    inner = pspec.nfe(1, ends_at_zero=False, **options) + int(corrector_steps)
+    last = pspec.nfe(1, ends_at_zero, **options) + (0 if ends_at_zero else int(corrector_steps))
+    return (n_steps - 1) * inner + last
+
+
+@register("pc", order=1, evals_per_step=2, saves_last_eval=True, stochastic=True, cost=pc_cost)
 def pc(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
        predictor: str = "euler", snr: float = 0.16, corrector_steps: int = 1, step_rule: str = "sample",
        predictor_options: dict[str, Any] | None = None) -> torch.Tensor:
