@@ -203,3 +203,22 @@ def test_guided_denoisers_get_half_the_calls():
     guided.reset_counter()
     sample(guided, cal, plan=plan)
     assert plan.n_steps == 2 and guided.nfe == 4 and plan.provenance["model"] == "guided-mixture"
+
+
+def test_tuning_bench_saves_plans_and_resumes_from_them(tmp_path):
+    """An interrupted benchmark resumes: the second run loads the saved plans (same settings) instead of
+    tuning, and reports the same rows; other settings are tuned afresh."""
+    from diffsample.bench.tuning_bench import run_tuning_bench
+
+    kwargs = dict(heldout_size=16, calibration_size=32, solver_names=["euler", "dpmpp_2m"], schedules=["karras"],
+                  tune_options=FAST, peers=False, plan_dir=tmp_path)
+    first = run_tuning_bench(["ring2d"], [4], **kwargs)
+    assert (tmp_path / "ring2d-nfe4.json").exists()
+    messages: list[str] = []
+    second = run_tuning_bench(["ring2d"], [4], progress=messages.append, **kwargs)
+    assert any("plan loaded" in m for m in messages)
+    assert second[0].tuned_rmse == first[0].tuned_rmse and second[0].tuning_seconds == first[0].tuning_seconds
+    assert first[0].tuned_nfe <= 4 and first[0].ratio < 1.0
+    messages.clear()
+    run_tuning_bench(["ring2d"], [4], progress=messages.append, **{**kwargs, "calibration_size": 24})
+    assert not any("plan loaded" in m for m in messages)

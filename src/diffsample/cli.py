@@ -197,7 +197,7 @@ def _cmd_bench_tune(args: argparse.Namespace) -> int:
     rows = run_tuning_bench(args.beds, args.nfe, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
                             calibration_size=args.calibration, calibration_seed=args.seed,
                             heldout_size=args.heldout, heldout_seed=args.heldout_seed, peers=not args.no_peers,
-                            progress=log)
+                            plan_dir=args.plans or None, progress=log)
     print(format_tuning_table(rows))
     if args.out:
         out = Path(args.out)
@@ -285,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-peers", action="store_true",
                    help="leave out diffusers / k-diffusion configurations on the same span (included when installed)")
     p.add_argument("--out", default=None, help="also write the rows (with the plans) as JSON here")
+    p.add_argument("--plans", default="bench-out/tuned-plans",
+                   help="folder where each tuned plan is saved when found; a rerun with the same settings loads "
+                        "them instead of tuning again (resume). '' to keep none")
     p.set_defaults(func=_cmd_bench_tune)
 
     from .sample_cli import add_sample_parser

@@ -22,16 +22,19 @@ model evaluations per calibration sample, teacher included.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 
 from .. import noise as noise_mod
 from .. import solvers
 from ..sampling import sample
+from ..tuning.plan import Plan
 from .runner import BenchConfig, BenchRow, run_benchmark
 
 __all__ = ["HAND_SCHEDULES", "TuningRow", "format_tuning_table", "hand_made_solvers", "run_tuning_bench"]
@@ -71,12 +74,15 @@ def run_tuning_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nf
                      *, sigma_min: float = 0.002, sigma_max: float = 80.0, heldout_size: int = 64,
                      heldout_seed: int = 0, calibration_size: int = 256, calibration_seed: int = 1,
                      schedules: Sequence[str] = HAND_SCHEDULES, solver_names: Sequence[str] | None = None,
-                     tune_options: dict | None = None, peers: bool = True,
+                     tune_options: dict | None = None, peers: bool = True, plan_dir: str | Path | None = None,
                      progress: Callable[[str], None] | None = None) -> list[TuningRow]:
     """Tune every (bed, budget) cell on the calibration seed and score it on the held-out seed.
 
     With ``peers`` (and diffusers / k-diffusion installed) the hand-made candidates also include every peer
     configuration that walks exactly the same span ``σ_max → 0`` (:func:`same_span_peer_rows`).
+    With ``plan_dir`` every tuned plan is saved there as soon as it is found, and a rerun loads the plans
+    whose settings match instead of tuning again (so an interrupted run resumes; the rows keep the tuning
+    cost recorded in each plan's provenance).
     """
     from ..testbeds import get_bed, reference_solution
     from ..tuning import teacher_trajectory, tune
@@ -98,24 +104,46 @@ def run_tuning_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nf
         reference = reference_solution(bed, held, sigma_max, 0.0)
         calibration = noise_mod.seeded(calibration_seed).initial((calibration_size, *bed.shape), sigma_max,
                                                                   dtype=torch.float64)
-        t0 = time.perf_counter()
-        teacher = teacher_trajectory(bed, calibration, sigma_min=sigma_min, sigma_max=sigma_max)
-        teacher_seconds = time.perf_counter() - t0
+        teacher = None
         for budget in nfes:
-            plan = tune(bed, nfe=budget, sigma_min=sigma_min, sigma_max=sigma_max, calibration=calibration,
-                        teacher=teacher, **(tune_options or {}))
+            key = {"bed": bed_name, "nfe": budget, "sigma_min": sigma_min, "sigma_max": sigma_max,
+                   "calibration_size": calibration_size, "calibration_seed": calibration_seed,
+                   "tune_options": dict(tune_options or {})}
+            path = Path(plan_dir) / f"{bed_name}-nfe{budget}.json" if plan_dir is not None else None
+            plan = _cached_plan(path, key)
+            if plan is None:
+                if teacher is None:
+                    t0 = time.perf_counter()
+                    teacher = teacher_trajectory(bed, calibration, sigma_min=sigma_min, sigma_max=sigma_max)
+                    teacher_seconds = time.perf_counter() - t0
+                plan = tune(bed, nfe=budget, sigma_min=sigma_min, sigma_max=sigma_max, calibration=calibration,
+                            teacher=teacher, **(tune_options or {}))
+                plan.provenance["bench"] = {**key, "teacher_seconds": teacher_seconds}
+                if path is not None:
+                    plan.save(path)
+            else:
+                log(f"[{bed_name}] NFE {budget}: plan loaded from {path}")
             bed.reset_counter()
             out = sample(bed, held, plan=plan)
             spent = bed.nfe
             tuned = float((out.to(torch.float64) - reference).square().mean().sqrt())
             best = min((r for r in hand if r.nfe_budget == budget and math.isfinite(r.rmse)), key=lambda r: r.rmse)
             prov = plan.provenance
+            seconds = prov["tuning_seconds"] + prov["bench"]["teacher_seconds"]
             rows.append(TuningRow(bed_name, budget, tuned, spent, prov["error"], best.rmse,
-                                  _label(best), prov["tuning_seconds"] + teacher_seconds,
-                                  prov["tuning_nfe"], prov["teacher_nfe"], plan.to_dict()))
-            log(f"[{bed_name}] NFE {budget}: tuned {tuned:.4g} vs hand-made {best.rmse:.4g} "
-                f"({prov['tuning_seconds'] + teacher_seconds:.1f}s)")
+                                  _label(best), seconds, prov["tuning_nfe"], prov["teacher_nfe"], plan.to_dict()))
+            log(f"[{bed_name}] NFE {budget}: tuned {tuned:.4g} vs hand-made {best.rmse:.4g} ({seconds:.1f}s)")
     return rows
+
+
+def _cached_plan(path: Path | None, key: dict) -> Plan | None:
+    """The plan saved at ``path`` if it was tuned with the settings ``key``, else ``None``."""
+    if path is None or not path.exists():
+        return None
+    plan = Plan.load(path)
+    saved = dict(plan.provenance.get("bench", {}))
+    saved.pop("teacher_seconds", None)
+    return plan if json.loads(json.dumps(key)) == saved else None
 
 
 def _label(row: BenchRow) -> str:

@@ -99,7 +99,8 @@ class Plan:
         return cls.from_dict(json.loads(text))
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the plan as JSON to ``path``."""
+        """Write the plan as JSON to ``path`` (its folder is created if needed)."""
+        os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:
             f.write(self.to_json() + "\n")
 
