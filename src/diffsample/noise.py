@@ -1,23 +1,54 @@
 """Seeded noise sources: every sample of a batch draws from its own random stream.
 
 Stochastic code never touches the global RNG. It takes a *noise source* and calls it for a
-standard-normal tensor shaped like ``x``. :func:`seeded` gives sample ``i`` its own
-``torch.Generator``, so sample ``i`` gets the same noise whatever the batch size or the other
-samples in the batch, provided it keeps its seed.
+standard-normal tensor shaped like ``x``. :func:`seeded` gives sample ``i`` its own stream, so sample
+``i`` gets the same noise whatever the batch size or the other samples in the batch, provided it
+keeps its seed.
+
+Random numbers
+--------------
+Two generators, chosen by the number of elements per sample (the same for every row of a call, so
+the choice never depends on the batch):
+
+* rows of fewer than :data:`ROW_GENERATOR_FROM` elements (low-dimensional data, many samples) are
+  counter-based and drawn for the whole batch at once: the ``k``-th draw of sample ``i`` (its ``k``-th
+  call) is ``z[e] = BoxMuller(SplitMix64(SplitMix64(seed_i) ⊕ key(k), e))`` for its elements ``e``
+  (:func:`counter_normals`; SplitMix64: Steele, Lea & Flood 2014, "Fast splittable pseudorandom number
+  generators"), computed vectorised in numpy ``uint64`` (well-defined wrapping arithmetic) in float64;
+* larger rows (images) come from one ``torch.Generator`` per sample, drawn in float32, one call per row.
+
+Both run on the CPU and are moved to x's device and dtype; a value depends only on the sample's seed
+and its sequence of calls, not on the batch, the device or the global RNG. Measured (one busy core,
+process time): 10 000 two-dimensional samples 2.0 ms per call counter-based against 98 ms with a
+generator per row (the cost of a per-row Python call; an exact ``ring2d`` denoiser call on that batch
+takes ≈ 26 ms); 64 samples of 3×32×32 2.0 ms per call with per-row generators against 23 ms counter-based.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Protocol
 
+import numpy as np
 import torch
 
 from .errors import ShapeError
 
-__all__ = ["NoiseSource", "SeededNoise", "seeded", "derive_seed"]
+__all__ = ["NoiseSource", "ROW_GENERATOR_FROM", "SeededNoise", "counter_normals", "seeded", "derive_seed"]
+
+ROW_GENERATOR_FROM = 256
+"""Rows with at least this many elements are drawn from per-sample ``torch.Generator`` streams (module docstring)."""
+
+_U64 = np.uint64
+_GOLDEN = _U64(0x9E3779B97F4A7C15)
+_M1 = _U64(0xBF58476D1CE4E5B9)
+_M2 = _U64(0x94D049BB133111EB)
+_STREAM_A = _U64(0x243F6A8885A308D3)  # two streams for the Box–Muller pair (digits of π)
+_STREAM_B = _U64(0x13198A2E03707344)
+_TWO_POW_M53 = 2.0**-53
 
 
 class NoiseSource(Protocol):
@@ -38,13 +69,45 @@ def derive_seed(seed: int, index: int) -> int:
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
+def splitmix64(z: np.ndarray) -> np.ndarray:
+    """The SplitMix64 output function (one increment by the golden gamma, then the finaliser), elementwise
+    on ``uint64`` (Steele, Lea & Flood 2014)."""
+    with np.errstate(over="ignore"):
+        z = z + _GOLDEN
+        z = (z ^ (z >> _U64(30))) * _M1
+        z = (z ^ (z >> _U64(27))) * _M2
+        return z ^ (z >> _U64(31))
+
+
+def counter_normals(seeds: np.ndarray, key: int, size: int) -> np.ndarray:
+    """Standard normals ``(len(seeds), size)`` in float64; row ``i`` a function of ``(seeds[i], key)`` only.
+
+    Element ``e`` of row ``i``: ``c = SplitMix64(SplitMix64(seed_i ⊕ key) + e)``, two uniforms from
+    ``SplitMix64(c ⊕ A)`` and ``SplitMix64(c ⊕ B)`` (their top 53 bits), then Box–Muller's
+    ``sqrt(−2 log u1) cos(2π u2)``.
+    """
+    base = splitmix64(seeds ^ _U64(key & ((1 << 64) - 1)))[:, None]
+    with np.errstate(over="ignore"):
+        counter = splitmix64(base + np.arange(size, dtype=_U64)[None, :])
+    a = splitmix64(counter ^ _STREAM_A)
+    b = splitmix64(counter ^ _STREAM_B)
+    u1 = ((a >> _U64(11)).astype(np.float64) + 1.0) * _TWO_POW_M53  # (0, 1]
+    u2 = (b >> _U64(11)).astype(np.float64) * _TWO_POW_M53  # [0, 1)
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * math.pi * u2)
+
+
+def _call_key(k: int) -> int:
+    """The 64-bit key of a sample's ``k``-th draw (``SplitMix64`` of ``k`` with a tag, so keys look random)."""
+    return int(splitmix64(np.array([0x5EED0000 + k], dtype=_U64))[0])
+
+
 class SeededNoise:
-    """One ``torch.Generator`` per sample.
+    """One random stream per sample (module docstring).
 
     ``seeds`` is a sequence of per-sample seeds, or one ``int``: then sample ``i`` uses the stream
     ``derive_seed(seed, i)``, so a batch of 64 and a batch of 1 agree on sample 0. Successive calls
-    continue each stream. Noise is drawn on the CPU in float32 and moved to x's device and dtype,
-    so results do not depend on the device's RNG either.
+    continue each stream. Noise is computed on the CPU and moved to x's device and dtype, so results do
+    not depend on the device's RNG either.
     """
 
     def __init__(self, seeds: int | Sequence[int] | torch.Tensor) -> None:
@@ -58,19 +121,30 @@ class SeededNoise:
             self._seeds = [int(s) for s in seeds]
             if not self._seeds:
                 raise ShapeError("seeded() needs at least one seed")
-        self._generators: dict[int, torch.Generator] = {}
+        self._mixed = np.zeros(0, dtype=_U64)  # SplitMix64(seed_i) of the rows seen so far
+        self._calls = np.zeros(0, dtype=np.int64)  # counter-based draws made by each row so far
+        self._generators: dict[int, torch.Generator] = {}  # per-row generators for large rows
+
+    def seed_of(self, i: int) -> int:
+        """The seed of sample ``i``'s stream."""
+        if self._seeds is not None:
+            return self._seeds[i]
+        assert self.base is not None
+        return derive_seed(self.base, i)
 
     def _generator(self, i: int) -> torch.Generator:
         g = self._generators.get(i)
         if g is None:
-            if self._seeds is not None:
-                seed = self._seeds[i]
-            else:
-                assert self.base is not None
-                seed = derive_seed(self.base, i)
-            g = torch.Generator().manual_seed(seed)
-            self._generators[i] = g
+            g = self._generators[i] = torch.Generator().manual_seed(self.seed_of(i))
         return g
+
+    def _grow(self, batch: int) -> None:
+        have = len(self._mixed)
+        if batch <= have:
+            return
+        raw = np.array([self.seed_of(i) & ((1 << 64) - 1) for i in range(have, batch)], dtype=_U64)
+        self._mixed = np.concatenate([self._mixed, splitmix64(raw)])
+        self._calls = np.concatenate([self._calls, np.zeros(batch - have, dtype=np.int64)])
 
     def standard_normal(self, shape: Sequence[int], dtype: torch.dtype = torch.float32,
                         device: torch.device | str | None = None) -> torch.Tensor:
@@ -81,8 +155,18 @@ class SeededNoise:
         batch = shape[0]
         if self._seeds is not None and batch > len(self._seeds):
             raise ShapeError(f"batch of {batch} samples but only {len(self._seeds)} seeds were given")
-        rows = [torch.randn(shape[1:], generator=self._generator(i), dtype=torch.float32) for i in range(batch)]
-        return torch.stack(rows).to(device=device, dtype=dtype)
+        size = math.prod(shape[1:])
+        if size >= ROW_GENERATOR_FROM:
+            rows = [torch.randn(shape[1:], generator=self._generator(i), dtype=torch.float32) for i in range(batch)]
+            return torch.stack(rows).to(device=device, dtype=dtype)
+        self._grow(batch)
+        calls = self._calls[:batch]
+        out = np.empty((batch, size), dtype=np.float64)
+        for k in np.unique(calls).tolist():  # one group unless rows were drawn unevenly
+            rows = np.nonzero(calls == k)[0]
+            out[rows] = counter_normals(self._mixed[rows], _call_key(k), size)
+        calls += 1
+        return torch.from_numpy(out).reshape(shape).to(device=device, dtype=dtype)
 
     def initial(self, shape: Sequence[int], sigma: float, dtype: torch.dtype = torch.float32,
                 device: torch.device | str | None = None) -> torch.Tensor:

@@ -68,7 +68,7 @@ import numpy as np
 import torch
 
 from .errors import DiffsampleError, ShapeError, UnknownNameError
-from .noise import derive_seed
+from .noise import counter_normals, derive_seed
 
 __all__ = ["TRANSFORMS", "BrownianTree", "brownian"]
 
@@ -81,33 +81,7 @@ the negative log-SNR ``−λ``, where DPM-Solver++ steps are uniform)."""
 
 _U64 = np.uint64
 _MASK64 = (1 << 64) - 1
-_GOLDEN = _U64(0x9E3779B97F4A7C15)
-_M1 = _U64(0xBF58476D1CE4E5B9)
-_M2 = _U64(0x94D049BB133111EB)
-_STREAM_A = _U64(0x243F6A8885A308D3)  # two streams for the Box–Muller pair (digits of π)
-_STREAM_B = _U64(0x13198A2E03707344)
-_TWO_POW_M53 = 2.0**-53
-
-
-def _splitmix(z: np.ndarray) -> np.ndarray:
-    """The SplitMix64 output function (one increment by the golden gamma, then the finaliser), elementwise."""
-    with np.errstate(over="ignore"):
-        z = z + _GOLDEN
-        z = (z ^ (z >> _U64(30))) * _M1
-        z = (z ^ (z >> _U64(27))) * _M2
-        return z ^ (z >> _U64(31))
-
-
-def _normals(seeds: np.ndarray, key: int, size: int) -> np.ndarray:
-    """Standard normals ``(len(seeds), size)`` in float64, row ``i`` a function of ``(seeds[i], key)`` only."""
-    base = _splitmix(seeds ^ _U64(key))[:, None]
-    with np.errstate(over="ignore"):
-        counter = _splitmix(base + np.arange(size, dtype=_U64)[None, :])
-    a = _splitmix(counter ^ _STREAM_A)
-    b = _splitmix(counter ^ _STREAM_B)
-    u1 = ((a >> _U64(11)).astype(np.float64) + 1.0) * _TWO_POW_M53  # (0, 1]
-    u2 = (b >> _U64(11)).astype(np.float64) * _TWO_POW_M53  # [0, 1)
-    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * math.pi * u2)
+_normals = counter_normals  # the same counter-based normals as the seeded streams
 
 
 def _node_key(side: int, kind: str, k: int, level: int, index: int) -> int:

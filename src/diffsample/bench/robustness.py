@@ -12,7 +12,7 @@ A cell fails when
 
 * the walk raises (any exception, e.g. a division by zero or a singular coefficient),
 * its output has NaN/Inf,
-* the model evaluations it made differ from the registry's ``spec(name).nfe(n)``, or
+* the model evaluations it made differ from the registry's ``spec(name).nfe_on(sigmas)``, or
 * the network was called at σ = 0 (the solver contract: a step into 0 never evaluates there).
 
 The float64 runs are checked the same way. Besides the failures the grid records, per dtype, the
@@ -296,7 +296,7 @@ def run_group(bed_name: str, solver: str, schedule: str, step_counts: Sequence[i
     for n in step_counts:
         sigmas = step_schedule(schedule, n)
         s0 = float(sigmas[0])
-        expected = spec.nfe(len(sigmas) - 1, ends_at_zero=float(sigmas[-1]) == 0.0)
+        expected = spec.nfe_on(sigmas)
         cell = (bed_name, solver, schedule, n)
         net64 = CastNetwork(bed, (torch.float64,))
         ref, err64 = _walk(net64, z * s0, sigmas, solver, spec.stochastic, seeds)

@@ -21,8 +21,8 @@ For each bed and NFE budget the table lists:
   n ∈ {1, 2}, Heun or DPM-Solver++(2M) as the ODE solver, main steps filling the budget), chosen on
   SW1 like ``ode-best``;
 * the SDE samplers ``ddpm``, ``euler_ancestral``, ``dpmpp_2m_sde``, ``dpmpp_3m_sde``, ``edm`` and
-  ``pc`` (also with ``step_rule="sigma"``) at their defaults, at the same budget on Karras steps, and
-  ``exact draws`` (the metric's own floor: two sets of exact samples).
+  ``pc`` (also with the paper's per-sample ``step_rule="sample"``) at their defaults, at the same budget
+  on Karras steps, and ``exact draws`` (the metric's own floor: two sets of exact samples).
 
 Beds: ``ring2d`` (8 Gaussians of std 0.05 on the unit circle) and ``mixture64`` as the exact control,
 their :class:`~diffsample.testbeds.imperfect.MisfitMixture` (means 0.05 away from the centre, stds
@@ -49,11 +49,37 @@ Measured (SW1; ring2d with 10 000 samples, floor 0.0070; mixture64 with 4 000, f
   on ring2d-exposure at NFE 20 (0.0141 vs 0.0215, ×0.66). On mixture64 the ODE solvers win at NFE 10
   (DDPM and SDE-DPM-Solver++(2M) ×2.7–6.6) and mostly at NFE 20. EDM's churn sampler (ImageNet
   defaults) and the 3M SDE solver are far behind at these budgets. PC with the paper's per-sample
-  step rule throws some ring2d samples far off (SW2 0.79 at NFE 20); ``step_rule="sigma"`` does not.
+  step rule throws some ring2d samples far off (SW2 0.79 at NFE 20); its default ``step_rule="auto"``
+  (``"sigma"`` in 2-D, measured here before it became the default) does not.
 
 Run: ``python -m diffsample.bench.stochastic_bench`` (every bed; ≈ 10 min for ring2d and ≈ 30 min for
-mixture64 on one busy CPU core, mostly per-sample seeded noise and sorting), or
-``run_stochastic_bench(["ring2d-misfit"], budgets=(10, 20))``.
+mixture64 on one busy CPU core, measured when per-sample seeded noise still cost ≈ 0.1–0.5 s per call on
+these batches; it now costs ≈ 2 ms, see :mod:`diffsample.noise`), or
+``run_stochastic_bench(["ring2d-misfit"], budgets=(10, 20))``; ``diffsample bench-stochastic --part imperfect``.
+
+SDE convergence with an exact denoiser (:func:`run_sde_convergence`)
+---------------------------------------------------------------------
+Claim: on the exact beds every SDE sampler's distribution converges to the truth as NFE grows. Every
+stochastic solver (DDPM, DDIM η = 1, Euler ancestral — one update in σ-space, so one row each with the
+same numbers —, EDM with S_churn = 40 and S_noise = 1, SDE-DPM-Solver++ 2M/3M, Restart with the paper's
+default interval, PC with its default rule) from the exact marginal at σ = 80, Karras steps to 0.002,
+budgets 8–64 NFE; SW1 to a fixed set of exact draws; the floor is SW1 of exact draws to that set (mean ±
+SD of 6); slope of ``log(SW1 − floor)`` vs ``log NFE`` over the points more than 3 SD above the floor.
+
+Measured (``diffsample bench-stochastic --part convergence``, ring2d with ``--samples 20000``, mixture64
+with 4 000; ring2d floor 0.0045 ± 0.0009; SW1 at NFE 8 / 16 / 32 / 64, slope):
+DDPM 0.065 / 0.017 / 0.0093 / 0.0063, −1.34; EDM churn 2.94 / 0.28 / 0.030 / 0.0057, −3.2; SDE-DPM-Solver++(2M)
+0.23 / 0.036 / 0.0075 / 0.0040, −2.6; (3M) 0.54 / 0.16 / 0.0091 / 0.0040, −3.3; Restart 0.63 (1 NFE: its
+restarts do not fit) / 2.0 (7 NFE) / 0.0061 / 0.0035, −4.9 on 3 points; PC 0.17 / 0.059 / 0.021 / 0.0115,
+−1.43. mixture64 (4 000 samples, floor 0.0137 ± 0.0017): DDPM 0.084 / 0.047 / 0.025 / 0.019, −1.24; EDM
+2.10 / 0.14 / 0.027 / 0.016, −3.1; 2M 0.116 / 0.032 / 0.014 / 0.0125, −2.3; 3M 0.37 / 0.048 / 0.012 / 0.012,
+−3.9; Restart 0.43 (1 NFE) / 1.48 (7 NFE) / 0.019 / 0.014, −3.9 on 3 points; PC (per-sample rule at d = 64)
+0.134 / 0.056 / 0.024 / 0.015, −1.70. So every sampler reaches the floor or approaches it (PC, the
+slowest on ring2d, is at 2.5× the floor there at 64 NFE: half its calls are corrector steps). The slopes
+steeper than −2 (EDM, 3M, Restart) are pre-asymptotic: those start from huge errors at few steps (EDM's
+churn γ = √2 − 1 on 4–8 Heun steps; Restart's main walk of 1–4 Heun steps). Single SW1 values fluctuate
+by about the floor's SD (DDPM 0.0093 at 32 NFE, 0.0103 at 48). Subtracting the floor is a heuristic:
+sampling noise and bias do not add exactly.
 """
 
 from __future__ import annotations
@@ -69,23 +95,24 @@ import torch
 from .. import noise as noise_mod
 from .. import solvers, steps
 from ..denoisers import Denoiser
-from ..errors import BudgetError
+from ..errors import BudgetError, UnknownNameError
 from ..sampling import sample
 from ..solvers.restart import restart_nfe
 from ..testbeds import mixture64, ring2d
 from ..testbeds.distribution import sliced_wasserstein_profile, true_distribution
 from ..testbeds.imperfect import ExposureBiasDenoiser, MisfitMixture
 
-__all__ = ["SDE_SAMPLERS", "StochasticRow", "format_stochastic_table", "imperfect_beds", "ode_solvers",
-           "restart_configs", "run_stochastic_bench"]
+__all__ = ["CONVERGENCE_SAMPLERS", "ConvergenceRow", "SDE_SAMPLERS", "StochasticRow", "convergence_slopes",
+           "format_convergence_table", "format_stochastic_table", "imperfect_beds", "ode_solvers", "restart_configs",
+           "run_sde_convergence", "run_stochastic_bench"]
 
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
 SDE_SAMPLERS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("ddpm", "ddpm", {}), ("euler_ancestral", "euler_ancestral", {}), ("dpmpp_2m_sde", "dpmpp_2m_sde", {}),
     ("dpmpp_3m_sde", "dpmpp_3m_sde", {}), ("edm", "edm", {}), ("pc", "pc", {}),
-    ("pc step_rule=sigma", "pc", {"step_rule": "sigma"}),
+    ("pc step_rule=sample", "pc", {"step_rule": "sample"}),
 )
-"""``(label, solver, options)`` of the SDE samplers in the table, at their defaults (and PC's low-dimension rule)."""
+"""``(label, solver, options)`` of the SDE samplers in the table, at their defaults (and PC's per-sample rule)."""
 RESTART_INTERVALS: tuple[tuple[float, float], ...] = ((0.06, 0.30), (0.1, 1.0), (0.3, 2.0), (0.06, 2.0))
 
 
@@ -103,7 +130,8 @@ class StochasticRow:
 
 
 def imperfect_beds(names: Sequence[str] | None = None) -> dict[str, Denoiser]:
-    """The benchmark's beds by name (exact controls and their imperfect versions)."""
+    """The benchmark's beds by name (exact controls and their imperfect versions; a plain ``"ring2d"`` or
+    ``"mixture64"`` stands for its three)."""
     makers: dict[str, Callable[[], Denoiser]] = {
         "ring2d-exact": ring2d,
         "ring2d-misfit": lambda: MisfitMixture(ring2d(), mean_shift=0.05, std_scale=1.3),
@@ -112,7 +140,12 @@ def imperfect_beds(names: Sequence[str] | None = None) -> dict[str, Denoiser]:
         "mixture64-misfit": lambda: MisfitMixture(mixture64(), mean_shift=0.05, std_scale=1.3),
         "mixture64-exposure": lambda: ExposureBiasDenoiser(mixture64(), gamma=0.3, sigma_c=0.5),
     }
-    chosen = list(makers) if names is None else list(names)
+    chosen: list[str] = []
+    for name in (list(makers) if names is None else list(names)):
+        family = [key for key in makers if key.startswith(f"{name}-")]  # "ring2d": its exact, misfit, exposure beds
+        if name not in makers and not family:
+            raise UnknownNameError("bed", name, list(makers) + ["ring2d", "mixture64"])
+        chosen += [name] if name in makers else family
     return {name: makers[name]() for name in chosen}
 
 
@@ -236,5 +269,128 @@ def format_stochastic_table(rows: Sequence[StochasticRow]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m diffsample.bench.stochastic_bench
-    print(format_stochastic_table(run_stochastic_bench()))
+# --------------------------------------------------------------------------------------------- convergence
+
+CONVERGENCE_SAMPLERS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("ddpm", "ddpm", {}), ("ddim eta=1", "ddim", {"eta": 1.0}), ("euler_ancestral", "euler_ancestral", {}),
+    ("edm churn=40 s_noise=1", "edm", {"s_churn": 40.0, "s_noise": 1.0}), ("dpmpp_2m_sde", "dpmpp_2m_sde", {}),
+    ("dpmpp_3m_sde", "dpmpp_3m_sde", {}), ("restart", "restart", {}), ("pc", "pc", {}),
+)
+"""``(label, solver, options)`` of the SDE convergence figure: every stochastic solver, EDM with churn but without
+its noise inflation (``S_noise = 1.003`` is a deliberate bias that does not vanish with NFE)."""
+CONVERGENCE_BUDGETS = (8, 12, 16, 24, 32, 48, 64)
+FLOOR_DRAWS = 6
+
+
+@dataclass(frozen=True)
+class ConvergenceRow:
+    """SW1 of one sampler at one NFE budget on an exact bed, and the floor: mean and standard deviation of SW1
+    between exact draws and the same reference set."""
+
+    bed: str
+    method: str
+    budget: int
+    steps: int
+    nfe: int
+    sw1: float
+    floor: float
+    floor_sd: float
+
+
+def run_sde_convergence(beds: Sequence[str] = ("ring2d", "mixture64"), budgets: Sequence[int] = CONVERGENCE_BUDGETS,
+                        n_samples: int = 10000, seed: int = 0, n_projections: int = 256,
+                        samplers: Sequence[tuple[str, str, dict[str, Any]]] = CONVERGENCE_SAMPLERS,
+                        ) -> list[ConvergenceRow]:
+    """SW1 between each sampler's output and exact draws, at each NFE budget, on exact beds.
+
+    Every walk starts from the exact noised marginal at σ = 80 (``x0 + 80 z``, ``x0`` exact draws), so the
+    only errors are the sampler's discretisation and the metric's sampling noise; it runs on Karras steps
+    (ρ = 7) down to 0.002 and then 0, as many as the registry's cost allows within the budget (the NFE used,
+    counted by the bed, is reported). The floor is the mean SW1 between :data:`FLOOR_DRAWS` independent sets of
+    ``n_samples`` exact draws and the same reference set: what a perfect sampler would get. Its spread is
+    large (on ring2d mostly the multinomial noise of the 8 mode masses: SD ≈ 0.002 at 10 000 samples).
+    """
+    rows: list[ConvergenceRow] = []
+    for bed_name in beds:
+        bed = {"ring2d": ring2d, "mixture64": mixture64}[bed_name]() if bed_name in ("ring2d", "mixture64") \
+            else imperfect_beds([bed_name])[bed_name]  # an imperfect bed: convergence to its truth is not expected
+        truth = true_distribution(bed)
+
+        def draws(offset: int, _truth: Any = truth) -> torch.Tensor:
+            return _truth.sample(n_samples, generator=torch.Generator().manual_seed(seed + offset))
+
+        def sw1(x: torch.Tensor, y: torch.Tensor) -> float:
+            return sliced_wasserstein_profile(x, y, (1.0,), n_projections=n_projections, seed=seed)[1.0]
+
+        reference = draws(1)
+        floors = torch.tensor([sw1(draws(10 + k), reference) for k in range(FLOOR_DRAWS)], dtype=torch.float64)
+        floor, floor_sd = float(floors.mean()), float(floors.std())
+        start = draws(2) + SIGMA_MAX * torch.randn(n_samples, *truth.shape,
+                                                   generator=torch.Generator().manual_seed(seed + 3),
+                                                   dtype=torch.float64)
+        for label, name, options in samplers:
+            spec = solvers.spec(name)
+            for budget in budgets:
+                try:
+                    n_steps = spec.steps_for_nfe(budget, **options)
+                except BudgetError:
+                    continue
+                sigmas = _grid("karras", n_steps)
+                bed.reset_counter()
+                out = sample(bed, start, sigmas, name, noise=noise_mod.seeded(seed + 4), **options)
+                rows.append(ConvergenceRow(bed_name, label, budget, n_steps, bed.nfe, sw1(out, reference), floor,
+                                          floor_sd))
+    return rows
+
+
+def _fitted(r: ConvergenceRow) -> bool:
+    return r.sw1 - r.floor > 3 * r.floor_sd and r.steps >= 2
+
+
+def convergence_slopes(rows: Sequence[ConvergenceRow]) -> dict[tuple[str, str], float]:
+    """Least-squares slope of ``log(SW1 − floor)`` against ``log NFE`` per (bed, method), over the budgets where
+    ``SW1 − floor`` exceeds three floor SDs (below that it is mostly sampling noise) and the walk has at least two
+    steps (Restart's extra walks do not fit the smallest budgets: it then falls back to one step); NaN with fewer
+    than 2 points."""
+    groups: dict[tuple[str, str], list[ConvergenceRow]] = {}
+    for r in rows:
+        groups.setdefault((r.bed, r.method), []).append(r)
+    slopes: dict[tuple[str, str], float] = {}
+    for key, group in groups.items():
+        pts = [(math.log(r.nfe), math.log(r.sw1 - r.floor)) for r in group if _fitted(r)]
+        if len(pts) < 2:
+            slopes[key] = math.nan
+            continue
+        mx = sum(p[0] for p in pts) / len(pts)
+        my = sum(p[1] for p in pts) / len(pts)
+        slopes[key] = sum((p[0] - mx) * (p[1] - my) for p in pts) / sum((p[0] - mx) ** 2 for p in pts)
+    return slopes
+
+
+def format_convergence_table(rows: Sequence[ConvergenceRow]) -> str:
+    """A Markdown table: per bed and method, SW1 at each budget (NFE used in brackets), the floor (± SD) and the
+    slope of :func:`convergence_slopes` with the number of points it was fitted on."""
+    budgets = sorted({r.budget for r in rows})
+    slopes = convergence_slopes(rows)
+    lines = ["| bed | method | " + " | ".join(f"NFE {b}" for b in budgets) + " | floor ± SD | slope of SW1 − floor |",
+             "|---|---|" + "---:|" * len(budgets) + "---:|---:|"]
+    seen: dict[tuple[str, str], dict[int, ConvergenceRow]] = {}
+    for r in rows:
+        seen.setdefault((r.bed, r.method), {})[r.budget] = r
+    for (bed, method), by_budget in seen.items():
+        cells = [f"{by_budget[b].sw1:.4f} ({by_budget[b].nfe})" if b in by_budget else "—" for b in budgets]
+        first = next(iter(by_budget.values()))
+        slope = slopes[(bed, method)]
+        used = sum(_fitted(r) for r in by_budget.values())
+        lines.append(f"| {bed} | {method} | " + " | ".join(cells) + f" | {first.floor:.4f} ± {first.floor_sd:.4f} | "
+                     + (f"{slope:.2f} ({used} pts)" if math.isfinite(slope) else "—") + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m diffsample.bench.stochastic_bench [convergence]
+    import sys
+
+    if sys.argv[1:] == ["convergence"]:
+        print(format_convergence_table(run_sde_convergence()))
+    else:
+        print(format_stochastic_table(run_stochastic_bench()))

@@ -53,10 +53,14 @@ samplers below need nothing but σ.
 * **Predictor–corrector** (Song et al. 2021, "Score-Based Generative Modeling through SDEs",
   Algorithms 4 and 5): after each predictor step to σ' > 0, ``corrector_steps`` Langevin steps at σ'
   with the score ``s = (D − x)/σ'²``: ``x ← x + ε s + sqrt(2ε) z``, ``ε = 2α (r ‖z‖/‖s‖)²`` (``r`` the
-  signal-to-noise ratio ``snr``; α = 1 in σ-space, which is the VE form). The norms are per sample by
-  default (the paper states the rule for one sample; its code averages them over the batch, which
-  makes a sample depend on its batch: ``step_rule="batch"``); ``step_rule="sigma"`` is a variant for
-  low-dimensional data (:func:`langevin_correct`).
+  signal-to-noise ratio ``snr``; α = 1 in σ-space, which is the VE form). That per-sample rule
+  (``step_rule="sample"``) needs ``‖s‖`` and ``‖z‖`` to concentrate, as they do for images: near a
+  Gaussian component of ``p_σ`` the ratio ``‖z‖²/‖s‖²`` is ``v·F(d, d)``-distributed, whose mean is
+  infinite for ``d ≤ 2`` and variance infinite for ``d ≤ 4``, so in a few dimensions some steps are
+  arbitrarily large and throw samples far away. The default ``step_rule="auto"`` therefore takes the
+  paper's rule for ``d ≥ 64`` per sample and otherwise ``ε = 2 r² σ²`` (``"sigma"``: the rule with ``‖s‖²``
+  replaced by its upper bound ``d/σ²``, see :func:`langevin_correct`); ``"batch"`` averages the norms over
+  the batch as the paper's code does (sample i then depends on its batch).
 
 Noise sources
 -------------
@@ -80,7 +84,8 @@ from .registry import register, spec
 
 __all__ = [
     "ancestral_split", "ddim", "ddpm", "dpmpp_2m_sde", "dpmpp_3m_sde", "edm", "euler_ancestral", "langevin_correct",
-    "pc", "pc_cost", "STEP_RULES", "require_fresh_noise", "require_noise", "sde_weights",
+    "langevin_step_size", "pc", "pc_cost", "AUTO_SAMPLE_DIM", "STEP_RULES", "require_fresh_noise", "require_noise",
+    "sde_weights",
 ]
 
 LOWER_ORDER_FINAL_BELOW = 15
@@ -360,29 +365,49 @@ def dpmpp_3m_sde(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None,
 # --------------------------------------------------------------------------------------------- predictor–corrector
 
 
-STEP_RULES = ("sample", "batch", "sigma")
+STEP_RULES = ("auto", "sample", "batch", "sigma")
+AUTO_SAMPLE_DIM = 64
+"""``step_rule="auto"`` uses the per-sample rule from this many dimensions per sample on (module docstring)."""
+
+
+def langevin_step_size(score: torch.Tensor, z: torch.Tensor, sigma: float, snr: float, step_rule: str = "auto"
+                       ) -> torch.Tensor:
+    """The Langevin step ``ε`` per sample (shape ``(B,)``) for the score ``s``, the noise ``z`` at level σ.
+
+    * ``"sample"``: Song et al. (2021, Algorithm 5) ``ε = 2 (r ‖z‖/‖s‖)²`` per sample (ε = 0 where ``s = 0``);
+    * ``"batch"``: the same with ``‖z‖`` and ``‖s‖`` averaged over the batch (the paper's code);
+    * ``"sigma"``: ``ε = 2 r² σ²``: ``‖z‖²`` replaced by its mean ``d`` and ``‖s‖²`` by ``d/σ²``, an upper
+      bound of the Fisher information ``E‖s‖²`` of ``p_σ`` (``J(X + σZ) ≤ J(σZ) = d/σ²``, Stam 1959; the
+      bound is reached when σ dominates the data's scale). So ``ε`` is at most the per-sample step of a
+      sample with a typical score, and on a Gaussian component of variance ``v ≥ σ²`` the discretised
+      chain's stationary variance ``v/(1 − ε/(2v))`` is inflated by at most ``1/(1 − r²)``;
+    * ``"auto"``: ``"sample"`` when a sample has at least :data:`AUTO_SAMPLE_DIM` entries, else ``"sigma"``
+      (the ratio ``‖z‖²/‖s‖²`` of the per-sample rule is ``v·F(d, d)``-distributed near a Gaussian
+      component: infinite mean for ``d ≤ 2``, relative spread ``≈ 2/sqrt(d)`` for large d).
+    """
+    if step_rule not in STEP_RULES:
+        raise DiffsampleError(f"step_rule must be one of {', '.join(STEP_RULES)}; got {step_rule!r}")
+    batch = score.shape[0]
+    if step_rule == "auto":
+        step_rule = "sample" if score[0].numel() >= AUTO_SAMPLE_DIM else "sigma"
+    if step_rule == "sigma":
+        return torch.full((batch,), 2.0 * snr * snr * sigma * sigma, dtype=score.dtype, device=score.device)
+    s_norm = score.reshape(batch, -1).norm(dim=1)
+    z_norm = z.reshape(batch, -1).norm(dim=1)
+    if step_rule == "batch":
+        s_norm, z_norm = s_norm.mean().expand_as(s_norm), z_norm.mean().expand_as(z_norm)
+    positive = s_norm > 0
+    ratio = torch.where(positive, snr * z_norm / torch.where(positive, s_norm, torch.ones_like(s_norm)),
+                        torch.zeros_like(s_norm))
+    return 2.0 * ratio.square()
 
 
 def langevin_correct(denoiser, x: torch.Tensor, sigma: float, noise: Any, *, snr: float = 0.16, steps: int = 1,
-                     step_rule: str = "sample", callback: Callback = None, i: int = 0) -> torch.Tensor:
+                     step_rule: str = "auto", callback: Callback = None, i: int = 0) -> torch.Tensor:
     """``steps`` Langevin corrector steps at level σ > 0 (Song et al. 2021, Algorithm 4, α = 1).
 
     Each step: ``s = (D(x, σ) − x)/σ²`` (the score), ``z`` from ``noise(x, σ, σ)``, and
-    ``x ← x + ε s + sqrt(2ε) z`` with the step size ``ε`` from ``step_rule``:
-
-    * ``"sample"``: the paper's ``ε = 2 (snr ‖z‖/‖s‖)²`` per sample (ε = 0 where ``s = 0``);
-    * ``"batch"``: the same with ``‖z‖`` and ``‖s‖`` averaged over the batch, as the paper's code does
-      (sample i then depends on the rest of its batch);
-    * ``"sigma"``: ``ε = 2 snr² σ²``, the rule with ``‖s‖`` replaced by ``sqrt(d)/σ`` — the score norm of
-      pure noise N(0, σ²I), an upper bound of the typical score norm of ``p_σ`` (Fisher information
-      ``J(X + σZ) ≤ J(σZ) = d/σ²``; Stam 1959) — and ``‖z‖²`` by its mean ``d``.
-
-    The per-sample rule relies on ``‖s‖`` concentrating, as it does for images. In a few dimensions
-    the score vanishes at every mode of ``p_σ``, ε then explodes, and samples are thrown far away (on a
-    1-D two-Gaussian bed the sampler diverges); ``"sigma"`` is at most the per-sample step of a sample
-    with a typical score norm (by that bound) and shrinks with σ, so its bias (of relative size ``snr² σ²/(s² + σ²)``
-    on a Gaussian of variance s², from the stationary law of the discretised Langevin chain) vanishes as
-    σ → 0.
+    ``x ← x + ε s + sqrt(2ε) z`` with the step size ``ε`` of :func:`langevin_step_size` (``step_rule``).
     """
     snr = _check_nonnegative(snr, "snr")
     if step_rule not in STEP_RULES:
@@ -395,24 +420,13 @@ def langevin_correct(denoiser, x: torch.Tensor, sigma: float, noise: Any, *, snr
         report(callback, i, x, sigma, sigma, denoised)
         score = (denoised - x) / (sigma * sigma)
         z = _draw(noise, x, sigma, sigma)
-        if step_rule == "sigma":
-            eps = torch.full((x.shape[0],), 2.0 * snr * snr * sigma * sigma, dtype=x.dtype, device=x.device)
-        else:
-            s_norm = score.reshape(x.shape[0], -1).norm(dim=1)
-            z_norm = z.reshape(x.shape[0], -1).norm(dim=1)
-            if step_rule == "batch":
-                s_norm, z_norm = s_norm.mean().expand_as(s_norm), z_norm.mean().expand_as(z_norm)
-            positive = s_norm > 0
-            ratio = torch.where(positive, snr * z_norm / torch.where(positive, s_norm, torch.ones_like(s_norm)),
-                                torch.zeros_like(s_norm))
-            eps = 2.0 * ratio.square()
-        eps = eps.reshape(shape)
+        eps = langevin_step_size(score, z, sigma, snr, step_rule).reshape(shape)
         x = x + eps * score + (2.0 * eps).sqrt() * z
     return x
 
 
 def pc_cost(n_steps: int, ends_at_zero: bool = True, sigmas: Any = None, *, predictor: str = "euler",
-            snr: float = 0.16, corrector_steps: int = 1, step_rule: str = "sigma",
+            snr: float = 0.16, corrector_steps: int = 1, step_rule: str = "auto",
             predictor_options: dict[str, Any] | None = None) -> int:
     """The registry's cost hook for :func:`pc` (exact for any levels): each step is one call of the predictor on
     ``[σ_i, σ_{i+1}]`` plus ``corrector_steps`` calls when ``σ_{i+1} > 0``."""
@@ -426,7 +440,7 @@ def pc_cost(n_steps: int, ends_at_zero: bool = True, sigmas: Any = None, *, pred
 
 @register("pc", order=1, evals_per_step=2, saves_last_eval=True, stochastic=True, cost=pc_cost)
 def pc(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
-       predictor: str = "euler", snr: float = 0.16, corrector_steps: int = 1, step_rule: str = "sample",
+       predictor: str = "euler", snr: float = 0.16, corrector_steps: int = 1, step_rule: str = "auto",
        predictor_options: dict[str, Any] | None = None) -> torch.Tensor:
     """Predictor–corrector sampling (Song et al. 2021, Algorithms 2–5): a predictor step, then Langevin.
 
@@ -436,12 +450,13 @@ def pc(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback:
             ``"ddpm"`` / ``"euler_ancestral"`` give the paper's reverse-diffusion predictor.
         snr: the corrector's signal-to-noise ratio ``r`` (0.16: the paper's CIFAR-10 VE setting).
         corrector_steps: Langevin steps after each predictor step that ends above σ = 0.
-        step_rule: ``"sample"`` (the paper's per-sample snr rule), ``"batch"`` (its code's batch-averaged
-            norms) or ``"sigma"`` (``ε = 2 snr² σ²``, for low-dimensional data); see :func:`langevin_correct`.
+        step_rule: ``"auto"`` (default: the paper's per-sample rule from 64 dimensions per sample on, else
+            ``"sigma"``), ``"sample"`` (the paper's per-sample snr rule), ``"batch"`` (its code's
+            batch-averaged norms) or ``"sigma"`` (``ε = 2 snr² σ²``); see :func:`langevin_step_size`.
         predictor_options: options passed to the predictor.
 
-    NFE per step: the predictor's, plus ``corrector_steps``; the registry records the default
-    (Euler + 1 corrector step, none on the step into σ = 0).
+    NFE per step: the predictor's, plus ``corrector_steps`` (none on the step into σ = 0); the registry's
+    cost hook :func:`pc_cost` counts any configuration.
     """
     corrector_steps = int(corrector_steps)
     if corrector_steps < 0:
