@@ -207,6 +207,41 @@ def _cmd_bench_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+STOCHASTIC_PARTS: dict[str, tuple[str, str]] = {
+    "imperfect": ("run_stochastic_bench", "format_stochastic_table"),
+    "convergence": ("run_sde_convergence", "format_convergence_table"),
+}
+"""``bench-stochastic`` parts: name -> (run, format) in :mod:`diffsample.bench.stochastic_bench` (imported when run).
+Each run takes ``beds``, ``budgets`` and ``n_samples`` keywords and returns dataclass rows."""
+
+
+def _cmd_bench_stochastic(args: argparse.Namespace) -> int:
+    import csv
+    import dataclasses
+    import importlib
+
+    module = importlib.import_module("diffsample.bench.stochastic_bench")
+    options = {key: value for key, value in (("beds", args.beds), ("budgets", args.nfe), ("n_samples", args.samples))
+               if value is not None}
+    records: list[dict[str, object]] = []
+    for part in args.part or list(STOCHASTIC_PARTS):
+        run, fmt = (getattr(module, name) for name in STOCHASTIC_PARTS[part])
+        started = time.perf_counter()
+        rows = run(**options)
+        print(f"## {part} ({time.perf_counter() - started:.0f} s)\n\n{fmt(rows)}\n", flush=True)
+        records += [{"part": part, **dataclasses.asdict(r)} for r in rows]
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fields = list(dict.fromkeys(key for record in records for key in record))
+        with out.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(records)
+        print(f"wrote {out}")
+    return 0
+
+
 def _theory_order(name: str) -> int:
     from . import solvers
 
@@ -234,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=["digits"], default=None,
                    help="benchmark the shipped digits network instead of the exact beds: FD, class accuracy and "
                         "RMSE vs a 1000-step reference (writes digits-model.csv/.md under --out)")
-    p.add_argument("--samples", type=int, default=1000, help="with --model: samples per method")
+    p.add_argument("--samples", type=int, default=500, help="with --model: samples per method")
     p.add_argument("--no-tune", action="store_true", help="with --model: leave out the tuned plans")
     p.add_argument("--sigma-min", type=float, default=0.002)
     p.add_argument("--sigma-max", type=float, default=80.0)
@@ -289,6 +324,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder where each tuned plan is saved when found; a rerun with the same settings loads "
                         "them instead of tuning again (resume). '' to keep none")
     p.set_defaults(func=_cmd_bench_tune)
+
+    p = sub.add_parser("bench-stochastic", help="SDE samplers on exact and imperfect beds: restart/SDE vs ODE at "
+                       "equal NFE (imperfect) and distribution convergence with NFE (convergence)")
+    p.add_argument("--part", action="append", choices=list(STOCHASTIC_PARTS), default=None,
+                   help="which part (repeatable; default all)")
+    p.add_argument("--beds", type=_str_list, default=None,
+                   help="beds (imperfect: ring2d, mixture64 or e.g. ring2d-misfit; convergence: ring2d, mixture64)")
+    p.add_argument("--nfe", type=_int_list, default=None, help="NFE budgets (default: imperfect 10,20; "
+                   "convergence 8,12,16,24,32,48,64)")
+    p.add_argument("--samples", type=int, default=None, help="samples per bed (default 10000)")
+    p.add_argument("--out", default=None, help="also write every row as CSV here (a 'part' column first)")
+    p.set_defaults(func=_cmd_bench_stochastic)
 
     from .sample_cli import add_sample_parser
 

@@ -78,14 +78,13 @@ from numpy.polynomial import legendre as nleg
 
 from ..errors import DiffsampleError, ShapeError, SigmaError
 from .common import Callback, report, sigma_batch, sigma_list
-from .multistep import check_order, step_orders
+from .dpm import planned_orders
+from .multistep import check_order
 from .registry import register
 
 __all__ = ["StatisticsLike", "Quadrature", "step_coefficients", "dpm_solver_v3"]
 
 MAX_ORDER = 3
-#: ``lower_order_final`` lowers the final orders only for runs shorter than this (as :mod:`.dpm`).
-LOWER_ORDER_FINAL_BELOW = 15
 _SOLVER_TYPES = ("taylor", "dpmsolver")
 _Coeffs = dict[str, Any]
 _GL_N = 10
@@ -329,7 +328,8 @@ def dpm_solver_v3(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None
             rule for NFE ≤ 6).
         solver_type: ``"taylor"`` (exact weights, default) or ``"dpmsolver"`` (``h/2`` in the
             one-unknown systems, as DPM-Solver++(2M)).
-        lower_order_final: for runs under 15 steps, cap the order by the steps left.
+        lower_order_final: the order plan of :func:`.dpm.planned_orders` (runs under 15 steps capped by the
+            steps left, sudden step growth capped at order 2).
     """
     order = check_order(order, MAX_ORDER, "dpm_solver_v3")
     if solver_type not in _SOLVER_TYPES:
@@ -345,7 +345,7 @@ def dpm_solver_v3(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None
         lam = [_clamp(v, grid) if math.isfinite(v) else v for v in lam]  # within the 1e-6 slack
     pseudo = n <= 5 if pseudo is None else bool(pseudo)
     corrector = n <= 6 if corrector is None else bool(corrector)
-    orders = step_orders(n, order, lower_order_final and n < LOWER_ORDER_FINAL_BELOW)
+    orders = planned_orders(s, order, lower_order_final)  # DPM-Solver++'s plan (no statistics: its exact reduction)
     plan = [(_tensors(p, x), None if c is None else _tensors(c, x))
             for p, c in _plan(stats, lam, orders, pseudo, corrector, solver_type)]
     one_minus_l = [torch.as_tensor(1.0 - _lerp(np.asarray(stats.lam, dtype=np.float64),

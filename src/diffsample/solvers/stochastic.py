@@ -79,7 +79,7 @@ import torch
 
 from ..errors import DiffsampleError
 from .common import Callback, report, sigma_batch, sigma_list
-from .multistep import step_orders
+from .dpm import planned_orders
 from .registry import register, spec
 
 __all__ = [
@@ -88,8 +88,6 @@ __all__ = [
     "sde_weights",
 ]
 
-LOWER_ORDER_FINAL_BELOW = 15
-"""As in :mod:`~diffsample.solvers.dpm`: runs shorter than this cap the multistep order by the steps left."""
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -291,10 +289,9 @@ def _sde_multistep(denoiser, x: torch.Tensor, sigmas: torch.Tensor, noise: Any, 
     if solver_type not in ("midpoint", "heun"):
         raise DiffsampleError(f"solver_type must be 'midpoint' or 'heun', got {solver_type!r}")
     s = sigma_list(sigmas)
-    n = len(s) - 1
     if eta > 0 and s_noise > 0 and any(b > 0 for b in s[1:]):
         require_noise(noise, name, f"eta={eta} > 0")
-    orders = step_orders(n, order, lower_order_final and n < LOWER_ORDER_FINAL_BELOW)
+    orders = planned_orders(s, order, lower_order_final)  # as the ODE solvers (η = 0 is dpmpp_2m/3m)
     outputs: list[torch.Tensor] = []  # newest first
     past: list[float] = []  # λ-lengths of the previous steps, newest first
     for i, k in enumerate(orders):
