@@ -207,12 +207,23 @@ def _cmd_bench_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-STOCHASTIC_PARTS: dict[str, tuple[str, str]] = {
-    "imperfect": ("run_stochastic_bench", "format_stochastic_table"),
-    "convergence": ("run_sde_convergence", "format_convergence_table"),
+_HELDOUT_KEYWORDS = {"beds": "beds", "nfe": "nfes", "samples": "heldout_size"}
+STOCHASTIC_PARTS: dict[str, tuple[str, str, str, dict[str, str]]] = {
+    "imperfect": ("stochastic_bench", "run_stochastic_bench", "format_stochastic_table",
+                  {"beds": "beds", "nfe": "budgets", "samples": "n_samples"}),
+    "convergence": ("stochastic_bench", "run_sde_convergence", "format_convergence_table",
+                    {"beds": "beds", "nfe": "budgets", "samples": "n_samples"}),
+    "exposure": ("exposure_bench", "run_exposure_bench", "format_exposure_table",
+                 {"beds": "beds", "nfe": "budgets", "samples": "n_samples"}),
+    "v3": ("v3_bench", "run_v3_bench", "format_v3_table", {"beds": "beds", "nfe": "nfes", "samples": "n_test"}),
+    "dc": ("dc_bench", "run_dc_bench", "format_dc_table", _HELDOUT_KEYWORDS),
+    "cpr": ("dc_bench", "run_cpr_bench", "format_cpr_table", _HELDOUT_KEYWORDS),
+    "momentum": ("momentum_bench", "run_momentum_bench", "format_momentum_table",
+                 {"beds": "beds", "nfe": "step_counts", "samples": "n_samples"}),
 }
-"""``bench-stochastic`` parts: name -> (run, format) in :mod:`diffsample.bench.stochastic_bench` (imported when run).
-Each run takes ``beds``, ``budgets`` and ``n_samples`` keywords and returns dataclass rows."""
+"""``bench-stochastic`` parts: name -> (module of :mod:`diffsample.bench`, run, format, CLI option -> keyword of
+run). Each run returns dataclass rows. ``momentum``'s ``--nfe`` counts guided steps (2 calls each)."""
+DEFAULT_STOCHASTIC_PARTS = ("imperfect", "convergence", "exposure", "v3", "dc", "momentum")
 
 
 def _cmd_bench_stochastic(args: argparse.Namespace) -> int:
@@ -220,12 +231,12 @@ def _cmd_bench_stochastic(args: argparse.Namespace) -> int:
     import dataclasses
     import importlib
 
-    module = importlib.import_module("diffsample.bench.stochastic_bench")
-    options = {key: value for key, value in (("beds", args.beds), ("budgets", args.nfe), ("n_samples", args.samples))
-               if value is not None}
     records: list[dict[str, object]] = []
-    for part in args.part or list(STOCHASTIC_PARTS):
-        run, fmt = (getattr(module, name) for name in STOCHASTIC_PARTS[part])
+    for part in args.part or list(DEFAULT_STOCHASTIC_PARTS):
+        module_name, run_name, format_name, keywords = STOCHASTIC_PARTS[part]
+        module = importlib.import_module(f"diffsample.bench.{module_name}")
+        run, fmt = getattr(module, run_name), getattr(module, format_name)
+        options = {keywords[key]: getattr(args, key) for key in keywords if getattr(args, key) is not None}
         started = time.perf_counter()
         rows = run(**options)
         print(f"## {part} ({time.perf_counter() - started:.0f} s)\n\n{fmt(rows)}\n", flush=True)
@@ -325,10 +336,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "them instead of tuning again (resume). '' to keep none")
     p.set_defaults(func=_cmd_bench_tune)
 
-    p = sub.add_parser("bench-stochastic", help="SDE samplers on exact and imperfect beds: restart/SDE vs ODE at "
-                       "equal NFE (imperfect) and distribution convergence with NFE (convergence)")
+    p = sub.add_parser("bench-stochastic", help="stochastic samplers and sampling-time corrections on exact and "
+                       "imperfect beds (parts: imperfect, convergence, exposure, v3, dc, cpr, momentum)")
     p.add_argument("--part", action="append", choices=list(STOCHASTIC_PARTS), default=None,
-                   help="which part (repeatable; default all)")
+                   help="which part (repeatable; default all but cpr): imperfect = restart/SDE vs ODE at equal NFE "
+                        "on misfit and exposure-biased beds; convergence = SDE distribution error vs NFE on exact "
+                        "beds; exposure = time-shift and epsilon scaling; v3 = DPM-Solver-v3 with model statistics "
+                        "vs DPM-Solver++; dc = DC-Solver vs UniPC; cpr = DC ratios predicted across NFE; momentum = "
+                        "heavy-ball / GHVB under strong guidance. Each takes minutes (v3 and imperfect the longest)")
     p.add_argument("--beds", type=_str_list, default=None,
                    help="beds (imperfect: ring2d, mixture64 or e.g. ring2d-misfit; convergence: ring2d, mixture64)")
     p.add_argument("--nfe", type=_int_list, default=None, help="NFE budgets (default: imperfect 10,20; "
