@@ -3,18 +3,24 @@
 * :func:`tune` — teacher trajectories, dynamic-programming schedules and a solver–schedule search on a
   calibration batch (:mod:`.tuner`);
 * :class:`Plan` — the result, a small JSON document that :func:`diffsample.sample` runs (``plan=``);
-* :mod:`.teacher`, :mod:`.dp`, :mod:`.search` — the stages, usable on their own.
+* :mod:`.teacher`, :mod:`.dp`, :mod:`.search` — the stages, usable on their own;
+* :func:`compute_statistics` / :class:`EMS` — DPM-Solver-v3's empirical model statistics (:mod:`.ems`);
+* :func:`search_dc_ratios` / :func:`fit_cpr` — DC-Solver's compensation ratios as a plan (:mod:`.dc`).
 """
 
 from __future__ import annotations
 
+from .dc import CPR, fit_cpr, search_dc_ratios
 from .dp import DPResult, Evaluator, gits_costs, min_cost_path, propagated_dp
+from .ems import EMS, compute_statistics
 from .plan import Plan
 from .search import Candidate, Choice, Objective, canonical, coordinate_search
 from .teacher import Teacher, teacher_trajectory
 from .tuner import tune
 
 __all__ = [
+    "CPR",
+    "EMS",
     "Candidate",
     "Choice",
     "DPResult",
@@ -23,10 +29,13 @@ __all__ = [
     "Plan",
     "Teacher",
     "canonical",
+    "compute_statistics",
     "coordinate_search",
+    "fit_cpr",
     "gits_costs",
     "min_cost_path",
     "propagated_dp",
+    "search_dc_ratios",
     "teacher_trajectory",
     "tune",
 ]
