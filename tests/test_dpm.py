@@ -30,15 +30,6 @@ FIXED_STEP = ["dpm_solver_1", "dpm_solver_2s", "dpm_solver_3s", "dpm_solver_2m",
               "dpmpp_2s", "dpmpp_2m", "dpmpp_3m"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and contend on a shared machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def bed() -> GaussianMixture:
     """A smooth 2-D mixture (all stds >= 0.3): the asymptotic regime starts at modest NFE."""

@@ -31,14 +31,6 @@ GAUSS = GaussianMixture(MU, C)
 M64 = mixture64()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _noise(n: int, d: int, seed: int = 3) -> torch.Tensor:
     return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=F64)
 

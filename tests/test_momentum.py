@@ -30,14 +30,6 @@ F64 = torch.float64
 NAMES = ("plms_hb", "ghvb", "dpmpp_2m_hb")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _paper_mixer(order: int, b: float) -> list[float]:
     """The paper's published GHVB coefficients (``β·c`` is affine in β), newest first."""
     table = {1: ([b], 1), 2: ([2 + b, -(2 - b)], 2), 3: ([18 + 5 * b, -(24 - 8 * b), 6 - b], 12),

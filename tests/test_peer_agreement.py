@@ -52,15 +52,6 @@ F64 = torch.float64
 SIGMA_MAX, SIGMA_MIN = 80.0, 0.05
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and contend on a shared machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def k_sampling():
     try:

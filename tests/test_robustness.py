@@ -55,15 +55,6 @@ TOLERANCE = {torch.float32: 64 * UNIT_ROUNDOFF[torch.float32], torch.float16: 8 
              torch.bfloat16: 8 * UNIT_ROUNDOFF[torch.bfloat16]}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and contend on a shared machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def rmse(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.to(F64) - b.to(F64)).square().mean().sqrt())
 

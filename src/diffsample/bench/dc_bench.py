@@ -29,6 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 
@@ -66,6 +67,17 @@ def _rmse(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.to(torch.float64) - b.to(torch.float64)).square().mean().sqrt())
 
 
+def _bed_batches(bed_name: str, sigma_max: float, heldout_size: int, heldout_seed: int, calibration_size: int,
+                 calibration_seed: int) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The bed, its held-out and calibration states at ``σ_max`` and the held-out batch's exact solution at 0."""
+    from ..testbeds import get_bed, reference_solution
+
+    bed = get_bed(bed_name)
+    held = noise_mod.seeded(heldout_seed).initial((heldout_size, *bed.shape), sigma_max, dtype=torch.float64)
+    cal = noise_mod.seeded(calibration_seed).initial((calibration_size, *bed.shape), sigma_max, dtype=torch.float64)
+    return bed, held, cal, reference_solution(bed, held, sigma_max, 0.0)
+
+
 def run_dc_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nfes: Sequence[int] = (5, 6, 8, 10), *,
                  sigma_min: float = 0.002, sigma_max: float = 80.0, heldout_size: int = 64, heldout_seed: int = 0,
                  calibration_size: int = 10, calibration_seed: int = 1, method: str = "adamw",
@@ -76,7 +88,7 @@ def run_dc_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nfes: 
     ``reference``: ``"teacher"`` (the search's default fine DPM-Solver++(3M) walk, what a real model would
     use) or ``"exact"`` (DOP853 on the bed, :func:`~diffsample.testbeds.reference_solution`).
     """
-    from ..testbeds import get_bed, reference_solution
+    from ..testbeds import reference_solution
     from ..tuning.dc import search_dc_ratios
 
     if calibration_seed == heldout_seed:
@@ -86,11 +98,8 @@ def run_dc_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nfes: 
     log = progress or (lambda _msg: None)
     rows = []
     for bed_name in beds:
-        bed = get_bed(bed_name)
-        held = noise_mod.seeded(heldout_seed).initial((heldout_size, *bed.shape), sigma_max, dtype=torch.float64)
-        cal = noise_mod.seeded(calibration_seed).initial((calibration_size, *bed.shape), sigma_max,
-                                                         dtype=torch.float64)
-        exact = reference_solution(bed, held, sigma_max, 0.0)
+        bed, held, cal, exact = _bed_batches(bed_name, sigma_max, heldout_size, heldout_seed, calibration_size,
+                                             calibration_seed)
 
         def exact_cal(x: torch.Tensor, a: float, b: float, bed=bed) -> torch.Tensor:
             return reference_solution(bed, x, a, b)
@@ -142,17 +151,13 @@ def run_cpr_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nfes:
                   method: str = "adamw", x_degree: int = 3, nfe_degree: int = 2,
                   progress: Callable[[str], None] | None = None) -> list[CPRRow]:
     """Leave-one-budget-out test of cascade polynomial regression (module docstring)."""
-    from ..testbeds import get_bed, reference_solution
     from ..tuning.dc import fit_cpr, search_dc_ratios
 
     log = progress or (lambda _msg: None)
     rows = []
     for bed_name in beds:
-        bed = get_bed(bed_name)
-        held = noise_mod.seeded(heldout_seed).initial((heldout_size, *bed.shape), sigma_max, dtype=torch.float64)
-        cal = noise_mod.seeded(calibration_seed).initial((calibration_size, *bed.shape), sigma_max,
-                                                         dtype=torch.float64)
-        exact = reference_solution(bed, held, sigma_max, 0.0)
+        bed, held, cal, exact = _bed_batches(bed_name, sigma_max, heldout_size, heldout_seed, calibration_size,
+                                             calibration_seed)
         searched = {int(n): search_dc_ratios(bed, calibration=cal, nfe=int(n), sigma_min=sigma_min,
                                              sigma_max=sigma_max, method=method).options["ratios"]
                     for n in sorted(set(fit_nfes) | set(nfes))}
