@@ -171,3 +171,16 @@ def test_cli_model_bench(cache, tmp_path, monkeypatch, capsys):
     text = capsys.readouterr().out
     assert "| 4 | euler | diffsample | logsnr | 4 |" in text and "real half vs other half" in text
     assert (tmp_path / "out" / "digits-model.csv").exists() and (tmp_path / "out" / "digits-model.md").exists()
+
+
+def test_stochastic_samplers_run_on_the_network_with_seeded_noise(cache):
+    """SDE rows (the issue's "real case" for stochastic samplers): they draw per-sample seeded noise, so a
+    rerun gives the same samples, and they spend exactly their budget."""
+    first = _run(cache, solver_names=("ddpm", "dpmpp_2m_sde"), schedules=("karras",), include_generate=False,
+                 floors=False)
+    again = _run(cache, solver_names=("ddpm", "dpmpp_2m_sde"), schedules=("karras",), include_generate=False,
+                 floors=False)
+    sde = [r for r in first if r.solver in ("ddpm", "dpmpp_2m_sde")]
+    assert len(sde) == 2 and all("stochastic" in r.note and r.nfe == 4 for r in sde)
+    assert [r.fd for r in sde] == [r.fd for r in again if r.solver in ("ddpm", "dpmpp_2m_sde")]
+    assert all(math.isfinite(r.fd) and math.isfinite(r.rmse) for r in sde)

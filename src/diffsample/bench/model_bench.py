@@ -89,6 +89,8 @@ MODEL_PEERS: tuple[str, ...] = (
 
 MODELS = ("digits",)
 REFERENCE_SOLVER = "dpmpp_3m"
+#: Seed of the per-sample noise streams the stochastic samplers draw (the same for every SDE row).
+SDE_NOISE_SEED = 7
 REFERENCE_STEPS = 1000
 """Model evaluations of the reference solve used by :func:`run_and_report` (the CLI)."""
 
@@ -299,11 +301,14 @@ def _ours(setup: _Setup, solver: str, schedule: str, budget: int) -> ModelRow | 
     sigmas = model_sigmas(schedule, n_steps, setup.uncond)
 
     def walk(den: Any) -> tuple[torch.Tensor, float, float]:
+        # SDE samplers: fresh per-sample streams of SDE_NOISE_SEED for each walk (unconditional and conditional)
+        fresh = noise_mod.seeded(SDE_NOISE_SEED) if spec.stochastic else None
         with torch.inference_mode():
-            x = sample(den, float(sigmas[0]) * setup.z, sigmas, solver=solver)
+            x = sample(den, float(sigmas[0]) * setup.z, sigmas, solver=solver, noise=fresh)
         return x, float(sigmas[0]), float(sigmas[-1])
 
-    return _score(setup, solver, "diffsample", solver, schedule, budget, n_steps, walk)
+    note = "stochastic: RMSE vs the ODE solution measures the SDE's spread, not an error" if spec.stochastic else ""
+    return _score(setup, solver, "diffsample", solver, schedule, budget, n_steps, walk, note=note)
 
 
 def _generate_row(setup: _Setup, budget: int) -> ModelRow:
