@@ -208,7 +208,7 @@ def test_guided_denoisers_get_half_the_calls():
 def test_tuning_bench_saves_plans_and_resumes_from_them(tmp_path):
     """An interrupted benchmark resumes: the second run loads the saved plans (same settings) instead of
     tuning, and reports the same rows; other settings are tuned afresh."""
-    from diffsample.bench.tuning_bench import run_tuning_bench
+    from diffsample.bench.tuning_bench import format_tuning_table, run_tuning_bench
 
     kwargs = dict(heldout_size=16, calibration_size=32, solver_names=["euler", "dpmpp_2m"], schedules=["karras"],
                   tune_options=FAST, peers=False, plan_dir=tmp_path)
@@ -219,6 +219,9 @@ def test_tuning_bench_saves_plans_and_resumes_from_them(tmp_path):
     assert any("plan loaded" in m for m in messages)
     assert second[0].tuned_rmse == first[0].tuned_rmse and second[0].tuning_seconds == first[0].tuning_seconds
     assert first[0].tuned_nfe <= 4 and first[0].ratio < 1.0
+    assert 0.0 <= first[0].tuned_flips <= 1.0 and 0.0 <= first[0].hand_flips <= 1.0
+    table = format_tuning_table(first)
+    assert "flips" in table.splitlines()[0] and "ring2d" in table.splitlines()[2]
     messages.clear()
     run_tuning_bench(["ring2d"], [4], progress=messages.append, **{**kwargs, "calibration_size": 24})
     assert not any("plan loaded" in m for m in messages)
