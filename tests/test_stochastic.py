@@ -565,6 +565,19 @@ def test_sde_convergence_bench_runs_within_its_budgets():
 
     samplers = (("ddpm", "ddpm", {}), ("restart", "restart", {}), ("pc", "pc", {"corrector_steps": 2}))
     rows = run_sde_convergence(["ring2d"], budgets=(6, 16), n_samples=300, samplers=samplers)
-    assert len(rows) == 6 and all(r.nfe <= r.budget and r.floor > 0 for r in rows)
+    # restart's default intervals need 11 NFE: at budget 6 it has no row (the budget is refused)
+    assert len(rows) == 5 and all(r.nfe <= r.budget and r.floor > 0 for r in rows)
+    assert {(r.method, r.budget) for r in rows if r.method == "restart"} == {("restart", 16)}
     assert {r.nfe for r in rows if r.method == "ddpm"} == {6, 16}
     assert "| ring2d | pc |" in format_convergence_table(rows)
+
+
+def test_restart_budget_too_small_for_its_intervals_is_refused():
+    """A budget that buys one step (no level to restart from) is an error naming the least budget, not a
+    one-call walk; with the default intervals two steps cost 11."""
+    from diffsample.errors import BudgetError
+
+    spec = solvers.spec("restart")
+    with pytest.raises(BudgetError, match="at least 11"):
+        spec.steps_for_nfe(10)
+    assert spec.steps_for_nfe(11) == 2 and spec.nfe(2) == 11

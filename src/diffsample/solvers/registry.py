@@ -38,7 +38,8 @@ class SolverSpec:
     deterministic method (0 for none), ``stochastic`` whether it consumes noise, ``adaptive`` whether it
     chooses its own steps (error control) and only uses the ends of ``sigmas``. ``cost``, when set,
     replaces the ``evals_per_step`` count (module docstring); the other fields then describe the
-    solver's default configuration.
+    solver's default configuration. ``min_steps``: the fewest steps a budget may buy
+    (:meth:`steps_for_nfe` raises below it rather than return a walk that does not use the method).
     """
 
     name: str
@@ -50,6 +51,7 @@ class SolverSpec:
     adaptive: bool = False
     summary: str = ""
     cost: CostFn | None = None
+    min_steps: int = 1
 
     def nfe(self, n_steps: int, ends_at_zero: bool = True, **options: Any) -> int:
         """Model evaluations for ``n_steps`` steps (``ends_at_zero``: the last step goes to σ = 0).
@@ -78,10 +80,11 @@ class SolverSpec:
         n = 0
         while self.nfe(n + 1, ends_at_zero, **options) <= nfe:
             n += 1
-        if n == 0:
+        if n < self.min_steps:
+            steps = "one step" if self.min_steps == 1 else f"{self.min_steps} steps (fewer do not use the method)"
             raise BudgetError(
-                f"solver {self.name!r} needs at least {self.nfe(1, ends_at_zero, **options)} model evaluations "
-                f"for one step; the budget is {nfe}"
+                f"solver {self.name!r} needs at least {self.nfe(self.min_steps, ends_at_zero, **options)} model "
+                f"evaluations for {steps}; the budget is {nfe}"
             )
         return n
 
@@ -90,16 +93,17 @@ _REGISTRY: dict[str, SolverSpec] = {}
 
 
 def register(name: str, *, order: int, evals_per_step: int = 1, saves_last_eval: bool = False,
-             stochastic: bool = False, adaptive: bool = False, cost: CostFn | None = None
+             stochastic: bool = False, adaptive: bool = False, cost: CostFn | None = None, min_steps: int = 1
              ) -> Callable[[SolverFn], SolverFn]:
-    """Decorator adding a solver function to the registry under ``name`` (``cost``: see :class:`SolverSpec`)."""
+    """Decorator adding a solver function to the registry under ``name`` (``cost``, ``min_steps``: see
+    :class:`SolverSpec`)."""
 
     def wrap(fn: SolverFn) -> SolverFn:
         if name in _REGISTRY:
             raise ValueError(f"solver {name!r} is registered twice")
         doc = (fn.__doc__ or "").strip().splitlines()
         _REGISTRY[name] = SolverSpec(name, fn, order, evals_per_step, saves_last_eval, stochastic, adaptive,
-                                     doc[0] if doc else "", cost)
+                                     doc[0] if doc else "", cost, min_steps)
         return fn
 
     return wrap

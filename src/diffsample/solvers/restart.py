@@ -148,7 +148,8 @@ def _tagged(callback: Callback, **tags: Any) -> Callback:
     return tagged
 
 
-@register("restart", order=2, evals_per_step=2, saves_last_eval=True, stochastic=True, cost=restart_cost)
+@register("restart", order=2, evals_per_step=2, saves_last_eval=True, stochastic=True, cost=restart_cost,
+          min_steps=2)  # one step into 0 has no level to restart from: a budget must buy two
 def restart(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
             intervals: Sequence[Sequence[Any]] = DEFAULT_INTERVALS, rho: float = 7.0, s_noise: float = 1.0,
             ode: str = "heun") -> torch.Tensor:
