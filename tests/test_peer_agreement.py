@@ -300,7 +300,11 @@ def test_third_order_dpm_solver_is_diffusers_up_to_the_second_difference_weight(
                                                                                 algorithm, solver, extra):
     """diffusers' third-order multistep DPM-Solver(++) carries the reference codes' ``ρ_2 d_2``: ours differs
     from it by 2e-2 (++) and 0.1 at 20 steps, and with that one weight put into ours they agree to float32
-    rounding. (Which weight is the more accurate is measured above against k-diffusion's identical formula.)"""
+    rounding. (Which weight is the more accurate is measured above against k-diffusion's identical formula.)
+    diffusers has no step-growth cap (``dpm.STEP_GROWTH_LIMIT``; its ``sigma_min``-ending grid has a last
+    finite step more than 1 + √2 times longer in λ, where the cap lowers our error, 0.075 → 0.059 at 20
+    steps), so it is off here."""
+    monkeypatch.setattr(dpm, "STEP_GROWTH_LIMIT", math.inf)
     config = {"algorithm_type": algorithm, "solver_order": 3, **extra}
     run, mine, _, sigmas = diffusers_and_ours("DPMSolverMultistepScheduler", config, 20, solver, {})
     assert max_diff(mine, run.x) > 1e-3
