@@ -173,3 +173,17 @@ def test_plan_conflicts_raise():
         generate(bed, x, sigma_max=10.0, plan=plan)
     with pytest.raises(SigmaError, match="below sigma_min"):
         generate(bed, x, sigma_min=0.2, plan=plan)
+
+
+def test_plan_nfe_is_the_counted_cost_for_option_dependent_solvers():
+    """A restart plan's cost depends on its intervals and levels: ``Plan.nfe`` equals the calls a run makes."""
+    from diffsample import noise
+    from diffsample.testbeds import ring2d
+
+    bed = ring2d()
+    sigmas = steps.karras(6, 0.002, 80.0).tolist()
+    plan = Plan(sigmas, solver="restart", options={"intervals": [[0.1, 2.0, 2, 3]]})
+    x = noise.seeded(0).initial((8, 2), 80.0, dtype=torch.float64)
+    bed.reset_counter()
+    sample(bed, x, plan=plan, noise=noise.seeded(1))
+    assert plan.nfe == bed.nfe

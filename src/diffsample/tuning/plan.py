@@ -71,8 +71,9 @@ class Plan:
 
     @property
     def nfe(self) -> int:
-        """Model evaluations one walk of this plan costs (from the solver's registered cost)."""
-        return solvers.spec(self.solver).nfe(self.n_steps, ends_at_zero=self.sigmas[-1] == 0)
+        """Model evaluations one walk of this plan costs (the solver's registered cost on these levels with
+        these options: exact also for solvers whose cost depends on them, such as ``restart``)."""
+        return solvers.spec(self.solver).nfe_on(self.sigma_tensor(), **self.options)
 
     def sigma_tensor(self) -> torch.Tensor:
         """The levels as a float64 tensor (what :func:`diffsample.sample` walks)."""
