@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from . import solvers, steps
-from .denoisers import Denoiser, as_denoiser
+from .denoisers import Denoiser, WrappedDenoiser, as_denoiser
 from .errors import DiffsampleError, NonFiniteError, ShapeError, SigmaError
 
 __all__ = ["sample", "work_dtype", "GuardedDenoiser"]
@@ -36,7 +36,7 @@ def work_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-class GuardedDenoiser(Denoiser):
+class GuardedDenoiser(WrappedDenoiser):
     """Wraps a denoiser for one walk: casts its output to the work dtype and checks it is finite.
 
     It does not count evaluations itself (``nfe`` and ``calls`` read through to the wrapped
@@ -44,21 +44,10 @@ class GuardedDenoiser(Denoiser):
     """
 
     def __init__(self, inner: Denoiser, sigmas: torch.Tensor, dtype: torch.dtype, check_finite: bool = True):
-        self.inner = inner
+        super().__init__(inner)
         self.sigmas = sigmas
         self.dtype = dtype
         self.check_finite = check_finite
-
-    @property
-    def nfe(self) -> int:  # type: ignore[override]
-        return self.inner.nfe
-
-    @property
-    def calls(self) -> int:  # type: ignore[override]
-        return self.inner.calls
-
-    def reset_counter(self) -> None:
-        self.inner.reset_counter()
 
     def _step_of(self, sigma: float) -> int:
         """Index i of the step σ_i ≥ σ > σ_{i+1} that an evaluation at σ belongs to.

@@ -6,29 +6,16 @@ from typing import Any
 
 import torch
 
-from ..denoisers import Denoiser, as_denoiser, broadcast_sigma
+from ..denoisers import WrappedDenoiser as _ReadThrough
+from ..denoisers import broadcast_sigma
 from ..errors import ShapeError
 
 
-class WrappedDenoiser(Denoiser):
-    """A denoiser built on ``inner``: ``nfe`` and ``calls`` read through to it, so every model call is
-    counted exactly once, by the model itself (a transform that calls ``inner`` once per call costs 1 NFE).
-    Subclasses implement :meth:`denoise` with ``sigma`` already shaped ``(B,)``.
+class WrappedDenoiser(_ReadThrough):
+    """A correction built on ``inner`` (read-through counters: a transform that calls ``inner`` once per
+    call costs 1 NFE). Subclasses implement :meth:`denoise` with ``sigma`` already shaped ``(B,)``; the
+    output must have ``x``'s shape.
     """
-
-    def __init__(self, inner: Denoiser | Any) -> None:  # no super().__init__(): the counters are read-through
-        self.inner = as_denoiser(inner)
-
-    @property
-    def nfe(self) -> int:  # type: ignore[override]
-        return self.inner.nfe
-
-    @property
-    def calls(self) -> int:  # type: ignore[override]
-        return self.inner.calls
-
-    def reset_counter(self) -> None:
-        self.inner.reset_counter()
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
         out = self.denoise(x, broadcast_sigma(sigma, x), **kwargs)
