@@ -6,12 +6,11 @@ from typing import Any
 
 import torch
 
-from ..denoisers import WrappedDenoiser as _ReadThrough
-from ..denoisers import broadcast_sigma
+from ..denoisers import WrappedDenoiser, broadcast_sigma
 from ..errors import ShapeError
 
 
-class WrappedDenoiser(_ReadThrough):
+class Correction(WrappedDenoiser):
     """A correction built on ``inner`` (read-through counters: a transform that calls ``inner`` once per
     call costs 1 NFE). Subclasses implement :meth:`denoise` with ``sigma`` already shaped ``(B,)``; the
     output must have ``x``'s shape.

@@ -42,7 +42,7 @@ import torch
 from ..denoisers import Denoiser, append_dims, as_denoiser
 from ..errors import DiffsampleError, ShapeError
 from ..schedules import NoiseSchedule
-from ._wrap import WrappedDenoiser, work
+from ._wrap import Correction, work
 
 __all__ = ["EpsilonScaling", "EpsilonScalingFit", "epsilon_scaling", "fit_epsilon_scaling"]
 
@@ -55,7 +55,7 @@ def _model_time(schedule: NoiseSchedule | None, sigma: torch.Tensor) -> torch.Te
     return s if schedule is None else schedule.t_of_sigma_space(s)
 
 
-class EpsilonScaling(WrappedDenoiser):
+class EpsilonScaling(Correction):
     """``D' = x − (x − D)/λ(t(σ))`` with ``λ(t) = k·t + b`` (module docstring); built by :func:`epsilon_scaling`."""
 
     def __init__(self, denoiser: Denoiser | Any, k: float = 0.0, b: float = 1.0,

@@ -46,7 +46,7 @@ from .. import steps
 from ..denoisers import Denoiser, append_dims
 from ..errors import DiffsampleError, ShapeError
 from ..schedules import NoiseSchedule
-from ._wrap import WrappedDenoiser, work
+from ._wrap import Correction, work
 
 __all__ = ["TimeShift", "data_stats", "time_shift", "training_levels"]
 
@@ -72,7 +72,7 @@ def training_levels(schedule: NoiseSchedule, n: int = 1000) -> torch.Tensor:
     return schedule.sigma_space(torch.linspace(t0, t1, int(n), dtype=_F64))
 
 
-class TimeShift(WrappedDenoiser):
+class TimeShift(Correction):
     """Time-shift sampling as a denoiser transform (module docstring); built by :func:`time_shift`."""
 
     def __init__(self, denoiser: Denoiser | Any, sigmas: Sequence[float] | torch.Tensor, *,
