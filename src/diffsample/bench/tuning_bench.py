@@ -22,10 +22,10 @@ in another mode than the reference (``flips``: another mixture component, or ano
 
 Why 256 held-out samples, not the other benchmarks' 64: on the mixtures the RMSE of a good walk is set by
 the few samples that flip to another mode, each worth ~0.5–1 of RMSE spread over the batch. With 64
-samples one flip more or less moves a ratio by 2×: the same NFE-4 plan on mixture64 measured 0.069 on one
-64-sample batch and 0.121 on another (2 flips, median error 0.075 on both); on 256 samples it measured
-0.090 (2 flips). This was changed after those runs were seen; both 64-sample runs are reported in the
-closing note of issue #5, next to the 256-sample one.
+samples one flip more or less moves a ratio by 2×: one NFE-4 plan on mixture64 measured 0.069 on its
+64-sample batch and 0.104 on another; a second plan (another calibration draw) 0.121 on 64 samples (2 flips,
+median error 0.075) and 0.090 on 256. This was changed after those runs were seen; the 64-sample runs are
+reported in ``docs/bench-tune.md`` next to the 256-sample one.
 """
 
 from __future__ import annotations
