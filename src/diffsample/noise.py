@@ -37,7 +37,8 @@ import torch
 
 from .errors import ShapeError
 
-__all__ = ["NoiseSource", "ROW_GENERATOR_FROM", "SeededNoise", "counter_normals", "seeded", "derive_seed"]
+__all__ = ["NoiseSource", "ROW_GENERATOR_FROM", "SeededNoise", "counter_normals", "derive_seed", "parse_seeds",
+           "seeded"]
 
 ROW_GENERATOR_FROM = 256
 """Rows with at least this many elements are drawn from per-sample ``torch.Generator`` streams (module docstring)."""
@@ -96,6 +97,19 @@ def counter_normals(seeds: np.ndarray, key: int, size: int) -> np.ndarray:
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * math.pi * u2)
 
 
+def parse_seeds(seeds: int | Sequence[int] | torch.Tensor, who: str) -> tuple[int | None, list[int] | None]:
+    """``(base, None)`` for one integer seed (sample ``i`` then uses ``derive_seed(base, i)``), or ``(None,
+    per-sample seeds)`` for a sequence or tensor of them; ``who`` names the caller in the error."""
+    if isinstance(seeds, torch.Tensor):
+        seeds = [int(s) for s in seeds.flatten().tolist()]
+    if isinstance(seeds, numbers.Integral):
+        return int(seeds), None
+    listed = [int(s) for s in seeds]
+    if not listed:
+        raise ShapeError(f"{who} needs at least one seed")
+    return None, listed
+
+
 def _call_key(k: int) -> int:
     """The 64-bit key of a sample's ``k``-th draw (``SplitMix64`` of ``k`` with a tag, so keys look random)."""
     return int(splitmix64(np.array([0x5EED0000 + k], dtype=_U64))[0])
@@ -111,16 +125,7 @@ class SeededNoise:
     """
 
     def __init__(self, seeds: int | Sequence[int] | torch.Tensor) -> None:
-        if isinstance(seeds, torch.Tensor):
-            seeds = [int(s) for s in seeds.flatten().tolist()]
-        self.base: int | None = None
-        self._seeds: list[int] | None = None
-        if isinstance(seeds, numbers.Integral):
-            self.base = int(seeds)
-        else:
-            self._seeds = [int(s) for s in seeds]
-            if not self._seeds:
-                raise ShapeError("seeded() needs at least one seed")
+        self.base, self._seeds = parse_seeds(seeds, "seeded()")
         self._mixed = np.zeros(0, dtype=_U64)  # SplitMix64(seed_i) of the rows seen so far
         self._calls = np.zeros(0, dtype=np.int64)  # counter-based draws made by each row so far
         self._generators: dict[int, torch.Generator] = {}  # per-row generators for large rows

@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import numbers
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
@@ -68,7 +67,7 @@ import numpy as np
 import torch
 
 from .errors import DiffsampleError, ShapeError, UnknownNameError
-from .noise import counter_normals, derive_seed
+from .noise import counter_normals, derive_seed, parse_seeds
 
 __all__ = ["TRANSFORMS", "BrownianTree", "brownian"]
 
@@ -112,16 +111,7 @@ class BrownianTree:
 
     def __init__(self, seeds: int | Sequence[int] | torch.Tensor, *, transform: str | Callable[[float], float] = "log",
                  tol: float = 1e-6, cache_size: int = 4096) -> None:
-        if isinstance(seeds, torch.Tensor):
-            seeds = [int(s) for s in seeds.flatten().tolist()]
-        self.base: int | None = None
-        self._seeds: list[int] | None = None
-        if isinstance(seeds, numbers.Integral):
-            self.base = int(seeds)
-        else:
-            self._seeds = [int(s) for s in seeds]
-            if not self._seeds:
-                raise ShapeError("BrownianTree needs at least one seed")
+        self.base, self._seeds = parse_seeds(seeds, "BrownianTree")
         if isinstance(transform, str):
             if transform not in TRANSFORMS:
                 raise UnknownNameError("time transform", transform, list(TRANSFORMS))
