@@ -73,6 +73,7 @@ already covered; they refuse interval sources (those with ``interval_noise = Tru
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -143,13 +144,9 @@ def ancestral_split(sigma: float, sigma_next: float, eta: float = 1.0) -> tuple[
     return sigma_next * math.sqrt(max(1.0 - eta * eta + (eta * ratio) ** 2, 0.0)), up
 
 
-def _ancestral(denoiser, x: torch.Tensor, sigmas: torch.Tensor, noise: Any, callback: Callback, eta: float,
-               s_noise: float, name: str) -> torch.Tensor:
-    """``x' = D + (σ_down/σ)(x − D) + s_noise·σ_up·z`` on every step (module docstring)."""
-    eta, s_noise = _check_nonnegative(eta, "eta"), _check_nonnegative(s_noise, "s_noise")
-    s = sigma_list(sigmas)
-    if eta > 0 and s_noise > 0 and any(b > 0 for b in s[1:]):
-        require_noise(noise, name, f"eta={eta} > 0")
+def _posterior_walk(denoiser, x: torch.Tensor, s: list[float], noise: Any, callback: Callback,
+                    step: Callable[[float, float], tuple[float, float]]) -> torch.Tensor:
+    """``x' = D + keep·(x − D) + up·z`` on every step with ``(keep, up) = step(σ, σ')``; the step into 0 is ``D``."""
     for i in range(len(s) - 1):
         sigma, sigma_next = s[i], s[i + 1]
         denoised = denoiser(x, sigma_batch(x, sigma))
@@ -157,11 +154,26 @@ def _ancestral(denoiser, x: torch.Tensor, sigmas: torch.Tensor, noise: Any, call
         if sigma_next == 0:
             x = denoised
             continue
-        down, up = ancestral_split(sigma, sigma_next, eta)
-        x = torch.lerp(denoised, x, down / sigma)
-        if up > 0 and s_noise > 0:
-            x = x + (s_noise * up) * _draw(noise, x, sigma, sigma_next)
+        keep, up = step(sigma, sigma_next)
+        x = torch.lerp(denoised, x, keep)
+        if up > 0:
+            x = x + up * _draw(noise, x, sigma, sigma_next)
     return x
+
+
+def _ancestral(denoiser, x: torch.Tensor, sigmas: torch.Tensor, noise: Any, callback: Callback, eta: float,
+               s_noise: float, name: str) -> torch.Tensor:
+    """``x' = D + (σ_down/σ)(x − D) + s_noise·σ_up·z`` on every step (module docstring)."""
+    eta, s_noise = _check_nonnegative(eta, "eta"), _check_nonnegative(s_noise, "s_noise")
+    s = sigma_list(sigmas)
+    if eta > 0 and s_noise > 0 and any(b > 0 for b in s[1:]):
+        require_noise(noise, name, f"eta={eta} > 0")
+
+    def step(sigma: float, sigma_next: float) -> tuple[float, float]:
+        down, up = ancestral_split(sigma, sigma_next, eta)
+        return down / sigma, s_noise * up
+
+    return _posterior_walk(denoiser, x, s, noise, callback, step)
 
 
 # --------------------------------------------------------------------------------------------- ancestral
@@ -181,20 +193,15 @@ def ddpm(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callbac
     s = sigma_list(sigmas)
     if any(b > 0 for b in s[1:]):
         require_noise(noise, "ddpm", "the posterior sample of every step")
-    for i in range(len(s) - 1):
-        sigma, sigma_next = s[i], s[i + 1]
-        denoised = denoiser(x, sigma_batch(x, sigma))
-        report(callback, i, x, sigma, sigma_next, denoised)
-        if sigma_next == 0:
-            x = denoised
-            continue
+
+    def step(sigma: float, sigma_next: float) -> tuple[float, float]:
         ratio = sigma_next / sigma
         if variance == "small":
-            up = ratio * math.sqrt((sigma - sigma_next) * (sigma + sigma_next))
-        else:
-            up = math.sqrt((sigma - sigma_next) * (sigma + sigma_next) * (1 + sigma_next**2) / (1 + sigma**2))
-        x = torch.lerp(denoised, x, ratio * ratio) + up * _draw(noise, x, sigma, sigma_next)
-    return x
+            return ratio * ratio, ratio * math.sqrt((sigma - sigma_next) * (sigma + sigma_next))
+        return ratio * ratio, math.sqrt((sigma - sigma_next) * (sigma + sigma_next) * (1 + sigma_next**2)
+                                        / (1 + sigma**2))
+
+    return _posterior_walk(denoiser, x, s, noise, callback, step)
 
 
 @register("ddim", order=1, stochastic=True)
