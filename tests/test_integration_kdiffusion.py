@@ -83,17 +83,6 @@ def test_progress_bar(capsys):
 
 
 @pytest.fixture(scope="module")
-def k_sampling():
-    pytest.importorskip("scipy")
-    from diffsample.bench.peers import load_k_sampling
-
-    try:
-        return load_k_sampling()
-    except ImportError as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="module")
 def k_model(k_sampling):
     """k-diffusion's DDPM ε-model wrapper around a tiny class-conditional diffusers UNet."""
     diffusers = pytest.importorskip("diffusers")

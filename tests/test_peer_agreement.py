@@ -53,14 +53,6 @@ SIGMA_MAX, SIGMA_MIN = 80.0, 0.05
 
 
 @pytest.fixture(scope="module")
-def k_sampling():
-    try:
-        return peers.load_k_sampling()
-    except ImportError as exc:
-        pytest.skip(f"k-diffusion unavailable: {exc}")
-
-
-@pytest.fixture(scope="module")
 def diffusers_mod():
     return pytest.importorskip("diffusers")
 

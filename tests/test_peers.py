@@ -50,14 +50,6 @@ def diffusers_mod():
     return pytest.importorskip("diffusers")
 
 
-@pytest.fixture(scope="module")
-def k_sampling():
-    try:
-        return peers.load_k_sampling()
-    except ImportError as exc:
-        pytest.skip(f"k-diffusion unavailable: {exc}")
-
-
 def _first_order(cfg: peers.PeerConfig) -> bool:
     return cfg.sampler in ("DDIMScheduler", "EulerDiscreteScheduler", "EDMEulerScheduler")
 
