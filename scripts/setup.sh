@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up a virtual environment in .venv with the CPU build of PyTorch and diffsample.
 #   bash scripts/setup.sh          core + benchmark extras (scipy, scikit-learn, matplotlib)
-#   bash scripts/setup.sh test     + test tools (pytest, ruff)
-#   bash scripts/setup.sh peers    + diffusers and k-diffusion for side-by-side benchmarks
+#   bash scripts/setup.sh test     + test tools (pytest, ruff) and the peers (diffusers, k-diffusion), so the
+#                                    tests against them run instead of being skipped
+#   bash scripts/setup.sh peers    the same as test (kept for the commands in older notes)
 # The CPU torch is installed first and pinned, so no later step pulls CUDA packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,6 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 case "$extra" in
   bench) "${pip[@]}" -e ".[bench]" ;;
-  test) "${pip[@]}" -e ".[test]" ;;
-  peers) "${pip[@]}" -e ".[test]" && "${pip[@]}" --no-deps -r requirements-peers.txt ;;
+  test|peers) "${pip[@]}" -e ".[test]" && "${pip[@]}" --no-deps -r requirements-peers.txt ;;
   *) echo "usage: bash scripts/setup.sh [bench|test|peers]" >&2; exit 2 ;;
 esac
