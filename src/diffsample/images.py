@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import atomic_write_bytes
+
 __all__ = ["image_grid", "write_png"]
 
 
@@ -38,12 +40,9 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 def write_png(path: str | Path, pixels: np.ndarray) -> Path:
     """Write an (H, W, 1 or 3) uint8 array as an 8-bit greyscale or RGB PNG (PNG spec, ISO/IEC 15948)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     h, w, c = pixels.shape
     colour_type = {1: 0, 3: 2}[c]
     raw = b"".join(b"\x00" + pixels[row].tobytes() for row in range(h))  # filter type 0 on every row
     header = struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 9))
-                     + _chunk(b"IEND", b""))
-    return path
+    return atomic_write_bytes(path, b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
+                              + _chunk(b"IDAT", zlib.compress(raw, 9)) + _chunk(b"IEND", b""))

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DiffsampleError
+from ..files import atomic_write
 
 __all__ = ["load_safetensors", "save_safetensors"]
 
@@ -48,32 +49,68 @@ def save_safetensors(tensors: Mapping[str, torch.Tensor], path: str | Path,
         offset += len(raw)
     head = json.dumps(header, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)  # align the data section to 8 bytes
-    with open(path, "wb") as f:
+    with atomic_write(path) as f:
         f.write(struct.pack("<Q", len(head)))
         f.write(head)
         for raw in blobs:
             f.write(raw)
 
 
-def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file into a dict of CPU tensors."""
-    data = Path(path).read_bytes()
+def load_safetensors(path: str | Path, *, max_header: int = 100_000_000) -> dict[str, torch.Tensor]:
+    """Read a safetensors file into a dict of CPU tensors.
+
+    Every inconsistency of a damaged or foreign file is a :class:`~diffsample.errors.DiffsampleError` naming the
+    file and the tensor: a header length beyond the file, a header that is not a JSON object of tensor entries,
+    offsets outside the data or not matching the dtype and shape.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise DiffsampleError(f"cannot read weights file {path}: {exc.strerror or exc}") from None
     if len(data) < 8:
         raise DiffsampleError(f"{path} is not a safetensors file (too short)")
     (n,) = struct.unpack("<Q", data[:8])
+    if n > min(max_header, len(data) - 8):
+        raise DiffsampleError(
+            f"{path} is not a safetensors file: header length {n} exceeds the file ({len(data)} bytes)")
     try:
         header = json.loads(data[8:8 + n])
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DiffsampleError(f"{path} is not a safetensors file: bad header ({e})") from None
+    if not isinstance(header, dict):
+        raise DiffsampleError(
+            f"{path} is not a safetensors file: the header is a {type(header).__name__}, not an object")
     buf = bytearray(data[8 + n:])
     out: dict[str, torch.Tensor] = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        dtype = _DTYPES.get(info["dtype"])
-        if dtype is None:
-            raise DiffsampleError(f"tensor {name!r} in {path} has unsupported dtype {info['dtype']}")
-        begin, end = info["data_offsets"]
-        flat = torch.frombuffer(buf[begin:end], dtype=torch.uint8) if end > begin else torch.empty(0, dtype=torch.uint8)
-        out[name] = flat.view(dtype).reshape(info["shape"]).clone()
+        out[name] = _tensor(path, name, info, buf)
     return out
+
+
+def _tensor(path: str | Path, name: str, info: object, buf: bytearray) -> torch.Tensor:
+    """One tensor of a safetensors file after checking its header entry against the data section."""
+    if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= info.keys():
+        raise DiffsampleError(f"tensor {name!r} in {path}: header entry must have dtype, shape and data_offsets")
+    dtype = _DTYPES.get(info["dtype"]) if isinstance(info["dtype"], str) else None
+    if dtype is None:
+        raise DiffsampleError(f"tensor {name!r} in {path} has unsupported dtype {info['dtype']!r}")
+    shape, offsets = info["shape"], info["data_offsets"]
+    if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+        raise DiffsampleError(
+            f"tensor {name!r} in {path}: shape must be a list of non-negative integers, got {shape!r}")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)
+            and 0 <= offsets[0] <= offsets[1] <= len(buf)):
+        raise DiffsampleError(f"tensor {name!r} in {path}: data_offsets {offsets!r} lie outside the data "
+                              f"({len(buf)} bytes)")
+    begin, end = offsets
+    numel = 1
+    for d in shape:
+        numel *= d
+    expected = numel * torch.empty(0, dtype=dtype).element_size()
+    if end - begin != expected:
+        raise DiffsampleError(f"tensor {name!r} in {path}: {end - begin} bytes for shape {shape} of {info['dtype']} "
+                              f"(needs {expected}); the file is damaged or does not match its header")
+    flat = torch.frombuffer(buf[begin:end], dtype=torch.uint8) if end > begin else torch.empty(0, dtype=torch.uint8)
+    return flat.view(dtype).reshape(shape).clone()
