@@ -84,13 +84,13 @@ def test_draws_are_standard_normal_and_independent():
 @pytest.mark.parametrize("shape", [(2,), (255,), (256,), (3, 16, 16)])
 def test_both_generators_keep_the_per_sample_contract(shape):
     """Rows below ``ROW_GENERATOR_FROM`` elements are counter-based, larger ones come from a ``torch.Generator``
-    seeded with the sample's seed (exactly ``torch.randn`` on that generator); either way sample i is the same in
-    a batch of 1 and of 64, over successive calls."""
+    seeded with the sample's seed through ``generator_seed`` (exactly ``torch.randn`` on that generator); either
+    way sample i is the same in a batch of 1 and of 64, over successive calls."""
     big, one = noise.seeded(99), noise.seeded([derive_seed(99, 37)])
     for _ in range(2):
         assert torch.equal(big.standard_normal((64, *shape))[37], one.standard_normal((1, *shape))[0])
     if math.prod(shape) >= noise.ROW_GENERATOR_FROM:
-        g = torch.Generator().manual_seed(derive_seed(99, 5))
+        g = torch.Generator().manual_seed(noise.generator_seed(derive_seed(99, 5)))
         first, second = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
         source = noise.seeded(99)
         assert torch.equal(source.standard_normal((8, *shape))[5], first)

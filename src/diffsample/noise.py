@@ -15,7 +15,11 @@ the choice never depends on the batch):
   call) is ``z[e] = BoxMuller(SplitMix64(SplitMix64(seed_i) ⊕ key(k), e))`` for its elements ``e``
   (:func:`counter_normals`; SplitMix64: Steele, Lea & Flood 2014, "Fast splittable pseudorandom number
   generators"), computed vectorised in numpy ``uint64`` (well-defined wrapping arithmetic) in float64;
-* larger rows (images) come from one ``torch.Generator`` per sample, drawn in float32, one call per row.
+* larger rows (images) come from one ``torch.Generator`` per sample, drawn in float32, one call per row
+  (seeded with :func:`generator_seed`: torch keeps 32 bits of a seed, so wider seeds are hashed first).
+
+Seeds follow one rule for every container and row size: non-negative integers below 2**64
+(:func:`parse_seeds`); anything else is a :class:`~diffsample.errors.DiffsampleError`.
 
 Both run on the CPU and are moved to x's device and dtype; a value depends only on the sample's seed
 and its sequence of calls, not on the batch, the device or the global RNG. Measured (one busy core,
@@ -35,7 +39,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from .errors import ShapeError
+from .errors import DiffsampleError, ShapeError
 
 __all__ = ["NoiseSource", "ROW_GENERATOR_FROM", "SeededNoise", "counter_normals", "derive_seed", "parse_seeds",
            "seeded"]
@@ -97,17 +101,59 @@ def counter_normals(seeds: np.ndarray, key: int, size: int) -> np.ndarray:
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * math.pi * u2)
 
 
+SEED_LIMIT = 2**64
+"""Seeds are integers in ``[0, 2**64)``: what ``torch.Generator.manual_seed`` and the counter generator both
+take without folding two seeds onto one stream."""
+
+
+def _checked_seed(value: object, who: str) -> int:
+    """``value`` as a seed, or a :class:`~diffsample.errors.DiffsampleError` naming ``who`` (the one rule for
+    every seed type: non-negative integers below 2**64; no bools, strings, floats or float tensors)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise DiffsampleError(f"{who}: a seed must be a non-negative integer below 2**64, got {value!r} "
+                              f"({type(value).__name__})")
+    seed = int(value)
+    if not 0 <= seed < SEED_LIMIT:
+        raise DiffsampleError(f"{who}: a seed must be a non-negative integer below 2**64, got {seed}")
+    return seed
+
+
 def parse_seeds(seeds: int | Sequence[int] | torch.Tensor, who: str) -> tuple[int | None, list[int] | None]:
     """``(base, None)`` for one integer seed (sample ``i`` then uses ``derive_seed(base, i)``), or ``(None,
-    per-sample seeds)`` for a sequence or tensor of them; ``who`` names the caller in the error."""
+    per-sample seeds)`` for a sequence or integer tensor of them; ``who`` names the caller in the error.
+
+    Every seed follows :func:`_checked_seed`'s rule, whatever its container: a string is not a sequence of seeds
+    and a float tensor is not truncated.
+    """
     if isinstance(seeds, torch.Tensor):
-        seeds = [int(s) for s in seeds.flatten().tolist()]
-    if isinstance(seeds, numbers.Integral):
-        return int(seeds), None
-    listed = [int(s) for s in seeds]
+        if seeds.is_floating_point() or seeds.is_complex() or seeds.dtype == torch.bool:
+            raise DiffsampleError(f"{who}: seeds must be an integer tensor, got dtype {seeds.dtype}")
+        seeds = seeds.flatten().tolist()
+    elif isinstance(seeds, np.ndarray):
+        if seeds.dtype.kind not in "iu":
+            raise DiffsampleError(f"{who}: seeds must be an integer array, got dtype {seeds.dtype}")
+        seeds = seeds.flatten().tolist()
+    if isinstance(seeds, (numbers.Integral, bool)):
+        return _checked_seed(seeds, who), None
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (Sequence, range)) and not hasattr(seeds, "__iter__"):
+        raise DiffsampleError(f"{who}: seeds must be an integer or a sequence of integers, got {seeds!r}")
+    listed = [_checked_seed(s, who) for s in seeds]
     if not listed:
         raise ShapeError(f"{who} needs at least one seed")
     return None, listed
+
+
+def generator_seed(seed: int) -> int:
+    """The seed handed to a per-row ``torch.Generator``: ``seed`` itself below 2**32, else the top 32 bits of
+    ``SplitMix64(seed)``.
+
+    torch's CPU generator (MT19937) keeps only the low 32 bits of its seed, so seeds 5 and 2**32 + 5 would
+    silently share a stream; hashing the wide seeds first makes two different seeds collide only by chance
+    (probability 2**-32 for a pair) while keeping the streams of seeds below 2**32 as they always were.
+    """
+    if seed < 2**32:
+        return seed
+    return int(splitmix64(np.array([seed], dtype=_U64))[0]) >> 32
 
 
 def _call_key(k: int) -> int:
@@ -140,7 +186,7 @@ class SeededNoise:
     def _generator(self, i: int) -> torch.Generator:
         g = self._generators.get(i)
         if g is None:
-            g = self._generators[i] = torch.Generator().manual_seed(self.seed_of(i))
+            g = self._generators[i] = torch.Generator().manual_seed(generator_seed(self.seed_of(i)))
         return g
 
     def _grow(self, batch: int) -> None:
