@@ -275,10 +275,10 @@ CONVERGENCE = [
     ("ddpm", {}, (8, 16, 32), -0.8),
     ("ddim", {"eta": 0.5}, (8, 16, 32), -0.8),
     ("euler_ancestral", {"eta": 0.8}, (8, 16, 32), -0.8),
-    ("edm", {}, (16, 32, 64), -1.0),
+    pytest.param("edm", {}, (16, 32, 64), -1.0, marks=pytest.mark.slow),  # the largest budgets: -m slow
     ("dpmpp_2m_sde", {}, (8, 16, 32), -1.4),
-    ("dpmpp_3m_sde", {}, (12, 24, 48), -1.4),
-    ("restart", {}, (16, 32, 64), -1.0),
+    pytest.param("dpmpp_3m_sde", {}, (12, 24, 48), -1.4, marks=pytest.mark.slow),
+    pytest.param("restart", {}, (16, 32, 64), -1.0, marks=pytest.mark.slow),
     ("pc", {"step_rule": "sigma"}, (8, 16, 32), -0.8),
 ]
 
@@ -399,7 +399,8 @@ def test_pc_per_sample_rule_throws_2d_samples_away_and_the_default_does_not():
     assert moments["auto"] == pytest.approx(1.505, abs=0.15) and moments["sample"] > 3.0, moments
 
 
-@pytest.mark.parametrize(("bed_name", "n_samples"), [("ring2d", 8000), ("mixture64", 1500)])
+@pytest.mark.parametrize(("bed_name", "n_samples"), [("ring2d", 8000),
+                                                     pytest.param("mixture64", 1500, marks=pytest.mark.slow)])
 def test_pc_corrector_improves_the_distribution_on_exact_beds(bed_name, n_samples):
     """Euler on 8 Karras steps, with and without 4 Langevin corrections per level (default ``"auto"`` rule:
     ``ε = 2 snr² σ²`` on the 2-D ring, the paper's per-sample rule on the 64-D mixture): the corrections pull
