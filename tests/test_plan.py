@@ -52,7 +52,7 @@ def test_uniform_choices_reproduce_the_library_solvers(n: int):
         (plan(order=1), sample(bed, x, sigmas, solver="euler")),
     ]
     for ours, theirs in pairs:
-        assert max_abs(ours, theirs) < 1e-10
+        assert max_abs(ours, theirs) < 1e-11  # the same updates in other words (measured ≤ 7.5e-13)
 
 
 def _slope(errors: list[float], ns: list[int]) -> float:
