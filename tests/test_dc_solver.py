@@ -143,9 +143,11 @@ def test_heldout_improvement_against_dop853(ring):
     dc = _rmse(sample(ring, held, plan=plan), exact)
     base = _rmse(sample(ring, held, plan.sigma_tensor(), "unipc"), exact)
     assert dc < 0.6 * base, (dc, base)
-    # joint sweeps on the end-point error only accept improvements: never worse on the calibration batch
+    # joint sweeps on the end-point error only accept improvements: never worse on the calibration batch,
+    # measured against DOP853 (up to the default reference's own distance from it, < 1e-4)
     refined = search_dc_ratios(ring, calibration=cal, nfe=6, refine=1)
-    assert refined.provenance["error"] <= plan.provenance["error"]
+    exact_cal = reference_solution(ring, cal, SIGMA_MAX, 0.0)
+    assert _rmse(sample(ring, cal, plan=refined), exact_cal) <= _rmse(sample(ring, cal, plan=plan), exact_cal) + 2e-4
     assert refined.provenance["total_nfe"] > plan.provenance["total_nfe"]
 
 
@@ -160,7 +162,11 @@ def test_search_with_exact_reference_and_noise_prediction(ring):
                             order=3)
     assert plan.options["predict"] == "noise" and plan.options["order"] == 3
     assert plan.provenance["reference_nfe"] == 0 and plan.provenance["reference"] == "exact"
-    assert plan.provenance["error"] < plan.provenance["error_unipc"]
+    end = reference_solution(ring, cal, SIGMA_MAX, 0.0)
+    dc = _rmse(sample(ring, cal, plan=plan), end)
+    base = _rmse(sample(ring, cal, s, "unipc", predict="noise", order=3), end)
+    assert dc < base and dc == pytest.approx(plan.provenance["error"], abs=1e-8)
+    assert base == pytest.approx(plan.provenance["error_unipc"], abs=1e-8)
 
 
 def test_errors(ring):

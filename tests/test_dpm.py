@@ -130,7 +130,7 @@ def test_dpm_solver_1_is_euler():
     for sigmas in (steps.karras(12, 0.01, 10.0), steps.logsnr(7, 0.05, 10.0, append_zero=False)):
         a = solvers.get("dpm_solver_1")(den, x.clone(), sigmas)
         b = solvers.get("euler")(den, x.clone(), sigmas)
-        assert torch.allclose(a, b, rtol=0, atol=1e-10)
+        assert float((a - b).abs().max()) <= 1e-12  # the same step in other words (measured ≤ 4e-15)
 
 
 # ------------------------------------------------------------------------------ steps into σ = 0

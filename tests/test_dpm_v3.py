@@ -1,6 +1,6 @@
 """DPM-Solver-v3 and its empirical model statistics, checked against answers known independently.
 
-* Reduction: without statistics (``l = 1, s = b = 0``) v3 *is* DPM-Solver++(3M)/(2M) (1e-10), and the
+* Reduction: without statistics (``l = 1, s = b = 0``) v3 *is* DPM-Solver++(3M)/(2M) (1e-11), and the
   same statistics given as a per-coordinate grid reproduce it through the quadrature.
 * A diagonal Gaussian ``N(μ, diag c²)``: ``D`` is linear in x, so ``l = σ²/(c² + σ²)`` (the Jacobian of
   ``σ ε̂``), ``f = (1 − l) x − D = −l μ`` is the same for every sample, hence ``s = 0`` and
@@ -54,7 +54,7 @@ def test_reduces_to_dpmpp_multistep(schedule: str, n: int) -> None:
     sigmas = steps.get(schedule)(n, sigma_min=0.002, sigma_max=80.0)
     for order, ref in ((3, "dpmpp_3m"), (2, "dpmpp_2m")):
         out = V3(M64, x, sigmas, order=order, corrector=False, pseudo=False, solver_type="dpmsolver")
-        assert torch.allclose(out, solvers.get(ref)(M64, x, sigmas), rtol=0, atol=1e-10)
+        assert float((out - solvers.get(ref)(M64, x, sigmas)).abs().max()) < 1e-11  # measured ≤ 2.2e-13
 
 
 def test_degenerate_grid_statistics_match_no_statistics() -> None:

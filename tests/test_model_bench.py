@@ -93,6 +93,7 @@ def test_peer_rows_count_real_calls(cache):
     assert 0.0 < peer.rmse < 1.0
 
 
+@pytest.mark.slow
 def test_reference_agrees_with_dop853():
     """The 1000-step DPM-Solver++(3M) reference against scipy's DOP853 on the network's PF-ODE.
 

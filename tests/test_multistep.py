@@ -141,7 +141,7 @@ def test_lms_of_order_one_is_euler(bed, append_zero):
     x = 80.0 * torch.randn(8, 2, generator=torch.Generator().manual_seed(3), dtype=F64)
     sigmas = steps.karras(12, 0.002, 80.0, append_zero=append_zero)
     out = solvers.get("lms")(bed, x, sigmas, order=1)
-    assert torch.allclose(out, solvers.get("euler")(bed, x, sigmas), rtol=0, atol=1e-10)
+    assert float((out - solvers.get("euler")(bed, x, sigmas)).abs().max()) <= 1e-12  # measured ≤ 4e-15
 
 
 @pytest.mark.parametrize("order", [1, 2, 3, 4])

@@ -314,6 +314,7 @@ def _errors_against_exact(scheduler: str, config: dict, nfe: int, solver: str,
     return rmse(run.x, exact), rmse(mine, exact)
 
 
+@pytest.mark.slow
 def test_deis_order_3_float32_tables_stall_where_ours_converge(diffusers_mod):
     """diffusers' DEIS-3 computes its coefficients from float32 tables: its error stops falling and then grows
     (RMSE 5.9e-4 at 200 steps, 2.7e-2 at 400), while ours on the same grid keeps converging (2.1e-4, 3.9e-5)."""
@@ -326,6 +327,7 @@ def test_deis_order_3_float32_tables_stall_where_ours_converge(diffusers_mod):
     assert errs_d[1] > errs_d[0] and errs_d[1] > 100 * errs[1], (errs_d, errs)
 
 
+@pytest.mark.slow
 def test_ddim_with_spacing_not_dividing_1000_converges_to_a_wrong_answer(diffusers_mod):
     """diffusers' DDIM steps from t to t − 1000//n, not to the next listed timestep (``linspace`` spacing,
     999/(n−1) apart): the next step then starts from the wrong level. Its RMSE against the exact solution

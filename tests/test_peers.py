@@ -96,7 +96,14 @@ _STALLS = {
 }
 
 
-@pytest.mark.parametrize("cfg", _DIFFUSERS_OK, ids=[c.name for c in _DIFFUSERS_OK])
+# the five slowest configurations (1–3 s each: LMS's quadrature, KDPM2's two stages, DEIS-3) run with -m slow;
+# their conversions are also checked by the cross-library and NFE tests below
+_DIFFUSERS_SLOW = {"diffusers:lms", "diffusers:lms-karras", "diffusers:kdpm2", "diffusers:kdpm2-karras",
+                   "diffusers:deis-o3"}
+
+
+@pytest.mark.parametrize("cfg", [pytest.param(c, id=c.name, marks=[pytest.mark.slow] if c.name in _DIFFUSERS_SLOW
+                                              else []) for c in _DIFFUSERS_OK])
 def test_diffusers_config_converges_to_exact_solution(diffusers_mod, cfg):
     """Many steps land on the exact ODE solution over the reported span, and more steps get closer.
 

@@ -52,7 +52,7 @@ def test_uniform_choices_reproduce_the_library_solvers(n: int):
         (plan(order=1), sample(bed, x, sigmas, solver="euler")),
     ]
     for ours, theirs in pairs:
-        assert max_abs(ours, theirs) < 1e-10
+        assert max_abs(ours, theirs) < 1e-11  # the same updates in other words (measured ≤ 7.5e-13)
 
 
 def _slope(errors: list[float], ns: list[int]) -> float:
@@ -143,6 +143,21 @@ def test_sample_and_generate_run_a_plan(tmp_path):
     assert torch.equal(generate(bed, x, plan=plan), direct)
     assert bed.nfe == 4
     assert torch.equal(generate(bed, x, nfe=4, sigma_min=0.002, sigma_max=80.0, plan=plan), direct)
+
+
+def test_a_plan_documents_walk_lands_near_the_exact_solution():
+    """The example plan's mixed per-step walk (data/noise prediction, orders 1–2, bh1/bh2 correctors) run through
+    ``sample(plan=)``, against DOP853 on the exact mixture64 PF-ODE: far closer than Euler or DPM-Solver++(2M)
+    on its four levels (measured RMSE 0.060 against 0.31 and 0.27)."""
+    pytest.importorskip("scipy")
+    from diffsample.testbeds import reference_solution, rmse
+
+    bed, plan = mixture64(), _example_plan()
+    x = 80.0 * torch.randn(4, 64, dtype=F64, generator=torch.Generator().manual_seed(0))
+    exact = reference_solution(bed, x, 80.0, 0.0)
+    error = rmse(sample(bed, x, plan=plan), exact)
+    for solver in ("euler", "dpmpp_2m"):
+        assert error < 0.5 * rmse(sample(bed, x, plan.sigma_tensor(), solver=solver), exact), solver
 
 
 def test_plan_conflicts_raise():

@@ -121,7 +121,8 @@ def test_steps_into_zero(solver, schedule, dtype):
             assert deviation <= TOLERANCE[dtype], (n, deviation / UNIT_ROUNDOFF[dtype])
 
 
-@pytest.mark.parametrize("solver", ["heun", "lms", "dpmpp_3m"])
+@pytest.mark.parametrize("solver", [pytest.param("heun", marks=pytest.mark.slow),
+                                    pytest.param("lms", marks=pytest.mark.slow), "dpmpp_3m"])
 def test_thousand_steps_in_float16(solver):
     """1000 log-SNR steps (σ_min/h ≈ 100 on the last steps) with a float16 network: still within 8u of float64."""
     sigmas = steps.logsnr(1000, SIGMA_MIN, SIGMA_MAX)

@@ -111,13 +111,18 @@ def test_a_missing_noise_source_is_an_error(name):
                           **({"eta": 1.0} if name == "ddim" else {}))
 
 
-@pytest.mark.parametrize(("name", "options"), [("ddim", {}), ("euler_ancestral", {"eta": 0.0}),
-                                               ("edm", {"s_churn": 0.0}), ("dpmpp_2m_sde", {"eta": 0.0}),
-                                               ("restart", {"intervals": ()}), ("pc", {"corrector_steps": 0})])
-def test_noise_free_settings_need_no_source(name, options):
-    out = diffsample.sample(ring2d(), 80.0 * torch.ones(2, 2, dtype=F64), steps.karras(4, 0.002, 80.0), name,
-                            **options)
-    assert torch.isfinite(out).all()
+@pytest.mark.parametrize(("name", "options", "deterministic"), [
+    ("ddim", {}, "euler"), ("euler_ancestral", {"eta": 0.0}, "euler"), ("edm", {"s_churn": 0.0}, "heun"),
+    ("restart", {"intervals": ()}, "heun"), ("pc", {"corrector_steps": 0}, "euler")])
+def test_noise_free_settings_need_no_source_and_are_their_ode_solver(name, options, deterministic):
+    """Without noise each sampler is its deterministic walk on the same levels, bit for bit: DDIM η = 0 and
+    ancestral η = 0 are Euler (Song et al. 2021, eq. 13), EDM with S_churn = 0 is Heun (Karras et al. 2022,
+    Algorithm 2), Restart without intervals is its Heun main walk, PC without corrections is its predictor."""
+    x = 80.0 * torch.randn(8, 2, generator=torch.Generator().manual_seed(3), dtype=F64)
+    for sigmas in (steps.karras(4, 0.002, 80.0), steps.karras(9, 0.002, 80.0),
+                   steps.karras(6, 0.1, 80.0, append_zero=False)):
+        out = diffsample.sample(ring2d(), x, sigmas, name, **options)
+        assert torch.equal(out, diffsample.sample(ring2d(), x, sigmas, deterministic)), sigmas
 
 
 @pytest.mark.parametrize(("name", "options"), [("edm", {}), ("restart", {}), ("pc", {})])
@@ -216,11 +221,17 @@ def test_ddpm_and_ddim_match_the_papers_vp_updates(bed2d, name, options, rule, e
     torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-9)
 
 
-def test_ddim_eta0_is_euler(bed2d):
-    sigmas = steps.karras(9, 0.002, 80.0)
-    x = 80.0 * torch.randn(32, 2, generator=torch.Generator().manual_seed(2), dtype=F64)
-    torch.testing.assert_close(diffsample.sample(bed2d, x, sigmas, "ddim"),
-                               diffsample.sample(bed2d, x, sigmas, "euler"), rtol=1e-13, atol=1e-13)
+@pytest.mark.parametrize(("name", "options", "deterministic"), [
+    ("ddim", {"eta": 0.0}, "euler"), ("edm", {"s_churn": 0.0}, "heun"),
+    ("edm", {"s_churn": 0.0, "s_noise": 1.5}, "heun")])
+def test_noise_free_ddim_and_edm_are_euler_and_heun(bed2d, name, options, deterministic):
+    """DDIM with η = 0 is the Euler step of the PF-ODE (Song et al. 2021, eq. 13; Karras et al. 2022, §3) and
+    EDM's stochastic sampler with S_churn = 0 adds no noise (γ_i = 0, Algorithm 2) and is Heun: equal bit for bit
+    on the same levels, also given a noise source (which it must not draw from)."""
+    for sigmas in (steps.karras(9, 0.002, 80.0), steps.logsnr(7, 0.01, 40.0, append_zero=False)):
+        x = float(sigmas[0]) * torch.randn(32, 2, generator=torch.Generator().manual_seed(2), dtype=F64)
+        out = diffsample.sample(bed2d, x, sigmas, name, noise=Replay([]), **options)
+        assert torch.equal(out, diffsample.sample(bed2d, x, sigmas, deterministic))
 
 
 @pytest.mark.parametrize(("sde", "ode"), [("dpmpp_2m_sde", "dpmpp_2m"), ("dpmpp_3m_sde", "dpmpp_3m")])
@@ -230,7 +241,7 @@ def test_sde_dpm_solvers_at_eta0_are_the_ode_solvers(bed2d, sde, ode, lower_orde
     x = 80.0 * torch.randn(32, 2, generator=torch.Generator().manual_seed(3), dtype=F64)
     a = diffsample.sample(bed2d, x, sigmas, sde, eta=0.0, lower_order_final=lower_order_final)
     b = diffsample.sample(bed2d, x, sigmas, ode, lower_order_final=lower_order_final)
-    torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
+    assert float((a - b).abs().max()) <= 1e-12  # the same update, rounded in another order (measured 4e-15)
 
 
 @pytest.mark.parametrize("h", [1e-6, 3e-4, 0.05, 0.7, 3.0])
@@ -264,10 +275,10 @@ CONVERGENCE = [
     ("ddpm", {}, (8, 16, 32), -0.8),
     ("ddim", {"eta": 0.5}, (8, 16, 32), -0.8),
     ("euler_ancestral", {"eta": 0.8}, (8, 16, 32), -0.8),
-    ("edm", {}, (16, 32, 64), -1.0),
+    pytest.param("edm", {}, (16, 32, 64), -1.0, marks=pytest.mark.slow),  # the largest budgets: -m slow
     ("dpmpp_2m_sde", {}, (8, 16, 32), -1.4),
-    ("dpmpp_3m_sde", {}, (12, 24, 48), -1.4),
-    ("restart", {}, (16, 32, 64), -1.0),
+    pytest.param("dpmpp_3m_sde", {}, (12, 24, 48), -1.4, marks=pytest.mark.slow),
+    pytest.param("restart", {}, (16, 32, 64), -1.0, marks=pytest.mark.slow),
     ("pc", {"step_rule": "sigma"}, (8, 16, 32), -0.8),
 ]
 
@@ -388,7 +399,8 @@ def test_pc_per_sample_rule_throws_2d_samples_away_and_the_default_does_not():
     assert moments["auto"] == pytest.approx(1.505, abs=0.15) and moments["sample"] > 3.0, moments
 
 
-@pytest.mark.parametrize(("bed_name", "n_samples"), [("ring2d", 8000), ("mixture64", 1500)])
+@pytest.mark.parametrize(("bed_name", "n_samples"), [("ring2d", 8000),
+                                                     pytest.param("mixture64", 1500, marks=pytest.mark.slow)])
 def test_pc_corrector_improves_the_distribution_on_exact_beds(bed_name, n_samples):
     """Euler on 8 Karras steps, with and without 4 Langevin corrections per level (default ``"auto"`` rule:
     ``ε = 2 snr² σ²`` on the 2-D ring, the paper's per-sample rule on the 64-D mixture): the corrections pull

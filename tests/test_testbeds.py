@@ -192,6 +192,7 @@ def test_reference_two_tolerances_agree(make, sigma_end):
     assert bed.nfe == 0  # the reference never goes through the counting __call__
 
 
+@pytest.mark.slow
 def test_reference_two_tolerances_agree_digits():
     bed = digits()
     x = 80 * torch.randn(4, 64, generator=_gen(11), dtype=F64)
