@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .parameterization import ModelDenoiser
+
 __all__ = ["add_sample_parser"]
 
 
@@ -36,7 +38,8 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def _load_model(args: argparse.Namespace):
+def _load_model(args: argparse.Namespace) -> tuple[ModelDenoiser, int | None]:
+    """The model to sample from and the label of its unconditional branch (None without labels)."""
     if args.model:
         from .integrations import load_diffusers_denoiser
 

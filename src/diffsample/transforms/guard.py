@@ -53,13 +53,18 @@ class GuardedDenoiser(Transform):
         above = (self.sigmas >= sigma * (1 - 1e-6)).nonzero()
         return min(int(above[-1]), len(self.sigmas) - 2) if len(above) else 0
 
-    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
         out = self.inner(x, sigma, **kwargs).to(self.dtype)
         if self.check_finite and not all_finite(out):
-            s = float(sigma.reshape(-1)[0])
+            s = float(torch.as_tensor(sigma).reshape(-1)[0])
             bad = (~torch.isfinite(out)).reshape(out.shape[0], -1).any(1).nonzero().flatten().tolist()
             raise NonFiniteError(
                 f"the model returned NaN/Inf at step {self._step_of(s)} (sigma={s:.6g}) "
                 f"for batch indices {bad[:8]}{' …' if len(bad) > 8 else ''}"
             )
         return out
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
+        """:meth:`denoise` without the base's sigma shaping and shape check: ``inner``, a counting
+        denoiser, does both, and the guard sits on every model call of a walk, so it adds nothing twice."""
+        return self.denoise(x, sigma, **kwargs)
