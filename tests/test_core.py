@@ -8,15 +8,17 @@ geometric spacing of log-SNR steps, and the exact probability-flow ODE solution 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 import diffsample
-from diffsample import noise, solvers, steps
-from diffsample.denoisers import Denoiser, FunctionDenoiser
-from diffsample.errors import BudgetError, NonFiniteError, ShapeError, SigmaError, UnknownNameError
+from diffsample import contracts, noise, solvers, steps
+from diffsample.denoisers import CountingDenoiser, Denoiser, FunctionDenoiser
+from diffsample.errors import BudgetError, DiffsampleError, NonFiniteError, ShapeError, SigmaError, UnknownNameError
 
 # ---------------------------------------------------------------------------------------------- steps
 
@@ -231,6 +233,50 @@ def test_low_precision_models_give_float32_finite_output(model_dtype, solver):
     torch.testing.assert_close(out, ref, rtol=0, atol=0.05)
 
 
+@pytest.mark.parametrize("model_dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize(("name", "options"), [("dpm_solver_2m", {}), ("heun", {}), ("euler_ancestral", {"eta": 1.0})])
+def test_a_solver_function_runs_exactly_like_its_registered_name(model_dtype, name, options):
+    """``sample(solver=fn)`` applies the same validation, float32 work dtype and NaN guard as the name."""
+    exact = gaussian_denoiser(0.3, 0.5)
+
+    def model(x, sigma):
+        return exact(x.to(model_dtype), sigma.to(model_dtype)).to(model_dtype)
+
+    sigmas = steps.karras(8, 0.01, 80.0)
+    x0 = noise.seeded(3).initial((4, 8), 80.0, dtype=model_dtype)
+    by_name = diffsample.sample(model, x0, sigmas, solver=name, noise=noise.seeded(9), **options)
+    by_function = diffsample.sample(model, x0, sigmas, solver=solvers.get(name), noise=noise.seeded(9), **options)
+    assert by_function.dtype == torch.float32 and torch.equal(by_function, by_name)
+
+
+def test_a_solver_function_gets_the_nan_guard_and_validation():
+    seen = []
+
+    def my_euler(denoiser, x, sigmas, *, noise=None, callback=None):
+        for s, s_next in zip(sigmas[:-1].tolist(), sigmas[1:].tolist(), strict=True):
+            d = denoiser(x, torch.full((x.shape[0],), s, dtype=x.dtype))
+            seen.append(d.dtype)
+            x = d + s_next / s * (x - d)
+        return x
+
+    sigmas = steps.karras(3, 0.1, 1.0)
+    out = diffsample.sample(lambda x, s: (0.5 * x).half(), torch.ones(2, 2, dtype=torch.float16), sigmas,
+                            solver=my_euler)
+    assert out.dtype == torch.float32 and set(seen) == {torch.float32}
+    with pytest.raises(NonFiniteError, match="step 0"):
+        diffsample.sample(lambda x, s: x * float("nan"), torch.ones(1, 2), sigmas, solver=my_euler)
+
+    def overflowing(denoiser, x, sigmas, *, noise=None, callback=None):
+        return my_euler(denoiser, x, sigmas) * float("inf")
+
+    with pytest.raises(NonFiniteError, match="'overflowing'"):
+        diffsample.sample(lambda x, s: x, torch.ones(1, 2), sigmas, solver=overflowing)
+    with pytest.raises(SigmaError):
+        diffsample.sample(lambda x, s: x, torch.ones(1, 2), torch.tensor([1.0, 2.0]), solver=my_euler)
+    with pytest.raises(DiffsampleError, match="solver function"):
+        diffsample.sample(lambda x, s: x, torch.ones(1, 2), sigmas, solver=3)
+
+
 @pytest.mark.parametrize("solver", ["euler", "heun"])
 def test_final_step_to_zero_returns_the_denoised_value_exactly(solver):
     seen = []
@@ -300,6 +346,34 @@ def test_denoiser_counter_and_as_denoiser():
     assert d.nfe == 0 and d.calls == 0
     with pytest.raises(TypeError):
         diffsample.as_denoiser(3)
+
+
+def test_the_contracts_are_protocols_that_plain_functions_satisfy():
+    def plain(x, sigma):
+        return x
+
+    assert isinstance(plain, contracts.Denoiser) and not isinstance(3, contracts.Denoiser)
+    assert isinstance(noise.seeded(0), contracts.NoiseSource) and noise.NoiseSource is contracts.NoiseSource
+    counted = diffsample.as_denoiser(plain)
+    assert isinstance(counted, contracts.Denoiser) and isinstance(counted, CountingDenoiser)
+    # the names users subclass stay the counting base class
+    assert diffsample.Denoiser is Denoiser is CountingDenoiser
+
+
+def test_import_diffsample_imports_no_optional_dependency_and_submodules_are_lazy_attributes():
+    code = (
+        "import sys, diffsample\n"
+        "early = [m for m in ('scipy', 'sklearn', 'diffusers', 'k_diffusion', 'matplotlib', 'diffsample.tuning',"
+        " 'diffsample.testbeds', 'diffsample.bench', 'diffsample.cli') if m in sys.modules]\n"
+        "assert not early, early\n"
+        "assert {'testbeds', 'tuning', 'models', 'integrations', 'transforms'} <= set(dir(diffsample))\n"
+        "bed = diffsample.testbeds.get_bed('ring2d')\n"
+        "assert callable(bed) and diffsample.tuning.Plan is diffsample.Plan and callable(diffsample.tune)\n"
+        "assert diffsample.transforms.cfg is diffsample.cfg\n"
+        "print('ok')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
 
 
 # ------------------------------------------------------------------- accuracy against the exact ODE

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 import diffsample as ds
-from diffsample.corrections import data_stats, epsilon_scaling, fit_epsilon_scaling, time_shift, training_levels
 from diffsample.denoisers import FunctionDenoiser
 from diffsample.errors import DiffsampleError, ShapeError
 from diffsample.schedules import ContinuousVPLinear, DiscreteVP
 from diffsample.testbeds import mixture64, ring2d
 from diffsample.testbeds.imperfect import ExposureBiasDenoiser
+from diffsample.transforms import data_stats, epsilon_scaling, fit_epsilon_scaling, time_shift, training_levels
 
 F64 = torch.float64
 

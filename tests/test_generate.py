@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import tomllib
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -75,3 +78,59 @@ def test_converges_to_the_exact_solution(ring):
     errors = [metrics.rmse(ds.generate(bed, x, nfe=n, sigma_min=0.002, sigma_max=80.0), ref) for n in (10, 40, 160)]
     assert errors[2] < errors[1] < errors[0]
     assert errors[2] < 1e-3
+
+
+# --------------------------------------------------------------------- configure: one place for the walk
+
+
+def test_configure_fills_what_the_caller_leaves_open_from_the_table():
+    from diffsample.generate import configure, default_choice, default_sigmas
+
+    for nfe in (3, 8, 20):
+        walk = configure(nfe, 0.002, 80.0)
+        choice, sigmas = default_sigmas(nfe, 0.002, 80.0)
+        assert (walk.solver, walk.schedule, walk.nfe) == (choice.solver, choice.schedule, nfe)
+        assert torch.equal(walk.sigmas, sigmas)
+        named = configure(nfe, 0.002, 80.0, solver="heun")
+        n = len(named.sigmas) - 1
+        assert named.schedule == default_choice(nfe).schedule and named.options == {}
+        assert ds.solvers.spec("heun").nfe(n) <= nfe < ds.solvers.spec("heun").nfe(n + 1)
+        karras = configure(nfe, 0.002, 80.0, schedule="karras", calls_per_eval=2)
+        assert karras.solver == choice.solver
+        steps_for = ds.solvers.spec(choice.solver).steps_for_nfe(nfe // 2)
+        assert torch.equal(karras.sigmas, ds.steps.karras(steps_for, 0.002, 80.0))
+
+
+def test_configure_runs_a_plan_and_refuses_a_solver_beside_it():
+    from diffsample.generate import configure
+
+    plan = ds.Plan(ds.steps.karras(4, 0.002, 80.0).tolist(), "euler")
+    walk = configure(plan=plan, calls_per_eval=2)
+    assert walk.schedule == "plan" and walk.nfe == 8 and torch.equal(walk.sigmas, plan.sigma_tensor())
+    with pytest.raises(ds.DiffsampleError, match="plan fixes"):
+        configure(plan=plan, solver="heun")
+    with pytest.raises(ds.BudgetError, match="over the budget"):
+        configure(3, plan=plan)
+
+
+@pytest.mark.parametrize(("flags", "solver", "schedule"), [([], None, None), (["--solver", "heun"], "heun", None),
+                                                         (["--schedule", "karras"], None, "karras")])
+def test_the_sample_command_runs_the_walk_generate_configures(tmp_path, capsys, flags, solver, schedule):
+    from diffsample.cli import main
+    from diffsample.generate import configure
+    from diffsample.models import load_digits_model
+
+    span = load_digits_model().schedule
+    assert main(["sample", "--nfe", "6", "--batch", "2", "--quiet", "--out", str(tmp_path), *flags]) == 0
+    walk = configure(6, float(span.sigma_min), float(span.sigma_max), solver=solver, schedule=schedule)
+    np.testing.assert_array_equal(np.load(tmp_path / "samples.npz")["sigmas"], walk.sigmas.numpy())
+    assert f"solver {walk.solver}, schedule {walk.schedule}," in capsys.readouterr().out
+
+
+def test_one_version_for_the_package_metadata_and_the_library():
+    from diffsample._version import __version__
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "version" in pyproject["project"]["dynamic"] and "version" not in pyproject["project"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "diffsample._version.__version__"}
+    assert ds.__version__ == __version__

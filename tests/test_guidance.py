@@ -1,4 +1,6 @@
-"""Classifier-free guidance, its interval and rescale, checked against exact Gaussian posterior means.
+"""Denoiser transforms: classifier-free guidance, its interval and rescale, checked against exact Gaussian
+posterior means; dynamic thresholding checked against diffusers' implementation and a numpy one; the one
+Transform base and the old import paths.
 
 For data ``N(μ, s² I)`` the exact denoiser is ``D(x, σ) = μ + s²/(s² + σ²) (x − μ)``. Guiding two such
 models with equal variance gives exactly the denoiser of ``N(μ_u + w(μ_c − μ_u), s² I)``, whose
@@ -12,10 +14,18 @@ import pytest
 import torch
 
 import diffsample
-from diffsample import steps
+from diffsample import steps, transforms
 from diffsample.denoisers import FunctionDenoiser
 from diffsample.errors import DiffsampleError, ShapeError
-from diffsample.guidance import ClassifierFreeGuidance, cfg, rescale_guidance
+from diffsample.transforms import (
+    ClassifierFreeGuidance,
+    DynamicThresholding,
+    Transform,
+    cfg,
+    dynamic_threshold,
+    dynamic_thresholding,
+    rescale_guidance,
+)
 
 DIM = 5
 MEANS = torch.tensor([[1.0, -2.0, 0.5, 3.0, 0.0], [-1.5, 0.3, 2.0, -0.7, 1.2]], dtype=torch.float64)
@@ -332,3 +342,69 @@ def test_is_a_denoiser_with_nominal_costs():
     guided(torch.zeros(2, DIM), 1.0)
     guided.reset_counter()
     assert guided.nfe == 0 and guided.calls == 0
+
+
+# ------------------------------------------------------------------------------- dynamic thresholding
+
+
+def _numpy_dynamic_threshold(x0: np.ndarray, ratio: float, c: float) -> np.ndarray:
+    """Imagen §2.3 written out per sample: s = max(quantile_p |x0|, c), clip to ±s, rescale by c/s."""
+    out = np.empty_like(x0)
+    for i, row in enumerate(x0):
+        s = max(float(np.quantile(np.abs(row), ratio)), c)
+        out[i] = np.clip(row, -s, s) * (c / s)
+    return out
+
+
+@pytest.mark.parametrize(("ratio", "c"), [(0.995, 1.0), (0.9, 1.0), (0.8, 2.5)])
+def test_dynamic_threshold_matches_numpy_and_diffusers(ratio, c):
+    gen = torch.Generator().manual_seed(0)
+    spread = torch.tensor([0.2, 0.7, 1.0, 2.0, 5.0, 30.0], dtype=torch.float64)[:, None, None, None]
+    x0 = torch.randn(6, 3, 4, 4, generator=gen, dtype=torch.float64) * spread
+    out = dynamic_threshold(x0, ratio, c)
+    np.testing.assert_allclose(out.numpy(), _numpy_dynamic_threshold(x0.numpy(), ratio, c), rtol=1e-12, atol=1e-12)
+    # samples whose quantile is inside [−c, c] are only clipped at ±c, never rescaled
+    assert torch.equal(out[0], x0[0].clamp(-c, c))
+    diffusers = pytest.importorskip("diffusers")
+    # diffusers clamps s to [1, sample_max_value] and divides by s: with no upper bound that is the rule
+    # at c = 1; for another range c the rule is c · (the c = 1 rule on x0 / c)
+    scheduler = diffusers.DDPMScheduler(thresholding=True, dynamic_thresholding_ratio=ratio, sample_max_value=1e30)
+    theirs = c * scheduler._threshold_sample((x0 / c).clone())
+    torch.testing.assert_close(out, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_dynamic_thresholding_transform_costs_nothing_and_composes_with_guidance():
+    net = LabelNet()
+    model = FunctionDenoiser(net)
+    labels = torch.tensor([0, 1, 0])
+    guided = cfg(model, 4.0, cond_kwargs={"class_labels": labels}, uncond_kwargs={"class_labels": -torch.ones(3)})
+    clipped = dynamic_thresholding(guided, ratio=0.9, max_value=1.5)
+    assert isinstance(clipped, DynamicThresholding) and clipped.nfe_per_call == 2
+    x = torch.randn(3, DIM, generator=torch.Generator().manual_seed(1), dtype=torch.float16)
+    out = clipped(x, 0.7)
+    reference = cfg(FunctionDenoiser(net), 4.0, cond_kwargs={"class_labels": labels},
+                    uncond_kwargs={"class_labels": -torch.ones(3)})(x, 0.7)
+    assert out.dtype == torch.float32 and torch.equal(out, dynamic_threshold(reference, 0.9, 1.5))
+    assert clipped.nfe == guided.nfe == 2 and model.nfe == 2  # read-through: the guided denoiser's own count
+    clipped.reset_counter()
+    assert guided.nfe == 0
+    with pytest.raises(DiffsampleError, match="threshold_ratio"):
+        dynamic_thresholding(model, ratio=0.0)
+
+
+# --------------------------------------------------------------------- one base, old import paths kept
+
+
+def test_every_transform_derives_from_one_base_and_the_old_paths_still_import():
+    from diffsample import corrections, denoisers, guidance, sampling
+
+    for cls in (transforms.ClassifierFreeGuidance, transforms.EpsilonScaling, transforms.TimeShift,
+                transforms.DynamicThresholding, transforms.GuardedDenoiser):
+        assert issubclass(cls, Transform), cls
+    assert guidance.cfg is cfg and guidance.ClassifierFreeGuidance is ClassifierFreeGuidance
+    assert guidance.rescale_guidance is rescale_guidance and diffsample.cfg is cfg
+    assert corrections.time_shift is transforms.time_shift and corrections.epsilon_scaling is transforms.epsilon_scaling
+    assert denoisers.WrappedDenoiser is Transform
+    assert sampling.work_dtype is transforms.work_dtype and sampling.GuardedDenoiser is transforms.GuardedDenoiser
+    assert [transforms.work_dtype(d) for d in (torch.float16, torch.bfloat16, torch.float32, torch.float64)] == [
+        torch.float32, torch.float32, torch.float32, torch.float64]

@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,3 +192,36 @@ def test_plan_nfe_is_the_counted_cost_for_option_dependent_solvers():
     bed.reset_counter()
     sample(bed, x, plan=plan, noise=noise.seeded(1))
     assert plan.nfe == bed.nfe
+
+
+# ------------------------------------------------------------------------------ where the plan lives
+
+SRC = Path(diffsample.__file__).parent
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module a source file imports, at module level or inside functions, as dotted names below diffsample."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = ".".join(path.relative_to(SRC).with_suffix("").parts[: -node.level] or ())
+            module = ".".join(p for p in (base, node.module or "") if p)
+            names.update(".".join(p for p in (module, a.name) if p) if node.module is None else module
+                         for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("diffsample"):
+            names.add(node.module.removeprefix("diffsample").lstrip("."))
+    return names
+
+
+@pytest.mark.parametrize("module", ["sampling.py", "generate.py", "plan.py"])
+def test_sample_generate_and_plan_import_nothing_upward(module: str):
+    upward = ("tuning", "cli", "sample_cli", "testbeds", "bench", "models", "integrations")
+    imported = _imported_modules(SRC / module)
+    assert imported and not [m for m in imported if m.split(".")[0] in upward], imported
+
+
+def test_plan_is_one_class_under_every_name():
+    from diffsample import plan, tuning
+    from diffsample.tuning import plan as tuning_plan
+
+    assert diffsample.Plan is plan.Plan is tuning.Plan is tuning_plan.Plan

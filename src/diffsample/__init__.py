@@ -6,8 +6,12 @@ The one idea: every model is turned into a σ-space denoiser ``D(x, sigma) -> x0
 
 from __future__ import annotations
 
-from . import guidance, noise, parameterization, schedules, solvers, steps
-from .denoisers import Denoiser, as_denoiser
+import importlib
+from typing import Any
+
+from . import contracts, guidance, noise, parameterization, schedules, solvers, steps
+from ._version import __version__
+from .denoisers import CountingDenoiser, Denoiser, as_denoiser
 from .errors import (
     BudgetError,
     DiffsampleError,
@@ -19,13 +23,12 @@ from .errors import (
 from .generate import generate
 from .guidance import cfg
 from .parameterization import ModelDenoiser
+from .plan import Plan
 from .sampling import sample
-from .tuning import Plan, tune
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BudgetError",
+    "CountingDenoiser",
     "Denoiser",
     "ModelDenoiser",
     "Plan",
@@ -34,8 +37,10 @@ __all__ = [
     "ShapeError",
     "SigmaError",
     "UnknownNameError",
+    "__version__",
     "as_denoiser",
     "cfg",
+    "contracts",
     "generate",
     "guidance",
     "noise",
@@ -47,12 +52,30 @@ __all__ = [
     "tune",
 ]
 
+#: Submodules reachable as attributes of ``diffsample`` but imported on first use, so that
+#: ``import diffsample`` needs torch alone (the test beds need scipy/scikit-learn, the integrations
+#: diffusers or k-diffusion, the tuner is large).
+LAZY_SUBMODULES = ("corrections", "integrations", "models", "testbeds", "transforms", "tuning")
 
-def __getattr__(name: str):
-    """``diffsample.DiffsampleScheduler`` on demand, so diffusers finds the scheduler class by its module
-    while ``import diffsample`` itself never imports diffusers."""
+
+def __getattr__(name: str) -> Any:
+    """The lazy submodules (:data:`LAZY_SUBMODULES`), :func:`tune`, and ``DiffsampleScheduler``, on first use.
+
+    ``diffsample.DiffsampleScheduler`` lets diffusers find the scheduler class by its module while
+    ``import diffsample`` itself never imports diffusers.
+    """
+    if name in LAZY_SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name == "tune":
+        from .tuning import tune
+
+        return tune
     if name == "DiffsampleScheduler":
         from .integrations import DiffsampleScheduler
 
         return DiffsampleScheduler
     raise AttributeError(f"module 'diffsample' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | set(LAZY_SUBMODULES) | {"DiffsampleScheduler"})

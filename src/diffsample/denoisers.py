@@ -2,9 +2,12 @@
 
 Every model (ε, x0, v, flow-velocity or score network on any noise schedule) is turned into this
 form once (:class:`ModelDenoiser`, in :mod:`diffsample.parameterization`), and every solver,
-guidance rule and tuner only sees it. This module holds the contract itself: the :class:`Denoiser`
-base class that normalises ``sigma`` to shape ``(B,)`` and counts model evaluations, and
-:func:`as_denoiser` that wraps a plain callable.
+guidance rule and tuner only sees it. The contract as a type is the protocol
+:class:`diffsample.contracts.Denoiser`; this module holds the :class:`CountingDenoiser` base class
+that normalises ``sigma`` to shape ``(B,)`` and counts model evaluations (also named :data:`Denoiser`,
+the name users subclass; :mod:`diffsample.contracts` explains the choice), and :func:`as_denoiser`
+that wraps a plain callable. Denoisers built on other denoisers are transforms
+(:class:`diffsample.transforms.Transform`).
 
 NFE accounting
 --------------
@@ -21,9 +24,10 @@ from typing import Any
 
 import torch
 
+from . import contracts
 from .errors import ShapeError
 
-__all__ = ["Denoiser", "FunctionDenoiser", "WrappedDenoiser", "as_denoiser", "broadcast_sigma"]
+__all__ = ["CountingDenoiser", "Denoiser", "FunctionDenoiser", "as_denoiser", "broadcast_sigma"]
 
 
 def broadcast_sigma(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
@@ -55,8 +59,8 @@ def append_dims(v: torch.Tensor, ndim: int) -> torch.Tensor:
     return v.reshape(v.shape + (1,) * (ndim - v.dim()))
 
 
-class Denoiser:
-    """Base class of all denoisers: ``D(x, sigma) -> x0_hat`` with an NFE counter.
+class CountingDenoiser:
+    """Base class of the counting denoisers: ``D(x, sigma) -> x0_hat`` with an NFE counter.
 
     Subclasses implement :meth:`denoise` receiving ``sigma`` already shaped ``(B,)``.
     ``nfe_per_call`` is the number of model evaluations one call costs per sample (2 for CFG);
@@ -90,7 +94,11 @@ class Denoiser:
         self.calls = 0
 
 
-class FunctionDenoiser(Denoiser):
+Denoiser = CountingDenoiser
+"""The base class under the name users subclass (``class MyModel(diffsample.Denoiser)``)."""
+
+
+class FunctionDenoiser(CountingDenoiser):
     """Wrap a plain callable ``fn(x, sigma) -> x0_hat`` (sigma of shape ``(B,)``) with NFE counting."""
 
     def __init__(self, fn: Callable[..., torch.Tensor], nfe_per_call: int = 1) -> None:
@@ -103,30 +111,20 @@ class FunctionDenoiser(Denoiser):
         return self.fn(x, sigma, **kwargs)
 
 
-class WrappedDenoiser(Denoiser):
-    """A denoiser built on another, ``inner``, that counts nothing itself: ``nfe`` and ``calls`` read through
-    to ``inner``, so each model call is counted exactly once, by the model (the NaN guard of
-    :func:`diffsample.sample` and the sampling-time corrections are built on it)."""
-
-    def __init__(self, inner: Denoiser | Callable[..., torch.Tensor]) -> None:  # read-through counters only
-        self.inner = as_denoiser(inner)
-
-    @property
-    def nfe(self) -> int:  # type: ignore[override]
-        return self.inner.nfe
-
-    @property
-    def calls(self) -> int:  # type: ignore[override]
-        return self.inner.calls
-
-    def reset_counter(self) -> None:
-        self.inner.reset_counter()
-
-
-def as_denoiser(fn: Denoiser | Callable[..., torch.Tensor]) -> Denoiser:
-    """Return ``fn`` if it already is a :class:`Denoiser`, else wrap it in a counting one."""
-    if isinstance(fn, Denoiser):
+def as_denoiser(fn: contracts.Denoiser | Callable[..., torch.Tensor]) -> CountingDenoiser:
+    """Return ``fn`` if it already is a :class:`CountingDenoiser`, else wrap it in a counting one."""
+    if isinstance(fn, CountingDenoiser):
         return fn
     if not callable(fn):
         raise TypeError(f"a denoiser must be callable as D(x, sigma), got {type(fn).__name__}")
     return FunctionDenoiser(fn)
+
+
+def __getattr__(name: str) -> Any:
+    """``WrappedDenoiser``, the former base of single-denoiser transforms, is now
+    :class:`diffsample.transforms.Transform` (imported on first use: transforms build on this module)."""
+    if name == "WrappedDenoiser":
+        from .transforms import Transform
+
+        return Transform
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,21 +4,27 @@ The choice is a small table indexed by the budget, fixed by the side-by-side ben
 (``diffsample bench --peers``, evidence in the README), never fitted per model. The walk never
 spends more than ``nfe`` model evaluations: classifier-free guided denoisers, which cost 2 per
 call, get half as many calls.
+
+:func:`configure` turns a budget (or a tuned plan, or a solver and step-schedule name of the user's) into
+the walk to run; :func:`generate` runs it within the budget, and the ``diffsample sample`` command uses
+the same :func:`configure`.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from . import solvers, steps
+from . import contracts, solvers, steps
 from .denoisers import as_denoiser
-from .errors import BudgetError, SigmaError
+from .errors import BudgetError, DiffsampleError, SigmaError
+from .plan import Plan
 from .sampling import sample
 
-__all__ = ["DefaultChoice", "default_choice", "default_sigmas", "generate"]
+__all__ = ["DefaultChoice", "Walk", "configure", "default_choice", "default_sigmas", "generate"]
 
 
 @dataclass(frozen=True)
@@ -59,17 +65,64 @@ def default_sigmas(nfe: int, sigma_min: float, sigma_max: float, calls_per_eval:
 
     ``calls_per_eval`` is the number of model evaluations one denoiser call costs (2 under CFG).
     """
+    return default_choice(nfe), configure(nfe, sigma_min, sigma_max, calls_per_eval=calls_per_eval).sigmas
+
+
+@dataclass(frozen=True)
+class Walk:
+    """What :func:`configure` decided: the noise levels, the solver and its options, and where they came from.
+
+    ``schedule`` is the step-schedule name, or ``"plan"`` for a tuned plan's levels; ``nfe`` the budget in
+    model evaluations the walk must stay within.
+    """
+
+    sigmas: torch.Tensor
+    solver: str
+    options: dict[str, Any]
+    schedule: str
+    nfe: int
+
+
+def configure(nfe: int | None = None, sigma_min: float | None = None, sigma_max: float | None = None, *,
+              calls_per_eval: int = 1, plan: Plan | str | os.PathLike[str] | None = None, solver: str | None = None,
+              schedule: str | None = None) -> Walk:
+    """The walk for a budget of ``nfe`` model evaluations over ``[sigma_min, sigma_max]`` → 0, or for a plan.
+
+    Without a plan the table's choice (:func:`default_choice`) fills in whatever ``solver`` and ``schedule``
+    leave open, and the solver takes as many steps as the budget buys.
+
+    Args:
+        nfe: the budget in model evaluations (a guided call counts 2).
+        sigma_min, sigma_max: the noise-level span.
+        calls_per_eval: model evaluations one denoiser call costs (2 under classifier-free guidance).
+        plan: a :class:`~diffsample.Plan` (or the path of one): it replaces the default table. ``nfe``,
+            ``sigma_min`` and ``sigma_max`` may then be left out; any given must agree with the plan (its cost
+            within ``nfe``, its first level ``sigma_max``, its lowest positive level at least ``sigma_min``).
+        solver: a registered solver name instead of the table's (with ``nfe``; its steps fill the budget).
+        schedule: a step-schedule name (:data:`diffsample.steps.SCHEDULES`) instead of the table's.
+    """
+    if plan is not None:
+        if solver is not None or schedule is not None:
+            raise DiffsampleError("a plan fixes the solver and the noise levels; pass no solver or schedule too")
+        plan = _checked_plan(plan, nfe, sigma_min, sigma_max, calls_per_eval)
+        budget = plan.nfe * calls_per_eval if nfe is None else nfe
+        return Walk(plan.sigma_tensor(), plan.solver, dict(plan.options), "plan", budget)
+    if nfe is None or sigma_min is None or sigma_max is None:
+        raise BudgetError("generate() needs nfe, sigma_min and sigma_max (or a plan)")
     choice = default_choice(nfe)
-    calls = nfe // calls_per_eval
-    if calls < 1:
-        raise BudgetError(f"a budget of {nfe} evaluations buys no call of a denoiser costing {calls_per_eval} each")
-    n_steps = solvers.spec(choice.solver).steps_for_nfe(calls)
-    return choice, steps.get(choice.schedule)(n_steps, sigma_min, sigma_max, **choice.schedule_options)
+    name = choice.solver if solver is None else solver
+    options = dict(choice.options) if solver is None else {}
+    step_schedule = choice.schedule if schedule is None else schedule
+    step_options = choice.schedule_options if schedule is None else {}
+    n_steps = solvers.spec(name).steps_for_nfe(_calls(nfe, calls_per_eval))
+    sigmas = steps.get(step_schedule)(n_steps, sigma_min, sigma_max, **step_options)
+    return Walk(sigmas, name, options, step_schedule, nfe)
 
 
-def generate(denoiser: Any, x: torch.Tensor, *, nfe: int | None = None, sigma_min: float | None = None,
-             sigma_max: float | None = None, noise: Any = None, callback: Any = None, plan: Any = None
-             ) -> torch.Tensor:
+def generate(denoiser: contracts.Denoiser, x: torch.Tensor, *, nfe: int | None = None,
+             sigma_min: float | None = None, sigma_max: float | None = None,
+             noise: contracts.NoiseSource | None = None, callback: contracts.StepCallback | None = None,
+             plan: Plan | str | os.PathLike[str] | None = None) -> torch.Tensor:
     """Sample with the best default configuration for a budget of ``nfe`` model evaluations, or with a tuned plan.
 
     Args:
@@ -86,29 +139,26 @@ def generate(denoiser: Any, x: torch.Tensor, *, nfe: int | None = None, sigma_mi
         The state at σ = 0.
     """
     den = as_denoiser(denoiser)
-    per_call = getattr(den, "nfe_per_call", 1)
-    if plan is not None:
-        plan = _checked_plan(plan, nfe, sigma_min, sigma_max, per_call)
-        sigmas, solver, options = plan.sigma_tensor(), plan.solver, dict(plan.options)
-        nfe = plan.nfe * per_call if nfe is None else nfe
-    else:
-        if nfe is None or sigma_min is None or sigma_max is None:
-            raise BudgetError("generate() needs nfe, sigma_min and sigma_max (or a plan)")
-        choice, sigmas = default_sigmas(nfe, sigma_min, sigma_max, per_call)
-        solver, options = choice.solver, dict(choice.options)
+    walk = configure(nfe, sigma_min, sigma_max, calls_per_eval=getattr(den, "nfe_per_call", 1), plan=plan)
     before = den.nfe
-    out = sample(den, x, sigmas, solver=solver, noise=noise, callback=callback, **options)
+    out = sample(den, x, walk.sigmas, solver=walk.solver, noise=noise, callback=callback, **walk.options)
     spent = den.nfe - before
-    if spent > nfe:  # a guard on the promise, not an expected path
-        raise BudgetError(f"generate spent {spent} model evaluations, over the budget of {nfe}")
+    if spent > walk.nfe:  # a guard on the promise, not an expected path
+        raise BudgetError(f"generate spent {spent} model evaluations, over the budget of {walk.nfe}")
     return out
 
 
-def _checked_plan(plan: Any, nfe: int | None, sigma_min: float | None, sigma_max: float | None, per_call: int
-                  ) -> Any:
-    """``plan`` (loaded if a path) after checking it against the budget and span passed with it."""
-    from .tuning.plan import Plan  # the tuner sits above generate; imported only when a plan is given
+def _calls(nfe: int, calls_per_eval: int) -> int:
+    """Denoiser calls a budget of ``nfe`` evaluations buys at ``calls_per_eval`` each (at least one)."""
+    calls = nfe // calls_per_eval
+    if calls < 1:
+        raise BudgetError(f"a budget of {nfe} evaluations buys no call of a denoiser costing {calls_per_eval} each")
+    return calls
 
+
+def _checked_plan(plan: Plan | str | os.PathLike[str], nfe: int | None, sigma_min: float | None,
+                  sigma_max: float | None, per_call: int) -> Plan:
+    """``plan`` (loaded if a path) after checking it against the budget and span passed with it."""
     if not isinstance(plan, Plan):
         plan = Plan.load(plan)
     if nfe is not None and plan.nfe * per_call > nfe:

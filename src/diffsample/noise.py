@@ -34,11 +34,11 @@ import hashlib
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Protocol
 
 import numpy as np
 import torch
 
+from .contracts import NoiseSource
 from .errors import DiffsampleError, ShapeError
 
 __all__ = ["NoiseSource", "ROW_GENERATOR_FROM", "SeededNoise", "counter_normals", "derive_seed", "parse_seeds",
@@ -54,18 +54,6 @@ _M2 = _U64(0x94D049BB133111EB)
 _STREAM_A = _U64(0x243F6A8885A308D3)  # two streams for the Box–Muller pair (digits of π)
 _STREAM_B = _U64(0x13198A2E03707344)
 _TWO_POW_M53 = 2.0**-53
-
-
-class NoiseSource(Protocol):
-    """Something that returns standard-normal noise shaped like ``x``.
-
-    ``sigma`` and ``sigma_next`` say which interval of the walk the noise is for; sources that
-    ignore them (the seeded streams) draw fresh noise each call, Brownian-tree sources use them.
-    """
-
-    def __call__(
-        self, x: torch.Tensor, sigma: float | None = None, sigma_next: float | None = None
-    ) -> torch.Tensor: ...
 
 
 def derive_seed(seed: int, index: int) -> int:

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .parameterization import ModelDenoiser
+
 __all__ = ["add_sample_parser"]
 
 
@@ -36,7 +38,8 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def _load_model(args: argparse.Namespace):
+def _load_model(args: argparse.Namespace) -> tuple[ModelDenoiser, int | None]:
+    """The model to sample from and the label of its unconditional branch (None without labels)."""
     if args.model:
         from .integrations import load_diffusers_denoiser
 
@@ -56,8 +59,8 @@ def _labels(args: argparse.Namespace) -> torch.Tensor | None:
 
 
 def _run_sample(args: argparse.Namespace) -> int:
-    from . import guidance, noise, solvers, steps
-    from .generate import default_sigmas
+    from . import guidance, noise
+    from .generate import configure
     from .images import image_grid, write_png
     from .sampling import sample
 
@@ -70,22 +73,12 @@ def _run_sample(args: argparse.Namespace) -> int:
                                 batched=True)
     sigma_min, sigma_max = float(model.schedule.sigma_min), float(model.schedule.sigma_max)
     calls_per_eval = getattr(denoiser, "nfe_per_call", 1)
-    options: dict[str, Any] = {}
-    if args.plan:
-        from .tuning import Plan
-
-        plan = Plan.load(args.plan)
-        sigmas, solver, schedule, options = torch.tensor(plan.sigmas, dtype=torch.float64), plan.solver, "plan", \
-            dict(plan.options)
-    elif args.solver is None:
-        choice, sigmas = default_sigmas(args.nfe, sigma_min, sigma_max, calls_per_eval)
-        solver, schedule, options = choice.solver, choice.schedule, dict(choice.options)
+    if args.plan:  # the plan's own levels and budget, as tuned (it replaces --nfe, --solver and --schedule)
+        walk = configure(calls_per_eval=calls_per_eval, plan=args.plan)
     else:
-        solver = args.solver
-        default_schedule = default_sigmas(args.nfe, sigma_min, sigma_max, calls_per_eval)[0].schedule
-        schedule = args.schedule or default_schedule
-        n_steps = solvers.spec(solver).steps_for_nfe(args.nfe // calls_per_eval)
-        sigmas = steps.get(schedule)(n_steps, sigma_min, sigma_max)
+        walk = configure(args.nfe, sigma_min, sigma_max, calls_per_eval=calls_per_eval, solver=args.solver,
+                         schedule=args.schedule)
+    sigmas, solver, schedule, options = walk.sigmas, walk.solver, walk.schedule, walk.options
     shape = (args.batch, *args.shape)
     source = noise.seeded(args.seed)
     x = source.initial(shape, float(sigmas[0]))

@@ -6,12 +6,13 @@
   within a window around the nominal one, whose noise variance matches the current sample's.
 
 Both cost exactly the wrapped model's calls (one per call), so they compose with every solver at equal NFE.
+They live in :mod:`diffsample.transforms`; this module keeps the names importable here.
 """
 
 from __future__ import annotations
 
-from .epsilon_scaling import EpsilonScaling, EpsilonScalingFit, epsilon_scaling, fit_epsilon_scaling
-from .time_shift import TimeShift, data_stats, time_shift, training_levels
+from ..transforms.epsilon_scaling import EpsilonScaling, EpsilonScalingFit, epsilon_scaling, fit_epsilon_scaling
+from ..transforms.time_shift import TimeShift, data_stats, time_shift, training_levels
 
 __all__ = [
     "EpsilonScaling",

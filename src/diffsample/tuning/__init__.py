@@ -10,10 +10,10 @@
 
 from __future__ import annotations
 
+from ..plan import Plan
 from .dc import CPR, fit_cpr, search_dc_ratios
 from .dp import DPResult, Evaluator, gits_costs, min_cost_path, propagated_dp
 from .ems import EMS, compute_statistics
-from .plan import Plan
 from .search import Candidate, Choice, Objective, canonical, coordinate_search
 from .teacher import Teacher, teacher_trajectory
 from .tuner import tune

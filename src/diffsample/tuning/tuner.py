@@ -64,7 +64,7 @@ def _model_id(den: Any, model_id: str | None) -> str:
 
 
 def _library_version() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return f"diffsample {__version__}"
 

@@ -42,11 +42,11 @@ from typing import Any
 
 import torch
 
-from .. import steps
-from ..denoisers import Denoiser, append_dims
+from .. import contracts, steps
+from ..denoisers import append_dims
 from ..errors import DiffsampleError, ShapeError
 from ..schedules import NoiseSchedule
-from ._wrap import Correction, work
+from .base import Transform, to_work
 
 __all__ = ["TimeShift", "data_stats", "time_shift", "training_levels"]
 
@@ -72,10 +72,10 @@ def training_levels(schedule: NoiseSchedule, n: int = 1000) -> torch.Tensor:
     return schedule.sigma_space(torch.linspace(t0, t1, int(n), dtype=_F64))
 
 
-class TimeShift(Correction):
+class TimeShift(Transform):
     """Time-shift sampling as a denoiser transform (module docstring); built by :func:`time_shift`."""
 
-    def __init__(self, denoiser: Denoiser | Any, sigmas: Sequence[float] | torch.Tensor, *,
+    def __init__(self, denoiser: contracts.Denoiser, sigmas: Sequence[float] | torch.Tensor, *,
                  data_mean: torch.Tensor | float, data_var: float, window: int = 2,
                  levels: torch.Tensor | None = None, cutoff: float = 0.0, pool: str = "sample",
                  update: str = "ddim") -> None:
@@ -157,7 +157,7 @@ class TimeShift(Correction):
                          **kwargs)
         if self.update == "x0":
             return d_s
-        d_s = work(d_s)
+        d_s = to_work(d_s)
         nxt = torch.full_like(s, math.nan)
         for value in torch.unique(s[moved]).tolist():
             level = self._next_level(value)
@@ -176,7 +176,8 @@ class TimeShift(Correction):
                 f"update={self.update!r}, levels={self.levels.numel()}, steps={self.sigmas.numel() - 1})")
 
 
-def time_shift(denoiser: Denoiser | Any, sigmas: Sequence[float] | torch.Tensor, *, data: torch.Tensor | None = None,
+def time_shift(denoiser: contracts.Denoiser, sigmas: Sequence[float] | torch.Tensor, *,
+               data: torch.Tensor | None = None,
                data_mean: torch.Tensor | float | None = None, data_var: float | None = None, window: int = 2,
                levels: torch.Tensor | None = None, cutoff: float = 0.0, pool: str = "sample",
                update: str = "ddim") -> TimeShift:

@@ -39,10 +39,11 @@ from typing import Any
 
 import torch
 
-from ..denoisers import Denoiser, append_dims, as_denoiser
+from .. import contracts
+from ..denoisers import append_dims, as_denoiser
 from ..errors import DiffsampleError, ShapeError
 from ..schedules import NoiseSchedule
-from ._wrap import Correction, work
+from .base import Transform, to_work
 
 __all__ = ["EpsilonScaling", "EpsilonScalingFit", "epsilon_scaling", "fit_epsilon_scaling"]
 
@@ -55,10 +56,10 @@ def _model_time(schedule: NoiseSchedule | None, sigma: torch.Tensor) -> torch.Te
     return s if schedule is None else schedule.t_of_sigma_space(s)
 
 
-class EpsilonScaling(Correction):
+class EpsilonScaling(Transform):
     """``D' = x − (x − D)/λ(t(σ))`` with ``λ(t) = k·t + b`` (module docstring); built by :func:`epsilon_scaling`."""
 
-    def __init__(self, denoiser: Denoiser | Any, k: float = 0.0, b: float = 1.0,
+    def __init__(self, denoiser: contracts.Denoiser, k: float = 0.0, b: float = 1.0,
                  schedule: NoiseSchedule | None = None) -> None:
         super().__init__(denoiser)
         self.k, self.b = float(k), float(b)
@@ -87,7 +88,7 @@ class EpsilonScaling(Correction):
         d = self.inner(x, sigma, **kwargs)
         if self.neutral:
             return d
-        d = work(d)
+        d = to_work(d)
         xw = x.to(d.dtype)
         inv = append_dims((1.0 / self.lam(sigma)).to(d.device, d.dtype), x.dim())
         return xw - (xw - d) * inv
@@ -96,7 +97,7 @@ class EpsilonScaling(Correction):
         return f"EpsilonScaling(k={self.k:g}, b={self.b:g}, schedule={self.schedule!r})"
 
 
-def epsilon_scaling(denoiser: Denoiser | Any, k: float = 0.0, b: float = 1.0, *,
+def epsilon_scaling(denoiser: contracts.Denoiser, k: float = 0.0, b: float = 1.0, *,
                     schedule: NoiseSchedule | None = None) -> EpsilonScaling:
     """Epsilon Scaling of ``denoiser`` with ``λ(t) = k·t + b`` (``t = σ``, or ``schedule``'s time), as a new denoiser.
 
@@ -122,12 +123,12 @@ class EpsilonScalingFit:
         """The fitted line at ``t(σ)``."""
         return self.k * _model_time(self.schedule, torch.as_tensor(sigma, dtype=_F64)) + self.b
 
-    def apply(self, denoiser: Denoiser | Any) -> EpsilonScaling:
+    def apply(self, denoiser: contracts.Denoiser) -> EpsilonScaling:
         """:func:`epsilon_scaling` of ``denoiser`` with this fit's ``k``, ``b`` and schedule."""
         return EpsilonScaling(denoiser, self.k, self.b, self.schedule)
 
 
-def fit_epsilon_scaling(denoiser: Denoiser | Any, data: torch.Tensor, sigmas: Sequence[float] | torch.Tensor, *,
+def fit_epsilon_scaling(denoiser: contracts.Denoiser, data: torch.Tensor, sigmas: Sequence[float] | torch.Tensor, *,
                         schedule: NoiseSchedule | None = None, method: str = "projection", repeats: int = 1,
                         generator: torch.Generator | None = None) -> EpsilonScalingFit:
     """Fit ``λ(t) = k·t + b`` from calibration samples ``data`` (N, …) at the levels ``sigmas`` (module docstring).

@@ -1,0 +1,46 @@
+"""Denoiser transforms: each takes a denoiser (or two) and returns a denoiser, so they compose with
+each other and with every solver. All derive from one base class, :class:`Transform` (:mod:`.base`).
+
+* guidance (:mod:`.guidance`): :func:`cfg` — classifier-free guidance (Ho & Salimans 2022), with a
+  guidance interval (Kynkäänniemi et al. 2024) and guidance rescale (Lin et al. 2024);
+* exposure-bias corrections: :func:`epsilon_scaling` / :func:`fit_epsilon_scaling` (Ning et al. 2024,
+  :mod:`.epsilon_scaling`) and :func:`time_shift` (Li et al. 2024, TS-DDIM, :mod:`.time_shift`);
+* :func:`dynamic_thresholding` (Imagen, Saharia et al. 2022, :mod:`.thresholding`), whose maths
+  :func:`dynamic_threshold` solvers can also apply inside their update;
+* :class:`GuardedDenoiser` — the NaN guard and work-dtype cast every :func:`diffsample.sample` walk uses.
+
+Adding a transform: one module here with a :class:`Transform` subclass implementing ``denoise`` and a
+builder function, exported below. :func:`work_dtype` / :func:`to_work` give the float32 (at least)
+dtype its maths should run in.
+"""
+
+from __future__ import annotations
+
+from .base import Transform, to_work, work_dtype
+from .epsilon_scaling import EpsilonScaling, EpsilonScalingFit, epsilon_scaling, fit_epsilon_scaling
+from .guard import GuardedDenoiser, all_finite
+from .guidance import ClassifierFreeGuidance, cfg, rescale_guidance
+from .thresholding import DynamicThresholding, dynamic_threshold, dynamic_thresholding
+from .time_shift import TimeShift, data_stats, time_shift, training_levels
+
+__all__ = [
+    "ClassifierFreeGuidance",
+    "DynamicThresholding",
+    "EpsilonScaling",
+    "EpsilonScalingFit",
+    "GuardedDenoiser",
+    "TimeShift",
+    "Transform",
+    "all_finite",
+    "cfg",
+    "data_stats",
+    "dynamic_threshold",
+    "dynamic_thresholding",
+    "epsilon_scaling",
+    "fit_epsilon_scaling",
+    "rescale_guidance",
+    "time_shift",
+    "to_work",
+    "training_levels",
+    "work_dtype",
+]
