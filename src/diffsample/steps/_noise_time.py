@@ -21,9 +21,7 @@ def inverse_sampling_time(noise_schedule: NoiseSchedule, t: torch.Tensor) -> tor
         return t.to(torch.float64)
     lo_t, hi_t = float(noise_schedule.t_min), float(noise_schedule.t_max)
     if not (math.isfinite(lo_t) and math.isfinite(hi_t)):
-        raise DiffsampleError(
-            f"cannot invert {type(noise_schedule).__name__}.sampling_time on an infinite time domain"
-        )
+        raise DiffsampleError(f"cannot invert {type(noise_schedule).__name__}.sampling_time on an infinite time domain")
     lo = torch.full_like(t, lo_t, dtype=torch.float64)
     hi = torch.full_like(t, hi_t, dtype=torch.float64)
     for _ in range(200):  # sampling_time is increasing; 200 halvings exhaust float64
@@ -49,9 +47,7 @@ def table_span(noise_schedule: DiscreteVP, t_min: float | None, t_max: float | N
     return lo, hi
 
 
-def continuous_span(
-    noise_schedule: NoiseSchedule, t_min: float | None, t_max: float | None
-) -> tuple[float, float]:
+def continuous_span(noise_schedule: NoiseSchedule, t_min: float | None, t_max: float | None) -> tuple[float, float]:
     """Sampling times ``[t_min, t_max]`` (default: the times of ``sigma_min`` and ``sigma_max``), checked."""
     lo = sampling_time_of_sigma(noise_schedule, noise_schedule.sigma_min) if t_min is None else float(t_min)
     hi = sampling_time_of_sigma(noise_schedule, noise_schedule.sigma_max) if t_max is None else float(t_max)

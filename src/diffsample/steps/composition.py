@@ -82,9 +82,7 @@ def to_timesteps(
     (σ = ∞) is not used.
     """
     if not isinstance(noise_schedule, DiscreteVP):
-        raise DiffsampleError(
-            f"to_timesteps needs a DDPM table (DiscreteVP), got {type(noise_schedule).__name__}"
-        )
+        raise DiffsampleError(f"to_timesteps needs a DDPM table (DiscreteVP), got {type(noise_schedule).__name__}")
     s = validate(sigmas)
     ends_in_zero = float(s[-1]) == 0.0
     positive_levels = s[:-1] if ends_in_zero else s

@@ -14,6 +14,8 @@ from .validation import validate
 
 __all__ = ["AYS_TIMESTEPS", "align_your_steps", "gits"]
 
+# Published tables below keep their rows as published (not one number per line).
+# fmt: off
 _AYS_PROJECT_PAGE: dict[str, tuple[float, ...]] = {
     "sd15": (14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029),
     "sdxl": (14.615, 6.315, 3.771, 2.181, 1.342, 0.862, 0.555, 0.380, 0.234, 0.113, 0.029),
@@ -99,6 +101,7 @@ _GITS_SD15_120: tuple[tuple[float, ...], ...] = (
         0.19894916, 0.17026083, 0.13792117, 0.09824532, 0.02916753,
     ),
 )
+# fmt: on
 _GITS: dict[tuple[str, float], tuple[tuple[float, ...], ...]] = {("sd15", 1.20): _GITS_SD15_120}
 
 

@@ -26,9 +26,7 @@ __all__ = [
 ]
 
 
-def karras(
-    n: int, sigma_min: float, sigma_max: float, rho: float = 7.0, *, append_zero: bool = True
-) -> torch.Tensor:
+def karras(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0, *, append_zero: bool = True) -> torch.Tensor:
     """Karras et al. (2022, EDM, eq. 5): ``σ_i = (σ_max^{1/ρ} + i/(n-1) (σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ``.
 
     ``rho=7`` is EDM's choice; ``rho=1`` is uniform in σ and ``rho → ∞`` tends to :func:`logsnr`.
