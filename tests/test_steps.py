@@ -457,6 +457,10 @@ def test_a_new_step_schedule_is_one_function_and_one_spec():
     np.testing.assert_allclose(spec(4, 1.0, 7.0).numpy(), [7.0, 5.0, 3.0, 1.0, 0.0], rtol=1e-15)
     assert spec(4, noise_schedule=VE(1.0, 7.0), append_zero=False).tolist() == spec(4, 1.0, 7.0)[:-1].tolist()
     assert spec.summary == "Uniform in σ (Karras with ρ = 1)."
+    with pytest.raises(ValueError, match="span must be one of"):
+        steps.StepScheduleSpec("typo", uniform_in_sigma, span="sigmas")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="decides the noise schedule's use"):
+        steps.StepScheduleSpec("twice", steps.time_uniform, span="time", passes_noise_schedule=True)
 
 
 OLD_AND_NEW_KEYWORD_CALLS = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -60,6 +60,12 @@ class StepScheduleSpec:
     build: StepSchedule
     span: Span = "sigma"
     passes_noise_schedule: bool = False
+
+    def __post_init__(self) -> None:
+        if self.span not in get_args(Span):
+            raise ValueError(f"step schedule {self.name!r}: span must be one of {get_args(Span)}, got {self.span!r}")
+        if self.passes_noise_schedule and self.span in ("time", "published"):
+            raise ValueError(f"step schedule {self.name!r}: span={self.span!r} decides the noise schedule's use")
 
     @property
     def needs_noise_schedule(self) -> bool:
