@@ -9,6 +9,7 @@ and brute-force assignments.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -19,6 +20,7 @@ import torch
 from diffsample import steps
 from diffsample.errors import DiffsampleError, SigmaError, UnknownNameError
 from diffsample.schedules import EDM, VE, ContinuousVPLinear, DiscreteVP, RectifiedFlow
+from diffsample.steps._assignment import assign_unique
 
 SD = DiscreteVP(beta_schedule="scaled_linear")
 
@@ -64,11 +66,11 @@ def test_span_schedules_run_from_sigma_max_to_sigma_min(name, n):
         assert s2[0] == 80.0 and s2[-1] == 0.002
 
 
-@pytest.mark.parametrize("schedule", [SD, RectifiedFlow(shift=3.0), ContinuousVPLinear(), EDM(), VE()])
+@pytest.mark.parametrize("noise_schedule", [SD, RectifiedFlow(shift=3.0), ContinuousVPLinear(), EDM(), VE()])
 @pytest.mark.parametrize("n", [1, 3, 1000])
-def test_every_registry_entry_is_a_valid_schedule(schedule, n):
+def test_every_registry_entry_is_a_valid_schedule(noise_schedule, n):
     for name, entry in steps.SCHEDULES.items():
-        s = entry(n, schedule=schedule)
+        s = entry(n, noise_schedule=noise_schedule)
         assert_schedule(s, n)
         assert entry is steps.get(name)
 
@@ -210,7 +212,7 @@ def test_beta_schedule_in_sigma_and_in_table_time():
     s = steps.beta_schedule(n, 0.03, 14.0, a, b)[:-1].numpy()
     x = (s - 0.03) / (14.0 - 0.03)  # diffusers' variant: σ linear in the Beta quantile
     np.testing.assert_allclose(special.betainc(a, b, x), q, atol=1e-12)  # Beta(a, b) CDF at each step
-    st = steps.beta_schedule(n, SD.sigma_min, SD.sigma_max, a, b, schedule=SD)[:-1].numpy()
+    st = steps.beta_schedule(n, SD.sigma_min, SD.sigma_max, a, b, noise_schedule=SD)[:-1].numpy()
     t = np.interp(np.log(st), np.log(sd_table_np()), np.arange(1000))  # the paper's: quantiles of table time
     np.testing.assert_allclose(special.betainc(a, b, t / 999), q, atol=1e-9)
 
@@ -348,7 +350,7 @@ def test_unique_assignment_is_optimal_by_brute_force():
     grid = torch.arange(9, dtype=torch.float64)
     for _ in range(20):
         targets = torch.sort(torch.rand(6, generator=gen, dtype=torch.float64) * 4 + 1).values
-        got = steps._assign_unique(targets, grid)
+        got = assign_unique(targets, grid)
         best = min(
             sum((grid[k] - targets[i]).item() ** 2 for i, k in enumerate(c))
             for c in itertools.combinations(range(9), 6)
@@ -412,7 +414,7 @@ def test_bad_spans_and_values():
         steps.time_uniform(1001, SD)
     with pytest.raises(SigmaError, match="leave the table"):
         steps.time_uniform(1000, SD, spacing="leading", steps_offset=1)
-    with pytest.raises(SigmaError, match="needs schedule"):
+    with pytest.raises(SigmaError, match="needs noise_schedule"):
         steps.get("time_uniform")(10, 0.1, 10.0)
     with pytest.raises(SigmaError, match="DiscreteVP"):
         steps.time_uniform(10, EDM(), spacing="trailing")
@@ -424,3 +426,67 @@ def test_bad_spans_and_values():
         steps.shift([3.0, 0.0], -1.0)
     with pytest.raises(SigmaError, match="linear_steps"):
         steps.linear_quadratic(10, 100.0, linear_steps=10)
+
+
+# ------------------------------------------------------------------------------ registry and keywords
+
+
+@pytest.mark.parametrize(
+    ("name", "direct"),
+    [
+        ("karras", lambda: steps.karras(10, SD.sigma_min, SD.sigma_max)),
+        ("beta", lambda: steps.beta_schedule(10, SD.sigma_min, SD.sigma_max, noise_schedule=SD)),
+        ("linear_quadratic", lambda: steps.linear_quadratic(10, SD.sigma_max)),
+        ("time_uniform", lambda: steps.time_uniform(10, SD)),
+        ("gits", lambda: steps.gits(10)),
+    ],
+)
+def test_a_registry_entry_takes_its_span_from_the_noise_schedule_as_its_kind_says(name, direct):
+    spec = steps.get(name)
+    assert isinstance(spec, steps.StepScheduleSpec) and spec.summary
+    assert spec.needs_noise_schedule == (spec.span == "time")
+    assert torch.equal(spec(10, noise_schedule=SD), direct())
+
+
+def test_a_new_step_schedule_is_one_function_and_one_spec():
+    def uniform_in_sigma(n: int, sigma_min: float, sigma_max: float, *, append_zero: bool = True) -> torch.Tensor:
+        """Uniform in σ (Karras with ρ = 1)."""
+        return steps.karras(n, sigma_min, sigma_max, rho=1.0, append_zero=append_zero)
+
+    spec = steps.StepScheduleSpec("uniform_in_sigma", uniform_in_sigma)
+    np.testing.assert_allclose(spec(4, 1.0, 7.0).numpy(), [7.0, 5.0, 3.0, 1.0, 0.0], rtol=1e-15)
+    assert spec(4, noise_schedule=VE(1.0, 7.0), append_zero=False).tolist() == spec(4, 1.0, 7.0)[:-1].tolist()
+    assert spec.summary == "Uniform in σ (Karras with ρ = 1)."
+    with pytest.raises(ValueError, match="span must be one of"):
+        steps.StepScheduleSpec("typo", uniform_in_sigma, span="sigmas")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="decides the noise schedule's use"):
+        steps.StepScheduleSpec("twice", steps.time_uniform, span="time", passes_noise_schedule=True)
+
+
+OLD_AND_NEW_KEYWORD_CALLS = {
+    "beta_schedule": lambda **kw: steps.beta_schedule(7, SD.sigma_min, SD.sigma_max, **kw),
+    "time_uniform": lambda **kw: steps.time_uniform(7, spacing="trailing", **kw),
+    "time_quadratic": lambda **kw: steps.time_quadratic(7, quantize=True, return_timesteps=True, **kw),
+    "to_timesteps": lambda **kw: steps.to_timesteps(steps.karras(7, 0.1, 10.0), **kw),
+    **{f"SCHEDULES[{name!r}]": functools.partial(entry, 7) for name, entry in steps.SCHEDULES.items()},
+}
+
+
+@pytest.mark.parametrize("call", OLD_AND_NEW_KEYWORD_CALLS.values(), ids=list(OLD_AND_NEW_KEYWORD_CALLS))
+def test_the_old_schedule_keyword_gives_identical_arrays_and_warns(call):
+    new = call(noise_schedule=SD)
+    with pytest.warns(DeprecationWarning, match="schedule= is deprecated; use noise_schedule="):
+        old = call(schedule=SD)
+    new_parts, old_parts = (new, old) if isinstance(new, tuple) else ((new,), (old,))
+    assert len(new_parts) == len(old_parts)
+    for a, b in zip(new_parts, old_parts, strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    with pytest.raises(TypeError, match="both noise_schedule= and its deprecated spelling schedule="):
+        call(noise_schedule=SD, schedule=SD)
+
+
+def test_the_deprecation_warning_points_at_the_caller():
+    with pytest.warns(DeprecationWarning) as record:
+        steps.time_uniform(5, schedule=SD)
+        steps.get("karras")(5, schedule=SD)
+    assert [w.filename for w in record] == [__file__, __file__]

@@ -168,6 +168,11 @@ class _VP(NoiseSchedule):
     def _t_of_log_alpha_bar(self, lab: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def _set_time_domain(self, T: float, eps: float) -> None:
+        """Time domain ``[0, T]``; sampling span ``[σ_space(eps), σ_space(T)]``."""
+        self.t_min, self.t_max = 0.0, T
+        self.sigma_min, self.sigma_max = float(self.sigma_space(eps)), float(self.sigma_space(T))
+
     def _alpha(self, t: torch.Tensor) -> torch.Tensor:
         return torch.exp(0.5 * self._log_alpha_bar(t))
 
@@ -197,6 +202,12 @@ BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 _BETA_DEFAULTS = {"linear": (1e-4, 0.02), "scaled_linear": (0.00085, 0.012)}
 
 
+def _beta_range(beta_schedule: str, beta_start: float | None, beta_end: float | None) -> tuple[float, float]:
+    """``(β_start, β_end)`` of a ``linear`` or ``scaled_linear`` table: the given values, else its defaults."""
+    d0, d1 = _BETA_DEFAULTS[beta_schedule]
+    return (d0 if beta_start is None else float(beta_start)), (d1 if beta_end is None else float(beta_end))
+
+
 def make_betas(
     beta_schedule: str = "linear",
     num_train_timesteps: int = 1000,
@@ -223,9 +234,7 @@ def make_betas(
         return (1 - f((i + 1) / n) / f(i / n)).clamp(max=max_beta)
     if beta_schedule not in _BETA_DEFAULTS:
         raise UnknownNameError("beta schedule", beta_schedule, list(BETA_SCHEDULES))
-    d0, d1 = _BETA_DEFAULTS[beta_schedule]
-    b0 = d0 if beta_start is None else float(beta_start)
-    b1 = d1 if beta_end is None else float(beta_end)
+    b0, b1 = _beta_range(beta_schedule, beta_start, beta_end)
     if beta_schedule == "linear":
         return torch.linspace(b0, b1, n, dtype=torch.float64)
     return torch.linspace(math.sqrt(b0), math.sqrt(b1), n, dtype=torch.float64) ** 2
@@ -286,14 +295,12 @@ class DiscreteVP(NoiseSchedule):
         if betas is None:
             beta_schedule = beta_schedule or "linear"
             b = make_betas(beta_schedule, num_train_timesteps, beta_start, beta_end, max_beta)
-            d0, d1 = _BETA_DEFAULTS.get(beta_schedule, (None, None))
             n_train = int(num_train_timesteps)
             self._cfg: dict[str, Any] = {"beta_schedule": beta_schedule, "num_train_timesteps": n_train}
             if beta_schedule == "squaredcos_cap_v2":
                 self._cfg["max_beta"] = float(max_beta)
             else:
-                self._cfg["beta_start"] = d0 if beta_start is None else float(beta_start)
-                self._cfg["beta_end"] = d1 if beta_end is None else float(beta_end)
+                self._cfg["beta_start"], self._cfg["beta_end"] = _beta_range(beta_schedule, beta_start, beta_end)
         else:
             b = torch.as_tensor(betas, dtype=torch.float64).detach().cpu().flatten()
             self._cfg = {"betas": b.tolist()}
@@ -408,8 +415,7 @@ class ContinuousVPLinear(_VP):
         if not 0 < eps < T:
             raise DiffsampleError(f"need 0 < eps < T, got eps={eps}, T={T}")
         self.beta_min, self.beta_max, self.T, self.eps = float(beta_min), float(beta_max), float(T), float(eps)
-        self.t_min, self.t_max = 0.0, self.T
-        self.sigma_min, self.sigma_max = float(self.sigma_space(eps)), float(self.sigma_space(T))
+        self._set_time_domain(self.T, self.eps)
 
     def _params(self) -> dict[str, Any]:
         return {"beta_min": self.beta_min, "beta_max": self.beta_max, "T": self.T, "eps": self.eps}
@@ -442,8 +448,7 @@ class ContinuousVPCosine(_VP):
             raise DiffsampleError(f"need 0 < eps < T <= 1, got eps={eps}, T={T}")
         self.s, self.T, self.eps = float(s), float(T), float(eps)
         self._log_cos0 = math.log(math.cos(self.s / (1 + self.s) * math.pi / 2))
-        self.t_min, self.t_max = 0.0, self.T
-        self.sigma_min, self.sigma_max = float(self.sigma_space(eps)), float(self.sigma_space(T))
+        self._set_time_domain(self.T, self.eps)
 
     def _params(self) -> dict[str, Any]:
         return {"s": self.s, "T": self.T, "eps": self.eps}
@@ -462,7 +467,22 @@ class ContinuousVPCosine(_VP):
 # ---------------------------------------------------------------------------------------------
 
 
-class VE(NoiseSchedule):
+class _UnitAlpha(NoiseSchedule):
+    """Schedules with ``α = 1`` (VE, EDM): the σ-space level is the model's own σ, sampled on a finite span."""
+
+    def _set_sigma_span(self, sigma_min: float, sigma_max: float) -> None:
+        if not 0 < sigma_min < sigma_max < math.inf:
+            raise DiffsampleError(f"need 0 < sigma_min < sigma_max < inf, got {sigma_min}, {sigma_max}")
+        self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+
+    def _alpha(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(t)
+
+    def _sigma_space(self, t: torch.Tensor) -> torch.Tensor:
+        return self._sigma(t)
+
+
+class VE(_UnitAlpha):
     """Variance exploding (Song et al. 2021): ``α = 1``, ``σ(t) = σ_min (σ_max/σ_min)^t`` on ``t ∈ [0, 1]``.
 
     Inverse ``t = log(σ/σ_min) / log(σ_max/σ_min)`` (it extrapolates; the wrapper clamps to [0, 1]).
@@ -471,26 +491,18 @@ class VE(NoiseSchedule):
     name = "ve"
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0) -> None:
-        if not 0 < sigma_min < sigma_max < math.inf:
-            raise DiffsampleError(f"need 0 < sigma_min < sigma_max < inf, got {sigma_min}, {sigma_max}")
-        self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+        self._set_sigma_span(sigma_min, sigma_max)
         self.t_min, self.t_max = 0.0, 1.0
         self._log_min, self._log_ratio = math.log(self.sigma_min), math.log(self.sigma_max / self.sigma_min)
 
     def _params(self) -> dict[str, Any]:
         return {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max}
 
-    def _alpha(self, t: torch.Tensor) -> torch.Tensor:
-        return torch.ones_like(t)
-
     def _sigma(self, t: torch.Tensor) -> torch.Tensor:
         return torch.exp(self._log_min + t * self._log_ratio)
 
     def _log_snr(self, t: torch.Tensor) -> torch.Tensor:
         return -(self._log_min + t * self._log_ratio)
-
-    def _sigma_space(self, t: torch.Tensor) -> torch.Tensor:
-        return self._sigma(t)
 
     def _t_of_log_snr(self, lam: torch.Tensor) -> torch.Tensor:
         return (-lam - self._log_min) / self._log_ratio
@@ -509,7 +521,7 @@ def edm_preconditioning(
     return sigma_data**2 / total, s * sigma_data / total.sqrt(), total.rsqrt(), 0.25 * torch.log(s)
 
 
-class EDM(NoiseSchedule):
+class EDM(_UnitAlpha):
     """Karras et al. (2022): ``α = 1``, ``σ(t) = t``, so native time *is* the σ-space level.
 
     The time domain is ``[0, inf)`` (an EDM network accepts any σ through its preconditioning);
@@ -519,11 +531,10 @@ class EDM(NoiseSchedule):
     name = "edm"
 
     def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0, sigma_data: float = 0.5) -> None:
-        if not 0 < sigma_min < sigma_max < math.inf:
-            raise DiffsampleError(f"need 0 < sigma_min < sigma_max < inf, got {sigma_min}, {sigma_max}")
+        self._set_sigma_span(sigma_min, sigma_max)
         if not sigma_data > 0:
             raise DiffsampleError(f"sigma_data must be > 0, got {sigma_data}")
-        self.sigma_min, self.sigma_max, self.sigma_data = float(sigma_min), float(sigma_max), float(sigma_data)
+        self.sigma_data = float(sigma_data)
         self.t_min, self.t_max = 0.0, math.inf
 
     def _params(self) -> dict[str, Any]:
@@ -533,17 +544,11 @@ class EDM(NoiseSchedule):
         """``(c_skip, c_out, c_in, c_noise)`` at σ with this schedule's ``sigma_data`` (:func:`edm_preconditioning`)."""
         return edm_preconditioning(sigma, self.sigma_data)
 
-    def _alpha(self, t: torch.Tensor) -> torch.Tensor:
-        return torch.ones_like(t)
-
     def _sigma(self, t: torch.Tensor) -> torch.Tensor:
         return t.clone()
 
     def _log_snr(self, t: torch.Tensor) -> torch.Tensor:
         return -torch.log(t)
-
-    def _sigma_space(self, t: torch.Tensor) -> torch.Tensor:
-        return t.clone()
 
     def _t_of_log_snr(self, lam: torch.Tensor) -> torch.Tensor:
         return torch.exp(-lam)
@@ -552,14 +557,18 @@ class EDM(NoiseSchedule):
         return s.clone()
 
 
+def _check_shift(shift: float) -> None:
+    if not shift > 0:
+        raise DiffsampleError(f"shift must be > 0, got {shift}")
+
+
 def resolution_shift(t: TimeLike, shift: float) -> torch.Tensor:
     """SD3's timestep shift (Esser et al. 2024, eq. 23): ``t' = shift·t / (1 + (shift − 1) t)``.
 
     In σ-space it is a plain scaling, ``t'/(1 − t') = shift · t/(1 − t)``; it fixes 0 and 1, and
     ``resolution_shift(·, 1/shift)`` is its inverse.
     """
-    if not shift > 0:
-        raise DiffsampleError(f"shift must be > 0, got {shift}")
+    _check_shift(shift)
     t = _f64(t)
     return shift * t / (1 + (shift - 1) * t)
 
@@ -581,8 +590,7 @@ class RectifiedFlow(NoiseSchedule):
     name = "rectified_flow"
 
     def __init__(self, shift: float = 1.0, eps: float = 1e-3) -> None:
-        if not shift > 0:
-            raise DiffsampleError(f"shift must be > 0, got {shift}")
+        _check_shift(shift)
         if not 0 < eps < 0.5:
             raise DiffsampleError(f"need 0 < eps < 0.5, got {eps}")
         self.shift, self.eps = float(shift), float(eps)

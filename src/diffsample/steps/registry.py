@@ -1,0 +1,157 @@
+"""The step-schedule registry: names mapped to :class:`StepScheduleSpec` entries with one calling convention.
+
+Every entry is called as ``entry(n, sigma_min=None, sigma_max=None, *, noise_schedule=None, append_zero=True,
+**options)`` and returns ``n`` levels from ``sigma_max`` down to ``sigma_min``, then 0 (``options`` go to the
+constructor). The spec's ``span`` says how that request reaches the constructor, so adding a step schedule
+is its function in one module plus one line in :data:`SCHEDULES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import torch
+
+from ..errors import SigmaError, UnknownNameError
+from ..schedules import NoiseSchedule
+from ._deprecated import resolve_noise_schedule
+from ._noise_time import sampling_time_of_sigma
+from .published import align_your_steps, gits
+from .sigma_space import (
+    beta_schedule,
+    exponential,
+    karras,
+    kl_optimal,
+    laplace,
+    linear_quadratic,
+    logsnr,
+    polyexponential,
+)
+from .time_space import time_quadratic, time_uniform, vp_continuous_between
+
+__all__ = ["SCHEDULES", "Span", "StepSchedule", "StepScheduleSpec", "get"]
+
+StepSchedule = Callable[..., torch.Tensor]
+"""A step-schedule constructor (or a registry entry): returns a 1-D float64 tensor of decreasing levels."""
+
+Span = Literal["sigma", "sigma_max", "time", "published"]
+"""How a registry call's ``[sigma_min, sigma_max]`` reaches the constructor (:class:`StepScheduleSpec`)."""
+
+
+@dataclass(frozen=True)
+class StepScheduleSpec:
+    """One registered step schedule: its name, its constructor ``build`` and how the common call reaches it.
+
+    ``span`` (``n`` and ``options`` are always passed on; ``append_zero=`` too):
+
+    * ``"sigma"``: ``build(n, sigma_min, sigma_max, …)``; a missing bound is the noise schedule's;
+    * ``"sigma_max"``: ``build(n, sigma_max, …)``; ``sigma_min`` is not used (the shape sets the last level);
+    * ``"time"``: ``build(n, noise_schedule, t_min=…, t_max=…, …)`` with the bounds as the noise schedule's
+      sampling times (``None``: its own span); a noise schedule is required;
+    * ``"published"``: ``build(n, sigma_min=…, sigma_max=…, …)`` with the bounds as given (``None``: the
+      published levels); the noise schedule is not used.
+
+    ``passes_noise_schedule``: ``build`` also gets ``noise_schedule=`` (``None`` when not given).
+    """
+
+    name: str
+    build: StepSchedule
+    span: Span = "sigma"
+    passes_noise_schedule: bool = False
+
+    def __post_init__(self) -> None:
+        if self.span not in get_args(Span):
+            raise ValueError(f"step schedule {self.name!r}: span must be one of {get_args(Span)}, got {self.span!r}")
+        if self.passes_noise_schedule and self.span in ("time", "published"):
+            raise ValueError(f"step schedule {self.name!r}: span={self.span!r} decides the noise schedule's use")
+
+    @property
+    def needs_noise_schedule(self) -> bool:
+        """Whether a call must give ``noise_schedule=``."""
+        return self.span == "time"
+
+    @property
+    def summary(self) -> str:
+        """The first line of the constructor's docstring."""
+        doc = (self.build.__doc__ or "").strip().splitlines()
+        return doc[0] if doc else ""
+
+    def __call__(
+        self,
+        n: int,
+        sigma_min: float | None = None,
+        sigma_max: float | None = None,
+        *,
+        noise_schedule: NoiseSchedule | None = None,
+        append_zero: bool = True,
+        **options: Any,
+    ) -> torch.Tensor:
+        """``n`` levels from ``sigma_max`` to ``sigma_min`` (then 0 with ``append_zero``) by ``build``, the
+        request passed on as ``span`` says (class docstring). ``schedule=`` is a deprecated ``noise_schedule=``.
+        """
+        noise_schedule = resolve_noise_schedule(noise_schedule, options, self.name)
+        if self.passes_noise_schedule:
+            options["noise_schedule"] = noise_schedule
+        if self.span == "sigma":
+            lo, hi = self._sigma_span(sigma_min, sigma_max, noise_schedule)
+            return self.build(n, lo, hi, append_zero=append_zero, **options)
+        if self.span == "sigma_max":
+            if sigma_max is None:
+                if noise_schedule is None:
+                    raise SigmaError(
+                        f"step schedule {self.name!r} needs sigma_max (or noise_schedule= to take it from)"
+                    )
+                sigma_max = noise_schedule.sigma_max
+            return self.build(n, sigma_max, append_zero=append_zero, **options)
+        if self.span == "time":
+            if noise_schedule is None:
+                raise SigmaError(f"step schedule {self.name!r} needs noise_schedule=<a NoiseSchedule>")
+            t_min = None if sigma_min is None else sampling_time_of_sigma(noise_schedule, sigma_min)
+            t_max = None if sigma_max is None else sampling_time_of_sigma(noise_schedule, sigma_max)
+            return self.build(n, noise_schedule, t_min=t_min, t_max=t_max, append_zero=append_zero, **options)
+        return self.build(n, sigma_min=sigma_min, sigma_max=sigma_max, append_zero=append_zero, **options)
+
+    def _sigma_span(
+        self, sigma_min: float | None, sigma_max: float | None, noise_schedule: NoiseSchedule | None
+    ) -> tuple[float, float]:
+        if sigma_min is None or sigma_max is None:
+            if noise_schedule is None:
+                raise SigmaError(
+                    f"step schedule {self.name!r} needs sigma_min and sigma_max (or noise_schedule= to take them from)"
+                )
+            sigma_min = noise_schedule.sigma_min if sigma_min is None else sigma_min
+            sigma_max = noise_schedule.sigma_max if sigma_max is None else sigma_max
+        return float(sigma_min), float(sigma_max)
+
+
+SCHEDULES: dict[str, StepScheduleSpec] = {
+    spec.name: spec
+    for spec in (
+        StepScheduleSpec("karras", karras),
+        StepScheduleSpec("logsnr", logsnr),
+        StepScheduleSpec("exponential", exponential),
+        StepScheduleSpec("polyexponential", polyexponential),
+        StepScheduleSpec("kl_optimal", kl_optimal),
+        StepScheduleSpec("laplace", laplace),
+        StepScheduleSpec("beta", beta_schedule, passes_noise_schedule=True),
+        StepScheduleSpec("vp_continuous", vp_continuous_between),
+        StepScheduleSpec("linear_quadratic", linear_quadratic, span="sigma_max"),
+        StepScheduleSpec("time_uniform", time_uniform, span="time"),
+        StepScheduleSpec("time_quadratic", time_quadratic, span="time"),
+        StepScheduleSpec("align_your_steps", align_your_steps, span="published"),
+        StepScheduleSpec("gits", gits, span="published"),
+    )
+}
+"""Step schedules by name (:class:`StepScheduleSpec`). ``time_uniform`` and ``time_quadratic`` need
+``noise_schedule=``; ``beta`` uses it when given (steps in its time); ``linear_quadratic`` uses only
+``sigma_max``; ``align_your_steps`` and ``gits`` are published tables."""
+
+
+def get(name: str) -> StepScheduleSpec:
+    """The registry entry named ``name`` (see :data:`SCHEDULES`); the error lists the valid names."""
+    try:
+        return SCHEDULES[name]
+    except KeyError:
+        raise UnknownNameError("step schedule", name, list(SCHEDULES)) from None
