@@ -51,12 +51,12 @@ from typing import Any
 
 import torch
 
-from .. import noise as noise_mod
-from .. import solvers, steps
-from ..denoisers import Denoiser
-from ..sampling import sample
-from ..schedules import DiscreteVP
-from ..testbeds import get_bed, reference_solution
+from diffsample import noise as noise_mod
+from diffsample import solvers, steps
+from diffsample.denoisers import Denoiser
+from diffsample.sampling import sample
+from diffsample.schedules import DiscreteVP
+from diffsample.testbeds import get_bed, reference_solution
 
 __all__ = [
     "ACCURATE_FROM",

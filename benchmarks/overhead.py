@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import steps
-from ..denoisers import Denoiser
-from ..sampling import sample
+from diffsample import steps
+from diffsample.denoisers import Denoiser
+from diffsample.sampling import sample
 
-__all__ = ["OverheadRow", "OVERHEAD_PAIRS", "measure_overhead"]
+__all__ = ["OverheadRow", "OVERHEAD_PAIRS", "format_overhead_table", "measure_overhead"]
 
 # our solver → (diffusers scheduler and options, k-diffusion sampler); None where the peer has none
 OVERHEAD_PAIRS: dict[str, tuple[tuple[str, dict] | None, str | None]] = {
@@ -145,3 +145,18 @@ def measure_overhead(solvers: list[str] | None = None, shape: tuple[int, ...] = 
         best = _interleaved_best(runs, repeats)
         rows.append(OverheadRow(solver, best["ours"], best.get("diffusers"), best.get("kdiffusion")))
     return rows
+
+
+def format_overhead_table(rows: list[OverheadRow]) -> str:
+    """One line per solver: ms per evaluation for diffsample, diffusers, k-diffusion and the two ratios."""
+
+    def cell(v: float | None, fmt: str) -> str:
+        return format(v, fmt) if v is not None else "—"
+
+    lines = [f"{'solver':<16} {'diffsample':>10} {'diffusers':>10} {'k-diffusion':>11} "
+             f"{'÷ diffusers':>11} {'÷ k-diff':>9}"]
+    for r in rows:
+        lines.append(f"{r.solver:<16} {r.ours_ms:>10.3f} {cell(r.diffusers_ms, '>10.3f'):>10} "
+                     f"{cell(r.kdiffusion_ms, '>11.3f'):>11} {cell(r.ratio_diffusers, '>11.2f'):>11} "
+                     f"{cell(r.ratio_kdiffusion, '>9.2f'):>9}")
+    return "\n".join(lines)

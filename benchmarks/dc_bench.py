@@ -33,9 +33,9 @@ from typing import Any
 
 import torch
 
-from .. import noise as noise_mod
-from .. import steps
-from ..sampling import sample
+from diffsample import noise as noise_mod
+from diffsample import steps
+from diffsample.sampling import sample
 
 __all__ = ["CPRRow", "DCRow", "format_cpr_table", "format_dc_table", "run_cpr_bench", "run_dc_bench"]
 
@@ -70,7 +70,7 @@ def _rmse(a: torch.Tensor, b: torch.Tensor) -> float:
 def _bed_batches(bed_name: str, sigma_max: float, heldout_size: int, heldout_seed: int, calibration_size: int,
                  calibration_seed: int) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The bed, its held-out and calibration states at ``σ_max`` and the held-out batch's exact solution at 0."""
-    from ..testbeds import get_bed, reference_solution
+    from diffsample.testbeds import get_bed, reference_solution
 
     bed = get_bed(bed_name)
     held = noise_mod.seeded(heldout_seed).initial((heldout_size, *bed.shape), sigma_max, dtype=torch.float64)
@@ -88,8 +88,8 @@ def run_dc_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nfes: 
     ``reference``: ``"teacher"`` (the search's default fine DPM-Solver++(3M) walk, what a real model would
     use) or ``"exact"`` (DOP853 on the bed, :func:`~diffsample.testbeds.reference_solution`).
     """
-    from ..testbeds import reference_solution
-    from ..tuning.dc import search_dc_ratios
+    from diffsample.testbeds import reference_solution
+    from diffsample.tuning.dc import search_dc_ratios
 
     if calibration_seed == heldout_seed:
         raise ValueError("the calibration and held-out batches must come from different seeds")
@@ -151,7 +151,7 @@ def run_cpr_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nfes:
                   method: str = "adamw", x_degree: int = 3, nfe_degree: int = 2,
                   progress: Callable[[str], None] | None = None) -> list[CPRRow]:
     """Leave-one-budget-out test of cascade polynomial regression (module docstring)."""
-    from ..tuning.dc import fit_cpr, search_dc_ratios
+    from diffsample.tuning.dc import fit_cpr, search_dc_ratios
 
     log = progress or (lambda _msg: None)
     rows = []
@@ -185,7 +185,7 @@ def format_cpr_table(rows: Sequence[CPRRow]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m diffsample.bench.dc_bench
+if __name__ == "__main__":  # python -m benchmarks.dc_bench
     print(format_dc_table(run_dc_bench()))
     print()
     print(format_cpr_table(run_cpr_bench()))

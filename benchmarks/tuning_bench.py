@@ -4,7 +4,7 @@ For every (bed, budget) cell:
 
 * **hand-made**: every registered deterministic fixed-step solver (the ``plan`` solver with its default
   options included) × the step schedules ``karras``, ``logsnr``, ``kl_optimal``, ``polyexponential`` on the
-  span ``[σ_min, σ_max] → 0``, run by :func:`~diffsample.bench.runner.run_benchmark` on the held-out batch;
+  span ``[σ_min, σ_max] → 0``, run by :func:`~benchmarks.runner.run_benchmark` on the held-out batch;
   the best RMSE is kept with its configuration;
 * **tuned**: :func:`diffsample.tune` on a *calibration* batch drawn from another seed (nothing about the
   held-out batch reaches the tuner), then the plan run on the held-out batch.
@@ -39,10 +39,11 @@ from pathlib import Path
 
 import torch
 
-from .. import noise as noise_mod
-from .. import solvers
-from ..sampling import sample
-from ..tuning.plan import Plan
+from diffsample import noise as noise_mod
+from diffsample import solvers
+from diffsample.sampling import sample
+from diffsample.tuning.plan import Plan
+
 from .runner import BenchConfig, BenchRow, run_benchmark
 
 __all__ = ["HAND_SCHEDULES", "TuningRow", "format_tuning_table", "hand_made_solvers", "run_tuning_bench"]
@@ -94,8 +95,8 @@ def run_tuning_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nf
     whose settings match instead of tuning again (so an interrupted run resumes; the rows keep the tuning
     cost recorded in each plan's provenance).
     """
-    from ..testbeds import get_bed, mode_mismatch, reference_solution
-    from ..tuning import teacher_trajectory, tune
+    from diffsample.testbeds import get_bed, mode_mismatch, reference_solution
+    from diffsample.tuning import teacher_trajectory, tune
 
     if calibration_seed == heldout_seed:
         raise ValueError("the calibration and held-out batches must come from different seeds")
@@ -166,7 +167,7 @@ def same_span_peer_rows(bed_name: str, bed, x_start: torch.Tensor, config: Bench
                         progress: Callable[[str], None] | None = None) -> list[BenchRow]:
     """Peer configurations (diffusers, k-diffusion) whose walk is exactly ``config.sigma_max → 0``.
 
-    Peers take their σ grid from a named span (:data:`~diffsample.bench.peers.SPANS`); only a span with
+    Peers take their σ grid from a named span (:data:`~benchmarks.peers.SPANS`); only a span with
     the same ``[σ_min, σ_max]`` can compete on equal terms, and of its runs only those ending at 0
     (k-diffusion's ``dpm_fast`` stops at σ_min, an easier problem). Empty when no peer is installed.
     """

@@ -34,7 +34,7 @@ the same figures to ±5 % on mixture64)
   (``v3-2c``) fixes ring2d (log-SNR NFE 8: 0.033 against 0.11 for 3M and 0.080 for UniPC) and is
   better than the default on mixture64 in 13 of 14 cells; the defaults stay the paper's.
 
-Run ``python -m diffsample.bench.v3_bench`` for the table (``--source noise`` for statistics from
+Run ``python -m benchmarks.v3_bench`` for the table (``--source noise`` for statistics from
 PF-ODE trajectories, the paper's way, instead of noised exact draws).
 """
 
@@ -48,9 +48,9 @@ from typing import Any
 
 import torch
 
-from .. import solvers, steps
-from ..testbeds import get_bed, mode_mismatch, reference_solution, rmse, rmse_per_sample
-from ..tuning.ems import EMS, compute_statistics
+from diffsample import solvers, steps
+from diffsample.testbeds import get_bed, mode_mismatch, reference_solution, rmse, rmse_per_sample
+from diffsample.tuning.ems import EMS, compute_statistics
 
 __all__ = ["V3Row", "run_v3_bench", "format_v3_table"]
 

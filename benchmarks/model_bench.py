@@ -1,4 +1,4 @@
-"""``diffsample bench --model digits``: solvers, schedules, tuned plans and peers on the shipped digits network.
+"""``python -m benchmarks model``: solvers, schedules, tuned plans and peers on the shipped digits network.
 
 The exact beds measure solver error against known answers; this benchmark measures what a user of a real
 trained network sees. Everything runs on :func:`diffsample.models.load_digits_model` (an ε-network on
@@ -7,7 +7,7 @@ diffusers' linear 1000-step VP table, σ-space span ``[σ_min, σ_max] ≈ [0.01
 * **methods** at each NFE budget: our deterministic solvers × step schedules (:data:`MODEL_SOLVERS` ×
   :data:`MODEL_SCHEDULES`; ``time_uniform-trailing`` is diffusers' "trailing" timestep spacing on the
   table), :func:`diffsample.generate` with its default table, a plan from :func:`diffsample.tune`, and
-  diffusers schedulers / k-diffusion samplers (:data:`MODEL_PEERS`, :mod:`diffsample.bench.peers`) driving
+  diffusers schedulers / k-diffusion samplers (:data:`MODEL_PEERS`, :mod:`benchmarks.peers`) driving
   the same network;
 * **one starting state**: every walk starts from ``σ_max · z`` with the same per-sample seeded ``z``
   (:func:`diffsample.noise.seeded`, seed ``seed``) and ends at σ = 0, except where a peer's walk does
@@ -36,7 +36,7 @@ diffusers' linear 1000-step VP table, σ-space span ``[σ_min, σ_max] ≈ [0.01
   Plans are cached as JSON in ``cache_dir`` (reruns load them); the conditional rows run the plan tuned on
   the unconditional model (same table, same span).
 
-Run ``python -m diffsample.bench.model_bench`` (or ``diffsample bench --model digits --peers``): ≈ 30 min for
+Run ``python -m benchmarks.model_bench`` (or ``python -m benchmarks model --peers``): ≈ 30 min for
 NFE 4–20 with 500 samples on one busy CPU core, tuning excluded (≈ 20 min more the first time, cached after).
 Measured results and what they show: ``docs/bench-digits-model.md``.
 """
@@ -56,12 +56,12 @@ from typing import Any
 
 import torch
 
-from .. import noise as noise_mod
-from .. import solvers, steps
-from ..errors import BudgetError, DiffsampleError, UnknownNameError
-from ..generate import default_choice, generate
-from ..guidance import cfg
-from ..sampling import sample
+from diffsample import noise as noise_mod
+from diffsample import solvers, steps
+from diffsample.errors import BudgetError, DiffsampleError, UnknownNameError
+from diffsample.generate import default_choice, generate
+from diffsample.guidance import cfg
+from diffsample.sampling import sample
 
 __all__ = [
     "MODEL_PEERS",
@@ -84,7 +84,7 @@ MODEL_PEERS: tuple[str, ...] = (
     "diffusers:deis-o2", "diffusers:ddim", "k-diffusion:euler-karras@vp1000", "k-diffusion:heun-karras@vp1000",
     "k-diffusion:dpmpp_2m-karras@vp1000",
 )
-"""Peer configurations of :mod:`diffsample.bench.peers` run by default (those installed). ``dpm++2m`` is
+"""Peer configurations of :mod:`benchmarks.peers` run by default (those installed). ``dpm++2m`` is
 ``DPMSolverMultistepScheduler()``'s defaults and ``unipc-bh2-o2`` ``UniPCMultistepScheduler()``'s."""
 
 MODELS = ("digits",)
@@ -138,7 +138,7 @@ def _cache_dir(cache_dir: str | Path | None) -> Path:
 def _load_models(model: str) -> tuple[Any, Any]:
     if model not in MODELS:
         raise UnknownNameError("benchmark model", model, list(MODELS))
-    from ..models import load_digits_model
+    from diffsample.models import load_digits_model
 
     return load_digits_model(conditional=False), load_digits_model(conditional=True)
 
@@ -208,7 +208,7 @@ def tune_settings(n_calls: int) -> dict[str, Any]:
 
 def _tuned_plan(denoiser: Any, budget: int, calibration: torch.Tensor, calibration_seed: int, folder: Path,
                 options: dict[str, Any] | None, progress: Callable[[str], None] | None) -> Any:
-    from ..tuning import Plan, tune
+    from diffsample.tuning import Plan, tune
 
     opts = tune_settings(budget) if options is None else dict(options)
     key = json.dumps({"budget": budget, "batch": calibration.shape[0], "seed": calibration_seed, "opts": opts},
@@ -231,7 +231,7 @@ def _rmse(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _fd(x: torch.Tensor) -> float:
-    from ..models import frechet_distance
+    from diffsample.models import frechet_distance
 
     if not bool(torch.isfinite(x).all()):
         return math.nan
@@ -261,7 +261,7 @@ class _Setup:
 def _score(setup: _Setup, method: str, library: str, solver: str, schedule: str, budget: int, n_steps: int,
            walk: Callable[[Any], tuple[torch.Tensor, float, float]], note: str = "") -> ModelRow:
     """Run ``walk(denoiser) -> (x, sigma_start, sigma_end)`` on both models and score it."""
-    from ..models import class_accuracy
+    from diffsample.models import class_accuracy
 
     nfe0 = setup.uncond.nfe
     t0 = time.perf_counter()
@@ -352,7 +352,7 @@ def _peer_row(setup: _Setup, peer: Any, budget: int) -> ModelRow | None:
 
 
 def _floor_rows(model: str, samples: int, seed: int) -> list[ModelRow]:
-    from ..models import digits_data, frechet_distance, real_halves
+    from diffsample.models import digits_data, frechet_distance, real_halves
 
     x, _ = digits_data()
     g = torch.Generator().manual_seed(seed)
@@ -390,7 +390,7 @@ def run_model_bench(model: str = "digits", nfes: Sequence[int] = (4, 5, 6, 8, 10
         include_generate: add :func:`diffsample.generate`'s default at each budget.
         tuned: add a tuned plan per budget (tuned on ``calibration_size`` states of ``calibration_seed``,
             which must differ from ``seed``; ``tune_options`` replaces :func:`tune_settings`).
-        peers: names from :mod:`diffsample.bench.peers` (those not installed are left out; ``None``: none).
+        peers: names from :mod:`benchmarks.peers` (those not installed are left out; ``None``: none).
         reference_steps: model evaluations of the reference solve (:func:`reference_solve`).
         floors: add the real-data FD rows.
         cache_dir: where reference solutions and plans are cached (default
@@ -407,7 +407,7 @@ def run_model_bench(model: str = "digits", nfes: Sequence[int] = (4, 5, 6, 8, 10
     log = progress or (lambda _msg: None)
     folder = _cache_dir(cache_dir)
     uncond, cond_net = _load_models(model)
-    from ..models import NULL_LABEL
+    from diffsample.models import NULL_LABEL
 
     labels = torch.arange(samples) % 10
     cond = cfg(cond_net, 1.0, cond_kwargs={"class_labels": labels}, uncond_kwargs={"class_labels": NULL_LABEL})
