@@ -44,10 +44,7 @@ Measured results and what they show: ``docs/bench-digits-model.md``.
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -56,6 +53,7 @@ from typing import Any
 
 import torch
 
+from diffsample import cache as disk_cache
 from diffsample import noise as noise_mod
 from diffsample import solvers, steps
 from diffsample.errors import BudgetError, DiffsampleError, UnknownNameError
@@ -129,10 +127,7 @@ class ModelRow:
 
 
 def _cache_dir(cache_dir: str | Path | None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir)
-    root = os.environ.get("DIFFSAMPLE_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "diffsample") / "model-bench"
+    return disk_cache.cache_dir("model-bench", cache_dir)
 
 
 def _load_models(model: str) -> tuple[Any, Any]:
@@ -179,16 +174,13 @@ def reference_solve(denoiser: Any, x: torch.Tensor, sigma_min: float, sigma_max:
 def _cached_reference(denoiser: Any, x: torch.Tensor, span: tuple[float, float], tag: str, n_steps: int,
                       folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
     smin, smax = span
-    h = hashlib.sha256(json.dumps([tag, n_steps, smin.hex(), smax.hex(), list(x.shape)]).encode())
-    h.update(x.to(torch.float64).contiguous().numpy().tobytes())
-    path = folder / "reference" / f"{tag}-{n_steps}-{h.hexdigest()[:16]}.pt"
-    if path.exists():
-        saved = torch.load(path)
-        return saved["at_min"], saved["final"]
-    at_min, final = reference_solve(denoiser, x, smin, smax, n_steps)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"at_min": at_min, "final": final}, path)
-    return at_min, final
+    digest = disk_cache.key_digest([tag, n_steps, smin.hex(), smax.hex(), list(x.shape)],
+                                   x.to(torch.float64).contiguous().numpy().tobytes())
+    saved = disk_cache.cached(folder / "reference" / f"{tag}-{n_steps}-{digest[:16]}.pt",
+                              lambda: dict(zip(("at_min", "final"), reference_solve(denoiser, x, smin, smax, n_steps),
+                                               strict=True)),
+                              torch.load, torch.save)
+    return saved["at_min"], saved["final"]
 
 
 def tune_settings(n_calls: int) -> dict[str, Any]:
@@ -211,19 +203,18 @@ def _tuned_plan(denoiser: Any, budget: int, calibration: torch.Tensor, calibrati
     from diffsample.tuning import Plan, tune
 
     opts = tune_settings(budget) if options is None else dict(options)
-    key = json.dumps({"budget": budget, "batch": calibration.shape[0], "seed": calibration_seed, "opts": opts},
-                     sort_keys=True)
-    path = folder / "plans" / f"digits-nfe{budget}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
-    if path.exists():
-        return Plan.load(path)
-    sched = denoiser.schedule
-    plan = tune(denoiser, nfe=budget, sigma_min=float(sched.sigma_min), sigma_max=float(sched.sigma_max),
-                calibration=calibration, model_id="digits_uncond", progress=progress, **opts)
-    plan.provenance["calibration_seed"] = calibration_seed
-    plan.provenance["tune_options"] = opts
-    path.parent.mkdir(parents=True, exist_ok=True)
-    plan.save(path)
-    return plan
+    key = {"budget": budget, "batch": calibration.shape[0], "seed": calibration_seed, "opts": opts}
+    path = folder / "plans" / f"digits-nfe{budget}-{disk_cache.key_digest(key)[:12]}.json"
+
+    def tuned() -> Plan:
+        sched = denoiser.schedule
+        plan = tune(denoiser, nfe=budget, sigma_min=float(sched.sigma_min), sigma_max=float(sched.sigma_max),
+                    calibration=calibration, model_id="digits_uncond", progress=progress, **opts)
+        plan.provenance["calibration_seed"] = calibration_seed
+        plan.provenance["tune_options"] = opts
+        return plan
+
+    return disk_cache.cached(path, tuned, Plan.load, Plan.save)
 
 
 def _rmse(a: torch.Tensor, b: torch.Tensor) -> float:

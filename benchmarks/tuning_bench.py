@@ -39,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+from diffsample import cache as disk_cache
 from diffsample import noise as noise_mod
 from diffsample import solvers
 from diffsample.sampling import sample
@@ -131,7 +132,7 @@ def run_tuning_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nf
                             teacher=teacher, **(tune_options or {}))
                 plan.provenance["bench"] = {**key, "teacher_seconds": teacher_seconds}
                 if path is not None:
-                    plan.save(path)
+                    disk_cache.atomic_write(path, plan.save)
             else:
                 log(f"[{bed_name}] NFE {budget}: plan loaded from {path}")
             bed.reset_counter()

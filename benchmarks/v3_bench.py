@@ -43,11 +43,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from diffsample import cache as disk_cache
 from diffsample import solvers, steps
 from diffsample.testbeds import get_bed, mode_mismatch, reference_solution, rmse, rmse_per_sample
 from diffsample.tuning.ems import EMS, compute_statistics
@@ -109,13 +111,8 @@ def run_v3_bench(beds: Sequence[str] = ("mixture64", "ring2d", "digits"),
         bed = get_bed(bed_name)
         started = time.perf_counter()
         path = None if cache_dir is None else Path(cache_dir) / f"{bed_name}-{source}-{n_calibration}-{n_levels}.npz"
-        if path is not None and path.exists():
-            stats = EMS.load(path)
-        else:
-            stats = bed_statistics(bed_name, n_calibration, n_levels, source=source)
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                stats.save(path)
+        stats = disk_cache.cached(path, partial(bed_statistics, bed_name, n_calibration, n_levels, source=source),
+                                  EMS.load, EMS.save)
         if verbose:
             print(f"# {bed_name}: statistics in {time.perf_counter() - started:.1f} s, {stats.info}")
         z = torch.randn((n_test, *bed.shape), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
