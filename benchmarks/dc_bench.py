@@ -37,6 +37,8 @@ from diffsample import noise as noise_mod
 from diffsample import steps
 from diffsample.sampling import sample
 
+from .report import Column, text_table
+
 __all__ = ["CPRRow", "DCRow", "format_cpr_table", "format_dc_table", "run_cpr_bench", "run_dc_bench"]
 
 
@@ -122,15 +124,15 @@ def run_dc_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nfes: 
 
 def format_dc_table(rows: Sequence[DCRow]) -> str:
     """A fixed-width table: held-out RMSE vs the exact ODE (UniPC, DC-Solver, ratio), calibration RMSE, cost."""
-    head = (f"{'bed':<10} {'NFE':>3} {'unipc':>9} {'dc':>9} {'ratio':>6} {'cal unipc':>9} {'cal dc':>9} "
-            f"{'search s':>8} {'search NFE':>10}  ratios")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        ratios = " ".join(f"{v:.2f}" for v in r.ratios)
-        lines.append(f"{r.bed:<10} {r.nfe:>3} {r.unipc_rmse:>9.4g} {r.dc_rmse:>9.4g} {r.ratio:>6.3f} "
-                     f"{r.calibration_unipc:>9.4g} {r.calibration_dc:>9.4g} {r.search_seconds:>8.1f} "
-                     f"{r.search_nfe:>10}  [{ratios}]")
-    return "\n".join(lines)
+    columns = [Column("bed", "<10"), Column("NFE", ">3"), Column("unipc", ">9.4g"), Column("dc", ">9.4g"),
+               Column("ratio", ">6.3f"), Column("cal unipc", ">9.4g"), Column("cal dc", ">9.4g"),
+               Column("search s", ">8.1f"), Column("search NFE", ">10"), Column("ratios", "", "  ")]
+    return text_table(columns, ([r.bed, r.nfe, r.unipc_rmse, r.dc_rmse, r.ratio, r.calibration_unipc,
+                                 r.calibration_dc, r.search_seconds, r.search_nfe, _ratios(r.ratios)] for r in rows))
+
+
+def _ratios(values: Sequence[float]) -> str:
+    return "[" + " ".join(f"{v:.2f}" for v in values) + "]"
 
 
 @dataclass
@@ -176,13 +178,10 @@ def run_cpr_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nfes:
 
 def format_cpr_table(rows: Sequence[CPRRow]) -> str:
     """A fixed-width table: held-out RMSE of UniPC, searched ratios and CPR-predicted ratios."""
-    head = f"{'bed':<10} {'NFE':>3} {'unipc':>9} {'searched':>9} {'cpr':>9} {'cpr/unipc':>9}  cpr ratios"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        ratios = " ".join(f"{v:.2f}" for v in r.cpr_ratios)
-        lines.append(f"{r.bed:<10} {r.nfe:>3} {r.unipc_rmse:>9.4g} {r.searched_rmse:>9.4g} {r.cpr_rmse:>9.4g} "
-                     f"{r.cpr_rmse / r.unipc_rmse:>9.3f}  [{ratios}]")
-    return "\n".join(lines)
+    columns = [Column("bed", "<10"), Column("NFE", ">3"), Column("unipc", ">9.4g"), Column("searched", ">9.4g"),
+               Column("cpr", ">9.4g"), Column("cpr/unipc", ">9.3f"), Column("cpr ratios", "", "  ")]
+    return text_table(columns, ([r.bed, r.nfe, r.unipc_rmse, r.searched_rmse, r.cpr_rmse, r.cpr_rmse / r.unipc_rmse,
+                                 _ratios(r.cpr_ratios)] for r in rows))
 
 
 if __name__ == "__main__":  # python -m benchmarks.dc_bench

@@ -74,6 +74,7 @@ from diffsample.testbeds.distribution import (
 )
 from diffsample.testbeds.imperfect import ExposureBiasDenoiser
 
+from .report import markdown_table
 from .stochastic_bench import imperfect_beds
 
 __all__ = ["EXPOSURE_BEDS", "ExposureRow", "format_exposure_table", "run_exposure_bench"]
@@ -172,14 +173,16 @@ def run_exposure_bench(beds: Sequence[str] | None = None, nfes: Sequence[int] = 
 def format_exposure_table(rows: Sequence[ExposureRow]) -> str:
     """A Markdown table: bed, budget, solver, correction, NFE, SW1, SW2, log-lik, weight TV, SW1 ratio to ``none``."""
     base = {(r.bed, r.budget, r.solver): r.sw1 for r in rows if r.correction == "none"}
-    lines = ["| bed | NFE | solver | correction | NFE used | SW1 | SW2 | log-lik | weight TV | SW1 ÷ none | settings |",
-             "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|"]
-    for r in rows:
+
+    def ratio(r: ExposureRow) -> str:
         b = base.get((r.bed, r.budget, r.solver))
-        ratio = f"{r.sw1 / b:.2f}" if b and math.isfinite(r.sw1) else "—"
-        lines.append(f"| {r.bed} | {r.budget} | {r.solver} | {r.correction} | {r.nfe} | {r.sw1:.4f} | {r.sw2:.4f} | "
-                     f"{r.loglik:.3f} | {r.weight_tv:.3f} | {ratio} | {r.config} |")
-    return "\n".join(lines)
+        return f"{r.sw1 / b:.2f}" if b and math.isfinite(r.sw1) else "—"
+
+    header = ["bed", "NFE", "solver", "correction", "NFE used", "SW1", "SW2", "log-lik", "weight TV", "SW1 ÷ none",
+              "settings"]
+    return markdown_table(header, ([r.bed, r.budget, r.solver, r.correction, r.nfe, f"{r.sw1:.4f}", f"{r.sw2:.4f}",
+                                    f"{r.loglik:.3f}", f"{r.weight_tv:.3f}", ratio(r), r.config] for r in rows),
+                          ["", ":", "", "", ":", ":", ":", ":", ":", ":", ""])
 
 
 if __name__ == "__main__":  # python -m benchmarks.exposure_bench

@@ -43,7 +43,6 @@ Measured results and what they show: ``docs/bench-digits-model.md``.
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -60,6 +59,8 @@ from diffsample.errors import BudgetError, DiffsampleError, UnknownNameError
 from diffsample.generate import default_choice, generate
 from diffsample.guidance import cfg
 from diffsample.sampling import sample
+
+from .report import markdown_table, write_csv
 
 __all__ = [
     "MODEL_PEERS",
@@ -470,17 +471,20 @@ def format_model_table(rows: Sequence[ModelRow]) -> str:
 
     Long form: one row per (method, budget) sorted by budget then FD.
     """
-    head = ("| NFE | method | library | schedule | counted NFE | FD | FD (cond.) | class acc. | RMSE vs ref. "
-            "| σ span | time (s) | note |")
-    lines = [head, "|" + "---|" * 12]
+    header = ["NFE", "method", "library", "schedule", "counted NFE", "FD", "FD (cond.)", "class acc.", "RMSE vs ref.",
+              "σ span", "time (s)", "note"]
     order = sorted(rows, key=lambda r: (r.budget if r.library != "data" else -1, _nan_last(r.fd)))
-    for r in order:
-        acc = "—" if math.isnan(r.accuracy) else f"{100 * r.accuracy:.1f} %"
+
+    def line(r: ModelRow) -> list[Any]:
         span = "—" if math.isnan(r.sigma_start) else f"{r.sigma_start:.4g} → {r.sigma_end:.3g}"
-        lines.append(f"| {r.budget or '—'} | {r.method} | {r.library} | {r.schedule or '—'} | {r.nfe or '—'} | "
-                     f"{_cell(r.fd)} | {_cell(r.fd_cond)} | {acc} | {_cell(r.rmse)} | {span} | "
-                     f"{_cell(r.seconds, 2)} | {r.note} |")
-    return "\n".join(lines)
+        return [r.budget or "—", r.method, r.library, r.schedule or "—", r.nfe or "—", _cell(r.fd), _cell(r.fd_cond),
+                _percent(r.accuracy), _cell(r.rmse), span, _cell(r.seconds, 2), r.note]
+
+    return markdown_table(header, (line(r) for r in order))
+
+
+def _percent(v: float) -> str:
+    return "—" if math.isnan(v) else f"{100 * v:.1f} %"
 
 
 def _nan_last(v: float) -> float:
@@ -497,35 +501,21 @@ def format_figure_table(rows: Sequence[ModelRow], methods: Sequence[str] = (
     budgets = sorted({r.budget for r in rows if r.library != "data"}) if nfes is None else list(nfes)
     labels = {"fd": "FD", "fd_cond": "FD (cond.)", "accuracy": "acc.", "rmse": "RMSE"}
     what = " / ".join(labels[c] for c in columns)
-    lines = ["| method | " + " | ".join(f"NFE {b}: {what}" for b in budgets) + " |",
-             "|---|" + "---|" * len(budgets)]
 
     def fmt(r: ModelRow, c: str) -> str:
-        v = getattr(r, c)
-        if c == "accuracy":
-            return "—" if math.isnan(v) else f"{100 * v:.1f} %"
-        return _cell(v)
+        return _percent(r.accuracy) if c == "accuracy" else _cell(getattr(r, c))
 
-    for m in methods:
-        cells = []
-        for b in budgets:
-            hit = [r for r in rows if r.method == m and r.budget == b]
-            cells.append(" / ".join(fmt(hit[0], c) for c in columns) if hit else "—")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    def cell(m: str, b: int) -> str:
+        hit = [r for r in rows if r.method == m and r.budget == b]
+        return " / ".join(fmt(hit[0], c) for c in columns) if hit else "—"
+
+    header = ["method", *(f"NFE {b}: {what}" for b in budgets)]
+    return markdown_table(header, ([m, *(cell(m, b) for b in budgets)] for m in methods))
 
 
 def write_model_csv(rows: Sequence[ModelRow], path: str | Path) -> Path:
     """Write the rows as CSV (one column per :class:`ModelRow` field)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    names = [f.name for f in fields(ModelRow)]
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=names)
-        writer.writeheader()
-        for r in rows:
-            writer.writerow(r.as_dict())
-    return path
+    return write_csv(rows, path, [f.name for f in fields(ModelRow)])
 
 
 def run_and_report(nfes: Sequence[int], samples: int, out: str | Path | None, *, peers: bool,

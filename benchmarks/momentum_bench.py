@@ -64,6 +64,8 @@ from diffsample.guidance import cfg
 from diffsample.sampling import sample
 from diffsample.testbeds import GaussianMixture, get_bed, reference_solution
 
+from .report import Column, text_table
+
 __all__ = ["MomentumRow", "METHODS", "run_momentum_bench", "format_momentum_table"]
 
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
@@ -150,6 +152,11 @@ def run_momentum_bench(beds: Sequence[str] = ("ring2d", "mixture64"), scales: Se
     return rows
 
 
+def _momentum_cell(r: MomentumRow) -> str:
+    rmse = "inf" if math.isinf(r.rmse) else f"{r.rmse:.3g}"
+    return f"{rmse} ({100 * r.out_of_range:.0f}, {100 * r.exploded:.0f})"
+
+
 def format_momentum_table(rows: Sequence[MomentumRow]) -> str:
     """One block per bed × scale: methods × β down, step counts across, cells ``rmse (out %)``."""
     lines: list[str] = []
@@ -160,19 +167,12 @@ def format_momentum_table(rows: Sequence[MomentumRow]) -> str:
         nfe = {r.n_steps: r.nfe for r in sel}
         lines.append(f"{bed}, CFG scale {scale:g} toward class 0 — cell: RMSE vs exact (out-of-range %, "
                      f"exploded %)")
-        header = f"{'method':<16}{'beta':>5} " + "".join(f"{f'{n} st/{nfe[n]} NFE':>22}" for n in ns)
-        lines += [header, "-" * len(header)]
-        keys: list[tuple[str, float]] = []
-        for r in sel:
-            if (r.method, r.beta) not in keys:
-                keys.append((r.method, r.beta))
-        for method, beta in keys:
-            cells = []
-            for n in ns:
-                r = next(r for r in sel if (r.method, r.beta, r.n_steps) == (method, beta, n))
-                rmse = "inf" if math.isinf(r.rmse) else f"{r.rmse:.3g}"
-                cells.append(f"{rmse} ({100 * r.out_of_range:.0f}, {100 * r.exploded:.0f})".rjust(22))
-            lines.append(f"{method:<16}{beta:>5g} " + "".join(cells))
+        columns = [Column("method", "<16"), Column("beta", ">5g", ""),
+                   *(Column(f"{n} st/{nfe[n]} NFE", ">22", " " if i == 0 else "") for i, n in enumerate(ns))]
+        keys = list(dict.fromkeys((r.method, r.beta) for r in sel))
+        cells = {(r.method, r.beta, r.n_steps): r for r in reversed(sel)}  # the first row of each cell
+        lines.append(text_table(columns, ([method, beta, *(_momentum_cell(cells[(method, beta, n)]) for n in ns)]
+                                          for method, beta in keys)))
         lines.append("")
     return "\n".join(lines)
 

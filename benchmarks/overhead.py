@@ -22,6 +22,8 @@ from diffsample import steps
 from diffsample.denoisers import Denoiser
 from diffsample.sampling import sample
 
+from .report import Column, text_table
+
 __all__ = ["OverheadRow", "OVERHEAD_PAIRS", "format_overhead_table", "measure_overhead"]
 
 # our solver → (diffusers scheduler and options, k-diffusion sampler); None where the peer has none
@@ -150,13 +152,7 @@ def measure_overhead(solvers: list[str] | None = None, shape: tuple[int, ...] = 
 def format_overhead_table(rows: list[OverheadRow]) -> str:
     """One line per solver: ms per evaluation for diffsample, diffusers, k-diffusion and the two ratios."""
 
-    def cell(v: float | None, fmt: str) -> str:
-        return format(v, fmt) if v is not None else "—"
-
-    lines = [f"{'solver':<16} {'diffsample':>10} {'diffusers':>10} {'k-diffusion':>11} "
-             f"{'÷ diffusers':>11} {'÷ k-diff':>9}"]
-    for r in rows:
-        lines.append(f"{r.solver:<16} {r.ours_ms:>10.3f} {cell(r.diffusers_ms, '>10.3f'):>10} "
-                     f"{cell(r.kdiffusion_ms, '>11.3f'):>11} {cell(r.ratio_diffusers, '>11.2f'):>11} "
-                     f"{cell(r.ratio_kdiffusion, '>9.2f'):>9}")
-    return "\n".join(lines)
+    columns = [Column("solver", "<16"), Column("diffsample", ">10.3f"), Column("diffusers", ">10.3f"),
+               Column("k-diffusion", ">11.3f"), Column("÷ diffusers", ">11.2f"), Column("÷ k-diff", ">9.2f")]
+    return text_table(columns, ([r.solver, r.ours_ms, *(v if v is not None else "—" for v in (
+        r.diffusers_ms, r.kdiffusion_ms, r.ratio_diffusers, r.ratio_kdiffusion))] for r in rows), rule="")

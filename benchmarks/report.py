@@ -1,41 +1,117 @@
-"""Benchmark output: a printed table, a CSV file and a log-log plot of error against NFE."""
+"""Benchmark output, for every suite: text and Markdown tables, CSV files and the log-log plot of error vs NFE.
+
+Every ``format_*`` function of the suites builds its table with :func:`text_table` (fixed-width columns) or
+:func:`markdown_table`, and every CSV file is written by :func:`write_csv`.
+"""
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .runner import BenchRow
 
-__all__ = ["format_comparison", "format_table", "write_csv", "plot_error_vs_nfe"]
+__all__ = [
+    "Column",
+    "format_comparison",
+    "format_table",
+    "markdown_table",
+    "plot_error_vs_nfe",
+    "text_table",
+    "write_csv",
+]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a :func:`text_table`.
+
+    ``spec`` is the format spec of its cells (``"<10"``, ``">9.4g"``): the header and any cell given as a string
+    get only its alignment and width; ``""`` leaves cells as they are; ``None`` makes the column as wide as its
+    longest entry, left-aligned. ``gap`` is the text before the column (unused for the first one).
+    """
+
+    header: str
+    spec: str | None = ""
+    gap: str = " "
+
+
+_ALIGN_WIDTH = re.compile(r"^([<>^]?)(\d*)")
+
+
+def _cell(value: Any, spec: str) -> str:
+    if isinstance(value, str):
+        return format(value, _ALIGN_WIDTH.match(spec).group(0))  # type: ignore[union-attr]
+    return format(value, spec)
+
+
+def text_table(columns: Sequence[Column], rows: Iterable[Sequence[Any]], *, rule: str = "line") -> str:
+    """A fixed-width text table: the header line, a rule, then one line per row.
+
+    ``rule`` is ``"line"`` (dashes as long as the header), ``"columns"`` (dashes under each column) or ``""``
+    (none).
+    """
+    body = [list(row) for row in rows]
+    specs = []
+    for i, col in enumerate(columns):
+        if col.spec is None:
+            width = max([len(col.header), *(len(str(row[i])) for row in body)])
+            specs.append(f"<{width}")
+        else:
+            specs.append(col.spec)
+
+    def line(cells: Sequence[Any]) -> str:
+        return "".join((col.gap if i else "") + _cell(cell, spec)
+                       for i, (col, cell, spec) in enumerate(zip(columns, cells, specs, strict=True)))
+
+    head = line([col.header for col in columns])
+    lines = [head]
+    if rule == "line":
+        lines.append("-" * len(head))
+    elif rule == "columns":
+        lines.append(line(["-" * len(_cell(col.header, spec)) for col, spec in zip(columns, specs, strict=True)]))
+    lines += [line(row) for row in body]
+    return "\n".join(lines)
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: Sequence[str] | None = None) -> str:
+    """A Markdown table; ``align`` holds ``":"`` for a right-aligned column (``---:``), ``""`` otherwise."""
+    marks = align if align is not None else [""] * len(header)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" + a for a in marks) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def format_table(rows: Sequence[BenchRow], columns: Sequence[str] = ("bed", "source", "solver", "schedule",
                                                                        "nfe", "rmse", "mode_mismatch",
                                                                        "log_likelihood")) -> str:
     """A fixed-width text table of ``rows`` (floats in 4 significant digits)."""
-    def cell(value) -> str:
-        if isinstance(value, float):
-            return f"{value:.4g}"
-        return str(value)
 
-    body = [[cell(getattr(r, c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.ljust(w) for v, w in zip(b, widths, strict=True)) for b in body]
-    return "\n".join(lines)
+    def cell(value: Any) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    return text_table([Column(c, None, "  ") for c in columns], ([cell(getattr(r, c)) for c in columns] for r in rows),
+                      rule="columns")
 
 
-def write_csv(rows: Sequence[BenchRow], path: str | Path) -> Path:
-    """Write every field of every row to ``path`` (parent folders are created)."""
+def write_csv(rows: Sequence[Any], path: str | Path, fields: Sequence[str] | None = None) -> Path:
+    """Write ``rows`` (dataclasses or mappings) to ``path`` as CSV (parent folders are created).
+
+    The columns are ``fields``, else every key of every row in order of appearance; a file without rows is
+    empty.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    dicts = [r.as_dict() for r in rows]
+    dicts = [r if isinstance(r, Mapping) else dataclasses.asdict(r) for r in rows]
+    names = list(fields) if fields is not None else list(dict.fromkeys(key for d in dicts for key in d))
     with path.open("w", newline="") as f:
-        if dicts:
-            writer = csv.DictWriter(f, fieldnames=list(dicts[0]))
+        if names:
+            writer = csv.DictWriter(f, fieldnames=names)
             writer.writeheader()
             writer.writerows(dicts)
     return path
@@ -106,13 +182,13 @@ def plot_error_vs_nfe(rows: Sequence[BenchRow], path: str | Path, metric: str = 
     return path
 
 
-def format_comparison(comparisons) -> str:
+def format_comparison(comparisons: Sequence[Any]) -> str:
     """Per bed and budget: generate, our best configuration, the best peer configuration, and the ratio."""
-    header = (f"{'bed':<10} {'nfe':>4}  {'generate':>9}  {'our best':<26} {'rmse':>9}  {'best peer (own span)':<50} "
-              f"{'rmse':>9}  {'ratio':>5}  {'best peer on the EDM span':<36} {'rmse':>9}  {'ratio':>5}")
-    lines = [header, "-" * len(header)]
-    for c in comparisons:
-        lines.append(f"{c.bed:<10} {c.nfe:>4}  {c.generate_rmse:>9.4g}  {c.best_ours:<26} {c.best_ours_rmse:>9.4g}  "
-                     f"{c.best_peer:<50} {c.best_peer_rmse:>9.4g}  {c.ratio:5.2f}  {c.same_span_peer:<36} "
-                     f"{c.same_span_peer_rmse:>9.4g}  {c.same_span_ratio:5.2f}")
-    return "\n".join(lines)
+    columns = [Column("bed", "<10"), Column("nfe", ">4"), Column("generate", ">9.4g", "  "),
+               Column("our best", "<26", "  "), Column("rmse", ">9.4g"), Column("best peer (own span)", "<50", "  "),
+               Column("rmse", ">9.4g"), Column("ratio", ">5.2f", "  "),
+               Column("best peer on the EDM span", "<36", "  "), Column("rmse", ">9.4g"),
+               Column("ratio", ">5.2f", "  ")]
+    return text_table(columns, ([c.bed, c.nfe, c.generate_rmse, c.best_ours, c.best_ours_rmse, c.best_peer,
+                                 c.best_peer_rmse, c.ratio, c.same_span_peer, c.same_span_peer_rmse, c.same_span_ratio]
+                                for c in comparisons))

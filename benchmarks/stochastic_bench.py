@@ -102,6 +102,8 @@ from diffsample.testbeds import mixture64, ring2d
 from diffsample.testbeds.distribution import sliced_wasserstein_profile, true_distribution
 from diffsample.testbeds.imperfect import ExposureBiasDenoiser, MisfitMixture
 
+from .report import markdown_table
+
 __all__ = ["CONVERGENCE_SAMPLERS", "ConvergenceRow", "SDE_SAMPLERS", "StochasticRow", "convergence_slopes",
            "format_convergence_table", "format_stochastic_table", "imperfect_beds", "ode_solvers", "restart_configs",
            "run_sde_convergence", "run_stochastic_bench"]
@@ -259,14 +261,14 @@ def _restart_label(solver: str, main: int, intervals: Sequence[tuple[float, floa
 def format_stochastic_table(rows: Sequence[StochasticRow]) -> str:
     """A Markdown table: bed, budget, method, NFE used, SW1, SW2, SW1 ratio to ``ode-best``, settings."""
     ode = {(r.bed, r.budget): r.sw1 for r in rows if r.method == "ode-best"}
-    lines = ["| bed | NFE budget | method | NFE | SW1 | SW2 | SW1 ÷ ode-best | settings |",
-             "|---|---:|---|---:|---:|---:|---:|---|"]
-    for r in rows:
+
+    def ratio(r: StochasticRow) -> str:
         base = ode.get((r.bed, r.budget))
-        ratio = f"{r.sw1 / base:.2f}" if base and math.isfinite(r.sw1) else "—"
-        lines.append(f"| {r.bed} | {r.budget} | {r.method} | {r.nfe} | {r.sw1:.4f} | {r.sw2:.4f} | {ratio} | "
-                     f"{r.config} |")
-    return "\n".join(lines)
+        return f"{r.sw1 / base:.2f}" if base and math.isfinite(r.sw1) else "—"
+
+    header = ["bed", "NFE budget", "method", "NFE", "SW1", "SW2", "SW1 ÷ ode-best", "settings"]
+    return markdown_table(header, ([r.bed, r.budget, r.method, r.nfe, f"{r.sw1:.4f}", f"{r.sw2:.4f}", ratio(r),
+                                    r.config] for r in rows), ["", ":", "", ":", ":", ":", ":", ""])
 
 
 # --------------------------------------------------------------------------------------------- convergence
@@ -372,19 +374,19 @@ def format_convergence_table(rows: Sequence[ConvergenceRow]) -> str:
     slope of :func:`convergence_slopes` with the number of points it was fitted on."""
     budgets = sorted({r.budget for r in rows})
     slopes = convergence_slopes(rows)
-    lines = ["| bed | method | " + " | ".join(f"NFE {b}" for b in budgets) + " | floor ± SD | slope of SW1 − floor |",
-             "|---|---|" + "---:|" * len(budgets) + "---:|---:|"]
     seen: dict[tuple[str, str], dict[int, ConvergenceRow]] = {}
     for r in rows:
         seen.setdefault((r.bed, r.method), {})[r.budget] = r
+    body = []
     for (bed, method), by_budget in seen.items():
         cells = [f"{by_budget[b].sw1:.4f} ({by_budget[b].nfe})" if b in by_budget else "—" for b in budgets]
         first = next(iter(by_budget.values()))
         slope = slopes[(bed, method)]
         used = sum(_fitted(r) for r in by_budget.values())
-        lines.append(f"| {bed} | {method} | " + " | ".join(cells) + f" | {first.floor:.4f} ± {first.floor_sd:.4f} | "
-                     + (f"{slope:.2f} ({used} pts)" if math.isfinite(slope) else "—") + " |")
-    return "\n".join(lines)
+        body.append([bed, method, *cells, f"{first.floor:.4f} ± {first.floor_sd:.4f}",
+                     f"{slope:.2f} ({used} pts)" if math.isfinite(slope) else "—"])
+    header = ["bed", "method", *(f"NFE {b}" for b in budgets), "floor ± SD", "slope of SW1 − floor"]
+    return markdown_table(header, body, ["", ""] + [":"] * (len(budgets) + 2))
 
 
 if __name__ == "__main__":  # python -m benchmarks.stochastic_bench [convergence]

@@ -45,6 +45,7 @@ from diffsample import solvers
 from diffsample.sampling import sample
 from diffsample.tuning.plan import Plan
 
+from .report import Column, text_table
 from .runner import BenchConfig, BenchRow, run_benchmark
 
 __all__ = ["HAND_SCHEDULES", "TuningRow", "format_tuning_table", "hand_made_solvers", "run_tuning_bench"]
@@ -191,12 +192,9 @@ def format_tuning_table(rows: Sequence[TuningRow]) -> str:
     The teacher is solved once per bed and shared by its budgets; each row's time and NFE include it.
     ``flips``: held-out samples ending in another mode than the exact solution, tuned / best hand-made.
     """
-    head = (f"{'bed':<10} {'NFE':>3} {'tuned':>9} {'hand-made':>9} {'ratio':>6}  {'best hand-made config':<36} "
-            f"{'flips':>11} {'calib.':>9} {'tune s':>7} {'tune NFE':>8}")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        flips = f"{r.tuned_flips:.1%}/{r.hand_flips:.1%}"
-        lines.append(f"{r.bed:<10} {r.nfe:>3} {r.tuned_rmse:>9.4g} {r.hand_rmse:>9.4g} {r.ratio:>6.3f}  "
-                     f"{r.hand_config:<36} {flips:>11} {r.calibration_rmse:>9.4g} {r.tuning_seconds:>7.1f} "
-                     f"{r.tuning_nfe:>8.0f}")
-    return "\n".join(lines)
+    columns = [Column("bed", "<10"), Column("NFE", ">3"), Column("tuned", ">9.4g"), Column("hand-made", ">9.4g"),
+               Column("ratio", ">6.3f"), Column("best hand-made config", "<36", "  "), Column("flips", ">11"),
+               Column("calib.", ">9.4g"), Column("tune s", ">7.1f"), Column("tune NFE", ">8.0f")]
+    return text_table(columns, ([r.bed, r.nfe, r.tuned_rmse, r.hand_rmse, r.ratio, r.hand_config,
+                                 f"{r.tuned_flips:.1%}/{r.hand_flips:.1%}", r.calibration_rmse, r.tuning_seconds,
+                                 r.tuning_nfe] for r in rows))

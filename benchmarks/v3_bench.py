@@ -54,6 +54,8 @@ from diffsample import solvers, steps
 from diffsample.testbeds import get_bed, mode_mismatch, reference_solution, rmse, rmse_per_sample
 from diffsample.tuning.ems import EMS, compute_statistics
 
+from .report import Column, text_table
+
 __all__ = ["V3Row", "run_v3_bench", "format_v3_table"]
 
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
@@ -144,16 +146,20 @@ def format_v3_table(rows: Sequence[V3Row]) -> str:
         nfes = sorted({n for n, _ in block})
         lines.append(f"{bed} / {schedule} steps, error to the exact PF-ODE solution (80 -> 0)")
         for metric in ("rmse", "median"):
-            lines.append(f"  {metric:<6} NFE" + "".join(f"{m:>10}" for m in methods) + "  v3/3M v3/best"
-                         + ("  mism v3/3M" if metric == "rmse" else ""))
+            columns = [Column(f"  {metric:<6} NFE", ">12"), *(Column(m, ">10.2e", "") for m in methods),
+                       Column("v3/3M", "5.2f", "  "), Column("v3/best", "7.2f")]
+            if metric == "rmse":
+                columns.append(Column("mism v3/3M", "", "  "))
+            body = []
             for nfe in nfes:
                 val = {m: getattr(block[(nfe, m)], metric) for m in methods if (nfe, m) in block}
                 best = min(val[m] for m in others if m in val)
-                line = f"         {nfe:>3}" + "".join(f"{val.get(m, float('nan')):>10.2e}" for m in methods)
-                line += f"  {_ratio(val['v3'], val['dpmpp_3m']):5.2f} {_ratio(val['v3'], best):7.2f}"
+                row = [nfe, *(val.get(m, float("nan")) for m in methods), _ratio(val["v3"], val["dpmpp_3m"]),
+                       _ratio(val["v3"], best)]
                 if metric == "rmse":
-                    line += f"  {block[(nfe, 'v3')].mismatch:.3f}/{block[(nfe, 'dpmpp_3m')].mismatch:.3f}"
-                lines.append(line)
+                    row.append(f"{block[(nfe, 'v3')].mismatch:.3f}/{block[(nfe, 'dpmpp_3m')].mismatch:.3f}")
+                body.append(row)
+            lines.append(text_table(columns, body, rule=""))
         lines.append("")
     return "\n".join(lines)
 

@@ -10,13 +10,13 @@ each). Each takes minutes (v3 and imperfect the longest).
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import importlib
 import time
-from pathlib import Path
 
 from diffsample.cli import int_list, str_list
+
+from ..report import write_csv
 
 __all__ = ["DEFAULT_PARTS", "PARTS", "add_arguments", "run"]
 
@@ -58,12 +58,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"## {part} ({time.perf_counter() - started:.0f} s)\n\n{fmt(rows)}\n", flush=True)
         records += [{"part": part, **dataclasses.asdict(r)} for r in rows]
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fields = list(dict.fromkeys(key for record in records for key in record))
-        with out.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(records)
-        print(f"wrote {out}")
+        print(f"wrote {write_csv(records, args.out)}")
     return 0
