@@ -35,7 +35,7 @@ Step schedules (σ ∈ [0.002, 80] unless a schedule fixes its own span): ``karr
 ``linspace`` timesteps) and ``align_your_steps`` (the published SD 1.5 list, σ 14.6 → 0.029,
 resampled log-linearly to ``n`` levels). All end in σ = 0.
 
-``diffsample robustness`` is the command-line entry point, :func:`run_grid` the library one;
+``python -m benchmarks robustness`` is the command-line entry point, :func:`run_grid` the library one;
 groups of cells (one bed, solver and schedule) can run in worker processes (``jobs``).
 """
 

@@ -1,6 +1,6 @@
 """Robustness of the ODE solver family from 1 to 1000 steps under float32 / float16 / bfloat16 networks.
 
-A representative subset of ``diffsample robustness`` (:mod:`benchmarks.robustness`) on the
+A representative subset of ``python -m benchmarks robustness`` (:mod:`benchmarks.robustness`) on the
 ``ring2d`` bed: every registered deterministic fixed-step solver × {Karras, log-SNR} × {1, 2, 3, 5,
 10, 100} steps (80 → 0.002 → 0) × each network dtype, plus 1000 steps for a few solvers in float16.
 The answers come from outside the solver under test:
