@@ -41,7 +41,8 @@ def add_tuning_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sigma-max", type=float, default=None, help="starting level (default 80, or the model's)")
     p.add_argument("--calibration", type=int, default=256, help="calibration samples")
     p.add_argument("--seed", type=int, default=1, help="calibration seed")
-    p.add_argument("--heldout", type=int, default=256, help="held-out samples (scored against the exact ODE solution)")
+    p.add_argument("--heldout", type=int, default=256,
+                   help="held-out samples, scored against the exact ODE solution (test beds only)")
     p.add_argument("--heldout-seed", type=int, default=0, help="held-out seed (the benchmark's)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
