@@ -11,7 +11,7 @@ def k_sampling():
     """k-diffusion's sampling module loaded without its heavy imports (peer tests skip without it)."""
     pytest.importorskip("scipy")
     try:
-        from diffsample.bench.peers import load_k_sampling
+        from benchmarks.peers import load_k_sampling
 
         return load_k_sampling()
     except ImportError as exc:

@@ -6,8 +6,8 @@ import csv
 
 import pytest
 
-from diffsample.bench import BenchConfig, convergence_slopes, run_benchmark
-from diffsample.cli import main
+from benchmarks import BenchConfig, convergence_slopes, run_benchmark
+from benchmarks.__main__ import main
 
 pytest.importorskip("scipy")
 
@@ -44,13 +44,13 @@ def test_cli_help_lists_commands(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("bench", "solvers"):
+    for command in ("beds", "model", "tune", "stochastic", "robustness", "overhead"):
         assert command in out
 
 
 def test_cli_bench_writes_table_csv_and_plot(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    code = main(["bench", "--beds", "ring2d", "--solvers", "euler,heun", "--nfe", "4,8", "--batch", "4",
+    code = main(["beds", "--beds", "ring2d", "--solvers", "euler,heun", "--nfe", "4,8", "--batch", "4",
                  "--out", str(tmp_path), "--quiet"])
     assert code == 0
     out = capsys.readouterr().out
@@ -61,6 +61,6 @@ def test_cli_bench_writes_table_csv_and_plot(tmp_path, capsys):
 
 
 def test_cli_reports_bad_input_without_traceback(capsys):
-    assert main(["bench", "--beds", "nope", "--quiet"]) == 2
+    assert main(["beds", "--beds", "nope", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "unknown bed 'nope'" in err and "ring2d" in err

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import diffsample
+from benchmarks.stochastic_bench import format_stochastic_table, run_stochastic_bench
 from diffsample import steps
-from diffsample.bench.stochastic_bench import format_stochastic_table, run_stochastic_bench
 from diffsample.errors import DiffsampleError, ShapeError
 from diffsample.testbeds import GaussianMixture, ring2d
 from diffsample.testbeds.distribution import (
@@ -163,7 +163,7 @@ def test_weights_moments_and_likelihood_of_the_ring():
 
 
 def test_stochastic_bench_rows():
-    rows = run_stochastic_bench(["ring2d-misfit"], budgets=(10,), n_samples=200)
+    rows = run_stochastic_bench(["ring2d-misfit"], nfes=(10,), n_samples=200)
     methods = [r.method for r in rows]
     assert methods[:3] == ["ode-best", "restart-default", "restart-best"] and methods[-1] == "exact draws"
     assert {"ddpm", "euler_ancestral", "dpmpp_2m_sde", "dpmpp_3m_sde", "edm", "pc"} <= set(methods)

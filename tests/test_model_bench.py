@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from diffsample import solvers
-from diffsample.bench.model_bench import (
+from benchmarks.__main__ import main
+from benchmarks.model_bench import (
     ModelRow,
     format_figure_table,
     format_model_table,
@@ -18,7 +18,7 @@ from diffsample.bench.model_bench import (
     run_model_bench,
     write_model_csv,
 )
-from diffsample.cli import main
+from diffsample import solvers
 from diffsample.errors import DiffsampleError, UnknownNameError
 from diffsample.models import DigitsMLP, load_digits_model
 
@@ -164,9 +164,9 @@ def test_tables_and_csv(tmp_path):
 
 
 def test_cli_model_bench(cache, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("diffsample.bench.model_bench._cache_dir", lambda _dir: cache)
-    monkeypatch.setattr("diffsample.bench.model_bench.REFERENCE_STEPS", REF_STEPS)  # the cached one
-    code = main(["bench", "--model", "digits", "--nfe", "4", "--samples", str(SAMPLES), "--solvers", "euler",
+    monkeypatch.setattr("benchmarks.model_bench._cache_dir", lambda _dir: cache)
+    monkeypatch.setattr("benchmarks.model_bench.REFERENCE_STEPS", REF_STEPS)  # the cached one
+    code = main(["model", "--nfe", "4", "--samples", str(SAMPLES), "--solvers", "euler",
                  "--schedules", "logsnr", "--no-tune", "--out", str(tmp_path / "out"), "--quiet"])
     assert code == 0
     text = capsys.readouterr().out

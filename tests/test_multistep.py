@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks import peers
 from diffsample import sample, solvers, steps
-from diffsample.bench import peers
 from diffsample.denoisers import Denoiser
 from diffsample.errors import DiffsampleError
 from diffsample.solvers.multistep import lagrange_integrals, step_orders

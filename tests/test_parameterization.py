@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from diffsample.errors import ShapeError, UnknownNameError
-from diffsample.parameterization import ModelDenoiser, x0_coefficients
+from diffsample.parameterization import EDMNetwork, ModelDenoiser, VPTableNetwork, x0_coefficients
 from diffsample.schedules import EDM, VE, ContinuousVPCosine, ContinuousVPLinear, DiscreteVP, RectifiedFlow
 
 MU = torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)
@@ -277,3 +277,39 @@ def test_coefficients_are_linear_inverses_of_the_targets():
     for p, out in outs.items():
         a, b = x0_coefficients(p, alpha, sig)
         torch.testing.assert_close(a.reshape(-1, 1) * (x_t / a_) + b.reshape(-1, 1) * out, x0)
+
+
+# ------------------------------------------------------------------ the inverse: denoiser -> network
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
+def test_vp_table_network_is_the_inverse_of_model_denoiser(prediction):
+    """ModelDenoiser(VPTableNetwork(D)) == D on the exact ring2d bed, at integer and fractional timesteps."""
+    from diffsample.testbeds import ring2d
+
+    bed = ring2d()
+    table = DiscreteVP(beta_schedule="linear")
+    abar = table.alpha(torch.arange(1000, dtype=torch.float64)) ** 2
+    network = VPTableNetwork(bed, abar, prediction, dtype=torch.float64)
+    again = ModelDenoiser(network, table, prediction)
+    x = torch.randn(6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 3
+    sigma = torch.tensor([0.02, 0.3, 1.0, 4.0, 20.0, 100.0], dtype=torch.float64)
+    assert torch.allclose(again(x, sigma), bed.denoise(x, sigma), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("sigma_data", [0.5, 1.0])
+def test_edm_network_is_the_inverse_of_model_denoiser(sigma_data):
+    from diffsample.testbeds import ring2d
+
+    bed = ring2d()
+    again = ModelDenoiser(EDMNetwork(bed, sigma_data, dtype=torch.float64), EDM(), "edm", sigma_data=sigma_data)
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 3
+    sigma = torch.tensor([0.002, 0.1, 1.0, 10.0, 80.0], dtype=torch.float64)
+    assert torch.allclose(again(x, sigma), bed.denoise(x, sigma), rtol=1e-10, atol=1e-10)
+
+
+def test_inverse_networks_refuse_other_predictions():
+    with pytest.raises(ValueError, match="VP-table"):
+        VPTableNetwork(lambda x, s: x, torch.full((10,), 0.5), "flow")
+    with pytest.raises(ValueError, match="EDM network"):
+        EDMNetwork(lambda x, s: x, prediction="x0")

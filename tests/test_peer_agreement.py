@@ -46,7 +46,7 @@ from diffsample import solvers, steps
 from diffsample.solvers import dpm
 from diffsample.testbeds import GaussianMixture, reference_solution
 
-peers = pytest.importorskip("diffsample.bench.peers")
+peers = pytest.importorskip("benchmarks.peers")
 
 F64 = torch.float64
 SIGMA_MAX, SIGMA_MIN = 80.0, 0.05

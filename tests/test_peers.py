@@ -7,6 +7,7 @@ same σ grid from the same noise.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import subprocess
 import sys
@@ -18,8 +19,8 @@ import diffsample
 from diffsample.denoisers import FunctionDenoiser
 from diffsample.errors import BudgetError, UnknownNameError
 
-pytest.importorskip("diffsample.bench.peers")
-from diffsample.bench import peers  # noqa: E402
+pytest.importorskip("benchmarks.peers")
+from benchmarks import peers  # noqa: E402
 
 # data ~ N(MU, diag(S²)) in 4-D: D(x, σ) = μ + s²/(s² + σ²)(x − μ), and the PF-ODE
 # dx/dσ = (x − D)/σ has the exact solution x(σ) − μ = sqrt(s² + σ²)/sqrt(s² + σ0²) · (x(σ0) − μ).
@@ -59,7 +60,7 @@ def _first_order(cfg: peers.PeerConfig) -> bool:
 
 def test_import_diffsample_does_not_import_peers():
     code = (
-        "import sys, diffsample, diffsample.bench.peers as p; "
+        "import sys, diffsample, benchmarks.peers as p; "
         "assert 'diffusers' not in sys.modules and 'k_diffusion' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -74,7 +75,7 @@ def test_k_sampling_loads_without_package_init(k_sampling):
 
 def test_missing_k_diffusion_gives_install_hint(monkeypatch):
     monkeypatch.delitem(sys.modules, "k_diffusion.sampling", raising=False)
-    monkeypatch.setattr(peers.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ImportError, match="requirements-peers.txt"):
         peers.load_k_sampling.__wrapped__()
 
@@ -297,8 +298,8 @@ def test_known_diffusers_nan_reproduces(diffusers_mod, cfg):
 def test_same_span_peer_rows_walk_our_span_and_agree_with_our_solvers(k_sampling):
     """The tuning benchmark's peer candidates: only runs of exactly σ_max → 0, and k-diffusion's euler and
     dpmpp_2m on Karras steps score what ours score on the same grid (an independent implementation)."""
-    from diffsample.bench.runner import BenchConfig, run_benchmark
-    from diffsample.bench.tuning_bench import same_span_peer_rows
+    from benchmarks.runner import BenchConfig, run_benchmark
+    from benchmarks.tuning_bench import same_span_peer_rows
     from diffsample.testbeds import get_bed
 
     bed = get_bed("ring2d")

@@ -1,6 +1,6 @@
 """Robustness of the ODE solver family from 1 to 1000 steps under float32 / float16 / bfloat16 networks.
 
-A representative subset of ``diffsample robustness`` (:mod:`diffsample.bench.robustness`) on the
+A representative subset of ``python -m benchmarks robustness`` (:mod:`benchmarks.robustness`) on the
 ``ring2d`` bed: every registered deterministic fixed-step solver × {Karras, log-SNR} × {1, 2, 3, 5,
 10, 100} steps (80 → 0.002 → 0) × each network dtype, plus 1000 steps for a few solvers in float16.
 The answers come from outside the solver under test:
@@ -23,8 +23,8 @@ import math
 import pytest
 import torch
 
+from benchmarks.robustness import CastNetwork, GridConfig, format_report, grid_solvers, run_grid, step_schedule
 from diffsample import noise, sample, solvers, steps
-from diffsample.bench.robustness import CastNetwork, GridConfig, format_report, grid_solvers, run_grid, step_schedule
 from diffsample.testbeds import reference_solution, ring2d
 
 F64 = torch.float64
@@ -206,13 +206,13 @@ def test_grid_tool_flags_a_wrong_nfe_and_an_exception(monkeypatch):
     assert len(report.failures) == 4 and all("NFE 3 != registry 4" in r.failure for r in report.failures)
     monkeypatch.undo()
     bad = functools.partial(step_schedule, "karras")
-    monkeypatch.setattr("diffsample.bench.robustness.step_schedule", lambda name, n: bad(n)[:1])
+    monkeypatch.setattr("benchmarks.robustness.step_schedule", lambda name, n: bad(n)[:1])
     report = run_grid(GridConfig(beds=("ring2d",), solvers=("euler",), schedules=("karras",), steps=(3,)))
     assert len(report.failures) == 4 and all(r.failure.startswith("exception SigmaError") for r in report.failures)
 
 
 def test_cli_exit_code_is_one_on_a_failure(capsys, monkeypatch):
-    from diffsample.cli import main
+    from benchmarks.__main__ import main
 
     args = ["robustness", "--beds", "ring2d", "--solvers", "euler", "--schedules", "karras", "--steps", "1,2",
             "--quiet"]

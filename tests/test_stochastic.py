@@ -174,7 +174,7 @@ def test_restart_cost_is_exact_on_a_typical_schedule_and_counts_its_intervals():
 
 
 def test_robustness_grid_counts_restart_and_pc_right():
-    from diffsample.bench.robustness import GridConfig, run_grid
+    from benchmarks.robustness import GridConfig, run_grid
 
     report = run_grid(GridConfig(beds=("ring2d",), solvers=("restart", "pc"), schedules=("karras", "time_uniform"),
                                  steps=(1, 2, 3, 10)))
@@ -518,7 +518,7 @@ def test_stochastic_samplers_on_a_rectified_flow_span():
 
 
 def _k_sampling():
-    from diffsample.bench import peers
+    from benchmarks import peers
 
     if not peers.peers_available().get("k-diffusion"):
         pytest.skip("k-diffusion is not installed")
@@ -563,7 +563,7 @@ def test_edm_matches_k_diffusion_heun_with_churn(bed2d):
 def test_convergence_slope_fit_recovers_a_known_power_law():
     """Rows with ``SW1 = floor + 3·NFE^-1.5`` give slope −1.5 exactly; rows at the floor or with a one-step walk
     are left out of the fit."""
-    from diffsample.bench.stochastic_bench import ConvergenceRow, convergence_slopes, format_convergence_table
+    from benchmarks.stochastic_bench import ConvergenceRow, convergence_slopes, format_convergence_table
 
     rows = [ConvergenceRow("ring2d", "m", b, b, b, 0.01 + 3.0 * b**-1.5, 0.01, 0.0001) for b in (8, 16, 32, 64)]
     rows += [ConvergenceRow("ring2d", "m", 4000, 4000, 4000, 0.0101, 0.01, 0.0001),  # at the floor
@@ -573,10 +573,10 @@ def test_convergence_slope_fit_recovers_a_known_power_law():
 
 
 def test_sde_convergence_bench_runs_within_its_budgets():
-    from diffsample.bench.stochastic_bench import format_convergence_table, run_sde_convergence
+    from benchmarks.stochastic_bench import format_convergence_table, run_sde_convergence
 
     samplers = (("ddpm", "ddpm", {}), ("restart", "restart", {}), ("pc", "pc", {"corrector_steps": 2}))
-    rows = run_sde_convergence(["ring2d"], budgets=(6, 16), n_samples=300, samplers=samplers)
+    rows = run_sde_convergence(["ring2d"], nfes=(6, 16), n_samples=300, samplers=samplers)
     # restart's default intervals need 11 NFE: at budget 6 it has no row (the budget is refused)
     assert len(rows) == 5 and all(r.nfe <= r.budget and r.floor > 0 for r in rows)
     assert {(r.method, r.budget) for r in rows if r.method == "restart"} == {("restart", 16)}

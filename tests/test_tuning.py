@@ -235,7 +235,7 @@ def test_guided_denoisers_get_half_the_calls():
 def test_tuning_bench_saves_plans_and_resumes_from_them(tmp_path):
     """An interrupted benchmark resumes: the second run loads the saved plans (same settings) instead of
     tuning, and reports the same rows; other settings are tuned afresh."""
-    from diffsample.bench.tuning_bench import format_tuning_table, run_tuning_bench
+    from benchmarks.tuning_bench import format_tuning_table, run_tuning_bench
 
     kwargs = dict(heldout_size=16, calibration_size=32, solver_names=["euler", "dpmpp_2m"], schedules=["karras"],
                   tune_options=FAST, peers=False, plan_dir=tmp_path)

@@ -20,6 +20,11 @@ prediction   network output                   x̂0
                                               2022, Table 1); schedule and time options unused
 ============ =============================== ===============================================
 
+The inverse direction, a network made from a σ-space denoiser (to drive a library that expects one,
+e.g. a diffusers scheduler), is :class:`VPTableNetwork` (DDPM tables: ε, x0 or v) and
+:class:`EDMNetwork` (EDM's raw ``F``): ``ModelDenoiser(VPTableNetwork(D, ᾱ, p), DiscreteVP(...), p)``
+is ``D`` again, up to rounding.
+
 The coefficients ``a, b`` are computed in float64 from the schedule; the network output is cast to
 float32 (float64 when x is float64) *before* the combination, so fp16/bf16 networks never do the
 conversion maths in half precision.
@@ -35,6 +40,7 @@ Edge cases (choices):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -44,7 +50,15 @@ from .denoisers import Denoiser, append_dims
 from .errors import ShapeError, UnknownNameError
 from .schedules import NoiseSchedule, edm_preconditioning, get_schedule
 
-__all__ = ["PREDICTIONS", "TIME_INPUTS", "ModelDenoiser", "canonical_prediction", "x0_coefficients"]
+__all__ = [
+    "PREDICTIONS",
+    "TIME_INPUTS",
+    "EDMNetwork",
+    "ModelDenoiser",
+    "VPTableNetwork",
+    "canonical_prediction",
+    "x0_coefficients",
+]
 
 PREDICTIONS: dict[str, str] = {
     "eps": "eps",
@@ -222,3 +236,114 @@ class ModelDenoiser(Denoiser):
         if bool(clean.any()):
             x0 = torch.where(append_dims(clean.to(x.device), x.dim()), xw, x0)
         return x0
+
+
+def _per_level(network: Callable[[torch.Tensor, float], torch.Tensor], x: torch.Tensor,
+               level: torch.Tensor | float) -> torch.Tensor:
+    """Call ``network(x, float level)`` once for a scalar (or uniform) level, else once per sample."""
+    flat = torch.as_tensor(level).detach().flatten()
+    if bool((flat == flat[0]).all()):
+        return network(x, float(flat[0]))
+    return torch.cat([network(x[i:i + 1], float(v)) for i, v in enumerate(flat)])
+
+
+class VPTableNetwork:
+    """The inverse of :class:`ModelDenoiser` on a DDPM table: the ε / x0 / v network of a σ-space denoiser.
+
+    Called as ``network(x_t, t)`` at a (possibly fractional) timestep ``t`` of the table ``ᾱ_t``, it takes
+    ``σ(t)`` from the table (log σ interpolated linearly between integer timesteps, as
+    :class:`~diffsample.schedules.DiscreteVP` does; exact at integers), recovers the σ-space state
+    ``x = x_t/α = x_t·sqrt(1 + σ²)`` and returns, with ``x̂0 = D(x, σ)`` and ``ε̂ = (x − x̂0)/σ``,
+
+    * ``eps``: ``ε̂`` (from ``x_t = α x0 + σ_t ε`` and ``σ = σ_t/α``);
+    * ``x0``: ``x̂0``;
+    * ``v``: ``v̂ = α ε̂ − σ_t x̂0 = α(ε̂ − σ·x̂0)`` (Salimans & Ho 2022),
+
+    so that ``ModelDenoiser(VPTableNetwork(D, ᾱ, p), DiscreteVP(betas), p)`` is ``D`` again. The
+    conversions run in float64; the denoiser sees ``x`` and σ in ``dtype``, and the output is cast to it.
+    The network knows ``t`` only, like a trained one.
+
+    Args:
+        denoiser: ``D(x, σ) -> x̂0`` in σ-space.
+        alphas_cumprod: the table ``ᾱ_t``, ``t = 0 … N−1`` (diffusers' ``scheduler.alphas_cumprod``).
+        prediction: eps, x0 or v (and the aliases in :data:`PREDICTIONS`: epsilon, sample, v_prediction).
+        dtype: the working dtype of the denoiser call and of the output.
+    """
+
+    def __init__(self, denoiser: Callable[..., torch.Tensor], alphas_cumprod: torch.Tensor,
+                 prediction: str = "eps", *, dtype: torch.dtype = torch.float32) -> None:
+        abar = torch.as_tensor(alphas_cumprod).to(torch.float64)
+        self.log_sigma = 0.5 * torch.log((1 - abar) / abar)
+        self.prediction = canonical_prediction(prediction)
+        if self.prediction not in ("eps", "x0", "v"):
+            raise ValueError(f"unsupported prediction_type {prediction!r} for a VP-table network")
+        self.denoiser = denoiser
+        self.dtype = dtype
+
+    def sigma(self, t: torch.Tensor | float) -> float:
+        """σ(t): log σ interpolated linearly between integer timesteps (exact at integers)."""
+        tf = float(t)
+        last = len(self.log_sigma) - 1
+        tf = min(max(tf, 0.0), float(last))
+        lo = min(int(math.floor(tf)), last - 1)
+        w = tf - lo
+        return math.exp((1 - w) * float(self.log_sigma[lo]) + w * float(self.log_sigma[lo + 1]))
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        """The network output at timestep ``t`` (a scalar, or one per sample)."""
+        return _per_level(self._at, x_t, t)
+
+    def _at(self, x_t: torch.Tensor, t: float) -> torch.Tensor:
+        sigma = self.sigma(t)
+        scale = math.sqrt(1.0 + sigma * sigma)  # 1/α
+        x = (x_t.to(torch.float64) * scale).to(self.dtype)
+        s = torch.full((x.shape[0],), sigma, dtype=self.dtype, device=x.device)
+        d = self.denoiser(x, s).to(torch.float64)
+        x64 = x.to(torch.float64)
+        if self.prediction == "x0":
+            out = d
+        else:
+            eps = (x64 - d) / sigma
+            out = eps if self.prediction == "eps" else (eps - sigma * d) / scale
+        return out.to(self.dtype)
+
+
+class EDMNetwork:
+    """The inverse of :class:`ModelDenoiser` with ``prediction="edm"``: EDM's raw network ``F`` of a denoiser.
+
+    Called as ``network(c_in·x, c_noise)`` with EDM's preconditioning (Karras et al. 2022, Table 1:
+    ``c_in = 1/sqrt(σ² + σ_d²)``, ``c_noise = ¼ ln σ``), it recovers σ and ``x`` and returns
+    ``F = (D(x, σ) − c_skip·x)/c_out`` with ``c_skip = σ_d²/(σ² + σ_d²)``, ``c_out = σ σ_d/sqrt(σ² + σ_d²)``,
+    so that ``c_skip·x + c_out·F`` is ``D(x, σ)`` again. ``prediction="v_prediction"`` returns ``−F``
+    (diffusers' EDM schedulers negate ``c_out`` for it; ``"epsilon"`` and ``"edm"`` mean ``F``).
+
+    Args:
+        denoiser: ``D(x, σ) -> x̂0`` in σ-space.
+        sigma_data: EDM's data scale σ_d.
+        prediction: ``"edm"`` / ``"epsilon"`` (``F``) or ``"v_prediction"`` (``−F``).
+        dtype: the working dtype of the denoiser call and of the output.
+    """
+
+    def __init__(self, denoiser: Callable[..., torch.Tensor], sigma_data: float = 0.5, prediction: str = "edm", *,
+                 dtype: torch.dtype = torch.float32) -> None:
+        if prediction not in ("edm", "epsilon", "v_prediction"):
+            raise ValueError(f"unsupported prediction_type {prediction!r} for an EDM network")
+        self.sigma_data = float(sigma_data)
+        self.sign = -1.0 if prediction == "v_prediction" else 1.0
+        self.denoiser = denoiser
+        self.dtype = dtype
+
+    def __call__(self, x_in: torch.Tensor, c_noise: torch.Tensor | float) -> torch.Tensor:
+        """``F(c_in·x, c_noise)`` (``c_noise`` a scalar, or one per sample)."""
+        return _per_level(self._at, x_in, c_noise)
+
+    def _at(self, x_in: torch.Tensor, c_noise: float) -> torch.Tensor:
+        sigma = math.exp(4.0 * c_noise)  # c_noise = ¼ log σ
+        sd2 = self.sigma_data**2
+        norm = math.sqrt(sigma * sigma + sd2)
+        x = (x_in.to(torch.float64) * norm).to(self.dtype)  # c_in = 1/norm
+        s = torch.full((x.shape[0],), sigma, dtype=self.dtype, device=x.device)
+        d = self.denoiser(x, s).to(torch.float64)
+        c_skip = sd2 / norm**2
+        c_out = self.sign * sigma * self.sigma_data / norm
+        return ((d - c_skip * x.to(torch.float64)) / c_out).to(self.dtype)

@@ -17,7 +17,7 @@ import torch
 
 from .parameterization import ModelDenoiser
 
-__all__ = ["add_sample_parser"]
+__all__ = ["SHIPPED_MODEL", "add_sample_parser", "load_model"]
 
 
 class _Progress:
@@ -38,15 +38,22 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def _load_model(args: argparse.Namespace) -> tuple[ModelDenoiser, int | None]:
-    """The model to sample from and the label of its unconditional branch (None without labels)."""
-    if args.model:
+SHIPPED_MODEL = "digits"
+"""The ``--model`` name of the network shipped in :mod:`diffsample.models` (also the default)."""
+
+
+def load_model(model: str | None = None, *, conditional: bool = False) -> tuple[ModelDenoiser, int | None]:
+    """The denoiser for ``--model`` and its null class label (``None`` when it takes no labels).
+
+    ``None`` or ``"digits"`` is the shipped digits network (class-conditional when ``conditional``);
+    anything else is a diffusers model or pipeline directory (:func:`~diffsample.integrations.load_diffusers_denoiser`).
+    """
+    if model and model != SHIPPED_MODEL:
         from .integrations import load_diffusers_denoiser
 
-        return load_diffusers_denoiser(args.model), None
+        return load_diffusers_denoiser(model), None
     from .models import NULL_LABEL, load_digits_model
 
-    conditional = args.class_label is not None
     return load_digits_model(conditional=conditional), NULL_LABEL
 
 
@@ -64,7 +71,7 @@ def _run_sample(args: argparse.Namespace) -> int:
     from .images import image_grid, write_png
     from .sampling import sample
 
-    model, null_label = _load_model(args)
+    model, null_label = load_model(args.model, conditional=args.class_label is not None)
     labels = _labels(args)
     denoiser = model
     if labels is not None:
@@ -104,7 +111,8 @@ def _run_sample(args: argparse.Namespace) -> int:
 def add_sample_parser(sub: Any) -> None:
     """Add the ``sample`` subcommand to an argparse subparsers object."""
     p = sub.add_parser("sample", help="sample from the shipped digits model (or --model DIR); writes PNG + npz")
-    p.add_argument("--model", default=None, help="a diffusers model or pipeline directory (default: shipped digits)")
+    p.add_argument("--model", default=None,
+                   help=f"'{SHIPPED_MODEL}' (the shipped network, default) or a diffusers model or pipeline directory")
     p.add_argument("--solver", default=None, help="solver name (default: generate's choice for --nfe)")
     p.add_argument("--nfe", type=int, default=10, help="budget in model evaluations (a guided call costs 2)")
     p.add_argument("--schedule", default=None, help="step schedule name (default: generate's choice)")

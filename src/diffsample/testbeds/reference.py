@@ -26,14 +26,13 @@ left untouched and later benchmarks count only their own calls.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .. import cache as disk_cache
 from ..denoisers import Denoiser
 from ..errors import DiffsampleError
 
@@ -44,21 +43,16 @@ _CACHE_VERSION = 1
 
 
 def default_cache_dir() -> Path:
-    """``$DIFFSAMPLE_CACHE/reference`` if that variable is set, else ``~/.cache/diffsample/reference``."""
-    root = os.environ.get("DIFFSAMPLE_CACHE")
-    if root:
-        return Path(root) / "reference"
-    return Path.home() / ".cache" / "diffsample" / "reference"
+    """``$DIFFSAMPLE_CACHE/reference`` if that variable is set, else ``~/.cache/diffsample/reference``
+    (:func:`diffsample.cache.cache_dir`)."""
+    return disk_cache.cache_dir("reference")
 
 
 def _cache_file(directory: Path, key: str, x: np.ndarray, sigma_start: float, sigma_end: float, rtol: float,
                 atol: float) -> Path:
-    meta = json.dumps({"v": _CACHE_VERSION, "bed": key, "shape": list(x.shape), "sigma_start": sigma_start.hex(),
-                       "sigma_end": sigma_end.hex(), "rtol": rtol.hex(), "atol": atol.hex(),
-                       "finish": SIGMA_FINISH.hex()}, sort_keys=True)
-    h = hashlib.sha256(meta.encode())
-    h.update(np.ascontiguousarray(x).tobytes())
-    return directory / f"{h.hexdigest()}.npy"
+    settings = {"v": _CACHE_VERSION, "bed": key, "shape": list(x.shape), "sigma_start": sigma_start.hex(),
+                "sigma_end": sigma_end.hex(), "rtol": rtol.hex(), "atol": atol.hex(), "finish": SIGMA_FINISH.hex()}
+    return directory / f"{disk_cache.key_digest(settings, np.ascontiguousarray(x).tobytes())}.npy"
 
 
 def _drift_fn(denoiser: Denoiser, shape: tuple[int, ...]):
@@ -125,8 +119,5 @@ def reference_solution(denoiser: Denoiser, x: torch.Tensor, sigma_start: float, 
     if finish:
         out = denoiser.componentwise_flow(torch.from_numpy(out), sigma_stop, sigma_end).numpy()  # type: ignore[attr-defined]
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, out, allow_pickle=False)
-        os.replace(tmp, path)
+        disk_cache.atomic_write(path, lambda tmp: np.save(tmp, out, allow_pickle=False))
     return torch.from_numpy(np.ascontiguousarray(out)).reshape(x.shape)

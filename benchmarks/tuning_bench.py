@@ -4,7 +4,7 @@ For every (bed, budget) cell:
 
 * **hand-made**: every registered deterministic fixed-step solver (the ``plan`` solver with its default
   options included) × the step schedules ``karras``, ``logsnr``, ``kl_optimal``, ``polyexponential`` on the
-  span ``[σ_min, σ_max] → 0``, run by :func:`~diffsample.bench.runner.run_benchmark` on the held-out batch;
+  span ``[σ_min, σ_max] → 0``, run by :func:`~benchmarks.runner.run_benchmark` on the held-out batch;
   the best RMSE is kept with its configuration;
 * **tuned**: :func:`diffsample.tune` on a *calibration* batch drawn from another seed (nothing about the
   held-out batch reaches the tuner), then the plan run on the held-out batch.
@@ -39,10 +39,13 @@ from pathlib import Path
 
 import torch
 
-from .. import noise as noise_mod
-from .. import solvers
-from ..sampling import sample
-from ..tuning.plan import Plan
+from diffsample import cache as disk_cache
+from diffsample import noise as noise_mod
+from diffsample import solvers
+from diffsample.sampling import sample
+from diffsample.tuning.plan import Plan
+
+from .report import Column, text_table
 from .runner import BenchConfig, BenchRow, run_benchmark
 
 __all__ = ["HAND_SCHEDULES", "TuningRow", "format_tuning_table", "hand_made_solvers", "run_tuning_bench"]
@@ -94,8 +97,8 @@ def run_tuning_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nf
     whose settings match instead of tuning again (so an interrupted run resumes; the rows keep the tuning
     cost recorded in each plan's provenance).
     """
-    from ..testbeds import get_bed, mode_mismatch, reference_solution
-    from ..tuning import teacher_trajectory, tune
+    from diffsample.testbeds import get_bed, mode_mismatch, reference_solution
+    from diffsample.tuning import teacher_trajectory, tune
 
     if calibration_seed == heldout_seed:
         raise ValueError("the calibration and held-out batches must come from different seeds")
@@ -130,7 +133,7 @@ def run_tuning_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nf
                             teacher=teacher, **(tune_options or {}))
                 plan.provenance["bench"] = {**key, "teacher_seconds": teacher_seconds}
                 if path is not None:
-                    plan.save(path)
+                    disk_cache.atomic_write(path, plan.save)
             else:
                 log(f"[{bed_name}] NFE {budget}: plan loaded from {path}")
             bed.reset_counter()
@@ -166,7 +169,7 @@ def same_span_peer_rows(bed_name: str, bed, x_start: torch.Tensor, config: Bench
                         progress: Callable[[str], None] | None = None) -> list[BenchRow]:
     """Peer configurations (diffusers, k-diffusion) whose walk is exactly ``config.sigma_max → 0``.
 
-    Peers take their σ grid from a named span (:data:`~diffsample.bench.peers.SPANS`); only a span with
+    Peers take their σ grid from a named span (:data:`~benchmarks.peers.SPANS`); only a span with
     the same ``[σ_min, σ_max]`` can compete on equal terms, and of its runs only those ending at 0
     (k-diffusion's ``dpm_fast`` stops at σ_min, an easier problem). Empty when no peer is installed.
     """
@@ -189,12 +192,9 @@ def format_tuning_table(rows: Sequence[TuningRow]) -> str:
     The teacher is solved once per bed and shared by its budgets; each row's time and NFE include it.
     ``flips``: held-out samples ending in another mode than the exact solution, tuned / best hand-made.
     """
-    head = (f"{'bed':<10} {'NFE':>3} {'tuned':>9} {'hand-made':>9} {'ratio':>6}  {'best hand-made config':<36} "
-            f"{'flips':>11} {'calib.':>9} {'tune s':>7} {'tune NFE':>8}")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        flips = f"{r.tuned_flips:.1%}/{r.hand_flips:.1%}"
-        lines.append(f"{r.bed:<10} {r.nfe:>3} {r.tuned_rmse:>9.4g} {r.hand_rmse:>9.4g} {r.ratio:>6.3f}  "
-                     f"{r.hand_config:<36} {flips:>11} {r.calibration_rmse:>9.4g} {r.tuning_seconds:>7.1f} "
-                     f"{r.tuning_nfe:>8.0f}")
-    return "\n".join(lines)
+    columns = [Column("bed", "<10"), Column("NFE", ">3"), Column("tuned", ">9.4g"), Column("hand-made", ">9.4g"),
+               Column("ratio", ">6.3f"), Column("best hand-made config", "<36", "  "), Column("flips", ">11"),
+               Column("calib.", ">9.4g"), Column("tune s", ">7.1f"), Column("tune NFE", ">8.0f")]
+    return text_table(columns, ([r.bed, r.nfe, r.tuned_rmse, r.hand_rmse, r.ratio, r.hand_config,
+                                 f"{r.tuned_flips:.1%}/{r.hand_flips:.1%}", r.calibration_rmse, r.tuning_seconds,
+                                 r.tuning_nfe] for r in rows))

@@ -33,9 +33,11 @@ from typing import Any
 
 import torch
 
-from .. import noise as noise_mod
-from .. import steps
-from ..sampling import sample
+from diffsample import noise as noise_mod
+from diffsample import steps
+from diffsample.sampling import sample
+
+from .report import Column, text_table
 
 __all__ = ["CPRRow", "DCRow", "format_cpr_table", "format_dc_table", "run_cpr_bench", "run_dc_bench"]
 
@@ -70,7 +72,7 @@ def _rmse(a: torch.Tensor, b: torch.Tensor) -> float:
 def _bed_batches(bed_name: str, sigma_max: float, heldout_size: int, heldout_seed: int, calibration_size: int,
                  calibration_seed: int) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The bed, its held-out and calibration states at ``σ_max`` and the held-out batch's exact solution at 0."""
-    from ..testbeds import get_bed, reference_solution
+    from diffsample.testbeds import get_bed, reference_solution
 
     bed = get_bed(bed_name)
     held = noise_mod.seeded(heldout_seed).initial((heldout_size, *bed.shape), sigma_max, dtype=torch.float64)
@@ -88,8 +90,8 @@ def run_dc_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nfes: 
     ``reference``: ``"teacher"`` (the search's default fine DPM-Solver++(3M) walk, what a real model would
     use) or ``"exact"`` (DOP853 on the bed, :func:`~diffsample.testbeds.reference_solution`).
     """
-    from ..testbeds import reference_solution
-    from ..tuning.dc import search_dc_ratios
+    from diffsample.testbeds import reference_solution
+    from diffsample.tuning.dc import search_dc_ratios
 
     if calibration_seed == heldout_seed:
         raise ValueError("the calibration and held-out batches must come from different seeds")
@@ -122,15 +124,15 @@ def run_dc_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nfes: 
 
 def format_dc_table(rows: Sequence[DCRow]) -> str:
     """A fixed-width table: held-out RMSE vs the exact ODE (UniPC, DC-Solver, ratio), calibration RMSE, cost."""
-    head = (f"{'bed':<10} {'NFE':>3} {'unipc':>9} {'dc':>9} {'ratio':>6} {'cal unipc':>9} {'cal dc':>9} "
-            f"{'search s':>8} {'search NFE':>10}  ratios")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        ratios = " ".join(f"{v:.2f}" for v in r.ratios)
-        lines.append(f"{r.bed:<10} {r.nfe:>3} {r.unipc_rmse:>9.4g} {r.dc_rmse:>9.4g} {r.ratio:>6.3f} "
-                     f"{r.calibration_unipc:>9.4g} {r.calibration_dc:>9.4g} {r.search_seconds:>8.1f} "
-                     f"{r.search_nfe:>10}  [{ratios}]")
-    return "\n".join(lines)
+    columns = [Column("bed", "<10"), Column("NFE", ">3"), Column("unipc", ">9.4g"), Column("dc", ">9.4g"),
+               Column("ratio", ">6.3f"), Column("cal unipc", ">9.4g"), Column("cal dc", ">9.4g"),
+               Column("search s", ">8.1f"), Column("search NFE", ">10"), Column("ratios", "", "  ")]
+    return text_table(columns, ([r.bed, r.nfe, r.unipc_rmse, r.dc_rmse, r.ratio, r.calibration_unipc,
+                                 r.calibration_dc, r.search_seconds, r.search_nfe, _ratios(r.ratios)] for r in rows))
+
+
+def _ratios(values: Sequence[float]) -> str:
+    return "[" + " ".join(f"{v:.2f}" for v in values) + "]"
 
 
 @dataclass
@@ -151,7 +153,7 @@ def run_cpr_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nfes:
                   method: str = "adamw", x_degree: int = 3, nfe_degree: int = 2,
                   progress: Callable[[str], None] | None = None) -> list[CPRRow]:
     """Leave-one-budget-out test of cascade polynomial regression (module docstring)."""
-    from ..tuning.dc import fit_cpr, search_dc_ratios
+    from diffsample.tuning.dc import fit_cpr, search_dc_ratios
 
     log = progress or (lambda _msg: None)
     rows = []
@@ -176,16 +178,13 @@ def run_cpr_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nfes:
 
 def format_cpr_table(rows: Sequence[CPRRow]) -> str:
     """A fixed-width table: held-out RMSE of UniPC, searched ratios and CPR-predicted ratios."""
-    head = f"{'bed':<10} {'NFE':>3} {'unipc':>9} {'searched':>9} {'cpr':>9} {'cpr/unipc':>9}  cpr ratios"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        ratios = " ".join(f"{v:.2f}" for v in r.cpr_ratios)
-        lines.append(f"{r.bed:<10} {r.nfe:>3} {r.unipc_rmse:>9.4g} {r.searched_rmse:>9.4g} {r.cpr_rmse:>9.4g} "
-                     f"{r.cpr_rmse / r.unipc_rmse:>9.3f}  [{ratios}]")
-    return "\n".join(lines)
+    columns = [Column("bed", "<10"), Column("NFE", ">3"), Column("unipc", ">9.4g"), Column("searched", ">9.4g"),
+               Column("cpr", ">9.4g"), Column("cpr/unipc", ">9.3f"), Column("cpr ratios", "", "  ")]
+    return text_table(columns, ([r.bed, r.nfe, r.unipc_rmse, r.searched_rmse, r.cpr_rmse, r.cpr_rmse / r.unipc_rmse,
+                                 _ratios(r.cpr_ratios)] for r in rows))
 
 
-if __name__ == "__main__":  # python -m diffsample.bench.dc_bench
+if __name__ == "__main__":  # python -m benchmarks.dc_bench
     print(format_dc_table(run_dc_bench()))
     print()
     print(format_cpr_table(run_cpr_bench()))

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .. import noise as noise_mod
-from .. import solvers, steps
-from ..errors import BudgetError
-from ..sampling import sample
+from diffsample import noise as noise_mod
+from diffsample import solvers, steps
+from diffsample.errors import BudgetError
+from diffsample.sampling import sample
 
 __all__ = ["BenchConfig", "BenchRow", "run_benchmark", "convergence_slopes"]
 
@@ -74,7 +74,7 @@ def run_benchmark(config: BenchConfig, progress: Callable[[str], None] | None = 
     ``extra`` are callables ``f(bed_name, bed, x_start, config) -> list[BenchRow]`` (used for peer
     libraries) run on the same beds and initial states.
     """
-    from ..testbeds import get_bed, metrics, reference_solution
+    from diffsample.testbeds import get_bed, metrics, reference_solution
 
     rows: list[BenchRow] = []
     for bed_name in config.beds:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..generate import generate
+from diffsample.generate import generate
+
 from .runner import BenchConfig, BenchRow, score_row
 
 __all__ = ["generate_rows", "peer_rows", "Comparison", "compare"]
@@ -22,7 +23,7 @@ __all__ = ["generate_rows", "peer_rows", "Comparison", "compare"]
 
 def generate_rows(bed_name: str, bed, x_start: torch.Tensor, config: BenchConfig) -> list[BenchRow]:
     """One row per budget for :func:`diffsample.generate` on the config's span."""
-    from ..testbeds import metrics, reference_solution
+    from diffsample.testbeds import metrics, reference_solution
 
     reference = reference_solution(bed, x_start, config.sigma_max, 0.0)
     rows = []
@@ -40,11 +41,12 @@ def peer_rows(bed_name: str, bed, x_start: torch.Tensor, config: BenchConfig,
               require_span: tuple[float, float] | None = None) -> list[BenchRow]:
     """Every installed peer configuration at every budget, scored over its own span.
 
-    ``span`` keeps the configurations of one named span (:data:`~diffsample.bench.peers.SPANS`);
+    ``span`` keeps the configurations of one named span (:data:`~benchmarks.peers.SPANS`);
     ``require_span = (σ_start, σ_end)`` keeps only the runs that walk exactly that span (relative
     tolerance 1e-6), e.g. ``(80.0, 0.0)`` for a same-span comparison with our solvers.
     """
-    from ..testbeds import metrics, reference_solution
+    from diffsample.testbeds import metrics, reference_solution
+
     from .peers import peer_configs
 
     z = x_start.to(torch.float64) / config.sigma_max

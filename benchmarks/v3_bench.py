@@ -34,7 +34,7 @@ the same figures to ±5 % on mixture64)
   (``v3-2c``) fixes ring2d (log-SNR NFE 8: 0.033 against 0.11 for 3M and 0.080 for UniPC) and is
   better than the default on mixture64 in 13 of 14 cells; the defaults stay the paper's.
 
-Run ``python -m diffsample.bench.v3_bench`` for the table (``--source noise`` for statistics from
+Run ``python -m benchmarks.v3_bench`` for the table (``--source noise`` for statistics from
 PF-ODE trajectories, the paper's way, instead of noised exact draws).
 """
 
@@ -43,14 +43,18 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .. import solvers, steps
-from ..testbeds import get_bed, mode_mismatch, reference_solution, rmse, rmse_per_sample
-from ..tuning.ems import EMS, compute_statistics
+from diffsample import cache as disk_cache
+from diffsample import solvers, steps
+from diffsample.testbeds import get_bed, mode_mismatch, reference_solution, rmse, rmse_per_sample
+from diffsample.tuning.ems import EMS, compute_statistics
+
+from .report import Column, text_table
 
 __all__ = ["V3Row", "run_v3_bench", "format_v3_table"]
 
@@ -109,13 +113,8 @@ def run_v3_bench(beds: Sequence[str] = ("mixture64", "ring2d", "digits"),
         bed = get_bed(bed_name)
         started = time.perf_counter()
         path = None if cache_dir is None else Path(cache_dir) / f"{bed_name}-{source}-{n_calibration}-{n_levels}.npz"
-        if path is not None and path.exists():
-            stats = EMS.load(path)
-        else:
-            stats = bed_statistics(bed_name, n_calibration, n_levels, source=source)
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                stats.save(path)
+        stats = disk_cache.cached(path, partial(bed_statistics, bed_name, n_calibration, n_levels, source=source),
+                                  EMS.load, EMS.save)
         if verbose:
             print(f"# {bed_name}: statistics in {time.perf_counter() - started:.1f} s, {stats.info}")
         z = torch.randn((n_test, *bed.shape), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
@@ -147,16 +146,20 @@ def format_v3_table(rows: Sequence[V3Row]) -> str:
         nfes = sorted({n for n, _ in block})
         lines.append(f"{bed} / {schedule} steps, error to the exact PF-ODE solution (80 -> 0)")
         for metric in ("rmse", "median"):
-            lines.append(f"  {metric:<6} NFE" + "".join(f"{m:>10}" for m in methods) + "  v3/3M v3/best"
-                         + ("  mism v3/3M" if metric == "rmse" else ""))
+            columns = [Column(f"  {metric:<6} NFE", ">12"), *(Column(m, ">10.2e", "") for m in methods),
+                       Column("v3/3M", "5.2f", "  "), Column("v3/best", "7.2f")]
+            if metric == "rmse":
+                columns.append(Column("mism v3/3M", "", "  "))
+            body = []
             for nfe in nfes:
                 val = {m: getattr(block[(nfe, m)], metric) for m in methods if (nfe, m) in block}
                 best = min(val[m] for m in others if m in val)
-                line = f"         {nfe:>3}" + "".join(f"{val.get(m, float('nan')):>10.2e}" for m in methods)
-                line += f"  {_ratio(val['v3'], val['dpmpp_3m']):5.2f} {_ratio(val['v3'], best):7.2f}"
+                row = [nfe, *(val.get(m, float("nan")) for m in methods), _ratio(val["v3"], val["dpmpp_3m"]),
+                       _ratio(val["v3"], best)]
                 if metric == "rmse":
-                    line += f"  {block[(nfe, 'v3')].mismatch:.3f}/{block[(nfe, 'dpmpp_3m')].mismatch:.3f}"
-                lines.append(line)
+                    row.append(f"{block[(nfe, 'v3')].mismatch:.3f}/{block[(nfe, 'dpmpp_3m')].mismatch:.3f}")
+                body.append(row)
+            lines.append(text_table(columns, body, rule=""))
         lines.append("")
     return "\n".join(lines)
 

@@ -4,7 +4,7 @@ The claims under test (issue 6): Epsilon Scaling (Ning et al. 2024) and time-shi
 2024) each improve samples of an exposure-biased model over the same solver without them. The model
 is :class:`~diffsample.testbeds.imperfect.ExposureBiasDenoiser` (``ε̂`` inflated by ``1 + γ(σ)``,
 ``γ(σ) = 0.3·0.5/(0.5 + σ)``) on ``ring2d`` and ``mixture64``, as in
-:mod:`~diffsample.bench.stochastic_bench`, with the exact beds as controls (a correction should not
+:mod:`~benchmarks.stochastic_bench`, with the exact beds as controls (a correction should not
 hurt them). Sample quality against exact draws of the *true* distribution: sliced W1 and W2 (256
 directions), mean log-likelihood under the true density and the mode-weight TV. The log-likelihood is
 not "higher is better": samples squeezed into the modes score above exact draws (the ``exact draws``
@@ -48,8 +48,8 @@ Measured (SW1 ÷ the same solver without correction; 12 cases = 2 exposure beds 
 * Log-likelihood: the biased walks are too concentrated (mixture64 Euler NFE 20: 45.8 against 22.4 for
   exact draws; ring2d 1.35 against 1.10); ``es VP t`` lands closest there (24.0).
 
-Run: ``python -m diffsample.bench.exposure_bench`` (≈ 20–30 min on one busy CPU core); or
-``run_exposure_bench(["ring2d-exposure"], budgets=(10,))``.
+Run: ``python -m benchmarks.exposure_bench`` (≈ 20–30 min on one busy CPU core); or
+``run_exposure_bench(["ring2d-exposure"], nfes=(10,))``.
 """
 
 from __future__ import annotations
@@ -60,14 +60,21 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import noise as noise_mod
-from .. import solvers, steps
-from ..corrections import epsilon_scaling, fit_epsilon_scaling, time_shift, training_levels
-from ..denoisers import Denoiser, FunctionDenoiser
-from ..sampling import sample
-from ..schedules import ContinuousVPLinear, DiscreteVP
-from ..testbeds.distribution import sliced_wasserstein_profile, true_distribution, true_log_likelihood, weight_tv
-from ..testbeds.imperfect import ExposureBiasDenoiser
+from diffsample import noise as noise_mod
+from diffsample import solvers, steps
+from diffsample.corrections import epsilon_scaling, fit_epsilon_scaling, time_shift, training_levels
+from diffsample.denoisers import Denoiser, FunctionDenoiser
+from diffsample.sampling import sample
+from diffsample.schedules import ContinuousVPLinear, DiscreteVP
+from diffsample.testbeds.distribution import (
+    sliced_wasserstein_profile,
+    true_distribution,
+    true_log_likelihood,
+    weight_tv,
+)
+from diffsample.testbeds.imperfect import ExposureBiasDenoiser
+
+from .report import markdown_table
 from .stochastic_bench import imperfect_beds
 
 __all__ = ["EXPOSURE_BEDS", "ExposureRow", "format_exposure_table", "run_exposure_bench"]
@@ -130,7 +137,7 @@ def _corrections(bed: Denoiser, sig: torch.Tensor, calib: torch.Tensor, seed: in
     return out
 
 
-def run_exposure_bench(beds: Sequence[str] | None = None, budgets: Sequence[int] = (10, 20),
+def run_exposure_bench(beds: Sequence[str] | None = None, nfes: Sequence[int] = (10, 20),
                        solver_names: Sequence[str] = SOLVERS, n_samples: dict[str, int] | int | None = None,
                        n_calibration: int = 4000, seed: int = 0, n_projections: int = 256) -> list[ExposureRow]:
     """Measure every (solver, correction) of the module docstring on ``beds`` at each budget; rows in table order.
@@ -146,7 +153,7 @@ def run_exposure_bench(beds: Sequence[str] | None = None, budgets: Sequence[int]
         reference = truth.sample(n, generator=torch.Generator().manual_seed(seed + 1))
         calib = truth.sample(n_calibration, generator=torch.Generator().manual_seed(seed + 3))
         exact = truth.sample(n, generator=torch.Generator().manual_seed(seed + 2))
-        for budget in budgets:
+        for budget in nfes:
             for name in solver_names:
                 n_steps = solvers.spec(name).steps_for_nfe(budget)
                 sig = steps.karras(n_steps, SIGMA_MIN, SIGMA_MAX)
@@ -166,15 +173,17 @@ def run_exposure_bench(beds: Sequence[str] | None = None, budgets: Sequence[int]
 def format_exposure_table(rows: Sequence[ExposureRow]) -> str:
     """A Markdown table: bed, budget, solver, correction, NFE, SW1, SW2, log-lik, weight TV, SW1 ratio to ``none``."""
     base = {(r.bed, r.budget, r.solver): r.sw1 for r in rows if r.correction == "none"}
-    lines = ["| bed | NFE | solver | correction | NFE used | SW1 | SW2 | log-lik | weight TV | SW1 ÷ none | settings |",
-             "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|"]
-    for r in rows:
+
+    def ratio(r: ExposureRow) -> str:
         b = base.get((r.bed, r.budget, r.solver))
-        ratio = f"{r.sw1 / b:.2f}" if b and math.isfinite(r.sw1) else "—"
-        lines.append(f"| {r.bed} | {r.budget} | {r.solver} | {r.correction} | {r.nfe} | {r.sw1:.4f} | {r.sw2:.4f} | "
-                     f"{r.loglik:.3f} | {r.weight_tv:.3f} | {ratio} | {r.config} |")
-    return "\n".join(lines)
+        return f"{r.sw1 / b:.2f}" if b and math.isfinite(r.sw1) else "—"
+
+    header = ["bed", "NFE", "solver", "correction", "NFE used", "SW1", "SW2", "log-lik", "weight TV", "SW1 ÷ none",
+              "settings"]
+    return markdown_table(header, ([r.bed, r.budget, r.solver, r.correction, r.nfe, f"{r.sw1:.4f}", f"{r.sw2:.4f}",
+                                    f"{r.loglik:.3f}", f"{r.weight_tv:.3f}", ratio(r), r.config] for r in rows),
+                          ["", ":", "", "", ":", ":", ":", ":", ":", ":", ""])
 
 
-if __name__ == "__main__":  # python -m diffsample.bench.exposure_bench
+if __name__ == "__main__":  # python -m benchmarks.exposure_bench
     print(format_exposure_table(run_exposure_bench()))

@@ -35,7 +35,7 @@ Step schedules (σ ∈ [0.002, 80] unless a schedule fixes its own span): ``karr
 ``linspace`` timesteps) and ``align_your_steps`` (the published SD 1.5 list, σ 14.6 → 0.029,
 resampled log-linearly to ``n`` levels). All end in σ = 0.
 
-``diffsample robustness`` is the command-line entry point, :func:`run_grid` the library one;
+``python -m benchmarks robustness`` is the command-line entry point, :func:`run_grid` the library one;
 groups of cells (one bed, solver and schedule) can run in worker processes (``jobs``).
 """
 
@@ -51,12 +51,14 @@ from typing import Any
 
 import torch
 
-from .. import noise as noise_mod
-from .. import solvers, steps
-from ..denoisers import Denoiser
-from ..sampling import sample
-from ..schedules import DiscreteVP
-from ..testbeds import get_bed, reference_solution
+from diffsample import noise as noise_mod
+from diffsample import solvers, steps
+from diffsample.denoisers import Denoiser
+from diffsample.sampling import sample
+from diffsample.schedules import DiscreteVP
+from diffsample.testbeds import get_bed, reference_solution
+
+from .report import Column, text_table
 
 __all__ = [
     "ACCURATE_FROM",
@@ -363,11 +365,10 @@ def format_report(report: GridReport, dtypes: Sequence[torch.dtype] = DTYPES, ma
     lines = []
     failures = report.failures
     if failures:
-        lines.append(f"{'bed':<10} {'solver':<14} {'schedule':<17} {'steps':>5} {'dtype':<8} {'NFE':>5} "
-                     f"{'expect':>6}  failure")
-        for r in failures[:max_rows]:
-            lines.append(f"{r.bed:<10} {r.solver:<14} {r.schedule:<17} {r.steps:>5} {r.dtype:<8} {r.nfe:>5} "
-                         f"{r.expected_nfe:>6}  {r.failure}")
+        columns = [Column("bed", "<10"), Column("solver", "<14"), Column("schedule", "<17"), Column("steps", ">5"),
+                   Column("dtype", "<8"), Column("NFE", ">5"), Column("expect", ">6"), Column("failure", "", "  ")]
+        lines.append(text_table(columns, ([r.bed, r.solver, r.schedule, r.steps, r.dtype, r.nfe, r.expected_nfe,
+                                           r.failure] for r in failures[:max_rows]), rule=""))
         if len(failures) > max_rows:
             lines.append(f"... and {len(failures) - max_rows} more")
         lines.append("")

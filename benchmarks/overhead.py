@@ -18,11 +18,13 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import steps
-from ..denoisers import Denoiser
-from ..sampling import sample
+from diffsample import steps
+from diffsample.denoisers import Denoiser
+from diffsample.sampling import sample
 
-__all__ = ["OverheadRow", "OVERHEAD_PAIRS", "measure_overhead"]
+from .report import Column, text_table
+
+__all__ = ["OverheadRow", "OVERHEAD_PAIRS", "format_overhead_table", "measure_overhead"]
 
 # our solver → (diffusers scheduler and options, k-diffusion sampler); None where the peer has none
 OVERHEAD_PAIRS: dict[str, tuple[tuple[str, dict] | None, str | None]] = {
@@ -145,3 +147,12 @@ def measure_overhead(solvers: list[str] | None = None, shape: tuple[int, ...] = 
         best = _interleaved_best(runs, repeats)
         rows.append(OverheadRow(solver, best["ours"], best.get("diffusers"), best.get("kdiffusion")))
     return rows
+
+
+def format_overhead_table(rows: list[OverheadRow]) -> str:
+    """One line per solver: ms per evaluation for diffsample, diffusers, k-diffusion and the two ratios."""
+
+    columns = [Column("solver", "<16"), Column("diffsample", ">10.3f"), Column("diffusers", ">10.3f"),
+               Column("k-diffusion", ">11.3f"), Column("÷ diffusers", ">11.2f"), Column("÷ k-diff", ">9.2f")]
+    return text_table(columns, ([r.solver, r.ours_ms, *(v if v is not None else "—" for v in (
+        r.diffusers_ms, r.kdiffusion_ms, r.ratio_diffusers, r.ratio_kdiffusion))] for r in rows), rule="")

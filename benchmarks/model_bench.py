@@ -1,4 +1,4 @@
-"""``diffsample bench --model digits``: solvers, schedules, tuned plans and peers on the shipped digits network.
+"""``python -m benchmarks model``: solvers, schedules, tuned plans and peers on the shipped digits network.
 
 The exact beds measure solver error against known answers; this benchmark measures what a user of a real
 trained network sees. Everything runs on :func:`diffsample.models.load_digits_model` (an ε-network on
@@ -7,7 +7,7 @@ diffusers' linear 1000-step VP table, σ-space span ``[σ_min, σ_max] ≈ [0.01
 * **methods** at each NFE budget: our deterministic solvers × step schedules (:data:`MODEL_SOLVERS` ×
   :data:`MODEL_SCHEDULES`; ``time_uniform-trailing`` is diffusers' "trailing" timestep spacing on the
   table), :func:`diffsample.generate` with its default table, a plan from :func:`diffsample.tune`, and
-  diffusers schedulers / k-diffusion samplers (:data:`MODEL_PEERS`, :mod:`diffsample.bench.peers`) driving
+  diffusers schedulers / k-diffusion samplers (:data:`MODEL_PEERS`, :mod:`benchmarks.peers`) driving
   the same network;
 * **one starting state**: every walk starts from ``σ_max · z`` with the same per-sample seeded ``z``
   (:func:`diffsample.noise.seeded`, seed ``seed``) and ends at σ = 0, except where a peer's walk does
@@ -36,18 +36,14 @@ diffusers' linear 1000-step VP table, σ-space span ``[σ_min, σ_max] ≈ [0.01
   Plans are cached as JSON in ``cache_dir`` (reruns load them); the conditional rows run the plan tuned on
   the unconditional model (same table, same span).
 
-Run ``python -m diffsample.bench.model_bench`` (or ``diffsample bench --model digits --peers``): ≈ 30 min for
+Run ``python -m benchmarks.model_bench`` (or ``python -m benchmarks model --peers``): ≈ 30 min for
 NFE 4–20 with 500 samples on one busy CPU core, tuning excluded (≈ 20 min more the first time, cached after).
 Measured results and what they show: ``docs/bench-digits-model.md``.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -56,12 +52,15 @@ from typing import Any
 
 import torch
 
-from .. import noise as noise_mod
-from .. import solvers, steps
-from ..errors import BudgetError, DiffsampleError, UnknownNameError
-from ..generate import default_choice, generate
-from ..guidance import cfg
-from ..sampling import sample
+from diffsample import cache as disk_cache
+from diffsample import noise as noise_mod
+from diffsample import solvers, steps
+from diffsample.errors import BudgetError, DiffsampleError, UnknownNameError
+from diffsample.generate import default_choice, generate
+from diffsample.guidance import cfg
+from diffsample.sampling import sample
+
+from .report import markdown_table, write_csv
 
 __all__ = [
     "MODEL_PEERS",
@@ -84,7 +83,7 @@ MODEL_PEERS: tuple[str, ...] = (
     "diffusers:deis-o2", "diffusers:ddim", "k-diffusion:euler-karras@vp1000", "k-diffusion:heun-karras@vp1000",
     "k-diffusion:dpmpp_2m-karras@vp1000",
 )
-"""Peer configurations of :mod:`diffsample.bench.peers` run by default (those installed). ``dpm++2m`` is
+"""Peer configurations of :mod:`benchmarks.peers` run by default (those installed). ``dpm++2m`` is
 ``DPMSolverMultistepScheduler()``'s defaults and ``unipc-bh2-o2`` ``UniPCMultistepScheduler()``'s."""
 
 MODELS = ("digits",)
@@ -129,16 +128,13 @@ class ModelRow:
 
 
 def _cache_dir(cache_dir: str | Path | None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir)
-    root = os.environ.get("DIFFSAMPLE_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "diffsample") / "model-bench"
+    return disk_cache.cache_dir("model-bench", cache_dir)
 
 
 def _load_models(model: str) -> tuple[Any, Any]:
     if model not in MODELS:
         raise UnknownNameError("benchmark model", model, list(MODELS))
-    from ..models import load_digits_model
+    from diffsample.models import load_digits_model
 
     return load_digits_model(conditional=False), load_digits_model(conditional=True)
 
@@ -179,16 +175,13 @@ def reference_solve(denoiser: Any, x: torch.Tensor, sigma_min: float, sigma_max:
 def _cached_reference(denoiser: Any, x: torch.Tensor, span: tuple[float, float], tag: str, n_steps: int,
                       folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
     smin, smax = span
-    h = hashlib.sha256(json.dumps([tag, n_steps, smin.hex(), smax.hex(), list(x.shape)]).encode())
-    h.update(x.to(torch.float64).contiguous().numpy().tobytes())
-    path = folder / "reference" / f"{tag}-{n_steps}-{h.hexdigest()[:16]}.pt"
-    if path.exists():
-        saved = torch.load(path)
-        return saved["at_min"], saved["final"]
-    at_min, final = reference_solve(denoiser, x, smin, smax, n_steps)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"at_min": at_min, "final": final}, path)
-    return at_min, final
+    digest = disk_cache.key_digest([tag, n_steps, smin.hex(), smax.hex(), list(x.shape)],
+                                   x.to(torch.float64).contiguous().numpy().tobytes())
+    saved = disk_cache.cached(folder / "reference" / f"{tag}-{n_steps}-{digest[:16]}.pt",
+                              lambda: dict(zip(("at_min", "final"), reference_solve(denoiser, x, smin, smax, n_steps),
+                                               strict=True)),
+                              torch.load, torch.save)
+    return saved["at_min"], saved["final"]
 
 
 def tune_settings(n_calls: int) -> dict[str, Any]:
@@ -208,22 +201,21 @@ def tune_settings(n_calls: int) -> dict[str, Any]:
 
 def _tuned_plan(denoiser: Any, budget: int, calibration: torch.Tensor, calibration_seed: int, folder: Path,
                 options: dict[str, Any] | None, progress: Callable[[str], None] | None) -> Any:
-    from ..tuning import Plan, tune
+    from diffsample.tuning import Plan, tune
 
     opts = tune_settings(budget) if options is None else dict(options)
-    key = json.dumps({"budget": budget, "batch": calibration.shape[0], "seed": calibration_seed, "opts": opts},
-                     sort_keys=True)
-    path = folder / "plans" / f"digits-nfe{budget}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
-    if path.exists():
-        return Plan.load(path)
-    sched = denoiser.schedule
-    plan = tune(denoiser, nfe=budget, sigma_min=float(sched.sigma_min), sigma_max=float(sched.sigma_max),
-                calibration=calibration, model_id="digits_uncond", progress=progress, **opts)
-    plan.provenance["calibration_seed"] = calibration_seed
-    plan.provenance["tune_options"] = opts
-    path.parent.mkdir(parents=True, exist_ok=True)
-    plan.save(path)
-    return plan
+    key = {"budget": budget, "batch": calibration.shape[0], "seed": calibration_seed, "opts": opts}
+    path = folder / "plans" / f"digits-nfe{budget}-{disk_cache.key_digest(key)[:12]}.json"
+
+    def tuned() -> Plan:
+        sched = denoiser.schedule
+        plan = tune(denoiser, nfe=budget, sigma_min=float(sched.sigma_min), sigma_max=float(sched.sigma_max),
+                    calibration=calibration, model_id="digits_uncond", progress=progress, **opts)
+        plan.provenance["calibration_seed"] = calibration_seed
+        plan.provenance["tune_options"] = opts
+        return plan
+
+    return disk_cache.cached(path, tuned, Plan.load, Plan.save)
 
 
 def _rmse(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -231,7 +223,7 @@ def _rmse(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _fd(x: torch.Tensor) -> float:
-    from ..models import frechet_distance
+    from diffsample.models import frechet_distance
 
     if not bool(torch.isfinite(x).all()):
         return math.nan
@@ -261,7 +253,7 @@ class _Setup:
 def _score(setup: _Setup, method: str, library: str, solver: str, schedule: str, budget: int, n_steps: int,
            walk: Callable[[Any], tuple[torch.Tensor, float, float]], note: str = "") -> ModelRow:
     """Run ``walk(denoiser) -> (x, sigma_start, sigma_end)`` on both models and score it."""
-    from ..models import class_accuracy
+    from diffsample.models import class_accuracy
 
     nfe0 = setup.uncond.nfe
     t0 = time.perf_counter()
@@ -352,7 +344,7 @@ def _peer_row(setup: _Setup, peer: Any, budget: int) -> ModelRow | None:
 
 
 def _floor_rows(model: str, samples: int, seed: int) -> list[ModelRow]:
-    from ..models import digits_data, frechet_distance, real_halves
+    from diffsample.models import digits_data, frechet_distance, real_halves
 
     x, _ = digits_data()
     g = torch.Generator().manual_seed(seed)
@@ -390,7 +382,7 @@ def run_model_bench(model: str = "digits", nfes: Sequence[int] = (4, 5, 6, 8, 10
         include_generate: add :func:`diffsample.generate`'s default at each budget.
         tuned: add a tuned plan per budget (tuned on ``calibration_size`` states of ``calibration_seed``,
             which must differ from ``seed``; ``tune_options`` replaces :func:`tune_settings`).
-        peers: names from :mod:`diffsample.bench.peers` (those not installed are left out; ``None``: none).
+        peers: names from :mod:`benchmarks.peers` (those not installed are left out; ``None``: none).
         reference_steps: model evaluations of the reference solve (:func:`reference_solve`).
         floors: add the real-data FD rows.
         cache_dir: where reference solutions and plans are cached (default
@@ -407,7 +399,7 @@ def run_model_bench(model: str = "digits", nfes: Sequence[int] = (4, 5, 6, 8, 10
     log = progress or (lambda _msg: None)
     folder = _cache_dir(cache_dir)
     uncond, cond_net = _load_models(model)
-    from ..models import NULL_LABEL
+    from diffsample.models import NULL_LABEL
 
     labels = torch.arange(samples) % 10
     cond = cfg(cond_net, 1.0, cond_kwargs={"class_labels": labels}, uncond_kwargs={"class_labels": NULL_LABEL})
@@ -479,17 +471,20 @@ def format_model_table(rows: Sequence[ModelRow]) -> str:
 
     Long form: one row per (method, budget) sorted by budget then FD.
     """
-    head = ("| NFE | method | library | schedule | counted NFE | FD | FD (cond.) | class acc. | RMSE vs ref. "
-            "| σ span | time (s) | note |")
-    lines = [head, "|" + "---|" * 12]
+    header = ["NFE", "method", "library", "schedule", "counted NFE", "FD", "FD (cond.)", "class acc.", "RMSE vs ref.",
+              "σ span", "time (s)", "note"]
     order = sorted(rows, key=lambda r: (r.budget if r.library != "data" else -1, _nan_last(r.fd)))
-    for r in order:
-        acc = "—" if math.isnan(r.accuracy) else f"{100 * r.accuracy:.1f} %"
+
+    def line(r: ModelRow) -> list[Any]:
         span = "—" if math.isnan(r.sigma_start) else f"{r.sigma_start:.4g} → {r.sigma_end:.3g}"
-        lines.append(f"| {r.budget or '—'} | {r.method} | {r.library} | {r.schedule or '—'} | {r.nfe or '—'} | "
-                     f"{_cell(r.fd)} | {_cell(r.fd_cond)} | {acc} | {_cell(r.rmse)} | {span} | "
-                     f"{_cell(r.seconds, 2)} | {r.note} |")
-    return "\n".join(lines)
+        return [r.budget or "—", r.method, r.library, r.schedule or "—", r.nfe or "—", _cell(r.fd), _cell(r.fd_cond),
+                _percent(r.accuracy), _cell(r.rmse), span, _cell(r.seconds, 2), r.note]
+
+    return markdown_table(header, (line(r) for r in order))
+
+
+def _percent(v: float) -> str:
+    return "—" if math.isnan(v) else f"{100 * v:.1f} %"
 
 
 def _nan_last(v: float) -> float:
@@ -506,35 +501,21 @@ def format_figure_table(rows: Sequence[ModelRow], methods: Sequence[str] = (
     budgets = sorted({r.budget for r in rows if r.library != "data"}) if nfes is None else list(nfes)
     labels = {"fd": "FD", "fd_cond": "FD (cond.)", "accuracy": "acc.", "rmse": "RMSE"}
     what = " / ".join(labels[c] for c in columns)
-    lines = ["| method | " + " | ".join(f"NFE {b}: {what}" for b in budgets) + " |",
-             "|---|" + "---|" * len(budgets)]
 
     def fmt(r: ModelRow, c: str) -> str:
-        v = getattr(r, c)
-        if c == "accuracy":
-            return "—" if math.isnan(v) else f"{100 * v:.1f} %"
-        return _cell(v)
+        return _percent(r.accuracy) if c == "accuracy" else _cell(getattr(r, c))
 
-    for m in methods:
-        cells = []
-        for b in budgets:
-            hit = [r for r in rows if r.method == m and r.budget == b]
-            cells.append(" / ".join(fmt(hit[0], c) for c in columns) if hit else "—")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    def cell(m: str, b: int) -> str:
+        hit = [r for r in rows if r.method == m and r.budget == b]
+        return " / ".join(fmt(hit[0], c) for c in columns) if hit else "—"
+
+    header = ["method", *(f"NFE {b}: {what}" for b in budgets)]
+    return markdown_table(header, ([m, *(cell(m, b) for b in budgets)] for m in methods))
 
 
 def write_model_csv(rows: Sequence[ModelRow], path: str | Path) -> Path:
     """Write the rows as CSV (one column per :class:`ModelRow` field)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    names = [f.name for f in fields(ModelRow)]
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=names)
-        writer.writeheader()
-        for r in rows:
-            writer.writerow(r.as_dict())
-    return path
+    return write_csv(rows, path, [f.name for f in fields(ModelRow)])
 
 
 def run_and_report(nfes: Sequence[int], samples: int, out: str | Path | None, *, peers: bool,

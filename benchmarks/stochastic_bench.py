@@ -52,10 +52,10 @@ Measured (SW1; ring2d with 10 000 samples, floor 0.0070; mixture64 with 4 000, f
   step rule throws some ring2d samples far off (SW2 0.79 at NFE 20); its default ``step_rule="auto"``
   (``"sigma"`` in 2-D, measured here before it became the default) does not.
 
-Run: ``python -m diffsample.bench.stochastic_bench`` (every bed; ≈ 10 min for ring2d and ≈ 30 min for
+Run: ``python -m benchmarks.stochastic_bench`` (every bed; ≈ 10 min for ring2d and ≈ 30 min for
 mixture64 on one busy CPU core, measured when per-sample seeded noise still cost ≈ 0.1–0.5 s per call on
 these batches; it now costs ≈ 2 ms, see :mod:`diffsample.noise`), or
-``run_stochastic_bench(["ring2d-misfit"], budgets=(10, 20))``; ``diffsample bench-stochastic --part imperfect``.
+``run_stochastic_bench(["ring2d-misfit"], nfes=(10, 20))``; ``python -m benchmarks stochastic --part imperfect``.
 
 SDE convergence with an exact denoiser (:func:`run_sde_convergence`)
 ---------------------------------------------------------------------
@@ -66,7 +66,7 @@ default interval, PC with its default rule) from the exact marginal at σ = 80, 
 budgets 8–64 NFE; SW1 to a fixed set of exact draws; the floor is SW1 of exact draws to that set (mean ±
 SD of 6); slope of ``log(SW1 − floor)`` vs ``log NFE`` over the points more than 3 SD above the floor.
 
-Measured (``diffsample bench-stochastic --part convergence``, ring2d with ``--samples 20000``, mixture64
+Measured (``python -m benchmarks stochastic --part convergence``, ring2d with ``--samples 20000``, mixture64
 with 4 000; ring2d floor 0.0045 ± 0.0009; SW1 at NFE 8 / 16 / 32 / 64, slope):
 DDPM 0.065 / 0.017 / 0.0093 / 0.0063, −1.34; EDM churn 2.94 / 0.28 / 0.030 / 0.0057, −3.2; SDE-DPM-Solver++(2M)
 0.23 / 0.036 / 0.0075 / 0.0040, −2.6; (3M) 0.54 / 0.16 / 0.0091 / 0.0040, −3.3; Restart 0.63 (1 NFE: its
@@ -92,15 +92,17 @@ from typing import Any
 
 import torch
 
-from .. import noise as noise_mod
-from .. import solvers, steps
-from ..denoisers import Denoiser
-from ..errors import BudgetError, UnknownNameError
-from ..sampling import sample
-from ..solvers.restart import restart_nfe
-from ..testbeds import mixture64, ring2d
-from ..testbeds.distribution import sliced_wasserstein_profile, true_distribution
-from ..testbeds.imperfect import ExposureBiasDenoiser, MisfitMixture
+from diffsample import noise as noise_mod
+from diffsample import solvers, steps
+from diffsample.denoisers import Denoiser
+from diffsample.errors import BudgetError, UnknownNameError
+from diffsample.sampling import sample
+from diffsample.solvers.restart import restart_nfe
+from diffsample.testbeds import mixture64, ring2d
+from diffsample.testbeds.distribution import sliced_wasserstein_profile, true_distribution
+from diffsample.testbeds.imperfect import ExposureBiasDenoiser, MisfitMixture
+
+from .report import markdown_table
 
 __all__ = ["CONVERGENCE_SAMPLERS", "ConvergenceRow", "SDE_SAMPLERS", "StochasticRow", "convergence_slopes",
            "format_convergence_table", "format_stochastic_table", "imperfect_beds", "ode_solvers", "restart_configs",
@@ -198,7 +200,7 @@ def _grid(kind: str, n: int) -> torch.Tensor:
     return steps.karras(n, SIGMA_MIN, SIGMA_MAX) if kind == "karras" else steps.logsnr(n, SIGMA_MIN, SIGMA_MAX)
 
 
-def run_stochastic_bench(beds: Sequence[str] | None = None, budgets: Sequence[int] = (10, 20),
+def run_stochastic_bench(beds: Sequence[str] | None = None, nfes: Sequence[int] = (10, 20),
                          n_samples: int = 10000, seed: int = 0, n_projections: int = 256) -> list[StochasticRow]:
     """Measure every method of the module docstring on ``beds`` at each NFE budget; rows in table order."""
     rows: list[StochasticRow] = []
@@ -213,7 +215,7 @@ def run_stochastic_bench(beds: Sequence[str] | None = None, budgets: Sequence[in
             return StochasticRow(_bed, budget, method, config, used, sw[1.0], sw[2.0])
 
         exact = truth.sample(n_samples, generator=torch.Generator().manual_seed(seed + 2))
-        for budget in budgets:
+        for budget in nfes:
             best: StochasticRow | None = None
             for name, kind in itertools.product(ode_solvers(), ("karras", "logsnr")):
                 try:
@@ -259,14 +261,14 @@ def _restart_label(solver: str, main: int, intervals: Sequence[tuple[float, floa
 def format_stochastic_table(rows: Sequence[StochasticRow]) -> str:
     """A Markdown table: bed, budget, method, NFE used, SW1, SW2, SW1 ratio to ``ode-best``, settings."""
     ode = {(r.bed, r.budget): r.sw1 for r in rows if r.method == "ode-best"}
-    lines = ["| bed | NFE budget | method | NFE | SW1 | SW2 | SW1 ÷ ode-best | settings |",
-             "|---|---:|---|---:|---:|---:|---:|---|"]
-    for r in rows:
+
+    def ratio(r: StochasticRow) -> str:
         base = ode.get((r.bed, r.budget))
-        ratio = f"{r.sw1 / base:.2f}" if base and math.isfinite(r.sw1) else "—"
-        lines.append(f"| {r.bed} | {r.budget} | {r.method} | {r.nfe} | {r.sw1:.4f} | {r.sw2:.4f} | {ratio} | "
-                     f"{r.config} |")
-    return "\n".join(lines)
+        return f"{r.sw1 / base:.2f}" if base and math.isfinite(r.sw1) else "—"
+
+    header = ["bed", "NFE budget", "method", "NFE", "SW1", "SW2", "SW1 ÷ ode-best", "settings"]
+    return markdown_table(header, ([r.bed, r.budget, r.method, r.nfe, f"{r.sw1:.4f}", f"{r.sw2:.4f}", ratio(r),
+                                    r.config] for r in rows), ["", ":", "", ":", ":", ":", ":", ""])
 
 
 # --------------------------------------------------------------------------------------------- convergence
@@ -297,7 +299,7 @@ class ConvergenceRow:
     floor_sd: float
 
 
-def run_sde_convergence(beds: Sequence[str] = ("ring2d", "mixture64"), budgets: Sequence[int] = CONVERGENCE_BUDGETS,
+def run_sde_convergence(beds: Sequence[str] = ("ring2d", "mixture64"), nfes: Sequence[int] = CONVERGENCE_BUDGETS,
                         n_samples: int = 10000, seed: int = 0, n_projections: int = 256,
                         samplers: Sequence[tuple[str, str, dict[str, Any]]] = CONVERGENCE_SAMPLERS,
                         ) -> list[ConvergenceRow]:
@@ -330,7 +332,7 @@ def run_sde_convergence(beds: Sequence[str] = ("ring2d", "mixture64"), budgets: 
                                                    dtype=torch.float64)
         for label, name, options in samplers:
             spec = solvers.spec(name)
-            for budget in budgets:
+            for budget in nfes:
                 try:
                     n_steps = spec.steps_for_nfe(budget, **options)
                 except BudgetError:
@@ -372,22 +374,22 @@ def format_convergence_table(rows: Sequence[ConvergenceRow]) -> str:
     slope of :func:`convergence_slopes` with the number of points it was fitted on."""
     budgets = sorted({r.budget for r in rows})
     slopes = convergence_slopes(rows)
-    lines = ["| bed | method | " + " | ".join(f"NFE {b}" for b in budgets) + " | floor ± SD | slope of SW1 − floor |",
-             "|---|---|" + "---:|" * len(budgets) + "---:|---:|"]
     seen: dict[tuple[str, str], dict[int, ConvergenceRow]] = {}
     for r in rows:
         seen.setdefault((r.bed, r.method), {})[r.budget] = r
+    body = []
     for (bed, method), by_budget in seen.items():
         cells = [f"{by_budget[b].sw1:.4f} ({by_budget[b].nfe})" if b in by_budget else "—" for b in budgets]
         first = next(iter(by_budget.values()))
         slope = slopes[(bed, method)]
         used = sum(_fitted(r) for r in by_budget.values())
-        lines.append(f"| {bed} | {method} | " + " | ".join(cells) + f" | {first.floor:.4f} ± {first.floor_sd:.4f} | "
-                     + (f"{slope:.2f} ({used} pts)" if math.isfinite(slope) else "—") + " |")
-    return "\n".join(lines)
+        body.append([bed, method, *cells, f"{first.floor:.4f} ± {first.floor_sd:.4f}",
+                     f"{slope:.2f} ({used} pts)" if math.isfinite(slope) else "—"])
+    header = ["bed", "method", *(f"NFE {b}" for b in budgets), "floor ± SD", "slope of SW1 − floor"]
+    return markdown_table(header, body, ["", ""] + [":"] * (len(budgets) + 2))
 
 
-if __name__ == "__main__":  # python -m diffsample.bench.stochastic_bench [convergence]
+if __name__ == "__main__":  # python -m benchmarks.stochastic_bench [convergence]
     import sys
 
     if sys.argv[1:] == ["convergence"]:

@@ -18,7 +18,7 @@ Per method and damping β (β = 1 is the base solver itself: ``ipndm`` for PLMS,
 * ``out``: fraction with a coordinate outside ``±1.25 · max |x_exact|`` (the exact solutions' range);
 * ``rmse``: ``sqrt(mean ‖x − x_exact‖²)`` over all samples (inf if any sample is non-finite).
 
-Measured (``python -m diffsample.bench.momentum_bench``: ring2d 1000 samples, mixture64 300; ≈ 6 min on one
+Measured (``python -m benchmarks.momentum_bench``: ring2d 1000 samples, mixture64 300; ≈ 6 min on one
 busy core). Cells below are RMSE (out-of-range %, exploded %) at 8 steps / 16 NFE, CFG scale 5:
 
 ======================  ======================  ======================
@@ -59,10 +59,12 @@ from typing import Any
 
 import torch
 
-from .. import steps
-from ..guidance import cfg
-from ..sampling import sample
-from ..testbeds import GaussianMixture, get_bed, reference_solution
+from diffsample import steps
+from diffsample.guidance import cfg
+from diffsample.sampling import sample
+from diffsample.testbeds import GaussianMixture, get_bed, reference_solution
+
+from .report import Column, text_table
 
 __all__ = ["MomentumRow", "METHODS", "run_momentum_bench", "format_momentum_table"]
 
@@ -116,9 +118,10 @@ def _metrics(out: torch.Tensor, exact: torch.Tensor) -> tuple[float, float, floa
 
 
 def run_momentum_bench(beds: Sequence[str] = ("ring2d", "mixture64"), scales: Sequence[float] = (3.0, 5.0, 8.0),
-                       step_counts: Sequence[int] = (6, 8, 10, 15, 25), betas: Sequence[float] = (1.0, 0.8, 0.5, 0.3),
+                       nfes: Sequence[int] = (6, 8, 10, 15, 25), betas: Sequence[float] = (1.0, 0.8, 0.5, 0.3),
                        n_samples: int | None = None, seed: int = 0) -> list[MomentumRow]:
-    """Every method of :data:`METHODS` at every β, plus Euler and DPM-Solver++(3M), on each bed × scale × steps.
+    """Every method of :data:`METHODS` at every β, plus Euler and DPM-Solver++(3M), on each bed × scale × steps
+    (``nfes`` counts guided steps here, two model calls each).
 
     ``n_samples`` defaults to 1000 on ring2d and 300 on mixture64 (the 64-D reference solve dominates).
     """
@@ -131,7 +134,7 @@ def run_momentum_bench(beds: Sequence[str] = ("ring2d", "mixture64"), scales: Se
             count = n_samples if n_samples is not None else (1000 if bed.dim <= 2 else 300)
             x = SIGMA_MAX * torch.randn(count, *bed.shape, generator=gen, dtype=torch.float64)
             exact = reference_solution(guided, x, SIGMA_MAX, SIGMA_MIN, rtol=1e-9, atol=1e-9, cache=False)
-            for n in step_counts:
+            for n in nfes:
                 sigmas = steps.karras(n + 1, SIGMA_MIN, SIGMA_MAX, append_zero=False)  # n steps
                 runs: list[tuple[str, float, str, dict[str, Any]]] = []
                 for label, (base, base_opts), (name, opts) in METHODS:
@@ -149,6 +152,11 @@ def run_momentum_bench(beds: Sequence[str] = ("ring2d", "mixture64"), scales: Se
     return rows
 
 
+def _momentum_cell(r: MomentumRow) -> str:
+    rmse = "inf" if math.isinf(r.rmse) else f"{r.rmse:.3g}"
+    return f"{rmse} ({100 * r.out_of_range:.0f}, {100 * r.exploded:.0f})"
+
+
 def format_momentum_table(rows: Sequence[MomentumRow]) -> str:
     """One block per bed × scale: methods × β down, step counts across, cells ``rmse (out %)``."""
     lines: list[str] = []
@@ -159,22 +167,15 @@ def format_momentum_table(rows: Sequence[MomentumRow]) -> str:
         nfe = {r.n_steps: r.nfe for r in sel}
         lines.append(f"{bed}, CFG scale {scale:g} toward class 0 — cell: RMSE vs exact (out-of-range %, "
                      f"exploded %)")
-        header = f"{'method':<16}{'beta':>5} " + "".join(f"{f'{n} st/{nfe[n]} NFE':>22}" for n in ns)
-        lines += [header, "-" * len(header)]
-        keys: list[tuple[str, float]] = []
-        for r in sel:
-            if (r.method, r.beta) not in keys:
-                keys.append((r.method, r.beta))
-        for method, beta in keys:
-            cells = []
-            for n in ns:
-                r = next(r for r in sel if (r.method, r.beta, r.n_steps) == (method, beta, n))
-                rmse = "inf" if math.isinf(r.rmse) else f"{r.rmse:.3g}"
-                cells.append(f"{rmse} ({100 * r.out_of_range:.0f}, {100 * r.exploded:.0f})".rjust(22))
-            lines.append(f"{method:<16}{beta:>5g} " + "".join(cells))
+        columns = [Column("method", "<16"), Column("beta", ">5g", ""),
+                   *(Column(f"{n} st/{nfe[n]} NFE", ">22", " " if i == 0 else "") for i, n in enumerate(ns))]
+        keys = list(dict.fromkeys((r.method, r.beta) for r in sel))
+        cells = {(r.method, r.beta, r.n_steps): r for r in reversed(sel)}  # the first row of each cell
+        lines.append(text_table(columns, ([method, beta, *(_momentum_cell(cells[(method, beta, n)]) for n in ns)]
+                                          for method, beta in keys)))
         lines.append("")
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m diffsample.bench.momentum_bench
+if __name__ == "__main__":  # python -m benchmarks.momentum_bench
     print(format_momentum_table(run_momentum_bench()))
