@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from .common import Callback, report, sigma_batch, sigma_list
+from ._kernel.callbacks import Callback, report
+from ._kernel.levels import sigma_batch, sigma_list
 from .registry import register
 
 
