@@ -19,6 +19,7 @@ import torch
 from ._kernel.callbacks import Callback
 from ._kernel.levels import sigma_batch, sigma_list
 from ._kernel.noise import check_nonnegative, draw, require_fresh_noise
+from ._kernel.pf_ode import heun_step
 from .registry import register
 
 __all__ = ["edm"]
@@ -52,11 +53,5 @@ def edm(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback
         if callback is not None:
             callback({"i": i, "x": x, "sigma": sigma, "sigma_hat": sigma_hat, "sigma_next": sigma_next,
                       "denoised": denoised})
-        x_next = torch.lerp(denoised, x, sigma_next / sigma_hat)  # Euler from σ̂ (= D at σ' = 0)
-        if sigma_next == 0:
-            x = x_next
-            continue
-        denoised_next = denoiser(x_next, sigma_batch(x, sigma_next))
-        # trapezoid on d = (x − D)/σ between σ̂ and σ' (as in euler_heun.heun, from σ̂)
-        x = torch.add(x_next, denoised - denoised_next, alpha=(sigma_next - sigma_hat) / (2 * sigma_next))
+        x = heun_step(denoiser, x, denoised, sigma_hat, sigma_next)  # from σ̂ (Euler, = D, at σ' = 0)
     return x

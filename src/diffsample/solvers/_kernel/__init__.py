@@ -7,6 +7,7 @@
 * :mod:`.phi`: φ-functions of exponential integrators (DPM-Solver, DPM-Solver++, UniPC, SDE-DPM-Solver++);
 * :mod:`.lagrange`: Lagrange-basis weights (integrals, point values, transposed Vandermonde solves);
 * :mod:`.adams_bashforth`: Adams–Bashforth weights in σ and the linear multistep walk on ε̂;
+* :mod:`.pf_ode`: the Euler (DDIM) and Heun steps of the σ-space PF-ODE;
 * :mod:`.exponential`: the first-order exponential-integrator update and DPM-Solver's multistep weights;
 * :mod:`.unified`: UniPC's unified predictor–corrector update (UniP/UniC weights and their plan).
 
