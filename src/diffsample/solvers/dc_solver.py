@@ -44,19 +44,20 @@ from typing import Any, NamedTuple
 import torch
 
 from ..errors import DiffsampleError
-from ._kernel.callbacks import Callback, report
+from ._kernel.callbacks import Callback
 from ._kernel.lagrange import lagrange_at
-from ._kernel.levels import sigma_batch, sigma_list
+from ._kernel.levels import sigma_list
 from ._kernel.orders import check_choice
 from ._kernel.unified import (
     MAX_ORDER,
     PREDICTIONS,
     PREDICTORS,
     VARIANTS,
+    UnifiedState,
     Update,
-    combine,
-    prediction_output,
     unified_plan,
+    unified_start,
+    unified_step,
 )
 from .registry import register
 
@@ -150,8 +151,7 @@ class DCWalk:
 
     def start(self, denoiser, x: torch.Tensor) -> DCState:
         """The state at ``σ_0`` after the first model call."""
-        denoised = denoiser(x, sigma_batch(x, self.s[0]))
-        return DCState(0, x, x, denoised, prediction_output(x, denoised, self.s[0], self.noise), (), ())
+        return DCState(*unified_start(denoiser, x, self.s[0], self.noise), ())
 
     def compensated(self, state: DCState, ratio: Any) -> torch.Tensor:
         """``F̂_i`` (module docstring); ``F_i`` itself for the neutral ratio or too short a history."""
@@ -168,21 +168,12 @@ class DCWalk:
 
     def step(self, denoiser, state: DCState, ratio: Any = 1.0, callback: Callback = None) -> DCState | torch.Tensor:
         """Step ``state.i`` with compensation ratio ``ratio``: the next state, or the result after the last step."""
-        i, s = state.i, self.s
-        pred, corr = self.plan[i]
-        report(callback, i, state.x_at, s[i], s[i + 1], state.denoised)
         f = self.compensated(state, ratio)
-        if s[i + 1] == 0 and not self.noise:  # the h = ∞ first-order limit: D_i (compensated)
-            return f
-        x_pred = combine(state.x, pred, f, state.hist)
-        if i == len(self.plan) - 1:
-            return x_pred
-        denoised = denoiser(x_pred, sigma_batch(x_pred, s[i + 1]))
-        f_new = prediction_output(x_pred, denoised, s[i + 1], self.noise)
-        x = x_pred if corr is None else combine(x_pred, corr, f, state.hist, f_new)
-        hist = (f, *state.hist[: self.depth - 1]) if self.depth else ()
-        past = ((self.lam[i], f), *state.past[: self.dc_order - 1])
-        return DCState(i + 1, x, x_pred, denoised, f_new, hist, past)
+        out = unified_step(denoiser, self.s, self.plan, self.noise, self.depth, UnifiedState(*state[:6]), f, callback)
+        if isinstance(out, torch.Tensor):
+            return out
+        past = ((self.lam[state.i], f), *state.past[: self.dc_order - 1])
+        return DCState(*out, past)
 
 
 @register("dc_solver", order=3)

@@ -100,17 +100,19 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from ..errors import DiffsampleError, SigmaError
-from ._kernel.callbacks import Callback, report
-from ._kernel.levels import sigma_batch, sigma_list
+from ._kernel.callbacks import Callback
+from ._kernel.levels import sigma_list
 from ._kernel.orders import check_choice
 from ._kernel.unified import (
     MAX_ORDER,
     PREDICTIONS,
     PREDICTORS,
     VARIANTS,
+    UnifiedState,
     combine,
-    prediction_output,
     unified_plan,
+    unified_start,
+    unified_step,
     unified_weights,
 )
 from .registry import register
@@ -148,28 +150,12 @@ def unipc(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callba
     s = sigma_list(sigmas)
     is_noise = predict == "noise"
     plan = unified_plan(s, int(order), variant, is_noise, predictor, bool(corrector), bool(lower_order_final),
-                 frozenset(int(i) for i in disable_corrector))
-    depth = int(order) - 1  # earlier model values a step can use
-    hist: list[torch.Tensor] = []  # F at earlier points, most recent first
-    x_at = x
-    denoised = denoiser(x, sigma_batch(x, s[0]))
-    f = prediction_output(x, denoised, s[0], is_noise)
-    last = len(plan) - 1
-    for i, (pred, corr) in enumerate(plan):
-        report(callback, i, x_at, s[i], s[i + 1], denoised)
-        if s[i + 1] == 0 and not is_noise:
-            return denoised
-        x_pred = combine(x, pred, f, hist)
-        if i == last:
-            return x_pred
-        denoised = denoiser(x_pred, sigma_batch(x, s[i + 1]))
-        f_new = prediction_output(x_pred, denoised, s[i + 1], is_noise)
-        x = x_pred if corr is None else combine(x_pred, corr, f, hist, f_new)
-        x_at = x_pred
-        if depth:
-            hist = [f, *hist[: depth - 1]]
-        f = f_new
-    return x
+                        frozenset(int(i) for i in disable_corrector))
+    state: UnifiedState | torch.Tensor = unified_start(denoiser, x, s[0], is_noise)
+    for _ in plan:
+        assert isinstance(state, UnifiedState)
+        state = unified_step(denoiser, s, plan, is_noise, int(order) - 1, state, state.f, callback)
+    return state if isinstance(state, torch.Tensor) else state.x
 
 
 def unic_correct(x: torch.Tensor, denoised: Sequence[torch.Tensor], sigmas: Sequence[float],

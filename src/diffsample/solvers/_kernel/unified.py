@@ -9,7 +9,7 @@ model values at ``λ_s + r_m h`` stand in for the derivatives:
 a transposed Vandermonde system (:func:`.lagrange.solve_transposed_vandermonde`). A one-unknown system is
 replaced by UniPC's ``h → 0`` rule ``w_1 r_1 = B̃(h)/2`` with ``variant`` choosing ``B``; a corrector adds
 the new point ``r = 1``. :mod:`diffsample.solvers.unipc` derives it in full; ``unipc``, ``dc_solver`` and
-``plan`` share this module.
+``plan`` share this module, the first two also the walk (:func:`unified_start`, :func:`unified_step`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from typing import NamedTuple
 
 import torch
 
+from .callbacks import Callback, report
 from .lagrange import solve_transposed_vandermonde
+from .levels import sigma_batch
 from .orders import planned_orders
 from .phi import phi_integrals
 
@@ -117,3 +119,47 @@ def unified_plan(s: list[float], order: int, variant: str, noise: bool, predicto
                           full.new)
         plan.append((pred, corr))
     return plan
+
+
+class UnifiedState(NamedTuple):
+    """A UniPC walk at the start of step ``i``: ``x`` the (corrected) state at ``σ_i``, ``x_at`` the point the
+    last model call was made at, ``denoised`` that call's ``D``, ``f`` the integrated output there (``D`` or
+    ``ε̂``) and ``hist`` the outputs of the earlier points the step uses (newest first)."""
+
+    i: int
+    x: torch.Tensor
+    x_at: torch.Tensor
+    denoised: torch.Tensor
+    f: torch.Tensor
+    hist: tuple[torch.Tensor, ...]
+
+
+def unified_start(denoiser, x: torch.Tensor, sigma: float, noise: bool) -> UnifiedState:
+    """The state at ``σ_0 = sigma`` after the walk's first model call."""
+    denoised = denoiser(x, sigma_batch(x, sigma))
+    return UnifiedState(0, x, x, denoised, prediction_output(x, denoised, sigma, noise), ())
+
+
+def unified_step(denoiser, s: Sequence[float], plan: Sequence[tuple[Update, Update | None]], noise: bool,
+                 depth: int, state: UnifiedState, f: torch.Tensor, callback: Callback = None
+                 ) -> UnifiedState | torch.Tensor:
+    """Step ``state.i`` of a walk over ``s`` with the :func:`unified_plan` ``plan``, integrating the output ``f``
+    (``state.f``, or a replacement for it such as DC-Solver's compensated value): the next state, or the
+    result after the last step. ``depth``: how many earlier outputs a step can use (``order − 1``).
+
+    The predictor's update, then (when planned) the corrector's with the model value at the predicted point,
+    which is the next step's model call (no extra NFE). Into σ = 0 with data prediction the result is ``f``.
+    """
+    i = state.i
+    pred, corr = plan[i]
+    report(callback, i, state.x_at, s[i], s[i + 1], state.denoised)
+    if s[i + 1] == 0 and not noise:  # the h = ∞ first-order limit: D_i
+        return f
+    x_pred = combine(state.x, pred, f, state.hist)
+    if i == len(plan) - 1:
+        return x_pred
+    denoised = denoiser(x_pred, sigma_batch(x_pred, s[i + 1]))
+    f_new = prediction_output(x_pred, denoised, s[i + 1], noise)
+    x = x_pred if corr is None else combine(x_pred, corr, f, state.hist, f_new)
+    hist = (f, *state.hist[: depth - 1]) if depth else ()
+    return UnifiedState(i + 1, x, x_pred, denoised, f_new, hist)
