@@ -47,7 +47,7 @@ from ..errors import DiffsampleError
 from ._kernel.callbacks import Callback
 from ._kernel.lagrange import lagrange_at
 from ._kernel.levels import sigma_list
-from ._kernel.orders import check_choice
+from ._kernel.orders import check_choice, check_order
 from ._kernel.unified import (
     MAX_ORDER,
     PREDICTIONS,
@@ -132,8 +132,7 @@ class DCWalk:
         check_choice("unipc", "variant", variant, VARIANTS)
         check_choice("unipc", "predict", predict, PREDICTIONS)
         check_choice("unipc", "predictor", predictor, PREDICTORS)
-        if isinstance(order, bool) or int(order) != order or not 1 <= order <= MAX_ORDER:
-            raise DiffsampleError(f"dc_solver: order must be an integer from 1 to {MAX_ORDER}, got {order!r}")
+        order = check_order(order, MAX_ORDER, "dc_solver")
         if isinstance(dc_order, bool) or int(dc_order) != dc_order or not 1 <= dc_order <= MAX_DC_ORDER:
             raise DiffsampleError(f"dc_solver: dc_order must be an integer from 1 to {MAX_DC_ORDER}, got {dc_order!r}")
         self.s = sigma_list(sigmas)

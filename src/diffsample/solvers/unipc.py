@@ -102,7 +102,7 @@ import torch
 from ..errors import DiffsampleError, SigmaError
 from ._kernel.callbacks import Callback
 from ._kernel.levels import sigma_list
-from ._kernel.orders import check_choice
+from ._kernel.orders import check_choice, check_order
 from ._kernel.unified import (
     MAX_ORDER,
     PREDICTIONS,
@@ -145,16 +145,15 @@ def unipc(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callba
     check_choice("unipc", "variant", variant, VARIANTS)
     check_choice("unipc", "predict", predict, PREDICTIONS)
     check_choice("unipc", "predictor", predictor, PREDICTORS)
-    if int(order) != order or not 1 <= order <= MAX_ORDER:
-        raise DiffsampleError(f"unipc: order must be an integer from 1 to {MAX_ORDER}, got {order!r}")
+    order = check_order(order, MAX_ORDER, "unipc")
     s = sigma_list(sigmas)
     is_noise = predict == "noise"
-    plan = unified_plan(s, int(order), variant, is_noise, predictor, bool(corrector), bool(lower_order_final),
+    plan = unified_plan(s, order, variant, is_noise, predictor, bool(corrector), bool(lower_order_final),
                         frozenset(int(i) for i in disable_corrector))
     state: UnifiedState | torch.Tensor = unified_start(denoiser, x, s[0], is_noise)
     for _ in plan:
         assert isinstance(state, UnifiedState)
-        state = unified_step(denoiser, s, plan, is_noise, int(order) - 1, state, state.f, callback)
+        state = unified_step(denoiser, s, plan, is_noise, order - 1, state, state.f, callback)
     return state if isinstance(state, torch.Tensor) else state.x
 
 
