@@ -21,6 +21,7 @@ from diffsample import sample, solvers, steps
 from diffsample.denoisers import Denoiser, FunctionDenoiser
 from diffsample.errors import DiffsampleError
 from diffsample.solvers import dpm
+from diffsample.solvers._kernel.phi import rho_ratios
 from diffsample.testbeds import GaussianMixture, reference_solution
 
 F64 = torch.float64
@@ -97,13 +98,13 @@ def test_3m_half_weight_of_reference_codes_is_second_order(bed, problem, monkeyp
         if len(past) < 2:
             return full(h, past, data)
         h0, h1 = past
-        rho1, rho2 = dpm._rho(h, data)
+        rho1, rho2 = rho_ratios(h, data)
         on_d2 = (rho1 * h0 + rho2) / (h0 + h1)
         alpha, beta = rho1 + on_d2, -on_d2
         return [1.0 + alpha / h0, beta / h1 - alpha / h0, -beta / h1]
 
-    full = dpm._multistep_coeffs
-    monkeypatch.setattr(dpm, "_multistep_coeffs", half_weight)
+    full = dpm.multistep_coeffs
+    monkeypatch.setattr(dpm, "multistep_coeffs", half_weight)
     nfes, errs = _errors(bed, problem, "dpmpp_3m", (40, 80, 160), lower_order_final=False)
     assert abs(_order(nfes, errs) - 2) <= 0.3
 
@@ -114,13 +115,13 @@ def test_rho_matches_taylor_series():
     Noise: ``h/2 − h²/12``, ``h²/6 − h³/24``; data: ``h/2 + h²/12``, ``h²/6 + h³/24``.
     """
     for h in (1e-3, 1e-2):
-        n1, n2 = dpm._rho(h, False)
-        d1, d2 = dpm._rho(h, True)
+        n1, n2 = rho_ratios(h, False)
+        d1, d2 = rho_ratios(h, True)
         assert n1 == pytest.approx(h / 2 - h * h / 12, rel=1e-6)
         assert n2 == pytest.approx(h * h / 6 - h ** 3 / 24, rel=1e-5)
         assert d1 == pytest.approx(h / 2 + h * h / 12, rel=1e-6)
         assert d2 == pytest.approx(h * h / 6 + h ** 3 / 24, rel=1e-5)
-    assert dpm._rho(2000.0, False) == (1.0, 1.0)  # no overflow for huge steps
+    assert rho_ratios(2000.0, False) == (1.0, 1.0)  # no overflow for huge steps
 
 
 def test_dpm_solver_1_is_euler():
@@ -291,11 +292,11 @@ def test_order_plan_caps_sudden_step_growth_only():
     before (KL-optimal's last finite step) is taken at order 2."""
     for name in ("karras", "logsnr", "exponential"):
         s = steps.get(name)(19, 0.002, 80.0).tolist()
-        assert dpm.planned_orders(s, 3, True) == [1, 2] + [3] * 17  # 19 steps (the last into σ = 0)
+        assert dpm.planned_orders(s, 3, True) == [1, 2] + [3] * 16 + [1]  # 19 steps, the last into σ = 0
     s = steps.kl_optimal(19, 0.002, 80.0).tolist()
     orders = dpm.planned_orders(s, 3, True)
     assert orders[-2] == 2 and orders[:-2] == [1, 2] + [3] * 15
-    assert dpm.planned_orders(s, 3, False)[-2] == 3
+    assert dpm.planned_orders(s, 3, False)[-2:] == [3, 1]  # into σ = 0 first order whatever the option
 
 
 def test_dpmpp_3m_error_has_no_jump_at_the_lower_order_final_threshold():

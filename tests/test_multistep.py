@@ -25,6 +25,7 @@ from benchmarks import peers
 from diffsample import sample, solvers, steps
 from diffsample.denoisers import Denoiser
 from diffsample.errors import DiffsampleError
+from diffsample.solvers._kernel.orders import planned_orders
 from diffsample.solvers.multistep import lagrange_integrals, step_orders
 from diffsample.testbeds import GaussianMixture, reference_solution, ring2d
 
@@ -133,6 +134,18 @@ def test_step_orders_warm_up_and_cap_by_steps_left():
     assert step_orders(6, 4, True) == [1, 2, 3, 3, 2, 1]
     assert step_orders(2, 3, False) == [1, 2]
     assert step_orders(1, 4, True) == [1]
+
+
+def test_one_lower_order_final_rule_in_sigma_and_in_lambda():
+    """σ-space methods lower only a last step into σ = 0 (and only with the option); λ-space methods also end
+    runs under 15 steps at decreasing orders, and take the step into σ = 0 at first order whatever the option."""
+    s = steps.karras(8, 0.002, 80.0).tolist()
+    assert planned_orders(s, 4, True, in_lambda=False) == [1, 2, 3, 4, 4, 4, 4, 1]
+    assert planned_orders(s, 4, False, in_lambda=False) == [1, 2, 3, 4, 4, 4, 4, 4]
+    assert planned_orders(s, 3, True) == [1, 2, 3, 3, 3, 3, 2, 1]
+    assert planned_orders(s, 3, False) == [1, 2, 3, 3, 3, 3, 3, 1]
+    at_min = steps.karras(8, 0.002, 80.0, append_zero=False).tolist()
+    assert planned_orders(at_min, 4, True, in_lambda=False) == [1, 2, 3, 4, 4, 4, 4]
 
 
 # ------------------------------------------------------------------------------------- identities

@@ -44,6 +44,8 @@ import torch
 
 from diffsample import solvers, steps
 from diffsample.solvers import dpm
+from diffsample.solvers._kernel import orders
+from diffsample.solvers._kernel.phi import rho_ratios
 from diffsample.testbeds import GaussianMixture, reference_solution
 
 peers = pytest.importorskip("benchmarks.peers")
@@ -98,10 +100,10 @@ def reference_weights(monkeypatch: pytest.MonkeyPatch, *, exact_warm_up: bool = 
     diffusers, k-diffusion): ``ρ_2 d_2`` where the Taylor expansion asks for ``2 ρ_2 d_2`` (module docstring of
     :mod:`diffsample.solvers.dpm`). ``exact_warm_up`` also gives the two-point warm-up step k-diffusion's
     ``dpmpp_3m_sde`` form ``m + ρ_1 (m − m_1)/h_1`` (exact φ-weight) instead of 2M's ``m + h/(2h_1) (m − m_1)``."""
-    full = dpm._multistep_coeffs
+    full = dpm.multistep_coeffs
 
     def coeffs(h: float, past, data: bool) -> list[float]:
-        rho1, rho2 = dpm._rho(h, data)
+        rho1, rho2 = rho_ratios(h, data)
         if len(past) == 1 and exact_warm_up:
             return [1.0 + rho1 / past[0], -rho1 / past[0]]
         if len(past) < 2:
@@ -111,7 +113,7 @@ def reference_weights(monkeypatch: pytest.MonkeyPatch, *, exact_warm_up: bool = 
         alpha, beta = rho1 + on_d2, -on_d2
         return [1.0 + alpha / h0, beta / h1 - alpha / h0, -beta / h1]
 
-    monkeypatch.setattr(dpm, "_multistep_coeffs", coeffs)
+    monkeypatch.setattr(dpm, "multistep_coeffs", coeffs)
 
 
 def ours(name: str, x: torch.Tensor, sigmas: torch.Tensor, **options) -> tuple[torch.Tensor, int]:
@@ -293,10 +295,10 @@ def test_third_order_dpm_solver_is_diffusers_up_to_the_second_difference_weight(
     """diffusers' third-order multistep DPM-Solver(++) carries the reference codes' ``ρ_2 d_2``: ours differs
     from it by 2e-2 (++) and 0.1 at 20 steps, and with that one weight put into ours they agree to float32
     rounding. (Which weight is the more accurate is measured above against k-diffusion's identical formula.)
-    diffusers has no step-growth cap (``dpm.STEP_GROWTH_LIMIT``; its ``sigma_min``-ending grid has a last
+    diffusers has no step-growth cap (``orders.STEP_GROWTH_LIMIT``; its ``sigma_min``-ending grid has a last
     finite step more than 1 + √2 times longer in λ, where the cap lowers our error, 0.075 → 0.059 at 20
     steps), so it is off here."""
-    monkeypatch.setattr(dpm, "STEP_GROWTH_LIMIT", math.inf)
+    monkeypatch.setattr(orders, "STEP_GROWTH_LIMIT", math.inf)
     config = {"algorithm_type": algorithm, "solver_order": 3, **extra}
     run, mine, _, sigmas = diffusers_and_ours("DPMSolverMultistepScheduler", config, 20, solver, {})
     assert max_diff(mine, run.x) > 1e-3

@@ -163,7 +163,7 @@ def test_ends_exactly_at_a_positive_last_level(solver):
 
 
 # pc's default step rule is per-sample-safe in 2-D (the paper's per-sample rule threw samples far out here:
-# E|x|² ≈ 12.6 instead of 1.5; see diffsample.solvers.stochastic.langevin_step_size).
+# E|x|² ≈ 12.6 instead of 1.5; see diffsample.solvers.predictor_corrector.langevin_step_size).
 STOCHASTIC_CASES = STOCHASTIC
 
 

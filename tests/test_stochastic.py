@@ -28,8 +28,10 @@ from diffsample.noise import derive_seed
 from diffsample.noise_tree import BrownianTree, brownian
 from diffsample.parameterization import ModelDenoiser
 from diffsample.schedules import RectifiedFlow
+from diffsample.solvers.ancestral import ancestral_split
+from diffsample.solvers.predictor_corrector import langevin_correct, langevin_step_size
 from diffsample.solvers.restart import restart_nfe, restart_plan
-from diffsample.solvers.stochastic import ancestral_split, langevin_correct, langevin_step_size, sde_weights
+from diffsample.solvers.sde_dpmpp import sde_weights
 from diffsample.testbeds import GaussianMixture, get_bed, ring2d
 from diffsample.testbeds.distribution import sliced_wasserstein_to_truth, wasserstein_1d_to_truth
 

@@ -170,11 +170,12 @@ def _diffusers_unipc(bed, x, n, order, variant, predict_x0, lower_order_final, f
 @pytest.mark.parametrize("n, disable", [(7, ()), (12, (1, 4))])
 def test_matches_diffusers_unipc(mixture, predict, variant, order, n, disable):
     """Same sigmas (diffusers' SD-style schedule, ending at its σ_min), same exact x0-model: agreement to
-    diffusers' float32 coefficient arithmetic. Below 10 steps both lower the final orders."""
+    diffusers' float32 coefficient arithmetic. Below 15 steps both lower the final orders (diffusers' UniPC
+    does at any length when asked; ours follows the library's one ``lower_order_final`` rule)."""
     pytest.importorskip("diffusers")
     bed, _, _ = mixture
     x = 14.6 * torch.randn(6, 3, generator=torch.Generator().manual_seed(n + order), dtype=F64)
-    ref, sig = _diffusers_unipc(bed, x, n, order, variant, predict == "data", n < 10, "sigma_min", disable)
+    ref, sig = _diffusers_unipc(bed, x, n, order, variant, predict == "data", n < 15, "sigma_min", disable)
     out = unipc(bed, x, sig, order=order, variant=variant, predict=predict, disable_corrector=disable)
     torch.testing.assert_close(out, ref, rtol=0, atol=2e-6)
 

@@ -2,7 +2,7 @@
 
 Importing this package imports every solver-family module in it (each registers its solvers with
 :func:`register`); :func:`available` lists their names. A family module is any module here other
-than ``registry`` and ``common``.
+than ``registry``; the maths several families share lives in the private ``_kernel`` package.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pkgutil
 
 from .registry import SolverSpec, available, describe, get, register, spec
 
-_SUPPORT_MODULES = {"registry", "common"}
+_SUPPORT_MODULES = {"registry"}
 
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if _info.name not in _SUPPORT_MODULES and not _info.name.startswith("_"):

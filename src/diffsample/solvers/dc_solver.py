@@ -44,9 +44,22 @@ from typing import Any, NamedTuple
 import torch
 
 from ..errors import DiffsampleError
-from .common import Callback, report, sigma_batch, sigma_list
+from ._kernel.callbacks import Callback
+from ._kernel.lagrange import lagrange_at
+from ._kernel.levels import sigma_list
+from ._kernel.orders import check_choice, check_order
+from ._kernel.unified import (
+    MAX_ORDER,
+    PREDICTIONS,
+    PREDICTORS,
+    VARIANTS,
+    UnifiedState,
+    Update,
+    unified_plan,
+    unified_start,
+    unified_step,
+)
 from .registry import register
-from .unipc import _PREDICTIONS, _PREDICTORS, _VARIANTS, MAX_ORDER, _check_choice, _combine, _plan, _Update
 
 __all__ = ["DCState", "DCWalk", "dc_solver", "dc_weights", "neutral_ratios", "check_ratios"]
 
@@ -59,15 +72,7 @@ def dc_weights(lams: Sequence[float], ratio: Any) -> list[Any]:
     ``lams = [λ_i, λ_{i−1}, …, λ_{i−K}]`` (newest first, distinct). ``ratio`` may be a float or a
     0-dim tensor (the weights are then differentiable in it, for the search's gradient optimiser).
     """
-    target = lams[1] + ratio * (lams[0] - lams[1])
-    out = []
-    for j, lj in enumerate(lams):
-        w: Any = 1.0
-        for m, lm in enumerate(lams):
-            if m != j:
-                w = w * ((target - lm) / (lj - lm))
-        out.append(w)
-    return out
+    return lagrange_at(lams, lams[1] + ratio * (lams[0] - lams[1]))
 
 
 def neutral_ratios(n_steps: int) -> list[float]:
@@ -124,11 +129,10 @@ class DCWalk:
     def __init__(self, sigmas: torch.Tensor, *, order: int = 2, variant: str = "bh2", predict: str = "data",
                  predictor: str = "unip", corrector: bool = True, lower_order_final: bool = True,
                  disable_corrector: Iterable[int] = (), dc_order: int = 2) -> None:
-        _check_choice("variant", variant, _VARIANTS)
-        _check_choice("predict", predict, _PREDICTIONS)
-        _check_choice("predictor", predictor, _PREDICTORS)
-        if isinstance(order, bool) or int(order) != order or not 1 <= order <= MAX_ORDER:
-            raise DiffsampleError(f"dc_solver: order must be an integer from 1 to {MAX_ORDER}, got {order!r}")
+        check_choice("unipc", "variant", variant, VARIANTS)
+        check_choice("unipc", "predict", predict, PREDICTIONS)
+        check_choice("unipc", "predictor", predictor, PREDICTORS)
+        order = check_order(order, MAX_ORDER, "dc_solver")
         if isinstance(dc_order, bool) or int(dc_order) != dc_order or not 1 <= dc_order <= MAX_DC_ORDER:
             raise DiffsampleError(f"dc_solver: dc_order must be an integer from 1 to {MAX_DC_ORDER}, got {dc_order!r}")
         self.s = sigma_list(sigmas)
@@ -136,7 +140,7 @@ class DCWalk:
         self.noise = predict == "noise"
         self.depth = int(order) - 1
         self.dc_order = int(dc_order)
-        self.plan: list[tuple[_Update, _Update | None]] = _plan(
+        self.plan: list[tuple[Update, Update | None]] = unified_plan(
             self.s, int(order), variant, self.noise, predictor, bool(corrector), bool(lower_order_final),
             frozenset(int(i) for i in disable_corrector))
 
@@ -144,13 +148,9 @@ class DCWalk:
     def n_steps(self) -> int:
         return len(self.plan)
 
-    def _output(self, x: torch.Tensor, denoised: torch.Tensor, sigma: float) -> torch.Tensor:
-        return torch.sub(x, denoised).mul_(1.0 / sigma) if self.noise else denoised
-
     def start(self, denoiser, x: torch.Tensor) -> DCState:
         """The state at ``σ_0`` after the first model call."""
-        denoised = denoiser(x, sigma_batch(x, self.s[0]))
-        return DCState(0, x, x, denoised, self._output(x, denoised, self.s[0]), (), ())
+        return DCState(*unified_start(denoiser, x, self.s[0], self.noise), ())
 
     def compensated(self, state: DCState, ratio: Any) -> torch.Tensor:
         """``F̂_i`` (module docstring); ``F_i`` itself for the neutral ratio or too short a history."""
@@ -167,21 +167,12 @@ class DCWalk:
 
     def step(self, denoiser, state: DCState, ratio: Any = 1.0, callback: Callback = None) -> DCState | torch.Tensor:
         """Step ``state.i`` with compensation ratio ``ratio``: the next state, or the result after the last step."""
-        i, s = state.i, self.s
-        pred, corr = self.plan[i]
-        report(callback, i, state.x_at, s[i], s[i + 1], state.denoised)
         f = self.compensated(state, ratio)
-        if s[i + 1] == 0 and not self.noise:  # the h = ∞ first-order limit: D_i (compensated)
-            return f
-        x_pred = _combine(state.x, pred, f, state.hist)
-        if i == len(self.plan) - 1:
-            return x_pred
-        denoised = denoiser(x_pred, sigma_batch(x_pred, s[i + 1]))
-        f_new = self._output(x_pred, denoised, s[i + 1])
-        x = x_pred if corr is None else _combine(x_pred, corr, f, state.hist, f_new)
-        hist = (f, *state.hist[: self.depth - 1]) if self.depth else ()
-        past = ((self.lam[i], f), *state.past[: self.dc_order - 1])
-        return DCState(i + 1, x, x_pred, denoised, f_new, hist, past)
+        out = unified_step(denoiser, self.s, self.plan, self.noise, self.depth, UnifiedState(*state[:6]), f, callback)
+        if isinstance(out, torch.Tensor):
+            return out
+        past = ((self.lam[state.i], f), *state.past[: self.dc_order - 1])
+        return DCState(*out, past)
 
 
 @register("dc_solver", order=3)

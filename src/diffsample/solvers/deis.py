@@ -61,16 +61,11 @@ import torch
 from numpy.polynomial import legendre as nleg
 
 from ..errors import DiffsampleError
-from .common import Callback, sigma_list
-from .multistep import (
-    MAX_ORDER,
-    Coefficients,
-    adams_bashforth,
-    check_order,
-    history,
-    monic_from_roots,
-    multistep_walk,
-)
+from ._kernel.adams_bashforth import MAX_ORDER, Coefficients, adams_bashforth, history, multistep_walk
+from ._kernel.callbacks import Callback
+from ._kernel.lagrange import lagrange_values, monic_from_roots
+from ._kernel.levels import sigma_list
+from ._kernel.orders import check_order
 from .registry import register
 
 __all__ = ["deis", "tab_coefficients"]
@@ -78,18 +73,6 @@ __all__ = ["deis", "tab_coefficients"]
 TimeMap = Callable[[torch.Tensor], object]
 
 _GL_NODES, _GL_WEIGHTS = nleg.leggauss(16)
-
-
-def _lagrange_values(nodes: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """``ℓ_j(points)`` for the Lagrange basis on ``nodes`` ``(m, k)`` at ``points`` ``(m, q)``: shape ``(m, k, q)``."""
-    diff = points[:, None, :] - nodes[:, :, None]
-    k = nodes.shape[1]
-    values = np.empty(diff.shape)
-    for j in range(k):
-        others = [m for m in range(k) if m != j]
-        denominator = np.prod(nodes[:, j:j + 1] - nodes[:, others], axis=1)
-        values[:, j] = np.prod(diff[:, others], axis=1) / denominator[:, None]
-    return values
 
 
 def _log_weights_to_zero(log_nodes: np.ndarray, sigma: float) -> np.ndarray:
@@ -121,7 +104,7 @@ def tab_coefficients(sigmas: torch.Tensor, t_of_sigma: TimeMap | None = None) ->
 
     ``t_of_sigma=None`` means ``t = log σ``. The times the weights need (nodes and quadrature points of
     every step) come from one vectorised call of ``t_of_sigma``; the returned
-    :data:`~diffsample.solvers.multistep.Coefficients` only evaluates Lagrange polynomials.
+    :data:`~diffsample.solvers._kernel.adams_bashforth.Coefficients` only evaluates Lagrange polynomials.
     """
     sig = np.asarray(sigma_list(sigmas), dtype=np.float64)
     lo, hi = sig[:-1], sig[1:]
@@ -145,7 +128,7 @@ def tab_coefficients(sigmas: torch.Tensor, t_of_sigma: TimeMap | None = None) ->
         if k == 1:  # Euler, exactly
             return (sig[steps + 1] - sig[steps])[:, None]
         nodes = history(t_nodes, steps, k)
-        weights = np.einsum("mkq,mq->mk", _lagrange_values(nodes, t_points[steps]), jacobians[steps])
+        weights = np.einsum("mkq,mq->mk", lagrange_values(nodes, t_points[steps]), jacobians[steps])
         if t_of_sigma is None:
             for row, i in enumerate(steps.tolist()):
                 if into_zero[i]:

@@ -42,17 +42,10 @@ second order. The full weight used here gives third order (``tests/test_dpm.py``
 
 Order planning and the step into σ = 0
 --------------------------------------
-Multistep solvers warm up with lower orders (step ``i`` uses at most ``i + 1`` outputs). With
-``lower_order_final=True`` (default) and fewer than 15 steps, the order is also capped by the number
-of steps left (the last step first order, the one before at most second order), as DPM-Solver and
-diffusers do; short runs on coarse grids are more stable that way. Longer runs keep the full order to
-the end, except on a step whose λ-length exceeds ``1 + √2`` times the previous one, which is taken at
-order ≤ 2: a third-order extrapolation over a sudden long step amplifies the divided differences by the
-square of the ratio (``1 + √2`` is the zero-stability bound of variable-step BDF2, Grigorieff 1983, used
-here as the limit of a "smooth" step sequence). Karras, log-SNR and exponential grids never trigger it;
-KL-optimal and beta grids do on their last finite step (ratio 5–6), where it turned the error jump of
-DPM-Solver++(3M) at 15 → 16 steps (mixture64 0.114 → 0.243, ring2d 0.229 → 1.56, KL-optimal steps) into
-a smooth decrease (0.108, 0.204), and beta steps' 4.9 into 0.76 (mixture64, 16 steps).
+Multistep solvers warm up with lower orders and, with ``lower_order_final=True`` (default), follow the
+one rule of :mod:`._kernel.orders` (:func:`planned_orders`): runs under 15 steps end at decreasing orders,
+as DPM-Solver and diffusers do, and a step more than ``1 + √2`` times longer in λ than the one before is
+at most second order.
 
 A step into σ = 0 (``λ_t = +∞``, ``e^{−h} = 0``) is always first order: the data-prediction update's
 limit is ``x_t = m̄``, and ``ρ_1(h) ~ h`` (and the ``h/2`` of the DPM-Solver-2 form) diverges, because a
@@ -78,35 +71,18 @@ import torch
 
 from ..denoisers import append_dims
 from ..errors import DiffsampleError, NonFiniteError
-from .common import Callback, report, sigma_batch, sigma_list
-from .multistep import step_orders
+from ._kernel.callbacks import Callback, report
+from ._kernel.exponential import advance, mix, multistep_coeffs
+from ._kernel.levels import sigma_batch, sigma_list
+from ._kernel.orders import planned_orders
+from ._kernel.phi import rho_ratios
 from .registry import register
 
 __all__ = [
     "dpm_solver_1", "dpm_solver_2s", "dpm_solver_3s", "dpm_solver_2m", "dpm_solver_3m", "dpm_fast",
-    "dpm_adaptive", "dpmpp_2s", "dpmpp_2m", "dpmpp_3m", "dynamic_threshold",
+    "dpm_adaptive", "dpmpp_2s", "dpmpp_2m", "dpmpp_3m", "dynamic_threshold", "threshold_option",
+    "thresholded_denoise", "fast_orders", "planned_orders",
 ]
-
-#: ``lower_order_final`` lowers the final orders only for runs shorter than this (diffusers' threshold).
-LOWER_ORDER_FINAL_BELOW = 15
-
-#: ``lower_order_final`` caps the order at 2 on a step whose λ-length grows by more than this factor.
-STEP_GROWTH_LIMIT = 1.0 + math.sqrt(2.0)
-
-
-def planned_orders(s: list[float], order: int, lower_order_final: bool) -> list[int]:
-    """Orders of a multistep walk over ``s`` (module docstring, "Order planning").
-
-    Warm-up ``min(order, i + 1)``; with ``lower_order_final``, runs under :data:`LOWER_ORDER_FINAL_BELOW`
-    steps are capped by the steps left, and any step with ``h_i / h_{i−1} > 1 + √2`` at order 2.
-    """
-    n = len(s) - 1
-    orders = step_orders(n, order, lower_order_final and n < LOWER_ORDER_FINAL_BELOW)
-    if lower_order_final:
-        for i in range(1, n):
-            if s[i + 1] > 0 and math.log(s[i] / s[i + 1]) > STEP_GROWTH_LIMIT * math.log(s[i - 1] / s[i]):
-                orders[i] = min(orders[i], 2)
-    return orders
 
 #: ``model(x, σ) -> m``: the model output (ε̂ or x̂0) a solver integrates.
 ModelFn = Callable[[torch.Tensor, float], torch.Tensor]
@@ -128,7 +104,8 @@ def dynamic_threshold(x0: torch.Tensor, ratio: float = 0.995, max_value: float =
     return torch.clamp(x0, -s, s).mul_(max_value / s)
 
 
-def _threshold_option(thresholding: bool, ratio: float, max_value: float) -> Threshold:
+def threshold_option(thresholding: bool, ratio: float, max_value: float) -> Threshold:
+    """The ``(ratio, max_value)`` of dynamic thresholding when ``thresholding`` is on (checked), else ``None``."""
     if not thresholding:
         return None
     if not 0 < ratio <= 1 or not max_value > 0:
@@ -137,7 +114,7 @@ def _threshold_option(thresholding: bool, ratio: float, max_value: float) -> Thr
     return ratio, max_value
 
 
-def _denoise(denoiser, x: torch.Tensor, sigma: float, threshold: Threshold) -> torch.Tensor:
+def thresholded_denoise(denoiser, x: torch.Tensor, sigma: float, threshold: Threshold) -> torch.Tensor:
     """One model call ``D(x, σ)``, dynamically thresholded when asked."""
     denoised = denoiser(x, sigma_batch(x, sigma))
     return denoised if threshold is None else dynamic_threshold(denoised, *threshold)
@@ -149,59 +126,7 @@ def _output(x: torch.Tensor, denoised: torch.Tensor, sigma: float, data: bool) -
 
 
 def _model_fn(denoiser, data: bool, threshold: Threshold) -> ModelFn:
-    return lambda x, sigma: _output(x, _denoise(denoiser, x, sigma, threshold), sigma, data)
-
-
-def _rho(h: float, data: bool) -> tuple[float, float]:
-    """The Taylor weight ratios ``(ρ_1(h), ρ_2(h))`` of a step of log-SNR length ``h > 0`` (module docstring)."""
-    if data:
-        e = -math.expm1(-h)  # 1 − e^{−h} = h φ_1(−h) ∈ (0, 1]
-        rho1 = h / e - 1.0
-        return rho1, 0.5 * h * h / e - rho1
-    e = math.expm1(min(h, 700.0))  # e^h − 1 = h φ_1(h); the ratios below are exact limits past 700
-    rho1 = 1.0 - h / e
-    return rho1, rho1 - 0.5 * h * h / e
-
-
-def _advance(x: torch.Tensor, m: torch.Tensor, sigma: float, sigma_next: float, data: bool) -> torch.Tensor:
-    """The first-order exponential-integrator update with effective output ``m̄`` (σ_next > 0).
-
-    Data prediction ``(σ'/σ) x + (1 − σ'/σ) m̄``; noise prediction ``x − (σ − σ') m̄``; both are DDIM.
-    """
-    if data:
-        return torch.lerp(m, x, sigma_next / sigma)
-    return torch.add(x, m, alpha=sigma_next - sigma)
-
-
-def _mix(ms: Sequence[torch.Tensor], coeffs: Sequence[float]) -> torch.Tensor:
-    """``Σ_j c_j m_j`` for float coefficients summing to one (a single lerp for two terms)."""
-    if len(ms) == 1:
-        return ms[0]
-    if len(ms) == 2:
-        return torch.lerp(ms[1], ms[0], coeffs[0])
-    out = ms[0] * coeffs[0]
-    for m, c in zip(ms[1:], coeffs[1:], strict=True):
-        out.add_(m, alpha=c)
-    return out
-
-
-def _multistep_coeffs(h: float, past: Sequence[float], data: bool) -> list[float]:
-    """Coefficients of ``m̄`` on ``(m_i, m_{i−1}, m_{i−2})``: next step ``h``, past steps ``(h_{i−1}, h_{i−2})``.
-
-    Order 2: ``m̄ = m_i + h/(2 h_{i−1}) (m_i − m_{i−1})``. Order 3: ``m̄ = m_i + ρ_1 (d_1 + h_{i−1} d_2) + 2 ρ_2 d_2``
-    with the Newton divided differences ``d_1 = (m_i − m_{i−1})/h_{i−1}``, ``e_1 = (m_{i−1} − m_{i−2})/h_{i−2}``,
-    ``d_2 = (d_1 − e_1)/(h_{i−1} + h_{i−2})``, rewritten as ``m_i + α d_1 + β e_1``.
-    """
-    if not past:
-        return [1.0]
-    if len(past) == 1:
-        c = 0.5 * h / past[0]
-        return [1.0 + c, -c]
-    h0, h1 = past
-    rho1, rho2 = _rho(h, data)
-    on_d2 = (rho1 * h0 + 2.0 * rho2) / (h0 + h1)
-    alpha, beta = rho1 + on_d2, -on_d2
-    return [1.0 + alpha / h0, beta / h1 - alpha / h0, -beta / h1]
+    return lambda x, sigma: _output(x, thresholded_denoise(denoiser, x, sigma, threshold), sigma, data)
 
 
 def _multistep(denoiser, x: torch.Tensor, sigmas: torch.Tensor, order: int, data: bool, lower_order_final: bool,
@@ -213,7 +138,7 @@ def _multistep(denoiser, x: torch.Tensor, sigmas: torch.Tensor, order: int, data
     past: list[float] = []  # the previous steps' λ-lengths, newest first
     for i, k in enumerate(orders):
         sigma, sigma_next = s[i], s[i + 1]
-        denoised = _denoise(denoiser, x, sigma, threshold)
+        denoised = thresholded_denoise(denoiser, x, sigma, threshold)
         report(callback, i, x, sigma, sigma_next, denoised)
         if sigma_next == 0:  # the first-order limit (module docstring)
             x = denoised
@@ -221,7 +146,7 @@ def _multistep(denoiser, x: torch.Tensor, sigmas: torch.Tensor, order: int, data
         outputs.insert(0, _output(x, denoised, sigma, data))
         del outputs[order:]
         h = math.log(sigma / sigma_next)
-        x = _advance(x, _mix(outputs[:k], _multistep_coeffs(h, past[:k - 1], data)), sigma, sigma_next, data)
+        x = advance(x, mix(outputs[:k], multistep_coeffs(h, past[:k - 1], data)), sigma, sigma_next, data)
         past.insert(0, h)
         del past[order - 1:]
     return x
@@ -237,20 +162,20 @@ def _single_step(model: ModelFn, x: torch.Tensor, m: torch.Tensor, sigma: float,
     §4 / Appendix C), else ``None``.
     """
     if order == 1:
-        return _advance(x, m, sigma, sigma_next, data), None
+        return advance(x, m, sigma, sigma_next, data), None
     h = math.log(sigma / sigma_next)
     if order == 2:
         sigma_mid = sigma * math.exp(-0.5 * h)
-        m_mid = model(_advance(x, m, sigma, sigma_mid, data), sigma_mid)
-        low = _advance(x, m, sigma, sigma_next, data) if embedded else None
-        return _advance(x, m_mid, sigma, sigma_next, data), low
+        m_mid = model(advance(x, m, sigma, sigma_mid, data), sigma_mid)
+        low = advance(x, m, sigma, sigma_next, data) if embedded else None
+        return advance(x, m_mid, sigma, sigma_next, data), low
     sigma_1, sigma_2 = sigma * math.exp(-h / 3), sigma * math.exp(-2 * h / 3)
-    m_1 = model(_advance(x, m, sigma, sigma_1, data), sigma_1)
-    c_2 = _rho(2 * h / 3, data)[0] / (h / 3)
-    m_2 = model(_advance(x, torch.lerp(m, m_1, c_2), sigma, sigma_2, data), sigma_2)
-    low = _advance(x, torch.lerp(m, m_1, 1.5), sigma, sigma_next, data) if embedded else None
-    c_t = _rho(h, data)[0] / (2 * h / 3)
-    return _advance(x, torch.lerp(m, m_2, c_t), sigma, sigma_next, data), low
+    m_1 = model(advance(x, m, sigma, sigma_1, data), sigma_1)
+    c_2 = rho_ratios(2 * h / 3, data)[0] / (h / 3)
+    m_2 = model(advance(x, torch.lerp(m, m_1, c_2), sigma, sigma_2, data), sigma_2)
+    low = advance(x, torch.lerp(m, m_1, 1.5), sigma, sigma_next, data) if embedded else None
+    c_t = rho_ratios(h, data)[0] / (2 * h / 3)
+    return advance(x, torch.lerp(m, m_2, c_t), sigma, sigma_next, data), low
 
 
 def _singlestep(denoiser, x: torch.Tensor, s: Sequence[float], orders: Sequence[int], data: bool,
@@ -259,7 +184,7 @@ def _singlestep(denoiser, x: torch.Tensor, s: Sequence[float], orders: Sequence[
     model = _model_fn(denoiser, data, threshold)
     for i, k in enumerate(orders):
         sigma, sigma_next = s[i], s[i + 1]
-        denoised = _denoise(denoiser, x, sigma, threshold)
+        denoised = thresholded_denoise(denoiser, x, sigma, threshold)
         report(callback, i, x, sigma, sigma_next, denoised)
         if sigma_next == 0:
             x = denoised
@@ -461,7 +386,7 @@ def dpmpp_2s(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, cal
         thresholding, threshold_ratio, max_value: dynamic thresholding of x̂0 (module docstring).
     """
     s = sigma_list(sigmas)
-    threshold = _threshold_option(thresholding, threshold_ratio, max_value)
+    threshold = threshold_option(thresholding, threshold_ratio, max_value)
     return _singlestep(denoiser, x, s, [2] * (len(s) - 1), True, callback, threshold)
 
 
@@ -475,7 +400,7 @@ def dpmpp_2m(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, cal
         lower_order_final: for runs under 15 steps, cap the order by the steps left (module docstring).
         thresholding, threshold_ratio, max_value: dynamic thresholding of x̂0 (module docstring).
     """
-    threshold = _threshold_option(thresholding, threshold_ratio, max_value)
+    threshold = threshold_option(thresholding, threshold_ratio, max_value)
     return _multistep(denoiser, x, sigmas, 2, True, lower_order_final, callback, threshold)
 
 
@@ -489,5 +414,5 @@ def dpmpp_3m(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, cal
         lower_order_final: for runs under 15 steps, cap the order by the steps left (module docstring).
         thresholding, threshold_ratio, max_value: dynamic thresholding of x̂0 (module docstring).
     """
-    threshold = _threshold_option(thresholding, threshold_ratio, max_value)
+    threshold = threshold_option(thresholding, threshold_ratio, max_value)
     return _multistep(denoiser, x, sigmas, 3, True, lower_order_final, callback, threshold)

@@ -60,8 +60,8 @@ relative slack of 1e-6 is allowed); a walk outside raises :class:`~diffsample.er
 the statistics are not extrapolated. The step into σ = 0 (``λ = +∞``, outside every finite grid) is
 first order and returns ``D(x, σ_{n−1})``, as every λ-space solver here (:mod:`.dpm`): a polynomial in
 λ extrapolated over an infinite interval has no finite limit. The corrector is skipped on the step
-before it (its result would be unused). ``lower_order_final`` (default on) caps the orders of runs
-under 15 steps by the steps left, as :mod:`.dpm` (the paper's code caps them at any length).
+before it (its result would be unused). ``lower_order_final`` (default on) is the one rule of
+:mod:`._kernel.orders`, as in :mod:`.dpm` (the paper's code caps the final orders at any length).
 """
 
 from __future__ import annotations
@@ -77,9 +77,9 @@ import torch
 from numpy.polynomial import legendre as nleg
 
 from ..errors import DiffsampleError, ShapeError, SigmaError
-from .common import Callback, report, sigma_batch, sigma_list
-from .dpm import planned_orders
-from .multistep import check_order
+from ._kernel.callbacks import Callback, report
+from ._kernel.levels import sigma_batch, sigma_list
+from ._kernel.orders import check_order, planned_orders
 from .registry import register
 
 __all__ = ["StatisticsLike", "Quadrature", "step_coefficients", "dpm_solver_v3"]
@@ -328,7 +328,7 @@ def dpm_solver_v3(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None
             rule for NFE ≤ 6).
         solver_type: ``"taylor"`` (exact weights, default) or ``"dpmsolver"`` (``h/2`` in the
             one-unknown systems, as DPM-Solver++(2M)).
-        lower_order_final: the order plan of :func:`.dpm.planned_orders` (runs under 15 steps capped by the
+        lower_order_final: the order plan of :func:`._kernel.orders.planned_orders` (runs under 15 steps capped by the
             steps left, sudden step growth capped at order 2).
     """
     order = check_order(order, MAX_ORDER, "dpm_solver_v3")

@@ -14,15 +14,10 @@ from __future__ import annotations
 
 import torch
 
-from .common import Callback, report, sigma_batch, sigma_list
+from ._kernel.callbacks import Callback, report
+from ._kernel.levels import sigma_batch, sigma_list
+from ._kernel.pf_ode import euler_step, heun_step
 from .registry import register
-
-
-def _ddim_step(x: torch.Tensor, denoised: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
-    """Exact Euler step of the PF-ODE: ``D + (σ'/σ)(x − D)``; returns ``D`` itself at σ' = 0."""
-    if sigma_next == 0:
-        return denoised
-    return torch.lerp(denoised, x, sigma_next / sigma)
 
 
 @register("euler", order=1)
@@ -33,7 +28,7 @@ def euler(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callba
     for i in range(len(s) - 1):
         denoised = denoiser(x, sigma_batch(x, s[i]))
         report(callback, i, x, s[i], s[i + 1], denoised)
-        x = _ddim_step(x, denoised, s[i], s[i + 1])
+        x = euler_step(x, denoised, s[i], s[i + 1])
     return x
 
 
@@ -46,12 +41,5 @@ def heun(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callbac
         sigma, sigma_next = s[i], s[i + 1]
         denoised = denoiser(x, sigma_batch(x, sigma))
         report(callback, i, x, sigma, sigma_next, denoised)
-        x_pred = _ddim_step(x, denoised, sigma, sigma_next)
-        if sigma_next == 0:
-            x = x_pred
-            continue
-        denoised_next = denoiser(x_pred, sigma_batch(x, sigma_next))
-        # trapezoid on the slope d = (x − D)/σ: x' = x + h (d + d') / 2 with h = σ' − σ. Since
-        # x + h d = x_pred and d' = d + (D − D')/σ', this is x' = x_pred + h / (2σ') · (D − D').
-        x = torch.add(x_pred, denoised - denoised_next, alpha=(sigma_next - sigma) / (2 * sigma_next))
+        x = heun_step(denoiser, x, denoised, sigma, sigma_next)
     return x

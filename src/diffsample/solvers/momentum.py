@@ -61,7 +61,7 @@ order ``r`` on σ-uniform steps only: on smoothly varying grids (Karras, log-SNR
 ``O(h²·Δh)`` local error (second order), and a warm-up start costs ``O(h_0²)`` globally as for every
 multistep method here — also the average's start ``v_0 = d_0`` (instead of the infinite past) is an
 ``O(h_0)`` error in ``v`` that decays like ``(1 − β)^i`` and adds ``O(h_0²/β)``. ``dpmpp_2m_hb`` follows
-``dpmpp_2m``'s order plan (``lower_order_final`` caps the last orders of runs under 15 steps).
+``dpmpp_2m``'s order plan (:func:`._kernel.orders.planned_orders`).
 
 With ``lower_order_final=True`` (default) a last step into σ = 0 returns ``D(x, σ_{n−1})``, the first-order
 limit the other solvers return (momentum is not applied to it); ``plms_hb``/``ghvb`` with
@@ -79,16 +79,12 @@ from functools import cache
 import torch
 
 from ..errors import DiffsampleError
-from .common import Callback, report, sigma_batch, sigma_list
-from .dpm import (
-    LOWER_ORDER_FINAL_BELOW,
-    _advance,
-    _denoise,
-    _mix,
-    _multistep_coeffs,
-    _threshold_option,
-)
-from .multistep import AB_UNIFORM, MAX_ORDER, check_order, step_orders
+from ._kernel.adams_bashforth import AB_UNIFORM, MAX_ORDER
+from ._kernel.callbacks import Callback, report
+from ._kernel.exponential import advance, mix, multistep_coeffs
+from ._kernel.levels import sigma_batch, sigma_list
+from ._kernel.orders import check_order, planned_orders
+from .dpm import threshold_option, thresholded_denoise
 from .registry import register
 
 __all__ = ["ghvb_coefficients", "ghvb_order", "check_beta", "plms_hb", "ghvb", "dpmpp_2m_hb"]
@@ -161,7 +157,7 @@ def _sigma_walk(denoiser, x: torch.Tensor, sigmas: torch.Tensor, order: int, bet
     """PLMS with heavy ball (``generalised=False``) or GHVB on the slopes ``d = (x − D)/σ``: one call per step."""
     s = sigma_list(sigmas)
     n = len(s) - 1
-    orders = step_orders(n, order, False)
+    orders = planned_orders(s, order, lower_order_final, in_lambda=False)
     finish_on_denoised = lower_order_final and s[-1] == 0
     weights = {k: ghvb_coefficients(k, beta) if generalised else AB_UNIFORM[k - 1] for k in set(orders)}
     history: list[torch.Tensor] = []  # newest first: slopes (HB) or averaged slopes (GHVB), at most `order`
@@ -244,16 +240,15 @@ def dpmpp_2m_hb(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, 
         thresholding, threshold_ratio, max_value: dynamic thresholding of x̂0 (see :mod:`.dpm`).
     """
     beta = check_beta(beta, "dpmpp_2m_hb")
-    threshold = _threshold_option(thresholding, threshold_ratio, max_value)
+    threshold = threshold_option(thresholding, threshold_ratio, max_value)
     s = sigma_list(sigmas)
-    n = len(s) - 1
-    orders = step_orders(n, 2, lower_order_final and n < LOWER_ORDER_FINAL_BELOW)
+    orders = planned_orders(s, 2, lower_order_final)
     outputs: list[torch.Tensor] = []  # x̂0 of the last two steps, newest first
     past: list[float] = []  # the previous step's λ-length
     velocity: torch.Tensor | None = None
     for i, k in enumerate(orders):
         sigma, sigma_next = s[i], s[i + 1]
-        denoised = _denoise(denoiser, x, sigma, threshold)
+        denoised = thresholded_denoise(denoiser, x, sigma, threshold)
         report(callback, i, x, sigma, sigma_next, denoised)
         if sigma_next == 0:  # the first-order limit (see .dpm)
             x = denoised
@@ -261,8 +256,8 @@ def dpmpp_2m_hb(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, 
         outputs.insert(0, denoised)
         del outputs[2:]
         h = math.log(sigma / sigma_next)
-        effective = _mix(outputs[:k], _multistep_coeffs(h, past[:k - 1], True))
+        effective = mix(outputs[:k], multistep_coeffs(h, past[:k - 1], True))
         velocity = effective if velocity is None else torch.lerp(velocity, effective, beta)
-        x = _advance(x, velocity, sigma, sigma_next, True)
+        x = advance(x, velocity, sigma, sigma_next, True)
         past[:] = [h]
     return x

@@ -16,7 +16,8 @@ exactly (Lu et al. 2022b, §3 with α = 1; Lu et al. 2022a, §3.1)
 
 The model output is replaced by the polynomial (in λ) through its values at the last ``k = order`` points
 visited, ``λ_i, λ_{i−1}, …``, and the integral is taken in closed form (UniP-k, Zhao et al. 2023, §3.1;
-:func:`~.unipc._weights`): ``order=1`` is DDIM, ``order=3`` the quadratic rule of DPM-Solver++(3M)/UniP-3.
+:func:`~._kernel.unified.unified_weights`): ``order=1`` is DDIM, ``order=3`` the quadratic rule of
+DPM-Solver++(3M)/UniP-3.
 For ``order=2`` the one unknown weight is UniPC's ``h → 0`` rule ``B(h)/2`` with ``variant`` choosing
 ``B`` (``"bh2"``: ``1 − e^{−h}``, then data prediction is exactly DPM-Solver++(2M); ``"bh1"``: ``h``),
 USF's "low-order derivative estimation" choice. Step ``i`` uses ``min(order_i, i + 1)`` points (warm-up).
@@ -47,15 +48,23 @@ from typing import Any, NamedTuple
 import torch
 
 from ..errors import DiffsampleError
-from .common import Callback, report, sigma_batch, sigma_list
+from ._kernel.callbacks import Callback, report
+from ._kernel.levels import sigma_batch, sigma_list
+from ._kernel.unified import (
+    MAX_ORDER,
+    PREDICTIONS,
+    VARIANTS,
+    Update,
+    combine,
+    into_zero_update,
+    prediction_output,
+    unified_weights,
+)
 from .registry import register
-from .unipc import MAX_ORDER, _combine, _Update, _weights, unic_correct
+from .unipc import unic_correct
 
 __all__ = ["PREDICTIONS", "VARIANTS", "Visit", "WalkState", "plan_correct", "plan_options", "plan_solver",
            "plan_step", "plan_walk", "step_update"]
-
-PREDICTIONS = ("data", "noise")
-VARIANTS = ("bh2", "bh1")
 
 
 class Visit(NamedTuple):
@@ -67,7 +76,7 @@ class Visit(NamedTuple):
 
     def output(self, noise: bool) -> torch.Tensor:
         """The integrated model output at this point: ``D`` (data prediction) or ``ε̂ = (x − D)/σ`` (noise)."""
-        return torch.sub(self.x, self.denoised).mul_(1.0 / self.sigma) if noise else self.denoised
+        return prediction_output(self.x, self.denoised, self.sigma, noise)
 
 
 def _nodes(sigmas: Sequence[float], k: int, h: float) -> list[float]:
@@ -77,7 +86,7 @@ def _nodes(sigmas: Sequence[float], k: int, h: float) -> list[float]:
 
 
 def step_update(sigmas: Sequence[float], sigma_next: float, *, prediction: str = "data", order: int = 2,
-                variant: str = "bh2") -> _Update:
+                variant: str = "bh2") -> Update:
     """The coefficients of one predictor step: ``x' = keep·x + cur·F_i + Σ_m prev[m]·F_{i−1−m}``.
 
     ``sigmas`` are the levels visited so far, newest (the current level) first; ``F`` is ``D`` or ``ε̂``
@@ -86,10 +95,10 @@ def step_update(sigmas: Sequence[float], sigma_next: float, *, prediction: str =
     """
     noise = prediction == "noise"
     if sigma_next == 0:  # the h = ∞ first-order limit
-        return _Update(1.0, -sigmas[0], ()) if noise else _Update(0.0, 1.0, ())
+        return into_zero_update(sigmas[0], noise)
     k = min(int(order), len(sigmas))
     h = math.log(sigmas[0] / sigma_next)
-    return _weights(h, _nodes(sigmas, k, h), sigmas[0], noise, variant)
+    return unified_weights(h, _nodes(sigmas, k, h), sigmas[0], noise, variant)
 
 
 def plan_step(x: torch.Tensor, visits: Sequence[Visit], sigma_next: float, *, prediction: str = "data",
@@ -106,7 +115,7 @@ def plan_step(x: torch.Tensor, visits: Sequence[Visit], sigma_next: float, *, pr
     u = step_update([v.sigma for v in visits], sigma_next, prediction=prediction, order=order, variant=variant)
     if u.keep == 0.0:  # into σ = 0 with data prediction: exactly D_i
         return visits[0].denoised
-    return _combine(x, u, visits[0].output(noise), [v.output(noise) for v in visits[1:1 + len(u.prev)]])
+    return combine(x, u, visits[0].output(noise), [v.output(noise) for v in visits[1:1 + len(u.prev)]])
 
 
 def plan_correct(x: torch.Tensor, visits: Sequence[Visit], new: Visit, *, prediction: str = "data", order: int = 2,
@@ -122,8 +131,8 @@ def plan_correct(x: torch.Tensor, visits: Sequence[Visit], new: Visit, *, predic
                             variant=variant)
     cur = visits[0]
     h = math.log(cur.sigma / new.sigma)
-    u = _weights(h, _nodes([v.sigma for v in visits], k, h), cur.sigma, True, variant, corrector=True)
-    return _combine(x, u, cur.output(True), [v.output(True) for v in visits[1:k]], new.output(True))
+    u = unified_weights(h, _nodes([v.sigma for v in visits], k, h), cur.sigma, True, variant, corrector=True)
+    return combine(x, u, cur.output(True), [v.output(True) for v in visits[1:k]], new.output(True))
 
 
 def _per_step(name: str, value: Any, n: int) -> list[Any]:

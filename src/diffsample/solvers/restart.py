@@ -6,7 +6,7 @@ nearest to ``σ_lo`` (in log σ). When the walk reaches ``σ_j`` it repeats K ti
 
 * **restart forward**: jump back up by the forward process in σ-space,
   ``x ← x + S_noise·sqrt(σ_hi² − σ_j²)·z`` (the exact transition from σ_j to σ_hi, see
-  :mod:`~diffsample.solvers.stochastic`), with fresh noise each time;
+  :mod:`~diffsample.solvers.ancestral`), with fresh noise each time;
 * **restart backward**: ``n`` Heun steps of the PF-ODE from σ_hi back down to σ_j, on Karras'
   ρ-spacing (ρ = 7) between the two, as the paper's code does;
 
@@ -46,9 +46,10 @@ import torch
 
 from .. import steps
 from ..errors import DiffsampleError
-from .common import Callback, sigma_list
+from ._kernel.callbacks import Callback, offset_callback, tagged_callback
+from ._kernel.levels import sigma_list
+from ._kernel.noise import draw, require_fresh_noise
 from .registry import SolverSpec, register, spec
-from .stochastic import require_fresh_noise
 
 __all__ = ["DEFAULT_INTERVALS", "RestartSegment", "restart", "restart_cost", "restart_nfe", "restart_plan"]
 
@@ -138,16 +139,6 @@ def _backbone(ode: str) -> SolverSpec:
     return backbone
 
 
-def _tagged(callback: Callback, **tags: Any) -> Callback:
-    if callback is None:
-        return None
-
-    def tagged(info: dict[str, Any]) -> None:
-        callback({**info, **tags})
-
-    return tagged
-
-
 @register("restart", order=2, evals_per_step=2, saves_last_eval=True, stochastic=True, cost=restart_cost,
           min_steps=2)  # one step into 0 has no level to restart from: a budget must buy two
 def restart(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
@@ -175,26 +166,13 @@ def restart(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, call
     start = 0
     for seg in segments:
         if seg.index > start:
-            x = walk(denoiser, x, sigmas[start:seg.index + 1], callback=_offset(callback, start))
+            x = walk(denoiser, x, sigmas[start:seg.index + 1], callback=offset_callback(callback, start))
             start = seg.index
         jump = s_noise * math.sqrt((seg.sigma_hi - seg.sigma) * (seg.sigma_hi + seg.sigma))
         for k in range(seg.repeats):
-            z = noise(x, seg.sigma_hi, seg.sigma)
-            if z.shape != x.shape:
-                raise DiffsampleError(f"the noise source returned shape {tuple(z.shape)} for x of shape "
-                                      f"{tuple(x.shape)}")
-            x = x + jump * z.to(dtype=x.dtype, device=x.device)
-            x = walk(denoiser, x, seg.grid, callback=_tagged(callback, i=seg.index - 1, restart=k + 1))
+            x = x + jump * draw(noise, x, seg.sigma_hi, seg.sigma)
+            x = walk(denoiser, x, seg.grid, callback=tagged_callback(callback, i=seg.index - 1, restart=k + 1))
     if start < len(sigmas) - 1:
-        x = walk(denoiser, x, sigmas[start:], callback=_offset(callback, start))
+        x = walk(denoiser, x, sigmas[start:], callback=offset_callback(callback, start))
     return x
 
-
-def _offset(callback: Callback, offset: int) -> Callback:
-    if callback is None or offset == 0:
-        return callback
-
-    def shifted(info: dict[str, Any]) -> None:
-        callback({**info, "i": info["i"] + offset})
-
-    return shifted

@@ -55,11 +55,11 @@ model value at the predicted point, so it does not care how that point was predi
 Order planning
 --------------
 Step ``i`` has order ``min(order, i + 1)`` (warm-up from the history at hand); with
-``lower_order_final`` and fewer than 10 steps also ``≤ n − i`` (the last step first order, the one
-before second order, …; DPM-Solver's rule, which stabilises the large final steps of short runs).
-UniPC's reference code caps the final orders at any step count; an order-1 final step to
-``σ_min > 0`` has local error ``O(h²)`` and would cap the global order at 2, hence the 10-step limit
-here. No corrector follows the final step (it would need one more call).
+``lower_order_final`` the orders follow the one rule of :mod:`._kernel.orders` (runs under 15 steps
+end at decreasing orders, a step more than ``1 + √2`` times longer in λ than the one before is at most
+second order), as every λ-space solver here. UniPC's reference code caps the final orders at any step
+count; an order-1 final step to ``σ_min > 0`` has local error ``O(h²)`` and would cap the global order
+at 2, hence the 15-step limit. No corrector follows the final step (it would need one more call).
 
 The warm-up steps keep their lower local order, so asymptotically the first step caps the global
 order: at 2 without the corrector (an Euler step), at 3 with it (Euler + UniC-1). Their error
@@ -96,144 +96,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
 
 import torch
 
 from ..errors import DiffsampleError, SigmaError
-from .common import Callback, report, sigma_batch, sigma_list
+from ._kernel.callbacks import Callback
+from ._kernel.levels import sigma_list
+from ._kernel.orders import check_choice, check_order
+from ._kernel.unified import (
+    MAX_ORDER,
+    PREDICTIONS,
+    PREDICTORS,
+    VARIANTS,
+    UnifiedState,
+    combine,
+    unified_plan,
+    unified_start,
+    unified_step,
+    unified_weights,
+)
 from .registry import register
 
 __all__ = ["unipc", "unic_correct"]
-
-MAX_ORDER = 3
-_VARIANTS = ("bh1", "bh2")
-_PREDICTIONS = ("data", "noise")
-_PREDICTORS = ("unip", "ddim")
-_SERIES_BELOW = 1.0  # |h| below which φ_k(±h) comes from its power series
-_SERIES_TERMS = 18  # relative truncation error below 1/19! ≈ 8e-18 there
-
-
-class _Update(NamedTuple):
-    """``out = keep·x + cur·F_s + Σ_m prev[m]·F_{(m+1) steps back} + new·F_t``."""
-
-    keep: float
-    cur: float
-    prev: tuple[float, ...]
-    new: float = 0.0
-
-
-def _integrals(h: float, q: int, noise: bool) -> list[float]:
-    """``[I_0(h), …, I_q(h)]``: ``φ_{k+1}(−h)`` (data) or ``e^{−h} φ_{k+1}(h)`` (noise), for ``h > 0``.
-
-    ``φ_{k+1}(−h) = (1/k! − φ_k(−h))/h`` and ``e^{−h} φ_{k+1}(h) = ∫_0^1 e^{−hθ} θ^k/k! dθ =
-    (e^{−h} φ_k(h) − e^{−h}/k!)/h`` (never overflows). For ``h ≥ 1`` these run upwards from
-    ``I_0 = (1 − e^{−h})/h``; for small ``h`` that would cancel, so ``I_q`` comes from the series
-    ``φ_{q+1}(z) = Σ_j z^j/(j+q+1)!`` and the recurrences run downwards, where errors shrink by ``h``.
-    """
-    decay = math.exp(-h)
-    if h >= _SERIES_BELOW:
-        out = [-math.expm1(-h) / h]
-        for k in range(1, q + 1):
-            inv = 1.0 / math.factorial(k)
-            out.append((out[-1] - decay * inv) / h if noise else (inv - out[-1]) / h)
-        return out
-    z = h if noise else -h
-    term, top = 1.0 / math.factorial(q + 1), 0.0
-    for j in range(_SERIES_TERMS):
-        top += term
-        term *= z / (j + q + 2)
-    down = [top * decay if noise else top]
-    for k in range(q, 0, -1):
-        inv = 1.0 / math.factorial(k)
-        down.append(h * down[-1] + decay * inv if noise else inv - h * down[-1])
-    return down[::-1]
-
-
-def _solve(nodes: Sequence[float], rhs: Sequence[float]) -> list[float]:
-    """``u`` with ``Σ_m u_m r_m^{k−1} = rhs[k−1]``, ``k = 1..q`` (a transposed Vandermonde system).
-
-    ``u_m = L(ℓ_m)`` for the Lagrange basis polynomial ``ℓ_m`` on the nodes and the linear functional
-    ``L(r^{k−1}) = rhs[k−1]``: expand ``ℓ_m``'s numerator and pair its coefficients with ``rhs``.
-    """
-    out = []
-    for m, rm in enumerate(nodes):
-        poly, denom = [1.0], 1.0  # coefficients of Π_{j≠m} (r − r_j), lowest degree first
-        for j, rj in enumerate(nodes):
-            if j != m:
-                poly = [a - rj * b for a, b in zip([0.0, *poly], [*poly, 0.0], strict=True)]
-                denom *= rm - rj
-        out.append(sum(c * b for c, b in zip(poly, rhs, strict=True)) / denom)
-    return out
-
-
-def _weights(h: float, nodes: Sequence[float], sigma: float, noise: bool, variant: str,
-             corrector: bool = False) -> _Update:
-    """Coefficients of one UniP/UniC update over ``λ_s → λ_s + h`` (``0 < h < ∞``) from the state at ``sigma``.
-
-    ``nodes`` are the ``r_m`` of the earlier points (most recent first); a corrector adds the new point
-    ``r = 1`` and its weight goes to ``new``.
-    """
-    nodes = [*nodes, 1.0] if corrector else list(nodes)
-    q = len(nodes)
-    one_minus_decay = -math.expm1(-h)
-    keep, scale = (1.0, -sigma) if noise else (math.exp(-h), 1.0)
-    if q == 0:
-        w: list[float] = []
-    elif q == 1:  # reference implementation: the h → 0 value 1/2 of g_1(h)/B(h)
-        b_tilde = one_minus_decay if variant == "bh2" else (h * math.exp(-h) if noise else h)
-        w = [0.5 * b_tilde / nodes[0]]
-    else:
-        integ = _integrals(h, q, noise)
-        rhs = [math.factorial(k) * h * integ[k] for k in range(1, q + 1)]
-        u = _solve(nodes, rhs)  # u_m = w_m r_m
-        w = [um / r for um, r in zip(u, nodes, strict=True)]
-    c = [scale * wm for wm in w]
-    cur = scale * one_minus_decay - sum(c)
-    if corrector:
-        return _Update(keep, cur, tuple(c[:-1]), c[-1])
-    return _Update(keep, cur, tuple(c))
-
-
-def _combine(x: torch.Tensor, u: _Update, f: torch.Tensor, hist: Sequence[torch.Tensor],
-             f_new: torch.Tensor | None = None) -> torch.Tensor:
-    """``u.keep·x + u.cur·f + Σ u.prev[m]·hist[m] (+ u.new·f_new)`` with one tensor op per term."""
-    out = torch.add(x, f, alpha=u.cur) if u.keep == 1.0 else torch.mul(x, u.keep).add_(f, alpha=u.cur)
-    for c, g in zip(u.prev, hist, strict=False):
-        out.add_(g, alpha=c)
-    if f_new is not None:
-        out.add_(f_new, alpha=u.new)
-    return out
-
-
-def _check_choice(name: str, value: object, valid: Sequence[str]) -> None:
-    if value not in valid:
-        raise DiffsampleError(f"unipc: {name} must be one of {', '.join(map(repr, valid))}, got {value!r}")
-
-
-def _plan(s: list[float], order: int, variant: str, noise: bool, predictor: str, corrector: bool,
-          lower_order_final: bool, disable: frozenset[int]) -> list[tuple[_Update, _Update | None]]:
-    """Per step: the predictor's update and the corrector's (as an increment on the predicted state) or None."""
-    n = len(s) - 1
-    lam = [-math.log(v) if v > 0 else math.inf for v in s]
-    plan: list[tuple[_Update, _Update | None]] = []
-    for i in range(n):
-        if s[i + 1] == 0:  # closed-form h = ∞ limit of the first-order step (module docstring)
-            plan.append((_Update(1.0, -s[i], ()) if noise else _Update(0.0, 1.0, ()), None))
-            continue
-        p = min(order, i + 1, n - i) if lower_order_final and n < 10 else min(order, i + 1)
-        h = lam[i + 1] - lam[i]
-        nodes = [(lam[i - m] - lam[i]) / h for m in range(1, p)]
-        pred = _weights(h, nodes if predictor == "unip" else [], s[i], noise, variant)
-        corr = None
-        used = i < n - 1 and (noise or s[i + 2] > 0)  # data prediction: the step into 0 ignores x_s
-        if corrector and used and i not in disable:
-            full = _weights(h, nodes, s[i], noise, variant, corrector=True)
-            prev = pred.prev + (0.0,) * (len(full.prev) - len(pred.prev))
-            corr = _Update(1.0, full.cur - pred.cur, tuple(a - b for a, b in zip(full.prev, prev, strict=True)),
-                           full.new)
-        plan.append((pred, corr))
-    return plan
 
 
 @register("unipc", order=3)
@@ -250,43 +134,27 @@ def unipc(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callba
         predictor: ``"unip"`` (UniP-p) or ``"ddim"`` (first-order predictor at every step, so that
             UniC-p on top of DDIM raises the order from 1 to 2).
         corrector: apply UniC after every step but the last (no extra model calls).
-        lower_order_final: with fewer than 10 steps, lower the order on the final steps.
+        lower_order_final: the order plan of :func:`._kernel.orders.planned_orders` (runs under 15 steps end
+            at decreasing orders, sudden λ-step growth at order ≤ 2).
         disable_corrector: step indices ``i`` (the step ``σ_i → σ_{i+1}``) whose result is not corrected,
             e.g. the first steps under strong guidance (diffusers' option of the same name).
 
     The callback sees each model evaluation: ``x`` is the point it was evaluated at (the predicted,
     not yet corrected state).
     """
-    _check_choice("variant", variant, _VARIANTS)
-    _check_choice("predict", predict, _PREDICTIONS)
-    _check_choice("predictor", predictor, _PREDICTORS)
-    if int(order) != order or not 1 <= order <= MAX_ORDER:
-        raise DiffsampleError(f"unipc: order must be an integer from 1 to {MAX_ORDER}, got {order!r}")
+    check_choice("unipc", "variant", variant, VARIANTS)
+    check_choice("unipc", "predict", predict, PREDICTIONS)
+    check_choice("unipc", "predictor", predictor, PREDICTORS)
+    order = check_order(order, MAX_ORDER, "unipc")
     s = sigma_list(sigmas)
     is_noise = predict == "noise"
-    plan = _plan(s, int(order), variant, is_noise, predictor, bool(corrector), bool(lower_order_final),
-                 frozenset(int(i) for i in disable_corrector))
-    depth = int(order) - 1  # earlier model values a step can use
-    hist: list[torch.Tensor] = []  # F at earlier points, most recent first
-    x_at = x
-    denoised = denoiser(x, sigma_batch(x, s[0]))
-    f = torch.sub(x, denoised).mul_(1.0 / s[0]) if is_noise else denoised
-    last = len(plan) - 1
-    for i, (pred, corr) in enumerate(plan):
-        report(callback, i, x_at, s[i], s[i + 1], denoised)
-        if s[i + 1] == 0 and not is_noise:
-            return denoised
-        x_pred = _combine(x, pred, f, hist)
-        if i == last:
-            return x_pred
-        denoised = denoiser(x_pred, sigma_batch(x, s[i + 1]))
-        f_new = torch.sub(x_pred, denoised).mul_(1.0 / s[i + 1]) if is_noise else denoised
-        x = x_pred if corr is None else _combine(x_pred, corr, f, hist, f_new)
-        x_at = x_pred
-        if depth:
-            hist = [f, *hist[: depth - 1]]
-        f = f_new
-    return x
+    plan = unified_plan(s, order, variant, is_noise, predictor, bool(corrector), bool(lower_order_final),
+                        frozenset(int(i) for i in disable_corrector))
+    state: UnifiedState | torch.Tensor = unified_start(denoiser, x, s[0], is_noise)
+    for _ in plan:
+        assert isinstance(state, UnifiedState)
+        state = unified_step(denoiser, s, plan, is_noise, order - 1, state, state.f, callback)
+    return state if isinstance(state, torch.Tensor) else state.x
 
 
 def unic_correct(x: torch.Tensor, denoised: Sequence[torch.Tensor], sigmas: Sequence[float],
@@ -305,7 +173,7 @@ def unic_correct(x: torch.Tensor, denoised: Sequence[torch.Tensor], sigmas: Sequ
     DDIM/Euler + UniC-1 is second order, DPM-Solver++(2M) + UniC-2 (= ``unipc`` with ``order=2``,
     ``variant="bh2"``) third order. There is no corrector into σ = 0 (the new node would sit at λ = ∞).
     """
-    _check_choice("variant", variant, _VARIANTS)
+    check_choice("unipc", "variant", variant, VARIANTS)
     sig = [float(v) for v in sigmas]
     sigma_next = float(sigma_next)
     if len(sig) != len(denoised) or not 1 <= len(sig) <= MAX_ORDER:
@@ -316,5 +184,5 @@ def unic_correct(x: torch.Tensor, denoised: Sequence[torch.Tensor], sigmas: Sequ
     lam = [-math.log(v) for v in sig]
     h = -math.log(sigma_next) - lam[-1]
     nodes = [(lam[-1 - m] - lam[-1]) / h for m in range(1, len(lam))]
-    u = _weights(h, nodes, sig[-1], False, variant, corrector=True)
-    return _combine(x, u, denoised[-1], list(reversed(denoised[:-1])), denoised_next)
+    u = unified_weights(h, nodes, sig[-1], False, variant, corrector=True)
+    return combine(x, u, denoised[-1], list(reversed(denoised[:-1])), denoised_next)

@@ -59,7 +59,7 @@ from ..errors import BudgetError, DiffsampleError, ShapeError
 from ..sampling import GuardedDenoiser, sample, work_dtype
 from ..solvers.dc_solver import DCState, DCWalk
 from .plan import Plan
-from .tuner import _library_version, _model_id
+from .provenance import library_version, model_name
 
 __all__ = ["CPR", "METHODS", "dc_reference_states", "fit_cpr", "search_dc_ratios"]
 
@@ -296,7 +296,7 @@ def search_dc_ratios(denoiser: Any, *, calibration: torch.Tensor, sigmas: Sequen
     rmse_unipc = math.sqrt(float(_mse(base, final)))
     total_nfe = den.nfe - first
     provenance = {
-        "model": _model_id(den, model_id),
+        "model": model_name(den, model_id),
         "nfe": walk.n_steps * int(getattr(den, "nfe_per_call", 1)),
         "calibration_size": int(cal.shape[0]),
         "sample_shape": list(cal.shape[1:]),
@@ -312,7 +312,7 @@ def search_dc_ratios(denoiser: Any, *, calibration: torch.Tensor, sigmas: Sequen
         "search_nfe": search_nfe,
         "total_nfe": total_nfe,
         "search_seconds": round(time.perf_counter() - t_start, 3),
-        "library": _library_version(),
+        "library": library_version(),
     }
     return Plan(s, "dc_solver", options, provenance)
 

@@ -37,6 +37,7 @@ from ..denoisers import as_denoiser
 from ..errors import BudgetError, DiffsampleError, ShapeError
 from .dp import Evaluator, gits_costs, min_cost_path, propagated_dp
 from .plan import Plan
+from .provenance import library_version, model_name
 from .search import (
     STARTING_STRATEGIES,
     Candidate,
@@ -54,19 +55,6 @@ __all__ = ["DP_STRATEGIES", "tune"]
 
 DP_STRATEGIES: tuple[Choice, ...] = (Choice("data", 1), Choice("data", 2), Choice("data", 3))
 """Uniform strategies for which the propagated-state programme is run."""
-
-
-def _model_id(den: Any, model_id: str | None) -> str:
-    if model_id:
-        return str(model_id)
-    name = getattr(den, "name", None)
-    return str(name) if isinstance(name, str) and name else type(den).__name__
-
-
-def _library_version() -> str:
-    from .._version import __version__
-
-    return f"diffsample {__version__}"
 
 
 def tune(denoiser: Any, *, nfe: int, sigma_min: float, sigma_max: float, calibration: torch.Tensor,
@@ -180,7 +168,7 @@ def tune(denoiser: Any, *, nfe: int, sigma_min: float, sigma_max: float, calibra
 
     tuning_nfe = teacher.nfe + evaluate.nfe + objective.nfe
     provenance = {
-        "model": _model_id(den, model_id),
+        "model": model_name(den, model_id),
         "nfe": int(nfe),
         "model_calls": n,
         "sigma_min": sigma_min,
@@ -196,7 +184,7 @@ def tune(denoiser: Any, *, nfe: int, sigma_min: float, sigma_max: float, calibra
         "stages": {"teacher_seconds": round(teacher_seconds, 3), "dp_nfe": round(evaluate.nfe, 3),
                    "dp_seconds": round(dp_seconds, 3), "search_runs": objective.evals,
                    "search_nfe": objective.nfe, "search_seconds": round(search_seconds, 3)},
-        "library": _library_version(),
+        "library": library_version(),
     }
     return Plan(cand.walk(), "plan", plan_options_of(cand), provenance)
 
