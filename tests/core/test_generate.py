@@ -130,7 +130,7 @@ def test_the_sample_command_runs_the_walk_generate_configures(tmp_path, capsys, 
 def test_one_version_for_the_package_metadata_and_the_library():
     from diffsample._version import __version__
 
-    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
     assert "version" in pyproject["project"]["dynamic"] and "version" not in pyproject["project"]
     assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "diffsample._version.__version__"}
     assert ds.__version__ == __version__

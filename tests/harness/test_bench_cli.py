@@ -17,7 +17,7 @@ import pytest
 from benchmarks.__main__ import SUITES, main
 from benchmarks.suites.stochastic import DEFAULT_PARTS, PARTS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("suite", sorted(SUITES))
