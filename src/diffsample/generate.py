@@ -1,7 +1,7 @@
 """``diffsample.generate``: the default solver and step schedule for an NFE budget.
 
 The choice is a small table indexed by the budget, fixed by the side-by-side benchmark
-(``diffsample bench --peers``, evidence in the README), never fitted per model. The walk never
+(``python -m benchmarks beds --peers``, evidence in the README), never fitted per model. The walk never
 spends more than ``nfe`` model evaluations: classifier-free guided denoisers, which cost 2 per
 call, get half as many calls.
 
