@@ -76,13 +76,13 @@ class DiffusersParameterization:
 
 def is_flow_config(config: Mapping[str, Any]) -> bool:
     """A flow-matching scheduler config: a ``FlowMatch*`` class, flow prediction, flow sigmas, or (with no
-    ``prediction_type`` key, as in ``FlowMatch*`` configs) the ``shift``/``use_dynamic_shifting`` keys."""
+    ``prediction_type`` key, as in ``FlowMatch*`` configs, whose ``.config`` has no class name) a ``shift`` key."""
     name = str(config.get("_class_name", ""))
     if name.startswith("FlowMatch") or bool(config.get("use_flow_sigmas", False)):
         return True
     if "prediction_type" in config:
         return canonical_prediction(str(config["prediction_type"])) == "flow"
-    return "shift" in config and "use_dynamic_shifting" in config
+    return "shift" in config
 
 
 def is_edm_config(config: Mapping[str, Any]) -> bool:

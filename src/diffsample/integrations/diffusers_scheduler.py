@@ -18,9 +18,11 @@ Two kinds of configs load, with one rule: the pipeline's latent at a level with 
 * **Flow matching** (``FlowMatch*`` configs, or ``prediction_type="flow_prediction"``):
   ``x_t = (1 − t)·x0 + t·ε`` (Liu et al. 2023; Esser et al. 2024), ``σ = t/(1 − t)``, ``α = 1 − t``; the
   network gets ``t·num_train_timesteps``. The pure-noise level ``t = 1`` (σ = ∞) is walked from
-  :data:`FLOW_PURE_NOISE_SIGMA` (``α = 1/(1 + 2^24)``), labelled exactly ``t = 1``; Euler then agrees
-  with diffusers' ``FlowMatchEulerDiscreteScheduler`` to float32 rounding (the difference is
-  ``|v|/(1 + 2^24)``).
+  :data:`FLOW_PURE_NOISE_SIGMA` (``α = 1/(1 + 2^24)``), labelled exactly ``t = 1``, and the step out of it
+  is an Euler (DDIM) step for every solver, whose own walk starts at the first finite level: Euler's
+  limit from σ = ∞ is exact, while methods that combine slopes across a step (Heun's trapezoid, linear
+  multistep in σ) would multiply their evaluations' difference by σ/σ'. Euler agrees with diffusers'
+  ``FlowMatchEulerDiscreteScheduler`` to float32 rounding (the difference is ``|v|/(1 + 2^24)``).
 
 In both, ``init_noise_sigma = 1`` and ``scale_model_input`` is the identity. So the network sees
 exactly what :func:`~diffsample.integrations.load_diffusers_denoiser` feeds it, and the timesteps are
@@ -185,9 +187,8 @@ _FLOW_SCHEDULERS = ["FlowMatchEulerDiscreteScheduler", "FlowMatchHeunDiscreteSch
 
 FLOW_PURE_NOISE_SIGMA = float(2**24)
 """The σ-space level a flow walk starts from in place of ``t = 1`` (σ = ∞), labelled ``t = 1`` for the
-network. Large enough that Euler's first step differs from the exact ``t = 1`` step by ``|v|/(1 + 2^24)``
-(below float32 rounding), small enough that solvers written with ``x − σ·d`` lose at most
-``2^24·2^-24 ≈ 1`` ulp of a unit latent (the state is ``x ≈ σ·ε``)."""
+network. Its first step is Euler's (:func:`_walk`), ``x' = lerp(x̂0, x, σ'/σ)``, which differs from the
+exact ``t = 1`` step by ``|v|/(1 + 2^24)``, below float32 rounding."""
 
 _SPACING_CONVERSIONS = {
     "use_karras_sigmas": "karras",
@@ -415,6 +416,28 @@ def _flow_sigma_space(t: torch.Tensor) -> torch.Tensor:
     return torch.where(t >= 1, torch.full_like(t, FLOW_PURE_NOISE_SIGMA), t / (1 - t).clamp(min=1e-300))
 
 
+def _walk(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, solver: str, *, noise: Any,
+          options: Mapping[str, Any], pure_noise_sigma: float | None, callback: Callable[..., None] | None = None,
+          check_finite: bool = True) -> torch.Tensor:
+    """Run ``solver`` over ``sigmas``; a walk out of flow's pure noise takes its first step with Euler.
+
+    From ``σ = ∞`` (its stand-in ``pure_noise_sigma``) Euler/DDIM has an exact limit,
+    ``x' = x̂0 + σ'·ε̂`` with ``ε̂ = (x − x̂0)/σ``, but a method that combines slopes across the step
+    (Heun's trapezoid, linear multistep in σ) multiplies the difference of its evaluations by
+    ``σ/σ'`` (≈ 10^6 here) and is meaningless there. So every solver's walk starts at the first finite
+    level, after one Euler step from pure noise, as diffusers' flow schedulers take ``t = 1`` in stride.
+    """
+    if pure_noise_sigma is None or float(sigmas[0]) < pure_noise_sigma:
+        return run_solver(denoiser, x, sigmas, solver=solver, noise=noise, callback=callback,
+                          check_finite=check_finite, **options)
+    x = run_solver(denoiser, x, sigmas[:2], solver="euler", callback=callback, check_finite=check_finite)
+    if len(sigmas) == 2:
+        return x
+    shifted = None if callback is None else (lambda info: callback({**info, "i": int(info["i"]) + 1}))
+    return run_solver(denoiser, x, sigmas[1:], solver=solver, noise=noise, callback=shifted,
+                      check_finite=check_finite, **options)
+
+
 def _refuse_unsupported_keys(config: Mapping[str, Any]) -> None:
     for key, refused in _REFUSED_KEYS.items():
         if key in config and refused(config[key]):
@@ -524,6 +547,7 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
             recipe = _DenoiserRecipe(table, self.prediction, pure_noise=zero_snr)
         self._recipe = _DenoiserRecipe(recipe.schedule, recipe.prediction, recipe.time_scale,
                                        sample_clipping_from_config(self.config), recipe.pure_noise)
+        self._pure_noise_start = FLOW_PURE_NOISE_SIGMA if self.is_flow else None
         self.order = self.spec.evals_per_step
         self.timesteps = torch.empty(0, dtype=torch.float32)
         self.sigmas = torch.empty(0, dtype=torch.float64)
@@ -830,8 +854,8 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         def callback(info: dict[str, Any]) -> None:
             starts.setdefault(int(info["i"]), len(times) - 1)
 
-        run_solver(denoiser, torch.ones(1, 1), sigmas, solver=self.spec.name, noise=_zero_noise, callback=callback,
-                   check_finite=False, **self.solver_options)
+        _walk(denoiser, torch.ones(1, 1), sigmas, self.spec.name, noise=_zero_noise, options=self.solver_options,
+              pure_noise_sigma=self._pure_noise_start, callback=callback, check_finite=False)
         if not times:
             raise DiffsampleError(f"solver {self.spec.name!r} made no model evaluation on {len(sigmas) - 1} steps")
         starts.setdefault(0, 0)
@@ -885,9 +909,11 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
             noise = GeneratorNoise(generator)
         # the worker must not hold the scheduler (a pending walk would keep it alive past its finaliser)
         solver, options, net_dtype, recipe = self.spec.name, self.solver_options, sample.dtype, self._recipe
+        pure_noise_sigma = self._pure_noise_start
 
         def target(network: Callable[..., torch.Tensor]) -> torch.Tensor:
-            return run_solver(recipe.make(network, net_dtype), x, sigmas, solver=solver, noise=noise, **options)
+            return _walk(recipe.make(network, net_dtype), x, sigmas, solver, noise=noise, options=options,
+                         pure_noise_sigma=pure_noise_sigma)
 
         walk = _Walk(target)
         self._slot.walk = walk
