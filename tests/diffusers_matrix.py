@@ -171,8 +171,8 @@ def difference(row: Row, solver: str) -> tuple[float, float]:
 def table() -> str:
     """The markdown table of max differences, pipeline × solver."""
     solvers = list(TABLE_PEERS)
-    lines = ["| pipeline | " + " | ".join(f"{s} ↔ {TABLE_PEERS[s][0].removesuffix('Scheduler')}" for s in solvers) + " |",
-             "|---" * (len(solvers) + 1) + "|"]
+    heads = [f"{s} ↔ {TABLE_PEERS[s][0].removesuffix('Scheduler')}" for s in solvers]
+    lines = ["| pipeline | " + " | ".join(heads) + " |", "|---" * (len(solvers) + 1) + "|"]
     for row in rows():
         cells = []
         for s in solvers:
