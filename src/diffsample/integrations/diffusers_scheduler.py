@@ -765,7 +765,11 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
 
     # -- step levels ------------------------------------------------------------------------------
     def _step_schedule(self, n: int, mu: float | None) -> torch.Tensor:
-        """The configured step schedule with ``n`` steps (before :meth:`_final_levels`)."""
+        """The configured step schedule's ``n`` positive levels (:meth:`_final_levels` adds the end)."""
+        levels = self._configured_levels(n, mu)
+        return levels[levels > 0]
+
+    def _configured_levels(self, n: int, mu: float | None) -> torch.Tensor:
         name = self.config.step_schedule
         options = dict(self.config.step_schedule_options or {})
         if self.is_flow:
