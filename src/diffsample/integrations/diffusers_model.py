@@ -23,6 +23,10 @@ is used. Time labels are float32 and not rounded unless ``quantize=True`` (diffu
 schedulers feed fractional timesteps too). A DDPM ``variance_type`` of ``learned``/``learned_range``
 means the network also predicts a variance: only its first half of channels (the mean) is used.
 
+:class:`SampleClipping` (from :func:`sample_clipping_from_config`) is a config's ``clip_sample`` /
+``thresholding`` as an x̂0 transform; :class:`~diffsample.integrations.DiffsampleScheduler` applies it,
+the denoiser returned here does not (it is the model, not a sampler setting).
+
 diffusers is imported only inside these functions, and only when a path has to be loaded.
 Nothing is downloaded: paths must be local directories (``local_files_only=True``).
 """

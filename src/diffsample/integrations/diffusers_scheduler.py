@@ -54,7 +54,8 @@ key                       meaning here
 ``shift_terminal``        stretches ``1 − t`` as diffusers does. diffusers' static-shift default instead
                           shifts its last level twice (its ``sigma_min`` is stored shifted)
 ``clip_sample``,          x̂0 transforms applied to the scheduler's denoiser output
-``thresholding``, …       (:class:`~diffsample.integrations.diffusers_model.SampleClipping`)
+``thresholding``, …       (:class:`~diffsample.integrations.diffusers_model.SampleClipping`), as DDPM and
+                          DPM-Solver apply them (DDIM instead keeps the unclipped ε̂ in its update)
 ``variance_type``         learned variance: the network's first half of channels (its mean) is used;
                           ``fixed_large(_log)`` sets the ``ddpm`` solver's ``variance="large"``
 ========================= ==========================================================================
