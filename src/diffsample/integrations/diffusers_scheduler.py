@@ -531,6 +531,7 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         if final_sigmas_type not in ("zero", "sigma_min"):
             raise DiffsampleError(f"final_sigmas_type must be 'zero' or 'sigma_min', got {final_sigmas_type!r}")
         self._check_variance_type(variance_type)
+        clipping = sample_clipping_from_config(self.config)
         if self.is_flow:
             if time_shift_type not in ("exponential", "linear"):
                 raise DiffsampleError(f"time_shift_type must be 'exponential' or 'linear', got {time_shift_type!r}")
@@ -540,14 +541,12 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
                 raise DiffsampleError(f"shift_terminal must lie in (0, 1), got {shift_terminal}")
             self.schedule: NoiseSchedule = RectifiedFlow()
             scale = float(num_train_timesteps)
-            recipe = _DenoiserRecipe(self.schedule, "flow", scale, pure_noise=(FLOW_PURE_NOISE_SIGMA, scale))
+            self._recipe = _DenoiserRecipe(self.schedule, "flow", scale, clipping, (FLOW_PURE_NOISE_SIGMA, scale))
         else:
             table = DiscreteVP.from_diffusers_config(self.config)
             self.schedule = table
             zero_snr = (steps.ZERO_SNR_SIGMA, float(table.num_train_timesteps - 1)) if table.zero_terminal else None
-            recipe = _DenoiserRecipe(table, self.prediction, pure_noise=zero_snr)
-        self._recipe = _DenoiserRecipe(recipe.schedule, recipe.prediction, recipe.time_scale,
-                                       sample_clipping_from_config(self.config), recipe.pure_noise)
+            self._recipe = _DenoiserRecipe(table, self.prediction, 1.0, clipping, zero_snr)
         self._pure_noise_start = FLOW_PURE_NOISE_SIGMA if self.is_flow else None
         self.order = self.spec.evals_per_step
         self.timesteps = torch.empty(0, dtype=torch.float32)
