@@ -439,6 +439,23 @@ def test_flow_shift_applied_once():
     assert float(ours.sigmas[0]) == FLOW_PURE_NOISE_SIGMA and float(ours.timesteps[0]) == 1000.0
 
 
+@pytest.mark.parametrize("config", [{"use_karras_sigmas": True}, {"use_exponential_sigmas": True},
+                                    {"use_beta_sigmas": True}, {"shift_terminal": 0.1}, {"time_shift_type": "linear"}])
+def test_flow_level_options_match_diffusers(config):
+    """Re-spacing in flow time t, shift_terminal and the linear time shift, with dynamic shifting (where
+    diffusers' span is shifted once, as here)."""
+    pytest.importorskip("scipy")
+    common = {"use_dynamic_shifting": True, **config}
+    theirs = diffusers.FlowMatchEulerDiscreteScheduler(**common)
+    ours = flow_sched("euler", **common)
+    mu = 1.3 if config.get("time_shift_type") == "linear" else 0.8
+    theirs.set_timesteps(9, mu=mu)
+    ours.set_timesteps(9, mu=mu)
+    torch.testing.assert_close(ours.timesteps, theirs.timesteps, rtol=1e-5, atol=2e-4)
+    t = ours.sigmas / (1 + ours.sigmas)
+    torch.testing.assert_close(t[1:], theirs.sigmas[1:].double(), rtol=1e-5, atol=1e-7)
+
+
 def flow_reference(unet, sched, solver: str, x: torch.Tensor, noise_source=None, **options) -> torch.Tensor:
     """diffsample.sample on the loaded flow denoiser: Euler out of pure noise (labelled t = 1), then the solver."""
 
