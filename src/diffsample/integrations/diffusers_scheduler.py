@@ -124,6 +124,10 @@ Limits
   first) starts the solver afresh on the remaining steps; it must begin at a step boundary and the
   solver's evaluations on the shortened schedule must be the tail of the plan (not so for
   ``dpm_fast``, whose levels depend on the whole span).
+* Flow walks from pure noise take their first step with Euler (module docstring): a stochastic
+  solver adds no noise on that step, and a solver with ``order`` evaluations per step makes one there,
+  so its later steps start at ``timesteps`` index ``(i − 1)·order + 1``; an img2img pipeline indexing the
+  full list by ``t_start·order`` lands inside a step and gets an error, not a silent misstart.
 * ``scheduler.sigmas`` are σ-space levels in both modes (diffusers' flow schedulers list ``t``);
   ``set_alpha_to_one`` (DDIM/PNDM's last step) is not read: walks end at 0 unless
   ``final_sigmas_type="sigma_min"``.
