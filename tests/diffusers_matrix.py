@@ -7,7 +7,10 @@ Each column pairs a diffsample solver with the diffusers scheduler that implemen
 Both schedulers get the same levels: the diffusers scheduler's own (Stable Diffusion's table and
 ``"leading"`` integer timesteps, where diffusers' Euler starts from ``sqrt(σ² + 1)·z`` as a VP sample does;
 flow: its shifted sigmas, passed to a ``shift=1`` DiffsampleScheduler).
-The figure is ``max |ours − diffusers|`` of the final latents.
+The figure is ``max |ours − diffusers|`` of the final latents. Where the pair is the same method on the
+same levels it is float32 rounding; in the flow row, diffusers' Heun is Heun in ``t`` (here: in σ, after
+an Euler step out of pure noise), and its flow DPM-Solver/UniPC call the network at integer-truncated
+timesteps (with a network blind to ``t`` those two agree to rounding too).
 
 Run ``python tests/diffusers_matrix.py`` to print the table (needs diffusers; a minute on one core).
 """

@@ -555,3 +555,12 @@ def test_matrix_flow_peers_with_other_discretisations(matrix_rows, row, solver):
     DPM-Solver/UniPC feed integer-truncated timesteps; both are close, not equal."""
     diff, scale = matrix.difference(matrix_rows[row], solver)
     assert diff <= 0.02 * max(1.0, scale)
+
+
+@pytest.mark.parametrize("solver", ["euler", "dpmpp_2m", "unipc"])
+def test_matrix_flow_multistep_equal_when_the_model_ignores_time(solver):
+    """diffusers' flow DPM-Solver/UniPC call the model at integer-truncated timesteps (their sigmas are not
+    truncated); with a network blind to t that difference vanishes and the methods agree to rounding."""
+    row = matrix.Row("flow, time-blind", lambda x, t: torch.tanh(1.7 * x) - 0.4 * x, (2, 4, 8, 8), flow=True)
+    diff, scale = matrix.difference(row, solver)
+    assert diff <= 5e-6 * max(1.0, scale)
