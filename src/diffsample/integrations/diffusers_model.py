@@ -57,8 +57,7 @@ __all__ = [
 SCHEDULER_CONFIG = "scheduler_config.json"
 MODEL_CONFIG = "config.json"
 PIPELINE_INDEX = "model_index.json"
-_LEARNED_VARIANCE = ("learned", "learned_range")
-LEARNED_VARIANCE = _LEARNED_VARIANCE
+LEARNED_VARIANCE = ("learned", "learned_range")
 """``variance_type`` values of networks that also predict a variance (twice the input channels)."""
 
 
@@ -134,7 +133,7 @@ def parameterization_from_config(config: Mapping[str, Any], *, shift: float | No
     prediction = canonical_prediction(str(config.get("prediction_type", "epsilon")))
     if prediction not in ("eps", "v", "x0"):
         raise DiffsampleError(f"a DDPM-table scheduler config cannot have prediction_type {prediction!r}")
-    learned = config.get("variance_type") in _LEARNED_VARIANCE
+    learned = config.get("variance_type") in LEARNED_VARIANCE
     return DiffusersParameterization(DiscreteVP.from_diffusers_config(config), prediction, learned_variance=learned)
 
 
