@@ -243,11 +243,18 @@ def test_pipeline_other_parameterisations(prediction):
 
 
 def test_pipeline_zero_terminal_snr(unet):
+    """The first level is diffusers' Euler stand-in σ = sqrt(2^24 − 1) for σ = ∞, which the network sees at
+    t = 999 (diffusers' label), not at the table's interpolated time of that level."""
     sched = DiffsampleScheduler(rescale_betas_zero_snr=True, timestep_spacing="trailing", solver="heun",
                                 prediction_type="v_prediction")
     images, latents = run_pipeline(unet, sched)
+    assert float(sched.timesteps[0]) == 999.0 and float(sched.sigmas[0]) == math.sqrt(2**24 - 1)
     assert bool(torch.isfinite(latents[-1]).all())
-    assert_pipeline_matches(images, latents, reference(unet, sched, "heun"))
+
+    def labelled_999(x, timestep, **kwargs):
+        return unet(x, torch.where(timestep > 990, torch.full_like(timestep, 999.0), timestep), **kwargs)
+
+    assert_pipeline_matches(images, latents, reference(labelled_999, sched, "heun"))
 
 
 def test_heun_lists_its_second_stages():
@@ -281,8 +288,8 @@ def test_config_from_other_schedulers_and_roundtrip(tmp_path):
     assert {k: again.config[k] for k in public} == {k: sched.config[k] for k in public}
     again.set_timesteps(12)
     torch.testing.assert_close(again.timesteps, sched.timesteps)
-    with pytest.raises(DiffsampleError, match="DDPM tables"):
-        DiffsampleScheduler.from_config(diffusers.FlowMatchEulerDiscreteScheduler().config)
+    with pytest.raises(DiffsampleError, match="EDM"):
+        DiffsampleScheduler.from_config(diffusers.EDMEulerScheduler().config)
 
 
 def test_custom_sigmas_and_timesteps():

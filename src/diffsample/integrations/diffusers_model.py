@@ -23,6 +23,10 @@ is used. Time labels are float32 and not rounded unless ``quantize=True`` (diffu
 schedulers feed fractional timesteps too). A DDPM ``variance_type`` of ``learned``/``learned_range``
 means the network also predicts a variance: only its first half of channels (the mean) is used.
 
+:class:`SampleClipping` (from :func:`sample_clipping_from_config`) is a config's ``clip_sample`` /
+``thresholding`` as an x̂0 transform; :class:`~diffsample.integrations.DiffsampleScheduler` applies it,
+the denoiser returned here does not (it is the model, not a sampler setting).
+
 diffusers is imported only inside these functions, and only when a path has to be loaded.
 Nothing is downloaded: paths must be local directories (``local_files_only=True``).
 """
@@ -41,12 +45,20 @@ from ..errors import DiffsampleError
 from ..parameterization import ModelDenoiser, canonical_prediction
 from ..schedules import EDM, DiscreteVP, NoiseSchedule, RectifiedFlow
 
-__all__ = ["DiffusersParameterization", "DiffusersNetwork", "load_diffusers_denoiser", "parameterization_from_config"]
+__all__ = [
+    "DiffusersParameterization",
+    "DiffusersNetwork",
+    "SampleClipping",
+    "load_diffusers_denoiser",
+    "parameterization_from_config",
+    "sample_clipping_from_config",
+]
 
 SCHEDULER_CONFIG = "scheduler_config.json"
 MODEL_CONFIG = "config.json"
 PIPELINE_INDEX = "model_index.json"
-_LEARNED_VARIANCE = ("learned", "learned_range")
+LEARNED_VARIANCE = ("learned", "learned_range")
+"""``variance_type`` values of networks that also predict a variance (twice the input channels)."""
 
 
 @dataclass(frozen=True)
@@ -66,10 +78,14 @@ class DiffusersParameterization:
 
 
 def is_flow_config(config: Mapping[str, Any]) -> bool:
-    """A flow-matching scheduler config: a ``FlowMatch*`` class, flow prediction or flow sigmas."""
+    """A flow-matching scheduler config: a ``FlowMatch*`` class, flow prediction, flow sigmas, or (with no
+    ``prediction_type`` key, as in ``FlowMatch*`` configs, whose ``.config`` has no class name) a ``shift`` key."""
     name = str(config.get("_class_name", ""))
-    return (name.startswith("FlowMatch") or config.get("prediction_type") == "flow_prediction"
-            or bool(config.get("use_flow_sigmas", False)) or ("shift" in config and "use_dynamic_shifting" in config))
+    if name.startswith("FlowMatch") or bool(config.get("use_flow_sigmas", False)):
+        return True
+    if "prediction_type" in config:
+        return canonical_prediction(str(config["prediction_type"])) == "flow"
+    return "shift" in config
 
 
 def is_edm_config(config: Mapping[str, Any]) -> bool:
@@ -117,7 +133,7 @@ def parameterization_from_config(config: Mapping[str, Any], *, shift: float | No
     prediction = canonical_prediction(str(config.get("prediction_type", "epsilon")))
     if prediction not in ("eps", "v", "x0"):
         raise DiffsampleError(f"a DDPM-table scheduler config cannot have prediction_type {prediction!r}")
-    learned = config.get("variance_type") in _LEARNED_VARIANCE
+    learned = config.get("variance_type") in LEARNED_VARIANCE
     return DiffusersParameterization(DiscreteVP.from_diffusers_config(config), prediction, learned_variance=learned)
 
 
@@ -142,6 +158,58 @@ class DiffusersNetwork:
         if self.mean_channels is not None:
             out = out[:, : self.mean_channels]
         return out
+
+
+@dataclass(frozen=True)
+class SampleClipping:
+    """diffusers' treatment of the predicted clean sample x̂0 (``clip_sample`` / ``thresholding``), as a
+    denoiser-output transform ``x̂0 -> x̂0'``.
+
+    * ``kind="clip"``: ``clamp(x̂0, −clip_range, clip_range)`` (DDPM/DDIM's ``clip_sample``);
+    * ``kind="threshold"``: dynamic thresholding (Saharia et al. 2022, "Imagen", §2.3) with diffusers'
+      constants: per sample ``s = clamp(quantile(|x̂0|, ratio), 1, max_value)`` over all its elements,
+      then ``clamp(x̂0, −s, s)/s``, so the result lies in ``[−1, 1]`` (``max_value`` caps the
+      threshold; it is not the output range, unlike DPM-Solver's own convention in
+      :func:`diffsample.solvers.dpm.dynamic_threshold`). diffusers computes the quantile in float32
+      for half-precision samples; so does this.
+
+    Thresholding takes precedence over clipping, as in diffusers' DDPM/DDIM/DPM-Solver schedulers.
+    """
+
+    kind: str
+    clip_range: float = 1.0
+    ratio: float = 0.995
+    max_value: float = 1.0
+
+    def __call__(self, x0: torch.Tensor) -> torch.Tensor:
+        if self.kind == "clip":
+            return x0.clamp(-self.clip_range, self.clip_range)
+        flat = x0.reshape(x0.shape[0], -1)
+        work = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()
+        s = torch.quantile(work.abs(), self.ratio, dim=1).clamp(min=1.0, max=self.max_value).unsqueeze(1)
+        return (torch.clamp(work, -s, s) / s).to(x0.dtype).reshape(x0.shape)
+
+
+def sample_clipping_from_config(config: Mapping[str, Any]) -> SampleClipping | None:
+    """The x̂0 transform a DDPM-table config asks for (``thresholding``, else ``clip_sample``), or None.
+
+    Raises:
+        DiffsampleError: a quantile ratio outside ``(0, 1]`` or a non-positive range.
+    """
+    if config.get("thresholding", False):
+        ratio, max_value = float(config.get("dynamic_thresholding_ratio", 0.995)), float(
+            config.get("sample_max_value", 1.0))
+        if not 0 < ratio <= 1 or not max_value > 0:
+            raise DiffsampleError(
+                f"thresholding needs 0 < dynamic_thresholding_ratio <= 1 and sample_max_value > 0, got "
+                f"{ratio}, {max_value}")
+        return SampleClipping("threshold", ratio=ratio, max_value=max_value)
+    if config.get("clip_sample", False):
+        clip_range = float(config.get("clip_sample_range", 1.0))
+        if not clip_range > 0:
+            raise DiffsampleError(f"clip_sample_range must be > 0, got {clip_range}")
+        return SampleClipping("clip", clip_range=clip_range)
+    return None
 
 
 def _read_json(path: str) -> dict[str, Any]:

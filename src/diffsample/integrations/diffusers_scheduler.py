@@ -5,14 +5,67 @@ This module imports diffusers at the top (the class subclasses its ``SchedulerMi
 
 The sample convention
 ---------------------
-The scheduler holds a DDPM table (:class:`~diffsample.schedules.DiscreteVP`, built from the usual
-``beta_*``/``trained_betas``/``rescale_betas_zero_snr`` config keys). Its samples are VP samples, as
-DDIM's and DPM-Solver's: the pipeline's latent at a timestep with σ-space level σ is ``x_t = α·x``
-where ``x = x0 + σ·ε`` is the σ-space state, ``init_noise_sigma = 1`` and ``scale_model_input`` is the
-identity. So the network sees exactly what :func:`~diffsample.integrations.load_diffusers_denoiser`
-feeds it, and the timesteps are the same float32 time labels: a pipeline run with solver ``s`` and
+Two kinds of configs load, with one rule: the pipeline's latent at a level with σ-space level σ is
+``x_t = α·x``, where ``x = x0 + σ·ε`` is the σ-space state and α the network's own input scale.
+
+* **DDPM tables** (:class:`~diffsample.schedules.DiscreteVP`, built from the usual
+  ``beta_*``/``trained_betas``/``rescale_betas_zero_snr`` config keys): VP samples, as DDIM's and
+  DPM-Solver's, ``α = sqrt(ᾱ_t)``; the network gets the table timestep ``t`` (fractional between
+  entries). ``betas``, ``alphas`` and ``alphas_cumprod`` are exposed as diffusers' schedulers expose them.
+  With ``rescale_betas_zero_snr`` (``ᾱ_{N−1} = 0``, σ = ∞) the walk starts at diffusers' Euler level
+  σ = sqrt(2^24 − 1) ≈ 4096 (``ᾱ = 2^-24``), labelled ``t = N − 1`` for the network as diffusers does, so
+  ``timesteps=[999, …]`` works.
+* **Flow matching** (``FlowMatch*`` configs, or ``prediction_type="flow_prediction"``):
+  ``x_t = (1 − t)·x0 + t·ε`` (Liu et al. 2023; Esser et al. 2024), ``σ = t/(1 − t)``, ``α = 1 − t``; the
+  network gets ``t·num_train_timesteps``. The pure-noise level ``t = 1`` (σ = ∞) is walked from
+  :data:`FLOW_PURE_NOISE_SIGMA` (``α = 1/(1 + 2^24)``), labelled exactly ``t = 1``, and the step out of it
+  is an Euler (DDIM) step for every solver, whose own walk starts at the first finite level: Euler's
+  limit from σ = ∞ is exact, while methods that combine slopes across a step (Heun's trapezoid, linear
+  multistep in σ) would multiply their evaluations' difference by σ/σ'. Euler agrees with diffusers'
+  ``FlowMatchEulerDiscreteScheduler`` to float32 rounding (the difference is ``|v|/(1 + 2^24)``).
+
+In both, ``init_noise_sigma = 1`` and ``scale_model_input`` is the identity. So the network sees
+exactly what :func:`~diffsample.integrations.load_diffusers_denoiser` feeds it, and the timesteps are
+the same float32 time labels: a pipeline run with solver ``s`` and
 ``diffsample.sample(load_diffusers_denoiser(pipe), x_T / α_0, scheduler.sigmas, solver=s)`` make the
-same model calls on the same inputs.
+same model calls on the same inputs (except the label of a zero-SNR or pure-noise start: ``N − 1`` or
+``t = 1`` here, the interpolated time of the finite stand-in level there).
+
+Step levels: what a config's keys mean here
+-------------------------------------------
+``set_timesteps(n)`` makes the step schedule; keys of other schedulers' configs that change it are
+honoured (or refused with a :class:`~diffsample.errors.DiffsampleError` naming the key):
+
+========================= ==========================================================================
+key                       meaning here
+========================= ==========================================================================
+``timestep_spacing``,     DDPM tables: ``linspace``/``leading``/``trailing`` integer timesteps
+``steps_offset``          (:func:`diffsample.steps.time_uniform`, diffusers' DDIM rules)
+``use_karras_sigmas``,    the span of those timesteps (diffusers' Euler: the σ of the first and last
+``use_exponential_sigmas``, spaced timestep) re-spaced by :func:`~diffsample.steps.karras` (ρ = 7),
+``use_beta_sigmas``,      :func:`~diffsample.steps.exponential`, :func:`~diffsample.steps.beta_schedule`
+``use_lu_lambdas``        in σ (α = β = 0.6) or :func:`~diffsample.steps.logsnr` (Lu et al.'s uniform λ);
+                          at most one; for flow, in diffusers' flow sigma ``t`` after the shift
+``final_sigmas_type``     ``"zero"``: the walk ends at 0; ``"sigma_min"``: at the table's σ(t = 0)
+                          (flow: at the last level), one step fewer when the levels already end there
+``shift``,                flow: levels ``u = linspace(1, 1/N, n)``, shifted **once**, in σ-space the
+``use_dynamic_shifting``, scaling ``σ = m·u/(1 − u)`` with ``m = shift``, or ``e^mu`` (``mu`` passed to
+``time_shift_type``,      ``set_timesteps``; ``m = mu`` for the linear type); ``shift_terminal``
+``shift_terminal``        stretches ``1 − t`` as diffusers does. diffusers' static-shift default instead
+                          shifts its last level twice (its ``sigma_min`` is stored shifted)
+``clip_sample``,          x̂0 transforms applied to the scheduler's denoiser output
+``thresholding``, …       (:class:`~diffsample.integrations.diffusers_model.SampleClipping`), as DDPM and
+                          DPM-Solver apply them (DDIM instead keeps the unclipped ε̂ in its update)
+``variance_type``         learned variance: the network's first half of channels (its mean) is used;
+                          ``fixed_large(_log)`` sets the ``ddpm`` solver's ``variance="large"``
+========================= ==========================================================================
+
+Refused: ``timestep_type="continuous"``, ``interpolation_type="log_linear"``, ``sigma_min``/``sigma_max``
+overrides, ``invert_sigmas``, ``stochastic_sampling`` (pick a stochastic solver instead) and EDM
+configs. Custom ``sigmas=`` are σ-space levels on a table and diffusers' (unshifted) flow sigmas in
+``(0, 1]`` for flow, shifted once as diffusers shifts them; custom ``timesteps=`` (fractional allowed)
+are the network's own timesteps, used as given (flow: not shifted). One final 0 is appended, as diffusers
+does, unless the list already ends in 0.
 
 How a stateless solver runs step by step
 ----------------------------------------
@@ -47,8 +100,14 @@ whose evaluation pattern does not depend on the noise (the dry run draws zeros):
 Euler ancestral, SDE-DPM-Solver++, EDM's churn sampler (its raised levels σ̂), restart sampling
 (the levels of each restart interval, in order, going back up) and predictor–corrector (the
 corrector's evaluations at the same level). The real walk checks each request against the plan.
-``order`` is the solver's evaluations per step. Stochastic solvers draw their noise from
-``scheduler.noise`` when set (a diffsample noise source), else from the pipeline's ``generator``.
+``order`` is the solver's evaluations per step.
+
+Noise: stochastic solvers draw from ``scheduler.noise`` when set (a diffsample noise source, e.g.
+a Brownian tree), else from the pipeline's ``generator`` as diffusers does
+(:class:`GeneratorNoise`): one generator for the batch, a list of generators (one per sample, as
+pipelines pass for ``num_images_per_prompt``; sample ``i`` draws from generator ``i`` alone), or
+``None``, torch's default generator, as diffusers' ``randn_tensor`` does (not batch-invariant and
+not reproducible unless ``torch.manual_seed`` is set).
 
 It cannot work for **adaptive** solvers (``dpm_adaptive``, registry flag ``adaptive``): how many
 evaluations they make, and at which levels, depends on the model outputs through the error
@@ -60,11 +119,18 @@ Limits
   solver's state lives inside its call and cannot follow edits made between steps (inpainting
   pipelines that blend known latents back in); such an edit raises an error rather than being
   silently ignored.
-* DDPM tables only: flow-matching (``FlowMatch*``) and EDM configs are refused by ``from_config``.
+* DDPM tables and flow matching only: EDM configs are refused by ``from_config``.
 * Starting mid-plan (img2img's ``set_begin_index``, or a first timestep that is not the plan's
   first) starts the solver afresh on the remaining steps; it must begin at a step boundary and the
   solver's evaluations on the shortened schedule must be the tail of the plan (not so for
   ``dpm_fast``, whose levels depend on the whole span).
+* Flow walks from pure noise take their first step with Euler (module docstring): a stochastic
+  solver adds no noise on that step, and a solver with ``order`` evaluations per step makes one there,
+  so its later steps start at ``timesteps`` index ``(i − 1)·order + 1``; an img2img pipeline indexing the
+  full list by ``t_start·order`` lands inside a step and gets an error, not a silent misstart.
+* ``scheduler.sigmas`` are σ-space levels in both modes (diffusers' flow schedulers list ``t``);
+  ``set_alpha_to_one`` (DDIM/PNDM's last step) is not read: walks end at 0 unless
+  ``final_sigmas_type="sigma_min"``.
 * To load a saved pipeline that uses this scheduler through ``DiffusionPipeline.from_pretrained``,
   diffusers looks the class up as ``diffsample.DiffsampleScheduler``; pass ``scheduler=`` explicitly.
 """
@@ -84,15 +150,21 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin, SchedulerOutput
 
 from .. import solvers, steps
-from ..denoisers import append_dims
+from ..denoisers import Denoiser, WrappedDenoiser, append_dims
 from ..errors import DiffsampleError
-from ..parameterization import ModelDenoiser
+from ..parameterization import ModelDenoiser, canonical_prediction
 from ..sampling import sample as run_solver
 from ..sampling import work_dtype
-from ..schedules import DiscreteVP
-from .diffusers_model import is_edm_config, is_flow_config, parameterization_from_config
+from ..schedules import DiscreteVP, NoiseSchedule, RectifiedFlow
+from .diffusers_model import (
+    LEARNED_VARIANCE,
+    SampleClipping,
+    is_edm_config,
+    is_flow_config,
+    sample_clipping_from_config,
+)
 
-__all__ = ["DiffsampleScheduler", "GeneratorNoise"]
+__all__ = ["DiffsampleScheduler", "FLOW_PURE_NOISE_SIGMA", "GeneratorNoise"]
 
 _TABLE_SCHEDULERS = [
     "DDIMScheduler",
@@ -115,6 +187,32 @@ _TABLE_SCHEDULERS = [
 ]
 """diffusers schedulers on a DDPM table: their configs load with ``DiffsampleScheduler.from_config``."""
 
+_FLOW_SCHEDULERS = ["FlowMatchEulerDiscreteScheduler", "FlowMatchHeunDiscreteScheduler"]
+"""diffusers' flow-matching schedulers: their configs load too (module docstring)."""
+
+FLOW_PURE_NOISE_SIGMA = float(2**24)
+"""The σ-space level a flow walk starts from in place of ``t = 1`` (σ = ∞), labelled ``t = 1`` for the
+network. Its first step is Euler's (:func:`_walk`), ``x' = lerp(x̂0, x, σ'/σ)``, which differs from the
+exact ``t = 1`` step by ``|v|/(1 + 2^24)``, below float32 rounding."""
+
+_SPACING_CONVERSIONS = {
+    "use_karras_sigmas": "karras",
+    "use_exponential_sigmas": "exponential",
+    "use_beta_sigmas": "beta",
+    "use_lu_lambdas": "logsnr",
+}
+"""diffusers' re-spacing flags and the diffsample step schedule each one names."""
+
+_REFUSED_KEYS: dict[str, Callable[[Any], bool]] = {
+    "timestep_type": lambda v: v not in (None, "discrete"),
+    "interpolation_type": lambda v: v not in (None, "linear"),
+    "sigma_min": lambda v: v is not None,
+    "sigma_max": lambda v: v is not None,
+    "invert_sigmas": bool,
+    "stochastic_sampling": bool,
+}
+"""Keys of other schedulers' configs that would change results and that this scheduler cannot honour."""
+
 _TIME_RTOL = 1e-5
 
 
@@ -123,17 +221,31 @@ def _same_time(a: float, b: float) -> bool:
 
 
 class GeneratorNoise:
-    """A diffsample noise source drawing standard normals from one ``torch.Generator`` (diffusers' way).
+    """A diffsample noise source drawing standard normals as diffusers' ``randn_tensor`` does.
 
-    Draws ``torch.randn(x.shape, generator=g)`` on the generator's device in float32, then moves the
-    result to x's device and dtype: a pipeline's ``generator=`` drives stochastic solvers with it.
+    ``generator`` is one ``torch.Generator`` (``torch.randn(x.shape, generator=g)`` on its device),
+    a list of them, one per sample (row ``i`` is drawn from generator ``i`` alone, so sample ``i``
+    does not depend on the batch), or ``None``: torch's default generator on x's device (diffusers'
+    behaviour for ``generator=None``; not batch-invariant, reproducible only under
+    ``torch.manual_seed``). Draws are float32, then moved to x's device and dtype.
     """
 
-    def __init__(self, generator: torch.Generator) -> None:
+    def __init__(self, generator: torch.Generator | Sequence[torch.Generator] | None) -> None:
         self.generator = generator
 
     def __call__(self, x: torch.Tensor, sigma: float | None = None, sigma_next: float | None = None) -> torch.Tensor:
-        z = torch.randn(x.shape, generator=self.generator, device=self.generator.device, dtype=torch.float32)
+        g = self.generator
+        if g is None:
+            z = torch.randn(x.shape, device=x.device, dtype=torch.float32)
+        elif isinstance(g, torch.Generator):
+            z = torch.randn(x.shape, generator=g, device=g.device, dtype=torch.float32)
+        else:
+            rows = list(g)
+            if len(rows) != x.shape[0]:
+                raise DiffsampleError(
+                    f"got a list of {len(rows)} generators for a batch of {x.shape[0]} samples; pass one per sample")
+            z = torch.stack([torch.randn(x.shape[1:], generator=r, device=r.device, dtype=torch.float32).to(x.device)
+                             for r in rows])
         return z.to(device=x.device, dtype=x.dtype)
 
 
@@ -233,26 +345,142 @@ class _Plan:
     starts: dict[int, int]
 
 
+@dataclass(frozen=True)
+class _PureNoiseLabel:
+    """A network wrapper giving time labels at or above ``threshold`` (the label of the level standing
+    for pure noise) the exact pure-noise label ``label`` (flow ``t = 1``, a zero-SNR table's ``N − 1``)."""
+
+    network: Callable[..., Any]
+    threshold: float
+    label: float
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, **kwargs: Any) -> Any:
+        return self.network(x_t, torch.where(t >= self.threshold, torch.full_like(t, self.label), t), **kwargs)
+
+
+class _ClippedDenoiser(WrappedDenoiser):
+    """``clipping(D(x, σ))``: a config's x̂0 transform on a denoiser (counts nothing itself)."""
+
+    def __init__(self, inner: Denoiser, clipping: SampleClipping) -> None:
+        super().__init__(inner)
+        self.clipping = clipping
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
+        return self.clipping(self.inner(x, sigma, **kwargs))
+
+
+@dataclass(frozen=True)
+class _DenoiserRecipe:
+    """How the scheduler turns a network into its σ-space denoiser (no reference to the scheduler, so a
+    worker thread holding it does not keep the scheduler alive)."""
+
+    schedule: NoiseSchedule
+    prediction: str
+    time_scale: float = 1.0
+    clipping: SampleClipping | None = None
+    pure_noise: tuple[float, float] | None = None
+    """``(σ, label)``: the finite level standing for σ = ∞ and the network's label for it."""
+
+    def model(self, network: Callable[..., Any], dtype: torch.dtype | None) -> ModelDenoiser:
+        return ModelDenoiser(network, self.schedule, self.prediction, time_scale=self.time_scale, dtype=dtype,
+                             time_dtype=torch.float32)
+
+    def make(self, network: Callable[..., Any], dtype: torch.dtype | None) -> Denoiser:
+        if self.pure_noise is not None:
+            sigma, label = self.pure_noise
+            threshold = self.model(_zero_network, dtype).network_inputs(torch.tensor([sigma], dtype=torch.float64))[1]
+            network = _PureNoiseLabel(network, float(threshold.float()), label)
+        den: Denoiser = self.model(network, dtype)
+        return den if self.clipping is None else _ClippedDenoiser(den, self.clipping)
+
+    def input_scale(self, sigma: float) -> torch.Tensor:
+        """α at σ-space level ``sigma``: the latent is ``α·x`` (float64, shape (1,))."""
+        return self.model(_zero_network, None).network_inputs(torch.tensor([sigma], dtype=torch.float64))[0]
+
+
+def _zero_network(x_t: torch.Tensor, t: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    """A stand-in network (only its ModelDenoiser's ``network_inputs`` are used)."""
+    return torch.zeros_like(x_t)
+
+
+def _respaced(name: str, n: int, lo: float, hi: float) -> torch.Tensor:
+    """``n`` levels from ``hi`` to ``lo`` (no final 0) by diffusers' re-spacing ``name`` (module docstring)."""
+    if n == 1:
+        return torch.tensor([hi], dtype=torch.float64)
+    if name == "beta":  # diffusers' _convert_to_beta: quantiles in σ, α = β = 0.6
+        return steps.beta_schedule(n, lo, hi, alpha=0.6, beta=0.6, append_zero=False)
+    fn = {"karras": steps.karras, "exponential": steps.exponential, "logsnr": steps.logsnr}[name]
+    return fn(n, lo, hi, append_zero=False)
+
+
+def _flow_sigma_space(t: torch.Tensor) -> torch.Tensor:
+    """σ = t/(1 − t) for flow times ``t`` in ``[0, 1]``; ``t = 1`` gives :data:`FLOW_PURE_NOISE_SIGMA`."""
+    t = t.to(torch.float64)
+    if bool(((t < 0) | (t > 1) | ~torch.isfinite(t)).any()):
+        raise DiffsampleError(f"flow sigmas/timesteps must lie in [0, 1] (times num_train_timesteps), got {t.tolist()}")
+    return torch.where(t >= 1, torch.full_like(t, FLOW_PURE_NOISE_SIGMA), t / (1 - t).clamp(min=1e-300))
+
+
+def _walk(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, solver: str, *, noise: Any,
+          options: Mapping[str, Any], pure_noise_sigma: float | None, callback: Callable[..., None] | None = None,
+          check_finite: bool = True) -> torch.Tensor:
+    """Run ``solver`` over ``sigmas``; a walk out of flow's pure noise takes its first step with Euler.
+
+    From ``σ = ∞`` (its stand-in ``pure_noise_sigma``) Euler/DDIM has an exact limit,
+    ``x' = x̂0 + σ'·ε̂`` with ``ε̂ = (x − x̂0)/σ``, but a method that combines slopes across the step
+    (Heun's trapezoid, linear multistep in σ) multiplies the difference of its evaluations by
+    ``σ/σ'`` (≈ 10^6 here) and is meaningless there. So every solver's walk starts at the first finite
+    level, after one Euler step from pure noise, as diffusers' flow schedulers take ``t = 1`` in stride.
+    """
+    if pure_noise_sigma is None or float(sigmas[0]) < pure_noise_sigma:
+        return run_solver(denoiser, x, sigmas, solver=solver, noise=noise, callback=callback,
+                          check_finite=check_finite, **options)
+    x = run_solver(denoiser, x, sigmas[:2], solver="euler", callback=callback, check_finite=check_finite)
+    if len(sigmas) == 2:
+        return x
+    shifted = None if callback is None else (lambda info: callback({**info, "i": int(info["i"]) + 1}))
+    return run_solver(denoiser, x, sigmas[1:], solver=solver, noise=noise, callback=shifted,
+                      check_finite=check_finite, **options)
+
+
+def _refuse_unsupported_keys(config: Mapping[str, Any]) -> None:
+    for key, refused in _REFUSED_KEYS.items():
+        if key in config and refused(config[key]):
+            raise DiffsampleError(
+                f"DiffsampleScheduler cannot honour {key}={config[key]!r} of this "
+                f"{config.get('_class_name', 'scheduler')} config; it would change the results, so it is refused "
+                f"(remove the key or set it to its default)"
+            )
+
+
 class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
     """A diffusers scheduler running a diffsample solver (module docstring: conventions and limits).
 
     Args (the registered config):
         num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas, rescale_betas_zero_snr:
-            the DDPM training table, as in diffusers.
-        prediction_type: ``"epsilon"``, ``"v_prediction"`` or ``"sample"``.
+            the DDPM training table, as in diffusers (flow: only ``num_train_timesteps`` is read).
+        prediction_type: ``"epsilon"``, ``"v_prediction"``, ``"sample"`` (DDPM table) or
+            ``"flow_prediction"`` (flow matching; ``from_config`` sets it for flow configs).
         solver: a name from :func:`diffsample.solvers.available` (not an adaptive one).
         solver_options: keyword options for the solver (JSON-serialisable to save the config).
         step_schedule: a name from :data:`diffsample.steps.SCHEDULES`; it gets ``n`` and
-            ``schedule=<the table>`` plus ``step_schedule_options``.
+            ``schedule=<the table>`` plus ``step_schedule_options``. ``"time_uniform"`` (the default)
+            follows diffusers' conventions (module docstring).
         step_schedule_options: keyword options for the step schedule (``sigma_min``, ``rho``, …).
-        timestep_spacing, steps_offset: for ``step_schedule="time_uniform"`` (diffusers' meaning:
+        timestep_spacing, steps_offset: for ``step_schedule="time_uniform"`` on a table (diffusers' meaning:
             ``"linspace"``, ``"leading"``, ``"trailing"``) unless given in ``step_schedule_options``.
+        variance_type, clip_sample, clip_sample_range, thresholding, dynamic_thresholding_ratio,
+        sample_max_value, use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas, use_lu_lambdas,
+        final_sigmas_type: diffusers' keys, honoured as the module docstring says.
+        shift, use_dynamic_shifting, base_shift, max_shift, base_image_seq_len, max_image_seq_len,
+        time_shift_type, shift_terminal: diffusers' flow-matching keys (``base_*``/``max_*`` are read
+            by pipelines to compute ``mu``).
 
-    ``DiffsampleScheduler.from_config(pipe.scheduler.config, solver="unipc")`` takes the table and
-    prediction type of any DDPM-table diffusers scheduler.
+    ``DiffsampleScheduler.from_config(pipe.scheduler.config, solver="unipc")`` takes the table (or the
+    flow shift) and prediction type of a DDPM-table or flow-matching diffusers scheduler.
     """
 
-    _compatibles = list(_TABLE_SCHEDULERS)
+    _compatibles = _TABLE_SCHEDULERS + _FLOW_SCHEDULERS
     order = 1
 
     @register_to_config
@@ -271,12 +499,30 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         step_schedule_options: dict[str, Any] | None = None,
         timestep_spacing: str = "linspace",
         steps_offset: int = 0,
+        variance_type: str | None = None,
+        clip_sample: bool = False,
+        clip_sample_range: float = 1.0,
+        thresholding: bool = False,
+        dynamic_thresholding_ratio: float = 0.995,
+        sample_max_value: float = 1.0,
+        use_karras_sigmas: bool = False,
+        use_exponential_sigmas: bool = False,
+        use_beta_sigmas: bool = False,
+        use_lu_lambdas: bool = False,
+        final_sigmas_type: str = "zero",
+        shift: float = 1.0,
+        use_dynamic_shifting: bool = False,
+        base_shift: float | None = 0.5,
+        max_shift: float | None = 1.15,
+        base_image_seq_len: int = 256,
+        max_image_seq_len: int = 4096,
+        time_shift_type: str = "exponential",
+        shift_terminal: float | None = None,
     ) -> None:
-        param = parameterization_from_config(self.config)
-        if not isinstance(param.schedule, DiscreteVP):
-            raise DiffsampleError("DiffsampleScheduler needs a DDPM table (beta_* or trained_betas)")
-        self.schedule: DiscreteVP = param.schedule
-        self.prediction = param.prediction
+        self.prediction = canonical_prediction(str(prediction_type))
+        self.is_flow = self.prediction == "flow"
+        if self.prediction not in ("eps", "v", "x0", "flow"):
+            raise DiffsampleError(f"DiffsampleScheduler cannot take prediction_type {prediction_type!r}")
         self.spec = solvers.spec(solver)
         if self.spec.adaptive:
             raise DiffsampleError(
@@ -285,6 +531,27 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
             )
         steps.get(step_schedule)  # fail early on an unknown name
         self.solver_options: dict[str, Any] = dict(solver_options or {})
+        self._respacing = self._check_respacing()
+        if final_sigmas_type not in ("zero", "sigma_min"):
+            raise DiffsampleError(f"final_sigmas_type must be 'zero' or 'sigma_min', got {final_sigmas_type!r}")
+        self._check_variance_type(variance_type)
+        clipping = sample_clipping_from_config(self.config)
+        if self.is_flow:
+            if time_shift_type not in ("exponential", "linear"):
+                raise DiffsampleError(f"time_shift_type must be 'exponential' or 'linear', got {time_shift_type!r}")
+            if not shift > 0:
+                raise DiffsampleError(f"shift must be > 0, got {shift}")
+            if shift_terminal is not None and not 0 < shift_terminal < 1:
+                raise DiffsampleError(f"shift_terminal must lie in (0, 1), got {shift_terminal}")
+            self.schedule: NoiseSchedule = RectifiedFlow()
+            scale = float(num_train_timesteps)
+            self._recipe = _DenoiserRecipe(self.schedule, "flow", scale, clipping, (FLOW_PURE_NOISE_SIGMA, scale))
+        else:
+            table = DiscreteVP.from_diffusers_config(self.config)
+            self.schedule = table
+            zero_snr = (steps.ZERO_SNR_SIGMA, float(table.num_train_timesteps - 1)) if table.zero_terminal else None
+            self._recipe = _DenoiserRecipe(table, self.prediction, 1.0, clipping, zero_snr)
+        self._pure_noise_start = FLOW_PURE_NOISE_SIGMA if self.is_flow else None
         self.order = self.spec.evals_per_step
         self.timesteps = torch.empty(0, dtype=torch.float32)
         self.sigmas = torch.empty(0, dtype=torch.float64)
@@ -302,15 +569,52 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
     # -- config loading ---------------------------------------------------------------------------
     @classmethod
     def from_config(cls, config: Any = None, return_unused_kwargs: bool = False, **kwargs: Any) -> Any:
-        """diffusers' ``from_config``, refusing configs that are not on a DDPM table (flow matching, EDM),
-        whose keys would otherwise be dropped silently and leave a wrong default table."""
-        if isinstance(config, Mapping) and (is_flow_config(config) or is_edm_config(config)):
-            raise DiffsampleError(
-                f"DiffsampleScheduler runs on DDPM tables; a flow-matching or EDM config is not one "
-                f"({config.get('_class_name', 'no class name')}; use load_diffusers_denoiser and diffsample.sample "
-                f"for such models)"
-            )
+        """diffusers' ``from_config``, reading flow-matching configs as such and refusing what would change
+        results silently (EDM configs, and the keys of the module docstring's "Refused" list)."""
+        if isinstance(config, Mapping) and config.get("_class_name") != cls.__name__:
+            if is_edm_config(config):
+                raise DiffsampleError(
+                    f"DiffsampleScheduler runs on DDPM tables and flow matching; an EDM config is neither "
+                    f"({config.get('_class_name', 'no class name')}; use load_diffusers_denoiser and diffsample.sample "
+                    f"for such models)"
+                )
+            _refuse_unsupported_keys(config)
+            if is_flow_config(config):
+                config = dict(config)
+                config["prediction_type"] = "flow_prediction"
+                if "flow_shift" in config and "shift" not in config:
+                    config["shift"] = config["flow_shift"]
         return super().from_config(config, return_unused_kwargs=return_unused_kwargs, **kwargs)
+
+    def _check_respacing(self) -> str | None:
+        """The one diffusers re-spacing flag set (``use_karras_sigmas`` …), as a step schedule name."""
+        chosen = [key for key in _SPACING_CONVERSIONS if self.config.get(key, False)]
+        if len(chosen) > 1:
+            raise DiffsampleError(f"only one of {', '.join(chosen)} can be set")
+        if not chosen:
+            return None
+        if self.config.step_schedule != "time_uniform" or self.config.step_schedule_options:
+            raise DiffsampleError(
+                f"{chosen[0]} re-spaces diffusers' default levels; it conflicts with "
+                f"step_schedule={self.config.step_schedule!r} and step_schedule_options; set one of them")
+        if chosen[0] == "use_lu_lambdas" and self.is_flow:
+            raise DiffsampleError("use_lu_lambdas is defined for DDPM tables, not flow matching")
+        return _SPACING_CONVERSIONS[chosen[0]]
+
+    def _check_variance_type(self, variance_type: str | None) -> None:
+        """Learned variance: the mean channels are used (see :meth:`step`); the ``ddpm`` solver takes the
+        fixed variances (``fixed_large`` → ``variance="large"``) and refuses a learned one it cannot use."""
+        known = (None, "fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", *LEARNED_VARIANCE)
+        if variance_type not in known:
+            raise DiffsampleError(f"variance_type {variance_type!r} is not one of {known}")
+        if self.spec.name != "ddpm":
+            return
+        if variance_type in LEARNED_VARIANCE:
+            raise DiffsampleError(
+                f"variance_type={variance_type!r}: the ddpm solver draws with a fixed posterior variance and cannot "
+                f"use the network's learned one; pick another solver or a fixed variance_type")
+        if variance_type is not None and "variance" not in self.solver_options:
+            self.solver_options["variance"] = "large" if variance_type.startswith("fixed_large") else "small"
 
     def __len__(self) -> int:
         return self.config.num_train_timesteps
@@ -331,8 +635,28 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
     # -- diffusers scheduler API ------------------------------------------------------------------
     @property
     def init_noise_sigma(self) -> float:
-        """1: the latents are VP samples (module docstring)."""
+        """1: the latents are VP or flow samples, pure noise at the start (module docstring)."""
         return 1.0
+
+    def _table(self) -> DiscreteVP:
+        if not isinstance(self.schedule, DiscreteVP):
+            raise AttributeError("a flow-matching DiffsampleScheduler has no DDPM table (betas, alphas_cumprod)")
+        return self.schedule
+
+    @property
+    def betas(self) -> torch.Tensor:
+        """The table's β (float32, as diffusers' schedulers hold it); DDPM tables only."""
+        return self._table().betas.to(torch.float32)
+
+    @property
+    def alphas(self) -> torch.Tensor:
+        """``1 − β`` (float32); DDPM tables only."""
+        return (1 - self._table().betas).to(torch.float32)
+
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        """ᾱ_t (float32; 0 at a zero terminal SNR, as in DDIM/DDPM); DDPM tables only."""
+        return self._table().alphas_cumprod.to(torch.float32)
 
     @property
     def step_index(self) -> int | None:
@@ -348,41 +672,43 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         self._begin_index = int(begin_index)
 
     def scale_model_input(self, sample: torch.Tensor, timestep: Any = None) -> torch.Tensor:
-        """The identity: the model takes the VP sample as it is."""
+        """The identity: the model takes the VP or flow sample as it is."""
         return sample
 
     def set_timesteps(
         self,
         num_inference_steps: int | None = None,
         device: str | torch.device | None = None,
-        timesteps: Sequence[int] | None = None,
+        timesteps: Sequence[float] | None = None,
         sigmas: Sequence[float] | None = None,
+        mu: float | None = None,
     ) -> None:
         """Make the step schedule and list every model evaluation of the solver in ``timesteps``.
 
-        Exactly one of: ``num_inference_steps`` (the configured step schedule with that many steps),
-        ``timesteps`` (integer table timesteps, e.g. AYS; the walk ends at 0 after the last), or
-        ``sigmas`` (σ-space levels; a final 0 is appended when missing). ``self.sigmas`` is the step
-        schedule, ``self.eval_sigmas`` the level of each entry of ``self.timesteps``.
+        One of ``num_inference_steps`` (the configured step schedule with that many steps),
+        ``timesteps`` (the network's timesteps, fractional allowed, used as given) or ``sigmas``
+        (σ-space levels on a table; diffusers' unshifted flow sigmas for flow); with a list,
+        ``num_inference_steps`` may also be given if it equals the list's length. ``mu`` is the
+        dynamic shift of flow configs with ``use_dynamic_shifting`` (required there, ignored elsewhere).
+        ``self.sigmas`` is the σ-space step schedule, ``self.eval_sigmas`` the level of each entry of
+        ``self.timesteps`` (module docstring for the conventions).
         """
-        if sum(v is not None for v in (num_inference_steps, timesteps, sigmas)) != 1:
+        given = timesteps if timesteps is not None else sigmas
+        if (timesteps is not None and sigmas is not None) or (given is None and num_inference_steps is None):
             raise DiffsampleError("set_timesteps needs exactly one of num_inference_steps, timesteps, sigmas")
+        if given is not None and num_inference_steps is not None and num_inference_steps != len(given):
+            raise DiffsampleError(
+                f"num_inference_steps={num_inference_steps} but {len(given)} custom timesteps/sigmas were given")
         self._slot.cancel()
-        if sigmas is not None:
+        if timesteps is not None:
+            levels = self._levels_of_timesteps(torch.as_tensor(timesteps, dtype=torch.float64).flatten())
+        elif sigmas is not None:
             levels = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
-            if levels.numel() and float(levels[-1]) != 0.0:
-                levels = torch.cat([levels, levels.new_zeros(1)])
-        elif timesteps is not None:
-            ts = torch.as_tensor(timesteps).flatten()
-            if ts.is_floating_point() and not bool((ts == ts.round()).all()):
-                raise DiffsampleError("timesteps= must be integer table timesteps")
-            ts = ts.to(torch.int64)
-            if bool((ts < 0).any()) or bool((ts >= self.schedule.num_train_timesteps).any()):
-                raise DiffsampleError(f"timesteps must lie in [0, {self.schedule.num_train_timesteps - 1}]")
-            levels = torch.cat([self.schedule.sigma_space(ts.to(torch.float64)), torch.zeros(1, dtype=torch.float64)])
+            if self.is_flow:
+                levels = self._flow_shifted(levels, mu)
         else:
-            levels = self._step_schedule(int(num_inference_steps))  # type: ignore[arg-type]
-        self.sigmas = steps.validate(levels)
+            levels = self._step_schedule(int(num_inference_steps), mu)  # type: ignore[arg-type]
+        self.sigmas = steps.validate(self._final_levels(levels))
         plan = self._make_plan(self.sigmas)
         self._plan = plan
         self.timesteps = plan.times.to(device) if device is not None else plan.times
@@ -397,19 +723,21 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         model_output: torch.Tensor,
         timestep: float | torch.Tensor,
         sample: torch.Tensor,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
         return_dict: bool = True,
     ) -> SchedulerOutput | tuple[torch.Tensor]:
         """Give the solver the model output at ``timestep`` and return the latent of its next evaluation.
 
-        On the last evaluation the solver finishes and ``prev_sample`` is its result (the VP sample
-        at the schedule's last level, i.e. x̂0 when that is 0). Stochastic solvers draw from
-        ``self.noise`` when it is set (any diffsample noise source, e.g. a Brownian tree), else from
-        the pipeline's ``generator`` (:class:`GeneratorNoise`) as diffusers' ancestral schedulers do;
-        with neither they raise (diffsample never uses a global RNG).
+        On the last evaluation the solver finishes and ``prev_sample`` is its result (the sample at the
+        schedule's last level, i.e. x̂0 when that is 0). A learned-variance output (twice the sample's
+        channels, ``variance_type`` learned) gives its first half. Stochastic solvers draw from
+        ``self.noise`` when it is set, else from ``generator`` (one, a list of one per sample, or None:
+        torch's default generator), as diffusers does (module docstring).
         """
         if self._plan is None:
             raise DiffsampleError("call set_timesteps before step")
+        if self.config.variance_type in LEARNED_VARIANCE and model_output.shape[1] == 2 * sample.shape[1]:
+            model_output = model_output[:, : sample.shape[1]]
         t = float(timestep)
         walk = self._slot.walk
         continuing = walk is not None and not walk.finished and self._cursor is not None and _same_time(
@@ -423,8 +751,9 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         return self._finish_step(message, sample, return_dict)
 
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """``α_t·x0 + σ_t·ε`` on the table (fractional timesteps interpolated); one timestep per sample, or one."""
-        t = torch.as_tensor(timesteps).detach().to("cpu", torch.float64).flatten()
+        """``α_t·x0 + σ_t·ε`` at the network's ``timesteps`` (one per sample, or one): on a table (fractional
+        timesteps interpolated), or ``(1 − t)·x0 + t·ε`` with ``t = timestep/num_train_timesteps`` for flow."""
+        t = torch.as_tensor(timesteps).detach().to("cpu", torch.float64).flatten() / self._recipe.time_scale
         alpha, sigma_t = self.schedule.alpha(t), self.schedule.sigma(t)
         dtype = original_samples.dtype if original_samples.is_floating_point() else torch.float32
 
@@ -434,18 +763,84 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
 
         return per_sample(alpha) * original_samples + per_sample(sigma_t) * noise.to(original_samples.device)
 
-    # -- internals --------------------------------------------------------------------------------
-    def _step_schedule(self, n: int) -> torch.Tensor:
+    def scale_noise(self, sample: torch.Tensor, timestep: Any, noise: torch.Tensor) -> torch.Tensor:
+        """diffusers' flow img2img entry point: :meth:`add_noise` with the arguments in its order."""
+        return self.add_noise(sample, noise, torch.as_tensor(timestep))
+
+    # -- step levels ------------------------------------------------------------------------------
+    def _step_schedule(self, n: int, mu: float | None) -> torch.Tensor:
+        """The configured step schedule's ``n`` positive levels (:meth:`_final_levels` adds the end)."""
+        levels = self._configured_levels(n, mu)
+        return levels[levels > 0]
+
+    def _configured_levels(self, n: int, mu: float | None) -> torch.Tensor:
         name = self.config.step_schedule
         options = dict(self.config.step_schedule_options or {})
+        if self.is_flow:
+            if name == "time_uniform" and not options:
+                return self._flow_default_levels(n, mu)
+            return steps.get(name)(n, schedule=RectifiedFlow(shift=self._flow_factor(mu)), **options)
         if name == "time_uniform":
             options.setdefault("spacing", self.config.timestep_spacing)
             options.setdefault("steps_offset", self.config.steps_offset)
-        return steps.get(name)(n, schedule=self.schedule, **options)
+        levels = steps.get(name)(n, schedule=self.schedule, **options)
+        if self._respacing is None:
+            return levels
+        positive = levels[levels > 0]
+        return _respaced(self._respacing, n, float(positive[-1]), float(positive[0]))
 
-    def _denoiser(self, network: Callable[..., torch.Tensor], dtype: torch.dtype) -> ModelDenoiser:
-        return ModelDenoiser(network, self.schedule, self.prediction, dtype=dtype, time_dtype=torch.float32)
+    def _flow_factor(self, mu: float | None) -> float:
+        """The σ-space scaling of the flow shift: ``shift``, or ``e^mu`` (``mu`` linear) when dynamic."""
+        if not self.config.use_dynamic_shifting:
+            return float(self.config.shift)
+        if mu is None:
+            raise DiffsampleError("this flow config uses dynamic shifting: pass mu= to set_timesteps")
+        return math.exp(mu) if self.config.time_shift_type == "exponential" else float(mu)
 
+    def _flow_shifted(self, u: torch.Tensor, mu: float | None) -> torch.Tensor:
+        """Unshifted flow sigmas ``u`` → σ-space levels, shifted once (and ``shift_terminal``-stretched)."""
+        m = self._flow_factor(mu)
+        u = u.to(torch.float64)
+        t = m * u / (1 + (m - 1) * u)  # = resolution_shift(u, m); σ-space: m·u/(1 − u)
+        if self.config.shift_terminal:
+            one_minus = 1 - t
+            t = 1 - one_minus / (one_minus[-1] / (1 - self.config.shift_terminal))
+        return _flow_sigma_space(t)
+
+    def _flow_default_levels(self, n: int, mu: float | None) -> torch.Tensor:
+        """diffusers' flow levels ``u = linspace(1, 1/N, n)``, shifted once, optionally re-spaced in ``t``."""
+        big_n = self.config.num_train_timesteps
+        u = torch.linspace(big_n, 1, n, dtype=torch.float64) / big_n if n > 1 else torch.ones(1, dtype=torch.float64)
+        levels = self._flow_shifted(u, mu)
+        if self._respacing is None:
+            return levels
+        t = levels / (1 + levels)
+        t[levels >= FLOW_PURE_NOISE_SIGMA] = 1.0
+        return _flow_sigma_space(_respaced(self._respacing, n, float(t[-1]), float(t[0])))
+
+    def _levels_of_timesteps(self, ts: torch.Tensor) -> torch.Tensor:
+        """σ-space levels of the network's own timesteps (fractional allowed), used as given."""
+        big_n = self.config.num_train_timesteps
+        hi = big_n if self.is_flow else big_n - 1
+        if not bool(torch.isfinite(ts).all()) or bool((ts < 0).any()) or bool((ts > hi).any()):
+            raise DiffsampleError(f"timesteps must lie in [0, {hi}], got {ts.tolist()}")
+        if self.is_flow:
+            return _flow_sigma_space(ts / big_n)
+        levels = self.schedule.sigma_space(ts)
+        return torch.where(torch.isinf(levels), torch.full_like(levels, steps.ZERO_SNR_SIGMA), levels)
+
+    def _final_levels(self, levels: torch.Tensor) -> torch.Tensor:
+        """The walk's end: one final 0 (unless already there), or σ_min with ``final_sigmas_type="sigma_min"``."""
+        if levels.numel() and float(levels[-1]) == 0.0:
+            return levels
+        if self.config.final_sigmas_type == "zero":
+            return torch.cat([levels, levels.new_zeros(1)])
+        end = levels[-1:] if self.is_flow else torch.tensor([self.schedule.sigma_min], dtype=torch.float64)
+        if float(levels[-1]) <= float(end[0]) * (1 + 1e-12):
+            return levels
+        return torch.cat([levels, end])
+
+    # -- internals --------------------------------------------------------------------------------
     def _make_plan(self, sigmas: torch.Tensor) -> _Plan:
         """Dry run of the solver on a 1×1 state recording the network's time labels (module docstring)."""
         times: list[float] = []
@@ -456,7 +851,7 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
             times.append(float(t[0]))
             return torch.full_like(x_t, 0.5)  # any non-degenerate output: only the times are kept
 
-        recorder = self._denoiser(network, torch.float32)
+        recorder = self._recipe.make(network, torch.float32)
 
         def denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
             out = recorder(x, sigma)
@@ -467,8 +862,8 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         def callback(info: dict[str, Any]) -> None:
             starts.setdefault(int(info["i"]), len(times) - 1)
 
-        run_solver(denoiser, torch.ones(1, 1), sigmas, solver=self.spec.name, noise=_zero_noise, callback=callback,
-                   check_finite=False, **self.solver_options)
+        _walk(denoiser, torch.ones(1, 1), sigmas, self.spec.name, noise=_zero_noise, options=self.solver_options,
+              pure_noise_sigma=self._pure_noise_start, callback=callback, check_finite=False)
         if not times:
             raise DiffsampleError(f"solver {self.spec.name!r} made no model evaluation on {len(sigmas) - 1} steps")
         starts.setdefault(0, 0)
@@ -497,7 +892,8 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
             f"step() got timestep {t:g}, which does not start any step of the plan (timesteps = {times.tolist()})"
         )
 
-    def _start_walk(self, t: float, sample: torch.Tensor, generator: torch.Generator | None) -> _Walk:
+    def _start_walk(self, t: float, sample: torch.Tensor,
+                    generator: torch.Generator | Sequence[torch.Generator] | None) -> _Walk:
         """Cancel any walk in progress and start the solver at timestep ``t`` from the latent ``sample``."""
         assert self._plan is not None
         self._slot.cancel()
@@ -514,19 +910,18 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
                 )
         dtype = work_dtype(sample.dtype)
         sigma0 = float(torch.tensor(float(sigmas[0]), dtype=dtype))
-        dummy = self._denoiser(_zero_network, sample.dtype)
-        alpha0 = dummy.network_inputs(torch.tensor([sigma0], dtype=torch.float64))[0]
+        alpha0 = self._recipe.input_scale(sigma0)
         x = sample.to(dtype) / append_dims(alpha0.to(sample.device, dtype), sample.dim())
         noise = self.noise
-        if noise is None and generator is not None and self.spec.stochastic:
+        if noise is None and self.spec.stochastic:
             noise = GeneratorNoise(generator)
         # the worker must not hold the scheduler (a pending walk would keep it alive past its finaliser)
-        solver, options, net_dtype = self.spec.name, self.solver_options, sample.dtype
-        schedule, prediction = self.schedule, self.prediction
+        solver, options, net_dtype, recipe = self.spec.name, self.solver_options, sample.dtype, self._recipe
+        pure_noise_sigma = self._pure_noise_start
 
         def target(network: Callable[..., torch.Tensor]) -> torch.Tensor:
-            denoiser = ModelDenoiser(network, schedule, prediction, dtype=net_dtype, time_dtype=torch.float32)
-            return run_solver(denoiser, x, sigmas, solver=solver, noise=noise, **options)
+            return _walk(recipe.make(network, net_dtype), x, sigmas, solver, noise=noise, options=options,
+                         pure_noise_sigma=pure_noise_sigma)
 
         walk = _Walk(target)
         self._slot.walk = walk
@@ -578,16 +973,10 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
             self._cursor = None
             prev = value
             if self._end_sigma > 0:
-                dummy = self._denoiser(_zero_network, sample.dtype)
-                alpha = dummy.network_inputs(torch.tensor([self._end_sigma], dtype=torch.float64))[0]
+                alpha = self._recipe.input_scale(self._end_sigma)
                 prev = prev * append_dims(alpha.to(prev.device, prev.dtype), prev.dim())
             prev = prev.to(sample.dtype)
         self._returned = prev if kind == "eval" else None
         if not return_dict:
             return (prev,)
         return SchedulerOutput(prev_sample=prev)
-
-
-def _zero_network(x_t: torch.Tensor, t: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-    """A stand-in network (only its ModelDenoiser's ``network_inputs`` are used)."""
-    return torch.zeros_like(x_t)
