@@ -12,7 +12,7 @@ same levels it is float32 rounding; in the flow row, diffusers' Heun is Heun in 
 an Euler step out of pure noise), and its flow DPM-Solver/UniPC call the network at integer-truncated
 timesteps (with a network blind to ``t`` those two agree to rounding too).
 
-Run ``python tests/diffusers_matrix.py`` to print the table (needs diffusers; a minute on one core).
+Run ``python tests/integrations/diffusers_matrix.py`` to print the table (needs diffusers; a minute on one core).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ timesteps/sigmas, pickling and deep copies. They run on a DDPM-table config and 
 Part 2 is one regression test per defect of issue #11 ("diffusers drop-in"), each compared with
 diffusers' own schedulers on the same inputs where diffusers implements the same thing: a missing
 generator, other schedulers' config keys, flow matching, the exposed tables, and the pipeline matrix
-of ``tests/diffusers_matrix.py``. All networks are tiny, random and built locally.
+of ``tests/integrations/diffusers_matrix.py``. All networks are tiny, random and built locally.
 """
 
 from __future__ import annotations
