@@ -46,6 +46,7 @@ from typing import Any
 
 import torch
 
+from . import contracts
 from .denoisers import Denoiser, append_dims
 from .errors import ShapeError, UnknownNameError
 from .schedules import NoiseSchedule, edm_preconditioning, get_schedule
@@ -109,7 +110,7 @@ def x0_coefficients(prediction: str, alpha: torch.Tensor, sigma_t: torch.Tensor)
     raise UnknownNameError("parameterisation", prediction, ["eps", "x0", "v", "flow", "score"])
 
 
-def _network_dtype(network: Any, dtype: torch.dtype | None) -> torch.dtype | None:
+def _network_dtype(network: object, dtype: torch.dtype | None) -> torch.dtype | None:
     if dtype is not None:
         return dtype
     if isinstance(network, torch.nn.Module):
@@ -122,7 +123,7 @@ def _network_dtype(network: Any, dtype: torch.dtype | None) -> torch.dtype | Non
     return None
 
 
-def _as_output(out: Any, x: torch.Tensor) -> torch.Tensor:
+def _as_output(out: object, x: torch.Tensor) -> torch.Tensor:
     """Accept a tensor, an object with ``.sample`` (diffusers outputs) or a tuple whose first item is the output."""
     if not isinstance(out, torch.Tensor):
         if hasattr(out, "sample"):
@@ -270,7 +271,7 @@ class VPTableNetwork:
         dtype: the working dtype of the denoiser call and of the output.
     """
 
-    def __init__(self, denoiser: Callable[..., torch.Tensor], alphas_cumprod: torch.Tensor,
+    def __init__(self, denoiser: contracts.Denoiser | Callable[..., torch.Tensor], alphas_cumprod: torch.Tensor,
                  prediction: str = "eps", *, dtype: torch.dtype = torch.float32) -> None:
         abar = torch.as_tensor(alphas_cumprod).to(torch.float64)
         self.log_sigma = 0.5 * torch.log((1 - abar) / abar)
@@ -324,8 +325,8 @@ class EDMNetwork:
         dtype: the working dtype of the denoiser call and of the output.
     """
 
-    def __init__(self, denoiser: Callable[..., torch.Tensor], sigma_data: float = 0.5, prediction: str = "edm", *,
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, denoiser: contracts.Denoiser | Callable[..., torch.Tensor], sigma_data: float = 0.5,
+                 prediction: str = "edm", *, dtype: torch.dtype = torch.float32) -> None:
         if prediction not in ("edm", "epsilon", "v_prediction"):
             raise ValueError(f"unsupported prediction_type {prediction!r} for an EDM network")
         self.sigma_data = float(sigma_data)

@@ -108,7 +108,7 @@ def _run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_sample_parser(sub: Any) -> None:
+def add_sample_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``sample`` subcommand to an argparse subparsers object."""
     p = sub.add_parser("sample", help="sample from the shipped digits model (or --model DIR); writes PNG + npz")
     p.add_argument("--model", default=None,

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,7 +128,7 @@ class DiffusersNetwork:
     ``mean_channels`` set, only the first that many channels (a learned-variance network's mean).
     """
 
-    def __init__(self, model: Any, mean_channels: int | None = None) -> None:
+    def __init__(self, model: Callable[..., Any], mean_channels: int | None = None) -> None:
         self.model = model
         self.mean_channels = mean_channels
 
@@ -149,7 +149,7 @@ def _read_json(path: str) -> dict[str, Any]:
         return json.load(fh)
 
 
-def _scheduler_config(scheduler: Any) -> dict[str, Any]:
+def _scheduler_config(scheduler: object) -> dict[str, Any]:
     """A scheduler config from a scheduler object, a mapping, a JSON file or a directory holding one."""
     if hasattr(scheduler, "config"):
         config = dict(scheduler.config)
@@ -185,7 +185,7 @@ def _find_scheduler_config(model_dir: str) -> dict[str, Any]:
     )
 
 
-def _load_model(directory: str, subfolder: str | None, dtype: torch.dtype | None) -> Any:
+def _load_model(directory: str, subfolder: str | None, dtype: torch.dtype | None) -> torch.nn.Module:
     """Load the diffusers model class named in ``<directory>/<subfolder>/config.json`` from local files."""
     import diffusers
 
@@ -202,8 +202,8 @@ def _load_model(directory: str, subfolder: str | None, dtype: torch.dtype | None
     return model_cls.from_pretrained(directory, **kwargs)
 
 
-def _resolve(path_or_pipeline: Any, subfolder: str | None, dtype: torch.dtype | None,
-             scheduler: Any) -> tuple[Any, dict[str, Any]]:
+def _resolve(path_or_pipeline: str | os.PathLike[str] | object, subfolder: str | None, dtype: torch.dtype | None,
+             scheduler: object) -> tuple[Callable[..., Any], dict[str, Any]]:
     """The network and its scheduler config from a path, a pipeline or a model object."""
     obj = path_or_pipeline
     if isinstance(obj, str | os.PathLike):
@@ -240,7 +240,7 @@ def _resolve(path_or_pipeline: Any, subfolder: str | None, dtype: torch.dtype | 
     return model, config
 
 
-def _model_dtype(model: Any) -> torch.dtype | None:
+def _model_dtype(model: object) -> torch.dtype | None:
     dtype = getattr(model, "dtype", None)
     if isinstance(dtype, torch.dtype):
         return dtype
@@ -250,11 +250,11 @@ def _model_dtype(model: Any) -> torch.dtype | None:
 
 
 def load_diffusers_denoiser(
-    path_or_pipeline: Any,
+    path_or_pipeline: str | os.PathLike[str] | object,
     *,
     subfolder: str | None = None,
     dtype: torch.dtype | None = None,
-    scheduler: Any = None,
+    scheduler: object = None,
     device: torch.device | str | None = None,
     quantize: bool = False,
     shift: float | None = None,

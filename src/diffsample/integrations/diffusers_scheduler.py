@@ -77,7 +77,7 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -301,7 +301,8 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
 
     # -- config loading ---------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: Any = None, return_unused_kwargs: bool = False, **kwargs: Any) -> Any:
+    def from_config(cls, config: Mapping[str, Any] | None = None, return_unused_kwargs: bool = False,
+                    **kwargs: Any) -> Self | tuple[Self, dict[str, Any]]:
         """diffusers' ``from_config``, refusing configs that are not on a DDPM table (flow matching, EDM),
         whose keys would otherwise be dropped silently and leave a wrong default table."""
         if isinstance(config, Mapping) and (is_flow_config(config) or is_edm_config(config)):
@@ -347,7 +348,7 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         """Start the next walk at ``timesteps[begin_index]`` (img2img pipelines); see the module docstring."""
         self._begin_index = int(begin_index)
 
-    def scale_model_input(self, sample: torch.Tensor, timestep: Any = None) -> torch.Tensor:
+    def scale_model_input(self, sample: torch.Tensor, timestep: float | torch.Tensor | None = None) -> torch.Tensor:
         """The identity: the model takes the VP sample as it is."""
         return sample
 

@@ -25,6 +25,7 @@ accurate at the table's top (σ ≈ 157), where a plain ε-network's x̂0 error 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -33,6 +34,9 @@ from torch.nn import functional as F
 
 from ..errors import DiffsampleError, ShapeError
 from ..schedules import DiscreteVP, edm_preconditioning
+
+ClassLabels = torch.Tensor | int | Sequence[int] | None
+"""Class labels: one per sample, or one for the whole batch; ``None`` (or the null label) is unconditional."""
 
 __all__ = ["DigitsMLP", "FiLMBlock", "VPEpsNetwork", "sinusoidal_embedding"]
 
@@ -116,7 +120,7 @@ class DigitsMLP(nn.Module):
         """The label index that means "no class" (the unconditional branch)."""
         return self.num_classes
 
-    def _labels(self, class_labels: Any, batch: int, device: torch.device) -> torch.Tensor | None:
+    def _labels(self, class_labels: ClassLabels, batch: int, device: torch.device) -> torch.Tensor | None:
         if class_labels is None:
             return None
         if self.label_emb is None:
@@ -130,7 +134,7 @@ class DigitsMLP(nn.Module):
             raise DiffsampleError(f"class labels must lie in 0…{self.num_classes} ({self.num_classes} = null)")
         return y
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor | float, class_labels: Any = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor | float, class_labels: ClassLabels = None) -> torch.Tensor:
         """Network output of x's shape at noise input ``t``; labels ``None`` (or the null label) = unconditional."""
         batch = x.shape[0]
         if tuple(x.shape[1:]) != self.image_shape:
@@ -166,7 +170,7 @@ class VPEpsNetwork(nn.Module):
         self.schedule = schedule if schedule is not None else DiscreteVP(beta_schedule="linear")
         self.sigma_data = float(sigma_data)
 
-    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, class_labels: Any = None) -> torch.Tensor:
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, class_labels: ClassLabels = None) -> torch.Tensor:
         """EDM's ``D(x, σ) = c_skip x + c_out F(c_in x, c_noise)`` for σ-space ``x`` and ``(B,)`` levels σ > 0."""
         c_skip, c_out, c_in, c_noise = (
             c.to(x.device, x.dtype) for c in edm_preconditioning(sigma.detach().to("cpu", torch.float64),
@@ -175,7 +179,7 @@ class VPEpsNetwork(nn.Module):
         out = self.core(c_in[:, None, None, None] * x, c_noise, class_labels=class_labels).to(x.dtype)
         return c_skip[:, None, None, None] * x + c_out[:, None, None, None] * out
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor | float, class_labels: Any = None) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor | float, class_labels: ClassLabels = None) -> torch.Tensor:
         """ε̂ for ``x_t = α_t x0 + σ_t ε`` at timesteps ``t`` (scalar or ``(B,)``, fractional allowed)."""
         batch = x_t.shape[0]
         t64 = torch.as_tensor(t).detach().to("cpu", torch.float64).reshape(-1).expand(batch)

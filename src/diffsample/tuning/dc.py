@@ -54,6 +54,7 @@ from typing import Any
 import torch
 
 from .. import steps
+from ..contracts import Denoiser
 from ..denoisers import as_denoiser
 from ..errors import BudgetError, DiffsampleError, ShapeError
 from ..sampling import GuardedDenoiser, sample, work_dtype
@@ -68,7 +69,7 @@ _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 Reference = Callable[[torch.Tensor, float, float], torch.Tensor] | torch.Tensor | None
 
 
-def dc_reference_states(denoiser: Any, x: torch.Tensor, sigmas: Sequence[float], *,
+def dc_reference_states(denoiser: Denoiser, x: torch.Tensor, sigmas: Sequence[float], *,
                         teacher_h: float = 0.02) -> tuple[torch.Tensor, int]:
     """The PF-ODE states at ``sigmas[1:]`` from ``x`` at ``sigmas[0]`` by a fine DPM-Solver++(3M) walk.
 
@@ -107,7 +108,7 @@ def dc_reference_states(denoiser: Any, x: torch.Tensor, sigmas: Sequence[float],
     return torch.stack([*states, final]), den.nfe - before
 
 
-def _targets(den: Any, reference: Reference, calibration: torch.Tensor, s: list[float],
+def _targets(den: Denoiser, reference: Reference, calibration: torch.Tensor, s: list[float],
              teacher_h: float) -> tuple[torch.Tensor, int, str]:
     n = len(s) - 1
     if reference is None:
@@ -172,13 +173,13 @@ def _golden(loss: Callable[[Any], torch.Tensor], iters: int, center: float, widt
     return (best if f_best < float(loss(center)) else center), evals + 1
 
 
-def _run_from(walk: DCWalk, den: Any, state: DCState | torch.Tensor, ratios: Sequence[float]) -> torch.Tensor:
+def _run_from(walk: DCWalk, den: Denoiser, state: DCState | torch.Tensor, ratios: Sequence[float]) -> torch.Tensor:
     while isinstance(state, DCState):
         state = walk.step(den, state, ratios[state.i])
     return state
 
 
-def _joint_refine(walk: DCWalk, den: Any, start: DCState, ratios: list[float], final: torch.Tensor, sweeps: int,
+def _joint_refine(walk: DCWalk, den: Denoiser, start: DCState, ratios: list[float], final: torch.Tensor, sweeps: int,
                   iters: int, width: float) -> int:
     """Coordinate sweeps over the ratios, each a golden search on the end-point calibration error (in place).
 
@@ -200,7 +201,8 @@ def _joint_refine(walk: DCWalk, den: Any, start: DCState, ratios: list[float], f
     return trials
 
 
-def search_dc_ratios(denoiser: Any, *, calibration: torch.Tensor, sigmas: Sequence[float] | torch.Tensor | None = None,
+def search_dc_ratios(denoiser: Denoiser, *, calibration: torch.Tensor,
+                     sigmas: Sequence[float] | torch.Tensor | None = None,
                      nfe: int | None = None, sigma_min: float = 0.002, sigma_max: float = 80.0,
                      schedule: str = "logsnr", reference: Reference = None, method: str = "adamw",
                      iters: int = 20, lr: float = 0.1, width: float = 1.5, refine: int = 0,
@@ -271,7 +273,8 @@ def search_dc_ratios(denoiser: Any, *, calibration: torch.Tensor, sigmas: Sequen
         for i in range(walk.n_steps):
             assert isinstance(state, DCState)
             if i >= walk.dc_order:
-                def loss(rho: Any, current: DCState = state, target: torch.Tensor = targets[i]) -> torch.Tensor:
+                def loss(rho: torch.Tensor, current: DCState = state,
+                         target: torch.Tensor = targets[i]) -> torch.Tensor:
                     out = walk.step(guarded, current, rho)
                     return _mse(out.x if isinstance(out, DCState) else out, target)
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from ..contracts import Denoiser
 from ..denoisers import as_denoiser
 from ..errors import NonFiniteError
 from ..sampling import GuardedDenoiser, work_dtype
@@ -122,7 +123,7 @@ class Objective:
     ``evals`` counts the runs, ``nfe`` the model evaluations they spent (per calibration sample).
     """
 
-    def __init__(self, denoiser, teacher: Teacher, prefix_bytes: int = 256 * 2**20) -> None:
+    def __init__(self, denoiser: Denoiser, teacher: Teacher, prefix_bytes: int = 256 * 2**20) -> None:
         self.denoiser = as_denoiser(denoiser)
         self.teacher = teacher
         self.cache: dict[Candidate, float] = {}
