@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from .._deprecation import RenamedAttribute
 from ..errors import DiffsampleError
 from ..parameterization import ModelDenoiser, canonical_prediction
 from ..schedules import EDM, DiscreteVP, NoiseSchedule, RectifiedFlow
@@ -53,16 +54,19 @@ _LEARNED_VARIANCE = ("learned", "learned_range")
 class DiffusersParameterization:
     """What a diffusers scheduler config says about its network.
 
-    ``schedule`` and ``prediction`` are :class:`~diffsample.parameterization.ModelDenoiser`'s;
+    ``noise_schedule`` and ``prediction`` are :class:`~diffsample.parameterization.ModelDenoiser`'s;
     ``time_scale`` multiplies the native time to give the network's timestep (1000 for flow
     matching, 1 otherwise); ``learned_variance`` is true when the network's output has twice the
     input channels (mean and variance).
     """
 
-    schedule: NoiseSchedule
+    noise_schedule: NoiseSchedule
     prediction: str
     time_scale: float = 1.0
     learned_variance: bool = False
+
+    schedule = RenamedAttribute("noise_schedule")
+    """Deprecated spelling of ``noise_schedule``."""
 
 
 def is_flow_config(config: Mapping[str, Any]) -> bool:
@@ -293,7 +297,7 @@ def load_diffusers_denoiser(
         mean_channels = int(channels)
     return ModelDenoiser(
         DiffusersNetwork(model, mean_channels),
-        param.schedule,
+        param.noise_schedule,
         param.prediction,
         time_scale=param.time_scale,
         quantize=quantize,

@@ -84,6 +84,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin, SchedulerOutput
 
 from .. import solvers, steps
+from .._deprecation import RenamedAttribute
+from ..contracts import NoiseSource
 from ..denoisers import append_dims
 from ..errors import DiffsampleError
 from ..parameterization import ModelDenoiser
@@ -243,7 +245,7 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         solver: a name from :func:`diffsample.solvers.available` (not an adaptive one).
         solver_options: keyword options for the solver (JSON-serialisable to save the config).
         step_schedule: a name from :data:`diffsample.steps.SCHEDULES`; it gets ``n`` and
-            ``schedule=<the table>`` plus ``step_schedule_options``.
+            ``noise_schedule=<the table>`` plus ``step_schedule_options``.
         step_schedule_options: keyword options for the step schedule (``sigma_min``, ``rho``, …).
         timestep_spacing, steps_offset: for ``step_schedule="time_uniform"`` (diffusers' meaning:
             ``"linspace"``, ``"leading"``, ``"trailing"``) unless given in ``step_schedule_options``.
@@ -254,6 +256,8 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
 
     _compatibles = list(_TABLE_SCHEDULERS)
     order = 1
+    schedule = RenamedAttribute("noise_schedule")
+    """Deprecated spelling of ``noise_schedule`` (the DDPM table)."""
 
     @register_to_config
     def __init__(
@@ -273,9 +277,9 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         steps_offset: int = 0,
     ) -> None:
         param = parameterization_from_config(self.config)
-        if not isinstance(param.schedule, DiscreteVP):
+        if not isinstance(param.noise_schedule, DiscreteVP):
             raise DiffsampleError("DiffsampleScheduler needs a DDPM table (beta_* or trained_betas)")
-        self.schedule: DiscreteVP = param.schedule
+        self.noise_schedule: DiscreteVP = param.noise_schedule
         self.prediction = param.prediction
         self.spec = solvers.spec(solver)
         if self.spec.adaptive:
@@ -295,7 +299,7 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         self._cursor: int | None = None
         self._returned: torch.Tensor | None = None
         self._end_sigma = 0.0
-        self.noise: Any = None
+        self.noise: NoiseSource | None = None
         self._slot = _WalkSlot()
         weakref.finalize(self, self._slot.cancel)
 
@@ -378,9 +382,10 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
             if ts.is_floating_point() and not bool((ts == ts.round()).all()):
                 raise DiffsampleError("timesteps= must be integer table timesteps")
             ts = ts.to(torch.int64)
-            if bool((ts < 0).any()) or bool((ts >= self.schedule.num_train_timesteps).any()):
-                raise DiffsampleError(f"timesteps must lie in [0, {self.schedule.num_train_timesteps - 1}]")
-            levels = torch.cat([self.schedule.sigma_space(ts.to(torch.float64)), torch.zeros(1, dtype=torch.float64)])
+            if bool((ts < 0).any()) or bool((ts >= self.noise_schedule.num_train_timesteps).any()):
+                raise DiffsampleError(f"timesteps must lie in [0, {self.noise_schedule.num_train_timesteps - 1}]")
+            levels = torch.cat([self.noise_schedule.sigma_space(ts.to(torch.float64)),
+                                torch.zeros(1, dtype=torch.float64)])
         else:
             levels = self._step_schedule(int(num_inference_steps))  # type: ignore[arg-type]
         self.sigmas = steps.validate(levels)
@@ -426,7 +431,7 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """``α_t·x0 + σ_t·ε`` on the table (fractional timesteps interpolated); one timestep per sample, or one."""
         t = torch.as_tensor(timesteps).detach().to("cpu", torch.float64).flatten()
-        alpha, sigma_t = self.schedule.alpha(t), self.schedule.sigma(t)
+        alpha, sigma_t = self.noise_schedule.alpha(t), self.noise_schedule.sigma(t)
         dtype = original_samples.dtype if original_samples.is_floating_point() else torch.float32
 
         def per_sample(v: torch.Tensor) -> torch.Tensor:
@@ -442,10 +447,10 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         if name == "time_uniform":
             options.setdefault("spacing", self.config.timestep_spacing)
             options.setdefault("steps_offset", self.config.steps_offset)
-        return steps.get(name)(n, schedule=self.schedule, **options)
+        return steps.get(name)(n, noise_schedule=self.noise_schedule, **options)
 
     def _denoiser(self, network: Callable[..., torch.Tensor], dtype: torch.dtype) -> ModelDenoiser:
-        return ModelDenoiser(network, self.schedule, self.prediction, dtype=dtype, time_dtype=torch.float32)
+        return ModelDenoiser(network, self.noise_schedule, self.prediction, dtype=dtype, time_dtype=torch.float32)
 
     def _make_plan(self, sigmas: torch.Tensor) -> _Plan:
         """Dry run of the solver on a 1×1 state recording the network's time labels (module docstring)."""
@@ -523,10 +528,10 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
             noise = GeneratorNoise(generator)
         # the worker must not hold the scheduler (a pending walk would keep it alive past its finaliser)
         solver, options, net_dtype = self.spec.name, self.solver_options, sample.dtype
-        schedule, prediction = self.schedule, self.prediction
+        noise_schedule, prediction = self.noise_schedule, self.prediction
 
         def target(network: Callable[..., torch.Tensor]) -> torch.Tensor:
-            denoiser = ModelDenoiser(network, schedule, prediction, dtype=net_dtype, time_dtype=torch.float32)
+            denoiser = ModelDenoiser(network, noise_schedule, prediction, dtype=net_dtype, time_dtype=torch.float32)
             return run_solver(denoiser, x, sigmas, solver=solver, noise=noise, **options)
 
         walk = _Walk(target)

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._deprecation import RenamedAttribute, renamed_keyword
 from ..errors import DiffsampleError, ShapeError
 from ..schedules import DiscreteVP, edm_preconditioning
 
@@ -158,16 +159,21 @@ class VPEpsNetwork(nn.Module):
 
     Args:
         core: the network ``F(c_in x, c_noise, class_labels)`` (a :class:`DigitsMLP`).
-        schedule: the DDPM table the ε interface is defined on (default diffusers' "linear", 1000 steps).
+        noise_schedule: the DDPM table the ε interface is defined on (default diffusers' "linear", 1000 steps;
+            ``schedule=`` is its deprecated spelling).
         sigma_data: EDM's σ_data (the data's standard deviation).
 
     Only the core has parameters; the state dict is the core's under the prefix ``core.``.
     """
 
-    def __init__(self, core: nn.Module, schedule: DiscreteVP | None = None, sigma_data: float = 0.5) -> None:
+    schedule = RenamedAttribute("noise_schedule")
+    """Deprecated spelling of ``noise_schedule``."""
+
+    @renamed_keyword("schedule", "noise_schedule")
+    def __init__(self, core: nn.Module, noise_schedule: DiscreteVP | None = None, sigma_data: float = 0.5) -> None:
         super().__init__()
         self.core = core
-        self.schedule = schedule if schedule is not None else DiscreteVP(beta_schedule="linear")
+        self.noise_schedule = noise_schedule if noise_schedule is not None else DiscreteVP(beta_schedule="linear")
         self.sigma_data = float(sigma_data)
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, class_labels: ClassLabels = None) -> torch.Tensor:
@@ -183,8 +189,8 @@ class VPEpsNetwork(nn.Module):
         """ε̂ for ``x_t = α_t x0 + σ_t ε`` at timesteps ``t`` (scalar or ``(B,)``, fractional allowed)."""
         batch = x_t.shape[0]
         t64 = torch.as_tensor(t).detach().to("cpu", torch.float64).reshape(-1).expand(batch)
-        alpha = self.schedule.alpha(t64).to(x_t.device, x_t.dtype)[:, None, None, None]
-        sigma = self.schedule.sigma_space(t64)
+        alpha = self.noise_schedule.alpha(t64).to(x_t.device, x_t.dtype)[:, None, None, None]
+        sigma = self.noise_schedule.sigma_space(t64)
         x = x_t / alpha
         d = self.denoise(x, sigma, class_labels)
         return (x - d) / sigma.to(x_t.device, x_t.dtype)[:, None, None, None]

@@ -54,6 +54,7 @@ from typing import Any
 import torch
 
 from .. import steps
+from .._deprecation import renamed_keyword
 from ..contracts import Denoiser
 from ..denoisers import as_denoiser
 from ..errors import BudgetError, DiffsampleError, ShapeError
@@ -201,10 +202,11 @@ def _joint_refine(walk: DCWalk, den: Denoiser, start: DCState, ratios: list[floa
     return trials
 
 
+@renamed_keyword("schedule", "step_schedule")
 def search_dc_ratios(denoiser: Denoiser, *, calibration: torch.Tensor,
                      sigmas: Sequence[float] | torch.Tensor | None = None,
                      nfe: int | None = None, sigma_min: float = 0.002, sigma_max: float = 80.0,
-                     schedule: str = "logsnr", reference: Reference = None, method: str = "adamw",
+                     step_schedule: str = "logsnr", reference: Reference = None, method: str = "adamw",
                      iters: int = 20, lr: float = 0.1, width: float = 1.5, refine: int = 0,
                      refine_width: float = 0.5, teacher_h: float = 0.02, model_id: str | None = None,
                      dc_order: int = 2, **solver_options: Any) -> Plan:
@@ -214,8 +216,9 @@ def search_dc_ratios(denoiser: Denoiser, *, calibration: torch.Tensor,
         denoiser: a σ-space denoiser (test bed or network).
         calibration: states at the first level, shape ``(B, …)`` (e.g. ``σ_max · z``; the paper uses B = 10).
             Evaluate the plan on other noises.
-        sigmas: the levels (ending in 0 or σ_min); or ``nfe`` with ``sigma_min``, ``sigma_max`` and a step
-            ``schedule`` name (default ``"logsnr"``) to make them (one model call per step).
+        sigmas: the levels (ending in 0 or σ_min); or ``nfe`` with ``sigma_min``, ``sigma_max`` and a
+            ``step_schedule`` name (default ``"logsnr"``; ``schedule=`` is its deprecated spelling) to make
+            them (one model call per step).
         reference: how the target states are obtained (module docstring).
         method: ``"adamw"`` (the paper's, needs a differentiable denoiser) or ``"golden"``.
         iters: loss evaluations per step (AdamW iterations, or golden-section trials).
@@ -250,7 +253,7 @@ def search_dc_ratios(denoiser: Denoiser, *, calibration: torch.Tensor,
         n = int(nfe) // int(getattr(den, "nfe_per_call", 1))
         if n < 1:
             raise BudgetError(f"a budget of {nfe} evaluations buys no call of this denoiser")
-        sigmas = steps.get(schedule)(n, float(sigma_min), float(sigma_max))
+        sigmas = steps.get(step_schedule)(n, float(sigma_min), float(sigma_max))
     elif nfe is not None:
         raise DiffsampleError("give either sigmas or nfe, not both")
     level_tensor = steps.validate(sigmas, name="sigmas")
