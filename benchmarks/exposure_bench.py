@@ -118,8 +118,9 @@ def _corrections(bed: Denoiser, sig: torch.Tensor, calib: torch.Tensor, seed: in
     out: list[tuple[str, str, Callable[[], Denoiser]]] = [("none", "", lambda: bed)]
     nfe0 = bed.nfe
     vp = ContinuousVPLinear()
-    for label, schedule in (("es t=σ", None), ("es VP t", vp)):
-        fit = fit_epsilon_scaling(bed, calib, sig, schedule=schedule, generator=torch.Generator().manual_seed(seed))
+    for label, noise_schedule in (("es t=σ", None), ("es VP t", vp)):
+        fit = fit_epsilon_scaling(bed, calib, sig, noise_schedule=noise_schedule,
+                                  generator=torch.Generator().manual_seed(seed))
         out.append((label, f"k={fit.k:.4g} b={fit.b:.4g}", lambda f=fit: f.apply(bed)))
     uniform = float(torch.tensor(fit.ratios).mean())  # the same per-level ratios, k = 0
     out.append(("es uniform", f"b={uniform:.4g}", lambda: epsilon_scaling(bed, 0.0, uniform)))

@@ -146,7 +146,7 @@ def model_sigmas(schedule: str, n_steps: int, denoiser: Any) -> torch.Tensor:
     timestep spacing (``trailing`` starts at t = 999 = σ_max); other names come from
     :data:`diffsample.steps.SCHEDULES` on ``[σ_min, σ_max]``.
     """
-    sched = denoiser.schedule
+    sched = denoiser.noise_schedule
     if schedule.startswith("time_uniform"):
         spacing = schedule.partition("-")[2] or "linspace"
         return steps.time_uniform(n_steps, sched, spacing=spacing)
@@ -208,7 +208,7 @@ def _tuned_plan(denoiser: Any, budget: int, calibration: torch.Tensor, calibrati
     path = folder / "plans" / f"digits-nfe{budget}-{disk_cache.key_digest(key)[:12]}.json"
 
     def tuned() -> Plan:
-        sched = denoiser.schedule
+        sched = denoiser.noise_schedule
         plan = tune(denoiser, nfe=budget, sigma_min=float(sched.sigma_min), sigma_max=float(sched.sigma_max),
                     calibration=calibration, model_id="digits_uncond", progress=progress, **opts)
         plan.provenance["calibration_seed"] = calibration_seed
@@ -313,7 +313,7 @@ def _generate_row(setup: _Setup, budget: int) -> ModelRow:
                          sigma_max=setup.sigma_max)
         return x, setup.sigma_max, 0.0
 
-    return _score(setup, "generate", "diffsample", choice.solver, choice.schedule, budget, n_steps, walk,
+    return _score(setup, "generate", "diffsample", choice.solver, choice.step_schedule, budget, n_steps, walk,
                   note="default table")
 
 
@@ -403,7 +403,7 @@ def run_model_bench(model: str = "digits", nfes: Sequence[int] = (4, 5, 6, 8, 10
 
     labels = torch.arange(samples) % 10
     cond = cfg(cond_net, 1.0, cond_kwargs={"class_labels": labels}, uncond_kwargs={"class_labels": NULL_LABEL})
-    sched = uncond.schedule
+    sched = uncond.noise_schedule
     smin, smax = float(sched.sigma_min), float(sched.sigma_max)
     z = noise_mod.seeded(seed).standard_normal((samples, 1, 8, 8))
     t0 = time.perf_counter()

@@ -105,7 +105,7 @@ def step_schedule(name: str, n: int) -> torch.Tensor:
     """The ``n``-step schedule ``name`` of the grid (module docstring), ending in σ = 0."""
     entry = steps.get(name)
     if name == "time_uniform":
-        return entry(n, schedule=_ddpm_table())
+        return entry(n, noise_schedule=_ddpm_table())
     if name == "align_your_steps":
         return entry(n)
     if name == "polyexponential":

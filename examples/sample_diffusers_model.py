@@ -36,7 +36,7 @@ def main(pipeline_dir: str | None = None) -> None:
 
         # 1. The model as a denoiser D(x, σ) -> x̂0: any solver, any step schedule, an exact NFE count.
         denoiser = load_diffusers_denoiser(folder)
-        sigma_max, sigma_min = float(denoiser.schedule.sigma_max), float(denoiser.schedule.sigma_min)
+        sigma_max, sigma_min = float(denoiser.noise_schedule.sigma_max), float(denoiser.noise_schedule.sigma_min)
         x = ds.noise.seeded(range(4)).initial((4, 1, 8, 8), sigma_max)  # sample i has its own noise stream
         out = ds.generate(denoiser, x, nfe=10, sigma_min=sigma_min, sigma_max=sigma_max)
         print(f"generate: {denoiser.nfe} model calls, samples {tuple(out.shape)}, σ {sigma_max:.4g} → 0")

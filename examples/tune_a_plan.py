@@ -18,7 +18,7 @@ from diffsample.models import load_digits_model
 
 def main(nfe: int = 5) -> None:
     model = load_digits_model()
-    sigma_min, sigma_max = float(model.schedule.sigma_min), float(model.schedule.sigma_max)
+    sigma_min, sigma_max = float(model.noise_schedule.sigma_min), float(model.noise_schedule.sigma_max)
     calibration = ds.noise.seeded(range(64)).initial((64, 1, 8, 8), sigma_max)
     plan = ds.tune(model, calibration=calibration, nfe=nfe, sigma_min=sigma_min, sigma_max=sigma_max, refine=1, kicks=0)
     print(f"tuned plan for NFE {nfe}: sigmas {[round(s, 4) for s in plan.sigmas]}")

@@ -85,7 +85,7 @@ def fixed_loss(net: VPEpsNetwork, x: torch.Tensor, y: torch.Tensor | None, args:
                conditional: bool) -> float:
     """The EMA model's loss on all digits × 4 fixed noise draws (seed 12345): a reproducible final loss."""
     gen = torch.Generator().manual_seed(12345)
-    sched = net.schedule
+    sched = net.noise_schedule
     lo, hi = math.log(sched.sigma_min), math.log(sched.sigma_max)
     total, count = 0.0, 0
     for _ in range(4):
@@ -109,7 +109,7 @@ def train(args: argparse.Namespace, variant: str) -> dict[str, Any]:
     net = build(args, conditional, sigma_data)
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
-    sched = net.schedule
+    sched = net.noise_schedule
     lo, hi = math.log(sched.sigma_min), math.log(sched.sigma_max)
     n_params = sum(p.numel() for p in net.parameters())
     print(f"[{variant}] DigitsMLP {n_params} parameters, σ_data={sigma_data} (measured std {data_std:.4f}), "
@@ -189,7 +189,7 @@ def evaluate(args: argparse.Namespace, variant: str) -> dict[str, Any]:
     """Fréchet distances (and class accuracies) of ``--eval-samples`` Heun draws; real-data floors."""
     conditional = variant == "conditional"
     den = load_digits_model(conditional, weights_dir=args.out)
-    sched = den.schedule
+    sched = den.noise_schedule
     sigmas = diffsample.steps.karras(args.eval_steps, sched.sigma_min, sched.sigma_max)
     n = args.eval_samples
     z = torch.randn(n, 1, 8, 8, generator=torch.Generator().manual_seed(args.seed + 1000))

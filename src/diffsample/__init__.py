@@ -58,7 +58,7 @@ __all__ = [
 LAZY_SUBMODULES = ("corrections", "integrations", "models", "testbeds", "transforms", "tuning")
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> Any:  # noqa: ANN401 -- a module's lazy attributes are of many types
     """The lazy submodules (:data:`LAZY_SUBMODULES`), :func:`tune`, and ``DiffsampleScheduler``, on first use.
 
     ``diffsample.DiffsampleScheduler`` lets diffusers find the scheduler class by its module while

@@ -21,7 +21,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 __all__ = ["atomic_write", "cache_dir", "cache_root", "cached", "key_digest"]
 
@@ -39,7 +39,7 @@ def cache_dir(kind: str, folder: str | os.PathLike[str] | None = None) -> Path:
     return Path(folder) if folder is not None else cache_root() / kind
 
 
-def key_digest(settings: Any, *blobs: bytes) -> str:
+def key_digest(settings: object, *blobs: bytes) -> str:
     """Hex SHA-256 of ``settings`` as JSON (sorted keys) followed by ``blobs`` (e.g. an input array's bytes)."""
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for blob in blobs:

@@ -79,7 +79,7 @@ def _tuning_target(args: argparse.Namespace) -> tuple[Any, str, tuple[int, ...],
 
     model, _ = load_model(args.model)
     shape = (1, 8, 8) if args.model == SHIPPED_MODEL else args.shape
-    sched = model.schedule
+    sched = model.noise_schedule
     return model, args.model, shape, span_of(args, (float(sched.sigma_min), float(sched.sigma_max)))
 
 
@@ -118,7 +118,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     default = rmse(generate(denoiser, held, nfe=args.nfe, sigma_min=sigma_min, sigma_max=sigma_max))
     print(f"\nheld-out ({args.heldout} samples, seed {args.heldout_seed}), RMSE vs the exact ODE solution:")
     print(f"  {'tuned plan':<32} {tuned:.4g}")
-    print(f"  {'generate: ' + choice.solver + '/' + choice.schedule:<32} {default:.4g}  "
+    print(f"  {'generate: ' + choice.solver + '/' + choice.step_schedule:<32} {default:.4g}  "
           f"(tuned / this = {tuned / default:.2f})")
     print("(every hand-made configuration: python -m benchmarks tune, from a checkout of the repository)")
     return 0

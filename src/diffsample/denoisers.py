@@ -120,7 +120,7 @@ def as_denoiser(fn: contracts.Denoiser | Callable[..., torch.Tensor]) -> Countin
     return FunctionDenoiser(fn)
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> Any:  # noqa: ANN401 -- a module's lazy attributes are of many types
     """``WrappedDenoiser``, the former base of single-denoiser transforms, is now
     :class:`diffsample.transforms.Transform` (imported on first use: transforms build on this module)."""
     if name == "WrappedDenoiser":

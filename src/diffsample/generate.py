@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from . import contracts, solvers, steps
+from ._deprecation import RenamedAttribute, renamed_keyword
 from .denoisers import as_denoiser
 from .errors import BudgetError, DiffsampleError, SigmaError
 from .plan import Plan
@@ -32,9 +33,14 @@ class DefaultChoice:
     """A solver, its options and a step schedule (a name in :data:`diffsample.steps.SCHEDULES`)."""
 
     solver: str
-    schedule: str
+    step_schedule: str
     options: dict[str, Any] = field(default_factory=dict)
-    schedule_options: dict[str, Any] = field(default_factory=dict)
+    step_schedule_options: dict[str, Any] = field(default_factory=dict)
+
+    schedule = RenamedAttribute("step_schedule")
+    """Deprecated spelling of ``step_schedule``."""
+    schedule_options = RenamedAttribute("step_schedule_options")
+    """Deprecated spelling of ``step_schedule_options``."""
 
 
 # (largest budget it applies to, choice); see the README's "Choosing the default" for the evidence:
@@ -72,23 +78,27 @@ def default_sigmas(nfe: int, sigma_min: float, sigma_max: float, calls_per_eval:
 class Walk:
     """What :func:`configure` decided: the noise levels, the solver and its options, and where they came from.
 
-    ``schedule`` is the step-schedule name, or ``"plan"`` for a tuned plan's levels; ``nfe`` the budget in
+    ``step_schedule`` is the step-schedule name, or ``"plan"`` for a tuned plan's levels; ``nfe`` the budget in
     model evaluations the walk must stay within.
     """
 
     sigmas: torch.Tensor
     solver: str
     options: dict[str, Any]
-    schedule: str
+    step_schedule: str
     nfe: int
 
+    schedule = RenamedAttribute("step_schedule")
+    """Deprecated spelling of ``step_schedule``."""
 
+
+@renamed_keyword("schedule", "step_schedule")
 def configure(nfe: int | None = None, sigma_min: float | None = None, sigma_max: float | None = None, *,
               calls_per_eval: int = 1, plan: Plan | str | os.PathLike[str] | None = None, solver: str | None = None,
-              schedule: str | None = None) -> Walk:
+              step_schedule: str | None = None) -> Walk:
     """The walk for a budget of ``nfe`` model evaluations over ``[sigma_min, sigma_max]`` → 0, or for a plan.
 
-    Without a plan the table's choice (:func:`default_choice`) fills in whatever ``solver`` and ``schedule``
+    Without a plan the table's choice (:func:`default_choice`) fills in whatever ``solver`` and ``step_schedule``
     leave open, and the solver takes as many steps as the budget buys.
 
     Args:
@@ -99,11 +109,12 @@ def configure(nfe: int | None = None, sigma_min: float | None = None, sigma_max:
             ``sigma_min`` and ``sigma_max`` may then be left out; any given must agree with the plan (its cost
             within ``nfe``, its first level ``sigma_max``, its lowest positive level at least ``sigma_min``).
         solver: a registered solver name instead of the table's (with ``nfe``; its steps fill the budget).
-        schedule: a step-schedule name (:data:`diffsample.steps.SCHEDULES`) instead of the table's.
+        step_schedule: a step-schedule name (:data:`diffsample.steps.SCHEDULES`) instead of the table's
+            (``schedule=`` is its deprecated spelling).
     """
     if plan is not None:
-        if solver is not None or schedule is not None:
-            raise DiffsampleError("a plan fixes the solver and the noise levels; pass no solver or schedule too")
+        if solver is not None or step_schedule is not None:
+            raise DiffsampleError("a plan fixes the solver and the noise levels; pass no solver or step schedule too")
         plan = _checked_plan(plan, nfe, sigma_min, sigma_max, calls_per_eval)
         budget = plan.nfe * calls_per_eval if nfe is None else nfe
         return Walk(plan.sigma_tensor(), plan.solver, dict(plan.options), "plan", budget)
@@ -112,8 +123,8 @@ def configure(nfe: int | None = None, sigma_min: float | None = None, sigma_max:
     choice = default_choice(nfe)
     name = choice.solver if solver is None else solver
     options = dict(choice.options) if solver is None else {}
-    step_schedule = choice.schedule if schedule is None else schedule
-    step_options = choice.schedule_options if schedule is None else {}
+    step_options = choice.step_schedule_options if step_schedule is None else {}
+    step_schedule = choice.step_schedule if step_schedule is None else step_schedule
     n_steps = solvers.spec(name).steps_for_nfe(_calls(nfe, calls_per_eval))
     sigmas = steps.get(step_schedule)(n_steps, sigma_min, sigma_max, **step_options)
     return Walk(sigmas, name, options, step_schedule, nfe)

@@ -1,7 +1,7 @@
 """Turn any network (ε, x0, v, flow velocity, score or EDM-preconditioned) into a σ-space denoiser.
 
 For a σ-space input ``x = x0 + σ·ε`` the wrapper finds the network's native time
-``t = schedule.t_of_sigma_space(σ)`` (clamped into ``[t_min, t_max]``), with ``α = α(t)``,
+``t = noise_schedule.t_of_sigma_space(σ)`` (clamped into ``[t_min, t_max]``), with ``α = α(t)``,
 ``σ_t = σ(t)``, and calls ``out = network(x_t, t_in, **kwargs)`` on ``x_t = α·x``. Every
 parameterisation is linear in ``(x_t, out)``, so ``x̂0 = a·x + b·out`` with (writing ``x_t = α x``,
 ``x_t = α x0 + σ_t ε``):
@@ -32,7 +32,7 @@ conversion maths in half precision.
 Edge cases (choices):
 
 * σ = 0 entries return ``x`` itself (the clean sample) — there is no finite native time for infinite
-  log-SNR. Those entries are still in the batched network call, evaluated at ``schedule.sigma_min``
+  log-SNR. Those entries are still in the batched network call, evaluated at ``noise_schedule.sigma_min``
   and then replaced; a batch with σ = 0 everywhere skips the network (it still counts one NFE).
 * σ outside the schedule's time domain (e.g. σ > 50 on ``VE()``) is clamped to ``t_max``
   (``t_min``): the network is evaluated as if at that time and x̂0 uses that time's coefficients.
@@ -46,6 +46,8 @@ from typing import Any
 
 import torch
 
+from . import contracts
+from ._deprecation import RenamedAttribute, renamed_keyword
 from .denoisers import Denoiser, append_dims
 from .errors import ShapeError, UnknownNameError
 from .schedules import NoiseSchedule, edm_preconditioning, get_schedule
@@ -109,7 +111,7 @@ def x0_coefficients(prediction: str, alpha: torch.Tensor, sigma_t: torch.Tensor)
     raise UnknownNameError("parameterisation", prediction, ["eps", "x0", "v", "flow", "score"])
 
 
-def _network_dtype(network: Any, dtype: torch.dtype | None) -> torch.dtype | None:
+def _network_dtype(network: object, dtype: torch.dtype | None) -> torch.dtype | None:
     if dtype is not None:
         return dtype
     if isinstance(network, torch.nn.Module):
@@ -122,7 +124,7 @@ def _network_dtype(network: Any, dtype: torch.dtype | None) -> torch.dtype | Non
     return None
 
 
-def _as_output(out: Any, x: torch.Tensor) -> torch.Tensor:
+def _as_output(out: object, x: torch.Tensor) -> torch.Tensor:
     """Accept a tensor, an object with ``.sample`` (diffusers outputs) or a tuple whose first item is the output."""
     if not isinstance(out, torch.Tensor):
         if hasattr(out, "sample"):
@@ -145,8 +147,8 @@ class ModelDenoiser(Denoiser):
     Args:
         network: the model; any callable (``nn.Module`` or function). Extra keyword arguments of a
             denoiser call (conditioning) are passed through to it unchanged.
-        schedule: a :class:`~diffsample.schedules.NoiseSchedule` or a name for
-            :func:`~diffsample.schedules.get_schedule`.
+        noise_schedule: a :class:`~diffsample.schedules.NoiseSchedule` or a name for
+            :func:`~diffsample.schedules.get_schedule` (``schedule=`` is its deprecated spelling).
         prediction: eps | x0 | v | flow | score | edm (and the aliases in :data:`PREDICTIONS`).
         time_input: what ``t_in`` is before scaling: "native" (the schedule's t), "sigma" (the
             σ-space level) or "log_snr" (λ).
@@ -161,10 +163,14 @@ class ModelDenoiser(Denoiser):
             networks that embed time in float32 (diffusers UNets): bf16 cannot represent t = 999.
     """
 
+    schedule = RenamedAttribute("noise_schedule")
+    """Deprecated spelling of :attr:`noise_schedule`."""
+
+    @renamed_keyword("schedule", "noise_schedule")
     def __init__(
         self,
         network: Callable[..., Any],
-        schedule: NoiseSchedule | str,
+        noise_schedule: NoiseSchedule | str,
         prediction: str = "eps",
         *,
         time_input: str = "native",
@@ -178,27 +184,28 @@ class ModelDenoiser(Denoiser):
         if not callable(network):
             raise TypeError(f"network must be callable as network(x_t, t, **kwargs), got {type(network).__name__}")
         self.network = network
-        self.schedule = get_schedule(schedule) if isinstance(schedule, str) else schedule
+        self.noise_schedule = get_schedule(noise_schedule) if isinstance(noise_schedule, str) else noise_schedule
         self.prediction = canonical_prediction(prediction)
         if time_input not in TIME_INPUTS:
             raise UnknownNameError("time input", time_input, list(TIME_INPUTS))
         self.time_input = time_input
         self.time_scale = float(time_scale)
         self.quantize = bool(quantize)
-        self.sigma_data = float(sigma_data if sigma_data is not None else getattr(self.schedule, "sigma_data", 0.5))
+        self.sigma_data = float(sigma_data if sigma_data is not None
+                                else getattr(self.noise_schedule, "sigma_data", 0.5))
         self.dtype = _network_dtype(network, dtype)
         self.time_dtype = time_dtype
 
     def __repr__(self) -> str:
-        return f"ModelDenoiser(prediction={self.prediction!r}, schedule={self.schedule!r})"
+        return f"ModelDenoiser(prediction={self.prediction!r}, noise_schedule={self.noise_schedule!r})"
 
     def _time_label(self, t: torch.Tensor) -> torch.Tensor:
         if self.time_input == "native":
             tau = t
         elif self.time_input == "sigma":
-            tau = self.schedule.sigma_space(t)
+            tau = self.noise_schedule.sigma_space(t)
         else:
-            tau = self.schedule.log_snr(t)
+            tau = self.noise_schedule.log_snr(t)
         tau = tau * self.time_scale
         return tau.round() if self.quantize else tau
 
@@ -209,7 +216,7 @@ class ModelDenoiser(Denoiser):
         if self.prediction == "edm":
             c_skip, c_out, c_in, c_noise = edm_preconditioning(s, self.sigma_data)
             return c_in, c_noise, c_skip, c_out
-        sched = self.schedule
+        sched = self.noise_schedule
         t = sched.t_of_sigma_space(s).clamp(sched.t_min, sched.t_max)
         alpha, sigma_t = sched.alpha(t), sched.sigma(t)
         a, b = x0_coefficients(self.prediction, alpha, sigma_t)
@@ -222,7 +229,7 @@ class ModelDenoiser(Denoiser):
         clean = s == 0
         if bool(clean.all()):
             return xw
-        s_eval = torch.where(clean, torch.full_like(s, self.schedule.sigma_min), s)
+        s_eval = torch.where(clean, torch.full_like(s, self.noise_schedule.sigma_min), s)
         scale, t_in, a, b = self.network_inputs(s_eval)
 
         def per_sample(v: torch.Tensor) -> torch.Tensor:
@@ -270,7 +277,7 @@ class VPTableNetwork:
         dtype: the working dtype of the denoiser call and of the output.
     """
 
-    def __init__(self, denoiser: Callable[..., torch.Tensor], alphas_cumprod: torch.Tensor,
+    def __init__(self, denoiser: contracts.Denoiser | Callable[..., torch.Tensor], alphas_cumprod: torch.Tensor,
                  prediction: str = "eps", *, dtype: torch.dtype = torch.float32) -> None:
         abar = torch.as_tensor(alphas_cumprod).to(torch.float64)
         self.log_sigma = 0.5 * torch.log((1 - abar) / abar)
@@ -324,8 +331,8 @@ class EDMNetwork:
         dtype: the working dtype of the denoiser call and of the output.
     """
 
-    def __init__(self, denoiser: Callable[..., torch.Tensor], sigma_data: float = 0.5, prediction: str = "edm", *,
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, denoiser: contracts.Denoiser | Callable[..., torch.Tensor], sigma_data: float = 0.5,
+                 prediction: str = "edm", *, dtype: torch.dtype = torch.float32) -> None:
         if prediction not in ("edm", "epsilon", "v_prediction"):
             raise ValueError(f"unsupported prediction_type {prediction!r} for an EDM network")
         self.sigma_data = float(sigma_data)

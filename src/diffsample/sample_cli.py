@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,14 +79,14 @@ def _run_sample(args: argparse.Namespace) -> int:
         uncond = {"class_labels": torch.full_like(labels, null_label)} if null_label is not None else {}
         denoiser = guidance.cfg(model, args.guidance, cond_kwargs={"class_labels": labels}, uncond_kwargs=uncond,
                                 batched=True)
-    sigma_min, sigma_max = float(model.schedule.sigma_min), float(model.schedule.sigma_max)
+    sigma_min, sigma_max = float(model.noise_schedule.sigma_min), float(model.noise_schedule.sigma_max)
     calls_per_eval = getattr(denoiser, "nfe_per_call", 1)
-    if args.plan:  # the plan's own levels and budget, as tuned (it replaces --nfe, --solver and --schedule)
+    if args.plan:  # the plan's own levels and budget, as tuned (it replaces --nfe, --solver and --step-schedule)
         walk = configure(calls_per_eval=calls_per_eval, plan=args.plan)
     else:
         walk = configure(args.nfe, sigma_min, sigma_max, calls_per_eval=calls_per_eval, solver=args.solver,
-                         schedule=args.schedule)
-    sigmas, solver, schedule, options = walk.sigmas, walk.solver, walk.schedule, walk.options
+                         step_schedule=args.step_schedule)
+    sigmas, solver, step_schedule, options = walk.sigmas, walk.solver, walk.step_schedule, walk.options
     shape = (args.batch, *args.shape)
     source = noise.seeded(args.seed)
     x = source.initial(shape, float(sigmas[0]))
@@ -102,20 +103,35 @@ def _run_sample(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     np.savez(out_dir / "samples.npz", **arrays)
     png = write_png(out_dir / "samples.png", image_grid(((out.clamp(-1, 1) + 1) / 2).numpy()))
-    print(f"solver {solver}, schedule {schedule}, {len(sigmas) - 1} steps, NFE {denoiser.nfe} "
+    print(f"solver {solver}, schedule {step_schedule}, {len(sigmas) - 1} steps, NFE {denoiser.nfe} "
           f"({denoiser.calls} network calls), {args.batch} samples in {seconds:.2f}s; "
           f"wrote {png} and {out_dir / 'samples.npz'}")
     return 0
 
 
-def add_sample_parser(sub: Any) -> None:
+class _DeprecatedOption(argparse.Action):
+    """A hidden old spelling of an option: stores under the new option's ``dest`` and says so on stderr."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
+        print(f"{parser.prog}: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_sample_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``sample`` subcommand to an argparse subparsers object."""
     p = sub.add_parser("sample", help="sample from the shipped digits model (or --model DIR); writes PNG + npz")
     p.add_argument("--model", default=None,
                    help=f"'{SHIPPED_MODEL}' (the shipped network, default) or a diffusers model or pipeline directory")
     p.add_argument("--solver", default=None, help="solver name (default: generate's choice for --nfe)")
     p.add_argument("--nfe", type=int, default=10, help="budget in model evaluations (a guided call costs 2)")
-    p.add_argument("--schedule", default=None, help="step schedule name (default: generate's choice)")
+    p.add_argument("--step-schedule", default=None, help="step schedule name (default: generate's choice)")
+    p.add_argument("--schedule", dest="step_schedule", action=_DeprecatedOption, new="--step-schedule",
+                   help=argparse.SUPPRESS)
     p.add_argument("--plan", default=None, help="a tuned plan (JSON from `diffsample tune`); overrides solver/nfe")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=64)

@@ -77,7 +77,7 @@ def sample(
     return out
 
 
-def _solver_function(solver: Any) -> contracts.Solver:
+def _solver_function(solver: object) -> contracts.Solver:
     """``solver`` itself when it is callable (a function following the Solver contract)."""
     if not callable(solver):
         raise DiffsampleError(f"solver must be a registered name or a solver function, got {type(solver).__name__}")

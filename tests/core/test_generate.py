@@ -89,13 +89,13 @@ def test_configure_fills_what_the_caller_leaves_open_from_the_table():
     for nfe in (3, 8, 20):
         walk = configure(nfe, 0.002, 80.0)
         choice, sigmas = default_sigmas(nfe, 0.002, 80.0)
-        assert (walk.solver, walk.schedule, walk.nfe) == (choice.solver, choice.schedule, nfe)
+        assert (walk.solver, walk.step_schedule, walk.nfe) == (choice.solver, choice.step_schedule, nfe)
         assert torch.equal(walk.sigmas, sigmas)
         named = configure(nfe, 0.002, 80.0, solver="heun")
         n = len(named.sigmas) - 1
-        assert named.schedule == default_choice(nfe).schedule and named.options == {}
+        assert named.step_schedule == default_choice(nfe).step_schedule and named.options == {}
         assert ds.solvers.spec("heun").nfe(n) <= nfe < ds.solvers.spec("heun").nfe(n + 1)
-        karras = configure(nfe, 0.002, 80.0, schedule="karras", calls_per_eval=2)
+        karras = configure(nfe, 0.002, 80.0, step_schedule="karras", calls_per_eval=2)
         assert karras.solver == choice.solver
         steps_for = ds.solvers.spec(choice.solver).steps_for_nfe(nfe // 2)
         assert torch.equal(karras.sigmas, ds.steps.karras(steps_for, 0.002, 80.0))
@@ -106,25 +106,29 @@ def test_configure_runs_a_plan_and_refuses_a_solver_beside_it():
 
     plan = ds.Plan(ds.steps.karras(4, 0.002, 80.0).tolist(), "euler")
     walk = configure(plan=plan, calls_per_eval=2)
-    assert walk.schedule == "plan" and walk.nfe == 8 and torch.equal(walk.sigmas, plan.sigma_tensor())
+    assert walk.step_schedule == "plan" and walk.nfe == 8 and torch.equal(walk.sigmas, plan.sigma_tensor())
     with pytest.raises(ds.DiffsampleError, match="plan fixes"):
         configure(plan=plan, solver="heun")
     with pytest.raises(ds.BudgetError, match="over the budget"):
         configure(3, plan=plan)
 
 
-@pytest.mark.parametrize(("flags", "solver", "schedule"), [([], None, None), (["--solver", "heun"], "heun", None),
-                                                         (["--schedule", "karras"], None, "karras")])
-def test_the_sample_command_runs_the_walk_generate_configures(tmp_path, capsys, flags, solver, schedule):
+@pytest.mark.parametrize(("flags", "solver", "step_schedule"), [
+    ([], None, None), (["--solver", "heun"], "heun", None), (["--step-schedule", "karras"], None, "karras"),
+    (["--schedule", "karras"], None, "karras"),  # the deprecated spelling
+])
+def test_the_sample_command_runs_the_walk_generate_configures(tmp_path, capsys, flags, solver, step_schedule):
     from diffsample.cli import main
     from diffsample.generate import configure
     from diffsample.models import load_digits_model
 
-    span = load_digits_model().schedule
+    span = load_digits_model().noise_schedule
     assert main(["sample", "--nfe", "6", "--batch", "2", "--quiet", "--out", str(tmp_path), *flags]) == 0
-    walk = configure(6, float(span.sigma_min), float(span.sigma_max), solver=solver, schedule=schedule)
+    walk = configure(6, float(span.sigma_min), float(span.sigma_max), solver=solver, step_schedule=step_schedule)
     np.testing.assert_array_equal(np.load(tmp_path / "samples.npz")["sigmas"], walk.sigmas.numpy())
-    assert f"solver {walk.solver}, schedule {walk.schedule}," in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert f"solver {walk.solver}, schedule {walk.step_schedule}," in out
+    assert ("--schedule is deprecated; use --step-schedule" in err) == ("--schedule" in flags)
 
 
 def test_one_version_for_the_package_metadata_and_the_library():

@@ -102,7 +102,7 @@ def test_reference_agrees_with_dop853():
     """
     integrate = pytest.importorskip("scipy.integrate")
     den = load_digits_model()
-    smin, smax = float(den.schedule.sigma_min), float(den.schedule.sigma_max)
+    smin, smax = float(den.noise_schedule.sigma_min), float(den.noise_schedule.sigma_max)
     gen = torch.Generator().manual_seed(5)
     x = smax * torch.randn(1, 1, 8, 8, generator=gen, dtype=torch.float64)
     at_min, final = reference_solve(den, x, smin, smax, 1000)

@@ -76,7 +76,7 @@ def test_loaded_denoiser_matches_hand_conversion(unet, tmp_path, prediction):
     unet.save_pretrained(tmp_path)
     sched.save_pretrained(tmp_path)
     den = load_diffusers_denoiser(tmp_path)
-    assert isinstance(den.schedule, DiscreteVP) and den.time_dtype == torch.float32
+    assert isinstance(den.noise_schedule, DiscreteVP) and den.time_dtype == torch.float32
     alphas, sig = table(sched.config)
     x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 5
     for t in (0, 10, 500, 999):
@@ -127,7 +127,8 @@ def test_flow_matching_config(unet, tmp_path):
     unet.save_pretrained(tmp_path)
     sched.save_pretrained(tmp_path)
     den = load_diffusers_denoiser(tmp_path)
-    assert isinstance(den.schedule, RectifiedFlow) and den.schedule.shift == 3.0 and den.prediction == "flow"
+    assert isinstance(den.noise_schedule, RectifiedFlow) and den.noise_schedule.shift == 3.0
+    assert den.prediction == "flow"
     x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(3))
     for s in (0.05, 1.0, 20.0):
         t = s / (1 + s)  # x_t = (1 − t) x0 + t ε = (1 − t) x in σ-space
@@ -139,7 +140,7 @@ def test_flow_matching_config(unet, tmp_path):
         load_diffusers_denoiser(unet, scheduler=diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True))
     assert load_diffusers_denoiser(
         unet, scheduler=diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True), shift=2.0
-    ).schedule.shift == 2.0
+    ).noise_schedule.shift == 2.0
 
 
 def test_learned_variance_uses_the_mean_channels():
@@ -279,7 +280,7 @@ def test_config_from_other_schedulers_and_roundtrip(tmp_path):
     sched = DiffsampleScheduler.from_config(other.config, solver="unipc", solver_options={"order": 3})
     assert sched.config.beta_schedule == "scaled_linear" and sched.prediction == "v"
     assert diffusers.DPMSolverMultistepScheduler in sched.compatibles
-    torch.testing.assert_close(sched.schedule.alphas_cumprod, other.alphas_cumprod.to(torch.float64), rtol=1e-6,
+    torch.testing.assert_close(sched.noise_schedule.alphas_cumprod, other.alphas_cumprod.to(torch.float64), rtol=1e-6,
                                atol=0)
     sched.set_timesteps(12)
     sched.save_pretrained(tmp_path)

@@ -68,7 +68,7 @@ def test_model_loads_with_its_config(conditional):
     assert cfg["parameterization"]["prediction"] == "eps"
     assert cfg["schedule"]["beta_schedule"] == "linear" and cfg["schedule"]["num_train_timesteps"] == 1000
     den = models.load_digits_model(conditional)
-    assert den.schedule == diffsample.schedules.DiscreteVP(beta_schedule="linear")
+    assert den.noise_schedule == diffsample.schedules.DiscreteVP(beta_schedule="linear")
     assert sum(p.numel() for p in den.network.parameters()) == cfg["parameters"]
 
 
@@ -117,7 +117,7 @@ def test_unconditional_network_rejects_labels(uncond):
 
 
 def test_guided_samples_have_the_asked_class(cond):
-    sched = cond.schedule
+    sched = cond.noise_schedule
     sigmas = diffsample.steps.karras(20, sched.sigma_min, sched.sigma_max)
     labels = torch.arange(32) % 10
     guided = diffsample.cfg(cond, 2.0, cond_kwargs={"class_labels": labels},

@@ -239,7 +239,7 @@ def test_kwargs_pass_through_and_nfe_counts():
         return targets(x_t, alpha, sig, "x0") + cond * scale
 
     den = ModelDenoiser(net, "ve", "sample")
-    x, sigma = batch_in_span(den.schedule, 4)
+    x, sigma = batch_in_span(den.noise_schedule, 4)
     cond = torch.full((4, 3), 0.5, dtype=torch.float64)
     out = den(x, sigma, cond=cond, scale=2.0)
     torch.testing.assert_close(out, exact_x0(x, sigma) + 1.0)

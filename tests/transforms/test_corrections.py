@@ -57,7 +57,7 @@ def test_epsilon_scaling_by_one_plus_gamma_undoes_a_constant_inflation_exactly()
 
 def test_lambda_uses_the_schedule_time() -> None:
     vp = ContinuousVPLinear()
-    scaled = epsilon_scaling(ring2d(), -0.1, 1.1, schedule=vp)
+    scaled = epsilon_scaling(ring2d(), -0.1, 1.1, noise_schedule=vp)
     sigma = torch.tensor([0.01, 1.0, 50.0], dtype=F64)
     torch.testing.assert_close(scaled.lam(sigma), 1.1 - 0.1 * vp.t_of_sigma_space(sigma))
     torch.testing.assert_close(epsilon_scaling(ring2d(), 0.01, 1.0).lam(sigma), 1.0 + 0.01 * sigma)
@@ -168,8 +168,8 @@ def test_bad_parameters_raise() -> None:
             epsilon_scaling(bed, k, b)
     with pytest.raises(DiffsampleError, match="> 0"):  # λ(σ = 80) = 1 − 0.1·80 < 0
         epsilon_scaling(bed, -0.1, 1.0)(_start(4, 2, 80.0), 80.0)
-    with pytest.raises(DiffsampleError):
-        epsilon_scaling(bed, 0.0, 1.1, schedule="vp")  # type: ignore[arg-type]
+    with pytest.raises(DiffsampleError, match="noise_schedule must be a diffsample NoiseSchedule"):
+        epsilon_scaling(bed, 0.0, 1.1, noise_schedule="vp")  # type: ignore[arg-type]
     for bad in ({"window": -1}, {"window": 1.5}, {"pool": "image"}, {"update": "heun"}, {"cutoff": -1.0},
                 {"levels": torch.tensor([0.0, 1.0])}, {"levels": torch.tensor([1.0, 1.0])}):
         with pytest.raises(DiffsampleError):

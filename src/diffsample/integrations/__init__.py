@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> Any:  # noqa: ANN401 -- a module's lazy attributes are of many types
     """``DiffsampleScheduler`` (and ``GeneratorNoise``) import diffusers, so they load on first access."""
     if name in ("DiffsampleScheduler", "GeneratorNoise"):
         from . import diffusers_scheduler

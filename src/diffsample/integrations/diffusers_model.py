@@ -35,15 +35,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from .._deprecation import RenamedAttribute
 from ..errors import DiffsampleError
 from ..parameterization import ModelDenoiser, canonical_prediction
 from ..schedules import EDM, DiscreteVP, NoiseSchedule, RectifiedFlow
+from ..transforms.thresholding import capped_threshold
 
 __all__ = [
     "DiffusersParameterization",
@@ -65,16 +67,19 @@ LEARNED_VARIANCE = ("learned", "learned_range")
 class DiffusersParameterization:
     """What a diffusers scheduler config says about its network.
 
-    ``schedule`` and ``prediction`` are :class:`~diffsample.parameterization.ModelDenoiser`'s;
+    ``noise_schedule`` and ``prediction`` are :class:`~diffsample.parameterization.ModelDenoiser`'s;
     ``time_scale`` multiplies the native time to give the network's timestep (1000 for flow
     matching, 1 otherwise); ``learned_variance`` is true when the network's output has twice the
     input channels (mean and variance).
     """
 
-    schedule: NoiseSchedule
+    noise_schedule: NoiseSchedule
     prediction: str
     time_scale: float = 1.0
     learned_variance: bool = False
+
+    schedule = RenamedAttribute("noise_schedule")
+    """Deprecated spelling of ``noise_schedule``."""
 
 
 def is_flow_config(config: Mapping[str, Any]) -> bool:
@@ -144,7 +149,7 @@ class DiffusersNetwork:
     ``mean_channels`` set, only the first that many channels (a learned-variance network's mean).
     """
 
-    def __init__(self, model: Any, mean_channels: int | None = None) -> None:
+    def __init__(self, model: Callable[..., Any], mean_channels: int | None = None) -> None:
         self.model = model
         self.mean_channels = mean_channels
 
@@ -167,11 +172,8 @@ class SampleClipping:
 
     * ``kind="clip"``: ``clamp(x̂0, −clip_range, clip_range)`` (DDPM/DDIM's ``clip_sample``);
     * ``kind="threshold"``: dynamic thresholding (Saharia et al. 2022, "Imagen", §2.3) with diffusers'
-      constants: per sample ``s = clamp(quantile(|x̂0|, ratio), 1, max_value)`` over all its elements,
-      then ``clamp(x̂0, −s, s)/s``, so the result lies in ``[−1, 1]`` (``max_value`` caps the
-      threshold; it is not the output range, unlike DPM-Solver's own convention in
-      :func:`diffsample.solvers.dpm.dynamic_threshold`). diffusers computes the quantile in float32
-      for half-precision samples; so does this.
+      constants, :func:`diffsample.transforms.thresholding.capped_threshold` (``max_value`` caps the
+      threshold and the result lies in ``[−1, 1]``).
 
     Thresholding takes precedence over clipping, as in diffusers' DDPM/DDIM/DPM-Solver schedulers.
     """
@@ -184,10 +186,7 @@ class SampleClipping:
     def __call__(self, x0: torch.Tensor) -> torch.Tensor:
         if self.kind == "clip":
             return x0.clamp(-self.clip_range, self.clip_range)
-        flat = x0.reshape(x0.shape[0], -1)
-        work = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()
-        s = torch.quantile(work.abs(), self.ratio, dim=1).clamp(min=1.0, max=self.max_value).unsqueeze(1)
-        return (torch.clamp(work, -s, s) / s).to(x0.dtype).reshape(x0.shape)
+        return capped_threshold(x0, self.ratio, self.max_value)
 
 
 def sample_clipping_from_config(config: Mapping[str, Any]) -> SampleClipping | None:
@@ -217,7 +216,7 @@ def _read_json(path: str) -> dict[str, Any]:
         return json.load(fh)
 
 
-def _scheduler_config(scheduler: Any) -> dict[str, Any]:
+def _scheduler_config(scheduler: object) -> dict[str, Any]:
     """A scheduler config from a scheduler object, a mapping, a JSON file or a directory holding one."""
     if hasattr(scheduler, "config"):
         config = dict(scheduler.config)
@@ -253,7 +252,7 @@ def _find_scheduler_config(model_dir: str) -> dict[str, Any]:
     )
 
 
-def _load_model(directory: str, subfolder: str | None, dtype: torch.dtype | None) -> Any:
+def _load_model(directory: str, subfolder: str | None, dtype: torch.dtype | None) -> torch.nn.Module:
     """Load the diffusers model class named in ``<directory>/<subfolder>/config.json`` from local files."""
     import diffusers
 
@@ -270,8 +269,8 @@ def _load_model(directory: str, subfolder: str | None, dtype: torch.dtype | None
     return model_cls.from_pretrained(directory, **kwargs)
 
 
-def _resolve(path_or_pipeline: Any, subfolder: str | None, dtype: torch.dtype | None,
-             scheduler: Any) -> tuple[Any, dict[str, Any]]:
+def _resolve(path_or_pipeline: str | os.PathLike[str] | object, subfolder: str | None, dtype: torch.dtype | None,
+             scheduler: object) -> tuple[Callable[..., Any], dict[str, Any]]:
     """The network and its scheduler config from a path, a pipeline or a model object."""
     obj = path_or_pipeline
     if isinstance(obj, str | os.PathLike):
@@ -308,7 +307,7 @@ def _resolve(path_or_pipeline: Any, subfolder: str | None, dtype: torch.dtype | 
     return model, config
 
 
-def _model_dtype(model: Any) -> torch.dtype | None:
+def _model_dtype(model: object) -> torch.dtype | None:
     dtype = getattr(model, "dtype", None)
     if isinstance(dtype, torch.dtype):
         return dtype
@@ -318,11 +317,11 @@ def _model_dtype(model: Any) -> torch.dtype | None:
 
 
 def load_diffusers_denoiser(
-    path_or_pipeline: Any,
+    path_or_pipeline: str | os.PathLike[str] | object,
     *,
     subfolder: str | None = None,
     dtype: torch.dtype | None = None,
-    scheduler: Any = None,
+    scheduler: object = None,
     device: torch.device | str | None = None,
     quantize: bool = False,
     shift: float | None = None,
@@ -361,7 +360,7 @@ def load_diffusers_denoiser(
         mean_channels = int(channels)
     return ModelDenoiser(
         DiffusersNetwork(model, mean_channels),
-        param.schedule,
+        param.noise_schedule,
         param.prediction,
         time_scale=param.time_scale,
         quantize=quantize,

@@ -143,13 +143,15 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin, SchedulerOutput
 
 from .. import solvers, steps
+from .._deprecation import RenamedAttribute
+from ..contracts import NoiseSource
 from ..denoisers import Denoiser, WrappedDenoiser, append_dims
 from ..errors import DiffsampleError
 from ..parameterization import ModelDenoiser, canonical_prediction
@@ -354,7 +356,7 @@ class _PureNoiseLabel:
     threshold: float
     label: float
 
-    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, **kwargs: Any) -> Any:
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, **kwargs: Any) -> object:
         return self.network(x_t, torch.where(t >= self.threshold, torch.full_like(t, self.label), t), **kwargs)
 
 
@@ -374,7 +376,7 @@ class _DenoiserRecipe:
     """How the scheduler turns a network into its σ-space denoiser (no reference to the scheduler, so a
     worker thread holding it does not keep the scheduler alive)."""
 
-    schedule: NoiseSchedule
+    noise_schedule: NoiseSchedule
     prediction: str
     time_scale: float = 1.0
     clipping: SampleClipping | None = None
@@ -382,7 +384,7 @@ class _DenoiserRecipe:
     """``(σ, label)``: the finite level standing for σ = ∞ and the network's label for it."""
 
     def model(self, network: Callable[..., Any], dtype: torch.dtype | None) -> ModelDenoiser:
-        return ModelDenoiser(network, self.schedule, self.prediction, time_scale=self.time_scale, dtype=dtype,
+        return ModelDenoiser(network, self.noise_schedule, self.prediction, time_scale=self.time_scale, dtype=dtype,
                              time_dtype=torch.float32)
 
     def make(self, network: Callable[..., Any], dtype: torch.dtype | None) -> Denoiser:
@@ -421,7 +423,7 @@ def _flow_sigma_space(t: torch.Tensor) -> torch.Tensor:
     return torch.where(t >= 1, torch.full_like(t, FLOW_PURE_NOISE_SIGMA), t / (1 - t).clamp(min=1e-300))
 
 
-def _walk(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, solver: str, *, noise: Any,
+def _walk(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, solver: str, *, noise: NoiseSource | None,
           options: Mapping[str, Any], pure_noise_sigma: float | None, callback: Callable[..., None] | None = None,
           check_finite: bool = True) -> torch.Tensor:
     """Run ``solver`` over ``sigmas``; a walk out of flow's pure noise takes its first step with Euler.
@@ -464,7 +466,7 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         solver: a name from :func:`diffsample.solvers.available` (not an adaptive one).
         solver_options: keyword options for the solver (JSON-serialisable to save the config).
         step_schedule: a name from :data:`diffsample.steps.SCHEDULES`; it gets ``n`` and
-            ``schedule=<the table>`` plus ``step_schedule_options``. ``"time_uniform"`` (the default)
+            ``noise_schedule=<the table>`` plus ``step_schedule_options``. ``"time_uniform"`` (the default)
             follows diffusers' conventions (module docstring).
         step_schedule_options: keyword options for the step schedule (``sigma_min``, ``rho``, …).
         timestep_spacing, steps_offset: for ``step_schedule="time_uniform"`` on a table (diffusers' meaning:
@@ -482,6 +484,8 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
 
     _compatibles = _TABLE_SCHEDULERS + _FLOW_SCHEDULERS
     order = 1
+    schedule = RenamedAttribute("noise_schedule")
+    """Deprecated spelling of ``noise_schedule`` (the DDPM table)."""
 
     @register_to_config
     def __init__(
@@ -543,12 +547,12 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
                 raise DiffsampleError(f"shift must be > 0, got {shift}")
             if shift_terminal is not None and not 0 < shift_terminal < 1:
                 raise DiffsampleError(f"shift_terminal must lie in (0, 1), got {shift_terminal}")
-            self.schedule: NoiseSchedule = RectifiedFlow()
+            self.noise_schedule: NoiseSchedule = RectifiedFlow()
             scale = float(num_train_timesteps)
-            self._recipe = _DenoiserRecipe(self.schedule, "flow", scale, clipping, (FLOW_PURE_NOISE_SIGMA, scale))
+            self._recipe = _DenoiserRecipe(self.noise_schedule, "flow", scale, clipping, (FLOW_PURE_NOISE_SIGMA, scale))
         else:
             table = DiscreteVP.from_diffusers_config(self.config)
-            self.schedule = table
+            self.noise_schedule = table
             zero_snr = (steps.ZERO_SNR_SIGMA, float(table.num_train_timesteps - 1)) if table.zero_terminal else None
             self._recipe = _DenoiserRecipe(table, self.prediction, 1.0, clipping, zero_snr)
         self._pure_noise_start = FLOW_PURE_NOISE_SIGMA if self.is_flow else None
@@ -562,13 +566,14 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         self._cursor: int | None = None
         self._returned: torch.Tensor | None = None
         self._end_sigma = 0.0
-        self.noise: Any = None
+        self.noise: NoiseSource | None = None
         self._slot = _WalkSlot()
         weakref.finalize(self, self._slot.cancel)
 
     # -- config loading ---------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: Any = None, return_unused_kwargs: bool = False, **kwargs: Any) -> Any:
+    def from_config(cls, config: Mapping[str, Any] | None = None, return_unused_kwargs: bool = False,
+                    **kwargs: Any) -> Self | tuple[Self, dict[str, Any]]:
         """diffusers' ``from_config``, reading flow-matching configs as such and refusing what would change
         results silently (EDM configs, and the keys of the module docstring's "Refused" list)."""
         if isinstance(config, Mapping) and config.get("_class_name") != cls.__name__:
@@ -639,9 +644,9 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         return 1.0
 
     def _table(self) -> DiscreteVP:
-        if not isinstance(self.schedule, DiscreteVP):
+        if not isinstance(self.noise_schedule, DiscreteVP):
             raise AttributeError("a flow-matching DiffsampleScheduler has no DDPM table (betas, alphas_cumprod)")
-        return self.schedule
+        return self.noise_schedule
 
     @property
     def betas(self) -> torch.Tensor:
@@ -671,7 +676,7 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         """Start the next walk at ``timesteps[begin_index]`` (img2img pipelines); see the module docstring."""
         self._begin_index = int(begin_index)
 
-    def scale_model_input(self, sample: torch.Tensor, timestep: Any = None) -> torch.Tensor:
+    def scale_model_input(self, sample: torch.Tensor, timestep: float | torch.Tensor | None = None) -> torch.Tensor:
         """The identity: the model takes the VP or flow sample as it is."""
         return sample
 
@@ -754,7 +759,7 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         """``α_t·x0 + σ_t·ε`` at the network's ``timesteps`` (one per sample, or one): on a table (fractional
         timesteps interpolated), or ``(1 − t)·x0 + t·ε`` with ``t = timestep/num_train_timesteps`` for flow."""
         t = torch.as_tensor(timesteps).detach().to("cpu", torch.float64).flatten() / self._recipe.time_scale
-        alpha, sigma_t = self.schedule.alpha(t), self.schedule.sigma(t)
+        alpha, sigma_t = self.noise_schedule.alpha(t), self.noise_schedule.sigma(t)
         dtype = original_samples.dtype if original_samples.is_floating_point() else torch.float32
 
         def per_sample(v: torch.Tensor) -> torch.Tensor:
@@ -763,7 +768,7 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
 
         return per_sample(alpha) * original_samples + per_sample(sigma_t) * noise.to(original_samples.device)
 
-    def scale_noise(self, sample: torch.Tensor, timestep: Any, noise: torch.Tensor) -> torch.Tensor:
+    def scale_noise(self, sample: torch.Tensor, timestep: float | torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """diffusers' flow img2img entry point: :meth:`add_noise` with the arguments in its order."""
         return self.add_noise(sample, noise, torch.as_tensor(timestep))
 
@@ -779,11 +784,11 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         if self.is_flow:
             if name == "time_uniform" and not options:
                 return self._flow_default_levels(n, mu)
-            return steps.get(name)(n, schedule=RectifiedFlow(shift=self._flow_factor(mu)), **options)
+            return steps.get(name)(n, noise_schedule=RectifiedFlow(shift=self._flow_factor(mu)), **options)
         if name == "time_uniform":
             options.setdefault("spacing", self.config.timestep_spacing)
             options.setdefault("steps_offset", self.config.steps_offset)
-        levels = steps.get(name)(n, schedule=self.schedule, **options)
+        levels = steps.get(name)(n, schedule=self.noise_schedule, **options)
         if self._respacing is None:
             return levels
         positive = levels[levels > 0]
@@ -826,7 +831,7 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
             raise DiffsampleError(f"timesteps must lie in [0, {hi}], got {ts.tolist()}")
         if self.is_flow:
             return _flow_sigma_space(ts / big_n)
-        levels = self.schedule.sigma_space(ts)
+        levels = self.noise_schedule.sigma_space(ts)
         return torch.where(torch.isinf(levels), torch.full_like(levels, steps.ZERO_SNR_SIGMA), levels)
 
     def _final_levels(self, levels: torch.Tensor) -> torch.Tensor:
@@ -835,7 +840,7 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
             return levels
         if self.config.final_sigmas_type == "zero":
             return torch.cat([levels, levels.new_zeros(1)])
-        end = levels[-1:] if self.is_flow else torch.tensor([self.schedule.sigma_min], dtype=torch.float64)
+        end = levels[-1:] if self.is_flow else torch.tensor([self.noise_schedule.sigma_min], dtype=torch.float64)
         if float(levels[-1]) <= float(end[0]) * (1 + 1e-12):
             return levels
         return torch.cat([levels, end])

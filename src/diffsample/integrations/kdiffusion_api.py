@@ -30,6 +30,7 @@ import torch
 
 from .. import noise as noise_module
 from .. import solvers
+from ..contracts import NoiseSource
 from ..sampling import sample
 
 __all__ = ["KSAMPLER_NAMES", "ksampler", "noise_from_sampler"]
@@ -77,7 +78,8 @@ class _Progress:
             self.bar.close()
 
 
-def _resolve_noise(noise: Any, noise_sampler: Any, seed: int | None) -> Any:
+def _resolve_noise(noise: NoiseSource | None, noise_sampler: Callable[[Any, Any], torch.Tensor] | None,
+                   seed: int | None) -> NoiseSource | None:
     given = [v is not None for v in (noise, noise_sampler, seed)]
     if sum(given) > 1:
         raise TypeError("pass at most one of noise=, noise_sampler=, seed=")
@@ -106,7 +108,7 @@ def ksampler(name: str) -> KSampler:
         callback: Callable[[dict[str, Any]], Any] | None = None,
         disable: bool | None = None,
         *,
-        noise: Any = None,
+        noise: NoiseSource | None = None,
         noise_sampler: Callable[[Any, Any], torch.Tensor] | None = None,
         seed: int | None = None,
         **options: Any,

@@ -10,7 +10,7 @@ it in :class:`~diffsample.parameterization.ModelDenoiser` exactly as it was trai
 Example (guided, 10 samples of the digit 3)::
 
     D = load_digits_model(conditional=True)
-    sigmas = diffsample.steps.karras(20, D.schedule.sigma_min, D.schedule.sigma_max)
+    sigmas = diffsample.steps.karras(20, D.noise_schedule.sigma_min, D.noise_schedule.sigma_max)
     guided = diffsample.cfg(D, 2.0, cond_kwargs={"class_labels": 3}, uncond_kwargs={"class_labels": NULL_LABEL})
     x = diffsample.sample(guided, sigmas[0] * torch.randn(10, 1, 8, 8), sigmas, solver="heun")
 """
@@ -83,10 +83,10 @@ def load_digits_model(conditional: bool = False, *, weights_dir: str | Path | No
             for the unconditional branch) instead of the unconditional ones (labels must be ``None``).
         weights_dir: load weights written elsewhere by ``scripts/train_digits.py --out``.
 
-    The network is an ε-predictor on diffusers' default DDPM table (``D.schedule``: linear β, 1000
+    The network is an ε-predictor on diffusers' default DDPM table (``D.noise_schedule``: linear β, 1000
     steps), called at fractional timesteps ``t(σ)`` given in float64; ``D.network`` is the
-    :class:`~diffsample.models.network.VPEpsNetwork`. ``D.schedule.sigma_min``/``sigma_max``
+    :class:`~diffsample.models.network.VPEpsNetwork`. ``D.noise_schedule.sigma_min``/``sigma_max``
     (0.01, 157.4) are the sampling span. Inputs are ``(B, 1, 8, 8)`` in σ-space; clean digits lie in [−1, 1].
     """
     net = load_digits_network(conditional, weights_dir=weights_dir)
-    return ModelDenoiser(net, net.schedule, "eps", time_input="native", time_dtype=torch.float64)
+    return ModelDenoiser(net, net.noise_schedule, "eps", time_input="native", time_dtype=torch.float64)

@@ -25,14 +25,19 @@ accurate at the table's top (σ ≈ 157), where a plain ε-network's x̂0 error 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._deprecation import RenamedAttribute, renamed_keyword
 from ..errors import DiffsampleError, ShapeError
 from ..schedules import DiscreteVP, edm_preconditioning
+
+ClassLabels = torch.Tensor | int | Sequence[int] | None
+"""Class labels: one per sample, or one for the whole batch; ``None`` (or the null label) is unconditional."""
 
 __all__ = ["DigitsMLP", "FiLMBlock", "VPEpsNetwork", "sinusoidal_embedding"]
 
@@ -116,7 +121,7 @@ class DigitsMLP(nn.Module):
         """The label index that means "no class" (the unconditional branch)."""
         return self.num_classes
 
-    def _labels(self, class_labels: Any, batch: int, device: torch.device) -> torch.Tensor | None:
+    def _labels(self, class_labels: ClassLabels, batch: int, device: torch.device) -> torch.Tensor | None:
         if class_labels is None:
             return None
         if self.label_emb is None:
@@ -130,7 +135,7 @@ class DigitsMLP(nn.Module):
             raise DiffsampleError(f"class labels must lie in 0…{self.num_classes} ({self.num_classes} = null)")
         return y
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor | float, class_labels: Any = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor | float, class_labels: ClassLabels = None) -> torch.Tensor:
         """Network output of x's shape at noise input ``t``; labels ``None`` (or the null label) = unconditional."""
         batch = x.shape[0]
         if tuple(x.shape[1:]) != self.image_shape:
@@ -154,19 +159,24 @@ class VPEpsNetwork(nn.Module):
 
     Args:
         core: the network ``F(c_in x, c_noise, class_labels)`` (a :class:`DigitsMLP`).
-        schedule: the DDPM table the ε interface is defined on (default diffusers' "linear", 1000 steps).
+        noise_schedule: the DDPM table the ε interface is defined on (default diffusers' "linear", 1000 steps;
+            ``schedule=`` is its deprecated spelling).
         sigma_data: EDM's σ_data (the data's standard deviation).
 
     Only the core has parameters; the state dict is the core's under the prefix ``core.``.
     """
 
-    def __init__(self, core: nn.Module, schedule: DiscreteVP | None = None, sigma_data: float = 0.5) -> None:
+    schedule = RenamedAttribute("noise_schedule")
+    """Deprecated spelling of ``noise_schedule``."""
+
+    @renamed_keyword("schedule", "noise_schedule")
+    def __init__(self, core: nn.Module, noise_schedule: DiscreteVP | None = None, sigma_data: float = 0.5) -> None:
         super().__init__()
         self.core = core
-        self.schedule = schedule if schedule is not None else DiscreteVP(beta_schedule="linear")
+        self.noise_schedule = noise_schedule if noise_schedule is not None else DiscreteVP(beta_schedule="linear")
         self.sigma_data = float(sigma_data)
 
-    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, class_labels: Any = None) -> torch.Tensor:
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, class_labels: ClassLabels = None) -> torch.Tensor:
         """EDM's ``D(x, σ) = c_skip x + c_out F(c_in x, c_noise)`` for σ-space ``x`` and ``(B,)`` levels σ > 0."""
         c_skip, c_out, c_in, c_noise = (
             c.to(x.device, x.dtype) for c in edm_preconditioning(sigma.detach().to("cpu", torch.float64),
@@ -175,12 +185,12 @@ class VPEpsNetwork(nn.Module):
         out = self.core(c_in[:, None, None, None] * x, c_noise, class_labels=class_labels).to(x.dtype)
         return c_skip[:, None, None, None] * x + c_out[:, None, None, None] * out
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor | float, class_labels: Any = None) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor | float, class_labels: ClassLabels = None) -> torch.Tensor:
         """ε̂ for ``x_t = α_t x0 + σ_t ε`` at timesteps ``t`` (scalar or ``(B,)``, fractional allowed)."""
         batch = x_t.shape[0]
         t64 = torch.as_tensor(t).detach().to("cpu", torch.float64).reshape(-1).expand(batch)
-        alpha = self.schedule.alpha(t64).to(x_t.device, x_t.dtype)[:, None, None, None]
-        sigma = self.schedule.sigma_space(t64)
+        alpha = self.noise_schedule.alpha(t64).to(x_t.device, x_t.dtype)[:, None, None, None]
+        sigma = self.noise_schedule.sigma_space(t64)
         x = x_t / alpha
         d = self.denoise(x, sigma, class_labels)
         return (x - d) / sigma.to(x_t.device, x_t.dtype)[:, None, None, None]

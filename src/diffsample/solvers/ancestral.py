@@ -36,10 +36,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
+from ..contracts import Denoiser, NoiseSource
 from ..errors import DiffsampleError
 from ._kernel.callbacks import Callback, report
 from ._kernel.levels import sigma_batch, sigma_list
@@ -64,7 +64,7 @@ def ancestral_split(sigma: float, sigma_next: float, eta: float = 1.0) -> tuple[
     return sigma_next * math.sqrt(max(1.0 - eta * eta + (eta * ratio) ** 2, 0.0)), up
 
 
-def _posterior_walk(denoiser, x: torch.Tensor, s: list[float], noise: Any, callback: Callback,
+def _posterior_walk(denoiser: Denoiser, x: torch.Tensor, s: list[float], noise: NoiseSource | None, callback: Callback,
                     step: Callable[[float, float], tuple[float, float]]) -> torch.Tensor:
     """``x' = D + keep·(x − D) + up·z`` on every step with ``(keep, up) = step(σ, σ')``; the step into 0 is ``D``."""
     for i in range(len(s) - 1):
@@ -81,7 +81,8 @@ def _posterior_walk(denoiser, x: torch.Tensor, s: list[float], noise: Any, callb
     return x
 
 
-def _ancestral(denoiser, x: torch.Tensor, sigmas: torch.Tensor, noise: Any, callback: Callback, eta: float,
+def _ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, noise: NoiseSource | None,
+               callback: Callback, eta: float,
                s_noise: float, name: str) -> torch.Tensor:
     """``x' = D + (σ_down/σ)(x − D) + s_noise·σ_up·z`` on every step (module docstring)."""
     eta, s_noise = check_nonnegative(eta, "eta"), check_nonnegative(s_noise, "s_noise")
@@ -97,8 +98,8 @@ def _ancestral(denoiser, x: torch.Tensor, sigmas: torch.Tensor, noise: Any, call
 
 
 @register("ddpm", order=1, stochastic=True)
-def ddpm(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
-         variance: str = "small") -> torch.Tensor:
+def ddpm(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+         callback: Callback = None, variance: str = "small") -> torch.Tensor:
     """DDPM ancestral sampling (Ho et al. 2020) as the σ-space posterior step ``q(x_σ' | x_σ, x0 = D)``.
 
     Args:
@@ -122,8 +123,8 @@ def ddpm(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callbac
 
 
 @register("ddim", order=1, stochastic=True)
-def ddim(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
-         eta: float = 0.0) -> torch.Tensor:
+def ddim(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+         callback: Callback = None, eta: float = 0.0) -> torch.Tensor:
     """DDIM (Song et al. 2021, eqs. 12 and 16) in σ-space: η = 0 deterministic (= Euler), η = 1 DDPM.
 
     Args:
@@ -134,8 +135,8 @@ def ddim(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callbac
 
 
 @register("euler_ancestral", order=1, stochastic=True)
-def euler_ancestral(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
-                    eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
+def euler_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+                    callback: Callback = None, eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
     """Euler ancestral (k-diffusion's ``sample_euler_ancestral``): Euler to σ_down, then noise σ_up.
 
     Args:

@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from ..contracts import Denoiser, NoiseSource
 from ..errors import DiffsampleError
 from ._kernel.callbacks import Callback
 from ._kernel.lagrange import lagrange_at
@@ -66,7 +67,7 @@ __all__ = ["DCState", "DCWalk", "dc_solver", "dc_weights", "neutral_ratios", "ch
 MAX_DC_ORDER = 3
 
 
-def dc_weights(lams: Sequence[float], ratio: Any) -> list[Any]:
+def dc_weights(lams: Sequence[float], ratio: float | torch.Tensor) -> list[Any]:
     """Lagrange weights ``w_j`` with ``F̂ = Σ_j w_j F_{i−j}`` at ``λ* = λ_{i−1} + ρ (λ_i − λ_{i−1})``.
 
     ``lams = [λ_i, λ_{i−1}, …, λ_{i−K}]`` (newest first, distinct). ``ratio`` may be a float or a
@@ -80,7 +81,7 @@ def neutral_ratios(n_steps: int) -> list[float]:
     return [1.0] * n_steps
 
 
-def check_ratios(ratios: Any, n_steps: int, dc_order: int) -> list[float]:
+def check_ratios(ratios: Iterable[float] | None, n_steps: int, dc_order: int) -> list[float]:
     """Validate ``ratios`` (one finite number per step, neutral 1.0 on the first ``dc_order`` steps)."""
     if ratios is None:
         return neutral_ratios(n_steps)
@@ -148,11 +149,11 @@ class DCWalk:
     def n_steps(self) -> int:
         return len(self.plan)
 
-    def start(self, denoiser, x: torch.Tensor) -> DCState:
+    def start(self, denoiser: Denoiser, x: torch.Tensor) -> DCState:
         """The state at ``σ_0`` after the first model call."""
         return DCState(*unified_start(denoiser, x, self.s[0], self.noise), ())
 
-    def compensated(self, state: DCState, ratio: Any) -> torch.Tensor:
+    def compensated(self, state: DCState, ratio: float | torch.Tensor) -> torch.Tensor:
         """``F̂_i`` (module docstring); ``F_i`` itself for the neutral ratio or too short a history."""
         if not isinstance(ratio, torch.Tensor) and ratio == 1.0:
             return state.f
@@ -165,7 +166,8 @@ class DCWalk:
             out = out + fj * wj
         return out
 
-    def step(self, denoiser, state: DCState, ratio: Any = 1.0, callback: Callback = None) -> DCState | torch.Tensor:
+    def step(self, denoiser: Denoiser, state: DCState, ratio: float | torch.Tensor = 1.0,
+             callback: Callback = None) -> DCState | torch.Tensor:
         """Step ``state.i`` with compensation ratio ``ratio``: the next state, or the result after the last step."""
         f = self.compensated(state, ratio)
         out = unified_step(denoiser, self.s, self.plan, self.noise, self.depth, UnifiedState(*state[:6]), f, callback)
@@ -176,7 +178,8 @@ class DCWalk:
 
 
 @register("dc_solver", order=3)
-def dc_solver(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
+def dc_solver(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+              callback: Callback = None,
               ratios: Sequence[float] | None = None, dc_order: int = 2, order: int = 2, variant: str = "bh2",
               predict: str = "data", predictor: str = "unip", corrector: bool = True,
               lower_order_final: bool = True, disable_corrector: Iterable[int] = ()) -> torch.Tensor:

@@ -60,6 +60,7 @@ import numpy as np
 import torch
 from numpy.polynomial import legendre as nleg
 
+from ..contracts import Denoiser, NoiseSource
 from ..errors import DiffsampleError
 from ._kernel.adams_bashforth import MAX_ORDER, Coefficients, adams_bashforth, history, multistep_walk
 from ._kernel.callbacks import Callback
@@ -139,7 +140,8 @@ def tab_coefficients(sigmas: torch.Tensor, t_of_sigma: TimeMap | None = None) ->
 
 
 @register("deis", order=3)
-def deis(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None, order: int = 3,
+def deis(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+         callback: Callback = None, order: int = 3,
          variant: str = "tab", t_of_sigma: TimeMap | None = None, lower_order_final: bool = True) -> torch.Tensor:
     """DEIS (Zhang & Chen 2023): multistep exponential integrator on ε̂, tAB in t (default log σ) or ρAB.
 

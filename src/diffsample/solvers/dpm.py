@@ -69,6 +69,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from ..contracts import Denoiser, NoiseSource
 from ..denoisers import append_dims
 from ..errors import DiffsampleError, NonFiniteError
 from ._kernel.callbacks import Callback, report
@@ -114,7 +115,7 @@ def threshold_option(thresholding: bool, ratio: float, max_value: float) -> Thre
     return ratio, max_value
 
 
-def thresholded_denoise(denoiser, x: torch.Tensor, sigma: float, threshold: Threshold) -> torch.Tensor:
+def thresholded_denoise(denoiser: Denoiser, x: torch.Tensor, sigma: float, threshold: Threshold) -> torch.Tensor:
     """One model call ``D(x, σ)``, dynamically thresholded when asked."""
     denoised = denoiser(x, sigma_batch(x, sigma))
     return denoised if threshold is None else dynamic_threshold(denoised, *threshold)
@@ -125,11 +126,12 @@ def _output(x: torch.Tensor, denoised: torch.Tensor, sigma: float, data: bool) -
     return denoised if data else (x - denoised).div_(sigma)
 
 
-def _model_fn(denoiser, data: bool, threshold: Threshold) -> ModelFn:
+def _model_fn(denoiser: Denoiser, data: bool, threshold: Threshold) -> ModelFn:
     return lambda x, sigma: _output(x, thresholded_denoise(denoiser, x, sigma, threshold), sigma, data)
 
 
-def _multistep(denoiser, x: torch.Tensor, sigmas: torch.Tensor, order: int, data: bool, lower_order_final: bool,
+def _multistep(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, order: int, data: bool,
+               lower_order_final: bool,
                callback: Callback, threshold: Threshold = None) -> torch.Tensor:
     """Walk ``sigmas`` with the order-``order`` multistep method: one model call per step."""
     s = sigma_list(sigmas)
@@ -178,7 +180,7 @@ def _single_step(model: ModelFn, x: torch.Tensor, m: torch.Tensor, sigma: float,
     return advance(x, torch.lerp(m, m_2, c_t), sigma, sigma_next, data), low
 
 
-def _singlestep(denoiser, x: torch.Tensor, s: Sequence[float], orders: Sequence[int], data: bool,
+def _singlestep(denoiser: Denoiser, x: torch.Tensor, s: Sequence[float], orders: Sequence[int], data: bool,
                 callback: Callback, threshold: Threshold = None) -> torch.Tensor:
     """Walk the levels ``s`` (floats) with singlestep steps of the given ``orders``; first order into σ = 0."""
     model = _model_fn(denoiser, data, threshold)
@@ -204,31 +206,31 @@ def _positive_end(sigmas: Sequence[float]) -> tuple[float, bool]:
 
 
 @register("dpm_solver_1", order=1)
-def dpm_solver_1(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None
-                 ) -> torch.Tensor:
+def dpm_solver_1(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+                 callback: Callback = None ) -> torch.Tensor:
     """DPM-Solver-1 (Lu et al. 2022, eq. 3.7): ``x − (σ − σ') ε̂``, i.e. DDIM / Euler in σ; one call per step."""
     return _multistep(denoiser, x, sigmas, 1, False, False, callback)
 
 
 @register("dpm_solver_2s", order=2, evals_per_step=2, saves_last_eval=True)
-def dpm_solver_2s(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None
-                  ) -> torch.Tensor:
+def dpm_solver_2s(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+                  callback: Callback = None ) -> torch.Tensor:
     """DPM-Solver-2 (Lu et al. 2022, Algorithm 1, r₁ = 1/2): singlestep, two calls per step, one into σ = 0."""
     s = sigma_list(sigmas)
     return _singlestep(denoiser, x, s, [2] * (len(s) - 1), False, callback)
 
 
 @register("dpm_solver_3s", order=3, evals_per_step=3, saves_last_eval=True)
-def dpm_solver_3s(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None
-                  ) -> torch.Tensor:
+def dpm_solver_3s(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+                  callback: Callback = None ) -> torch.Tensor:
     """DPM-Solver-3 (Lu et al. 2022, Algorithm 2, r₁ = 1/3, r₂ = 2/3): singlestep, three calls a step, one into 0."""
     s = sigma_list(sigmas)
     return _singlestep(denoiser, x, s, [3] * (len(s) - 1), False, callback)
 
 
 @register("dpm_solver_2m", order=2)
-def dpm_solver_2m(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
-                  lower_order_final: bool = True) -> torch.Tensor:
+def dpm_solver_2m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+                  callback: Callback = None, lower_order_final: bool = True) -> torch.Tensor:
     """Multistep DPM-Solver-2 on ε̂ (Lu et al. 2022b, §4 with noise prediction): one call per step.
 
     Args:
@@ -238,8 +240,8 @@ def dpm_solver_2m(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None
 
 
 @register("dpm_solver_3m", order=3)
-def dpm_solver_3m(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
-                  lower_order_final: bool = True) -> torch.Tensor:
+def dpm_solver_3m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+                  callback: Callback = None, lower_order_final: bool = True) -> torch.Tensor:
     """Multistep DPM-Solver-3 on ε̂ (quadratic divided differences in λ, exact φ-weights): one call per step.
 
     Args:
@@ -260,8 +262,8 @@ def fast_orders(nfe: int) -> list[int]:
 
 
 @register("dpm_fast", order=3)
-def dpm_fast(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
-             nfe: int | None = None) -> torch.Tensor:
+def dpm_fast(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+             callback: Callback = None, nfe: int | None = None) -> torch.Tensor:
     """DPM-Solver-fast (Lu et al. 2022, §3.4): a budget of calls split into log-SNR-uniform singlestep steps.
 
     Only the ends of ``sigmas`` are used: the walk spends ``nfe`` calls (default ``len(sigmas) − 1``,
@@ -292,7 +294,8 @@ def dpm_fast(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, cal
 
 
 @register("dpm_adaptive", order=3, evals_per_step=3, adaptive=True)
-def dpm_adaptive(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
+def dpm_adaptive(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+                 callback: Callback = None,
                  order: int = 3, rtol: float = 0.05, atol: float = 0.0078, h_init: float = 0.05,
                  pcoeff: float = 0.0, icoeff: float = 1.0, dcoeff: float = 0.0, accept_safety: float = 0.81,
                  info: dict | None = None) -> torch.Tensor:
@@ -375,7 +378,8 @@ def dpm_adaptive(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None,
 
 
 @register("dpmpp_2s", order=2, evals_per_step=2, saves_last_eval=True)
-def dpmpp_2s(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
+def dpmpp_2s(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+             callback: Callback = None,
              thresholding: bool = False, threshold_ratio: float = 0.995, max_value: float = 1.0) -> torch.Tensor:
     """DPM-Solver++(2S) (Lu et al. 2022b, Algorithm 1, r = 1/2): singlestep on x̂0, two calls per step, one into 0.
 
@@ -391,7 +395,8 @@ def dpmpp_2s(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, cal
 
 
 @register("dpmpp_2m", order=2)
-def dpmpp_2m(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
+def dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+             callback: Callback = None,
              lower_order_final: bool = True, thresholding: bool = False, threshold_ratio: float = 0.995,
              max_value: float = 1.0) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022b, Algorithm 2; k-diffusion's ``dpmpp_2m``): multistep on x̂0, one call per step.
@@ -405,7 +410,8 @@ def dpmpp_2m(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, cal
 
 
 @register("dpmpp_3m", order=3)
-def dpmpp_3m(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
+def dpmpp_3m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+             callback: Callback = None,
              lower_order_final: bool = True, thresholding: bool = False, threshold_ratio: float = 0.995,
              max_value: float = 1.0) -> torch.Tensor:
     """DPM-Solver++(3M): multistep on x̂0 with quadratic divided differences in λ, third order, one call per step.

@@ -76,6 +76,7 @@ import numpy as np
 import torch
 from numpy.polynomial import legendre as nleg
 
+from ..contracts import Denoiser, NoiseSource
 from ..errors import DiffsampleError, ShapeError, SigmaError
 from ._kernel.callbacks import Callback, report
 from ._kernel.levels import sigma_batch, sigma_list
@@ -309,7 +310,8 @@ def _tensors(update: Update, like: torch.Tensor) -> _Coeffs:
 
 
 @register("dpm_solver_v3", order=3)
-def dpm_solver_v3(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
+def dpm_solver_v3(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+                  callback: Callback = None,
                   statistics: StatisticsLike | None = None, order: int = 3, pseudo: bool | None = None,
                   corrector: bool | None = None, solver_type: str = "taylor", lower_order_final: bool = True
                   ) -> torch.Tensor:

@@ -16,6 +16,7 @@ import math
 
 import torch
 
+from ..contracts import Denoiser, NoiseSource
 from ._kernel.callbacks import Callback
 from ._kernel.levels import sigma_batch, sigma_list
 from ._kernel.noise import check_nonnegative, draw, require_fresh_noise
@@ -26,7 +27,8 @@ __all__ = ["edm"]
 
 
 @register("edm", order=2, evals_per_step=2, saves_last_eval=True, stochastic=True)
-def edm(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
+def edm(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+        callback: Callback = None,
         s_churn: float = 40.0, s_tmin: float = 0.05, s_tmax: float = 50.0, s_noise: float = 1.003) -> torch.Tensor:
     """EDM's stochastic sampler (Karras et al. 2022, Algorithm 2): churn to σ̂ = (1 + γ)σ, then a Heun step.
 

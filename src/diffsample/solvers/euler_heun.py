@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from ..contracts import Denoiser, NoiseSource
 from ._kernel.callbacks import Callback, report
 from ._kernel.levels import sigma_batch, sigma_list
 from ._kernel.pf_ode import euler_step, heun_step
@@ -21,8 +22,8 @@ from .registry import register
 
 
 @register("euler", order=1)
-def euler(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None
-          ) -> torch.Tensor:
+def euler(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+          callback: Callback = None ) -> torch.Tensor:
     """Euler / deterministic DDIM: first order, one model call per step."""
     s = sigma_list(sigmas)
     for i in range(len(s) - 1):
@@ -33,8 +34,8 @@ def euler(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callba
 
 
 @register("heun", order=2, evals_per_step=2, saves_last_eval=True)
-def heun(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None
-         ) -> torch.Tensor:
+def heun(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+         callback: Callback = None ) -> torch.Tensor:
     """Heun (EDM Algorithm 1, deterministic): second order, two calls per step, one on the step to 0."""
     s = sigma_list(sigmas)
     for i in range(len(s) - 1):

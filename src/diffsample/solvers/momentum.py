@@ -78,6 +78,7 @@ from functools import cache
 
 import torch
 
+from ..contracts import Denoiser, NoiseSource
 from ..errors import DiffsampleError
 from ._kernel.adams_bashforth import AB_UNIFORM, MAX_ORDER
 from ._kernel.callbacks import Callback, report
@@ -152,7 +153,7 @@ def _combine(history: list[torch.Tensor], weights: tuple[float, ...]) -> torch.T
     return out
 
 
-def _sigma_walk(denoiser, x: torch.Tensor, sigmas: torch.Tensor, order: int, beta: float, generalised: bool,
+def _sigma_walk(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, order: int, beta: float, generalised: bool,
                 lower_order_final: bool, callback: Callback) -> torch.Tensor:
     """PLMS with heavy ball (``generalised=False``) or GHVB on the slopes ``d = (x − D)/σ``: one call per step."""
     s = sigma_list(sigmas)
@@ -185,7 +186,8 @@ def _sigma_walk(denoiser, x: torch.Tensor, sigmas: torch.Tensor, order: int, bet
 
 
 @register("plms_hb", order=1)
-def plms_hb(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
+def plms_hb(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+            callback: Callback = None,
             order: int = 4, beta: float = DEFAULT_BETA, lower_order_final: bool = True) -> torch.Tensor:
     """PLMS with Polyak heavy-ball momentum (Wizadwongsa et al. 2023, §4): EMA of the PLMS direction in σ.
 
@@ -204,7 +206,8 @@ def plms_hb(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, call
 
 
 @register("ghvb", order=2)
-def ghvb(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
+def ghvb(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+         callback: Callback = None,
          order: int = 4, beta: float = DEFAULT_BETA, lower_order_final: bool = True) -> torch.Tensor:
     """Generalised heavy ball, GHVB (Wizadwongsa et al. 2023, §5): AB-like weights on averaged slopes, in σ.
 
@@ -224,7 +227,8 @@ def ghvb(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callbac
 
 
 @register("dpmpp_2m_hb", order=1)
-def dpmpp_2m_hb(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
+def dpmpp_2m_hb(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+                callback: Callback = None,
                 beta: float = DEFAULT_BETA, lower_order_final: bool = True, thresholding: bool = False,
                 threshold_ratio: float = 0.995, max_value: float = 1.0) -> torch.Tensor:
     """DPM-Solver++(2M) with heavy-ball momentum (Wizadwongsa et al. 2023, §4): EMA of the effective x̂0.

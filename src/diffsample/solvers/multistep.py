@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import torch
 
+from ..contracts import Denoiser, NoiseSource
 from ._kernel.adams_bashforth import (
     AB_UNIFORM,
     MAX_ORDER,
@@ -65,7 +66,8 @@ __all__ = ["monic_from_roots", "lagrange_integrals", "history", "adams_bashforth
 
 
 @register("lms", order=4)
-def lms(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None, order: int = 4,
+def lms(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+        callback: Callback = None, order: int = 4,
         lower_order_final: bool = True) -> torch.Tensor:
     """Linear multistep (k-diffusion's LMS): variable-step Adams–Bashforth on ε̂ in σ, order 1–4.
 
@@ -79,8 +81,8 @@ def lms(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback
 
 
 @register("ipndm", order=2)
-def ipndm(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
-          order: int = 4, lower_order_final: bool = True) -> torch.Tensor:
+def ipndm(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+          callback: Callback = None, order: int = 4, lower_order_final: bool = True) -> torch.Tensor:
     """iPNDM (Zhang & Chen 2023): fixed uniform-step AB weights on ε̂ in σ; order 4 on σ-uniform steps only.
 
     Registered with order 2: on the smoothly varying grids samplers use (Karras, log-SNR) the fixed
@@ -96,8 +98,8 @@ def ipndm(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callba
 
 
 @register("ipndm_v", order=4)
-def ipndm_v(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
-            order: int = 4, lower_order_final: bool = True) -> torch.Tensor:
+def ipndm_v(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+            callback: Callback = None, order: int = 4, lower_order_final: bool = True) -> torch.Tensor:
     """Variable-step iPNDM (Zhou et al. 2024): exact variable-step AB on ε̂ in σ, order 1–4 (default 4).
 
     The same method as :func:`lms` (the exact variable-step AB weights are unique); registered

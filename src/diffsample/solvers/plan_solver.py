@@ -43,10 +43,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 
+from ..contracts import Denoiser, NoiseSource
 from ..errors import DiffsampleError
 from ._kernel.callbacks import Callback, report
 from ._kernel.levels import sigma_batch, sigma_list
@@ -62,6 +63,10 @@ from ._kernel.unified import (
 )
 from .registry import register
 from .unipc import unic_correct
+
+_T = TypeVar("_T")
+PerStep = _T | Sequence[_T]
+"""A plan option: one value for every step, or a sequence of one value per step."""
 
 __all__ = ["PREDICTIONS", "VARIANTS", "Visit", "WalkState", "plan_correct", "plan_options", "plan_solver",
            "plan_step", "plan_walk", "step_update"]
@@ -135,7 +140,7 @@ def plan_correct(x: torch.Tensor, visits: Sequence[Visit], new: Visit, *, predic
     return combine(x, u, cur.output(True), [v.output(True) for v in visits[1:k]], new.output(True))
 
 
-def _per_step(name: str, value: Any, n: int) -> list[Any]:
+def _per_step(name: str, value: PerStep[Any], n: int) -> list[Any]:
     if isinstance(value, str | bool | int | float):
         return [value] * n
     values = list(value)
@@ -144,8 +149,8 @@ def _per_step(name: str, value: Any, n: int) -> list[Any]:
     return values
 
 
-def plan_options(n_steps: int, prediction: Any = "data", order: Any = 2, corrector: Any = False,
-                 variant: Any = "bh2") -> list[dict[str, Any]]:
+def plan_options(n_steps: int, prediction: PerStep[str] = "data", order: PerStep[int] = 2,
+                 corrector: PerStep[bool] = False, variant: PerStep[str] = "bh2") -> list[dict[str, Any]]:
     """Validate the options of :func:`plan_solver` and return one dict of choices per step."""
     preds = _per_step("prediction", prediction, n_steps)
     orders = _per_step("order", order, n_steps)
@@ -167,8 +172,8 @@ def plan_options(n_steps: int, prediction: Any = "data", order: Any = 2, correct
 
 
 @register("plan", order=3)
-def plan_solver(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
-                prediction: str | Sequence[str] = "data", order: int | Sequence[int] = 2,
+def plan_solver(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+                callback: Callback = None, prediction: str | Sequence[str] = "data", order: int | Sequence[int] = 2,
                 corrector: bool | Sequence[bool] = False, variant: str | Sequence[str] = "bh2") -> torch.Tensor:
     """Per-step exponential integrator (USF-style, Liu et al. 2024): one model call per step.
 
@@ -193,7 +198,7 @@ def plan_solver(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, 
 WalkState = tuple[int, torch.Tensor, list[Visit]]
 
 
-def plan_walk(denoiser, x: torch.Tensor, sigmas: Sequence[float], choices: Sequence[dict[str, Any]], *,
+def plan_walk(denoiser: Denoiser, x: torch.Tensor, sigmas: Sequence[float], choices: Sequence[dict[str, Any]], *,
               callback: Callback = None, resume: WalkState | None = None,
               keep: Callable[[WalkState], None] | None = None) -> torch.Tensor:
     """The loop of :func:`plan_solver` on validated per-step ``choices`` (:func:`plan_options`).

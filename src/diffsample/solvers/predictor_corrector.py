@@ -17,10 +17,12 @@ without a noise source the sampler raises instead of touching a global RNG (:mod
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from ..contracts import Denoiser, NoiseSource
 from ..errors import DiffsampleError
 from ._kernel.callbacks import Callback, offset_callback, report
 from ._kernel.levels import sigma_batch, sigma_list
@@ -67,7 +69,8 @@ def langevin_step_size(score: torch.Tensor, z: torch.Tensor, sigma: float, snr: 
     return 2.0 * ratio.square()
 
 
-def langevin_correct(denoiser, x: torch.Tensor, sigma: float, noise: Any, *, snr: float = 0.16, steps: int = 1,
+def langevin_correct(denoiser: Denoiser, x: torch.Tensor, sigma: float, noise: NoiseSource | None, *,
+                     snr: float = 0.16, steps: int = 1,
                      step_rule: str = "auto", callback: Callback = None, i: int = 0) -> torch.Tensor:
     """``steps`` Langevin corrector steps at level σ > 0 (Song et al. 2021, Algorithm 4, α = 1).
 
@@ -90,8 +93,8 @@ def langevin_correct(denoiser, x: torch.Tensor, sigma: float, noise: Any, *, snr
     return x
 
 
-def pc_cost(n_steps: int, ends_at_zero: bool = True, sigmas: Any = None, *, predictor: str = "euler",
-            snr: float = 0.16, corrector_steps: int = 1, step_rule: str = "auto",
+def pc_cost(n_steps: int, ends_at_zero: bool = True, sigmas: Sequence[float] | torch.Tensor | None = None, *,
+            predictor: str = "euler", snr: float = 0.16, corrector_steps: int = 1, step_rule: str = "auto",
             predictor_options: dict[str, Any] | None = None) -> int:
     """The registry's cost hook for :func:`pc` (exact for any levels): each step is one call of the predictor on
     ``[σ_i, σ_{i+1}]`` plus ``corrector_steps`` calls when ``σ_{i+1} > 0``."""
@@ -104,7 +107,8 @@ def pc_cost(n_steps: int, ends_at_zero: bool = True, sigmas: Any = None, *, pred
 
 
 @register("pc", order=1, evals_per_step=2, saves_last_eval=True, stochastic=True, cost=pc_cost)
-def pc(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
+def pc(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+       callback: Callback = None,
        predictor: str = "euler", snr: float = 0.16, corrector_steps: int = 1, step_rule: str = "auto",
        predictor_options: dict[str, Any] | None = None) -> torch.Tensor:
     """Predictor–corrector sampling (Song et al. 2021, Algorithms 2–5): a predictor step, then Langevin.

@@ -45,6 +45,7 @@ from typing import Any
 import torch
 
 from .. import steps
+from ..contracts import Denoiser, NoiseSource
 from ..errors import DiffsampleError
 from ._kernel.callbacks import Callback, offset_callback, tagged_callback
 from ._kernel.levels import sigma_list
@@ -141,7 +142,8 @@ def _backbone(ode: str) -> SolverSpec:
 
 @register("restart", order=2, evals_per_step=2, saves_last_eval=True, stochastic=True, cost=restart_cost,
           min_steps=2)  # one step into 0 has no level to restart from: a budget must buy two
-def restart(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
+def restart(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+            callback: Callback = None,
             intervals: Sequence[Sequence[Any]] = DEFAULT_INTERVALS, rho: float = 7.0, s_noise: float = 1.0,
             ode: str = "heun") -> torch.Tensor:
     """Restart sampling (Xu et al. 2023): Heun on ``sigmas`` with forward-noise restarts (module docstring).

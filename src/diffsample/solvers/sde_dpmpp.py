@@ -25,10 +25,10 @@ they raise instead of touching a global RNG (:mod:`._kernel.noise`). A step into
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 
+from ..contracts import Denoiser, NoiseSource
 from ..errors import DiffsampleError
 from ._kernel.callbacks import Callback, report
 from ._kernel.levels import sigma_batch, sigma_list
@@ -40,7 +40,8 @@ from .registry import register
 __all__ = ["dpmpp_2m_sde", "dpmpp_3m_sde", "sde_weights"]
 
 
-def _sde_multistep(denoiser, x: torch.Tensor, sigmas: torch.Tensor, noise: Any, callback: Callback, order: int,
+def _sde_multistep(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, noise: NoiseSource | None,
+                   callback: Callback, order: int,
                    eta: float, s_noise: float, solver_type: str, lower_order_final: bool, name: str) -> torch.Tensor:
     eta, s_noise = check_nonnegative(eta, "eta"), check_nonnegative(s_noise, "s_noise")
     if solver_type not in ("midpoint", "heun"):
@@ -82,8 +83,8 @@ def _sde_multistep(denoiser, x: torch.Tensor, sigmas: torch.Tensor, noise: Any, 
 
 
 @register("dpmpp_2m_sde", order=2, stochastic=True)
-def dpmpp_2m_sde(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
-                 eta: float = 1.0, s_noise: float = 1.0, solver_type: str = "midpoint",
+def dpmpp_2m_sde(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+                 callback: Callback = None, eta: float = 1.0, s_noise: float = 1.0, solver_type: str = "midpoint",
                  lower_order_final: bool = True) -> torch.Tensor:
     """SDE-DPM-Solver++(2M) (Lu et al. 2022b; k-diffusion's ``dpmpp_2m_sde``): one call per step.
 
@@ -101,7 +102,8 @@ def dpmpp_2m_sde(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None,
 
 
 @register("dpmpp_3m_sde", order=3, stochastic=True)
-def dpmpp_3m_sde(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None,
+def dpmpp_3m_sde(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+                 callback: Callback = None,
                  eta: float = 1.0, s_noise: float = 1.0, lower_order_final: bool = True) -> torch.Tensor:
     """SDE-DPM-Solver++(3M) (k-diffusion's name): quadratic extrapolation of D in λ, one call per step.
 

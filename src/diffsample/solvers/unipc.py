@@ -99,6 +99,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
+from ..contracts import Denoiser, NoiseSource
 from ..errors import DiffsampleError, SigmaError
 from ._kernel.callbacks import Callback
 from ._kernel.levels import sigma_list
@@ -121,7 +122,8 @@ __all__ = ["unipc", "unic_correct"]
 
 
 @register("unipc", order=3)
-def unipc(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, callback: Callback = None, order: int = 2,
+def unipc(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
+          callback: Callback = None, order: int = 2,
           variant: str = "bh2", predict: str = "data", predictor: str = "unip", corrector: bool = True,
           lower_order_final: bool = True, disable_corrector: Iterable[int] = ()) -> torch.Tensor:
     """UniPC (Zhao et al. 2023): multistep UniP-p predictor + UniC-p corrector, one model call per step.

@@ -24,13 +24,16 @@ All computations are float64 on the CPU and return Python floats.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import DiffsampleError, ShapeError
+from .imperfect import ImperfectBed
 from .mixture import GaussianMixture
+
+TestBed = GaussianMixture | ImperfectBed
+"""A bed whose true distribution is known: a mixture itself, or an imperfect bed's ``truth``."""
 
 __all__ = [
     "component_weights",
@@ -50,7 +53,7 @@ __all__ = [
 _F64 = torch.float64
 
 
-def true_distribution(bed: Any) -> GaussianMixture:
+def true_distribution(bed: TestBed) -> GaussianMixture:
     """The exact data distribution of a bed: ``bed.truth`` for an imperfect bed, else the mixture itself."""
     truth = getattr(bed, "truth", bed)
     if not isinstance(truth, GaussianMixture):
@@ -119,7 +122,7 @@ def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, *, n_projections: int =
     return sliced_wasserstein_profile(x, y, (float(p),), n_projections=n_projections, seed=seed)[float(p)]
 
 
-def sliced_wasserstein_to_truth(bed: Any, x: torch.Tensor, *, n_reference: int | None = None,
+def sliced_wasserstein_to_truth(bed: TestBed, x: torch.Tensor, *, n_reference: int | None = None,
                                 n_projections: int = 256, p: float = 2.0, seed: int = 0) -> float:
     """:func:`sliced_wasserstein` between ``x`` and ``n_reference`` (default ``len(x)``) exact draws of the
     bed's true distribution, drawn from a generator seeded with ``seed``."""
@@ -135,7 +138,7 @@ def _mixture_cdf(truth: GaussianMixture, t: torch.Tensor) -> torch.Tensor:
     return (w[None] * 0.5 * (1.0 + torch.erf(z))).sum(1)
 
 
-def wasserstein_1d_to_truth(bed: Any, x: torch.Tensor, p: float = 1.0) -> float:
+def wasserstein_1d_to_truth(bed: TestBed, x: torch.Tensor, p: float = 1.0) -> float:
     """``W_p`` between the samples of a 1-D bed and its exact law, ``(∫_0^1 |F_n^{-1}(u) − F^{-1}(u)|^p du)^{1/p}``.
 
     The integral is taken by the midpoint rule on the sample's own pieces, ``F^{-1}((i − ½)/n)`` against the
@@ -161,26 +164,26 @@ def wasserstein_1d_to_truth(bed: Any, x: torch.Tensor, p: float = 1.0) -> float:
     return float((a - q).abs().pow(p).mean().pow(1.0 / p))
 
 
-def true_log_likelihood(bed: Any, x: torch.Tensor) -> float:
+def true_log_likelihood(bed: TestBed, x: torch.Tensor) -> float:
     """Mean ``log p(x)`` of the samples under the bed's true data density (σ = 0; needs no point masses)."""
     truth = true_distribution(bed)
     return float(truth.log_prob(x.detach().to("cpu", _F64).reshape(x.shape[0], *truth.shape), 0.0).mean())
 
 
-def component_weights(bed: Any, x: torch.Tensor) -> torch.Tensor:
+def component_weights(bed: TestBed, x: torch.Tensor) -> torch.Tensor:
     """The share of samples whose most probable true component (σ = 0) is k, float64 ``(K,)``."""
     truth = true_distribution(bed)
     labels = truth.component(x.detach().to("cpu", _F64).reshape(x.shape[0], *truth.shape), 0.0)
     return torch.bincount(labels, minlength=truth.num_components).to(_F64) / x.shape[0]
 
 
-def weight_tv(bed: Any, x: torch.Tensor) -> float:
+def weight_tv(bed: TestBed, x: torch.Tensor) -> float:
     """Total variation ``½ Σ_k |ŵ_k − w_k|`` between the reached and the true component weights."""
     truth = true_distribution(bed)
     return float(0.5 * (component_weights(bed, x) - truth.weights).abs().sum())
 
 
-def exact_moments(bed: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def exact_moments(bed: TestBed) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean ``(d,)`` and covariance ``(d, d)`` of the true distribution, exactly from its parameters."""
     truth = true_distribution(bed)
     mu, w = truth.means, truth.weights
@@ -191,7 +194,7 @@ def exact_moments(bed: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, second - mean[:, None] * mean[None, :]
 
 
-def moment_errors(bed: Any, x: torch.Tensor) -> dict[str, float]:
+def moment_errors(bed: TestBed, x: torch.Tensor) -> dict[str, float]:
     """``{"mean": |m̂ − m|, "cov": ‖Ĉ − C‖_F, "cov_rel": ‖Ĉ − C‖_F/‖C‖_F}`` against the exact moments."""
     mean, cov = exact_moments(bed)
     a = _flat(x)
@@ -202,7 +205,7 @@ def moment_errors(bed: Any, x: torch.Tensor) -> dict[str, float]:
     return {"mean": float((m_hat - mean).norm()), "cov": cov_err, "cov_rel": cov_err / float(cov.norm())}
 
 
-def distribution_report(bed: Any, x: torch.Tensor, *, n_reference: int | None = None, n_projections: int = 256,
+def distribution_report(bed: TestBed, x: torch.Tensor, *, n_reference: int | None = None, n_projections: int = 256,
                         seed: int = 0) -> dict[str, float]:
     """All metrics at once: ``sw`` (sliced W2 to exact draws), ``loglik``, ``weight_tv``, ``mean_err``, ``cov_rel``."""
     moments = moment_errors(bed, x)

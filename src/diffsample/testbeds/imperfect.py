@@ -31,7 +31,7 @@ import torch
 
 from ..denoisers import Denoiser
 from ..errors import DiffsampleError, ShapeError
-from .mixture import GaussianMixture
+from .mixture import GaussianMixture, TensorLike
 
 __all__ = ["ExposureBiasDenoiser", "ImperfectBed", "MisfitMixture"]
 
@@ -101,7 +101,7 @@ class MisfitMixture(ImperfectBed):
     """
 
     def __init__(self, bed: GaussianMixture, mean_shift: float | torch.Tensor = 0.0, std_scale: float = 1.0,
-                 weights: Any = None, name: str | None = None) -> None:
+                 weights: TensorLike | None = None, name: str | None = None) -> None:
         super().__init__(bed, name or f"{getattr(bed, 'name', 'mixture')}-misfit")
         means = bed.means.clone()
         if isinstance(mean_shift, torch.Tensor):

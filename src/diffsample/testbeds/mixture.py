@@ -36,12 +36,17 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..denoisers import Denoiser, broadcast_sigma
 from ..errors import DiffsampleError, ShapeError
+
+TensorLike = torch.Tensor | np.ndarray | Sequence[Any]
+"""Anything :func:`torch.as_tensor` turns into the parameter array (a tensor, an array, nested lists)."""
 
 __all__ = ["EmpiricalDenoiser", "GaussianMixture"]
 
@@ -75,7 +80,8 @@ class GaussianMixture(Denoiser):
     ``denoise`` accepts ``x`` of shape ``(B, d)`` or ``(B, *shape)`` and returns x's shape and dtype.
     """
 
-    def __init__(self, means: Any, stds: Any, weights: Any = None, name: str = "mixture") -> None:
+    def __init__(self, means: TensorLike, stds: TensorLike, weights: TensorLike | None = None,
+                 name: str = "mixture") -> None:
         super().__init__()
         means = torch.as_tensor(means, dtype=_F64).detach().cpu()
         if means.dim() < 2 or means.shape[0] < 1:
@@ -337,7 +343,7 @@ class EmpiricalDenoiser(GaussianMixture):
     gives its index. ``data`` is ``(N, *shape)``; ``.shape`` is the per-sample shape.
     """
 
-    def __init__(self, data: Any, name: str = "empirical") -> None:
+    def __init__(self, data: TensorLike, name: str = "empirical") -> None:
         data = torch.as_tensor(data, dtype=_F64)
         if data.dim() < 2:
             raise ShapeError(f"data must have shape (N, *shape), got {tuple(data.shape)}")

@@ -27,6 +27,7 @@ left untouched and later benchmarks count only their own calls.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ def _cache_file(directory: Path, key: str, x: np.ndarray, sigma_start: float, si
     return directory / f"{disk_cache.key_digest(settings, np.ascontiguousarray(x).tobytes())}.npy"
 
 
-def _drift_fn(denoiser: Denoiser, shape: tuple[int, ...]):
+def _drift_fn(denoiser: Denoiser, shape: tuple[int, ...]) -> Callable[[float, np.ndarray], np.ndarray]:
     """The flattened right-hand side ``f(σ, y)`` for scipy, evaluated in float64 without touching the NFE counter."""
     exact = getattr(denoiser, "pf_ode_drift", None)
     batch = shape[0]

@@ -10,8 +10,8 @@ schedule ``k = 0``). In σ-space, with ``ε̂ = (x − D)/σ``, the corrected de
 where σ cancels, so the rule is defined at σ = 0 too (where it returns ``D``: ``x − D = 0`` there for
 an exact denoiser; for any other it keeps the same affine form). One model call per call: NFE unchanged.
 
-The time ``t`` of λ: with ``schedule=None``, ``t = σ`` (the VE/EDM convention where the model's time
-is its noise level); with a :class:`~diffsample.schedules.NoiseSchedule`, ``t = schedule.t_of_sigma_space(σ)``,
+The time ``t`` of λ: with ``noise_schedule=None``, ``t = σ`` (the VE/EDM convention where the model's time
+is its noise level); with a :class:`~diffsample.schedules.NoiseSchedule`, ``t = noise_schedule.t_of_sigma_space(σ)``,
 the network's native time (e.g. 0…999 for a :class:`~diffsample.schedules.DiscreteVP` table, as in the
 paper's ADM/DDPM models, or ``[0, 1]`` for a continuous VP schedule).
 
@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from .. import contracts
+from .._deprecation import RenamedAttribute, renamed_keyword
 from ..denoisers import append_dims, as_denoiser
 from ..errors import DiffsampleError, ShapeError
 from ..schedules import NoiseSchedule
@@ -50,26 +51,31 @@ __all__ = ["EpsilonScaling", "EpsilonScalingFit", "epsilon_scaling", "fit_epsilo
 _F64 = torch.float64
 
 
-def _model_time(schedule: NoiseSchedule | None, sigma: torch.Tensor) -> torch.Tensor:
-    """``t(σ)`` in float64: σ itself without a schedule, else the schedule's native time."""
+def _model_time(noise_schedule: NoiseSchedule | None, sigma: torch.Tensor) -> torch.Tensor:
+    """``t(σ)`` in float64: σ itself without a noise schedule, else its native time."""
     s = sigma.detach().to("cpu", _F64)
-    return s if schedule is None else schedule.t_of_sigma_space(s)
+    return s if noise_schedule is None else noise_schedule.t_of_sigma_space(s)
 
 
 class EpsilonScaling(Transform):
     """``D' = x − (x − D)/λ(t(σ))`` with ``λ(t) = k·t + b`` (module docstring); built by :func:`epsilon_scaling`."""
 
+    schedule = RenamedAttribute("noise_schedule")
+    """Deprecated spelling of ``noise_schedule``."""
+
+    @renamed_keyword("schedule", "noise_schedule")
     def __init__(self, denoiser: contracts.Denoiser, k: float = 0.0, b: float = 1.0,
-                 schedule: NoiseSchedule | None = None) -> None:
+                 noise_schedule: NoiseSchedule | None = None) -> None:
         super().__init__(denoiser)
         self.k, self.b = float(k), float(b)
         if not (math.isfinite(self.k) and math.isfinite(self.b)):
             raise DiffsampleError(f"epsilon scaling needs finite k and b, got k={k}, b={b}")
-        if schedule is not None and not isinstance(schedule, NoiseSchedule):
-            raise DiffsampleError(f"schedule must be a diffsample NoiseSchedule, got {type(schedule).__name__}")
+        if noise_schedule is not None and not isinstance(noise_schedule, NoiseSchedule):
+            raise DiffsampleError(
+                f"noise_schedule must be a diffsample NoiseSchedule, got {type(noise_schedule).__name__}")
         if self.k == 0 and not self.b > 0:
             raise DiffsampleError(f"epsilon scaling factor lambda = b must be > 0, got b={b}")
-        self.schedule = schedule
+        self.noise_schedule = noise_schedule
 
     @property
     def neutral(self) -> bool:
@@ -78,7 +84,7 @@ class EpsilonScaling(Transform):
 
     def lam(self, sigma: torch.Tensor | float) -> torch.Tensor:
         """``λ(t(σ)) = k·t(σ) + b`` in float64 (raises where it is not > 0)."""
-        lam = self.k * _model_time(self.schedule, torch.as_tensor(sigma, dtype=_F64)) + self.b
+        lam = self.k * _model_time(self.noise_schedule, torch.as_tensor(sigma, dtype=_F64)) + self.b
         if bool((lam <= 0).any()) or not bool(torch.isfinite(lam).all()):
             raise DiffsampleError(f"epsilon scaling factor lambda = k*t + b must be finite and > 0; got "
                                   f"{float(lam.min()):.6g} (k={self.k}, b={self.b})")
@@ -94,17 +100,19 @@ class EpsilonScaling(Transform):
         return xw - (xw - d) * inv
 
     def __repr__(self) -> str:
-        return f"EpsilonScaling(k={self.k:g}, b={self.b:g}, schedule={self.schedule!r})"
+        return f"EpsilonScaling(k={self.k:g}, b={self.b:g}, noise_schedule={self.noise_schedule!r})"
 
 
+@renamed_keyword("schedule", "noise_schedule")
 def epsilon_scaling(denoiser: contracts.Denoiser, k: float = 0.0, b: float = 1.0, *,
-                    schedule: NoiseSchedule | None = None) -> EpsilonScaling:
-    """Epsilon Scaling of ``denoiser`` with ``λ(t) = k·t + b`` (``t = σ``, or ``schedule``'s time), as a new denoiser.
+                    noise_schedule: NoiseSchedule | None = None) -> EpsilonScaling:
+    """Epsilon Scaling of ``denoiser`` with ``λ(t) = k·t + b`` (``t = σ``, or ``noise_schedule``'s time), as a new
+    denoiser.
 
     ``k = 0, b = 1`` returns the model's output unchanged; the paper's uniform schedule is ``k = 0``,
     ``b`` slightly above 1 (e.g. 1.017 for ADM on CIFAR-10 at 100 steps).
     """
-    return EpsilonScaling(denoiser, k, b, schedule)
+    return EpsilonScaling(denoiser, k, b, noise_schedule)
 
 
 @dataclass(frozen=True)
@@ -117,19 +125,23 @@ class EpsilonScalingFit:
     times: tuple[float, ...]
     ratios: tuple[float, ...]
     method: str
-    schedule: NoiseSchedule | None = None
+    noise_schedule: NoiseSchedule | None = None
+
+    schedule = RenamedAttribute("noise_schedule")
+    """Deprecated spelling of ``noise_schedule``."""
 
     def lam(self, sigma: torch.Tensor | float) -> torch.Tensor:
         """The fitted line at ``t(σ)``."""
-        return self.k * _model_time(self.schedule, torch.as_tensor(sigma, dtype=_F64)) + self.b
+        return self.k * _model_time(self.noise_schedule, torch.as_tensor(sigma, dtype=_F64)) + self.b
 
     def apply(self, denoiser: contracts.Denoiser) -> EpsilonScaling:
-        """:func:`epsilon_scaling` of ``denoiser`` with this fit's ``k``, ``b`` and schedule."""
-        return EpsilonScaling(denoiser, self.k, self.b, self.schedule)
+        """:func:`epsilon_scaling` of ``denoiser`` with this fit's ``k``, ``b`` and noise schedule."""
+        return EpsilonScaling(denoiser, self.k, self.b, self.noise_schedule)
 
 
+@renamed_keyword("schedule", "noise_schedule")
 def fit_epsilon_scaling(denoiser: contracts.Denoiser, data: torch.Tensor, sigmas: Sequence[float] | torch.Tensor, *,
-                        schedule: NoiseSchedule | None = None, method: str = "projection", repeats: int = 1,
+                        noise_schedule: NoiseSchedule | None = None, method: str = "projection", repeats: int = 1,
                         generator: torch.Generator | None = None) -> EpsilonScalingFit:
     """Fit ``λ(t) = k·t + b`` from calibration samples ``data`` (N, …) at the levels ``sigmas`` (module docstring).
 
@@ -169,7 +181,7 @@ def fit_epsilon_scaling(denoiser: contracts.Denoiser, data: torch.Tensor, sigmas
             raise DiffsampleError(f"the model's noise prediction at sigma={s:g} is uncorrelated with the noise "
                                   "(or zero); cannot fit epsilon scaling there")
         ratios.append(num / den if method == "projection" else math.sqrt(num / den))
-    times = _model_time(schedule, levels)
+    times = _model_time(noise_schedule, levels)
     lam = torch.tensor(ratios, dtype=_F64)
     if levels.numel() == 1 or float(times.max() - times.min()) == 0:
         k, b = 0.0, float(lam.mean())
@@ -177,4 +189,4 @@ def fit_epsilon_scaling(denoiser: contracts.Denoiser, data: torch.Tensor, sigmas
         design = torch.stack([times, torch.ones_like(times)], dim=1)
         sol = torch.linalg.lstsq(design, lam[:, None]).solution[:, 0]
         k, b = float(sol[0]), float(sol[1])
-    return EpsilonScalingFit(k, b, tuple(levels.tolist()), tuple(times.tolist()), tuple(ratios), method, schedule)
+    return EpsilonScalingFit(k, b, tuple(levels.tolist()), tuple(times.tolist()), tuple(ratios), method, noise_schedule)

@@ -75,7 +75,7 @@ def rescale_guidance(x: torch.Tensor, guided: torch.Tensor, cond: torch.Tensor, 
     return x - resid_w * (phi * ratio + (1.0 - phi))
 
 
-def _per_sample(value: Any, device: torch.device, batch: int, key: str) -> torch.Tensor:
+def _per_sample(value: object, device: torch.device, batch: int, key: str) -> torch.Tensor:
     """A conditioning value as a ``(B, …)`` tensor (0-d and leading-dim-1 values are expanded)."""
     try:
         t = value if isinstance(value, torch.Tensor) else torch.as_tensor(value, device=device)
@@ -93,7 +93,7 @@ def _per_sample(value: Any, device: torch.device, batch: int, key: str) -> torch
     raise ShapeError(f"batched guidance: keyword {key!r} has leading dim {t.shape[0]}, expected {batch} or 1")
 
 
-def _same(a: Any, b: Any) -> bool:
+def _same(a: object, b: object) -> bool:
     if a is b:
         return True
     try:

@@ -26,7 +26,7 @@ from ..denoisers import append_dims
 from ..errors import DiffsampleError
 from .base import Transform, to_work
 
-__all__ = ["DynamicThresholding", "dynamic_threshold", "dynamic_thresholding"]
+__all__ = ["DynamicThresholding", "capped_threshold", "dynamic_threshold", "dynamic_thresholding"]
 
 
 def dynamic_threshold(x0: torch.Tensor, ratio: float = 0.995, max_value: float = 1.0) -> torch.Tensor:
@@ -40,6 +40,19 @@ def dynamic_threshold(x0: torch.Tensor, ratio: float = 0.995, max_value: float =
         flat = flat.float()
     s = append_dims(torch.quantile(flat, ratio, dim=1).clamp_(min=max_value).to(x0.dtype), x0.dim())
     return torch.clamp(x0, -s, s).mul_(max_value / s)
+
+
+def capped_threshold(x0: torch.Tensor, ratio: float = 0.995, max_value: float = 1.0) -> torch.Tensor:
+    """diffusers' variant of dynamic thresholding (its schedulers' ``thresholding=True``): the threshold is
+    ``s = clamp(quantile_p(|x̂0|), 1, max_value)`` per sample and the result ``clip(x̂0, −s, s) / s`` lies in
+    ``[−1, 1]`` — here ``max_value`` (diffusers' ``sample_max_value``) caps the threshold instead of naming the
+    data range as in :func:`dynamic_threshold`. The two agree when ``max_value = 1``. The quantile is taken in
+    float32 at least, as diffusers does for half-precision samples; the result keeps x0's dtype.
+    """
+    flat = x0.reshape(x0.shape[0], -1)
+    work = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()
+    s = torch.quantile(work.abs(), ratio, dim=1).clamp(min=1.0, max=max_value).unsqueeze(1)
+    return (torch.clamp(work, -s, s) / s).to(x0.dtype).reshape(x0.shape)
 
 
 def check_threshold(ratio: float, max_value: float) -> None:

@@ -43,6 +43,7 @@ from typing import Any
 import torch
 
 from .. import contracts, steps
+from .._deprecation import renamed_keyword
 from ..denoisers import append_dims
 from ..errors import DiffsampleError, ShapeError
 from ..schedules import NoiseSchedule
@@ -63,13 +64,15 @@ def data_stats(samples: torch.Tensor) -> tuple[torch.Tensor, float]:
     return a.mean(0), float(a.var(0, correction=1).mean())
 
 
-def training_levels(schedule: NoiseSchedule, n: int = 1000) -> torch.Tensor:
-    """``n`` σ-space levels of ``schedule`` at evenly spaced native times over its sampling span, ascending
+@renamed_keyword("schedule", "noise_schedule")
+def training_levels(noise_schedule: NoiseSchedule, n: int = 1000) -> torch.Tensor:
+    """``n`` σ-space levels of ``noise_schedule`` at evenly spaced native times over its sampling span, ascending
     (for a 1000-step :class:`~diffsample.schedules.DiscreteVP`, its training timesteps 0 … 999)."""
     if int(n) < 2:
         raise DiffsampleError(f"need n >= 2 levels, got {n}")
-    t0, t1 = float(schedule.t_of_sigma_space(schedule.sigma_min)), float(schedule.t_of_sigma_space(schedule.sigma_max))
-    return schedule.sigma_space(torch.linspace(t0, t1, int(n), dtype=_F64))
+    t0 = float(noise_schedule.t_of_sigma_space(noise_schedule.sigma_min))
+    t1 = float(noise_schedule.t_of_sigma_space(noise_schedule.sigma_max))
+    return noise_schedule.sigma_space(torch.linspace(t0, t1, int(n), dtype=_F64))
 
 
 class TimeShift(Transform):

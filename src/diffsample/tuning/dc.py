@@ -54,6 +54,8 @@ from typing import Any
 import torch
 
 from .. import steps
+from .._deprecation import renamed_keyword
+from ..contracts import Denoiser
 from ..denoisers import as_denoiser
 from ..errors import BudgetError, DiffsampleError, ShapeError
 from ..sampling import GuardedDenoiser, sample, work_dtype
@@ -68,7 +70,7 @@ _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 Reference = Callable[[torch.Tensor, float, float], torch.Tensor] | torch.Tensor | None
 
 
-def dc_reference_states(denoiser: Any, x: torch.Tensor, sigmas: Sequence[float], *,
+def dc_reference_states(denoiser: Denoiser, x: torch.Tensor, sigmas: Sequence[float], *,
                         teacher_h: float = 0.02) -> tuple[torch.Tensor, int]:
     """The PF-ODE states at ``sigmas[1:]`` from ``x`` at ``sigmas[0]`` by a fine DPM-Solver++(3M) walk.
 
@@ -107,7 +109,7 @@ def dc_reference_states(denoiser: Any, x: torch.Tensor, sigmas: Sequence[float],
     return torch.stack([*states, final]), den.nfe - before
 
 
-def _targets(den: Any, reference: Reference, calibration: torch.Tensor, s: list[float],
+def _targets(den: Denoiser, reference: Reference, calibration: torch.Tensor, s: list[float],
              teacher_h: float) -> tuple[torch.Tensor, int, str]:
     n = len(s) - 1
     if reference is None:
@@ -172,13 +174,13 @@ def _golden(loss: Callable[[Any], torch.Tensor], iters: int, center: float, widt
     return (best if f_best < float(loss(center)) else center), evals + 1
 
 
-def _run_from(walk: DCWalk, den: Any, state: DCState | torch.Tensor, ratios: Sequence[float]) -> torch.Tensor:
+def _run_from(walk: DCWalk, den: Denoiser, state: DCState | torch.Tensor, ratios: Sequence[float]) -> torch.Tensor:
     while isinstance(state, DCState):
         state = walk.step(den, state, ratios[state.i])
     return state
 
 
-def _joint_refine(walk: DCWalk, den: Any, start: DCState, ratios: list[float], final: torch.Tensor, sweeps: int,
+def _joint_refine(walk: DCWalk, den: Denoiser, start: DCState, ratios: list[float], final: torch.Tensor, sweeps: int,
                   iters: int, width: float) -> int:
     """Coordinate sweeps over the ratios, each a golden search on the end-point calibration error (in place).
 
@@ -200,9 +202,11 @@ def _joint_refine(walk: DCWalk, den: Any, start: DCState, ratios: list[float], f
     return trials
 
 
-def search_dc_ratios(denoiser: Any, *, calibration: torch.Tensor, sigmas: Sequence[float] | torch.Tensor | None = None,
+@renamed_keyword("schedule", "step_schedule")
+def search_dc_ratios(denoiser: Denoiser, *, calibration: torch.Tensor,
+                     sigmas: Sequence[float] | torch.Tensor | None = None,
                      nfe: int | None = None, sigma_min: float = 0.002, sigma_max: float = 80.0,
-                     schedule: str = "logsnr", reference: Reference = None, method: str = "adamw",
+                     step_schedule: str = "logsnr", reference: Reference = None, method: str = "adamw",
                      iters: int = 20, lr: float = 0.1, width: float = 1.5, refine: int = 0,
                      refine_width: float = 0.5, teacher_h: float = 0.02, model_id: str | None = None,
                      dc_order: int = 2, **solver_options: Any) -> Plan:
@@ -212,8 +216,9 @@ def search_dc_ratios(denoiser: Any, *, calibration: torch.Tensor, sigmas: Sequen
         denoiser: a σ-space denoiser (test bed or network).
         calibration: states at the first level, shape ``(B, …)`` (e.g. ``σ_max · z``; the paper uses B = 10).
             Evaluate the plan on other noises.
-        sigmas: the levels (ending in 0 or σ_min); or ``nfe`` with ``sigma_min``, ``sigma_max`` and a step
-            ``schedule`` name (default ``"logsnr"``) to make them (one model call per step).
+        sigmas: the levels (ending in 0 or σ_min); or ``nfe`` with ``sigma_min``, ``sigma_max`` and a
+            ``step_schedule`` name (default ``"logsnr"``; ``schedule=`` is its deprecated spelling) to make
+            them (one model call per step).
         reference: how the target states are obtained (module docstring).
         method: ``"adamw"`` (the paper's, needs a differentiable denoiser) or ``"golden"``.
         iters: loss evaluations per step (AdamW iterations, or golden-section trials).
@@ -248,7 +253,7 @@ def search_dc_ratios(denoiser: Any, *, calibration: torch.Tensor, sigmas: Sequen
         n = int(nfe) // int(getattr(den, "nfe_per_call", 1))
         if n < 1:
             raise BudgetError(f"a budget of {nfe} evaluations buys no call of this denoiser")
-        sigmas = steps.get(schedule)(n, float(sigma_min), float(sigma_max))
+        sigmas = steps.get(step_schedule)(n, float(sigma_min), float(sigma_max))
     elif nfe is not None:
         raise DiffsampleError("give either sigmas or nfe, not both")
     level_tensor = steps.validate(sigmas, name="sigmas")
@@ -271,7 +276,8 @@ def search_dc_ratios(denoiser: Any, *, calibration: torch.Tensor, sigmas: Sequen
         for i in range(walk.n_steps):
             assert isinstance(state, DCState)
             if i >= walk.dc_order:
-                def loss(rho: Any, current: DCState = state, target: torch.Tensor = targets[i]) -> torch.Tensor:
+                def loss(rho: torch.Tensor, current: DCState = state,
+                         target: torch.Tensor = targets[i]) -> torch.Tensor:
                     out = walk.step(guarded, current, rho)
                     return _mse(out.x if isinstance(out, DCState) else out, target)
 

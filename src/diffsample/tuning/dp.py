@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..contracts import Denoiser
 from ..errors import DiffsampleError
 from ..solvers.plan_solver import Visit, step_update
 from .teacher import Teacher
@@ -50,7 +51,7 @@ class Evaluator:
     the model evaluations a per-sample run would spend.
     """
 
-    def __init__(self, denoiser, batch: int, max_rows: int = 8192) -> None:
+    def __init__(self, denoiser: Denoiser, batch: int, max_rows: int = 8192) -> None:
         self.denoiser = denoiser
         self.batch = batch
         self.max_rows = max(int(max_rows), batch)

@@ -34,13 +34,13 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..contracts import Denoiser
 from ..errors import DiffsampleError, ShapeError
 from ..solvers.dpm_v3 import Quadrature, check_statistics
 
@@ -122,7 +122,7 @@ def _grid(sigma_min: float, sigma_max: float, n_levels: int) -> np.ndarray:
     return np.linspace(-math.log(sigma_max), -math.log(sigma_min), int(n_levels))
 
 
-def _trajectories(denoiser: Callable, noise: torch.Tensor, sigmas: np.ndarray, substeps: int) -> list[torch.Tensor]:
+def _trajectories(denoiser: Denoiser, noise: torch.Tensor, sigmas: np.ndarray, substeps: int) -> list[torch.Tensor]:
     """States at each ``sigmas`` (decreasing) along the PF-ODE from ``sigmas[0]·noise``, DPM-Solver++(3M)."""
     from ..solvers import get
 
@@ -140,7 +140,7 @@ def _trajectories(denoiser: Callable, noise: torch.Tensor, sigmas: np.ndarray, s
     return [*states, last]
 
 
-def compute_statistics(denoiser: Callable, x0: torch.Tensor | None = None, *, noise: torch.Tensor | None = None,
+def compute_statistics(denoiser: Denoiser, x0: torch.Tensor | None = None, *, noise: torch.Tensor | None = None,
                        sigma_min: float = 0.002, sigma_max: float = 80.0, n_levels: int = 121,
                        jacobian: str = "jvp", fd_step: float = 1e-3, seed: int = 0, batch_size: int = 1024,
                        ode_substeps: int = 4) -> EMS:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from .._version import __version__
+from ..contracts import Denoiser
 
 
-def model_name(den: Any, given: str | None) -> str:
+def model_name(den: Denoiser, given: str | None) -> str:
     """``given`` when set, else the denoiser's ``name`` attribute, else its class name."""
     if given:
         return str(given)

@@ -41,6 +41,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from .._deprecation import renamed_keyword
+from ..contracts import Denoiser
 from ..denoisers import as_denoiser
 from ..errors import NonFiniteError
 from ..sampling import GuardedDenoiser, work_dtype
@@ -122,7 +124,7 @@ class Objective:
     ``evals`` counts the runs, ``nfe`` the model evaluations they spent (per calibration sample).
     """
 
-    def __init__(self, denoiser, teacher: Teacher, prefix_bytes: int = 256 * 2**20) -> None:
+    def __init__(self, denoiser: Denoiser, teacher: Teacher, prefix_bytes: int = 256 * 2**20) -> None:
         self.denoiser = as_denoiser(denoiser)
         self.teacher = teacher
         self.cache: dict[Candidate, float] = {}
@@ -317,11 +319,12 @@ STARTING_STRATEGIES: tuple[Choice, ...] = (
 """Uniform strategies tried on every starting schedule (the published solvers the plan solver contains)."""
 
 
-def starting_points(schedules: Sequence[Sequence[float]], strategies: Sequence[Choice] = STARTING_STRATEGIES
+@renamed_keyword("schedules", "step_schedules")
+def starting_points(step_schedules: Sequence[Sequence[float]], strategies: Sequence[Choice] = STARTING_STRATEGIES
                     ) -> list[Candidate]:
-    """Every schedule (positive levels) combined with every uniform strategy."""
+    """Every step schedule (positive levels) combined with every uniform strategy."""
     out = []
-    for s in schedules:
+    for s in step_schedules:
         for ch in strategies:
             out.append(Candidate(tuple(float(v) for v in s), uniform_choices(len(s), ch)))
     return out

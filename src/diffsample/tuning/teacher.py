@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import steps
+from ..contracts import Denoiser
 from ..denoisers import as_denoiser
 from ..errors import DiffsampleError
 from ..sampling import sample
@@ -67,7 +68,7 @@ class Teacher:
         return float(self.grid[-1])
 
 
-def teacher_trajectory(denoiser, x: torch.Tensor, *, sigma_min: float, sigma_max: float, levels: int = 120,
+def teacher_trajectory(denoiser: Denoiser, x: torch.Tensor, *, sigma_min: float, sigma_max: float, levels: int = 120,
                        substeps: int = 4, solver: str = "dpmpp_3m") -> Teacher:
     """Solve the PF-ODE from ``x`` (states at ``sigma_max``) to σ = 0, recording it on a fine λ-uniform grid.
 

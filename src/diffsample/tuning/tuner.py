@@ -28,11 +28,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
 from .. import steps
+from ..contracts import Denoiser
 from ..denoisers import as_denoiser
 from ..errors import BudgetError, DiffsampleError, ShapeError
 from .dp import Evaluator, gits_costs, min_cost_path, propagated_dp
@@ -57,7 +57,7 @@ DP_STRATEGIES: tuple[Choice, ...] = (Choice("data", 1), Choice("data", 2), Choic
 """Uniform strategies for which the propagated-state programme is run."""
 
 
-def tune(denoiser: Any, *, nfe: int, sigma_min: float, sigma_max: float, calibration: torch.Tensor,
+def tune(denoiser: Denoiser, *, nfe: int, sigma_min: float, sigma_max: float, calibration: torch.Tensor,
          model_id: str | None = None, teacher: Teacher | None = None, teacher_levels: int = 120,
          teacher_substeps: int = 4, dp_stride: int = 2, refine: int = 2, max_evals: int | None = None,
          kicks: int = 8, kick_evals: int | None = None, seed: int = 0, max_rows: int = 8192,
@@ -189,7 +189,7 @@ def tune(denoiser: Any, *, nfe: int, sigma_min: float, sigma_max: float, calibra
     return Plan(cand.walk(), "plan", plan_options_of(cand), provenance)
 
 
-def evaluate_plan(denoiser: Any, plan: Plan, x: torch.Tensor, reference: torch.Tensor) -> float:
+def evaluate_plan(denoiser: Denoiser, plan: Plan, x: torch.Tensor, reference: torch.Tensor) -> float:
     """RMSE of ``sample(denoiser, x, plan=plan)`` against ``reference`` (e.g. held-out exact solutions)."""
     from ..sampling import sample
 

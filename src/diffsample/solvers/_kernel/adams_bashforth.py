@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ...contracts import Denoiser
 from .callbacks import Callback, report
 from .lagrange import lagrange_integrals
 from .levels import sigma_batch, sigma_list
@@ -61,7 +62,7 @@ def plan_weights(sig: np.ndarray, orders: list[int], coefficients: Coefficients)
     return weights
 
 
-def multistep_walk(denoiser, x: torch.Tensor, sigmas: torch.Tensor, coefficients: Coefficients, order: int,
+def multistep_walk(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, coefficients: Coefficients, order: int,
                    lower_order_final: bool, callback: Callback) -> torch.Tensor:
     """Run a linear multistep method on the slopes ``d = (x − D)/σ``: one model call per step.
 

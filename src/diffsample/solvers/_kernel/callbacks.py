@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
-Callback = Callable[[dict[str, Any]], None] | None
+from ...contracts import StepCallback
+
+Callback = StepCallback | None
+"""A solver's ``callback`` argument: a :data:`~diffsample.contracts.StepCallback` or ``None``."""
 
 
 def report(callback: Callback, i: int, x: torch.Tensor, sigma: float, sigma_next: float,

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from numpy.typing import ArrayLike
 
 
@@ -65,7 +66,7 @@ def lagrange_values(nodes: np.ndarray, points: np.ndarray) -> np.ndarray:
     return values
 
 
-def lagrange_at(nodes: Sequence[float], target: Any) -> list[Any]:
+def lagrange_at(nodes: Sequence[float], target: float | torch.Tensor) -> list[Any]:
     """``[ℓ_0(target), …, ℓ_{k−1}(target)]`` on the distinct float ``nodes``, one factor at a time.
 
     ``target`` may be a float or a 0-dim tensor (the weights are then differentiable in it).

@@ -8,14 +8,14 @@ Langevin corrections) refuse them with :func:`require_fresh_noise`.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 
+from ...contracts import NoiseSource
 from ...errors import DiffsampleError
 
 
-def require_noise(noise: Any, solver: str, why: str) -> Any:
+def require_noise(noise: NoiseSource | None, solver: str, why: str) -> NoiseSource:
     """Return ``noise``, or raise asking for a noise source when it is ``None``."""
     if noise is None:
         raise DiffsampleError(
@@ -25,7 +25,7 @@ def require_noise(noise: Any, solver: str, why: str) -> Any:
     return noise
 
 
-def require_fresh_noise(noise: Any, solver: str, why: str) -> Any:
+def require_fresh_noise(noise: NoiseSource | None, solver: str, why: str) -> NoiseSource:
     """Like :func:`require_noise`, and refuse interval sources (Brownian trees) where fresh draws are needed."""
     require_noise(noise, solver, why)
     if getattr(noise, "interval_noise", False):
@@ -36,7 +36,7 @@ def require_fresh_noise(noise: Any, solver: str, why: str) -> Any:
     return noise
 
 
-def draw(noise: Any, x: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
+def draw(noise: NoiseSource, x: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
     """``noise(x, σ, σ')`` checked to have x's shape, in x's dtype and device."""
     z = noise(x, sigma, sigma_next)
     if z.shape != x.shape:

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import torch
 
+from ...contracts import Denoiser
 from .callbacks import Callback, report
 from .lagrange import solve_transposed_vandermonde
 from .levels import sigma_batch
@@ -134,13 +135,13 @@ class UnifiedState(NamedTuple):
     hist: tuple[torch.Tensor, ...]
 
 
-def unified_start(denoiser, x: torch.Tensor, sigma: float, noise: bool) -> UnifiedState:
+def unified_start(denoiser: Denoiser, x: torch.Tensor, sigma: float, noise: bool) -> UnifiedState:
     """The state at ``σ_0 = sigma`` after the walk's first model call."""
     denoised = denoiser(x, sigma_batch(x, sigma))
     return UnifiedState(0, x, x, denoised, prediction_output(x, denoised, sigma, noise), ())
 
 
-def unified_step(denoiser, s: Sequence[float], plan: Sequence[tuple[Update, Update | None]], noise: bool,
+def unified_step(denoiser: Denoiser, s: Sequence[float], plan: Sequence[tuple[Update, Update | None]], noise: bool,
                  depth: int, state: UnifiedState, f: torch.Tensor, callback: Callback = None
                  ) -> UnifiedState | torch.Tensor:
     """Step ``state.i`` of a walk over ``s`` with the :func:`unified_plan` ``plan``, integrating the output ``f``
