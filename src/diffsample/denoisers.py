@@ -27,7 +27,7 @@ import torch
 from . import contracts
 from .errors import ShapeError
 
-__all__ = ["CountingDenoiser", "Denoiser", "FunctionDenoiser", "as_denoiser", "broadcast_sigma"]
+__all__ = ["CallCounter", "CountingDenoiser", "Denoiser", "FunctionDenoiser", "as_denoiser", "broadcast_sigma"]
 
 
 def broadcast_sigma(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
@@ -109,6 +109,32 @@ class FunctionDenoiser(CountingDenoiser):
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         return self.fn(x, sigma, **kwargs)
+
+
+class CallCounter(CountingDenoiser):
+    """A private counter around a shared denoiser: ``nfe`` and ``calls`` count only the calls made through it.
+
+    Reading a shared model's counter before and after a walk is wrong as soon as another thread walks the
+    same model at the same time (the difference includes the other walk's evaluations). A function that must
+    know what *its own* walk spent wraps the model in a fresh ``CallCounter`` for that walk: each call adds
+    ``inner.nfe_per_call`` here (and the model still counts itself, for whoever reads its total). The output
+    is ``inner``'s, unchanged.
+    """
+
+    def __init__(self, inner: contracts.Denoiser | Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.inner = as_denoiser(inner)
+        self.nfe_per_call = self.inner.nfe_per_call
+        self.network_calls_per_call = self.inner.network_calls_per_call
+
+    def __getattr__(self, name: str) -> Any:
+        """Attributes of the model (``schedule``, ``name``, …) read through, so the counter can stand in for it."""
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return self.inner(x, sigma, **kwargs)
 
 
 def as_denoiser(fn: contracts.Denoiser | Callable[..., torch.Tensor]) -> CountingDenoiser:

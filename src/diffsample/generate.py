@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from . import contracts, solvers, steps
-from .denoisers import as_denoiser
+from .denoisers import CallCounter
 from .errors import BudgetError, DiffsampleError, SigmaError
 from .plan import Plan
 from .sampling import sample
@@ -138,11 +138,10 @@ def generate(denoiser: contracts.Denoiser, x: torch.Tensor, *, nfe: int | None =
     Returns:
         The state at σ = 0.
     """
-    den = as_denoiser(denoiser)
-    walk = configure(nfe, sigma_min, sigma_max, calls_per_eval=getattr(den, "nfe_per_call", 1), plan=plan)
-    before = den.nfe
+    den = CallCounter(denoiser)  # this call's own evaluations: other threads may walk the same model
+    walk = configure(nfe, sigma_min, sigma_max, calls_per_eval=den.nfe_per_call, plan=plan)
     out = sample(den, x, walk.sigmas, solver=walk.solver, noise=noise, callback=callback, **walk.options)
-    spent = den.nfe - before
+    spent = den.nfe
     if spent > walk.nfe:  # a guard on the promise, not an expected path
         raise BudgetError(f"generate spent {spent} model evaluations, over the budget of {walk.nfe}")
     return out
