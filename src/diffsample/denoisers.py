@@ -54,6 +54,17 @@ def broadcast_sigma(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tenso
     )
 
 
+def check_output(out: Any, who: str) -> torch.Tensor:
+    """``out`` when it is a real floating-point tensor; else a :class:`~diffsample.errors.ShapeError` naming
+    what ``who`` (the denoiser or network) returned instead (numpy array, ``None``, tuple, complex or integer
+    tensor), before any solver maths touches it."""
+    if not isinstance(out, torch.Tensor):
+        raise ShapeError(f"{who} returned {type(out).__name__}, not a torch.Tensor (x0_hat of x's shape)")
+    if out.is_complex() or not out.is_floating_point():
+        raise ShapeError(f"{who} returned a {out.dtype} tensor; x0_hat must be a real floating-point tensor")
+    return out
+
+
 def append_dims(v: torch.Tensor, ndim: int) -> torch.Tensor:
     """Append trailing singleton dims so a per-sample ``(B,)`` tensor broadcasts against ``(B, …)``."""
     return v.reshape(v.shape + (1,) * (ndim - v.dim()))
@@ -81,7 +92,7 @@ class CountingDenoiser:
         s = broadcast_sigma(sigma, x)
         self.nfe += self.nfe_per_call
         self.calls += self.network_calls_per_call
-        out = self.denoise(x, s, **kwargs)
+        out = check_output(self.denoise(x, s, **kwargs), type(self).__name__)
         if out.shape != x.shape:
             raise ShapeError(
                 f"{type(self).__name__} returned shape {tuple(out.shape)} for x of shape {tuple(x.shape)}"

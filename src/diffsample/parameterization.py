@@ -46,7 +46,7 @@ from typing import Any
 
 import torch
 
-from .denoisers import Denoiser, append_dims
+from .denoisers import Denoiser, append_dims, check_output
 from .errors import ShapeError, UnknownNameError
 from .schedules import NoiseSchedule, edm_preconditioning, get_schedule
 
@@ -129,8 +129,7 @@ def _as_output(out: Any, x: torch.Tensor) -> torch.Tensor:
             out = out.sample
         elif isinstance(out, tuple | list) and out:
             out = out[0]
-    if not isinstance(out, torch.Tensor):
-        raise ShapeError(f"the network returned {type(out).__name__}, not a tensor")
+    out = check_output(out, "the network")
     if out.shape != x.shape:
         raise ShapeError(
             f"the network returned shape {tuple(out.shape)} for input shape {tuple(x.shape)}; a network that "
