@@ -61,7 +61,7 @@ def _is_number(value: Any) -> bool:
 
 def _check_sigmas(sigmas: Any) -> None:
     """The plan's levels are a list of numbers (not strings or booleans) of at most ``MAX_STEPS`` steps."""
-    if isinstance(sigmas, torch.Tensor):
+    if hasattr(sigmas, "tolist"):  # a torch tensor or numpy array of levels
         sigmas = sigmas.tolist()
     if not isinstance(sigmas, list | tuple):
         raise DiffsampleError(f"plan sigmas must be a list of numbers, got {type(sigmas).__name__}")
