@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["add_tuning_arguments", "int_list", "main", "positive_int", "progress_printer", "str_list"]
+__all__ = ["add_tuning_arguments", "int_list", "main", "positive_int", "progress_printer", "shape", "str_list"]
 
 
 def positive_int(text: str) -> int:
@@ -23,6 +23,11 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def shape(text: str) -> tuple[int, ...]:
+    """``"1x8x8"`` → ``(1, 8, 8)`` (an argparse ``type``; every size a positive integer)."""
+    return tuple(positive_int(v) for v in text.split("x"))
 
 
 def int_list(text: str) -> list[int]:
@@ -161,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="an exact test bed (ring2d, mixture64, digits): the plan is also scored on held-out "
                              "noise against the exact ODE solution")
     p.add_argument("--nfe", type=positive_int, required=True, help="NFE budget")
-    p.add_argument("--shape", type=lambda s: tuple(int(v) for v in s.split("x")), default=(1, 8, 8),
+    p.add_argument("--shape", type=shape, default=(1, 8, 8),
                    help="per-sample shape for a --model directory (default 1x8x8)")
     p.add_argument("--out", default="plan.json", help="where to write the plan (JSON; `diffsample sample --plan`)")
     add_tuning_arguments(p)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .cli import positive_int
+from .cli import positive_int, shape
 from .errors import DiffsampleError
 from .files import atomic_write_bytes, check_writable
 from .parameterization import ModelDenoiser
@@ -119,9 +119,9 @@ def _run_sample(args: argparse.Namespace) -> int:
         walk = configure(nfe, sigma_min, sigma_max, calls_per_eval=calls_per_eval, solver=args.solver,
                          schedule=args.schedule)
     sigmas, solver, schedule, options = walk.sigmas, walk.solver, walk.schedule, walk.options
-    shape = (args.batch, *args.shape)
+    batch_shape = (args.batch, *args.shape)
     source = noise.seeded(args.seed)
-    x = source.initial(shape, float(sigmas[0]))
+    x = source.initial(batch_shape, float(sigmas[0]))
     progress = _Progress(len(sigmas) - 1, not args.quiet)
     t0 = time.perf_counter()
     with torch.inference_mode():
@@ -155,7 +155,7 @@ def add_sample_parser(sub: Any) -> None:
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance scale (with --class; default 1.0)")
     p.add_argument("--class", dest="class_label", default=None, help="digit 0-9, or 'all' (cycles 0..9)")
-    p.add_argument("--shape", type=lambda s: tuple(int(v) for v in s.split("x")), default=(1, 8, 8),
+    p.add_argument("--shape", type=shape, default=(1, 8, 8),
                    help="per-sample shape for --model (default 1x8x8)")
     p.add_argument("--out", default="samples-out", help="folder for samples.png and samples.npz")
     p.add_argument("--overwrite", action="store_true", help="replace samples.npz and samples.png if already there")

@@ -31,6 +31,7 @@ def _error(capsys) -> str:
 @pytest.mark.parametrize("argv, named", [
     (["sample", "--nfe", "0"], "--nfe"),
     (["sample", "--batch", "0"], "--batch"),
+    (["sample", "--shape", "1x0x8"], "--shape"),
     (["tune", "--bed", "ring2d", "--nfe", "4", "--heldout", "0"], "--heldout"),
     (["tune", "--bed", "ring2d", "--nfe", "4", "--calibration", "0"], "--calibration"),
     (["tune", "--bed", "ring2d", "--nfe", "0"], "--nfe"),
