@@ -142,6 +142,9 @@ def generate(denoiser: contracts.Denoiser, x: torch.Tensor, *, nfe: int | None =
 
     Returns:
         The state at σ = 0.
+
+    Several threads may call it at once on one denoiser: the budget check counts this call's own evaluations
+    (:class:`~diffsample.denoisers.CallCounter`), not the shared model's total.
     """
     den = CallCounter(denoiser)  # this call's own evaluations: other threads may walk the same model
     if plan is not None:  # a model's own span, when it has one, must contain the plan's
