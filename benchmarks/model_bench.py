@@ -47,6 +47,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ from diffsample import cache as disk_cache
 from diffsample import noise as noise_mod
 from diffsample import solvers, steps
 from diffsample.errors import BudgetError, DiffsampleError, UnknownNameError
+from diffsample.files import atomic_write_text
 from diffsample.generate import default_choice, generate
 from diffsample.guidance import cfg
 from diffsample.sampling import sample
@@ -180,7 +182,7 @@ def _cached_reference(denoiser: Any, x: torch.Tensor, span: tuple[float, float],
     saved = disk_cache.cached(folder / "reference" / f"{tag}-{n_steps}-{digest[:16]}.pt",
                               lambda: dict(zip(("at_min", "final"), reference_solve(denoiser, x, smin, smax, n_steps),
                                                strict=True)),
-                              torch.load, torch.save)
+                              partial(torch.load, weights_only=True), torch.save)
     return saved["at_min"], saved["final"]
 
 
@@ -215,7 +217,7 @@ def _tuned_plan(denoiser: Any, budget: int, calibration: torch.Tensor, calibrati
         plan.provenance["tune_options"] = opts
         return plan
 
-    return disk_cache.cached(path, tuned, Plan.load, Plan.save)
+    return disk_cache.cached(path, tuned, Plan.load, Plan.write)
 
 
 def _rmse(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -531,7 +533,7 @@ def run_and_report(nfes: Sequence[int], samples: int, out: str | Path | None, *,
     if out is not None:
         folder = Path(out)
         write_model_csv(rows, folder / "digits-model.csv")
-        (folder / "digits-model.md").write_text(text + "\n")
+        atomic_write_text(folder / "digits-model.md", text + "\n")
     return text
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from diffsample.files import atomic_write, atomic_write_bytes
+
 from .runner import BenchRow
 
 __all__ = [
@@ -106,10 +108,9 @@ def write_csv(rows: Sequence[Any], path: str | Path, fields: Sequence[str] | Non
     empty.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     dicts = [r if isinstance(r, Mapping) else dataclasses.asdict(r) for r in rows]
     names = list(fields) if fields is not None else list(dict.fromkeys(key for d in dicts for key in d))
-    with path.open("w", newline="") as f:
+    with atomic_write(path, "w", encoding="utf-8") as f:
         if names:
             writer = csv.DictWriter(f, fieldnames=names)
             writer.writeheader()
@@ -177,7 +178,7 @@ def plot_error_vs_nfe(rows: Sequence[BenchRow], path: str | Path, metric: str = 
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write_bytes(path, lambda handle: fig.savefig(handle, dpi=110, format=path.suffix[1:] or "png"))
     plt.close(fig)
     return path
 

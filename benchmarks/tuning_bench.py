@@ -39,9 +39,9 @@ from pathlib import Path
 
 import torch
 
-from diffsample import cache as disk_cache
 from diffsample import noise as noise_mod
 from diffsample import solvers
+from diffsample.errors import DiffsampleError
 from diffsample.sampling import sample
 from diffsample.tuning.plan import Plan
 
@@ -123,7 +123,7 @@ def run_tuning_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nf
                    "calibration_size": calibration_size, "calibration_seed": calibration_seed,
                    "tune_options": dict(tune_options or {})}
             path = Path(plan_dir) / f"{bed_name}-nfe{budget}.json" if plan_dir is not None else None
-            plan = _cached_plan(path, key)
+            plan = _cached_plan(path, key, log)
             if plan is None:
                 if teacher is None:
                     t0 = time.perf_counter()
@@ -133,7 +133,7 @@ def run_tuning_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nf
                             teacher=teacher, **(tune_options or {}))
                 plan.provenance["bench"] = {**key, "teacher_seconds": teacher_seconds}
                 if path is not None:
-                    disk_cache.atomic_write(path, plan.save)
+                    plan.save(path)  # atomic
             else:
                 log(f"[{bed_name}] NFE {budget}: plan loaded from {path}")
             bed.reset_counter()
@@ -151,11 +151,19 @@ def run_tuning_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nf
     return rows
 
 
-def _cached_plan(path: Path | None, key: dict) -> Plan | None:
-    """The plan saved at ``path`` if it was tuned with the settings ``key``, else ``None``."""
+def _cached_plan(path: Path | None, key: dict, log: Callable[[str], None]) -> Plan | None:
+    """The plan saved at ``path`` if it was tuned with the settings ``key``, else ``None``.
+
+    A file that is not a valid plan (cut off, edited, from another version) is named through ``log`` and
+    skipped, so the cell is tuned again and the file replaced, instead of stopping the whole benchmark.
+    """
     if path is None or not path.exists():
         return None
-    plan = Plan.load(path)
+    try:
+        plan = Plan.load(path)
+    except DiffsampleError as err:
+        log(f"skipping the corrupt cached plan {path} ({err}); tuning it again")
+        return None
     saved = dict(plan.provenance.get("bench", {}))
     saved.pop("teacher_seconds", None)
     return plan if json.loads(json.dumps(key)) == saved else None

@@ -114,7 +114,7 @@ def run_v3_bench(beds: Sequence[str] = ("mixture64", "ring2d", "digits"),
         started = time.perf_counter()
         path = None if cache_dir is None else Path(cache_dir) / f"{bed_name}-{source}-{n_calibration}-{n_levels}.npz"
         stats = disk_cache.cached(path, partial(bed_statistics, bed_name, n_calibration, n_levels, source=source),
-                                  EMS.load, EMS.save)
+                                  EMS.load, EMS.write)
         if verbose:
             print(f"# {bed_name}: statistics in {time.perf_counter() - started:.1f} s, {stats.info}")
         z = torch.randn((n_test, *bed.shape), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)

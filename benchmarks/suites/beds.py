@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 
 from diffsample import solvers
-from diffsample.cli import int_list, progress_printer, str_list
+from diffsample.cli import int_list, positive_int, progress_printer, str_list
 
 from ..report import format_comparison, format_table, plot_error_vs_nfe, write_csv
 from ..runner import BenchConfig, convergence_slopes, run_benchmark
@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nfe", type=int_list, default=DEFAULT_NFES, help="NFE budgets (default 3,4,5,6,8,10,15,20,50)")
     p.add_argument("--sigma-min", type=float, default=0.002)
     p.add_argument("--sigma-max", type=float, default=80.0)
-    p.add_argument("--batch", type=int, default=64, help="samples per bed")
+    p.add_argument("--batch", type=positive_int, default=64, help="samples per bed")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--peers", action="store_true",
                    help="also run diffusers and k-diffusion (optional extra) and print generate vs the best peer")

@@ -10,7 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
-from diffsample.cli import int_list, progress_printer, str_list
+from diffsample.cli import int_list, positive_int, progress_printer, str_list
 
 from ..model_bench import run_and_report
 
@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedules", type=str_list, default=None,
                    help="step schedules (default karras, logsnr, kl_optimal, time_uniform-trailing)")
     p.add_argument("--nfe", type=int_list, default=[4, 5, 6, 8, 10, 15, 20], help="NFE budgets")
-    p.add_argument("--samples", type=int, default=500, help="samples per method")
+    p.add_argument("--samples", type=positive_int, default=500, help="samples per method")
     p.add_argument("--no-tune", action="store_true", help="leave out the tuned plans")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--peers", action="store_true", help="also run diffusers and k-diffusion (optional extra)")

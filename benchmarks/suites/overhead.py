@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from diffsample.cli import int_list, str_list
+from diffsample.cli import int_list, positive_int, str_list
 
 from ..overhead import format_overhead_table, measure_overhead
 
@@ -17,8 +17,8 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--solvers", type=str_list, default=None, help="solvers (default: those with a peer)")
     p.add_argument("--shape", default="64x3x32x32", help="batch shape, e.g. 64x3x32x32")
-    p.add_argument("--steps", type=int, default=20, help="steps per walk")
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--steps", type=positive_int, default=20, help="steps per walk")
+    p.add_argument("--repeats", type=positive_int, default=7)
     p.add_argument("--no-peers", action="store_true", help="time diffsample alone")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from diffsample.cli import int_list, progress_printer, str_list
+from diffsample.cli import int_list, positive_int, progress_printer, str_list
 
 from ..robustness import BEDS, FULL_STEPS, QUICK_STEPS, SCHEDULES, GridConfig, format_report, run_grid
 
@@ -23,9 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--solvers", type=str_list, default=None, help="solvers (default: every non-adaptive one)")
     p.add_argument("--schedules", type=str_list, default=None,
                    help="karras, logsnr, kl_optimal, polyexponential, time_uniform, align_your_steps (default all)")
-    p.add_argument("--batch", type=int, default=4, help="samples per dtype")
+    p.add_argument("--batch", type=positive_int, default=4, help="samples per dtype")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=int, default=1, help="worker processes")
+    p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 

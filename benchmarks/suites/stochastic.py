@@ -14,7 +14,7 @@ import dataclasses
 import importlib
 import time
 
-from diffsample.cli import int_list, str_list
+from diffsample.cli import int_list, positive_int, str_list
 
 from ..report import write_csv
 
@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="beds (imperfect: ring2d, mixture64 or e.g. ring2d-misfit; convergence: ring2d, mixture64)")
     p.add_argument("--nfe", type=int_list, default=None, help="NFE budgets (default: imperfect 10,20; "
                    "convergence 8,12,16,24,32,48,64)")
-    p.add_argument("--samples", type=int, default=None, help="samples per bed (default 10000)")
+    p.add_argument("--samples", type=positive_int, default=None, help="samples per bed (default 10000)")
     p.add_argument("--out", default=None, help="also write every row as CSV here (a 'part' column first)")
 
 

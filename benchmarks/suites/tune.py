@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from diffsample.cli import BED_SPAN, add_tuning_arguments, int_list, progress_printer, span_of, str_list
+from diffsample.files import atomic_write_text, check_writable
 
 from ..tuning_bench import format_tuning_table, run_tuning_bench
 
@@ -29,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out:
+        check_writable(args.out)  # before the benchmark, not after it
     sigma_min, sigma_max = span_of(args, BED_SPAN)
     rows = run_tuning_bench(args.beds, args.nfe, sigma_min=sigma_min, sigma_max=sigma_max,
                             calibration_size=args.calibration, calibration_seed=args.seed,
@@ -36,8 +38,6 @@ def run(args: argparse.Namespace) -> int:
                             plan_dir=args.plans or None, progress=progress_printer(args.quiet))
     print(format_tuning_table(rows))
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps([r.as_dict() for r in rows], indent=1) + "\n")
+        out = atomic_write_text(args.out, json.dumps([r.as_dict() for r in rows], indent=1) + "\n")
         print(f"\nwrote {out}")
     return 0

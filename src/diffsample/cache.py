@@ -8,20 +8,21 @@ statistics):
   (:func:`cache_dir`), unless the caller names a folder;
 * **which file**: a SHA-256 of the settings (JSON, sorted keys) and the bytes of the inputs
   (:func:`key_digest`), so a file is only ever reused for exactly the same question;
-* **how**: written to a temporary file in the same folder, then moved into place with :func:`os.replace`
-  (:func:`atomic_write`), so a reader never sees a half-written file and concurrent writers of the same
-  key simply replace one another's identical result.
+* **how**: through :func:`diffsample.files.atomic_write` (the library's one home for atomic writes: a temporary
+  file in the same folder, flushed, then moved into place with :func:`os.replace`), so a reader never sees a
+  half-written file and concurrent writers of the same key simply replace one another's identical result.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
+
+from . import files
 
 __all__ = ["atomic_write", "cache_dir", "cache_root", "cached", "key_digest"]
 
@@ -47,27 +48,21 @@ def key_digest(settings: object, *blobs: bytes) -> str:
     return h.hexdigest()
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path`` (same suffix), then move it onto ``path``.
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
+    """Call ``write(handle)`` on a binary file object, whose content then replaces ``path`` atomically.
 
-    The parent folders are created. On an error the temporary file is removed and the error raised.
+    The parent folders are created. On an error nothing is left behind (:func:`diffsample.files.atomic_write`)
+    and the error is raised. ``write`` may be e.g. ``lambda f: np.save(f, array)`` or ``plan.write``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    return path
+    with files.atomic_write(path) as handle:
+        write(handle)
+    return Path(path)
 
 
 def cached(path: str | os.PathLike[str] | None, compute: Callable[[], T], load: Callable[[Path], T],
-           save: Callable[[T, Path], object]) -> T:
-    """``load(path)`` when the file exists, else ``compute()``, saved atomically to ``path`` (unless it is ``None``)."""
+           save: Callable[[T, IO[bytes]], object]) -> T:
+    """``load(path)`` when the file exists, else ``compute()``, saved atomically to ``path`` (unless it is ``None``)
+    by ``save(value, handle)`` writing to a binary file object."""
     if path is not None and Path(path).exists():
         return load(Path(path))
     value = compute()

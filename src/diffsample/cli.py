@@ -11,12 +11,31 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["add_tuning_arguments", "int_list", "main", "progress_printer", "str_list"]
+__all__ = ["add_tuning_arguments", "int_list", "main", "positive_int", "progress_printer", "shape", "str_list"]
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (an argparse ``type``: ``--nfe 0`` is an error naming the argument, not silence)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def shape(text: str) -> tuple[int, ...]:
+    """``"1x8x8"`` → ``(1, 8, 8)`` (an argparse ``type``; every size a positive integer)."""
+    return tuple(positive_int(v) for v in text.split("x"))
 
 
 def int_list(text: str) -> list[int]:
-    """``"4,8,16"`` → ``[4, 8, 16]`` (an argparse ``type``)."""
-    return [int(v) for v in text.split(",") if v.strip()]
+    """``"4,8,16"`` → ``[4, 8, 16]`` (an argparse ``type``; every value a positive integer, at least one)."""
+    values = [positive_int(v) for v in text.split(",") if v.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return values
 
 
 def str_list(text: str) -> list[str]:
@@ -39,9 +58,9 @@ def add_tuning_arguments(p: argparse.ArgumentParser) -> None:
     """
     p.add_argument("--sigma-min", type=float, default=None, help="lowest level (default 0.002, or the model's)")
     p.add_argument("--sigma-max", type=float, default=None, help="starting level (default 80, or the model's)")
-    p.add_argument("--calibration", type=int, default=256, help="calibration samples")
+    p.add_argument("--calibration", type=positive_int, default=256, help="calibration samples")
     p.add_argument("--seed", type=int, default=1, help="calibration seed")
-    p.add_argument("--heldout", type=int, default=256,
+    p.add_argument("--heldout", type=positive_int, default=256,
                    help="held-out samples, scored against the exact ODE solution (test beds only)")
     p.add_argument("--heldout-seed", type=int, default=0, help="held-out seed (the benchmark's)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -87,12 +106,14 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     import torch
 
     from . import noise
+    from .files import check_writable
     from .generate import default_choice, generate
     from .sampling import sample
     from .tuning import tune
 
     if args.seed == args.heldout_seed:
         raise ValueError("--seed (calibration) and --heldout-seed must differ")
+    check_writable(args.out)  # before the tuning, not after it
     denoiser, label, shape, (sigma_min, sigma_max) = _tuning_target(args)
     calibration = noise.seeded(args.seed).initial((args.calibration, *shape), sigma_max, dtype=torch.float64)
     plan = tune(denoiser, nfe=args.nfe, sigma_min=sigma_min, sigma_max=sigma_max, calibration=calibration,
@@ -144,8 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--bed", default=None,
                         help="an exact test bed (ring2d, mixture64, digits): the plan is also scored on held-out "
                              "noise against the exact ODE solution")
-    p.add_argument("--nfe", type=int, required=True, help="NFE budget")
-    p.add_argument("--shape", type=lambda s: tuple(int(v) for v in s.split("x")), default=(1, 8, 8),
+    p.add_argument("--nfe", type=positive_int, required=True, help="NFE budget")
+    p.add_argument("--shape", type=shape, default=(1, 8, 8),
                    help="per-sample shape for a --model directory (default 1x8x8)")
     p.add_argument("--out", default="plan.json", help="where to write the plan (JSON; `diffsample sample --plan`)")
     add_tuning_arguments(p)
@@ -161,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, ImportError) as err:
+    except (ValueError, ImportError, OSError) as err:
         print(f"diffsample: error: {err}", file=sys.stderr)
         return 2
 

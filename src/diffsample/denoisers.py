@@ -27,7 +27,7 @@ import torch
 from . import contracts
 from .errors import ShapeError
 
-__all__ = ["CountingDenoiser", "Denoiser", "FunctionDenoiser", "as_denoiser", "broadcast_sigma"]
+__all__ = ["CallCounter", "CountingDenoiser", "Denoiser", "FunctionDenoiser", "as_denoiser", "broadcast_sigma"]
 
 
 def broadcast_sigma(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
@@ -52,6 +52,17 @@ def broadcast_sigma(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tenso
         f"sigma must be a scalar or have shape (B,) = ({batch},) to match x of shape {tuple(x.shape)}, "
         f"got shape {tuple(s.shape)}"
     )
+
+
+def check_output(out: object, who: str) -> torch.Tensor:
+    """``out`` when it is a real floating-point tensor; else a :class:`~diffsample.errors.ShapeError` naming
+    what ``who`` (the denoiser or network) returned instead (numpy array, ``None``, tuple, complex or integer
+    tensor), before any solver maths touches it."""
+    if not isinstance(out, torch.Tensor):
+        raise ShapeError(f"{who} returned {type(out).__name__}, not a torch.Tensor (x0_hat of x's shape)")
+    if out.is_complex() or not out.is_floating_point():
+        raise ShapeError(f"{who} returned a {out.dtype} tensor; x0_hat must be a real floating-point tensor")
+    return out
 
 
 def append_dims(v: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -81,7 +92,7 @@ class CountingDenoiser:
         s = broadcast_sigma(sigma, x)
         self.nfe += self.nfe_per_call
         self.calls += self.network_calls_per_call
-        out = self.denoise(x, s, **kwargs)
+        out = check_output(self.denoise(x, s, **kwargs), type(self).__name__)
         if out.shape != x.shape:
             raise ShapeError(
                 f"{type(self).__name__} returned shape {tuple(out.shape)} for x of shape {tuple(x.shape)}"
@@ -109,6 +120,32 @@ class FunctionDenoiser(CountingDenoiser):
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         return self.fn(x, sigma, **kwargs)
+
+
+class CallCounter(CountingDenoiser):
+    """A private counter around a shared denoiser: ``nfe`` and ``calls`` count only the calls made through it.
+
+    Reading a shared model's counter before and after a walk is wrong as soon as another thread walks the
+    same model at the same time (the difference includes the other walk's evaluations). A function that must
+    know what *its own* walk spent wraps the model in a fresh ``CallCounter`` for that walk: each call adds
+    ``inner.nfe_per_call`` here (and the model still counts itself, for whoever reads its total). The output
+    is ``inner``'s, unchanged.
+    """
+
+    def __init__(self, inner: contracts.Denoiser | Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.inner = as_denoiser(inner)
+        self.nfe_per_call = self.inner.nfe_per_call
+        self.network_calls_per_call = self.inner.network_calls_per_call
+
+    def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - reads through to the wrapped object's attributes
+        """Attributes of the model (``schedule``, ``name``, …) read through, so the counter can stand in for it."""
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return self.inner(x, sigma, **kwargs)
 
 
 def as_denoiser(fn: contracts.Denoiser | Callable[..., torch.Tensor]) -> CountingDenoiser:

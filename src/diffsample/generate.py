@@ -20,7 +20,7 @@ import torch
 
 from . import contracts, solvers, steps
 from ._deprecation import RenamedAttribute, renamed_keyword
-from .denoisers import as_denoiser
+from .denoisers import CallCounter
 from .errors import BudgetError, DiffsampleError, SigmaError
 from .plan import Plan
 from .sampling import sample
@@ -112,6 +112,10 @@ def configure(nfe: int | None = None, sigma_min: float | None = None, sigma_max:
         step_schedule: a step-schedule name (:data:`diffsample.steps.SCHEDULES`) instead of the table's
             (``schedule=`` is its deprecated spelling).
     """
+    if solver is not None and solvers.spec(solver).adaptive:
+        raise BudgetError(f"solver {solver!r} chooses its own steps (error control), so it cannot keep a budget of "
+                          f"model evaluations; call diffsample.sample(..., solver={solver!r}) without a budget, "
+                          "or pick a fixed-step solver")
     if plan is not None:
         if solver is not None or step_schedule is not None:
             raise DiffsampleError("a plan fixes the solver and the noise levels; pass no solver or step schedule too")
@@ -144,19 +148,34 @@ def generate(denoiser: contracts.Denoiser, x: torch.Tensor, *, nfe: int | None =
         plan: a :class:`diffsample.Plan` from :func:`diffsample.tune` (or the path of one): it replaces the
             default table. ``nfe``, ``sigma_min`` and ``sigma_max`` may then be left out; any given must
             agree with the plan (its cost within ``nfe``, its first level ``sigma_max``, its lowest
-            positive level at least ``sigma_min``).
+            positive level at least ``sigma_min``). A model with a noise schedule (``denoiser.noise_schedule``)
+            supplies the span not given, so a plan tuned for another span is refused, not run.
 
     Returns:
         The state at σ = 0.
+
+    Several threads may call it at once on one denoiser: the budget check counts this call's own evaluations
+    (:class:`~diffsample.denoisers.CallCounter`), not the shared model's total.
     """
-    den = as_denoiser(denoiser)
-    walk = configure(nfe, sigma_min, sigma_max, calls_per_eval=getattr(den, "nfe_per_call", 1), plan=plan)
-    before = den.nfe
+    den = CallCounter(denoiser)  # this call's own evaluations: other threads may walk the same model
+    if plan is not None:  # a model's own span, when it has one, must contain the plan's
+        sigma_min, sigma_max = _span_of(den, sigma_min, sigma_max)
+    walk = configure(nfe, sigma_min, sigma_max, calls_per_eval=den.nfe_per_call, plan=plan)
     out = sample(den, x, walk.sigmas, solver=walk.solver, noise=noise, callback=callback, **walk.options)
-    spent = den.nfe - before
+    spent = den.nfe
     if spent > walk.nfe:  # a guard on the promise, not an expected path
         raise BudgetError(f"generate spent {spent} model evaluations, over the budget of {walk.nfe}")
     return out
+
+
+def _span_of(den: object, sigma_min: float | None, sigma_max: float | None) -> tuple[float | None, float | None]:
+    """``(sigma_min, sigma_max)`` with those not given taken from the model's noise schedule, if it has one."""
+    schedule = getattr(den, "noise_schedule", None)
+    if schedule is None:
+        return sigma_min, sigma_max
+    lo = float(schedule.sigma_min) if sigma_min is None else sigma_min
+    hi = float(schedule.sigma_max) if sigma_max is None else sigma_max
+    return lo, hi
 
 
 def _calls(nfe: int, calls_per_eval: int) -> int:

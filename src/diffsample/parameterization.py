@@ -48,7 +48,7 @@ import torch
 
 from . import contracts
 from ._deprecation import RenamedAttribute, renamed_keyword
-from .denoisers import Denoiser, append_dims
+from .denoisers import Denoiser, append_dims, check_output
 from .errors import ShapeError, UnknownNameError
 from .schedules import NoiseSchedule, edm_preconditioning, get_schedule
 
@@ -131,8 +131,7 @@ def _as_output(out: object, x: torch.Tensor) -> torch.Tensor:
             out = out.sample
         elif isinstance(out, tuple | list) and out:
             out = out[0]
-    if not isinstance(out, torch.Tensor):
-        raise ShapeError(f"the network returned {type(out).__name__}, not a tensor")
+    out = check_output(out, "the network")
     if out.shape != x.shape:
         raise ShapeError(
             f"the network returned shape {tuple(out.shape)} for input shape {tuple(x.shape)}; a network that "

@@ -2,6 +2,11 @@
 
 Writes a PNG grid and the raw arrays (.npz), shows progress, and prints what it did: solver, step
 schedule, NFE actually spent (counted from model calls; a guided call costs 2) and wall time.
+
+Everything that can be checked is checked before the model runs: the arguments (``--guidance`` needs
+``--class``, counts are positive; ``--schedule`` alone keeps the default solver on that schedule), a ``--plan``
+against the model's span and ``--nfe`` (when given), and the output files (their folder writable, not symbolic
+links, not already there unless ``--overwrite``). Both files are written atomically (:mod:`diffsample.files`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .cli import positive_int, shape
+from .errors import DiffsampleError
+from .files import atomic_write_bytes, check_writable
 from .parameterization import ModelDenoiser
 
 __all__ = ["SHIPPED_MODEL", "add_sample_parser", "load_model"]
@@ -58,12 +66,33 @@ def load_model(model: str | None = None, *, conditional: bool = False) -> tuple[
     return load_digits_model(conditional=conditional), NULL_LABEL
 
 
+DEFAULT_NFE = 10
+"""The budget of ``diffsample sample`` without ``--nfe`` (and without ``--plan``)."""
+
+
 def _labels(args: argparse.Namespace) -> torch.Tensor | None:
     if args.class_label is None:
         return None
     if args.class_label == "all":
         return torch.arange(args.batch) % 10
+    if args.class_label not in {str(d) for d in range(10)}:
+        raise DiffsampleError(f"--class must be a digit 0-9 or 'all', got {args.class_label!r}")
     return torch.full((args.batch,), int(args.class_label), dtype=torch.long)
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Combinations that would otherwise be silently ignored."""
+    if args.guidance is not None and args.class_label is None:
+        raise DiffsampleError("--guidance needs --class (guidance steers towards a class)")
+
+
+def _output_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    """``(samples.npz, samples.png)`` in ``--out``, checked writable before any sampling."""
+    out_dir = Path(args.out)
+    paths = out_dir / "samples.npz", out_dir / "samples.png"
+    for path in paths:
+        check_writable(path, overwrite=args.overwrite)
+    return paths
 
 
 def _run_sample(args: argparse.Namespace) -> int:
@@ -72,40 +101,42 @@ def _run_sample(args: argparse.Namespace) -> int:
     from .images import image_grid, write_png
     from .sampling import sample
 
-    model, null_label = load_model(args.model, conditional=args.class_label is not None)
+    _check_arguments(args)
     labels = _labels(args)
+    npz_path, png_path = _output_paths(args)
+    model, null_label = load_model(args.model, conditional=args.class_label is not None)
     denoiser = model
     if labels is not None:
         uncond = {"class_labels": torch.full_like(labels, null_label)} if null_label is not None else {}
-        denoiser = guidance.cfg(model, args.guidance, cond_kwargs={"class_labels": labels}, uncond_kwargs=uncond,
+        scale = 1.0 if args.guidance is None else args.guidance
+        denoiser = guidance.cfg(model, scale, cond_kwargs={"class_labels": labels}, uncond_kwargs=uncond,
                                 batched=True)
     sigma_min, sigma_max = float(model.noise_schedule.sigma_min), float(model.noise_schedule.sigma_max)
     calls_per_eval = getattr(denoiser, "nfe_per_call", 1)
-    if args.plan:  # the plan's own levels and budget, as tuned (it replaces --nfe, --solver and --step-schedule)
-        walk = configure(calls_per_eval=calls_per_eval, plan=args.plan)
+    if args.plan:  # the plan's own levels, checked against the model's span (and --nfe when given)
+        walk = configure(args.nfe, sigma_min, sigma_max, calls_per_eval=calls_per_eval, plan=args.plan)
     else:
-        walk = configure(args.nfe, sigma_min, sigma_max, calls_per_eval=calls_per_eval, solver=args.solver,
+        nfe = DEFAULT_NFE if args.nfe is None else args.nfe
+        walk = configure(nfe, sigma_min, sigma_max, calls_per_eval=calls_per_eval, solver=args.solver,
                          step_schedule=args.step_schedule)
     sigmas, solver, step_schedule, options = walk.sigmas, walk.solver, walk.step_schedule, walk.options
-    shape = (args.batch, *args.shape)
+    batch_shape = (args.batch, *args.shape)
     source = noise.seeded(args.seed)
-    x = source.initial(shape, float(sigmas[0]))
+    x = source.initial(batch_shape, float(sigmas[0]))
     progress = _Progress(len(sigmas) - 1, not args.quiet)
     t0 = time.perf_counter()
     with torch.inference_mode():
         out = sample(denoiser, x, sigmas, solver=solver, noise=source, callback=progress, **options)
     seconds = time.perf_counter() - t0
     progress.close()
-    out_dir = Path(args.out)
     arrays = {"samples": out.numpy(), "sigmas": sigmas.numpy(), "seed": np.array(args.seed)}
     if labels is not None:
         arrays["labels"] = labels.numpy()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    np.savez(out_dir / "samples.npz", **arrays)
-    png = write_png(out_dir / "samples.png", image_grid(((out.clamp(-1, 1) + 1) / 2).numpy()))
+    atomic_write_bytes(npz_path, lambda handle: np.savez(handle, **arrays))
+    png = write_png(png_path, image_grid(((out.clamp(-1, 1) + 1) / 2).numpy()))
     print(f"solver {solver}, schedule {step_schedule}, {len(sigmas) - 1} steps, NFE {denoiser.nfe} "
           f"({denoiser.calls} network calls), {args.batch} samples in {seconds:.2f}s; "
-          f"wrote {png} and {out_dir / 'samples.npz'}")
+          f"wrote {png} and {npz_path}")
     return 0
 
 
@@ -128,17 +159,21 @@ def add_sample_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--model", default=None,
                    help=f"'{SHIPPED_MODEL}' (the shipped network, default) or a diffusers model or pipeline directory")
     p.add_argument("--solver", default=None, help="solver name (default: generate's choice for --nfe)")
-    p.add_argument("--nfe", type=int, default=10, help="budget in model evaluations (a guided call costs 2)")
+    p.add_argument("--nfe", type=positive_int, default=None,
+                   help=f"budget in model evaluations (a guided call costs 2; default {DEFAULT_NFE}, or the plan's)")
     p.add_argument("--step-schedule", default=None, help="step schedule name (default: generate's choice)")
     p.add_argument("--schedule", dest="step_schedule", action=_DeprecatedOption, new="--step-schedule",
                    help=argparse.SUPPRESS)
-    p.add_argument("--plan", default=None, help="a tuned plan (JSON from `diffsample tune`); overrides solver/nfe")
+    p.add_argument("--plan", default=None,
+                   help="a tuned plan (JSON from `diffsample tune`) for this model's span; its cost must fit --nfe")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (with --class)")
+    p.add_argument("--batch", type=positive_int, default=64)
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance scale (with --class; default 1.0)")
     p.add_argument("--class", dest="class_label", default=None, help="digit 0-9, or 'all' (cycles 0..9)")
-    p.add_argument("--shape", type=lambda s: tuple(int(v) for v in s.split("x")), default=(1, 8, 8),
+    p.add_argument("--shape", type=shape, default=(1, 8, 8),
                    help="per-sample shape for --model (default 1x8x8)")
     p.add_argument("--out", default="samples-out", help="folder for samples.png and samples.npz")
+    p.add_argument("--overwrite", action="store_true", help="replace samples.npz and samples.png if already there")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_sample)

@@ -5,6 +5,10 @@ promoted before the walk and every denoiser output is cast to that dtype
 (:class:`~diffsample.transforms.GuardedDenoiser`). A model output with NaN/Inf raises
 :class:`~diffsample.errors.NonFiniteError` naming the step index and σ. All of this is the same whether
 ``solver`` names a registered solver or is a solver function itself.
+
+Bad inputs are named before the walk: ``x`` with NaN/Inf, noise levels beyond the work dtype's range. A noise
+draw with NaN/Inf raises naming the step (:class:`~diffsample.transforms.guard.GuardedNoise`), not the model.
+The walk starts from a copy of ``x``, so a model that writes into its input never changes the caller's tensor.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from .denoisers import as_denoiser
 from .errors import DiffsampleError, NonFiniteError, ShapeError, SigmaError
 from .plan import Plan
 from .transforms.base import work_dtype
-from .transforms.guard import GuardedDenoiser, all_finite
+from .transforms.guard import GuardedDenoiser, GuardedNoise, all_finite
 
 __all__ = ["GuardedDenoiser", "sample", "work_dtype"]
 
@@ -70,11 +74,27 @@ def sample(
         raise ShapeError(f"x must have shape (B, …) with B >= 1, got {tuple(x.shape)}")
     fn = solvers.get(solver) if isinstance(solver, str) else _solver_function(solver)
     dtype = work_dtype(x.dtype)
+    _check_inputs(x, sigmas, dtype, check_finite)
     guarded = GuardedDenoiser(as_denoiser(denoiser), sigmas, dtype, check_finite)
-    out = fn(guarded, x.to(dtype), sigmas, noise=noise, callback=callback, **options)
+    if noise is not None and check_finite:
+        noise = GuardedNoise(noise, sigmas)
+    start = x.to(dtype, copy=True)  # the model may write into its input; never into the caller's x
+    out = fn(guarded, start, sigmas, noise=noise, callback=callback, **options)
     if check_finite and not all_finite(out):
         raise NonFiniteError(f"solver {_solver_name(solver)!r} produced NaN/Inf although every model output was finite")
     return out
+
+
+def _check_inputs(x: torch.Tensor, sigmas: torch.Tensor, dtype: torch.dtype, check_finite: bool) -> None:
+    """Every level fits the work dtype ``dtype`` (a level beyond it becomes Inf) and, with ``check_finite``,
+    ``x`` is finite."""
+    largest = torch.finfo(dtype).max
+    if float(sigmas[0]) > largest:
+        raise SigmaError(f"sigmas[0] = {float(sigmas[0]):g} is beyond the range of x's work dtype {dtype} "
+                         f"(largest {largest:g}); use smaller noise levels or float64 x")
+    if check_finite and not all_finite(x):
+        kind = "NaN" if bool(torch.isnan(x).any()) else "Inf"
+        raise DiffsampleError(f"x contains {kind}; the walk needs a finite starting state")
 
 
 def _solver_function(solver: object) -> contracts.Solver:

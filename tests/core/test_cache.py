@@ -32,8 +32,8 @@ def test_cached_computes_once_and_writes_atomically(tmp_path):
     def load(p):
         return p.read_text()
 
-    def save(value, p):
-        return p.write_text(value)
+    def save(value, handle):
+        return handle.write(value.encode())
 
     assert cache.cached(path, compute, load, save) == "42"
     assert cache.cached(path, compute, load, save) == "42"
@@ -41,8 +41,8 @@ def test_cached_computes_once_and_writes_atomically(tmp_path):
 
 
 def test_a_failed_write_leaves_nothing_behind(tmp_path):
-    def fail(p):
-        p.write_text("half")
+    def fail(handle):
+        handle.write(b"half")
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):

@@ -212,8 +212,27 @@ def sample_clipping_from_config(config: Mapping[str, Any]) -> SampleClipping | N
 
 
 def _read_json(path: str) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    """A JSON config file as a dict; a missing, unreadable or non-object file is a DiffsampleError naming it."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as err:
+        raise DiffsampleError(f"cannot read the config {path}: {err.strerror or err}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DiffsampleError(f"{path} is not a JSON config: {err}") from None
+    if not isinstance(data, dict):
+        raise DiffsampleError(f"{path}: a config is a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _inside(directory: str, subfolder: str) -> str:
+    """``directory/subfolder``, refused when it resolves outside ``directory`` (``..``, an absolute path, a
+    symbolic link pointing elsewhere): weights are only ever read from the model folder the user named."""
+    root = os.path.realpath(directory)
+    target = os.path.realpath(os.path.join(root, subfolder))
+    if os.path.commonpath([root, target]) != root:
+        raise DiffsampleError(f"the subfolder {subfolder!r} leaves the model folder {root}")
+    return target
 
 
 def _scheduler_config(scheduler: object) -> dict[str, Any]:
@@ -256,7 +275,7 @@ def _load_model(directory: str, subfolder: str | None, dtype: torch.dtype | None
     """Load the diffusers model class named in ``<directory>/<subfolder>/config.json`` from local files."""
     import diffusers
 
-    config_path = os.path.join(directory, subfolder or "", MODEL_CONFIG)
+    config_path = os.path.join(_inside(directory, subfolder or ""), MODEL_CONFIG)
     class_name = _read_json(config_path).get("_class_name")
     model_cls = getattr(diffusers, str(class_name), None)
     if model_cls is None or not hasattr(model_cls, "from_pretrained"):

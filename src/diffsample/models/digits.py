@@ -17,6 +17,7 @@ Example (guided, 10 samples of the digit 3)::
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ from ..schedules import DiscreteVP, NoiseSchedule
 from ._io import load_safetensors
 from .network import DigitsMLP, VPEpsNetwork
 
-__all__ = ["MODEL_INFO", "NULL_LABEL", "load_digits_model", "load_digits_network", "model_config"]
+__all__ = ["MODEL_INFO", "NULL_LABEL", "check_config", "load_digits_model", "load_digits_network", "model_config",
+           "weights_path"]
 
 WEIGHTS = Path(__file__).parent / "weights"
 NULL_LABEL = 10
@@ -42,11 +44,52 @@ def model_config(conditional: bool = False, *, weights_dir: str | Path | None = 
     """The JSON config shipped with a weight set (architecture, schedule, parameterisation, training record).
 
     ``weights_dir`` reads a config written elsewhere by ``scripts/train_digits.py --out`` (default: shipped).
+    The config is checked (:func:`check_config`): a damaged or foreign file is a
+    :class:`~diffsample.errors.DiffsampleError` naming the file and the key.
     """
     path = Path(weights_dir or WEIGHTS) / f"{_NAMES[bool(conditional)]}.json"
     if not path.exists():
         raise DiffsampleError(f"no digits model config at {path}; run scripts/train_digits.py to create it")
-    return json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DiffsampleError(f"{path} is not a JSON config: {err}") from None
+    return check_config(config, path)
+
+
+REQUIRED_KEYS = ("weights", "architecture", "schedule", "parameterization")
+"""The keys a digits config must have (others, such as the training record, are kept as information)."""
+
+
+def check_config(config: object, path: Path) -> dict[str, Any]:
+    """``config`` (read from ``path``) after checking its keys: the required ones present, the architecture's
+    exactly :class:`~diffsample.models.network.DigitsMLP`'s options, ``parameterization.sigma_data`` a number."""
+    if not isinstance(config, dict):
+        raise DiffsampleError(f"{path}: a digits config is a JSON object, got {type(config).__name__}")
+    missing = [k for k in REQUIRED_KEYS if k not in config]
+    if missing:
+        raise DiffsampleError(f"{path}: missing key {missing[0]!r}; a digits config needs {', '.join(REQUIRED_KEYS)}")
+    arch = config["architecture"]
+    valid = [name for name in inspect.signature(DigitsMLP).parameters if name != "self"]
+    if not isinstance(arch, dict) or set(arch) - set(valid):
+        wrong = sorted(set(arch) - set(valid)) if isinstance(arch, dict) else [type(arch).__name__]
+        raise DiffsampleError(f"{path}: unknown architecture key {wrong[0]!r}; valid keys: {', '.join(valid)}")
+    param = config["parameterization"]
+    if not isinstance(param, dict) or not isinstance(param.get("sigma_data"), int | float):
+        raise DiffsampleError(f"{path}: 'parameterization' must be an object with a number 'sigma_data'")
+    if not isinstance(config["weights"], str) or not isinstance(config["schedule"], dict):
+        raise DiffsampleError(f"{path}: 'weights' must be a file name and 'schedule' a schedule config object")
+    return config
+
+
+def weights_path(folder: Path, name: str) -> Path:
+    """``folder / name`` resolved, refused when it leaves ``folder`` (``../``, an absolute path, a symbolic link
+    pointing elsewhere): a config names a file beside it, never one anywhere on the disk."""
+    root = folder.resolve()
+    target = (root / name).resolve()
+    if not target.is_relative_to(root):
+        raise DiffsampleError(f"the weights path {name!r} leaves the model folder {root}")
+    return target
 
 
 def _read_all() -> dict[str, dict[str, Any]]:
@@ -66,9 +109,15 @@ def load_digits_network(conditional: bool = False, *, weights_dir: str | Path | 
     """The network ``eps = net(x_t, t, class_labels=None)`` on its DDPM table, EMA weights, eval mode."""
     cfg = model_config(conditional, weights_dir=weights_dir)
     core = DigitsMLP(**cfg["architecture"])
-    state = load_safetensors(Path(weights_dir or WEIGHTS) / cfg["weights"])
-    core.load_state_dict({k: v.float() for k, v in state.items()})
-    schedule = NoiseSchedule.from_config(cfg["schedule"])
+    state = load_safetensors(weights_path(Path(weights_dir or WEIGHTS), cfg["weights"]))
+    try:
+        core.load_state_dict({k: v.float() for k, v in state.items()})
+    except RuntimeError as err:
+        raise DiffsampleError(f"the weights {cfg['weights']!r} do not fit the config's architecture: {err}") from None
+    try:
+        schedule = NoiseSchedule.from_config(cfg["schedule"])
+    except TypeError as err:
+        raise DiffsampleError(f"the config's schedule {cfg['schedule']!r} is not valid: {err}") from None
     if not isinstance(schedule, DiscreteVP):
         raise DiffsampleError(f"the digits network is served on a discrete VP table, got {schedule!r}")
     net = VPEpsNetwork(core, schedule, cfg["parameterization"]["sigma_data"])

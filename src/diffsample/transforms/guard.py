@@ -18,7 +18,7 @@ from .. import contracts
 from ..errors import NonFiniteError
 from .base import Transform
 
-__all__ = ["GuardedDenoiser", "all_finite"]
+__all__ = ["GuardedDenoiser", "GuardedNoise", "all_finite", "step_index"]
 
 
 def all_finite(t: torch.Tensor) -> bool:
@@ -29,6 +29,44 @@ def all_finite(t: torch.Tensor) -> bool:
     values) is confirmed element-wise.
     """
     return math.isfinite(float(t.sum())) or bool(torch.isfinite(t).all())
+
+
+def step_index(sigmas: torch.Tensor, sigma: float) -> int:
+    """Index i of the step σ_i ≥ σ > σ_{i+1} of ``sigmas`` that an evaluation at σ belongs to.
+
+    σ reaches the model in x's dtype, so the comparison allows float32 round-off (1e-6 relative);
+    an evaluation at the last level (a second stage ending at σ_n) is named as the last step.
+    """
+    above = (sigmas >= sigma * (1 - 1e-6)).nonzero()
+    return min(int(above[-1]), len(sigmas) - 2) if len(above) else 0
+
+
+class GuardedNoise:
+    """Wraps a noise source for one walk down ``sigmas``: a NaN/Inf draw raises naming the step and σ.
+
+    Without it a bad draw would surface one model call later as a NaN *model output*, blaming the model.
+    The draws are the source's own, unchanged; other attributes (``interval_noise``, …) read through.
+    """
+
+    def __init__(self, source: contracts.NoiseSource, sigmas: torch.Tensor) -> None:
+        self.source = source
+        self.sigmas = sigmas
+
+    def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - reads through to the wrapped object's attributes
+        if name == "source":
+            raise AttributeError(name)
+        return getattr(self.source, name)
+
+    def __call__(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        z = self.source(x, *args, **kwargs)
+        if isinstance(z, torch.Tensor) and not all_finite(z):
+            sigma = args[0] if args else kwargs.get("sigma")
+            if sigma is None:
+                raise NonFiniteError("the noise source returned NaN/Inf")
+            s = float(sigma)
+            raise NonFiniteError(f"the noise source returned NaN/Inf at step {step_index(self.sigmas, s)} "
+                                 f"(sigma={s:.6g})")
+        return z
 
 
 class GuardedDenoiser(Transform):
@@ -45,13 +83,8 @@ class GuardedDenoiser(Transform):
         self.check_finite = check_finite
 
     def _step_of(self, sigma: float) -> int:
-        """Index i of the step σ_i ≥ σ > σ_{i+1} that an evaluation at σ belongs to.
-
-        σ reaches the model in x's dtype, so the comparison allows float32 round-off (1e-6 relative);
-        an evaluation at the last level (a second stage ending at σ_n) is named as the last step.
-        """
-        above = (self.sigmas >= sigma * (1 - 1e-6)).nonzero()
-        return min(int(above[-1]), len(self.sigmas) - 2) if len(above) else 0
+        """The step of ``sigmas`` an evaluation at σ belongs to (:func:`step_index`)."""
+        return step_index(self.sigmas, sigma)
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
         out = self.inner(x, sigma, **kwargs).to(self.dtype)

@@ -35,13 +35,14 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 
 from ..contracts import Denoiser
 from ..errors import DiffsampleError, ShapeError
+from ..files import atomic_write_bytes
 from ..solvers.dpm_v3 import Quadrature, check_statistics
 
 __all__ = ["EMS", "compute_statistics", "cumulative_integrals"]
@@ -92,10 +93,13 @@ class EMS:
             out.append(vals.reshape(q.shape + self.shape))
         return out[0], out[1], out[2]
 
+    def write(self, handle: IO[bytes]) -> None:
+        """Write ``lam, l, s, b`` (float64) and ``info`` (JSON) as one ``.npz`` archive to a binary file object."""
+        np.savez(handle, lam=self.lam, l=self.l, s=self.s, b=self.b, info=np.array(json.dumps(self.info)))
+
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write ``lam, l, s, b`` (float64) and ``info`` (JSON) to one ``.npz`` file."""
-        with open(path, "wb") as fh:
-            np.savez(fh, lam=self.lam, l=self.l, s=self.s, b=self.b, info=np.array(json.dumps(self.info)))
+        """Write the statistics (:meth:`write`) to ``path`` atomically: a failure leaves an existing file as it was."""
+        atomic_write_bytes(path, self.write)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> EMS:

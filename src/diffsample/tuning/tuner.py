@@ -33,7 +33,7 @@ import torch
 
 from .. import steps
 from ..contracts import Denoiser
-from ..denoisers import as_denoiser
+from ..denoisers import CallCounter, as_denoiser
 from ..errors import BudgetError, DiffsampleError, ShapeError
 from .dp import Evaluator, gits_costs, min_cost_path, propagated_dp
 from .plan import Plan
@@ -90,6 +90,7 @@ def tune(denoiser: Denoiser, *, nfe: int, sigma_min: float, sigma_max: float, ca
     """
     t_start = time.perf_counter()
     den = as_denoiser(denoiser)
+    own = CallCounter(den)  # the tuning's own NFE, whatever other threads do with the same model
     if not isinstance(calibration, torch.Tensor) or calibration.dim() < 1 or calibration.shape[0] < 1:
         raise ShapeError("calibration must be a tensor of states at sigma_max with shape (B, …)")
     if int(nfe) != nfe or nfe < 1:
@@ -107,7 +108,7 @@ def tune(denoiser: Denoiser, *, nfe: int, sigma_min: float, sigma_max: float, ca
 
     t0 = time.perf_counter()
     if teacher is None:
-        teacher = teacher_trajectory(den, calibration, sigma_min=sigma_min, sigma_max=sigma_max,
+        teacher = teacher_trajectory(own, calibration, sigma_min=sigma_min, sigma_max=sigma_max,
                                      levels=teacher_levels, substeps=teacher_substeps)
     elif not torch.equal(teacher.start, calibration.to(teacher.start.dtype)):
         raise DiffsampleError("the teacher given was not solved from this calibration batch")
@@ -119,7 +120,7 @@ def tune(denoiser: Denoiser, *, nfe: int, sigma_min: float, sigma_max: float, ca
     if float(sub.grid[-1]) != teacher.sigma_min:  # keep σ_min among the DP levels
         sub = Teacher(torch.cat([sub.grid, teacher.grid[-1:]]), torch.cat([sub.states, teacher.states[-1:]]),
                       teacher.final, teacher.nfe, teacher.method)
-    evaluate = Evaluator(den, batch, max_rows)
+    evaluate = Evaluator(own, batch, max_rows)
     schedules: list[list[float]] = []
     t0 = time.perf_counter()
     if n <= len(sub.grid):
@@ -138,7 +139,7 @@ def tune(denoiser: Denoiser, *, nfe: int, sigma_min: float, sigma_max: float, ca
     dp_seconds = time.perf_counter() - t0
     log(f"dynamic programmes: {len(schedules)} schedules, {evaluate.nfe:.0f} NFE, {dp_seconds:.1f}s")
 
-    objective = Objective(den, teacher)
+    objective = Objective(own, teacher)
     t0 = time.perf_counter()
     scored: dict[Candidate, float] = {}
     for cand in starting_points(schedules, STARTING_STRATEGIES):
