@@ -139,7 +139,7 @@ def test_plan_for_another_span_is_refused(tmp_path, capsys, no_sampling):
 def test_plan_over_the_nfe_budget_is_refused(tmp_path, capsys, no_sampling):
     from diffsample.models import load_digits_model
 
-    span = load_digits_model().schedule
+    span = load_digits_model().noise_schedule
     plan = tmp_path / "digits.json"
     Plan(ds.steps.karras(4, float(span.sigma_min), float(span.sigma_max)).tolist(), "euler").save(plan)
     assert main(["sample", "--plan", str(plan), "--nfe", "2", "--batch", "2", "--quiet",

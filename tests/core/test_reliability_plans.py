@@ -101,7 +101,7 @@ def test_generate_refuses_a_plan_for_another_span():
     x = torch.zeros(1, 1, 8, 8)
     with pytest.raises(SigmaError, match="not at sigma_max = 157"):
         ds.generate(model, x, plan=ring_plan)
-    fitting = Plan(ds.steps.karras(4, float(model.schedule.sigma_min), float(model.schedule.sigma_max)).tolist(),
+    fitting = Plan(ds.steps.karras(4, float(model.noise_schedule.sigma_min), float(model.noise_schedule.sigma_max)).tolist(),
                    "euler")
     assert ds.generate(model, x, plan=fitting).shape == x.shape
 

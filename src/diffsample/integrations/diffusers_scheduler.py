@@ -156,8 +156,8 @@ from ..denoisers import Denoiser, WrappedDenoiser, append_dims
 from ..errors import DiffsampleError
 from ..parameterization import ModelDenoiser, canonical_prediction
 from ..sampling import sample as run_solver
-from ..sampling import work_dtype
 from ..schedules import DiscreteVP, NoiseSchedule, RectifiedFlow
+from ..transforms import work_dtype
 from .diffusers_model import (
     LEARNED_VARIANCE,
     SampleClipping,
@@ -788,7 +788,7 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         if name == "time_uniform":
             options.setdefault("spacing", self.config.timestep_spacing)
             options.setdefault("steps_offset", self.config.steps_offset)
-        levels = steps.get(name)(n, schedule=self.noise_schedule, **options)
+        levels = steps.get(name)(n, noise_schedule=self.noise_schedule, **options)
         if self._respacing is None:
             return levels
         positive = levels[levels > 0]

@@ -56,10 +56,11 @@ import torch
 from .. import steps
 from .._deprecation import renamed_keyword
 from ..contracts import Denoiser
-from ..denoisers import as_denoiser
+from ..denoisers import CallCounter
 from ..errors import BudgetError, DiffsampleError, ShapeError
-from ..sampling import GuardedDenoiser, sample, work_dtype
+from ..sampling import sample
 from ..solvers.dc_solver import DCState, DCWalk
+from ..transforms import GuardedDenoiser, work_dtype
 from .plan import Plan
 from .provenance import library_version, model_name
 
@@ -101,7 +102,7 @@ def dc_reference_states(denoiser: Denoiser, x: torch.Tensor, sigmas: Sequence[fl
         if info["i"] in wanted:
             recorded[info["i"]] = info["x"].detach().clone()
 
-    den = as_denoiser(denoiser)
+    den = CallCounter(denoiser)  # this call's own evaluations, even when other threads share the model
     before = den.nfe
     with torch.no_grad():
         final = sample(den, x, torch.tensor(fine, dtype=torch.float64), solver="dpmpp_3m", callback=keep)
@@ -244,7 +245,7 @@ def search_dc_ratios(denoiser: Denoiser, *, calibration: torch.Tensor,
         raise DiffsampleError(f"iters must be an integer >= 2, got {iters!r}")
     if not isinstance(calibration, torch.Tensor) or calibration.dim() < 1 or calibration.shape[0] < 1:
         raise ShapeError("calibration must be a tensor of states at the first level, shape (B, ...)")
-    den = as_denoiser(denoiser)
+    den = CallCounter(denoiser)  # this call's own evaluations, even when other threads share the model
     if sigmas is None:
         if nfe is None:
             raise DiffsampleError("give the levels (sigmas=...) or a budget (nfe=...) with sigma_min/sigma_max")

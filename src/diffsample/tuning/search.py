@@ -45,8 +45,8 @@ from .._deprecation import renamed_keyword
 from ..contracts import Denoiser
 from ..denoisers import as_denoiser
 from ..errors import NonFiniteError
-from ..sampling import GuardedDenoiser, work_dtype
 from ..solvers.plan_solver import MAX_ORDER, PREDICTIONS, VARIANTS, WalkState, plan_options, plan_walk
+from ..transforms import GuardedDenoiser, work_dtype
 from .teacher import Teacher
 
 __all__ = ["STARTING_STRATEGIES", "Candidate", "Choice", "Objective", "SearchResult", "canonical", "coordinate_search",
