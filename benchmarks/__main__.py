@@ -30,8 +30,9 @@ def _suite(name: str) -> ModuleType:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks",
-                                     description="diffsample's benchmark suites (run from the repository root).")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description="diffsample's benchmark suites (run from the repository root)."
+    )
     sub = parser.add_subparsers(dest="suite", metavar="SUITE")
     sub.required = True
     for name in SUITES:

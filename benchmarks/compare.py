@@ -31,14 +31,34 @@ def generate_rows(bed_name: str, bed, x_start: torch.Tensor, config: BenchConfig
         bed.reset_counter()
         t0 = time.perf_counter()
         out = generate(bed, x_start, nfe=budget, sigma_min=config.sigma_min, sigma_max=config.sigma_max)
-        rows.append(score_row(bed_name, bed, out, reference, "generate", "default", budget, bed.nfe, bed.nfe,
-                              time.perf_counter() - t0, metrics))
+        rows.append(
+            score_row(
+                bed_name,
+                bed,
+                out,
+                reference,
+                "generate",
+                "default",
+                budget,
+                bed.nfe,
+                bed.nfe,
+                time.perf_counter() - t0,
+                metrics,
+            )
+        )
     return rows
 
 
-def peer_rows(bed_name: str, bed, x_start: torch.Tensor, config: BenchConfig,
-              progress: Callable[[str], None] | None = None, *, span: str | None = None,
-              require_span: tuple[float, float] | None = None) -> list[BenchRow]:
+def peer_rows(
+    bed_name: str,
+    bed,
+    x_start: torch.Tensor,
+    config: BenchConfig,
+    progress: Callable[[str], None] | None = None,
+    *,
+    span: str | None = None,
+    require_span: tuple[float, float] | None = None,
+) -> list[BenchRow]:
     """Every installed peer configuration at every budget, scored over its own span.
 
     ``span`` keeps the configurations of one named span (:data:`~benchmarks.peers.SPANS`);
@@ -68,8 +88,9 @@ def peer_rows(bed_name: str, bed, x_start: torch.Tensor, config: BenchConfig,
             if run.nfe > budget or run.nfe == 0:
                 continue
             walked = (run.sigma_start, run.sigma_end)
-            if require_span is not None and not all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
-                                                    for a, b in zip(walked, require_span, strict=True)):
+            if require_span is not None and not all(
+                math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12) for a, b in zip(walked, require_span, strict=True)
+            ):
                 continue
             if walked not in references:
                 references[walked] = reference_solution(bed, z * run.sigma_start, *walked)
@@ -77,17 +98,41 @@ def peer_rows(bed_name: str, bed, x_start: torch.Tensor, config: BenchConfig,
             if not torch.isfinite(out).all():
                 rows.append(_failed_row(bed_name, cfg, budget, run.nfe, seconds))
                 continue
-            rows.append(score_row(bed_name, bed, out, references[walked], cfg.name, cfg.span, budget, run.nfe,
-                                  run.nfe, seconds, metrics, source=cfg.library))
+            rows.append(
+                score_row(
+                    bed_name,
+                    bed,
+                    out,
+                    references[walked],
+                    cfg.name,
+                    cfg.span,
+                    budget,
+                    run.nfe,
+                    run.nfe,
+                    seconds,
+                    metrics,
+                    source=cfg.library,
+                )
+            )
         if progress:
             progress(f"[{bed_name}] {cfg.library} {cfg.name} done")
     return rows
 
 
 def _failed_row(bed_name: str, cfg, budget: int, nfe: int, seconds: float) -> BenchRow:
-    return BenchRow(bed=bed_name, solver=cfg.name, schedule=cfg.span, nfe_budget=budget, nfe=nfe, steps=nfe,
-                    rmse=math.nan, mode_mismatch=math.nan, log_likelihood=math.nan, seconds=seconds,
-                    source=cfg.library)
+    return BenchRow(
+        bed=bed_name,
+        solver=cfg.name,
+        schedule=cfg.span,
+        nfe_budget=budget,
+        nfe=nfe,
+        steps=nfe,
+        rmse=math.nan,
+        mode_mismatch=math.nan,
+        log_likelihood=math.nan,
+        seconds=seconds,
+        source=cfg.library,
+    )
 
 
 @dataclass
@@ -128,7 +173,17 @@ def compare(rows: Sequence[BenchRow], span: str = "edm") -> list[Comparison]:
         best_ours = min(ours, key=lambda r: r.rmse) if ours else gen[0]
         best_peer = min(peers, key=lambda r: r.rmse)
         same = min((r for r in peers if r.schedule == span), key=lambda r: r.rmse, default=best_peer)
-        out.append(Comparison(bed, budget, gen[0].rmse, f"{best_ours.solver}/{best_ours.schedule}", best_ours.rmse,
-                              f"{best_peer.solver}/{best_peer.schedule}", best_peer.rmse,
-                              f"{same.solver}", same.rmse))
+        out.append(
+            Comparison(
+                bed,
+                budget,
+                gen[0].rmse,
+                f"{best_ours.solver}/{best_ours.schedule}",
+                best_ours.rmse,
+                f"{best_peer.solver}/{best_peer.schedule}",
+                best_peer.rmse,
+                f"{same.solver}",
+                same.rmse,
+            )
+        )
     return out

@@ -69,8 +69,9 @@ def _rmse(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.to(torch.float64) - b.to(torch.float64)).square().mean().sqrt())
 
 
-def _bed_batches(bed_name: str, sigma_max: float, heldout_size: int, heldout_seed: int, calibration_size: int,
-                 calibration_seed: int) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _bed_batches(
+    bed_name: str, sigma_max: float, heldout_size: int, heldout_seed: int, calibration_size: int, calibration_seed: int
+) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The bed, its held-out and calibration states at ``σ_max`` and the held-out batch's exact solution at 0."""
     from diffsample.testbeds import get_bed, reference_solution
 
@@ -80,11 +81,21 @@ def _bed_batches(bed_name: str, sigma_max: float, heldout_size: int, heldout_see
     return bed, held, cal, reference_solution(bed, held, sigma_max, 0.0)
 
 
-def run_dc_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nfes: Sequence[int] = (5, 6, 8, 10), *,
-                 sigma_min: float = 0.002, sigma_max: float = 80.0, heldout_size: int = 64, heldout_seed: int = 0,
-                 calibration_size: int = 10, calibration_seed: int = 1, method: str = "adamw",
-                 reference: str = "teacher", search_options: dict | None = None,
-                 progress: Callable[[str], None] | None = None) -> list[DCRow]:
+def run_dc_bench(
+    beds: Sequence[str] = ("ring2d", "mixture64", "digits"),
+    nfes: Sequence[int] = (5, 6, 8, 10),
+    *,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    heldout_size: int = 64,
+    heldout_seed: int = 0,
+    calibration_size: int = 10,
+    calibration_seed: int = 1,
+    method: str = "adamw",
+    reference: str = "teacher",
+    search_options: dict | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[DCRow]:
     """Search ratios on the calibration seed, score DC-Solver and UniPC on the held-out seed (module docstring).
 
     ``reference``: ``"teacher"`` (the search's default fine DPM-Solver++(3M) walk, what a real model would
@@ -100,8 +111,9 @@ def run_dc_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nfes: 
     log = progress or (lambda _msg: None)
     rows = []
     for bed_name in beds:
-        bed, held, cal, exact = _bed_batches(bed_name, sigma_max, heldout_size, heldout_seed, calibration_size,
-                                             calibration_seed)
+        bed, held, cal, exact = _bed_batches(
+            bed_name, sigma_max, heldout_size, heldout_seed, calibration_size, calibration_seed
+        )
 
         def exact_cal(x: torch.Tensor, a: float, b: float, bed=bed) -> torch.Tensor:
             return reference_solution(bed, x, a, b)
@@ -110,25 +122,67 @@ def run_dc_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nfes: 
             sigmas = steps.logsnr(int(nfe), sigma_min, sigma_max)
             t0 = time.perf_counter()
             before = bed.nfe
-            plan = search_dc_ratios(bed, calibration=cal, sigmas=sigmas, method=method,
-                                    reference=exact_cal if reference == "exact" else None, **(search_options or {}))
+            plan = search_dc_ratios(
+                bed,
+                calibration=cal,
+                sigmas=sigmas,
+                method=method,
+                reference=exact_cal if reference == "exact" else None,
+                **(search_options or {}),
+            )
             seconds, spent = time.perf_counter() - t0, bed.nfe - before
             dc = _rmse(sample(bed, held, plan=plan), exact)
             base = _rmse(sample(bed, held, sigmas, "unipc"), exact)
             prov = plan.provenance
-            rows.append(DCRow(bed_name, int(nfe), base, dc, prov["error_unipc"], prov["error"], seconds, spent,
-                              list(plan.options["ratios"])))
+            rows.append(
+                DCRow(
+                    bed_name,
+                    int(nfe),
+                    base,
+                    dc,
+                    prov["error_unipc"],
+                    prov["error"],
+                    seconds,
+                    spent,
+                    list(plan.options["ratios"]),
+                )
+            )
             log(f"[{bed_name}] NFE {nfe}: dc {dc:.4g} vs unipc {base:.4g} ({seconds:.1f}s, {spent} NFE)")
     return rows
 
 
 def format_dc_table(rows: Sequence[DCRow]) -> str:
     """A fixed-width table: held-out RMSE vs the exact ODE (UniPC, DC-Solver, ratio), calibration RMSE, cost."""
-    columns = [Column("bed", "<10"), Column("NFE", ">3"), Column("unipc", ">9.4g"), Column("dc", ">9.4g"),
-               Column("ratio", ">6.3f"), Column("cal unipc", ">9.4g"), Column("cal dc", ">9.4g"),
-               Column("search s", ">8.1f"), Column("search NFE", ">10"), Column("ratios", "", "  ")]
-    return text_table(columns, ([r.bed, r.nfe, r.unipc_rmse, r.dc_rmse, r.ratio, r.calibration_unipc,
-                                 r.calibration_dc, r.search_seconds, r.search_nfe, _ratios(r.ratios)] for r in rows))
+    columns = [
+        Column("bed", "<10"),
+        Column("NFE", ">3"),
+        Column("unipc", ">9.4g"),
+        Column("dc", ">9.4g"),
+        Column("ratio", ">6.3f"),
+        Column("cal unipc", ">9.4g"),
+        Column("cal dc", ">9.4g"),
+        Column("search s", ">8.1f"),
+        Column("search NFE", ">10"),
+        Column("ratios", "", "  "),
+    ]
+    return text_table(
+        columns,
+        (
+            [
+                r.bed,
+                r.nfe,
+                r.unipc_rmse,
+                r.dc_rmse,
+                r.ratio,
+                r.calibration_unipc,
+                r.calibration_dc,
+                r.search_seconds,
+                r.search_nfe,
+                _ratios(r.ratios),
+            ]
+            for r in rows
+        ),
+    )
 
 
 def _ratios(values: Sequence[float]) -> str:
@@ -147,26 +201,45 @@ class CPRRow:
     cpr_ratios: list[float] = field(default_factory=list)
 
 
-def run_cpr_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nfes: Sequence[int] = (5, 6, 8, 10),
-                  fit_nfes: Sequence[int] = tuple(range(4, 13)), *, sigma_min: float = 0.002, sigma_max: float = 80.0,
-                  heldout_size: int = 64, heldout_seed: int = 0, calibration_size: int = 10, calibration_seed: int = 1,
-                  method: str = "adamw", x_degree: int = 3, nfe_degree: int = 2,
-                  progress: Callable[[str], None] | None = None) -> list[CPRRow]:
+def run_cpr_bench(
+    beds: Sequence[str] = ("ring2d", "mixture64", "digits"),
+    nfes: Sequence[int] = (5, 6, 8, 10),
+    fit_nfes: Sequence[int] = tuple(range(4, 13)),
+    *,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    heldout_size: int = 64,
+    heldout_seed: int = 0,
+    calibration_size: int = 10,
+    calibration_seed: int = 1,
+    method: str = "adamw",
+    x_degree: int = 3,
+    nfe_degree: int = 2,
+    progress: Callable[[str], None] | None = None,
+) -> list[CPRRow]:
     """Leave-one-budget-out test of cascade polynomial regression (module docstring)."""
     from diffsample.tuning.dc import fit_cpr, search_dc_ratios
 
     log = progress or (lambda _msg: None)
     rows = []
     for bed_name in beds:
-        bed, held, cal, exact = _bed_batches(bed_name, sigma_max, heldout_size, heldout_seed, calibration_size,
-                                             calibration_seed)
-        searched = {int(n): search_dc_ratios(bed, calibration=cal, nfe=int(n), sigma_min=sigma_min,
-                                             sigma_max=sigma_max, method=method).options["ratios"]
-                    for n in sorted(set(fit_nfes) | set(nfes))}
+        bed, held, cal, exact = _bed_batches(
+            bed_name, sigma_max, heldout_size, heldout_seed, calibration_size, calibration_seed
+        )
+        searched = {
+            int(n): search_dc_ratios(
+                bed, calibration=cal, nfe=int(n), sigma_min=sigma_min, sigma_max=sigma_max, method=method
+            ).options["ratios"]
+            for n in sorted(set(fit_nfes) | set(nfes))
+        }
         for nfe in nfes:
             sigmas = steps.logsnr(int(nfe), sigma_min, sigma_max)
-            cpr = fit_cpr([(n, 0.0, r) for n, r in searched.items() if n != nfe and n in set(fit_nfes)],
-                          x_degree=x_degree, guidance_degree=0, nfe_degree=nfe_degree)
+            cpr = fit_cpr(
+                [(n, 0.0, r) for n, r in searched.items() if n != nfe and n in set(fit_nfes)],
+                x_degree=x_degree,
+                guidance_degree=0,
+                nfe_degree=nfe_degree,
+            )
             predicted = cpr.ratios(int(nfe))
             base = _rmse(sample(bed, held, sigmas, "unipc"), exact)
             found = _rmse(sample(bed, held, sigmas, "dc_solver", ratios=searched[int(nfe)]), exact)
@@ -178,10 +251,22 @@ def run_cpr_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nfes:
 
 def format_cpr_table(rows: Sequence[CPRRow]) -> str:
     """A fixed-width table: held-out RMSE of UniPC, searched ratios and CPR-predicted ratios."""
-    columns = [Column("bed", "<10"), Column("NFE", ">3"), Column("unipc", ">9.4g"), Column("searched", ">9.4g"),
-               Column("cpr", ">9.4g"), Column("cpr/unipc", ">9.3f"), Column("cpr ratios", "", "  ")]
-    return text_table(columns, ([r.bed, r.nfe, r.unipc_rmse, r.searched_rmse, r.cpr_rmse, r.cpr_rmse / r.unipc_rmse,
-                                 _ratios(r.cpr_ratios)] for r in rows))
+    columns = [
+        Column("bed", "<10"),
+        Column("NFE", ">3"),
+        Column("unipc", ">9.4g"),
+        Column("searched", ">9.4g"),
+        Column("cpr", ">9.4g"),
+        Column("cpr/unipc", ">9.3f"),
+        Column("cpr ratios", "", "  "),
+    ]
+    return text_table(
+        columns,
+        (
+            [r.bed, r.nfe, r.unipc_rmse, r.searched_rmse, r.cpr_rmse, r.cpr_rmse / r.unipc_rmse, _ratios(r.cpr_ratios)]
+            for r in rows
+        ),
+    )
 
 
 if __name__ == "__main__":  # python -m benchmarks.dc_bench

@@ -112,15 +112,17 @@ def _oracle(bed: ExposureBiasDenoiser) -> Denoiser:
     return FunctionDenoiser(fixed)
 
 
-def _corrections(bed: Denoiser, sig: torch.Tensor, calib: torch.Tensor, seed: int
-                 ) -> list[tuple[str, str, Callable[[], Denoiser]]]:
+def _corrections(
+    bed: Denoiser, sig: torch.Tensor, calib: torch.Tensor, seed: int
+) -> list[tuple[str, str, Callable[[], Denoiser]]]:
     """``(label, settings, build)`` of every correction for one walk grid (fits run here, once)."""
     out: list[tuple[str, str, Callable[[], Denoiser]]] = [("none", "", lambda: bed)]
     nfe0 = bed.nfe
     vp = ContinuousVPLinear()
     for label, noise_schedule in (("es t=σ", None), ("es VP t", vp)):
-        fit = fit_epsilon_scaling(bed, calib, sig, noise_schedule=noise_schedule,
-                                  generator=torch.Generator().manual_seed(seed))
+        fit = fit_epsilon_scaling(
+            bed, calib, sig, noise_schedule=noise_schedule, generator=torch.Generator().manual_seed(seed)
+        )
         out.append((label, f"k={fit.k:.4g} b={fit.b:.4g}", lambda f=fit: f.apply(bed)))
     uniform = float(torch.tensor(fit.ratios).mean())  # the same per-level ratios, k = 0
     out.append(("es uniform", f"b={uniform:.4g}", lambda: epsilon_scaling(bed, 0.0, uniform)))
@@ -129,18 +131,33 @@ def _corrections(bed: Denoiser, sig: torch.Tensor, calib: torch.Tensor, seed: in
     ddpm = DiscreteVP(beta_schedule="linear", num_train_timesteps=1000)
     levels = training_levels(ddpm, 1000)
     cutoff = float(ddpm.sigma_space(TS_CUTOFF_T))
-    for label, cut, pool in (("ts paper", cutoff, "sample"), ("ts no cutoff", 0.0, "sample"),
-                             ("ts batch", 0.0, "batch")):
-        out.append((label, f"w={TS_WINDOW} cutoff σ={cut:.3g} {pool}",
-                    lambda c=cut, p=pool: time_shift(bed, sig, data=calib, window=TS_WINDOW, levels=levels,
-                                                     cutoff=c, pool=p)))
+    for label, cut, pool in (
+        ("ts paper", cutoff, "sample"),
+        ("ts no cutoff", 0.0, "sample"),
+        ("ts batch", 0.0, "batch"),
+    ):
+        out.append(
+            (
+                label,
+                f"w={TS_WINDOW} cutoff σ={cut:.3g} {pool}",
+                lambda c=cut, p=pool: time_shift(
+                    bed, sig, data=calib, window=TS_WINDOW, levels=levels, cutoff=c, pool=p
+                ),
+            )
+        )
     bed.nfe = nfe0  # calibration calls are not part of the walks
     return out
 
 
-def run_exposure_bench(beds: Sequence[str] | None = None, nfes: Sequence[int] = (10, 20),
-                       solver_names: Sequence[str] = SOLVERS, n_samples: dict[str, int] | int | None = None,
-                       n_calibration: int = 4000, seed: int = 0, n_projections: int = 256) -> list[ExposureRow]:
+def run_exposure_bench(
+    beds: Sequence[str] | None = None,
+    nfes: Sequence[int] = (10, 20),
+    solver_names: Sequence[str] = SOLVERS,
+    n_samples: dict[str, int] | int | None = None,
+    n_calibration: int = 4000,
+    seed: int = 0,
+    n_projections: int = 256,
+) -> list[ExposureRow]:
     """Measure every (solver, correction) of the module docstring on ``beds`` at each budget; rows in table order.
 
     ``n_samples``: samples per walk (default 10 000 on ring2d, 4 000 on mixture64, as in the stochastic bench).
@@ -148,8 +165,11 @@ def run_exposure_bench(beds: Sequence[str] | None = None, nfes: Sequence[int] = 
     rows: list[ExposureRow] = []
     for bed_name, bed in imperfect_beds(list(beds or EXPOSURE_BEDS)).items():
         truth = true_distribution(bed)
-        n = n_samples if isinstance(n_samples, int) else (n_samples or {}).get(
-            bed_name, 10000 if bed_name.startswith("ring2d") else 4000)
+        n = (
+            n_samples
+            if isinstance(n_samples, int)
+            else (n_samples or {}).get(bed_name, 10000 if bed_name.startswith("ring2d") else 4000)
+        )
         z = torch.randn(n, *truth.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
         reference = truth.sample(n, generator=torch.Generator().manual_seed(seed + 1))
         calib = truth.sample(n_calibration, generator=torch.Generator().manual_seed(seed + 3))
@@ -163,11 +183,35 @@ def run_exposure_bench(beds: Sequence[str] | None = None, nfes: Sequence[int] = 
                     model.reset_counter()
                     x = sample(model, float(sig[0]) * z, sig, name, noise=noise_mod.seeded(range(seed, seed + n)))
                     sw = sliced_wasserstein_profile(x, reference, (1.0, 2.0), n_projections=n_projections, seed=seed)
-                    rows.append(ExposureRow(bed_name, budget, name, label, config, model.nfe, sw[1.0], sw[2.0],
-                                            true_log_likelihood(bed, x), weight_tv(bed, x)))
+                    rows.append(
+                        ExposureRow(
+                            bed_name,
+                            budget,
+                            name,
+                            label,
+                            config,
+                            model.nfe,
+                            sw[1.0],
+                            sw[2.0],
+                            true_log_likelihood(bed, x),
+                            weight_tv(bed, x),
+                        )
+                    )
             sw = sliced_wasserstein_profile(exact, reference, (1.0, 2.0), n_projections=n_projections, seed=seed)
-            rows.append(ExposureRow(bed_name, budget, "—", "exact draws", "metric floor; its log-lik is the target",
-                                    0, sw[1.0], sw[2.0], true_log_likelihood(bed, exact), weight_tv(bed, exact)))
+            rows.append(
+                ExposureRow(
+                    bed_name,
+                    budget,
+                    "—",
+                    "exact draws",
+                    "metric floor; its log-lik is the target",
+                    0,
+                    sw[1.0],
+                    sw[2.0],
+                    true_log_likelihood(bed, exact),
+                    weight_tv(bed, exact),
+                )
+            )
     return rows
 
 
@@ -179,11 +223,39 @@ def format_exposure_table(rows: Sequence[ExposureRow]) -> str:
         b = base.get((r.bed, r.budget, r.solver))
         return f"{r.sw1 / b:.2f}" if b and math.isfinite(r.sw1) else "—"
 
-    header = ["bed", "NFE", "solver", "correction", "NFE used", "SW1", "SW2", "log-lik", "weight TV", "SW1 ÷ none",
-              "settings"]
-    return markdown_table(header, ([r.bed, r.budget, r.solver, r.correction, r.nfe, f"{r.sw1:.4f}", f"{r.sw2:.4f}",
-                                    f"{r.loglik:.3f}", f"{r.weight_tv:.3f}", ratio(r), r.config] for r in rows),
-                          ["", ":", "", "", ":", ":", ":", ":", ":", ":", ""])
+    header = [
+        "bed",
+        "NFE",
+        "solver",
+        "correction",
+        "NFE used",
+        "SW1",
+        "SW2",
+        "log-lik",
+        "weight TV",
+        "SW1 ÷ none",
+        "settings",
+    ]
+    return markdown_table(
+        header,
+        (
+            [
+                r.bed,
+                r.budget,
+                r.solver,
+                r.correction,
+                r.nfe,
+                f"{r.sw1:.4f}",
+                f"{r.sw2:.4f}",
+                f"{r.loglik:.3f}",
+                f"{r.weight_tv:.3f}",
+                ratio(r),
+                r.config,
+            ]
+            for r in rows
+        ),
+        ["", ":", "", "", ":", ":", ":", ":", ":", ":", ""],
+    )
 
 
 if __name__ == "__main__":  # python -m benchmarks.exposure_bench

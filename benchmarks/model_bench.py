@@ -81,8 +81,14 @@ __all__ = [
 MODEL_SOLVERS: tuple[str, ...] = ("euler", "heun", "dpmpp_2m", "dpmpp_3m", "unipc", "ipndm", "deis")
 MODEL_SCHEDULES: tuple[str, ...] = ("karras", "logsnr", "time_uniform-trailing")
 MODEL_PEERS: tuple[str, ...] = (
-    "diffusers:dpm++2m", "diffusers:dpm++3m", "diffusers:unipc-bh2-o2", "diffusers:unipc-bh2-o3",
-    "diffusers:deis-o2", "diffusers:ddim", "k-diffusion:euler-karras@vp1000", "k-diffusion:heun-karras@vp1000",
+    "diffusers:dpm++2m",
+    "diffusers:dpm++3m",
+    "diffusers:unipc-bh2-o2",
+    "diffusers:unipc-bh2-o3",
+    "diffusers:deis-o2",
+    "diffusers:ddim",
+    "k-diffusion:euler-karras@vp1000",
+    "k-diffusion:heun-karras@vp1000",
     "k-diffusion:dpmpp_2m-karras@vp1000",
 )
 """Peer configurations of :mod:`benchmarks.peers` run by default (those installed). ``dpm++2m`` is
@@ -155,8 +161,9 @@ def model_sigmas(schedule: str, n_steps: int, denoiser: Any) -> torch.Tensor:
     return steps.get(schedule)(n_steps, float(sched.sigma_min), float(sched.sigma_max))
 
 
-def reference_solve(denoiser: Any, x: torch.Tensor, sigma_min: float, sigma_max: float, n_steps: int = 1000
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def reference_solve(
+    denoiser: Any, x: torch.Tensor, sigma_min: float, sigma_max: float, n_steps: int = 1000
+) -> tuple[torch.Tensor, torch.Tensor]:
     """High-accuracy PF-ODE solution from ``x`` at ``sigma_max``: ``(state at sigma_min, state at 0)``, float64.
 
     DPM-Solver++(3M) (Lu et al. 2022, "DPM-Solver++", §4) on ``n_steps`` levels uniform in
@@ -174,15 +181,19 @@ def reference_solve(denoiser: Any, x: torch.Tensor, sigma_min: float, sigma_max:
     return at_min, final
 
 
-def _cached_reference(denoiser: Any, x: torch.Tensor, span: tuple[float, float], tag: str, n_steps: int,
-                      folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
+def _cached_reference(
+    denoiser: Any, x: torch.Tensor, span: tuple[float, float], tag: str, n_steps: int, folder: Path
+) -> tuple[torch.Tensor, torch.Tensor]:
     smin, smax = span
-    digest = disk_cache.key_digest([tag, n_steps, smin.hex(), smax.hex(), list(x.shape)],
-                                   x.to(torch.float64).contiguous().numpy().tobytes())
-    saved = disk_cache.cached(folder / "reference" / f"{tag}-{n_steps}-{digest[:16]}.pt",
-                              lambda: dict(zip(("at_min", "final"), reference_solve(denoiser, x, smin, smax, n_steps),
-                                               strict=True)),
-                              partial(torch.load, weights_only=True), torch.save)
+    digest = disk_cache.key_digest(
+        [tag, n_steps, smin.hex(), smax.hex(), list(x.shape)], x.to(torch.float64).contiguous().numpy().tobytes()
+    )
+    saved = disk_cache.cached(
+        folder / "reference" / f"{tag}-{n_steps}-{digest[:16]}.pt",
+        lambda: dict(zip(("at_min", "final"), reference_solve(denoiser, x, smin, smax, n_steps), strict=True)),
+        partial(torch.load, weights_only=True),
+        torch.save,
+    )
     return saved["at_min"], saved["final"]
 
 
@@ -201,8 +212,15 @@ def tune_settings(n_calls: int) -> dict[str, Any]:
     return {"refine": 1, "max_evals": 2 * n_calls, "kicks": 0, "dp_stride": 16}
 
 
-def _tuned_plan(denoiser: Any, budget: int, calibration: torch.Tensor, calibration_seed: int, folder: Path,
-                options: dict[str, Any] | None, progress: Callable[[str], None] | None) -> Any:
+def _tuned_plan(
+    denoiser: Any,
+    budget: int,
+    calibration: torch.Tensor,
+    calibration_seed: int,
+    folder: Path,
+    options: dict[str, Any] | None,
+    progress: Callable[[str], None] | None,
+) -> Any:
     from diffsample.tuning import Plan, tune
 
     opts = tune_settings(budget) if options is None else dict(options)
@@ -211,8 +229,16 @@ def _tuned_plan(denoiser: Any, budget: int, calibration: torch.Tensor, calibrati
 
     def tuned() -> Plan:
         sched = denoiser.noise_schedule
-        plan = tune(denoiser, nfe=budget, sigma_min=float(sched.sigma_min), sigma_max=float(sched.sigma_max),
-                    calibration=calibration, model_id="digits_uncond", progress=progress, **opts)
+        plan = tune(
+            denoiser,
+            nfe=budget,
+            sigma_min=float(sched.sigma_min),
+            sigma_max=float(sched.sigma_max),
+            calibration=calibration,
+            model_id="digits_uncond",
+            progress=progress,
+            **opts,
+        )
         plan.provenance["calibration_seed"] = calibration_seed
         plan.provenance["tune_options"] = opts
         return plan
@@ -252,8 +278,17 @@ class _Setup:
     model: str
 
 
-def _score(setup: _Setup, method: str, library: str, solver: str, schedule: str, budget: int, n_steps: int,
-           walk: Callable[[Any], tuple[torch.Tensor, float, float]], note: str = "") -> ModelRow:
+def _score(
+    setup: _Setup,
+    method: str,
+    library: str,
+    solver: str,
+    schedule: str,
+    budget: int,
+    n_steps: int,
+    walk: Callable[[Any], tuple[torch.Tensor, float, float]],
+    note: str = "",
+) -> ModelRow:
     """Run ``walk(denoiser) -> (x, sigma_start, sigma_end)`` on both models and score it."""
     from diffsample.models import class_accuracy
 
@@ -279,10 +314,23 @@ def _score(setup: _Setup, method: str, library: str, solver: str, schedule: str,
         note = "; ".join(filter(None, [note, f"ends at sigma {s_end:.4g}"]))
     finite = bool(torch.isfinite(xc).all())
     return ModelRow(
-        model=setup.model, method=method, library=library, solver=solver, schedule=schedule, budget=budget,
-        nfe=nfe, steps=n_steps, fd=_fd(x), fd_cond=_fd(xc),
-        accuracy=class_accuracy(xc, setup.labels) if finite else math.nan, rmse=rmse,
-        sigma_start=s_start, sigma_end=s_end, samples=x.shape[0], seconds=seconds, note=note,
+        model=setup.model,
+        method=method,
+        library=library,
+        solver=solver,
+        schedule=schedule,
+        budget=budget,
+        nfe=nfe,
+        steps=n_steps,
+        fd=_fd(x),
+        fd_cond=_fd(xc),
+        accuracy=class_accuracy(xc, setup.labels) if finite else math.nan,
+        rmse=rmse,
+        sigma_start=s_start,
+        sigma_end=s_end,
+        samples=x.shape[0],
+        seconds=seconds,
+        note=note,
     )
 
 
@@ -311,12 +359,22 @@ def _generate_row(setup: _Setup, budget: int) -> ModelRow:
 
     def walk(den: Any) -> tuple[torch.Tensor, float, float]:
         with torch.inference_mode():
-            x = generate(den, setup.sigma_max * setup.z, nfe=budget, sigma_min=setup.sigma_min,
-                         sigma_max=setup.sigma_max)
+            x = generate(
+                den, setup.sigma_max * setup.z, nfe=budget, sigma_min=setup.sigma_min, sigma_max=setup.sigma_max
+            )
         return x, setup.sigma_max, 0.0
 
-    return _score(setup, "generate", "diffsample", choice.solver, choice.step_schedule, budget, n_steps, walk,
-                  note="default table")
+    return _score(
+        setup,
+        "generate",
+        "diffsample",
+        choice.solver,
+        choice.step_schedule,
+        budget,
+        n_steps,
+        walk,
+        note="default table",
+    )
 
 
 def _plan_row(setup: _Setup, budget: int, plan: Any) -> ModelRow:
@@ -326,10 +384,13 @@ def _plan_row(setup: _Setup, budget: int, plan: Any) -> ModelRow:
         return x, plan.sigmas[0], plan.sigmas[-1]
 
     prov = plan.provenance
-    note = (f"tuned on {prov.get('calibration_size')} states, seed {prov.get('calibration_seed')}: "
-            f"{prov.get('tuning_nfe', 0):.0f} NFE, {prov.get('tuning_seconds', 0):.0f}s")
-    return _score(setup, "tuned plan", "diffsample", plan.solver, "tuned", budget, len(plan.sigmas) - 1, walk,
-                  note=note)
+    note = (
+        f"tuned on {prov.get('calibration_size')} states, seed {prov.get('calibration_seed')}: "
+        f"{prov.get('tuning_nfe', 0):.0f} NFE, {prov.get('tuning_seconds', 0):.0f}s"
+    )
+    return _score(
+        setup, "tuned plan", "diffsample", plan.solver, "tuned", budget, len(plan.sigmas) - 1, walk, note=note
+    )
 
 
 def _peer_row(setup: _Setup, peer: Any, budget: int) -> ModelRow | None:
@@ -338,8 +399,7 @@ def _peer_row(setup: _Setup, peer: Any, budget: int) -> ModelRow | None:
         return run.x, run.sigma_start, run.sigma_end
 
     try:
-        row = _score(setup, peer.name, peer.library, peer.sampler, peer.schedule or "", budget, 0, walk,
-                     note=peer.note)
+        row = _score(setup, peer.name, peer.library, peer.sampler, peer.schedule or "", budget, 0, walk, note=peer.note)
     except (BudgetError, ValueError):
         return None
     return row
@@ -350,29 +410,64 @@ def _floor_rows(model: str, samples: int, seed: int) -> list[ModelRow]:
 
     x, _ = digits_data()
     g = torch.Generator().manual_seed(seed)
-    subset = x[torch.randperm(x.shape[0], generator=g)[:min(samples, x.shape[0])]]
+    subset = x[torch.randperm(x.shape[0], generator=g)[: min(samples, x.shape[0])]]
     a, b = real_halves()
     nan = math.nan
-    common = {"model": model, "library": "data", "solver": "", "schedule": "", "budget": 0, "nfe": 0, "steps": 0,
-              "fd_cond": nan, "accuracy": nan, "rmse": nan, "sigma_start": nan, "sigma_end": nan, "seconds": 0.0}
+    common = {
+        "model": model,
+        "library": "data",
+        "solver": "",
+        "schedule": "",
+        "budget": 0,
+        "nfe": 0,
+        "steps": 0,
+        "fd_cond": nan,
+        "accuracy": nan,
+        "rmse": nan,
+        "sigma_start": nan,
+        "sigma_end": nan,
+        "seconds": 0.0,
+    }
     return [
-        ModelRow(method=f"real digits ({subset.shape[0]} of 1797)", fd=frechet_distance(subset),
-                 samples=subset.shape[0], note="a subset of the reference set: optimistic", **common),
-        ModelRow(method="real half vs other half", fd=frechet_distance(a, b), samples=a.shape[0],
-                 note="898 vs 899 disjoint digits (model card floor)", **common),
+        ModelRow(
+            method=f"real digits ({subset.shape[0]} of 1797)",
+            fd=frechet_distance(subset),
+            samples=subset.shape[0],
+            note="a subset of the reference set: optimistic",
+            **common,
+        ),
+        ModelRow(
+            method="real half vs other half",
+            fd=frechet_distance(a, b),
+            samples=a.shape[0],
+            note="898 vs 899 disjoint digits (model card floor)",
+            **common,
+        ),
     ]
 
 
 # ------------------------------------------------------------------------------------------------- main
 
 
-def run_model_bench(model: str = "digits", nfes: Sequence[int] = (4, 5, 6, 8, 10, 15, 20), *, samples: int = 500,
-                    seed: int = 0, solver_names: Sequence[str] | None = MODEL_SOLVERS,
-                    schedules: Sequence[str] = MODEL_SCHEDULES, include_generate: bool = True,
-                    tuned: bool = True, calibration_size: int = 64, calibration_seed: int = 1,
-                    tune_options: dict[str, Any] | None = None, peers: Sequence[str] | None = MODEL_PEERS,
-                    reference_steps: int = 1000, floors: bool = True, cache_dir: str | Path | None = None,
-                    progress: Callable[[str], None] | None = None) -> list[ModelRow]:
+def run_model_bench(
+    model: str = "digits",
+    nfes: Sequence[int] = (4, 5, 6, 8, 10, 15, 20),
+    *,
+    samples: int = 500,
+    seed: int = 0,
+    solver_names: Sequence[str] | None = MODEL_SOLVERS,
+    schedules: Sequence[str] = MODEL_SCHEDULES,
+    include_generate: bool = True,
+    tuned: bool = True,
+    calibration_size: int = 64,
+    calibration_seed: int = 1,
+    tune_options: dict[str, Any] | None = None,
+    peers: Sequence[str] | None = MODEL_PEERS,
+    reference_steps: int = 1000,
+    floors: bool = True,
+    cache_dir: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[ModelRow]:
     """Every method × budget on the shipped network; see the module docstring for what each column means.
 
     Args:
@@ -415,11 +510,27 @@ def run_model_bench(model: str = "digits", nfes: Sequence[int] = (4, 5, 6, 8, 10
 
     rows: list[ModelRow] = _floor_rows(model, samples, seed) if floors else []
     # the reference itself as a row: its samples are what every ODE solver converges to (unconditional only)
-    rows.append(ModelRow(model=model, method=f"reference ({REFERENCE_SOLVER}, {reference_steps} log-SNR steps)",
-                         library="diffsample", solver=REFERENCE_SOLVER, schedule="logsnr", budget=reference_steps,
-                         nfe=reference_steps, steps=reference_steps, fd=_fd(ref_final), fd_cond=math.nan,
-                         accuracy=math.nan, rmse=0.0, sigma_start=smax, sigma_end=0.0, samples=samples,
-                         seconds=math.nan, note="the RMSE reference (unconditional model only)"))
+    rows.append(
+        ModelRow(
+            model=model,
+            method=f"reference ({REFERENCE_SOLVER}, {reference_steps} log-SNR steps)",
+            library="diffsample",
+            solver=REFERENCE_SOLVER,
+            schedule="logsnr",
+            budget=reference_steps,
+            nfe=reference_steps,
+            steps=reference_steps,
+            fd=_fd(ref_final),
+            fd_cond=math.nan,
+            accuracy=math.nan,
+            rmse=0.0,
+            sigma_start=smax,
+            sigma_end=0.0,
+            samples=samples,
+            seconds=math.nan,
+            note="the RMSE reference (unconditional model only)",
+        )
+    )
 
     for solver in solver_names or ():
         for schedule in schedules:
@@ -473,14 +584,38 @@ def format_model_table(rows: Sequence[ModelRow]) -> str:
 
     Long form: one row per (method, budget) sorted by budget then FD.
     """
-    header = ["NFE", "method", "library", "schedule", "counted NFE", "FD", "FD (cond.)", "class acc.", "RMSE vs ref.",
-              "σ span", "time (s)", "note"]
+    header = [
+        "NFE",
+        "method",
+        "library",
+        "schedule",
+        "counted NFE",
+        "FD",
+        "FD (cond.)",
+        "class acc.",
+        "RMSE vs ref.",
+        "σ span",
+        "time (s)",
+        "note",
+    ]
     order = sorted(rows, key=lambda r: (r.budget if r.library != "data" else -1, _nan_last(r.fd)))
 
     def line(r: ModelRow) -> list[Any]:
         span = "—" if math.isnan(r.sigma_start) else f"{r.sigma_start:.4g} → {r.sigma_end:.3g}"
-        return [r.budget or "—", r.method, r.library, r.schedule or "—", r.nfe or "—", _cell(r.fd), _cell(r.fd_cond),
-                _percent(r.accuracy), _cell(r.rmse), span, _cell(r.seconds, 2), r.note]
+        return [
+            r.budget or "—",
+            r.method,
+            r.library,
+            r.schedule or "—",
+            r.nfe or "—",
+            _cell(r.fd),
+            _cell(r.fd_cond),
+            _percent(r.accuracy),
+            _cell(r.rmse),
+            span,
+            _cell(r.seconds, 2),
+            r.note,
+        ]
 
     return markdown_table(header, (line(r) for r in order))
 
@@ -493,9 +628,12 @@ def _nan_last(v: float) -> float:
     return math.inf if math.isnan(v) else v
 
 
-def format_figure_table(rows: Sequence[ModelRow], methods: Sequence[str] = (
-        "generate", "tuned plan", "diffusers:dpm++2m", "diffusers:unipc-bh2-o2"),
-        nfes: Sequence[int] | None = None, columns: Sequence[str] = ("fd", "accuracy")) -> str:
+def format_figure_table(
+    rows: Sequence[ModelRow],
+    methods: Sequence[str] = ("generate", "tuned plan", "diffusers:dpm++2m", "diffusers:unipc-bh2-o2"),
+    nfes: Sequence[int] | None = None,
+    columns: Sequence[str] = ("fd", "accuracy"),
+) -> str:
     """Markdown: ``columns`` (of ``fd``, ``fd_cond``, ``accuracy``, ``rmse``) per method (lines) and budget (columns).
 
     The default is the issue's figure table: FD and class accuracy of four methods.
@@ -520,16 +658,38 @@ def write_model_csv(rows: Sequence[ModelRow], path: str | Path) -> Path:
     return write_csv(rows, path, [f.name for f in fields(ModelRow)])
 
 
-def run_and_report(nfes: Sequence[int], samples: int, out: str | Path | None, *, peers: bool,
-                   solver_names: Sequence[str] | None = None, schedules: Sequence[str] | None = None,
-                   tuned: bool = True, seed: int = 0, progress: Callable[[str], None] | None = None) -> str:
+def run_and_report(
+    nfes: Sequence[int],
+    samples: int,
+    out: str | Path | None,
+    *,
+    peers: bool,
+    solver_names: Sequence[str] | None = None,
+    schedules: Sequence[str] | None = None,
+    tuned: bool = True,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> str:
     """Run the bench with the CLI's options, write ``digits-model.csv`` and ``.md`` under ``out``, return the text."""
-    rows = run_model_bench("digits", nfes, samples=samples, seed=seed, peers=MODEL_PEERS if peers else None,
-                           solver_names=MODEL_SOLVERS if solver_names is None else solver_names,
-                           schedules=MODEL_SCHEDULES if schedules is None else schedules, tuned=tuned,
-                           calibration_seed=seed + 1, reference_steps=REFERENCE_STEPS, progress=progress)
-    text = (f"## Digits model: {samples} samples per method, seed {seed}\n\n" + format_model_table(rows)
-            + "\n\n### FD / class accuracy\n\n" + format_figure_table(rows, nfes=list(nfes)))
+    rows = run_model_bench(
+        "digits",
+        nfes,
+        samples=samples,
+        seed=seed,
+        peers=MODEL_PEERS if peers else None,
+        solver_names=MODEL_SOLVERS if solver_names is None else solver_names,
+        schedules=MODEL_SCHEDULES if schedules is None else schedules,
+        tuned=tuned,
+        calibration_seed=seed + 1,
+        reference_steps=REFERENCE_STEPS,
+        progress=progress,
+    )
+    text = (
+        f"## Digits model: {samples} samples per method, seed {seed}\n\n"
+        + format_model_table(rows)
+        + "\n\n### FD / class accuracy\n\n"
+        + format_figure_table(rows, nfes=list(nfes))
+    )
     if out is not None:
         folder = Path(out)
         write_model_csv(rows, folder / "digits-model.csv")
@@ -547,5 +707,12 @@ if __name__ == "__main__":
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--out", default=None)
     a = parser.parse_args()
-    print(run_and_report([int(v) for v in a.nfe.split(",")], a.samples, a.out, peers=not a.no_peers,
-                         progress=lambda m: print(m, file=sys.stderr, flush=True)))
+    print(
+        run_and_report(
+            [int(v) for v in a.nfe.split(",")],
+            a.samples,
+            a.out,
+            peers=not a.no_peers,
+            progress=lambda m: print(m, file=sys.stderr, flush=True),
+        )
+    )

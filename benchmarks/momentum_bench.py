@@ -117,9 +117,14 @@ def _metrics(out: torch.Tensor, exact: torch.Tensor) -> tuple[float, float, floa
     return float(exploded.double().mean()), float(out_of_range.double().mean()), rmse
 
 
-def run_momentum_bench(beds: Sequence[str] = ("ring2d", "mixture64"), scales: Sequence[float] = (3.0, 5.0, 8.0),
-                       nfes: Sequence[int] = (6, 8, 10, 15, 25), betas: Sequence[float] = (1.0, 0.8, 0.5, 0.3),
-                       n_samples: int | None = None, seed: int = 0) -> list[MomentumRow]:
+def run_momentum_bench(
+    beds: Sequence[str] = ("ring2d", "mixture64"),
+    scales: Sequence[float] = (3.0, 5.0, 8.0),
+    nfes: Sequence[int] = (6, 8, 10, 15, 25),
+    betas: Sequence[float] = (1.0, 0.8, 0.5, 0.3),
+    n_samples: int | None = None,
+    seed: int = 0,
+) -> list[MomentumRow]:
     """Every method of :data:`METHODS` at every β, plus Euler and DPM-Solver++(3M), on each bed × scale × steps
     (``nfes`` counts guided steps here, two model calls each).
 
@@ -139,16 +144,30 @@ def run_momentum_bench(beds: Sequence[str] = ("ring2d", "mixture64"), scales: Se
                 runs: list[tuple[str, float, str, dict[str, Any]]] = []
                 for label, (base, base_opts), (name, opts) in METHODS:
                     for beta in betas:
-                        runs.append((label, beta, base, base_opts) if beta == 1.0
-                                    else (label, beta, name, {**opts, "beta": beta}))
+                        runs.append(
+                            (label, beta, base, base_opts)
+                            if beta == 1.0
+                            else (label, beta, name, {**opts, "beta": beta})
+                        )
                 runs += [(label, 1.0, name, {}) for label, name in REFERENCE_METHODS]
                 for label, beta, name, options in runs:
                     nfe0 = guided.nfe
                     with torch.no_grad():
                         out = sample(guided, x, sigmas, name, **options)
                     exploded, out_of_range, rmse = _metrics(out, exact)
-                    rows.append(MomentumRow(bed_name, float(scale), n, guided.nfe - nfe0, label,
-                                            float(beta), exploded, out_of_range, rmse))
+                    rows.append(
+                        MomentumRow(
+                            bed_name,
+                            float(scale),
+                            n,
+                            guided.nfe - nfe0,
+                            label,
+                            float(beta),
+                            exploded,
+                            out_of_range,
+                            rmse,
+                        )
+                    )
     return rows
 
 
@@ -165,14 +184,20 @@ def format_momentum_table(rows: Sequence[MomentumRow]) -> str:
         sel = [r for r in rows if (r.bed, r.scale) == (bed, scale)]
         ns = sorted({r.n_steps for r in sel})
         nfe = {r.n_steps: r.nfe for r in sel}
-        lines.append(f"{bed}, CFG scale {scale:g} toward class 0 — cell: RMSE vs exact (out-of-range %, "
-                     f"exploded %)")
-        columns = [Column("method", "<16"), Column("beta", ">5g", ""),
-                   *(Column(f"{n} st/{nfe[n]} NFE", ">22", " " if i == 0 else "") for i, n in enumerate(ns))]
+        lines.append(f"{bed}, CFG scale {scale:g} toward class 0 — cell: RMSE vs exact (out-of-range %, exploded %)")
+        columns = [
+            Column("method", "<16"),
+            Column("beta", ">5g", ""),
+            *(Column(f"{n} st/{nfe[n]} NFE", ">22", " " if i == 0 else "") for i, n in enumerate(ns)),
+        ]
         keys = list(dict.fromkeys((r.method, r.beta) for r in sel))
         cells = {(r.method, r.beta, r.n_steps): r for r in reversed(sel)}  # the first row of each cell
-        lines.append(text_table(columns, ([method, beta, *(_momentum_cell(cells[(method, beta, n)]) for n in ns)]
-                                          for method, beta in keys)))
+        lines.append(
+            text_table(
+                columns,
+                ([method, beta, *(_momentum_cell(cells[(method, beta, n)]) for n in ns)] for method, beta in keys),
+            )
+        )
         lines.append("")
     return "\n".join(lines)
 

@@ -35,8 +35,13 @@ OVERHEAD_PAIRS: dict[str, tuple[tuple[str, dict] | None, str | None]] = {
     "dpmpp_3m": (("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 3}), None),
     "unipc": (("UniPCMultistepScheduler", {}), None),
     "deis": (("DEISMultistepScheduler", {}), None),
-    "dpm_solver_2m": (("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver", "solver_order": 2,
-                                                  "final_sigmas_type": "sigma_min"}), None),
+    "dpm_solver_2m": (
+        (
+            "DPMSolverMultistepScheduler",
+            {"algorithm_type": "dpmsolver", "solver_order": 2, "final_sigmas_type": "sigma_min"},
+        ),
+        None,
+    ),
 }
 
 
@@ -130,8 +135,13 @@ def _kdiffusion(name: str, x: torch.Tensor, n_steps: int) -> Callable[[], int]:
     return run
 
 
-def measure_overhead(solvers: list[str] | None = None, shape: tuple[int, ...] = (64, 3, 32, 32), n_steps: int = 20,
-                     repeats: int = 5, peers: bool = True) -> list[OverheadRow]:
+def measure_overhead(
+    solvers: list[str] | None = None,
+    shape: tuple[int, ...] = (64, 3, 32, 32),
+    n_steps: int = 20,
+    repeats: int = 5,
+    peers: bool = True,
+) -> list[OverheadRow]:
     """Overhead per model evaluation in milliseconds for each solver and its peers (None where a peer is missing)."""
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     rows = []
@@ -152,7 +162,26 @@ def measure_overhead(solvers: list[str] | None = None, shape: tuple[int, ...] = 
 def format_overhead_table(rows: list[OverheadRow]) -> str:
     """One line per solver: ms per evaluation for diffsample, diffusers, k-diffusion and the two ratios."""
 
-    columns = [Column("solver", "<16"), Column("diffsample", ">10.3f"), Column("diffusers", ">10.3f"),
-               Column("k-diffusion", ">11.3f"), Column("÷ diffusers", ">11.2f"), Column("÷ k-diff", ">9.2f")]
-    return text_table(columns, ([r.solver, r.ours_ms, *(v if v is not None else "—" for v in (
-        r.diffusers_ms, r.kdiffusion_ms, r.ratio_diffusers, r.ratio_kdiffusion))] for r in rows), rule="")
+    columns = [
+        Column("solver", "<16"),
+        Column("diffsample", ">10.3f"),
+        Column("diffusers", ">10.3f"),
+        Column("k-diffusion", ">11.3f"),
+        Column("÷ diffusers", ">11.2f"),
+        Column("÷ k-diff", ">9.2f"),
+    ]
+    return text_table(
+        columns,
+        (
+            [
+                r.solver,
+                r.ours_ms,
+                *(
+                    v if v is not None else "—"
+                    for v in (r.diffusers_ms, r.kdiffusion_ms, r.ratio_diffusers, r.ratio_kdiffusion)
+                ),
+            ]
+            for r in rows
+        ),
+        rule="",
+    )

@@ -68,8 +68,10 @@ def text_table(columns: Sequence[Column], rows: Iterable[Sequence[Any]], *, rule
             specs.append(col.spec)
 
     def line(cells: Sequence[Any]) -> str:
-        return "".join((col.gap if i else "") + _cell(cell, spec)
-                       for i, (col, cell, spec) in enumerate(zip(columns, cells, specs, strict=True)))
+        return "".join(
+            (col.gap if i else "") + _cell(cell, spec)
+            for i, (col, cell, spec) in enumerate(zip(columns, cells, specs, strict=True))
+        )
 
     head = line([col.header for col in columns])
     lines = [head]
@@ -89,16 +91,18 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: 
     return "\n".join(lines)
 
 
-def format_table(rows: Sequence[BenchRow], columns: Sequence[str] = ("bed", "source", "solver", "schedule",
-                                                                       "nfe", "rmse", "mode_mismatch",
-                                                                       "log_likelihood")) -> str:
+def format_table(
+    rows: Sequence[BenchRow],
+    columns: Sequence[str] = ("bed", "source", "solver", "schedule", "nfe", "rmse", "mode_mismatch", "log_likelihood"),
+) -> str:
     """A fixed-width text table of ``rows`` (floats in 4 significant digits)."""
 
     def cell(value: Any) -> str:
         return f"{value:.4g}" if isinstance(value, float) else str(value)
 
-    return text_table([Column(c, None, "  ") for c in columns], ([cell(getattr(r, c)) for c in columns] for r in rows),
-                      rule="columns")
+    return text_table(
+        [Column(c, None, "  ") for c in columns], ([cell(getattr(r, c)) for c in columns] for r in rows), rule="columns"
+    )
 
 
 def write_csv(rows: Sequence[Any], path: str | Path, fields: Sequence[str] | None = None) -> Path:
@@ -162,16 +166,25 @@ def plot_error_vs_nfe(rows: Sequence[BenchRow], path: str | Path, metric: str = 
         ranked = sorted(ours, key=lambda k: sum(math.log(v) for _, v in series[k]) / len(series[k]))
         for key in ranked[:highlight]:
             ax.loglog(*zip(*series[key], strict=True), marker="o", ms=3, lw=1.2, label=f"{key[1]} ({key[2]})", zorder=3)
-        envelopes = [("best of diffsample", lambda k: k[0] == "diffsample" and k[1] != "generate", "tab:blue", "-"),
-                     ("best of peers", lambda k: k[0] != "diffsample", "tab:red", "--")]
+        envelopes = [
+            ("best of diffsample", lambda k: k[0] == "diffsample" and k[1] != "generate", "tab:blue", "-"),
+            ("best of peers", lambda k: k[0] != "diffsample", "tab:red", "--"),
+        ]
         for label, keep, color, style in envelopes:
             pts = _envelope(series, keep)
             if pts:
                 ax.loglog(*zip(*pts, strict=True), style, color=color, lw=2.2, label=label, zorder=4)
         gen = [k for k in series if k[1] == "generate"]
         for key in gen:
-            ax.loglog(*zip(*series[key], strict=True), color="black", lw=2.5, marker="s", ms=4,
-                      label="diffsample.generate", zorder=5)
+            ax.loglog(
+                *zip(*series[key], strict=True),
+                color="black",
+                lw=2.5,
+                marker="s",
+                ms=4,
+                label="diffsample.generate",
+                zorder=5,
+            )
         ax.set_title(bed)
         ax.set_xlabel("NFE (model evaluations)")
         ax.set_ylabel(f"{metric} vs exact ODE solution")
@@ -185,11 +198,35 @@ def plot_error_vs_nfe(rows: Sequence[BenchRow], path: str | Path, metric: str = 
 
 def format_comparison(comparisons: Sequence[Any]) -> str:
     """Per bed and budget: generate, our best configuration, the best peer configuration, and the ratio."""
-    columns = [Column("bed", "<10"), Column("nfe", ">4"), Column("generate", ">9.4g", "  "),
-               Column("our best", "<26", "  "), Column("rmse", ">9.4g"), Column("best peer (own span)", "<50", "  "),
-               Column("rmse", ">9.4g"), Column("ratio", ">5.2f", "  "),
-               Column("best peer on the EDM span", "<36", "  "), Column("rmse", ">9.4g"),
-               Column("ratio", ">5.2f", "  ")]
-    return text_table(columns, ([c.bed, c.nfe, c.generate_rmse, c.best_ours, c.best_ours_rmse, c.best_peer,
-                                 c.best_peer_rmse, c.ratio, c.same_span_peer, c.same_span_peer_rmse, c.same_span_ratio]
-                                for c in comparisons))
+    columns = [
+        Column("bed", "<10"),
+        Column("nfe", ">4"),
+        Column("generate", ">9.4g", "  "),
+        Column("our best", "<26", "  "),
+        Column("rmse", ">9.4g"),
+        Column("best peer (own span)", "<50", "  "),
+        Column("rmse", ">9.4g"),
+        Column("ratio", ">5.2f", "  "),
+        Column("best peer on the EDM span", "<36", "  "),
+        Column("rmse", ">9.4g"),
+        Column("ratio", ">5.2f", "  "),
+    ]
+    return text_table(
+        columns,
+        (
+            [
+                c.bed,
+                c.nfe,
+                c.generate_rmse,
+                c.best_ours,
+                c.best_ours_rmse,
+                c.best_peer,
+                c.best_peer_rmse,
+                c.ratio,
+                c.same_span_peer,
+                c.same_span_peer_rmse,
+                c.same_span_ratio,
+            ]
+            for c in comparisons
+        ),
+    )

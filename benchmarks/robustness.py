@@ -87,8 +87,12 @@ BEDS = ("ring2d", "mixture64")
 ACCURATE_FROM = 10
 """Runs with at least this many steps enter the "n ≥ 10" worst-deviation column."""
 
-_DTYPE_NAMES = {torch.float64: "float64", torch.float32: "float32", torch.float16: "float16",
-                torch.bfloat16: "bfloat16"}
+_DTYPE_NAMES = {
+    torch.float64: "float64",
+    torch.float32: "float32",
+    torch.float16: "float16",
+    torch.bfloat16: "bfloat16",
+}
 
 
 def grid_solvers() -> list[str]:
@@ -144,7 +148,7 @@ class CastNetwork(Denoiser):
         if rest:
             raise ValueError(f"batch of {out.shape[0]} does not split into {len(self.dtypes)} equal blocks")
         for j, dtype in enumerate(self.dtypes):
-            block = out[j * size:(j + 1) * size]
+            block = out[j * size : (j + 1) * size]
             block.copy_(block.to(dtype))
         return out
 
@@ -243,13 +247,20 @@ class GridReport:
     def worst_rmse(self, dtype: str, min_steps: int = 1, stochastic: bool | None = None) -> RunResult | None:
         """The run of ``dtype`` with the largest finite RMSE against float64 among those of ≥ ``min_steps`` steps
         (only deterministic or only stochastic solvers when ``stochastic`` is given)."""
-        runs = [r for r in self.results if r.dtype == dtype and r.steps >= min_steps and math.isfinite(r.rmse)
-                and (stochastic is None or solvers.spec(r.solver).stochastic == stochastic)]
+        runs = [
+            r
+            for r in self.results
+            if r.dtype == dtype
+            and r.steps >= min_steps
+            and math.isfinite(r.rmse)
+            and (stochastic is None or solvers.spec(r.solver).stochastic == stochastic)
+        ]
         return max(runs, key=lambda r: r.rmse, default=None)
 
 
-def _walk(net: CastNetwork, x: torch.Tensor, sigmas: torch.Tensor, solver: str, stochastic: bool,
-          seeds: list[int]) -> tuple[torch.Tensor | None, str]:
+def _walk(
+    net: CastNetwork, x: torch.Tensor, sigmas: torch.Tensor, solver: str, stochastic: bool, seeds: list[int]
+) -> tuple[torch.Tensor | None, str]:
     """``sample`` on ``net``: the output (float64) or ``None`` and the exception's ``Type: message``."""
     noise = noise_mod.seeded(seeds) if stochastic else None
     try:
@@ -279,8 +290,15 @@ def _exact_solutions(bed: Denoiser, z: torch.Tensor) -> Callable[[float], torch.
     return exact
 
 
-def run_group(bed_name: str, solver: str, schedule: str, step_counts: Sequence[int],
-              dtypes: Sequence[torch.dtype] = DTYPES, batch: int = 4, seed: int = 0) -> list[RunResult]:
+def run_group(
+    bed_name: str,
+    solver: str,
+    schedule: str,
+    step_counts: Sequence[int],
+    dtypes: Sequence[torch.dtype] = DTYPES,
+    batch: int = 4,
+    seed: int = 0,
+) -> list[RunResult]:
     """All runs of one (bed, solver, schedule): per step count a float64 run and one shared walk for ``dtypes``.
 
     The start is ``σ_max·z`` with ``z`` standard normal from ``seed``; every dtype block starts from the
@@ -304,17 +322,28 @@ def run_group(bed_name: str, solver: str, schedule: str, step_counts: Sequence[i
         ref, err64 = _walk(net64, z * s0, sigmas, solver, spec.stochastic, seeds)
         target = exact(s0) if ref is not None and not spec.stochastic else None  # an SDE path has no ODE answer
         f64_error = _rmse(ref, target) if ref is not None and target is not None else math.nan
-        results.append(RunResult(*cell, "float64", net64.nfe, expected, ref is not None and bool(torch.isfinite(
-            ref).all()), 0.0 if ref is not None else math.nan, f64_error, err64, net64.min_sigma <= 0))
+        results.append(
+            RunResult(
+                *cell,
+                "float64",
+                net64.nfe,
+                expected,
+                ref is not None and bool(torch.isfinite(ref).all()),
+                0.0 if ref is not None else math.nan,
+                f64_error,
+                err64,
+                net64.min_sigma <= 0,
+            )
+        )
         net = CastNetwork(bed, dtypes)
-        out, err = _walk(net, (z * s0).repeat(len(dtypes), 1).to(torch.float32), sigmas, solver, spec.stochastic,
-                         seeds * len(dtypes))
+        out, err = _walk(
+            net, (z * s0).repeat(len(dtypes), 1).to(torch.float32), sigmas, solver, spec.stochastic, seeds * len(dtypes)
+        )
         blocks = out.chunk(len(dtypes)) if out is not None else [None] * len(dtypes)
         for name, block in zip(names, blocks, strict=True):
             finite = block is not None and bool(torch.isfinite(block).all())
             rmse = _rmse(block, ref) if finite and ref is not None and bool(torch.isfinite(ref).all()) else math.nan
-            results.append(RunResult(*cell, name, net.nfe, expected, finite, rmse, f64_error, err,
-                                     net.min_sigma <= 0))
+            results.append(RunResult(*cell, name, net.nfe, expected, finite, rmse, f64_error, err, net.min_sigma <= 0))
     return results
 
 
@@ -324,10 +353,16 @@ def run_grid(config: GridConfig, *, jobs: int = 1, progress: Callable[[str], Non
     ``progress`` receives one line per finished group (runs, failures, seconds).
     """
     config.check()
-    groups = [(bed, solver, schedule) for bed in config.beds for solver in config.solver_names()
-              for schedule in config.schedules]
-    args = [(bed, solver, schedule, tuple(config.steps), tuple(config.dtypes), config.batch, config.seed)
-            for bed, solver, schedule in groups]
+    groups = [
+        (bed, solver, schedule)
+        for bed in config.beds
+        for solver in config.solver_names()
+        for schedule in config.schedules
+    ]
+    args = [
+        (bed, solver, schedule, tuple(config.steps), tuple(config.dtypes), config.batch, config.seed)
+        for bed, solver, schedule in groups
+    ]
     report = GridReport()
     t0 = time.perf_counter()
 
@@ -335,8 +370,10 @@ def run_grid(config: GridConfig, *, jobs: int = 1, progress: Callable[[str], Non
         report.results.extend(runs)
         if progress is not None:
             bad = sum(1 for r in runs if r.failure)
-            progress(f"[{i}/{len(groups)}] {' '.join(group):<40} {len(runs):>4} runs, {bad} failures, "
-                     f"{seconds:5.1f} s (elapsed {time.perf_counter() - t0:.0f} s)")
+            progress(
+                f"[{i}/{len(groups)}] {' '.join(group):<40} {len(runs):>4} runs, {bad} failures, "
+                f"{seconds:5.1f} s (elapsed {time.perf_counter() - t0:.0f} s)"
+            )
 
     if jobs <= 1:
         for i, arg in enumerate(args, 1):
@@ -365,16 +402,34 @@ def format_report(report: GridReport, dtypes: Sequence[torch.dtype] = DTYPES, ma
     lines = []
     failures = report.failures
     if failures:
-        columns = [Column("bed", "<10"), Column("solver", "<14"), Column("schedule", "<17"), Column("steps", ">5"),
-                   Column("dtype", "<8"), Column("NFE", ">5"), Column("expect", ">6"), Column("failure", "", "  ")]
-        lines.append(text_table(columns, ([r.bed, r.solver, r.schedule, r.steps, r.dtype, r.nfe, r.expected_nfe,
-                                           r.failure] for r in failures[:max_rows]), rule=""))
+        columns = [
+            Column("bed", "<10"),
+            Column("solver", "<14"),
+            Column("schedule", "<17"),
+            Column("steps", ">5"),
+            Column("dtype", "<8"),
+            Column("NFE", ">5"),
+            Column("expect", ">6"),
+            Column("failure", "", "  "),
+        ]
+        lines.append(
+            text_table(
+                columns,
+                (
+                    [r.bed, r.solver, r.schedule, r.steps, r.dtype, r.nfe, r.expected_nfe, r.failure]
+                    for r in failures[:max_rows]
+                ),
+                rule="",
+            )
+        )
         if len(failures) > max_rows:
             lines.append(f"... and {len(failures) - max_rows} more")
         lines.append("")
     lines.append(f"{len(report.results)} runs, {len(failures)} failures ({report.seconds:.0f} s)")
-    lines.append("worst RMSE against the float64 run [cell: bed solver schedule steps; the float64 run's own "
-                 "RMSE against the exact solution]:")
+    lines.append(
+        "worst RMSE against the float64 run [cell: bed solver schedule steps; the float64 run's own "
+        "RMSE against the exact solution]:"
+    )
     kinds = sorted({solvers.spec(r.solver).stochastic for r in report.results})
     for stochastic in kinds:
         lines.append(f" {'stochastic' if stochastic else 'deterministic (ODE)'} solvers:")
@@ -382,7 +437,10 @@ def format_report(report: GridReport, dtypes: Sequence[torch.dtype] = DTYPES, ma
             name = _DTYPE_NAMES[dtype]
             for min_steps, label in ((1, "all steps"), (ACCURATE_FROM, f"steps >= {ACCURATE_FROM}")):
                 w = report.worst_rmse(name, min_steps, stochastic)
-                cell = (f"{w.rmse:9.3g}  [{w.bed} {w.solver} {w.schedule} {w.steps}; {w.f64_error:.3g}]" if w
-                        else "        —")
+                cell = (
+                    f"{w.rmse:9.3g}  [{w.bed} {w.solver} {w.schedule} {w.steps}; {w.f64_error:.3g}]"
+                    if w
+                    else "        —"
+                )
                 lines.append(f"  {name:<8} {label:<11} {cell}")
     return "\n".join(lines)

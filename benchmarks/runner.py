@@ -67,8 +67,9 @@ def _initial_state(bed, batch: int, sigma_max: float, seed: int, dtype: torch.dt
     return noise_mod.seeded(seed).initial(shape, sigma_max, dtype=dtype)
 
 
-def run_benchmark(config: BenchConfig, progress: Callable[[str], None] | None = None,
-                  extra: Iterable[Callable] = ()) -> list[BenchRow]:
+def run_benchmark(
+    config: BenchConfig, progress: Callable[[str], None] | None = None, extra: Iterable[Callable] = ()
+) -> list[BenchRow]:
     """Run every cell of ``config`` and return one :class:`BenchRow` per cell.
 
     ``extra`` are callables ``f(bed_name, bed, x_start, config) -> list[BenchRow]`` (used for peer
@@ -93,16 +94,33 @@ def run_benchmark(config: BenchConfig, progress: Callable[[str], None] | None = 
                 for budget in config.nfes:
                     try:
                         n_steps = spec.steps_for_nfe(budget, ends_at_zero=config.end_at_zero)
-                        sigmas = make_sigmas(n_steps + (not config.end_at_zero), config.sigma_min,
-                                             config.sigma_max, append_zero=config.end_at_zero)
+                        sigmas = make_sigmas(
+                            n_steps + (not config.end_at_zero),
+                            config.sigma_min,
+                            config.sigma_max,
+                            append_zero=config.end_at_zero,
+                        )
                     except BudgetError:
                         continue
                     bed.reset_counter()
                     t0 = time.perf_counter()
                     out = sample(bed, x_start, sigmas, solver=solver_name, **options)
                     seconds = time.perf_counter() - t0
-                    rows.append(score_row(bed_name, bed, out, reference, solver_name, schedule_name, budget,
-                                          bed.nfe, n_steps, seconds, metrics))
+                    rows.append(
+                        score_row(
+                            bed_name,
+                            bed,
+                            out,
+                            reference,
+                            solver_name,
+                            schedule_name,
+                            budget,
+                            bed.nfe,
+                            n_steps,
+                            seconds,
+                            metrics,
+                        )
+                    )
                 if progress:
                     progress(f"[{bed_name}] {solver_name} / {schedule_name} done")
         for runner in extra:
@@ -110,16 +128,34 @@ def run_benchmark(config: BenchConfig, progress: Callable[[str], None] | None = 
     return rows
 
 
-def score_row(bed_name: str, bed, out: torch.Tensor, reference: torch.Tensor, solver: str, schedule: str,
-              budget: int, nfe: int, n_steps: int, seconds: float, metrics, source: str = "diffsample") -> BenchRow:
+def score_row(
+    bed_name: str,
+    bed,
+    out: torch.Tensor,
+    reference: torch.Tensor,
+    solver: str,
+    schedule: str,
+    budget: int,
+    nfe: int,
+    n_steps: int,
+    seconds: float,
+    metrics,
+    source: str = "diffsample",
+) -> BenchRow:
     """Score one final state against the exact reference: RMSE, mode mismatch, log-likelihood."""
     out64 = out.to(torch.float64)
     return BenchRow(
-        bed=bed_name, solver=solver, schedule=schedule, nfe_budget=budget, nfe=nfe, steps=n_steps,
+        bed=bed_name,
+        solver=solver,
+        schedule=schedule,
+        nfe_budget=budget,
+        nfe=nfe,
+        steps=n_steps,
         rmse=float(metrics.rmse(out64, reference)),
         mode_mismatch=float(metrics.mode_mismatch(bed, out64, reference)),
         log_likelihood=float(metrics.mean_log_likelihood(bed, out64)),
-        seconds=seconds, source=source,
+        seconds=seconds,
+        source=source,
     )
 
 

@@ -104,14 +104,29 @@ from diffsample.testbeds.imperfect import ExposureBiasDenoiser, MisfitMixture
 
 from .report import markdown_table
 
-__all__ = ["CONVERGENCE_SAMPLERS", "ConvergenceRow", "SDE_SAMPLERS", "StochasticRow", "convergence_slopes",
-           "format_convergence_table", "format_stochastic_table", "imperfect_beds", "ode_solvers", "restart_configs",
-           "run_sde_convergence", "run_stochastic_bench"]
+__all__ = [
+    "CONVERGENCE_SAMPLERS",
+    "ConvergenceRow",
+    "SDE_SAMPLERS",
+    "StochasticRow",
+    "convergence_slopes",
+    "format_convergence_table",
+    "format_stochastic_table",
+    "imperfect_beds",
+    "ode_solvers",
+    "restart_configs",
+    "run_sde_convergence",
+    "run_stochastic_bench",
+]
 
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
 SDE_SAMPLERS: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    ("ddpm", "ddpm", {}), ("euler_ancestral", "euler_ancestral", {}), ("dpmpp_2m_sde", "dpmpp_2m_sde", {}),
-    ("dpmpp_3m_sde", "dpmpp_3m_sde", {}), ("edm", "edm", {}), ("pc", "pc", {}),
+    ("ddpm", "ddpm", {}),
+    ("euler_ancestral", "euler_ancestral", {}),
+    ("dpmpp_2m_sde", "dpmpp_2m_sde", {}),
+    ("dpmpp_3m_sde", "dpmpp_3m_sde", {}),
+    ("edm", "edm", {}),
+    ("pc", "pc", {}),
     ("pc step_rule=sample", "pc", {"step_rule": "sample"}),
 )
 """``(label, solver, options)`` of the SDE samplers in the table, at their defaults (and PC's per-sample rule)."""
@@ -143,7 +158,7 @@ def imperfect_beds(names: Sequence[str] | None = None) -> dict[str, Denoiser]:
         "mixture64-exposure": lambda: ExposureBiasDenoiser(mixture64(), gamma=0.3, sigma_c=0.5),
     }
     chosen: list[str] = []
-    for name in (list(makers) if names is None else list(names)):
+    for name in list(makers) if names is None else list(names):
         family = [key for key in makers if key.startswith(f"{name}-")]  # "ring2d": its exact, misfit, exposure beds
         if name not in makers and not family:
             raise UnknownNameError("bed", name, list(makers) + ["ring2d", "mixture64"])
@@ -189,8 +204,9 @@ def _default_restart(budget: int) -> RestartConfig | None:
     return None
 
 
-def _run(bed: Denoiser, z: torch.Tensor, sigmas: torch.Tensor, solver: str, seed: int, **options: Any
-         ) -> tuple[torch.Tensor, int]:
+def _run(
+    bed: Denoiser, z: torch.Tensor, sigmas: torch.Tensor, solver: str, seed: int, **options: Any
+) -> tuple[torch.Tensor, int]:
     bed.reset_counter()
     out = sample(bed, float(sigmas[0]) * z, sigmas, solver, noise=noise_mod.seeded(seed), **options)
     return out, bed.nfe
@@ -200,8 +216,13 @@ def _grid(kind: str, n: int) -> torch.Tensor:
     return steps.karras(n, SIGMA_MIN, SIGMA_MAX) if kind == "karras" else steps.logsnr(n, SIGMA_MIN, SIGMA_MAX)
 
 
-def run_stochastic_bench(beds: Sequence[str] | None = None, nfes: Sequence[int] = (10, 20),
-                         n_samples: int = 10000, seed: int = 0, n_projections: int = 256) -> list[StochasticRow]:
+def run_stochastic_bench(
+    beds: Sequence[str] | None = None,
+    nfes: Sequence[int] = (10, 20),
+    n_samples: int = 10000,
+    seed: int = 0,
+    n_projections: int = 256,
+) -> list[StochasticRow]:
     """Measure every method of the module docstring on ``beds`` at each NFE budget; rows in table order."""
     rows: list[StochasticRow] = []
     for bed_name, bed in imperfect_beds(beds).items():
@@ -209,8 +230,15 @@ def run_stochastic_bench(beds: Sequence[str] | None = None, nfes: Sequence[int] 
         z = torch.randn(n_samples, *truth.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
         reference = truth.sample(n_samples, generator=torch.Generator().manual_seed(seed + 1))
 
-        def row(budget: int, method: str, config: str, x: torch.Tensor, used: int, _bed: str = bed_name,
-                _ref: torch.Tensor = reference) -> StochasticRow:
+        def row(
+            budget: int,
+            method: str,
+            config: str,
+            x: torch.Tensor,
+            used: int,
+            _bed: str = bed_name,
+            _ref: torch.Tensor = reference,
+        ) -> StochasticRow:
             sw = sliced_wasserstein_profile(x, _ref, (1.0, 2.0), n_projections=n_projections, seed=seed)
             return StochasticRow(_bed, budget, method, config, used, sw[1.0], sw[2.0])
 
@@ -267,16 +295,24 @@ def format_stochastic_table(rows: Sequence[StochasticRow]) -> str:
         return f"{r.sw1 / base:.2f}" if base and math.isfinite(r.sw1) else "—"
 
     header = ["bed", "NFE budget", "method", "NFE", "SW1", "SW2", "SW1 ÷ ode-best", "settings"]
-    return markdown_table(header, ([r.bed, r.budget, r.method, r.nfe, f"{r.sw1:.4f}", f"{r.sw2:.4f}", ratio(r),
-                                    r.config] for r in rows), ["", ":", "", ":", ":", ":", ":", ""])
+    return markdown_table(
+        header,
+        ([r.bed, r.budget, r.method, r.nfe, f"{r.sw1:.4f}", f"{r.sw2:.4f}", ratio(r), r.config] for r in rows),
+        ["", ":", "", ":", ":", ":", ":", ""],
+    )
 
 
 # --------------------------------------------------------------------------------------------- convergence
 
 CONVERGENCE_SAMPLERS: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    ("ddpm", "ddpm", {}), ("ddim eta=1", "ddim", {"eta": 1.0}), ("euler_ancestral", "euler_ancestral", {}),
-    ("edm churn=40 s_noise=1", "edm", {"s_churn": 40.0, "s_noise": 1.0}), ("dpmpp_2m_sde", "dpmpp_2m_sde", {}),
-    ("dpmpp_3m_sde", "dpmpp_3m_sde", {}), ("restart", "restart", {}), ("pc", "pc", {}),
+    ("ddpm", "ddpm", {}),
+    ("ddim eta=1", "ddim", {"eta": 1.0}),
+    ("euler_ancestral", "euler_ancestral", {}),
+    ("edm churn=40 s_noise=1", "edm", {"s_churn": 40.0, "s_noise": 1.0}),
+    ("dpmpp_2m_sde", "dpmpp_2m_sde", {}),
+    ("dpmpp_3m_sde", "dpmpp_3m_sde", {}),
+    ("restart", "restart", {}),
+    ("pc", "pc", {}),
 )
 """``(label, solver, options)`` of the SDE convergence figure: every stochastic solver, EDM with churn but without
 its noise inflation (``S_noise = 1.003`` is a deliberate bias that does not vanish with NFE)."""
@@ -299,10 +335,14 @@ class ConvergenceRow:
     floor_sd: float
 
 
-def run_sde_convergence(beds: Sequence[str] = ("ring2d", "mixture64"), nfes: Sequence[int] = CONVERGENCE_BUDGETS,
-                        n_samples: int = 10000, seed: int = 0, n_projections: int = 256,
-                        samplers: Sequence[tuple[str, str, dict[str, Any]]] = CONVERGENCE_SAMPLERS,
-                        ) -> list[ConvergenceRow]:
+def run_sde_convergence(
+    beds: Sequence[str] = ("ring2d", "mixture64"),
+    nfes: Sequence[int] = CONVERGENCE_BUDGETS,
+    n_samples: int = 10000,
+    seed: int = 0,
+    n_projections: int = 256,
+    samplers: Sequence[tuple[str, str, dict[str, Any]]] = CONVERGENCE_SAMPLERS,
+) -> list[ConvergenceRow]:
     """SW1 between each sampler's output and exact draws, at each NFE budget, on exact beds.
 
     Every walk starts from the exact noised marginal at σ = 80 (``x0 + 80 z``, ``x0`` exact draws), so the
@@ -314,8 +354,11 @@ def run_sde_convergence(beds: Sequence[str] = ("ring2d", "mixture64"), nfes: Seq
     """
     rows: list[ConvergenceRow] = []
     for bed_name in beds:
-        bed = {"ring2d": ring2d, "mixture64": mixture64}[bed_name]() if bed_name in ("ring2d", "mixture64") \
-            else imperfect_beds([bed_name])[bed_name]  # an imperfect bed: convergence to its truth is not expected
+        bed = (
+            {"ring2d": ring2d, "mixture64": mixture64}[bed_name]()
+            if bed_name in ("ring2d", "mixture64")
+            else imperfect_beds([bed_name])[bed_name]
+        )  # an imperfect bed: convergence to its truth is not expected
         truth = true_distribution(bed)
 
         def draws(offset: int, _truth: Any = truth) -> torch.Tensor:
@@ -327,9 +370,9 @@ def run_sde_convergence(beds: Sequence[str] = ("ring2d", "mixture64"), nfes: Seq
         reference = draws(1)
         floors = torch.tensor([sw1(draws(10 + k), reference) for k in range(FLOOR_DRAWS)], dtype=torch.float64)
         floor, floor_sd = float(floors.mean()), float(floors.std())
-        start = draws(2) + SIGMA_MAX * torch.randn(n_samples, *truth.shape,
-                                                   generator=torch.Generator().manual_seed(seed + 3),
-                                                   dtype=torch.float64)
+        start = draws(2) + SIGMA_MAX * torch.randn(
+            n_samples, *truth.shape, generator=torch.Generator().manual_seed(seed + 3), dtype=torch.float64
+        )
         for label, name, options in samplers:
             spec = solvers.spec(name)
             for budget in nfes:
@@ -340,8 +383,9 @@ def run_sde_convergence(beds: Sequence[str] = ("ring2d", "mixture64"), nfes: Seq
                 sigmas = _grid("karras", n_steps)
                 bed.reset_counter()
                 out = sample(bed, start, sigmas, name, noise=noise_mod.seeded(seed + 4), **options)
-                rows.append(ConvergenceRow(bed_name, label, budget, n_steps, bed.nfe, sw1(out, reference), floor,
-                                          floor_sd))
+                rows.append(
+                    ConvergenceRow(bed_name, label, budget, n_steps, bed.nfe, sw1(out, reference), floor, floor_sd)
+                )
     return rows
 
 
@@ -383,8 +427,15 @@ def format_convergence_table(rows: Sequence[ConvergenceRow]) -> str:
         first = next(iter(by_budget.values()))
         slope = slopes[(bed, method)]
         used = sum(_fitted(r) for r in by_budget.values())
-        body.append([bed, method, *cells, f"{first.floor:.4f} ± {first.floor_sd:.4f}",
-                     f"{slope:.2f} ({used} pts)" if math.isfinite(slope) else "—"])
+        body.append(
+            [
+                bed,
+                method,
+                *cells,
+                f"{first.floor:.4f} ± {first.floor_sd:.4f}",
+                f"{slope:.2f} ({used} pts)" if math.isfinite(slope) else "—",
+            ]
+        )
     header = ["bed", "method", *(f"NFE {b}" for b in budgets), "floor ± SD", "slope of SW1 − floor"]
     return markdown_table(header, body, ["", ""] + [":"] * (len(budgets) + 2))
 

@@ -83,12 +83,23 @@ class TuningRow:
         return {**asdict(self), "ratio": self.ratio}
 
 
-def run_tuning_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nfes: Sequence[int] = (4, 5, 6, 8, 10),
-                     *, sigma_min: float = 0.002, sigma_max: float = 80.0, heldout_size: int = 256,
-                     heldout_seed: int = 0, calibration_size: int = 256, calibration_seed: int = 1,
-                     schedules: Sequence[str] = HAND_SCHEDULES, solver_names: Sequence[str] | None = None,
-                     tune_options: dict | None = None, peers: bool = True, plan_dir: str | Path | None = None,
-                     progress: Callable[[str], None] | None = None) -> list[TuningRow]:
+def run_tuning_bench(
+    beds: Sequence[str] = ("ring2d", "mixture64", "digits"),
+    nfes: Sequence[int] = (4, 5, 6, 8, 10),
+    *,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    heldout_size: int = 256,
+    heldout_seed: int = 0,
+    calibration_size: int = 256,
+    calibration_seed: int = 1,
+    schedules: Sequence[str] = HAND_SCHEDULES,
+    solver_names: Sequence[str] | None = None,
+    tune_options: dict | None = None,
+    peers: bool = True,
+    plan_dir: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[TuningRow]:
     """Tune every (bed, budget) cell on the calibration seed and score it on the held-out seed.
 
     With ``peers`` (and diffusers / k-diffusion installed) the hand-made candidates also include every peer
@@ -105,9 +116,16 @@ def run_tuning_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nf
     rows = []
     log = progress or (lambda _msg: None)
     for bed_name in beds:
-        config = BenchConfig(beds=[bed_name], solvers=list(solver_names or hand_made_solvers()),
-                             schedules=list(schedules), nfes=list(nfes), sigma_min=sigma_min, sigma_max=sigma_max,
-                             batch=heldout_size, seed=heldout_seed)
+        config = BenchConfig(
+            beds=[bed_name],
+            solvers=list(solver_names or hand_made_solvers()),
+            schedules=list(schedules),
+            nfes=list(nfes),
+            sigma_min=sigma_min,
+            sigma_max=sigma_max,
+            batch=heldout_size,
+            seed=heldout_seed,
+        )
         hand = run_benchmark(config)
         bed = get_bed(bed_name)
         held = noise_mod.seeded(heldout_seed).initial((heldout_size, *bed.shape), sigma_max, dtype=torch.float64)
@@ -115,13 +133,20 @@ def run_tuning_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nf
             hand += same_span_peer_rows(bed_name, bed, held, config, progress)
         log(f"[{bed_name}] {len(hand)} hand-made configurations scored")
         reference = reference_solution(bed, held, sigma_max, 0.0)
-        calibration = noise_mod.seeded(calibration_seed).initial((calibration_size, *bed.shape), sigma_max,
-                                                                  dtype=torch.float64)
+        calibration = noise_mod.seeded(calibration_seed).initial(
+            (calibration_size, *bed.shape), sigma_max, dtype=torch.float64
+        )
         teacher = None
         for budget in nfes:
-            key = {"bed": bed_name, "nfe": budget, "sigma_min": sigma_min, "sigma_max": sigma_max,
-                   "calibration_size": calibration_size, "calibration_seed": calibration_seed,
-                   "tune_options": dict(tune_options or {})}
+            key = {
+                "bed": bed_name,
+                "nfe": budget,
+                "sigma_min": sigma_min,
+                "sigma_max": sigma_max,
+                "calibration_size": calibration_size,
+                "calibration_seed": calibration_seed,
+                "tune_options": dict(tune_options or {}),
+            }
             path = Path(plan_dir) / f"{bed_name}-nfe{budget}.json" if plan_dir is not None else None
             plan = _cached_plan(path, key, log)
             if plan is None:
@@ -129,8 +154,15 @@ def run_tuning_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nf
                     t0 = time.perf_counter()
                     teacher = teacher_trajectory(bed, calibration, sigma_min=sigma_min, sigma_max=sigma_max)
                     teacher_seconds = time.perf_counter() - t0
-                plan = tune(bed, nfe=budget, sigma_min=sigma_min, sigma_max=sigma_max, calibration=calibration,
-                            teacher=teacher, **(tune_options or {}))
+                plan = tune(
+                    bed,
+                    nfe=budget,
+                    sigma_min=sigma_min,
+                    sigma_max=sigma_max,
+                    calibration=calibration,
+                    teacher=teacher,
+                    **(tune_options or {}),
+                )
                 plan.provenance["bench"] = {**key, "teacher_seconds": teacher_seconds}
                 if path is not None:
                     plan.save(path)  # atomic
@@ -144,9 +176,23 @@ def run_tuning_bench(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), nf
             best = min((r for r in hand if r.nfe_budget == budget and math.isfinite(r.rmse)), key=lambda r: r.rmse)
             prov = plan.provenance
             seconds = prov["tuning_seconds"] + prov["bench"]["teacher_seconds"]
-            rows.append(TuningRow(bed_name, budget, tuned, spent, flips, prov["error"], best.rmse, _label(best),
-                                  best.mode_mismatch, seconds, prov["tuning_nfe"], prov["teacher_nfe"],
-                                  plan.to_dict()))
+            rows.append(
+                TuningRow(
+                    bed_name,
+                    budget,
+                    tuned,
+                    spent,
+                    flips,
+                    prov["error"],
+                    best.rmse,
+                    _label(best),
+                    best.mode_mismatch,
+                    seconds,
+                    prov["tuning_nfe"],
+                    prov["teacher_nfe"],
+                    plan.to_dict(),
+                )
+            )
             log(f"[{bed_name}] NFE {budget}: tuned {tuned:.4g} vs hand-made {best.rmse:.4g} ({seconds:.1f}s)")
     return rows
 
@@ -173,8 +219,9 @@ def _label(row: BenchRow) -> str:
     return f"{row.solver}/{row.schedule}" if row.source == "diffsample" else row.solver
 
 
-def same_span_peer_rows(bed_name: str, bed, x_start: torch.Tensor, config: BenchConfig,
-                        progress: Callable[[str], None] | None = None) -> list[BenchRow]:
+def same_span_peer_rows(
+    bed_name: str, bed, x_start: torch.Tensor, config: BenchConfig, progress: Callable[[str], None] | None = None
+) -> list[BenchRow]:
     """Peer configurations (diffusers, k-diffusion) whose walk is exactly ``config.sigma_max → 0``.
 
     Peers take their σ grid from a named span (:data:`~benchmarks.peers.SPANS`); only a span with
@@ -188,9 +235,9 @@ def same_span_peer_rows(bed_name: str, bed, x_start: torch.Tensor, config: Bench
         return []
     for name, span in SPANS.items():
         if math.isclose(span.sigma_min, config.sigma_min, rel_tol=1e-6) and math.isclose(
-                span.sigma_max, config.sigma_max, rel_tol=1e-6):
-            return peer_rows(bed_name, bed, x_start, config, progress, span=name,
-                             require_span=(config.sigma_max, 0.0))
+            span.sigma_max, config.sigma_max, rel_tol=1e-6
+        ):
+            return peer_rows(bed_name, bed, x_start, config, progress, span=name, require_span=(config.sigma_max, 0.0))
     return []
 
 
@@ -200,9 +247,33 @@ def format_tuning_table(rows: Sequence[TuningRow]) -> str:
     The teacher is solved once per bed and shared by its budgets; each row's time and NFE include it.
     ``flips``: held-out samples ending in another mode than the exact solution, tuned / best hand-made.
     """
-    columns = [Column("bed", "<10"), Column("NFE", ">3"), Column("tuned", ">9.4g"), Column("hand-made", ">9.4g"),
-               Column("ratio", ">6.3f"), Column("best hand-made config", "<36", "  "), Column("flips", ">11"),
-               Column("calib.", ">9.4g"), Column("tune s", ">7.1f"), Column("tune NFE", ">8.0f")]
-    return text_table(columns, ([r.bed, r.nfe, r.tuned_rmse, r.hand_rmse, r.ratio, r.hand_config,
-                                 f"{r.tuned_flips:.1%}/{r.hand_flips:.1%}", r.calibration_rmse, r.tuning_seconds,
-                                 r.tuning_nfe] for r in rows))
+    columns = [
+        Column("bed", "<10"),
+        Column("NFE", ">3"),
+        Column("tuned", ">9.4g"),
+        Column("hand-made", ">9.4g"),
+        Column("ratio", ">6.3f"),
+        Column("best hand-made config", "<36", "  "),
+        Column("flips", ">11"),
+        Column("calib.", ">9.4g"),
+        Column("tune s", ">7.1f"),
+        Column("tune NFE", ">8.0f"),
+    ]
+    return text_table(
+        columns,
+        (
+            [
+                r.bed,
+                r.nfe,
+                r.tuned_rmse,
+                r.hand_rmse,
+                r.ratio,
+                r.hand_config,
+                f"{r.tuned_flips:.1%}/{r.hand_flips:.1%}",
+                r.calibration_rmse,
+                r.tuning_seconds,
+                r.tuning_nfe,
+            ]
+            for r in rows
+        ),
+    )

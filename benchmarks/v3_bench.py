@@ -85,8 +85,9 @@ def _schedule(name: str, n: int) -> torch.Tensor:
     return steps.get(name)(n, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX)
 
 
-def bed_statistics(bed_name: str, n_calibration: int = 1024, n_levels: int = 121, seed: int = 1,
-                   source: str = "x0") -> EMS:
+def bed_statistics(
+    bed_name: str, n_calibration: int = 1024, n_levels: int = 121, seed: int = 1, source: str = "x0"
+) -> EMS:
     """Statistics of a bed from ``n_calibration`` samples drawn with ``seed`` (held apart from the test noise):
     ``source="x0"`` noises exact draws of the bed, ``"noise"`` follows PF-ODE trajectories from seeded noise."""
     bed = get_bed(bed_name)
@@ -98,11 +99,18 @@ def bed_statistics(bed_name: str, n_calibration: int = 1024, n_levels: int = 121
     return compute_statistics(bed, x0, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, n_levels=n_levels, seed=seed)
 
 
-def run_v3_bench(beds: Sequence[str] = ("mixture64", "ring2d", "digits"),
-                 nfes: Sequence[int] = (5, 6, 8, 10, 12, 15, 20), schedules: Sequence[str] = ("logsnr", "karras"),
-                 n_test: int = 256, n_calibration: int = 1024,
-                 n_levels: int = 121, seed: int = 2, source: str = "x0", cache_dir: str | None = None,
-                 verbose: bool = False) -> list[V3Row]:
+def run_v3_bench(
+    beds: Sequence[str] = ("mixture64", "ring2d", "digits"),
+    nfes: Sequence[int] = (5, 6, 8, 10, 12, 15, 20),
+    schedules: Sequence[str] = ("logsnr", "karras"),
+    n_test: int = 256,
+    n_calibration: int = 1024,
+    n_levels: int = 121,
+    seed: int = 2,
+    source: str = "x0",
+    cache_dir: str | None = None,
+    verbose: bool = False,
+) -> list[V3Row]:
     """RMSE to the exact PF-ODE solution for every bed × schedule × NFE × method (module docstring).
 
     With ``cache_dir`` the statistics are saved there (``{bed}-{source}-{n_calibration}-{n_levels}.npz``)
@@ -113,8 +121,9 @@ def run_v3_bench(beds: Sequence[str] = ("mixture64", "ring2d", "digits"),
         bed = get_bed(bed_name)
         started = time.perf_counter()
         path = None if cache_dir is None else Path(cache_dir) / f"{bed_name}-{source}-{n_calibration}-{n_levels}.npz"
-        stats = disk_cache.cached(path, partial(bed_statistics, bed_name, n_calibration, n_levels, source=source),
-                                  EMS.load, EMS.write)
+        stats = disk_cache.cached(
+            path, partial(bed_statistics, bed_name, n_calibration, n_levels, source=source), EMS.load, EMS.write
+        )
         if verbose:
             print(f"# {bed_name}: statistics in {time.perf_counter() - started:.1f} s, {stats.info}")
         z = torch.randn((n_test, *bed.shape), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
@@ -126,8 +135,17 @@ def run_v3_bench(beds: Sequence[str] = ("mixture64", "ring2d", "digits"),
                 for method, (name, options) in METHODS.items():
                     opts = {"statistics": stats, **options} if name == "dpm_solver_v3" else options
                     out = solvers.get(name)(bed, x_t, sigmas, **opts)
-                    rows.append(V3Row(bed_name, schedule, nfe, method, rmse(out, ref),
-                                      float(rmse_per_sample(out, ref).median()), mode_mismatch(bed, out, ref)))
+                    rows.append(
+                        V3Row(
+                            bed_name,
+                            schedule,
+                            nfe,
+                            method,
+                            rmse(out, ref),
+                            float(rmse_per_sample(out, ref).median()),
+                            mode_mismatch(bed, out, ref),
+                        )
+                    )
     return rows
 
 
@@ -146,16 +164,24 @@ def format_v3_table(rows: Sequence[V3Row]) -> str:
         nfes = sorted({n for n, _ in block})
         lines.append(f"{bed} / {schedule} steps, error to the exact PF-ODE solution (80 -> 0)")
         for metric in ("rmse", "median"):
-            columns = [Column(f"  {metric:<6} NFE", ">12"), *(Column(m, ">10.2e", "") for m in methods),
-                       Column("v3/3M", "5.2f", "  "), Column("v3/best", "7.2f")]
+            columns = [
+                Column(f"  {metric:<6} NFE", ">12"),
+                *(Column(m, ">10.2e", "") for m in methods),
+                Column("v3/3M", "5.2f", "  "),
+                Column("v3/best", "7.2f"),
+            ]
             if metric == "rmse":
                 columns.append(Column("mism v3/3M", "", "  "))
             body = []
             for nfe in nfes:
                 val = {m: getattr(block[(nfe, m)], metric) for m in methods if (nfe, m) in block}
                 best = min(val[m] for m in others if m in val)
-                row = [nfe, *(val.get(m, float("nan")) for m in methods), _ratio(val["v3"], val["dpmpp_3m"]),
-                       _ratio(val["v3"], best)]
+                row = [
+                    nfe,
+                    *(val.get(m, float("nan")) for m in methods),
+                    _ratio(val["v3"], val["dpmpp_3m"]),
+                    _ratio(val["v3"], best),
+                ]
                 if metric == "rmse":
                     row.append(f"{block[(nfe, 'v3')].mismatch:.3f}/{block[(nfe, 'dpmpp_3m')].mismatch:.3f}")
                 body.append(row)

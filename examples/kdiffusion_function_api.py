@@ -19,8 +19,9 @@ def main() -> None:
     def model(x: torch.Tensor, sigma: torch.Tensor, **extra_args: object) -> torch.Tensor:
         return bed(x, sigma)
 
-    sigmas = torch.cat([torch.exp(torch.linspace(torch.log(torch.tensor(80.0)), torch.log(torch.tensor(0.002)), 10)),
-                        torch.zeros(1)])
+    sigmas = torch.cat(
+        [torch.exp(torch.linspace(torch.log(torch.tensor(80.0)), torch.log(torch.tensor(0.002)), 10)), torch.zeros(1)]
+    )
     x = torch.randn(8, 2, generator=torch.Generator().manual_seed(0)) * sigmas[0]
     steps: list[int] = []
     for name in ("sample_euler", "sample_dpmpp_2m", "sample_unipc", "sample_dpmpp_2m_sde"):

@@ -23,8 +23,14 @@ def tiny_pipeline(folder: Path) -> Path:
 
     torch.manual_seed(0)
     unet = diffusers.UNet2DModel(
-        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
     )
     diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler()).save_pretrained(folder)
     return folder
@@ -50,8 +56,9 @@ def main(pipeline_dir: str | None = None) -> None:
 
         pipe = diffusers.DDPMPipeline.from_pretrained(folder)
         pipe.scheduler = DiffsampleScheduler.from_config(pipe.scheduler.config, solver="dpmpp_2m")
-        images = pipe(batch_size=2, num_inference_steps=10, generator=torch.Generator().manual_seed(0),
-                      output_type="np").images
+        images = pipe(
+            batch_size=2, num_inference_steps=10, generator=torch.Generator().manual_seed(0), output_type="np"
+        ).images
         print(f"DDPMPipeline with DiffsampleScheduler(dpmpp_2m): images {images.shape}")
 
 

@@ -27,7 +27,7 @@ def shift(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Translate each image by a random offset in {−1, 0, 1}² (vacated pixels become background −1)."""
     padded = F.pad(x, (1, 1, 1, 1), value=-1.0)
     off = torch.randint(0, 3, (x.shape[0], 2), generator=gen)
-    return torch.stack([padded[i, :, a:a + 8, b:b + 8] for i, (a, b) in enumerate(off.tolist())])
+    return torch.stack([padded[i, :, a : a + 8, b : b + 8] for i, (a, b) in enumerate(off.tolist())])
 
 
 def main() -> None:
@@ -57,7 +57,7 @@ def main() -> None:
         perm = torch.randperm(xtr.shape[0], generator=gen)
         total = 0.0
         for i in range(0, xtr.shape[0], args.batch_size):
-            idx = perm[i:i + args.batch_size]
+            idx = perm[i : i + args.batch_size]
             loss = F.cross_entropy(net(shift(xtr[idx], gen)), ytr[idx], label_smoothing=0.05)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -54,8 +54,9 @@ NAMES = {"unconditional": "digits_uncond", "conditional": "digits_cond"}
 
 def sample_log_sigma(n: int, args: argparse.Namespace, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
     """``ln σ``: truncated N(P_mean, P_std²) on [lo, hi] by inverse CDF, a fraction p_uniform uniform on [lo, hi]."""
-    normal = torch.distributions.Normal(torch.tensor(args.p_mean, dtype=torch.float64),
-                                        torch.tensor(args.p_std, dtype=torch.float64))
+    normal = torch.distributions.Normal(
+        torch.tensor(args.p_mean, dtype=torch.float64), torch.tensor(args.p_std, dtype=torch.float64)
+    )
     c_lo, c_hi = normal.cdf(torch.tensor(lo, dtype=torch.float64)), normal.cdf(torch.tensor(hi, dtype=torch.float64))
     u = torch.rand(n, generator=gen, dtype=torch.float64)
     lognormal = normal.icdf(c_lo + (c_hi - c_lo) * u).clamp(lo, hi)
@@ -64,8 +65,9 @@ def sample_log_sigma(n: int, args: argparse.Namespace, lo: float, hi: float, gen
     return torch.where(pick, uniform, lognormal)
 
 
-def edm_loss(net: VPEpsNetwork, x0: torch.Tensor, log_sigma: torch.Tensor, noise: torch.Tensor,
-             labels: torch.Tensor | None) -> torch.Tensor:
+def edm_loss(
+    net: VPEpsNetwork, x0: torch.Tensor, log_sigma: torch.Tensor, noise: torch.Tensor, labels: torch.Tensor | None
+) -> torch.Tensor:
     """Per-sample EDM loss ``λ(σ) mean |D(x0 + σ n, σ) − x0|²`` (equal to ``mean |F − F_target|²``)."""
     sigma = log_sigma.exp()
     s = sigma.to(x0.dtype)[:, None, None, None]
@@ -75,14 +77,16 @@ def edm_loss(net: VPEpsNetwork, x0: torch.Tensor, log_sigma: torch.Tensor, noise
 
 
 def build(args: argparse.Namespace, conditional: bool, sigma_data: float) -> VPEpsNetwork:
-    core = DigitsMLP(args.width, args.blocks, 10 if conditional else 0, emb_dim=args.emb_dim,
-                     time_scale=args.time_scale)
+    core = DigitsMLP(
+        args.width, args.blocks, 10 if conditional else 0, emb_dim=args.emb_dim, time_scale=args.time_scale
+    )
     return VPEpsNetwork(core, DiscreteVP(beta_schedule="linear"), sigma_data)
 
 
 @torch.no_grad()
-def fixed_loss(net: VPEpsNetwork, x: torch.Tensor, y: torch.Tensor | None, args: argparse.Namespace,
-               conditional: bool) -> float:
+def fixed_loss(
+    net: VPEpsNetwork, x: torch.Tensor, y: torch.Tensor | None, args: argparse.Namespace, conditional: bool
+) -> float:
     """The EMA model's loss on all digits × 4 fixed noise draws (seed 12345): a reproducible final loss."""
     gen = torch.Generator().manual_seed(12345)
     sched = net.noise_schedule
@@ -90,10 +94,10 @@ def fixed_loss(net: VPEpsNetwork, x: torch.Tensor, y: torch.Tensor | None, args:
     total, count = 0.0, 0
     for _ in range(4):
         for i in range(0, x.shape[0], 512):
-            x0 = x[i:i + 512]
+            x0 = x[i : i + 512]
             ls = sample_log_sigma(x0.shape[0], args, lo, hi, gen)
             noise = torch.randn(x0.shape, generator=gen)
-            labels = y[i:i + 512] if conditional and y is not None else None
+            labels = y[i : i + 512] if conditional and y is not None else None
             total += float(edm_loss(net, x0, ls, noise, labels).sum())
             count += x0.shape[0]
     return total / count
@@ -112,8 +116,11 @@ def train(args: argparse.Namespace, variant: str) -> dict[str, Any]:
     sched = net.noise_schedule
     lo, hi = math.log(sched.sigma_min), math.log(sched.sigma_max)
     n_params = sum(p.numel() for p in net.parameters())
-    print(f"[{variant}] DigitsMLP {n_params} parameters, σ_data={sigma_data} (measured std {data_std:.4f}), "
-          f"{args.steps} steps of batch {args.batch_size}", flush=True)
+    print(
+        f"[{variant}] DigitsMLP {n_params} parameters, σ_data={sigma_data} (measured std {data_std:.4f}), "
+        f"{args.steps} steps of batch {args.batch_size}",
+        flush=True,
+    )
     start = time.perf_counter()
     running = None
     steps_done = 0
@@ -143,8 +150,9 @@ def train(args: argparse.Namespace, variant: str) -> dict[str, Any]:
         steps_done = step + 1
         elapsed = time.perf_counter() - start
         if steps_done % args.log_every == 0 or steps_done == args.steps:
-            print(f"[{variant}] step {steps_done:5d}  loss(avg) {running:.4f}  lr {lr:.2e}  {elapsed:6.0f}s",
-                  flush=True)
+            print(
+                f"[{variant}] step {steps_done:5d}  loss(avg) {running:.4f}  lr {lr:.2e}  {elapsed:6.0f}s", flush=True
+            )
         if elapsed >= 60 * args.max_minutes:
             print(f"[{variant}] time limit of {args.max_minutes} min reached at step {steps_done}", flush=True)
             break
@@ -165,20 +173,44 @@ def train(args: argparse.Namespace, variant: str) -> dict[str, Any]:
         "conditional": conditional,
         "null_label": NULL_LABEL if conditional else None,
         "schedule": sched.to_config(),
-        "parameterization": {"prediction": "eps", "time_input": "native", "time_scale": 1.0,
-                             "core_preconditioning": "edm", "sigma_data": sigma_data},
-        "data": {"source": "sklearn.datasets.load_digits", "count": int(x.shape[0]), "shape": [1, 8, 8],
-                 "scaling": "x = v/8 - 1 (v in 0..16)", "mean": float(x.mean()), "std": data_std},
+        "parameterization": {
+            "prediction": "eps",
+            "time_input": "native",
+            "time_scale": 1.0,
+            "core_preconditioning": "edm",
+            "sigma_data": sigma_data,
+        },
+        "data": {
+            "source": "sklearn.datasets.load_digits",
+            "count": int(x.shape[0]),
+            "shape": [1, 8, 8],
+            "scaling": "x = v/8 - 1 (v in 0..16)",
+            "mean": float(x.mean()),
+            "std": data_std,
+        },
         "training": {
             "objective": "EDM loss (lambda(sigma) |D - x0|^2) on the sigma span of the table",
-            "sigma_sampling": {"p_mean": args.p_mean, "p_std": args.p_std, "p_uniform_log": args.p_uniform,
-                               "span": [sched.sigma_min, sched.sigma_max]},
+            "sigma_sampling": {
+                "p_mean": args.p_mean,
+                "p_std": args.p_std,
+                "p_uniform_log": args.p_uniform,
+                "span": [sched.sigma_min, sched.sigma_max],
+            },
             "label_dropout": args.label_dropout if conditional else None,
-            "steps": steps_done, "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup,
+            "steps": steps_done,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "warmup": args.warmup,
             "lr_schedule": "linear warm-up, cosine decay to 10% over max(step/steps, time/max_minutes)",
-            "optimizer": "Adam", "max_steps": args.steps, "max_minutes": args.max_minutes,
-            "ema_decay": args.ema_decay, "seed": args.seed, "threads": args.threads,
-            "seconds": round(seconds, 1), "final_loss_running": running, "final_loss_ema_fixed": final,
+            "optimizer": "Adam",
+            "max_steps": args.steps,
+            "max_minutes": args.max_minutes,
+            "ema_decay": args.ema_decay,
+            "seed": args.seed,
+            "threads": args.threads,
+            "seconds": round(seconds, 1),
+            "final_loss_running": running,
+            "final_loss_ema_fixed": final,
             "machine": f"{platform.machine()} CPU, torch {torch.__version__}",
         },
     }
@@ -208,8 +240,17 @@ def evaluate(args: argparse.Namespace, variant: str) -> dict[str, Any]:
         labels = torch.arange(n) % 10
         for w in args.eval_guidance:
             den.reset_counter()
-            model = den if w == 1 else diffsample.cfg(den, w, cond_kwargs={"class_labels": labels},
-                                                      uncond_kwargs={"class_labels": NULL_LABEL}, batched=True)
+            model = (
+                den
+                if w == 1
+                else diffsample.cfg(
+                    den,
+                    w,
+                    cond_kwargs={"class_labels": labels},
+                    uncond_kwargs={"class_labels": NULL_LABEL},
+                    batched=True,
+                )
+            )
             kwargs = {"class_labels": labels} if w == 1 else {}
             xs = diffsample.sample(lambda x_, s_, m=model, kw=kwargs: m(x_, s_, **kw), x_init, sigmas, solver="heun")
             out[f"guidance_{w:g}"] = {"fd": frechet_distance(xs), "class_accuracy": class_accuracy(xs, labels)}

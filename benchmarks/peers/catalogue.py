@@ -32,6 +32,7 @@ __all__ = [
     "require_peers",
 ]
 
+
 def _version(dist: str) -> str | None:
     try:
         return metadata.version(dist)
@@ -101,8 +102,7 @@ class PeerConfig:
     def run(self, denoiser: Denoiser | Callable[..., torch.Tensor], z: torch.Tensor, nfe: int) -> PeerRun:
         """Walk from the σ-space state ``σ_start·z`` with at most ``nfe`` model evaluations."""
         if self.library == "diffusers":
-            x, used, s0, s1 = diffusers_sample(self.sampler, denoiser, z, nfe, config=self.options,
-                                               span=self.span)  # type: ignore[arg-type]
+            x, used, s0, s1 = diffusers_sample(self.sampler, denoiser, z, nfe, config=self.options, span=self.span)  # type: ignore[arg-type]
             return PeerRun(x, used, s0, s1)
         sp = get_span(self.span)
         if self.schedule is None:  # dpm_fast / dpm_adaptive: a span, not a σ array
@@ -129,14 +129,20 @@ _DPMS = "DPMSolverSinglestepScheduler"
 _UNIPC = "UniPCMultistepScheduler"
 _KARRAS = {"use_karras_sigmas": True}
 _SIGMA_MIN_END = {"final_sigmas_type": "sigma_min"}  # required by diffusers for non-++ DPM-Solver
-_NAN_BH1 = ("NaN at the last step into σ = 0 at every NFE: bh1 sets B(h) = −h, infinite there "
-            "(bh2's expm1(−h) = −1 stays finite); ending at sigma_min avoids it")
-_DDIM_SPACING = ("wrong result when 1000/steps is not an integer: DDIM.step goes to t − 1000//steps, not to "
-                 "the next listed timestep, so the next step starts from the wrong level ('linspace' spacing "
-                 "has it at every step count below 1000; 'leading' never)")
-_NAN_3M_KARRAS = ("NaN at the last step from 15 steps on (lower_order_final only acts below 15): the Karras "
-                  "σ_min equals the final sigma_min level, so that step has h = 0 and the 3rd-order "
-                  "coefficients divide by it; euler_at_final=True avoids it")
+_NAN_BH1 = (
+    "NaN at the last step into σ = 0 at every NFE: bh1 sets B(h) = −h, infinite there "
+    "(bh2's expm1(−h) = −1 stays finite); ending at sigma_min avoids it"
+)
+_DDIM_SPACING = (
+    "wrong result when 1000/steps is not an integer: DDIM.step goes to t − 1000//steps, not to "
+    "the next listed timestep, so the next step starts from the wrong level ('linspace' spacing "
+    "has it at every step count below 1000; 'leading' never)"
+)
+_NAN_3M_KARRAS = (
+    "NaN at the last step from 15 steps on (lower_order_final only acts below 15): the Karras "
+    "σ_min equals the final sigma_min level, so that step has h = 0 and the 3rd-order "
+    "coefficients divide by it; euler_at_final=True avoids it"
+)
 
 DIFFUSERS_CONFIGS: tuple[PeerConfig, ...] = (
     # DPM-Solver++ multistep (data prediction), ends in x0
@@ -153,10 +159,24 @@ DIFFUSERS_CONFIGS: tuple[PeerConfig, ...] = (
     _df("dpm2m", _DPMM, algorithm_type="dpmsolver", solver_order=2, **_SIGMA_MIN_END),
     _df("dpm2m-karras", _DPMM, algorithm_type="dpmsolver", solver_order=2, **_KARRAS, **_SIGMA_MIN_END),
     _df("dpm3m", _DPMM, algorithm_type="dpmsolver", solver_order=3, **_SIGMA_MIN_END),
-    _df("dpm3m-karras", _DPMM, algorithm_type="dpmsolver", solver_order=3, issue=_NAN_3M_KARRAS, **_KARRAS,
-        **_SIGMA_MIN_END),
-    _df("dpm3m-karras-euler-final", _DPMM, algorithm_type="dpmsolver", solver_order=3, euler_at_final=True,
-        **_KARRAS, **_SIGMA_MIN_END),
+    _df(
+        "dpm3m-karras",
+        _DPMM,
+        algorithm_type="dpmsolver",
+        solver_order=3,
+        issue=_NAN_3M_KARRAS,
+        **_KARRAS,
+        **_SIGMA_MIN_END,
+    ),
+    _df(
+        "dpm3m-karras-euler-final",
+        _DPMM,
+        algorithm_type="dpmsolver",
+        solver_order=3,
+        euler_at_final=True,
+        **_KARRAS,
+        **_SIGMA_MIN_END,
+    ),
     # DPM-Solver singlestep
     _df("dpm++2s", _DPMS, algorithm_type="dpmsolver++", solver_order=2),
     _df("dpm++3s", _DPMS, algorithm_type="dpmsolver++", solver_order=3),
@@ -168,16 +188,26 @@ DIFFUSERS_CONFIGS: tuple[PeerConfig, ...] = (
     _df("unipc-bh1-o2-sigma-min", _UNIPC, solver_type="bh1", solver_order=2, **_SIGMA_MIN_END),
     _df("unipc-bh2-o2", _UNIPC, solver_type="bh2", solver_order=2),
     _df("unipc-bh1-o3", _UNIPC, solver_type="bh1", solver_order=3, issue=_NAN_BH1),
-    _df("unipc-bh1-o3-sigma-min", _UNIPC, solver_type="bh1", solver_order=3, **_SIGMA_MIN_END,
-        note="its error stalls near 5e-4 from 40 to 320 NFE on the Gaussian bed (float64 tables too)"),
+    _df(
+        "unipc-bh1-o3-sigma-min",
+        _UNIPC,
+        solver_type="bh1",
+        solver_order=3,
+        **_SIGMA_MIN_END,
+        note="its error stalls near 5e-4 from 40 to 320 NFE on the Gaussian bed (float64 tables too)",
+    ),
     _df("unipc-bh2-o3", _UNIPC, solver_type="bh2", solver_order=3),
     _df("unipc-bh2-o2-karras", _UNIPC, solver_type="bh2", solver_order=2, **_KARRAS),
     _df("unipc-bh2-o3-karras", _UNIPC, solver_type="bh2", solver_order=3, **_KARRAS),
     # DEIS (ends at the table's σ_min)
     _df("deis-o2", "DEISMultistepScheduler", solver_order=2),
-    _df("deis-o3", "DEISMultistepScheduler", solver_order=3,
+    _df(
+        "deis-o3",
+        "DEISMultistepScheduler",
+        solver_order=3,
         note="its 3rd-order coefficients come from float32 σ tables and lose accuracy as steps shrink: the "
-             "error stops falling near 80 NFE and grows after (float64 tables converge)"),
+        "error stops falling near 80 NFE and grows after (float64 tables converge)",
+    ),
     # DDIM / PLMS
     _df("ddim", "DDIMScheduler", note="diffusers default 'leading' spacing: starts below t = 999"),
     _df("ddim-trailing", "DDIMScheduler", timestep_spacing="trailing", issue=_DDIM_SPACING),
@@ -205,12 +235,30 @@ def _kd_configs() -> tuple[PeerConfig, ...]:
     for span in SPANS:
         for sampler in KDIFFUSION_SAMPLERS:
             for schedule in ("karras", "exponential"):
-                configs.append(PeerConfig(f"k-diffusion:{sampler}-{schedule}@{span}", "k-diffusion", sampler, span,
-                                          schedule=schedule))
-        configs.append(PeerConfig(f"k-diffusion:dpm_fast@{span}", "k-diffusion", "dpm_fast", span,
-                                  note="ends at the span's sigma_min, not 0"))
-        configs.append(PeerConfig(f"k-diffusion:dpm_adaptive@{span}", "k-diffusion", "dpm_adaptive", span,
-                                  fixed_nfe=False, note="adaptive steps (rtol 0.05, atol 0.0078): NFE is its own"))
+                configs.append(
+                    PeerConfig(
+                        f"k-diffusion:{sampler}-{schedule}@{span}", "k-diffusion", sampler, span, schedule=schedule
+                    )
+                )
+        configs.append(
+            PeerConfig(
+                f"k-diffusion:dpm_fast@{span}",
+                "k-diffusion",
+                "dpm_fast",
+                span,
+                note="ends at the span's sigma_min, not 0",
+            )
+        )
+        configs.append(
+            PeerConfig(
+                f"k-diffusion:dpm_adaptive@{span}",
+                "k-diffusion",
+                "dpm_adaptive",
+                span,
+                fixed_nfe=False,
+                note="adaptive steps (rtol 0.05, atol 0.0078): NFE is its own",
+            )
+        )
     return tuple(configs)
 
 

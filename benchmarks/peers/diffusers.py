@@ -26,6 +26,7 @@ from .spans import EDM_CONFIG, VP1000_CONFIG
 
 __all__ = ["diffusers_sample", "diffusers_sigmas"]
 
+
 def _diffusers_class(name: str) -> type:
     import diffusers
 
@@ -99,8 +100,13 @@ def _start_end_sigmas(sched: Any) -> tuple[float, float]:
     return _sigma_of_alpha_cumprod(float(abar[t0])), _sigma_of_alpha_cumprod(abar_end)
 
 
-def _prepare(scheduler_name: str, nfe: int, config: Mapping[str, Any] | None, span: str | None,
-             scheduler_kwargs: Mapping[str, Any]) -> tuple[Any, bool]:
+def _prepare(
+    scheduler_name: str,
+    nfe: int,
+    config: Mapping[str, Any] | None,
+    span: str | None,
+    scheduler_kwargs: Mapping[str, Any],
+) -> tuple[Any, bool]:
     """Resolve the class, check the span, and return the scheduler set for ``nfe`` (and whether it is EDM)."""
     cls = _diffusers_class(scheduler_name)
     edm = _is_edm(cls)
@@ -149,8 +155,11 @@ def diffusers_sample(
     start_nfe = den.nfe
     dtype = torch.float32
     prediction = sched.config.prediction_type
-    net = (EDMNetwork(den, float(sched.config.sigma_data), prediction, dtype=dtype) if edm
-           else VPTableNetwork(den, sched.alphas_cumprod, prediction, dtype=dtype))
+    net = (
+        EDMNetwork(den, float(sched.config.sigma_data), prediction, dtype=dtype)
+        if edm
+        else VPTableNetwork(den, sched.alphas_cumprod, prediction, dtype=dtype)
+    )
     sigma_start, sigma_end = _start_end_sigmas(sched)
     sigma_space = float(sched.init_noise_sigma) != 1.0
     state = z.to(torch.float64) * sigma_start
@@ -191,6 +200,7 @@ def diffusers_sigmas(
     else:
         abar = sched.alphas_cumprod.to(torch.float64)
         ts = torch.as_tensor(sched.timesteps).long()
-        levels = torch.cat([((1 - abar[ts]) / abar[ts]).sqrt(),
-                            torch.tensor([_start_end_sigmas(sched)[1]], dtype=torch.float64)])
+        levels = torch.cat(
+            [((1 - abar[ts]) / abar[ts]).sqrt(), torch.tensor([_start_end_sigmas(sched)[1]], dtype=torch.float64)]
+        )
     return torch.unique_consecutive(levels)

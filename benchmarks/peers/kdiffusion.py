@@ -100,8 +100,7 @@ def load_k_sampling() -> types.ModuleType:
         sys.modules.pop(utils_name, None)
         sys.modules.pop(_K_PACKAGE, None)
         raise ImportError(
-            f"k-diffusion's sampling.py needs a module that is missing ({exc}); install the peers with: "
-            f"{INSTALL_HINT}"
+            f"k-diffusion's sampling.py needs a module that is missing ({exc}); install the peers with: {INSTALL_HINT}"
         ) from exc
     package.sampling = sampling  # type: ignore[attr-defined]
     return sampling
@@ -180,7 +179,7 @@ def kdiffusion_sample(
     ks = load_k_sampling()
     fn = getattr(ks, f"sample_{name}", None)
     if fn is None:
-        names = sorted(n[len("sample_"):] for n in dir(ks) if n.startswith("sample_"))
+        names = sorted(n[len("sample_") :] for n in dir(ks) if n.startswith("sample_"))
         raise UnknownNameError("k-diffusion sampler", name, names)
     den = as_denoiser(denoiser)
     start = den.nfe

@@ -19,8 +19,12 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--solvers", type=str_list, default=None, help="comma-separated solver names")
-    p.add_argument("--schedules", type=str_list, default=None,
-                   help="step schedules (default karras, logsnr, kl_optimal, time_uniform-trailing)")
+    p.add_argument(
+        "--schedules",
+        type=str_list,
+        default=None,
+        help="step schedules (default karras, logsnr, kl_optimal, time_uniform-trailing)",
+    )
     p.add_argument("--nfe", type=int_list, default=[4, 5, 6, 8, 10, 15, 20], help="NFE budgets")
     p.add_argument("--samples", type=positive_int, default=500, help="samples per method")
     p.add_argument("--no-tune", action="store_true", help="leave out the tuned plans")
@@ -36,8 +40,18 @@ def run(args: argparse.Namespace) -> int:
 
         require_peers()
     t0 = time.perf_counter()
-    print(run_and_report(args.nfe, args.samples, args.out, peers=args.peers, solver_names=args.solvers,
-                         schedules=args.schedules, tuned=not args.no_tune, seed=args.seed,
-                         progress=progress_printer(args.quiet)))
+    print(
+        run_and_report(
+            args.nfe,
+            args.samples,
+            args.out,
+            peers=args.peers,
+            solver_names=args.solvers,
+            schedules=args.schedules,
+            tuned=not args.no_tune,
+            seed=args.seed,
+            progress=progress_printer(args.quiet),
+        )
+    )
     print(f"\nwrote {Path(args.out) / 'digits-model.csv'} and .md ({time.perf_counter() - t0:.1f}s)")
     return 0

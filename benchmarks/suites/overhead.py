@@ -24,9 +24,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     shape = tuple(int_list(args.shape.replace("x", ",")))
-    rows = measure_overhead(args.solvers, shape=shape, n_steps=args.steps, repeats=args.repeats,
-                            peers=not args.no_peers)
-    print(f"time outside the model per model evaluation, batch {args.shape}, {args.steps} steps, best of "
-          f"{args.repeats} interleaved runs (ms):")
+    rows = measure_overhead(
+        args.solvers, shape=shape, n_steps=args.steps, repeats=args.repeats, peers=not args.no_peers
+    )
+    print(
+        f"time outside the model per model evaluation, batch {args.shape}, {args.steps} steps, best of "
+        f"{args.repeats} interleaved runs (ms):"
+    )
     print(format_overhead_table(rows))
     return 0

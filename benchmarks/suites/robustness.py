@@ -16,13 +16,21 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int_list, default=None,
-                   help="step counts (default 1–20, 25, 30, 40, 50, 75, 100, 150, 200, 300, 500, 750, 1000)")
+    p.add_argument(
+        "--steps",
+        type=int_list,
+        default=None,
+        help="step counts (default 1–20, 25, 30, 40, 50, 75, 100, 150, 200, 300, 500, 750, 1000)",
+    )
     p.add_argument("--quick", action="store_true", help="step counts 1, 2, 3, 5, 10, 100 only")
     p.add_argument("--beds", type=str_list, default=None, help="ring2d and/or mixture64 (default both)")
     p.add_argument("--solvers", type=str_list, default=None, help="solvers (default: every non-adaptive one)")
-    p.add_argument("--schedules", type=str_list, default=None,
-                   help="karras, logsnr, kl_optimal, polyexponential, time_uniform, align_your_steps (default all)")
+    p.add_argument(
+        "--schedules",
+        type=str_list,
+        default=None,
+        help="karras, logsnr, kl_optimal, polyexponential, time_uniform, align_your_steps (default all)",
+    )
     p.add_argument("--batch", type=positive_int, default=4, help="samples per dtype")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
@@ -31,8 +39,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     step_counts = args.steps or (QUICK_STEPS if args.quick else FULL_STEPS)
-    config = GridConfig(beds=args.beds or BEDS, solvers=args.solvers, schedules=args.schedules or SCHEDULES,
-                        steps=step_counts, batch=args.batch, seed=args.seed)
+    config = GridConfig(
+        beds=args.beds or BEDS,
+        solvers=args.solvers,
+        schedules=args.schedules or SCHEDULES,
+        steps=step_counts,
+        batch=args.batch,
+        seed=args.seed,
+    )
     report = run_grid(config, jobs=args.jobs, progress=progress_printer(args.quiet))
     print(format_report(report))
     return 1 if report.failures else 0

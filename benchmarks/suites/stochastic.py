@@ -35,12 +35,25 @@ DEFAULT_PARTS = ("imperfect", "convergence", "exposure", "v3", "dc", "momentum")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--part", action="append", choices=list(PARTS), default=None,
-                   help="which part (repeatable; default all but cpr)")
-    p.add_argument("--beds", type=str_list, default=None,
-                   help="beds (imperfect: ring2d, mixture64 or e.g. ring2d-misfit; convergence: ring2d, mixture64)")
-    p.add_argument("--nfe", type=int_list, default=None, help="NFE budgets (default: imperfect 10,20; "
-                   "convergence 8,12,16,24,32,48,64)")
+    p.add_argument(
+        "--part",
+        action="append",
+        choices=list(PARTS),
+        default=None,
+        help="which part (repeatable; default all but cpr)",
+    )
+    p.add_argument(
+        "--beds",
+        type=str_list,
+        default=None,
+        help="beds (imperfect: ring2d, mixture64 or e.g. ring2d-misfit; convergence: ring2d, mixture64)",
+    )
+    p.add_argument(
+        "--nfe",
+        type=int_list,
+        default=None,
+        help="NFE budgets (default: imperfect 10,20; convergence 8,12,16,24,32,48,64)",
+    )
     p.add_argument("--samples", type=positive_int, default=None, help="samples per bed (default 10000)")
     p.add_argument("--out", default=None, help="also write every row as CSV here (a 'part' column first)")
 

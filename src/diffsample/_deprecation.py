@@ -26,8 +26,7 @@ def warn_renamed(where: str, old: str, new: str, *, stacklevel: int) -> None:
     warnings.warn(f"{where}: {old} is deprecated; use {new}", DeprecationWarning, stacklevel=stacklevel + 1)
 
 
-def pop_renamed_keyword(options: dict[str, Any], old: str, new: str, value: T, where: str, *,
-                        stacklevel: int = 3) -> T:
+def pop_renamed_keyword(options: dict[str, Any], old: str, new: str, value: T, where: str, *, stacklevel: int = 3) -> T:
     """``value`` (given as ``new=``), or else ``options[old]`` (removed from ``options``, with a
     :class:`DeprecationWarning`). Giving both (``new`` not ``None``) is a :class:`TypeError`.
 

@@ -59,8 +59,12 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
     return Path(path)
 
 
-def cached(path: str | os.PathLike[str] | None, compute: Callable[[], T], load: Callable[[Path], T],
-           save: Callable[[T, IO[bytes]], object]) -> T:
+def cached(
+    path: str | os.PathLike[str] | None,
+    compute: Callable[[], T],
+    load: Callable[[Path], T],
+    save: Callable[[T, IO[bytes]], object],
+) -> T:
     """``load(path)`` when the file exists, else ``compute()``, saved atomically to ``path`` (unless it is ``None``)
     by ``save(value, handle)`` writing to a binary file object."""
     if path is not None and Path(path).exists():

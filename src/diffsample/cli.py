@@ -60,8 +60,12 @@ def add_tuning_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sigma-max", type=float, default=None, help="starting level (default 80, or the model's)")
     p.add_argument("--calibration", type=positive_int, default=256, help="calibration samples")
     p.add_argument("--seed", type=int, default=1, help="calibration seed")
-    p.add_argument("--heldout", type=positive_int, default=256,
-                   help="held-out samples, scored against the exact ODE solution (test beds only)")
+    p.add_argument(
+        "--heldout",
+        type=positive_int,
+        default=256,
+        help="held-out samples, scored against the exact ODE solution (test beds only)",
+    )
     p.add_argument("--heldout-seed", type=int, default=0, help="held-out seed (the benchmark's)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
@@ -116,14 +120,23 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     check_writable(args.out)  # before the tuning, not after it
     denoiser, label, shape, (sigma_min, sigma_max) = _tuning_target(args)
     calibration = noise.seeded(args.seed).initial((args.calibration, *shape), sigma_max, dtype=torch.float64)
-    plan = tune(denoiser, nfe=args.nfe, sigma_min=sigma_min, sigma_max=sigma_max, calibration=calibration,
-                model_id=label, progress=progress_printer(args.quiet))
+    plan = tune(
+        denoiser,
+        nfe=args.nfe,
+        sigma_min=sigma_min,
+        sigma_max=sigma_max,
+        calibration=calibration,
+        model_id=label,
+        progress=progress_printer(args.quiet),
+    )
     plan.save(args.out)
     prov = plan.provenance
     print(f"tuned plan for {label} at NFE {args.nfe} -> {args.out}")
     print(plan.describe())
-    print(f"calibration ({args.calibration} samples, seed {args.seed}): RMSE {prov['error']:.4g} vs the teacher; "
-          f"tuning {prov['tuning_seconds']:.1f}s, {prov['tuning_nfe']:.0f} NFE (teacher {prov['teacher_nfe']})")
+    print(
+        f"calibration ({args.calibration} samples, seed {args.seed}): RMSE {prov['error']:.4g} vs the teacher; "
+        f"tuning {prov['tuning_seconds']:.1f}s, {prov['tuning_nfe']:.0f} NFE (teacher {prov['teacher_nfe']})"
+    )
     if not args.bed:
         return 0
     from .testbeds import reference_solution
@@ -139,8 +152,10 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     default = rmse(generate(denoiser, held, nfe=args.nfe, sigma_min=sigma_min, sigma_max=sigma_max))
     print(f"\nheld-out ({args.heldout} samples, seed {args.heldout_seed}), RMSE vs the exact ODE solution:")
     print(f"  {'tuned plan':<32} {tuned:.4g}")
-    print(f"  {'generate: ' + choice.solver + '/' + choice.step_schedule:<32} {default:.4g}  "
-          f"(tuned / this = {tuned / default:.2f})")
+    print(
+        f"  {'generate: ' + choice.solver + '/' + choice.step_schedule:<32} {default:.4g}  "
+        f"(tuned / this = {tuned / default:.2f})"
+    )
     print("(every hand-made configuration: python -m benchmarks tune, from a checkout of the repository)")
     return 0
 
@@ -149,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="diffsample",
         description="Training-free sampling from pretrained diffusion models: sample, tune a plan, list solvers. "
-                    "Benchmarks: python -m benchmarks SUITE, from a checkout of the repository.",
+        "Benchmarks: python -m benchmarks SUITE, from a checkout of the repository.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -160,14 +175,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tune", help="tune a plan (noise levels + per-step solver choices) for a model or a test bed")
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--model", default=None,
-                        help=f"'{SHIPPED_MODEL}' (the shipped network) or a diffusers model or pipeline directory")
-    target.add_argument("--bed", default=None,
-                        help="an exact test bed (ring2d, mixture64, digits): the plan is also scored on held-out "
-                             "noise against the exact ODE solution")
+    target.add_argument(
+        "--model",
+        default=None,
+        help=f"'{SHIPPED_MODEL}' (the shipped network) or a diffusers model or pipeline directory",
+    )
+    target.add_argument(
+        "--bed",
+        default=None,
+        help="an exact test bed (ring2d, mixture64, digits): the plan is also scored on held-out "
+        "noise against the exact ODE solution",
+    )
     p.add_argument("--nfe", type=positive_int, required=True, help="NFE budget")
-    p.add_argument("--shape", type=shape, default=(1, 8, 8),
-                   help="per-sample shape for a --model directory (default 1x8x8)")
+    p.add_argument(
+        "--shape", type=shape, default=(1, 8, 8), help="per-sample shape for a --model directory (default 1x8x8)"
+    )
     p.add_argument("--out", default="plan.json", help="where to write the plan (JSON; `diffsample sample --plan`)")
     add_tuning_arguments(p)
     p.set_defaults(func=_cmd_tune)

@@ -94,9 +94,7 @@ class CountingDenoiser:
         self.calls += self.network_calls_per_call
         out = check_output(self.denoise(x, s, **kwargs), type(self).__name__)
         if out.shape != x.shape:
-            raise ShapeError(
-                f"{type(self).__name__} returned shape {tuple(out.shape)} for x of shape {tuple(x.shape)}"
-            )
+            raise ShapeError(f"{type(self).__name__} returned shape {tuple(out.shape)} for x of shape {tuple(x.shape)}")
         return out
 
     def reset_counter(self) -> None:

@@ -47,8 +47,9 @@ def check_writable(path: str | os.PathLike[str], *, overwrite: bool = True, foll
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str], mode: str = "wb", *, follow_symlinks: bool = False,
-                 encoding: str | None = None) -> Iterator[IO]:
+def atomic_write(
+    path: str | os.PathLike[str], mode: str = "wb", *, follow_symlinks: bool = False, encoding: str | None = None
+) -> Iterator[IO]:
     """Open a temporary file beside ``path`` for writing; on success it replaces ``path`` atomically.
 
     ``mode`` is ``"wb"`` or ``"w"`` (text, ``encoding`` default UTF-8). Use as
@@ -70,8 +71,9 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb", *, follow_symli
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | Callable[[IO[bytes]], None], *,
-                       follow_symlinks: bool = False) -> Path:
+def atomic_write_bytes(
+    path: str | os.PathLike[str], data: bytes | Callable[[IO[bytes]], None], *, follow_symlinks: bool = False
+) -> Path:
     """Write ``data`` (bytes, or a function writing to a binary file object) to ``path`` atomically."""
     with atomic_write(path, "wb", follow_symlinks=follow_symlinks) as handle:
         if callable(data):

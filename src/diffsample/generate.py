@@ -65,8 +65,9 @@ def default_choice(nfe: int) -> DefaultChoice:
     return DEFAULT_TABLE[-1][1]
 
 
-def default_sigmas(nfe: int, sigma_min: float, sigma_max: float, calls_per_eval: int = 1
-                   ) -> tuple[DefaultChoice, torch.Tensor]:
+def default_sigmas(
+    nfe: int, sigma_min: float, sigma_max: float, calls_per_eval: int = 1
+) -> tuple[DefaultChoice, torch.Tensor]:
     """The default choice and its noise levels for ``nfe`` evaluations over ``[sigma_min, sigma_max]`` → 0.
 
     ``calls_per_eval`` is the number of model evaluations one denoiser call costs (2 under CFG).
@@ -93,9 +94,16 @@ class Walk:
 
 
 @renamed_keyword("schedule", "step_schedule")
-def configure(nfe: int | None = None, sigma_min: float | None = None, sigma_max: float | None = None, *,
-              calls_per_eval: int = 1, plan: Plan | str | os.PathLike[str] | None = None, solver: str | None = None,
-              step_schedule: str | None = None) -> Walk:
+def configure(
+    nfe: int | None = None,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    *,
+    calls_per_eval: int = 1,
+    plan: Plan | str | os.PathLike[str] | None = None,
+    solver: str | None = None,
+    step_schedule: str | None = None,
+) -> Walk:
     """The walk for a budget of ``nfe`` model evaluations over ``[sigma_min, sigma_max]`` → 0, or for a plan.
 
     Without a plan the table's choice (:func:`default_choice`) fills in whatever ``solver`` and ``step_schedule``
@@ -113,9 +121,11 @@ def configure(nfe: int | None = None, sigma_min: float | None = None, sigma_max:
             (``schedule=`` is its deprecated spelling).
     """
     if solver is not None and solvers.spec(solver).adaptive:
-        raise BudgetError(f"solver {solver!r} chooses its own steps (error control), so it cannot keep a budget of "
-                          f"model evaluations; call diffsample.sample(..., solver={solver!r}) without a budget, "
-                          "or pick a fixed-step solver")
+        raise BudgetError(
+            f"solver {solver!r} chooses its own steps (error control), so it cannot keep a budget of "
+            f"model evaluations; call diffsample.sample(..., solver={solver!r}) without a budget, "
+            "or pick a fixed-step solver"
+        )
     if plan is not None:
         if solver is not None or step_schedule is not None:
             raise DiffsampleError("a plan fixes the solver and the noise levels; pass no solver or step schedule too")
@@ -134,10 +144,17 @@ def configure(nfe: int | None = None, sigma_min: float | None = None, sigma_max:
     return Walk(sigmas, name, options, step_schedule, nfe)
 
 
-def generate(denoiser: contracts.Denoiser, x: torch.Tensor, *, nfe: int | None = None,
-             sigma_min: float | None = None, sigma_max: float | None = None,
-             noise: contracts.NoiseSource | None = None, callback: contracts.StepCallback | None = None,
-             plan: Plan | str | os.PathLike[str] | None = None) -> torch.Tensor:
+def generate(
+    denoiser: contracts.Denoiser,
+    x: torch.Tensor,
+    *,
+    nfe: int | None = None,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    noise: contracts.NoiseSource | None = None,
+    callback: contracts.StepCallback | None = None,
+    plan: Plan | str | os.PathLike[str] | None = None,
+) -> torch.Tensor:
     """Sample with the best default configuration for a budget of ``nfe`` model evaluations, or with a tuned plan.
 
     Args:
@@ -186,8 +203,13 @@ def _calls(nfe: int, calls_per_eval: int) -> int:
     return calls
 
 
-def _checked_plan(plan: Plan | str | os.PathLike[str], nfe: int | None, sigma_min: float | None,
-                  sigma_max: float | None, per_call: int) -> Plan:
+def _checked_plan(
+    plan: Plan | str | os.PathLike[str],
+    nfe: int | None,
+    sigma_min: float | None,
+    sigma_max: float | None,
+    per_call: int,
+) -> Plan:
     """``plan`` (loaded if a path) after checking it against the budget and span passed with it."""
     if not isinstance(plan, Plan):
         plan = Plan.load(plan)

@@ -30,7 +30,7 @@ def image_grid(images: np.ndarray, columns: int | None = None, pad: int = 1, sca
     for i in range(n):
         r, q = divmod(i, columns)
         top, left = pad + r * (hs + pad), pad + q * (ws + pad)
-        grid[top:top + hs, left:left + ws] = pixels[i].transpose(1, 2, 0)
+        grid[top : top + hs, left : left + ws] = pixels[i].transpose(1, 2, 0)
     return grid
 
 
@@ -44,5 +44,7 @@ def write_png(path: str | Path, pixels: np.ndarray) -> Path:
     colour_type = {1: 0, 3: 2}[c]
     raw = b"".join(b"\x00" + pixels[row].tobytes() for row in range(h))  # filter type 0 on every row
     header = struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0)
-    return atomic_write_bytes(path, b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
-                              + _chunk(b"IDAT", zlib.compress(raw, 9)) + _chunk(b"IEND", b""))
+    return atomic_write_bytes(
+        path,
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 9)) + _chunk(b"IEND", b""),
+    )

@@ -41,8 +41,15 @@ import torch
 from .contracts import NoiseSource
 from .errors import DiffsampleError, ShapeError
 
-__all__ = ["NoiseSource", "ROW_GENERATOR_FROM", "SeededNoise", "counter_normals", "derive_seed", "parse_seeds",
-           "seeded"]
+__all__ = [
+    "NoiseSource",
+    "ROW_GENERATOR_FROM",
+    "SeededNoise",
+    "counter_normals",
+    "derive_seed",
+    "parse_seeds",
+    "seeded",
+]
 
 ROW_GENERATOR_FROM = 256
 """Rows with at least this many elements are drawn from per-sample ``torch.Generator`` streams (module docstring)."""
@@ -98,8 +105,9 @@ def _checked_seed(value: object, who: str) -> int:
     """``value`` as a seed, or a :class:`~diffsample.errors.DiffsampleError` naming ``who`` (the one rule for
     every seed type: non-negative integers below 2**64; no bools, strings, floats or float tensors)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise DiffsampleError(f"{who}: a seed must be a non-negative integer below 2**64, got {value!r} "
-                              f"({type(value).__name__})")
+        raise DiffsampleError(
+            f"{who}: a seed must be a non-negative integer below 2**64, got {value!r} ({type(value).__name__})"
+        )
     seed = int(value)
     if not 0 <= seed < SEED_LIMIT:
         raise DiffsampleError(f"{who}: a seed must be a non-negative integer below 2**64, got {seed}")
@@ -185,8 +193,9 @@ class SeededNoise:
         self._mixed = np.concatenate([self._mixed, splitmix64(raw)])
         self._calls = np.concatenate([self._calls, np.zeros(batch - have, dtype=np.int64)])
 
-    def standard_normal(self, shape: Sequence[int], dtype: torch.dtype = torch.float32,
-                        device: torch.device | str | None = None) -> torch.Tensor:
+    def standard_normal(
+        self, shape: Sequence[int], dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+    ) -> torch.Tensor:
         """Draw a ``(B, …)`` standard-normal tensor, row ``i`` from stream ``i``."""
         shape = tuple(int(s) for s in shape)
         if not shape:
@@ -207,8 +216,13 @@ class SeededNoise:
         calls += 1
         return torch.from_numpy(out).reshape(shape).to(device=device, dtype=dtype)
 
-    def initial(self, shape: Sequence[int], sigma: float, dtype: torch.dtype = torch.float32,
-                device: torch.device | str | None = None) -> torch.Tensor:
+    def initial(
+        self,
+        shape: Sequence[int],
+        sigma: float,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
         """The starting state ``sigma · z`` of a walk that begins at noise level ``sigma``."""
         return float(sigma) * self.standard_normal(shape, dtype=dtype, device=device)
 

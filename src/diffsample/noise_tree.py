@@ -109,8 +109,14 @@ class BrownianTree:
 
     interval_noise = True
 
-    def __init__(self, seeds: int | Sequence[int] | torch.Tensor, *, transform: str | Callable[[float], float] = "log",
-                 tol: float = 1e-6, cache_size: int = 4096) -> None:
+    def __init__(
+        self,
+        seeds: int | Sequence[int] | torch.Tensor,
+        *,
+        transform: str | Callable[[float], float] = "log",
+        tol: float = 1e-6,
+        cache_size: int = 4096,
+    ) -> None:
         self.base, self._seeds = parse_seeds(seeds, "BrownianTree")
         if isinstance(transform, str):
             if transform not in TRANSFORMS:
@@ -242,12 +248,19 @@ class BrownianTree:
         except (ValueError, ZeroDivisionError, OverflowError) as exc:
             raise DiffsampleError(f"time transform {self.transform_name!r} is undefined at sigma={sigma}") from exc
         if not math.isfinite(t):
-            raise DiffsampleError(f"time transform {self.transform_name!r} maps sigma={sigma} to {t}; "
-                                  "the Brownian tree needs finite times")
+            raise DiffsampleError(
+                f"time transform {self.transform_name!r} maps sigma={sigma} to {t}; "
+                "the Brownian tree needs finite times"
+            )
         return t
 
-    def value(self, t: float, shape: Sequence[int], dtype: torch.dtype = torch.float64,
-              device: torch.device | str | None = None) -> torch.Tensor:
+    def value(
+        self,
+        t: float,
+        shape: Sequence[int],
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
         """``W(t)`` at transformed time ``t`` for a batch of shape ``(B, …)`` (row ``i`` from sample ``i``'s seed)."""
         shape = tuple(int(s) for s in shape)
         if not shape or shape[0] < 1:

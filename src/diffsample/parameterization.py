@@ -190,8 +190,9 @@ class ModelDenoiser(Denoiser):
         self.time_input = time_input
         self.time_scale = float(time_scale)
         self.quantize = bool(quantize)
-        self.sigma_data = float(sigma_data if sigma_data is not None
-                                else getattr(self.noise_schedule, "sigma_data", 0.5))
+        self.sigma_data = float(
+            sigma_data if sigma_data is not None else getattr(self.noise_schedule, "sigma_data", 0.5)
+        )
         self.dtype = _network_dtype(network, dtype)
         self.time_dtype = time_dtype
 
@@ -244,13 +245,14 @@ class ModelDenoiser(Denoiser):
         return x0
 
 
-def _per_level(network: Callable[[torch.Tensor, float], torch.Tensor], x: torch.Tensor,
-               level: torch.Tensor | float) -> torch.Tensor:
+def _per_level(
+    network: Callable[[torch.Tensor, float], torch.Tensor], x: torch.Tensor, level: torch.Tensor | float
+) -> torch.Tensor:
     """Call ``network(x, float level)`` once for a scalar (or uniform) level, else once per sample."""
     flat = torch.as_tensor(level).detach().flatten()
     if bool((flat == flat[0]).all()):
         return network(x, float(flat[0]))
-    return torch.cat([network(x[i:i + 1], float(v)) for i, v in enumerate(flat)])
+    return torch.cat([network(x[i : i + 1], float(v)) for i, v in enumerate(flat)])
 
 
 class VPTableNetwork:
@@ -276,8 +278,14 @@ class VPTableNetwork:
         dtype: the working dtype of the denoiser call and of the output.
     """
 
-    def __init__(self, denoiser: contracts.Denoiser | Callable[..., torch.Tensor], alphas_cumprod: torch.Tensor,
-                 prediction: str = "eps", *, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        denoiser: contracts.Denoiser | Callable[..., torch.Tensor],
+        alphas_cumprod: torch.Tensor,
+        prediction: str = "eps",
+        *,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         abar = torch.as_tensor(alphas_cumprod).to(torch.float64)
         self.log_sigma = 0.5 * torch.log((1 - abar) / abar)
         self.prediction = canonical_prediction(prediction)
@@ -330,8 +338,14 @@ class EDMNetwork:
         dtype: the working dtype of the denoiser call and of the output.
     """
 
-    def __init__(self, denoiser: contracts.Denoiser | Callable[..., torch.Tensor], sigma_data: float = 0.5,
-                 prediction: str = "edm", *, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        denoiser: contracts.Denoiser | Callable[..., torch.Tensor],
+        sigma_data: float = 0.5,
+        prediction: str = "edm",
+        *,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         if prediction not in ("edm", "epsilon", "v_prediction"):
             raise ValueError(f"unsupported prediction_type {prediction!r} for an EDM network")
         self.sigma_data = float(sigma_data)

@@ -85,8 +85,9 @@ def _check_options(solver: str, options: dict[str, Any]) -> None:
     unknown = sorted(set(options) - set(valid))
     if unknown:
         listed = ", ".join(sorted(valid)) or "none"
-        raise DiffsampleError(f"unknown option {unknown[0]!r} of solver {solver!r} in the plan; "
-                              f"valid options: {listed}")
+        raise DiffsampleError(
+            f"unknown option {unknown[0]!r} of solver {solver!r} in the plan; valid options: {listed}"
+        )
     if solver == "plan":  # per-step lists, checked by the plan solver itself
         return
     for name, value in options.items():
@@ -100,8 +101,10 @@ def _check_options(solver: str, options: dict[str, Any]) -> None:
         else:
             continue
         if not ok:
-            raise DiffsampleError(f"plan option {name!r} of solver {solver!r} must be a {type(default).__name__} "
-                                  f"like its default {default!r}, got {value!r}")
+            raise DiffsampleError(
+                f"plan option {name!r} of solver {solver!r} must be a {type(default).__name__} "
+                f"like its default {default!r}, got {value!r}"
+            )
 
 
 @dataclass
@@ -150,8 +153,14 @@ class Plan:
         return torch.tensor(self.sigmas, dtype=torch.float64)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "sigmas": list(self.sigmas), "solver": self.solver,
-                "options": self.options, "provenance": self.provenance}
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "sigmas": list(self.sigmas),
+            "solver": self.solver,
+            "options": self.options,
+            "provenance": self.provenance,
+        }
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
@@ -160,7 +169,7 @@ class Plan:
     def from_dict(cls, data: dict[str, Any]) -> Plan:
         """The plan a :meth:`to_dict` document describes, checked (module docstring)."""
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise DiffsampleError(f"not a diffsample plan (expected \"format\": \"{FORMAT}\")")
+            raise DiffsampleError(f'not a diffsample plan (expected "format": "{FORMAT}")')
         if data.get("version") != VERSION:
             raise DiffsampleError(f"unsupported plan version {data.get('version')!r} (this library reads {VERSION})")
         unknown = sorted(set(data) - set(KEYS))

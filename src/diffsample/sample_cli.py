@@ -39,8 +39,13 @@ class _Progress:
         self.done = min(self.done + 1, self.total)
         if self.enabled:
             filled = int(30 * self.done / self.total)
-            print(f"\r[{'#' * filled}{'.' * (30 - filled)}] step {self.done}/{self.total} "
-                  f"σ={info['sigma']:.4g} {time.perf_counter() - self.t0:.1f}s", end="", file=sys.stderr, flush=True)
+            print(
+                f"\r[{'#' * filled}{'.' * (30 - filled)}] step {self.done}/{self.total} "
+                f"σ={info['sigma']:.4g} {time.perf_counter() - self.t0:.1f}s",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def close(self) -> None:
         if self.enabled:
@@ -109,16 +114,21 @@ def _run_sample(args: argparse.Namespace) -> int:
     if labels is not None:
         uncond = {"class_labels": torch.full_like(labels, null_label)} if null_label is not None else {}
         scale = 1.0 if args.guidance is None else args.guidance
-        denoiser = guidance.cfg(model, scale, cond_kwargs={"class_labels": labels}, uncond_kwargs=uncond,
-                                batched=True)
+        denoiser = guidance.cfg(model, scale, cond_kwargs={"class_labels": labels}, uncond_kwargs=uncond, batched=True)
     sigma_min, sigma_max = float(model.noise_schedule.sigma_min), float(model.noise_schedule.sigma_max)
     calls_per_eval = getattr(denoiser, "nfe_per_call", 1)
     if args.plan:  # the plan's own levels, checked against the model's span (and --nfe when given)
         walk = configure(args.nfe, sigma_min, sigma_max, calls_per_eval=calls_per_eval, plan=args.plan)
     else:
         nfe = DEFAULT_NFE if args.nfe is None else args.nfe
-        walk = configure(nfe, sigma_min, sigma_max, calls_per_eval=calls_per_eval, solver=args.solver,
-                         step_schedule=args.step_schedule)
+        walk = configure(
+            nfe,
+            sigma_min,
+            sigma_max,
+            calls_per_eval=calls_per_eval,
+            solver=args.solver,
+            step_schedule=args.step_schedule,
+        )
     sigmas, solver, step_schedule, options = walk.sigmas, walk.solver, walk.step_schedule, walk.options
     batch_shape = (args.batch, *args.shape)
     source = noise.seeded(args.seed)
@@ -134,9 +144,11 @@ def _run_sample(args: argparse.Namespace) -> int:
         arrays["labels"] = labels.numpy()
     atomic_write_bytes(npz_path, lambda handle: np.savez(handle, **arrays))
     png = write_png(png_path, image_grid(((out.clamp(-1, 1) + 1) / 2).numpy()))
-    print(f"solver {solver}, schedule {step_schedule}, {len(sigmas) - 1} steps, NFE {denoiser.nfe} "
-          f"({denoiser.calls} network calls), {args.batch} samples in {seconds:.2f}s; "
-          f"wrote {png} and {npz_path}")
+    print(
+        f"solver {solver}, schedule {step_schedule}, {len(sigmas) - 1} steps, NFE {denoiser.nfe} "
+        f"({denoiser.calls} network calls), {args.batch} samples in {seconds:.2f}s; "
+        f"wrote {png} and {npz_path}"
+    )
     return 0
 
 
@@ -147,8 +159,13 @@ class _DeprecatedOption(argparse.Action):
         super().__init__(option_strings, dest, **kwargs)
         self.new = new
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
         print(f"{parser.prog}: {option_string} is deprecated; use {self.new}", file=sys.stderr)
         setattr(namespace, self.dest, values)
 
@@ -156,23 +173,34 @@ class _DeprecatedOption(argparse.Action):
 def add_sample_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``sample`` subcommand to an argparse subparsers object."""
     p = sub.add_parser("sample", help="sample from the shipped digits model (or --model DIR); writes PNG + npz")
-    p.add_argument("--model", default=None,
-                   help=f"'{SHIPPED_MODEL}' (the shipped network, default) or a diffusers model or pipeline directory")
+    p.add_argument(
+        "--model",
+        default=None,
+        help=f"'{SHIPPED_MODEL}' (the shipped network, default) or a diffusers model or pipeline directory",
+    )
     p.add_argument("--solver", default=None, help="solver name (default: generate's choice for --nfe)")
-    p.add_argument("--nfe", type=positive_int, default=None,
-                   help=f"budget in model evaluations (a guided call costs 2; default {DEFAULT_NFE}, or the plan's)")
+    p.add_argument(
+        "--nfe",
+        type=positive_int,
+        default=None,
+        help=f"budget in model evaluations (a guided call costs 2; default {DEFAULT_NFE}, or the plan's)",
+    )
     p.add_argument("--step-schedule", default=None, help="step schedule name (default: generate's choice)")
-    p.add_argument("--schedule", dest="step_schedule", action=_DeprecatedOption, new="--step-schedule",
-                   help=argparse.SUPPRESS)
-    p.add_argument("--plan", default=None,
-                   help="a tuned plan (JSON from `diffsample tune`) for this model's span; its cost must fit --nfe")
+    p.add_argument(
+        "--schedule", dest="step_schedule", action=_DeprecatedOption, new="--step-schedule", help=argparse.SUPPRESS
+    )
+    p.add_argument(
+        "--plan",
+        default=None,
+        help="a tuned plan (JSON from `diffsample tune`) for this model's span; its cost must fit --nfe",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=positive_int, default=64)
-    p.add_argument("--guidance", type=float, default=None,
-                   help="classifier-free guidance scale (with --class; default 1.0)")
+    p.add_argument(
+        "--guidance", type=float, default=None, help="classifier-free guidance scale (with --class; default 1.0)"
+    )
     p.add_argument("--class", dest="class_label", default=None, help="digit 0-9, or 'all' (cycles 0..9)")
-    p.add_argument("--shape", type=shape, default=(1, 8, 8),
-                   help="per-sample shape for --model (default 1x8x8)")
+    p.add_argument("--shape", type=shape, default=(1, 8, 8), help="per-sample shape for --model (default 1x8x8)")
     p.add_argument("--out", default="samples-out", help="folder for samples.png and samples.npz")
     p.add_argument("--overwrite", action="store_true", help="replace samples.npz and samples.png if already there")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

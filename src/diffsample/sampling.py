@@ -90,8 +90,10 @@ def _check_inputs(x: torch.Tensor, sigmas: torch.Tensor, dtype: torch.dtype, che
     ``x`` is finite."""
     largest = torch.finfo(dtype).max
     if float(sigmas[0]) > largest:
-        raise SigmaError(f"sigmas[0] = {float(sigmas[0]):g} is beyond the range of x's work dtype {dtype} "
-                         f"(largest {largest:g}); use smaller noise levels or float64 x")
+        raise SigmaError(
+            f"sigmas[0] = {float(sigmas[0]):g} is beyond the range of x's work dtype {dtype} "
+            f"(largest {largest:g}); use smaller noise levels or float64 x"
+        )
     if check_finite and not all_finite(x):
         kind = "NaN" if bool(torch.isnan(x).any()) else "Inf"
         raise DiffsampleError(f"x contains {kind}; the walk needs a finite starting state")
@@ -109,9 +111,12 @@ def _solver_name(solver: str | contracts.Solver) -> str:
     return solver if isinstance(solver, str) else getattr(solver, "__name__", type(solver).__name__)
 
 
-def _from_plan(plan: Plan | str | os.PathLike[str], sigmas: torch.Tensor | None,
-               solver: str | contracts.Solver | None, options: dict[str, Any]
-               ) -> tuple[torch.Tensor, str, dict[str, Any]]:
+def _from_plan(
+    plan: Plan | str | os.PathLike[str],
+    sigmas: torch.Tensor | None,
+    solver: str | contracts.Solver | None,
+    options: dict[str, Any],
+) -> tuple[torch.Tensor, str, dict[str, Any]]:
     """The levels, solver and options of ``plan``, checked against any passed alongside it."""
     if not isinstance(plan, Plan):
         plan = Plan.load(plan)
@@ -126,4 +131,3 @@ def _from_plan(plan: Plan | str | os.PathLike[str], sigmas: torch.Tensor | None,
     if clash:
         raise DiffsampleError(f"sample() options {clash} conflict with the plan's; leave them out to use the plan")
     return planned, plan.solver, {**plan.options, **options}
-

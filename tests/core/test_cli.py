@@ -21,8 +21,25 @@ def test_help_lists_the_user_verbs_only(capsys):
 
 def test_tune_on_a_bed_scores_the_plan_on_held_out_noise(tmp_path, capsys):
     out = tmp_path / "plan.json"
-    assert main(["tune", "--bed", "ring2d", "--nfe", "4", "--calibration", "16", "--heldout", "16",
-                 "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "tune",
+                "--bed",
+                "ring2d",
+                "--nfe",
+                "4",
+                "--calibration",
+                "16",
+                "--heldout",
+                "16",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "tuned plan for ring2d at NFE 4" in printed and "generate: " in printed
     assert Plan.load(out).provenance["nfe"] == 4
@@ -30,8 +47,25 @@ def test_tune_on_a_bed_scores_the_plan_on_held_out_noise(tmp_path, capsys):
 
 def test_tune_on_the_shipped_model(tmp_path, capsys):
     out = tmp_path / "plan.json"
-    assert main(["tune", "--model", "digits", "--nfe", "4", "--calibration", "4", "--heldout-seed", "2",
-                 "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "tune",
+                "--model",
+                "digits",
+                "--nfe",
+                "4",
+                "--calibration",
+                "4",
+                "--heldout-seed",
+                "2",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "tuned plan for digits at NFE 4" in capsys.readouterr().out
     plan = json.loads(out.read_text())
     assert plan["provenance"]["model"] == "digits"

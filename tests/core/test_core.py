@@ -183,11 +183,13 @@ def test_nan_at_a_later_step_names_that_step_and_sigma(dtype, schedule):
 
 def test_nan_error_is_raised_before_the_state_is_corrupted_silently():
     with pytest.raises(NonFiniteError, match=r"step 0 .*batch indices \[1\]"):
-        diffsample.sample(lambda x, s: x / torch.tensor([1.0, 0.0])[:, None] * 0, torch.ones(2, 2),
-                          steps.karras(3, 0.1, 1.0))
+        diffsample.sample(
+            lambda x, s: x / torch.tensor([1.0, 0.0])[:, None] * 0, torch.ones(2, 2), steps.karras(3, 0.1, 1.0)
+        )
     # with the check off the NaN passes through
-    out = diffsample.sample(lambda x, s: x * float("nan"), torch.ones(1, 2), steps.karras(3, 0.1, 1.0),
-                            check_finite=False)
+    out = diffsample.sample(
+        lambda x, s: x * float("nan"), torch.ones(1, 2), steps.karras(3, 0.1, 1.0), check_finite=False
+    )
     assert torch.isnan(out).all()
 
 
@@ -260,8 +262,9 @@ def test_a_solver_function_gets_the_nan_guard_and_validation():
         return x
 
     sigmas = steps.karras(3, 0.1, 1.0)
-    out = diffsample.sample(lambda x, s: (0.5 * x).half(), torch.ones(2, 2, dtype=torch.float16), sigmas,
-                            solver=my_euler)
+    out = diffsample.sample(
+        lambda x, s: (0.5 * x).half(), torch.ones(2, 2, dtype=torch.float16), sigmas, solver=my_euler
+    )
     assert out.dtype == torch.float32 and set(seen) == {torch.float32}
     with pytest.raises(NonFiniteError, match="step 0"):
         diffsample.sample(lambda x, s: x * float("nan"), torch.ones(1, 2), sigmas, solver=my_euler)

@@ -62,14 +62,16 @@ def three_beds():
 @pytest.mark.parametrize("nfe", [5, 10, 20])
 def test_more_accurate_than_euler_and_heun_across_beds(three_beds, nfe):
     """Geometric mean of the RMSE over the three exact beds, at equal budget and span."""
+
     def mean_log_rmse(run) -> float:
         return sum(math.log(max(metrics.rmse(run(bed, x), ref), 1e-6)) for bed, x, ref in three_beds) / 3
 
     gen = mean_log_rmse(lambda bed, x: ds.generate(bed, x, nfe=nfe, sigma_min=0.002, sigma_max=80.0))
     for solver in ("euler", "heun"):
         n = ds.solvers.spec(solver).steps_for_nfe(nfe)
-        other = mean_log_rmse(lambda bed, x, n=n, solver=solver: ds.sample(bed, x, ds.steps.karras(n, 0.002, 80.0),
-                                                                            solver=solver))
+        other = mean_log_rmse(
+            lambda bed, x, n=n, solver=solver: ds.sample(bed, x, ds.steps.karras(n, 0.002, 80.0), solver=solver)
+        )
         assert gen < other, (solver, nfe, math.exp(gen), math.exp(other))
 
 
@@ -113,10 +115,15 @@ def test_configure_runs_a_plan_and_refuses_a_solver_beside_it():
         configure(3, plan=plan)
 
 
-@pytest.mark.parametrize(("flags", "solver", "step_schedule"), [
-    ([], None, None), (["--solver", "heun"], "heun", None), (["--step-schedule", "karras"], None, "karras"),
-    (["--schedule", "karras"], None, "karras"),  # the deprecated spelling
-])
+@pytest.mark.parametrize(
+    ("flags", "solver", "step_schedule"),
+    [
+        ([], None, None),
+        (["--solver", "heun"], "heun", None),
+        (["--step-schedule", "karras"], None, "karras"),
+        (["--schedule", "karras"], None, "karras"),  # the deprecated spelling
+    ],
+)
 def test_the_sample_command_runs_the_walk_generate_configures(tmp_path, capsys, flags, solver, step_schedule):
     from diffsample.cli import main
     from diffsample.generate import configure

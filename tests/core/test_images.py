@@ -15,9 +15,9 @@ def _decode_png(data: bytes) -> np.ndarray:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, header = 8, b"", None
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
         assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", body)
@@ -28,7 +28,7 @@ def _decode_png(data: bytes) -> np.ndarray:
     channels = {0: 1, 2: 3}[colour]
     raw = zlib.decompress(idat)
     stride = w * channels + 1
-    rows = [raw[r * stride:(r + 1) * stride] for r in range(h)]
+    rows = [raw[r * stride : (r + 1) * stride] for r in range(h)]
     assert all(row[0] == 0 for row in rows)
     return np.frombuffer(b"".join(row[1:] for row in rows), dtype=np.uint8).reshape(h, w, channels)
 

@@ -46,10 +46,14 @@ def test_uniform_choices_reproduce_the_library_solvers(n: int):
         (plan(order=3), sample(bed, x, sigmas, solver="dpmpp_3m", lower_order_final=False)),
         (plan(order=3, prediction="noise"), sample(bed, x, sigmas, solver="dpm_solver_3m", lower_order_final=False)),
         (plan(corrector=True), sample(bed, x, sigmas, solver="unipc", lower_order_final=False)),
-        (plan(order=3, corrector=True, variant="bh1"),
-         sample(bed, x, sigmas, solver="unipc", order=3, variant="bh1", lower_order_final=False)),
-        (plan(prediction="noise", corrector=True),
-         sample(bed, x, sigmas, solver="unipc", predict="noise", lower_order_final=False)),
+        (
+            plan(order=3, corrector=True, variant="bh1"),
+            sample(bed, x, sigmas, solver="unipc", order=3, variant="bh1", lower_order_final=False),
+        ),
+        (
+            plan(prediction="noise", corrector=True),
+            sample(bed, x, sigmas, solver="unipc", predict="noise", lower_order_final=False),
+        ),
         (plan(order=1, prediction="noise"), sample(bed, x, sigmas, solver="euler")),
         (plan(order=1), sample(bed, x, sigmas, solver="euler")),
     ]
@@ -61,10 +65,13 @@ def _slope(errors: list[float], ns: list[int]) -> float:
     return float(-np.polyfit(np.log(ns), np.log(errors), 1)[0])
 
 
-@pytest.mark.parametrize(("options", "expected"), [
-    ({"prediction": "alternate", "order": 2}, 2.0),
-    ({"prediction": "alternate", "order": 3, "corrector": True}, 3.0),
-])
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"prediction": "alternate", "order": 2}, 2.0),
+        ({"prediction": "alternate", "order": 3, "corrector": True}, 3.0),
+    ],
+)
 def test_mixed_per_step_choices_keep_their_order(options: dict, expected: float):
     """Alternating data/noise prediction from step to step still integrates the flow at the order of its parts
     (the history is re-expressed in each step's own prediction type)."""
@@ -103,10 +110,17 @@ def test_one_model_call_per_step():
 
 
 def _example_plan() -> Plan:
-    return Plan([80.0, 3.3041234567890123, 0.4614, 0.151, 0.0], "plan",
-                {"prediction": ["data", "noise", "data", "data"], "order": [1, 2, 1, 1],
-                 "corrector": [True, True, False, False], "variant": ["bh1", "bh1", "bh2", "bh2"]},
-                {"model": "mixture64", "nfe": 4, "error": 0.1})
+    return Plan(
+        [80.0, 3.3041234567890123, 0.4614, 0.151, 0.0],
+        "plan",
+        {
+            "prediction": ["data", "noise", "data", "data"],
+            "order": [1, 2, 1, 1],
+            "corrector": [True, True, False, False],
+            "variant": ["bh1", "bh1", "bh2", "bh2"],
+        },
+        {"model": "mixture64", "nfe": 4, "error": 0.1},
+    )
 
 
 def test_plan_json_round_trip_is_exact(tmp_path):
@@ -206,8 +220,9 @@ def _imported_modules(path: Path) -> set[str]:
         if isinstance(node, ast.ImportFrom) and node.level:
             base = ".".join(path.relative_to(SRC).with_suffix("").parts[: -node.level] or ())
             module = ".".join(p for p in (base, node.module or "") if p)
-            names.update(".".join(p for p in (module, a.name) if p) if node.module is None else module
-                         for a in node.names)
+            names.update(
+                ".".join(p for p in (module, a.name) if p) if node.module is None else module for a in node.names
+            )
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("diffsample"):
             names.add(node.module.removeprefix("diffsample").lstrip("."))
     return names

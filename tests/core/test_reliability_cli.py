@@ -18,6 +18,7 @@ FAST = ["--nfe", "2", "--batch", "2", "--quiet"]
 @pytest.fixture
 def no_sampling(monkeypatch):
     """Fail the test if the walk starts: the checks must come first."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("sampling started before the inputs were checked")
 
@@ -28,14 +29,17 @@ def _error(capsys) -> str:
     return capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, named", [
-    (["sample", "--nfe", "0"], "--nfe"),
-    (["sample", "--batch", "0"], "--batch"),
-    (["sample", "--shape", "1x0x8"], "--shape"),
-    (["tune", "--bed", "ring2d", "--nfe", "4", "--heldout", "0"], "--heldout"),
-    (["tune", "--bed", "ring2d", "--nfe", "4", "--calibration", "0"], "--calibration"),
-    (["tune", "--bed", "ring2d", "--nfe", "0"], "--nfe"),
-])
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["sample", "--nfe", "0"], "--nfe"),
+        (["sample", "--batch", "0"], "--batch"),
+        (["sample", "--shape", "1x0x8"], "--shape"),
+        (["tune", "--bed", "ring2d", "--nfe", "4", "--heldout", "0"], "--heldout"),
+        (["tune", "--bed", "ring2d", "--nfe", "4", "--calibration", "0"], "--calibration"),
+        (["tune", "--bed", "ring2d", "--nfe", "0"], "--nfe"),
+    ],
+)
 def test_zero_counts_are_errors_naming_the_argument(capsys, argv, named):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
@@ -43,12 +47,15 @@ def test_zero_counts_are_errors_naming_the_argument(capsys, argv, named):
     assert f"argument {named}" in _error(capsys)
 
 
-@pytest.mark.parametrize("suite, argv, named", [
-    ("beds", ["--nfe", "0"], "--nfe"),
-    ("tune", ["--nfe", "4,0"], "--nfe"),
-    ("tune", ["--heldout", "0"], "--heldout"),
-    ("beds", ["--batch", "0"], "--batch"),
-])
+@pytest.mark.parametrize(
+    "suite, argv, named",
+    [
+        ("beds", ["--nfe", "0"], "--nfe"),
+        ("tune", ["--nfe", "4,0"], "--nfe"),
+        ("tune", ["--heldout", "0"], "--heldout"),
+        ("beds", ["--batch", "0"], "--batch"),
+    ],
+)
 def test_benchmark_zero_counts_are_errors(capsys, suite, argv, named):
     from benchmarks.__main__ import main as bench_main
 
@@ -69,8 +76,10 @@ def test_bad_class_names_the_argument(tmp_path, capsys, no_sampling):
 
 
 def test_adaptive_solver_with_a_budget_is_refused(tmp_path, capsys, no_sampling):
-    assert main(["sample", "--solver", "dpm_adaptive", "--nfe", "10", "--batch", "2", "--quiet",
-                 "--out", str(tmp_path)]) == 2
+    assert (
+        main(["sample", "--solver", "dpm_adaptive", "--nfe", "10", "--batch", "2", "--quiet", "--out", str(tmp_path)])
+        == 2
+    )
     assert "dpm_adaptive" in _error(capsys)
     assert not (tmp_path / "samples.npz").exists()
 
@@ -142,14 +151,18 @@ def test_plan_over_the_nfe_budget_is_refused(tmp_path, capsys, no_sampling):
     span = load_digits_model().noise_schedule
     plan = tmp_path / "digits.json"
     Plan(ds.steps.karras(4, float(span.sigma_min), float(span.sigma_max)).tolist(), "euler").save(plan)
-    assert main(["sample", "--plan", str(plan), "--nfe", "2", "--batch", "2", "--quiet",
-                 "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["sample", "--plan", str(plan), "--nfe", "2", "--batch", "2", "--quiet", "--out", str(tmp_path / "o")])
+        == 2
+    )
     assert "over the budget of 2" in _error(capsys)
 
 
 def test_missing_plan_file(tmp_path, capsys, no_sampling):
-    assert main(["sample", "--plan", str(tmp_path / "nope.json"), "--batch", "2", "--quiet",
-                 "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["sample", "--plan", str(tmp_path / "nope.json"), "--batch", "2", "--quiet", "--out", str(tmp_path / "o")])
+        == 2
+    )
     assert "cannot read the plan file" in _error(capsys)
 
 

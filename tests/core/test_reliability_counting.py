@@ -63,8 +63,16 @@ def test_call_counter_counts_only_its_own_calls():
 
 def test_tune_counts_its_own_evaluations():
     calibration = ds.noise.seeded(3).initial((8, 2), 80.0, dtype=torch.float64)
-    settings = dict(nfe=3, sigma_min=0.002, sigma_max=80.0, calibration=calibration, teacher_levels=12,
-                    refine=1, max_evals=4, kicks=0)
+    settings = dict(
+        nfe=3,
+        sigma_min=0.002,
+        sigma_max=80.0,
+        calibration=calibration,
+        teacher_levels=12,
+        refine=1,
+        max_evals=4,
+        kicks=0,
+    )
     quiet = ds.tune(get_bed("ring2d"), **settings).provenance
     shared = SlowShared()
     stop = threading.Event()

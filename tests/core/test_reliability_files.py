@@ -61,7 +61,7 @@ def test_torch_load_only_with_weights_only():
         for path in (ROOT / folder).rglob("*.py"):
             text = path.read_text(encoding="utf-8")
             for match in re.finditer(r"torch\.load\b", text):
-                line = text[text.rfind("\n", 0, match.start()) + 1:text.find("\n", match.end())]
+                line = text[text.rfind("\n", 0, match.start()) + 1 : text.find("\n", match.end())]
                 if "weights_only=True" not in line:
                     unsafe.append(f"{path.relative_to(ROOT)}: {line.strip()}")
     assert not unsafe, unsafe
@@ -95,12 +95,15 @@ def test_digits_weights_path_must_stay_in_the_model_folder(tmp_path):
         load_digits_model(weights_dir=folder)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda c: c["architecture"].update(widht=3), "unknown architecture key 'widht'"),
-    (lambda c: c.pop("schedule"), "missing key 'schedule'"),
-    (lambda c: c["parameterization"].update(sigma_data="big"), "sigma_data"),
-    (lambda c: c["architecture"].update(width=8), "do not fit the config's architecture"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c["architecture"].update(widht=3), "unknown architecture key 'widht'"),
+        (lambda c: c.pop("schedule"), "missing key 'schedule'"),
+        (lambda c: c["parameterization"].update(sigma_data="big"), "sigma_data"),
+        (lambda c: c["architecture"].update(width=8), "do not fit the config's architecture"),
+    ],
+)
 def test_digits_config_with_wrong_keys(tmp_path, change, message):
     from diffsample.models import load_digits_model
 
@@ -144,8 +147,15 @@ def test_tune_benchmark_skips_a_corrupt_cached_plan(tmp_path):
     pytest.importorskip("scipy")
     from benchmarks.tuning_bench import run_tuning_bench
 
-    settings = dict(heldout_size=4, calibration_size=4, schedules=["karras"], solver_names=["euler"], peers=False,
-                    tune_options={"teacher_levels": 8, "refine": 1, "max_evals": 2, "kicks": 0}, plan_dir=tmp_path)
+    settings = dict(
+        heldout_size=4,
+        calibration_size=4,
+        schedules=["karras"],
+        solver_names=["euler"],
+        peers=False,
+        tune_options={"teacher_levels": 8, "refine": 1, "max_evals": 2, "kicks": 0},
+        plan_dir=tmp_path,
+    )
     first = run_tuning_bench(["ring2d"], [2], **settings)
     cached = tmp_path / "ring2d-nfe2.json"
     text = cached.read_text()

@@ -49,13 +49,16 @@ def test_guarded_noise_keeps_draws_and_attributes():
     assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("result", [
-    lambda x: x.numpy(),
-    lambda x: None,
-    lambda x: (x.numpy(),),
-    lambda x: x.to(torch.complex64),
-    lambda x: x.to(torch.int64),
-])
+@pytest.mark.parametrize(
+    "result",
+    [
+        lambda x: x.numpy(),
+        lambda x: None,
+        lambda x: (x.numpy(),),
+        lambda x: x.to(torch.complex64),
+        lambda x: x.to(torch.int64),
+    ],
+)
 def test_model_returning_non_tensors(result):
     def network(x_t, t):
         return result(x_t)

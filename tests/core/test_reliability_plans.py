@@ -62,7 +62,7 @@ def test_step_limit():
 def test_missing_file_bad_json_and_size_limit(tmp_path):
     with pytest.raises(DiffsampleError, match="cannot read the plan file"):
         Plan.load(tmp_path / "nope.json")
-    (tmp_path / "bad.json").write_text("{\"format\": ")
+    (tmp_path / "bad.json").write_text('{"format": ')
     with pytest.raises(DiffsampleError, match="not valid JSON"):
         Plan.load(tmp_path / "bad.json")
     (tmp_path / "big.json").write_text(" " * (MAX_BYTES + 1))
@@ -101,8 +101,10 @@ def test_generate_refuses_a_plan_for_another_span():
     x = torch.zeros(1, 1, 8, 8)
     with pytest.raises(SigmaError, match="not at sigma_max = 157"):
         ds.generate(model, x, plan=ring_plan)
-    fitting = Plan(ds.steps.karras(4, float(model.noise_schedule.sigma_min), float(model.noise_schedule.sigma_max)).tolist(),
-                   "euler")
+    fitting = Plan(
+        ds.steps.karras(4, float(model.noise_schedule.sigma_min), float(model.noise_schedule.sigma_max)).tolist(),
+        "euler",
+    )
     assert ds.generate(model, x, plan=fitting).shape == x.shape
 
 

@@ -1,4 +1,4 @@
-""""schedule" means one thing per keyword: ``noise_schedule`` (α/σ(t)) and ``step_schedule`` (the σ array).
+""" "schedule" means one thing per keyword: ``noise_schedule`` (α/σ(t)) and ``step_schedule`` (the σ array).
 
 The old spellings still work: each gives the same result as the new one, warns with a DeprecationWarning
 pointing at the caller, and refuses to be given together with the new one.
@@ -75,7 +75,8 @@ def test_configure_accepts_the_old_schedule_keyword_and_attributes():
         old = configure(8, 0.002, 80.0, schedule="karras")
     assert torch.equal(new.sigmas, old.sigmas)
     assert [getattr(new, k) for k in ("solver", "options", "step_schedule", "nfe")] == [
-        getattr(old, k) for k in ("solver", "options", "step_schedule", "nfe")]
+        getattr(old, k) for k in ("solver", "options", "step_schedule", "nfe")
+    ]
     with _deprecated():
         assert old.schedule == old.step_schedule == "karras"
     choice = default_choice(8)

@@ -11,8 +11,9 @@ from diffsample.noise import seeded
 from diffsample.noise_tree import BrownianTree
 
 
-@pytest.mark.parametrize("bad", [2**64 + 5, -1, "12", b"12", 1.0, True, [3, "4"], [2**64], torch.tensor([1.5, 2.0]),
-                                 np.array([1.0]), None])
+@pytest.mark.parametrize(
+    "bad", [2**64 + 5, -1, "12", b"12", 1.0, True, [3, "4"], [2**64], torch.tensor([1.5, 2.0]), np.array([1.0]), None]
+)
 @pytest.mark.parametrize("row", [(2,), (3, 16, 16)])  # counter-based rows and per-row generator rows
 def test_bad_seeds_are_refused_for_every_row_size(bad: object, row: tuple[int, ...]) -> None:
     with pytest.raises(DiffsampleError, match="seed"):

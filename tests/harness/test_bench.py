@@ -32,8 +32,14 @@ def test_error_falls_with_nfe_and_heun_beats_euler_at_equal_budget():
 
 
 def test_convergence_slopes_measure_the_order():
-    config = BenchConfig(beds=["mixture64"], solvers=["euler", "heun"], schedules=["logsnr"],
-                         nfes=[32, 64, 128], batch=8, end_at_zero=False)
+    config = BenchConfig(
+        beds=["mixture64"],
+        solvers=["euler", "heun"],
+        schedules=["logsnr"],
+        nfes=[32, 64, 128],
+        batch=8,
+        end_at_zero=False,
+    )
     slopes = convergence_slopes(run_benchmark(config), min_nfe=32)
     assert abs(slopes[("mixture64", "euler", "logsnr")] - 1) < 0.3
     assert abs(slopes[("mixture64", "heun", "logsnr")] - 2) < 0.3
@@ -50,8 +56,22 @@ def test_cli_help_lists_commands(capsys):
 
 def test_cli_bench_writes_table_csv_and_plot(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    code = main(["beds", "--beds", "ring2d", "--solvers", "euler,heun", "--nfe", "4,8", "--batch", "4",
-                 "--out", str(tmp_path), "--quiet"])
+    code = main(
+        [
+            "beds",
+            "--beds",
+            "ring2d",
+            "--solvers",
+            "euler,heun",
+            "--nfe",
+            "4,8",
+            "--batch",
+            "4",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "rmse" in out and "heun" in out

@@ -38,8 +38,10 @@ def test_every_part_maps_cli_options_onto_its_benchmark(part: str):
 
 def test_stochastic_suite_runs_a_part_and_writes_csv(tmp_path, capsys):
     out = tmp_path / "dc.csv"
-    assert main(["stochastic", "--part", "dc", "--beds", "ring2d", "--nfe", "5", "--samples", "16",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["stochastic", "--part", "dc", "--beds", "ring2d", "--nfe", "5", "--samples", "16", "--out", str(out)])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "## dc" in printed
     rows = list(csv.DictReader(out.open()))
@@ -47,8 +49,9 @@ def test_stochastic_suite_runs_a_part_and_writes_csv(tmp_path, capsys):
 
 
 def test_python_m_benchmarks_lists_the_suites():
-    done = subprocess.run([sys.executable, "-m", "benchmarks", "--help"], cwd=ROOT, capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--help"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     assert all(suite in done.stdout for suite in SUITES)
 
 

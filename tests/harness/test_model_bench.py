@@ -49,9 +49,16 @@ class _CountCalls:
 
 
 def _run(cache, **kw):
-    opts = {"nfes": (4,), "samples": SAMPLES, "solver_names": ("heun", "dpmpp_2m"),
-            "schedules": ("logsnr", "time_uniform-trailing"), "tuned": False, "peers": None,
-            "reference_steps": REF_STEPS, "cache_dir": cache}
+    opts = {
+        "nfes": (4,),
+        "samples": SAMPLES,
+        "solver_names": ("heun", "dpmpp_2m"),
+        "schedules": ("logsnr", "time_uniform-trailing"),
+        "tuned": False,
+        "peers": None,
+        "reference_steps": REF_STEPS,
+        "cache_dir": cache,
+    }
     opts.update(kw)
     return run_model_bench("digits", **opts)
 
@@ -62,8 +69,12 @@ def test_rows_and_network_calls(cache):
         rows = _run(cache, floors=False)
     walks = [r for r in rows if not r.method.startswith("reference")]
     assert {(r.method, r.schedule) for r in walks} == {
-        ("heun", "logsnr"), ("heun", "time_uniform-trailing"), ("dpmpp_2m", "logsnr"),
-        ("dpmpp_2m", "time_uniform-trailing"), ("generate", "logsnr")}
+        ("heun", "logsnr"),
+        ("heun", "time_uniform-trailing"),
+        ("dpmpp_2m", "logsnr"),
+        ("dpmpp_2m", "time_uniform-trailing"),
+        ("generate", "logsnr"),
+    }
     for r in walks:
         assert r.budget == 4 and r.samples == SAMPLES and r.sigma_end == 0.0
         assert r.nfe == solvers.spec(r.solver).nfe(r.steps) <= r.budget
@@ -113,8 +124,9 @@ def test_reference_agrees_with_dop853():
         with torch.no_grad():
             return (xs - den(xs, math.exp(u)).to(torch.float64)).reshape(-1).numpy()
 
-    sol = integrate.solve_ivp(rhs, (math.log(smax), math.log(smin)), x.reshape(-1).numpy(), method="DOP853",
-                              rtol=1e-6, atol=1e-6)
+    sol = integrate.solve_ivp(
+        rhs, (math.log(smax), math.log(smin)), x.reshape(-1).numpy(), method="DOP853", rtol=1e-6, atol=1e-6
+    )
     assert sol.success
     exact = torch.from_numpy(sol.y[:, -1]).reshape(x.shape)
     err = float((at_min - exact).abs().max())
@@ -128,8 +140,15 @@ def test_reference_agrees_with_dop853():
 
 def test_tuned_plan_is_cached_and_held_out(cache):
     opts = {"refine": 1, "max_evals": 4, "kicks": 0, "teacher_levels": 12, "teacher_substeps": 1}
-    kw = {"solver_names": (), "include_generate": False, "floors": False, "tuned": True, "nfes": (3,),
-          "calibration_size": 8, "tune_options": opts}
+    kw = {
+        "solver_names": (),
+        "include_generate": False,
+        "floors": False,
+        "tuned": True,
+        "nfes": (3,),
+        "calibration_size": 8,
+        "tune_options": opts,
+    }
     (row,) = [r for r in _run(cache, **kw) if r.method == "tuned plan"]
     plans = list((cache / "plans").glob("*.json"))
     assert len(plans) == 1
@@ -152,10 +171,27 @@ def test_bad_input(cache):
 
 def test_tables_and_csv(tmp_path):
     nan = math.nan
-    rows = [ModelRow("digits", "generate", "diffsample", "ipndm", "logsnr", 10, 10, 10, 1.5, 0.7, 0.99, 0.05,
-                     157.4, 0.0, 1000, 1.0),
-            ModelRow("digits", "real half vs other half", "data", "", "", 0, 0, 0, 1.12, nan, nan, nan, nan, nan,
-                     898, 0.0)]
+    rows = [
+        ModelRow(
+            "digits",
+            "generate",
+            "diffsample",
+            "ipndm",
+            "logsnr",
+            10,
+            10,
+            10,
+            1.5,
+            0.7,
+            0.99,
+            0.05,
+            157.4,
+            0.0,
+            1000,
+            1.0,
+        ),
+        ModelRow("digits", "real half vs other half", "data", "", "", 0, 0, 0, 1.12, nan, nan, nan, nan, nan, 898, 0.0),
+    ]
     table = format_model_table(rows)
     assert table.splitlines()[2].startswith("| — | real half") and "99.0 %" in table
     assert "| generate | 1.5 / 99.0 % |" in format_figure_table(rows, methods=("generate",))
@@ -166,8 +202,23 @@ def test_tables_and_csv(tmp_path):
 def test_cli_model_bench(cache, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("benchmarks.model_bench._cache_dir", lambda _dir: cache)
     monkeypatch.setattr("benchmarks.model_bench.REFERENCE_STEPS", REF_STEPS)  # the cached one
-    code = main(["model", "--nfe", "4", "--samples", str(SAMPLES), "--solvers", "euler",
-                 "--schedules", "logsnr", "--no-tune", "--out", str(tmp_path / "out"), "--quiet"])
+    code = main(
+        [
+            "model",
+            "--nfe",
+            "4",
+            "--samples",
+            str(SAMPLES),
+            "--solvers",
+            "euler",
+            "--schedules",
+            "logsnr",
+            "--no-tune",
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+        ]
+    )
     assert code == 0
     text = capsys.readouterr().out
     assert "| 4 | euler | diffsample | logsnr | 4 |" in text and "real half vs other half" in text
@@ -177,10 +228,12 @@ def test_cli_model_bench(cache, tmp_path, monkeypatch, capsys):
 def test_stochastic_samplers_run_on_the_network_with_seeded_noise(cache):
     """SDE rows (the issue's "real case" for stochastic samplers): they draw per-sample seeded noise, so a
     rerun gives the same samples, and they spend exactly their budget."""
-    first = _run(cache, solver_names=("ddpm", "dpmpp_2m_sde"), schedules=("karras",), include_generate=False,
-                 floors=False)
-    again = _run(cache, solver_names=("ddpm", "dpmpp_2m_sde"), schedules=("karras",), include_generate=False,
-                 floors=False)
+    first = _run(
+        cache, solver_names=("ddpm", "dpmpp_2m_sde"), schedules=("karras",), include_generate=False, floors=False
+    )
+    again = _run(
+        cache, solver_names=("ddpm", "dpmpp_2m_sde"), schedules=("karras",), include_generate=False, floors=False
+    )
     sde = [r for r in first if r.solver in ("ddpm", "dpmpp_2m_sde")]
     assert len(sde) == 2 and all("stochastic" in r.note and r.nfe == 4 for r in sde)
     assert [r.fd for r in sde] == [r.fd for r in again if r.solver in ("ddpm", "dpmpp_2m_sde")]

@@ -40,10 +40,14 @@ TABLE_PEERS: dict[str, tuple[str, dict[str, Any]]] = {
 FLOW_PEERS: dict[str, tuple[str, dict[str, Any]]] = {
     "euler": ("FlowMatchEulerDiscreteScheduler", {"shift": 3.0}),
     "heun": ("FlowMatchHeunDiscreteScheduler", {"shift": 3.0}),
-    "dpmpp_2m": ("DPMSolverMultistepScheduler",
-                 {"use_flow_sigmas": True, "prediction_type": "flow_prediction", "flow_shift": 3.0, "solver_order": 2}),
-    "unipc": ("UniPCMultistepScheduler",
-              {"use_flow_sigmas": True, "prediction_type": "flow_prediction", "flow_shift": 3.0, "solver_order": 2}),
+    "dpmpp_2m": (
+        "DPMSolverMultistepScheduler",
+        {"use_flow_sigmas": True, "prediction_type": "flow_prediction", "flow_shift": 3.0, "solver_order": 2},
+    ),
+    "unipc": (
+        "UniPCMultistepScheduler",
+        {"use_flow_sigmas": True, "prediction_type": "flow_prediction", "flow_shift": 3.0, "solver_order": 2},
+    ),
 }
 """diffsample solver → diffusers flow-matching scheduler running the same method."""
 
@@ -64,8 +68,13 @@ def _unet(in_channels: int = 1, seed: int = 0) -> torch.nn.Module:
 
     torch.manual_seed(seed)
     return diffusers.UNet2DModel(
-        sample_size=8, in_channels=in_channels, out_channels=in_channels, block_out_channels=(8, 16),
-        layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+        sample_size=8,
+        in_channels=in_channels,
+        out_channels=in_channels,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
         norm_num_groups=4,
     ).eval()
 
@@ -77,9 +86,16 @@ def rows() -> list[Row]:
     unet = _unet()
     torch.manual_seed(1)
     cond_unet = diffusers.UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16), layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=16, norm_num_groups=4, attention_head_dim=4,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=16,
+        norm_num_groups=4,
+        attention_head_dim=4,
     ).eval()
     gen = torch.Generator().manual_seed(2)
     prompt, empty = torch.randn(2, 5, 16, generator=gen), torch.randn(2, 5, 16, generator=gen)
@@ -91,14 +107,23 @@ def rows() -> list[Row]:
 
     torch.manual_seed(4)
     transformer = diffusers.SD3Transformer2DModel(
-        sample_size=8, patch_size=2, in_channels=4, num_layers=1, attention_head_dim=8, num_attention_heads=2,
-        joint_attention_dim=16, caption_projection_dim=16, pooled_projection_dim=8, out_channels=4,
+        sample_size=8,
+        patch_size=2,
+        in_channels=4,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=16,
+        caption_projection_dim=16,
+        pooled_projection_dim=8,
+        out_channels=4,
     ).eval()
     text, pooled = torch.randn(2, 5, 16, generator=gen), torch.randn(2, 8, generator=gen)
 
     def sd3(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # StableDiffusion3Pipeline's call
-        return transformer(hidden_states=x, timestep=t.expand(x.shape[0]), encoder_hidden_states=text,
-                           pooled_projections=pooled).sample
+        return transformer(
+            hidden_states=x, timestep=t.expand(x.shape[0]), encoder_hidden_states=text, pooled_projections=pooled
+        ).sample
 
     return [
         Row("unconditional (DDPM UNet)", lambda x, t: unet(x, t).sample, (2, 1, 8, 8)),
@@ -113,8 +138,14 @@ def peer_scheduler(solver: str, flow: bool) -> Any:
 
     name, options = (FLOW_PEERS if flow else TABLE_PEERS)[solver]
     if not flow:
-        options = {"timestep_spacing": "leading", "steps_offset": 1, "beta_schedule": "scaled_linear",
-                   "beta_start": 0.00085, "beta_end": 0.012, **options}  # Stable Diffusion's table and spacing
+        options = {
+            "timestep_spacing": "leading",
+            "steps_offset": 1,
+            "beta_schedule": "scaled_linear",
+            "beta_start": 0.00085,
+            "beta_end": 0.012,
+            **options,
+        }  # Stable Diffusion's table and spacing
     return getattr(diffusers, name)(**options)
 
 
@@ -148,7 +179,7 @@ def run(row: Row, scheduler: Any) -> torch.Tensor:
     if row.img2img:
         image = torch.randn(row.shape, generator=gen).clamp(-1, 1)
         t_start = STEPS - int(STEPS * STRENGTH)
-        timesteps = timesteps[t_start * scheduler.order:]
+        timesteps = timesteps[t_start * scheduler.order :]
         if hasattr(scheduler, "set_begin_index"):  # as StableDiffusionImg2ImgPipeline does
             scheduler.set_begin_index(t_start * scheduler.order)
         latents = scheduler.add_noise(image, z, timesteps[:1])

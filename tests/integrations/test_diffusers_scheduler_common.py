@@ -33,17 +33,25 @@ from diffsample.integrations.diffusers_scheduler import FLOW_PURE_NOISE_SIGMA  #
 STEPS = 6
 STOCHASTIC = [n for n in solvers.available() if solvers.spec(n).stochastic and not solvers.spec(n).adaptive]
 NEEDS_OPTIONS = {"plan", "dc_solver", "dpm_solver_v3"}  # they need a plan or model statistics
-DETERMINISTIC = [n for n in solvers.available()
-                 if not solvers.spec(n).stochastic and not solvers.spec(n).adaptive and n not in NEEDS_OPTIONS]
+DETERMINISTIC = [
+    n
+    for n in solvers.available()
+    if not solvers.spec(n).stochastic and not solvers.spec(n).adaptive and n not in NEEDS_OPTIONS
+]
 NOISY_OPTIONS = {"ddim": {"eta": 1.0}}
 
 
 def tiny_unet(channels: int = 1, out_channels: int | None = None, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     return diffusers.UNet2DModel(
-        sample_size=8, in_channels=channels, out_channels=out_channels or channels, block_out_channels=(8, 16),
-        layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+        sample_size=8,
+        in_channels=channels,
+        out_channels=out_channels or channels,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
     ).eval()
 
 
@@ -56,9 +64,11 @@ CONFIGS = {
     "table": lambda **kw: DiffsampleScheduler(solver="dpmpp_2m", **kw),
     "table-heun-v": lambda **kw: DiffsampleScheduler(solver="heun", prediction_type="v_prediction", **kw),
     "flow": lambda **kw: DiffsampleScheduler.from_config(
-        diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0).config, solver="unipc", **kw),
+        diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0).config, solver="unipc", **kw
+    ),
     "flow-ancestral": lambda **kw: DiffsampleScheduler.from_config(
-        diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0).config, solver="euler_ancestral", **kw),
+        diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0).config, solver="euler_ancestral", **kw
+    ),
 }
 
 
@@ -246,20 +256,28 @@ def test_generator_list_gives_each_sample_its_stream(solver, unet):
 # ------------------------------------------------------------------------------- 2. other configs' keys
 
 
-@pytest.mark.parametrize(("flag", "peer"), [
-    ("use_karras_sigmas", "EulerDiscreteScheduler"),
-    ("use_exponential_sigmas", "EulerDiscreteScheduler"),
-    ("use_beta_sigmas", "EulerDiscreteScheduler"),
-    ("use_lu_lambdas", "DPMSolverMultistepScheduler"),
-])
+@pytest.mark.parametrize(
+    ("flag", "peer"),
+    [
+        ("use_karras_sigmas", "EulerDiscreteScheduler"),
+        ("use_exponential_sigmas", "EulerDiscreteScheduler"),
+        ("use_beta_sigmas", "EulerDiscreteScheduler"),
+        ("use_lu_lambdas", "DPMSolverMultistepScheduler"),
+    ],
+)
 @pytest.mark.parametrize("spacing", ["linspace", "leading", "trailing"])
 def test_respacing_flags_give_diffusers_levels(flag, peer, spacing):
     pytest.importorskip("scipy")
     if peer == "DPMSolverMultistepScheduler" and spacing != "linspace":
         pytest.skip("DPMSolverMultistep spans the whole table for use_lu_lambdas; here the spaced span (as Euler)")
-    theirs = getattr(diffusers, peer)(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                                      timestep_spacing=spacing, steps_offset=1 if spacing == "leading" else 0,
-                                      **{flag: True})
+    theirs = getattr(diffusers, peer)(
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        timestep_spacing=spacing,
+        steps_offset=1 if spacing == "leading" else 0,
+        **{flag: True},
+    )
     ours = DiffsampleScheduler.from_config(theirs.config, solver="euler")
     assert ours.config[flag]
     theirs.set_timesteps(12)
@@ -292,8 +310,9 @@ def test_clip_sample_matches_ddpm():
     plain = DiffsampleScheduler(solver="ddpm", timestep_spacing="leading")
     for sched in (theirs, ours, plain):
         sched.set_timesteps(STEPS)
-    want, got, unclipped = (loop(s, net, noise(), generator=torch.Generator().manual_seed(1))[-1]
-                            for s in (theirs, ours, plain))
+    want, got, unclipped = (
+        loop(s, net, noise(), generator=torch.Generator().manual_seed(1))[-1] for s in (theirs, ours, plain)
+    )
     torch.testing.assert_close(got, want, rtol=1e-4, atol=3e-4)
     assert float((unclipped - want).abs().max()) > 0.1  # the clipping matters here
     assert float(got.abs().max()) <= 1.5 + 1e-6
@@ -336,8 +355,9 @@ def test_final_sigmas_type_sigma_min(unet):
 def test_learned_variance_uses_the_mean_channels():
     net = tiny_unet(out_channels=2, seed=2)
     theirs = diffusers.DDIMScheduler(clip_sample=False, set_alpha_to_one=True, timestep_spacing="leading")
-    ours = DiffsampleScheduler.from_config(diffusers.DDPMScheduler(variance_type="learned_range").config,
-                                           solver="euler", timestep_spacing="leading")
+    ours = DiffsampleScheduler.from_config(
+        diffusers.DDPMScheduler(variance_type="learned_range").config, solver="euler", timestep_spacing="leading"
+    )
     ours.set_timesteps(STEPS)
     theirs.set_timesteps(STEPS)
     got = loop(ours, net, noise())[-1]
@@ -374,9 +394,16 @@ def test_zero_terminal_snr_starts_at_999_like_diffusers_euler():
     assert float(ours.timesteps[0]) == 999.0 and bool(torch.isfinite(ours.sigmas).all())
 
 
-@pytest.mark.parametrize(("key", "value"), [("timestep_type", "continuous"), ("interpolation_type", "log_linear"),
-                                            ("sigma_max", 80.0), ("stochastic_sampling", True),
-                                            ("invert_sigmas", True)])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("timestep_type", "continuous"),
+        ("interpolation_type", "log_linear"),
+        ("sigma_max", 80.0),
+        ("stochastic_sampling", True),
+        ("invert_sigmas", True),
+    ],
+)
 def test_keys_that_cannot_be_honoured_are_refused(key, value):
     config = dict(diffusers.EulerDiscreteScheduler().config)
     config[key] = value
@@ -385,8 +412,9 @@ def test_keys_that_cannot_be_honoured_are_refused(key, value):
 
 
 def test_spacing_and_offset_follow_diffusers():
-    sd = diffusers.DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                                 timestep_spacing="leading", steps_offset=1)
+    sd = diffusers.DDIMScheduler(
+        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, timestep_spacing="leading", steps_offset=1
+    )
     ours = DiffsampleScheduler.from_config(sd.config, solver="euler")
     for n in (10, 25):
         sd.set_timesteps(n)
@@ -404,8 +432,10 @@ def flow_sched(solver: str = "euler", **config):
 def test_flow_euler_matches_diffusers_flow_match_euler(unet):
     """Same (unshifted) sigmas in, shifted once by both: Euler agrees to float32 rounding."""
     u = [1.0, 0.8, 0.6, 0.45, 0.3, 0.1]
-    for config, mu in (({"shift": 3.0}, None),
-                       ({"use_dynamic_shifting": True, "base_shift": 0.5, "max_shift": 1.15}, 0.9)):
+    for config, mu in (
+        ({"shift": 3.0}, None),
+        ({"use_dynamic_shifting": True, "base_shift": 0.5, "max_shift": 1.15}, 0.9),
+    ):
         theirs = diffusers.FlowMatchEulerDiscreteScheduler(**config)
         ours = flow_sched("euler", **config)
         theirs.set_timesteps(sigmas=u, mu=mu)
@@ -439,8 +469,16 @@ def test_flow_shift_applied_once():
     assert float(ours.sigmas[0]) == FLOW_PURE_NOISE_SIGMA and float(ours.timesteps[0]) == 1000.0
 
 
-@pytest.mark.parametrize("config", [{"use_karras_sigmas": True}, {"use_exponential_sigmas": True},
-                                    {"use_beta_sigmas": True}, {"shift_terminal": 0.1}, {"time_shift_type": "linear"}])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"use_karras_sigmas": True},
+        {"use_exponential_sigmas": True},
+        {"use_beta_sigmas": True},
+        {"shift_terminal": 0.1},
+        {"time_shift_type": "linear"},
+    ],
+)
 def test_flow_level_options_match_diffusers(config):
     """Re-spacing in flow time t, shift_terminal and the linear time shift, with dynamic shifting (where
     diffusers' span is shifted once, as here)."""
@@ -473,8 +511,9 @@ def flow_reference(unet, sched, solver: str, x: torch.Tensor, noise_source=None,
 @pytest.mark.parametrize("solver", DETERMINISTIC + STOCHASTIC)
 def test_flow_runs_every_solver(solver, unet):
     options = NOISY_OPTIONS.get(solver, {})
-    sched = DiffsampleScheduler.from_config(diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0).config,
-                                            solver=solver, solver_options=options)
+    sched = DiffsampleScheduler.from_config(
+        diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0).config, solver=solver, solver_options=options
+    )
     sched.set_timesteps(STEPS)
     x = noise()
     got = loop(sched, unet, x, generator=torch.Generator().manual_seed(4))[-1]
@@ -506,8 +545,9 @@ def test_flow_scale_noise_and_img2img(unet):
 
 
 def test_flow_configs_of_other_schedulers():
-    wan_like = diffusers.UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction",
-                                                 flow_shift=5.0)
+    wan_like = diffusers.UniPCMultistepScheduler(
+        use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=5.0
+    )
     sched = DiffsampleScheduler.from_config(wan_like.config, solver="dpmpp_2m")
     assert sched.is_flow and sched.config.shift == 5.0
     with pytest.raises(AttributeError, match="alphas_cumprod"):
@@ -519,8 +559,15 @@ def test_flow_configs_of_other_schedulers():
 # ------------------------------------------------------------------------------- 4. the exposed tables
 
 
-@pytest.mark.parametrize("config", [{}, {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012},
-                                    {"beta_schedule": "squaredcos_cap_v2"}, {"rescale_betas_zero_snr": True}])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {},
+        {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012},
+        {"beta_schedule": "squaredcos_cap_v2"},
+        {"rescale_betas_zero_snr": True},
+    ],
+)
 def test_tables_exposed_like_diffusers(config):
     theirs = diffusers.DDIMScheduler(**config)
     ours = DiffsampleScheduler.from_config(theirs.config)
@@ -538,8 +585,11 @@ def matrix_rows():
     return {row.name: row for row in matrix.rows()}
 
 
-EXACT_PAIRS = [(row, s) for row in ("unconditional (DDPM UNet)", "SD-style + CFG 7.5", "img2img (strength 0.6)")
-               for s in matrix.TABLE_PEERS] + [("SD3-style flow (shift 3)", "euler")]
+EXACT_PAIRS = [
+    (row, s)
+    for row in ("unconditional (DDPM UNet)", "SD-style + CFG 7.5", "img2img (strength 0.6)")
+    for s in matrix.TABLE_PEERS
+] + [("SD3-style flow (shift 3)", "euler")]
 OTHER_DISCRETISATION = [("SD3-style flow (shift 3)", s) for s in ("heun", "dpmpp_2m", "unipc")]
 
 

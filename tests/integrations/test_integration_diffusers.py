@@ -32,9 +32,15 @@ STEPS = 10
 def tiny_unet(seed: int = 0, out_channels: int = 1, num_class_embeds: int | None = None) -> torch.nn.Module:
     torch.manual_seed(seed)
     return diffusers.UNet2DModel(
-        sample_size=8, in_channels=1, out_channels=out_channels, block_out_channels=(8, 16), layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4, num_class_embeds=num_class_embeds,
+        sample_size=8,
+        in_channels=1,
+        out_channels=out_channels,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        num_class_embeds=num_class_embeds,
     ).eval()
 
 
@@ -65,8 +71,10 @@ def hand_x0(unet, x: torch.Tensor, t: int, alpha: float, prediction: str, **kwar
 
 
 def test_import_diffsample_does_not_import_diffusers():
-    code = ("import sys, diffsample, diffsample.integrations, diffsample.integrations.kdiffusion_api; "
-            "assert 'diffusers' not in sys.modules, 'diffusers was imported'")
+    code = (
+        "import sys, diffsample, diffsample.integrations, diffsample.integrations.kdiffusion_api; "
+        "assert 'diffusers' not in sys.modules, 'diffusers was imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -138,9 +146,12 @@ def test_flow_matching_config(unet, tmp_path):
         torch.testing.assert_close(got, (1 - t) * x - t * out, rtol=1e-5, atol=1e-5)
     with pytest.raises(DiffsampleError, match="dynamic shifting"):
         load_diffusers_denoiser(unet, scheduler=diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True))
-    assert load_diffusers_denoiser(
-        unet, scheduler=diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True), shift=2.0
-    ).noise_schedule.shift == 2.0
+    assert (
+        load_diffusers_denoiser(
+            unet, scheduler=diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True), shift=2.0
+        ).noise_schedule.shift
+        == 2.0
+    )
 
 
 def test_learned_variance_uses_the_mean_channels():
@@ -182,8 +193,9 @@ def run_pipeline(unet, scheduler, seed: int = 3, batch: int = 2, steps: int = ST
         return out
 
     scheduler.step = spy
-    images = pipe(batch_size=batch, generator=torch.Generator().manual_seed(seed), num_inference_steps=steps,
-                  output_type="np").images
+    images = pipe(
+        batch_size=batch, generator=torch.Generator().manual_seed(seed), num_inference_steps=steps, output_type="np"
+    ).images
     del scheduler.step
     return images, latents
 
@@ -208,8 +220,19 @@ def assert_pipeline_matches(images, latents, ref):
     assert abs(images - want).max() < 1e-5 * max(1.0, scale)
 
 
-PIPELINE_SOLVERS = ["euler", "dpmpp_2m", "unipc", "heun", "dpmpp_2s", "dpm_solver_3s", "dpm_fast", "lms", "deis",
-                    "ipndm_v", "dpmpp_3m"]
+PIPELINE_SOLVERS = [
+    "euler",
+    "dpmpp_2m",
+    "unipc",
+    "heun",
+    "dpmpp_2s",
+    "dpm_solver_3s",
+    "dpm_fast",
+    "lms",
+    "deis",
+    "ipndm_v",
+    "dpmpp_3m",
+]
 
 
 @pytest.mark.parametrize("solver", PIPELINE_SOLVERS)
@@ -246,8 +269,9 @@ def test_pipeline_other_parameterisations(prediction):
 def test_pipeline_zero_terminal_snr(unet):
     """The first level is diffusers' Euler stand-in σ = sqrt(2^24 − 1) for σ = ∞, which the network sees at
     t = 999 (diffusers' label), not at the table's interpolated time of that level."""
-    sched = DiffsampleScheduler(rescale_betas_zero_snr=True, timestep_spacing="trailing", solver="heun",
-                                prediction_type="v_prediction")
+    sched = DiffsampleScheduler(
+        rescale_betas_zero_snr=True, timestep_spacing="trailing", solver="heun", prediction_type="v_prediction"
+    )
     images, latents = run_pipeline(unet, sched)
     assert float(sched.timesteps[0]) == 999.0 and float(sched.sigmas[0]) == math.sqrt(2**24 - 1)
     assert bool(torch.isfinite(latents[-1]).all())
@@ -275,13 +299,15 @@ def test_adaptive_solver_refused():
 
 
 def test_config_from_other_schedulers_and_roundtrip(tmp_path):
-    other = diffusers.DPMSolverMultistepScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                                                  prediction_type="v_prediction")
+    other = diffusers.DPMSolverMultistepScheduler(
+        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction_type="v_prediction"
+    )
     sched = DiffsampleScheduler.from_config(other.config, solver="unipc", solver_options={"order": 3})
     assert sched.config.beta_schedule == "scaled_linear" and sched.prediction == "v"
     assert diffusers.DPMSolverMultistepScheduler in sched.compatibles
-    torch.testing.assert_close(sched.noise_schedule.alphas_cumprod, other.alphas_cumprod.to(torch.float64), rtol=1e-6,
-                               atol=0)
+    torch.testing.assert_close(
+        sched.noise_schedule.alphas_cumprod, other.alphas_cumprod.to(torch.float64), rtol=1e-6, atol=0
+    )
     sched.set_timesteps(12)
     sched.save_pretrained(tmp_path)
     again = DiffsampleScheduler.from_pretrained(tmp_path)
@@ -411,8 +437,7 @@ def test_pipeline_generator_drives_stochastic_solvers(unet, solver):
     assert len(latents) == len(sched.timesteps)
     ref = reference(unet, sched, solver, noise=GeneratorNoise, **options)  # the generator continues after z
     assert_pipeline_matches(images, latents, ref)
-    other = reference(unet, sched, solver, noise=lambda g: GeneratorNoise(torch.Generator().manual_seed(99)),
-                      **options)
+    other = reference(unet, sched, solver, noise=lambda g: GeneratorNoise(torch.Generator().manual_seed(99)), **options)
     assert not torch.allclose(other, ref)
 
 

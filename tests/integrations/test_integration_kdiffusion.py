@@ -89,9 +89,15 @@ def k_model(k_sampling):
     external = importlib.import_module(k_sampling.__name__.rsplit(".", 1)[0] + ".external")
     torch.manual_seed(0)
     unet = diffusers.UNet2DModel(
-        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4, num_class_embeds=3,
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        num_class_embeds=3,
     ).eval()
 
     def inner(x, t, **kwargs):
@@ -121,8 +127,9 @@ def test_matches_k_diffusion_under_its_calling_convention(k_sampling, k_model, n
     theirs_seen: list[dict] = []
     with torch.no_grad():
         ours = ksampler(name)(k_model, x, sigmas, extra_args=extra, callback=ours_seen.append, disable=True)
-        theirs = getattr(k_sampling, k_name)(k_model, x, sigmas, extra_args=extra, callback=theirs_seen.append,
-                                             disable=True, **k_options)
+        theirs = getattr(k_sampling, k_name)(
+            k_model, x, sigmas, extra_args=extra, callback=theirs_seen.append, disable=True, **k_options
+        )
         unconditional = ksampler(name)(k_model, x, sigmas, extra_args={"class_labels": torch.tensor([1, 1])})
     scale = float(theirs.abs().max())
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5 * scale)
@@ -171,14 +178,16 @@ def test_noise_sources_reach_stochastic_solvers(k_sampling, ancestral):
     sigmas = steps.karras(7, 0.05, 5.0).float()
     # k-diffusion's own Euler-ancestral with the same noise_sampler draws: the noise_sampler convention
     ours = fn(gaussian_model, x, sigmas, noise_sampler=seeded_sampler(x, 3))
-    theirs = k_sampling.sample_euler_ancestral(gaussian_model, x, sigmas, disable=True,
-                                               noise_sampler=seeded_sampler(x, 3))
+    theirs = k_sampling.sample_euler_ancestral(
+        gaussian_model, x, sigmas, disable=True, noise_sampler=seeded_sampler(x, 3)
+    )
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(ours, fn(gaussian_model, x, sigmas, noise_sampler=seeded_sampler(x, 4)))
     # seed= is diffsample.noise.seeded; noise= passes through
     by_seed = fn(gaussian_model, x, sigmas, seed=11)
-    assert torch.equal(by_seed, diffsample.sample(gaussian_model, x, sigmas, solver=ancestral,
-                                                  noise=noise_module.seeded(11)))
+    assert torch.equal(
+        by_seed, diffsample.sample(gaussian_model, x, sigmas, solver=ancestral, noise=noise_module.seeded(11))
+    )
     assert torch.equal(by_seed, fn(gaussian_model, x, sigmas, noise=noise_module.seeded(11)))
     with pytest.raises(TypeError, match="at most one"):
         fn(gaussian_model, x, sigmas, seed=1, noise_sampler=seeded_sampler(x, 1))

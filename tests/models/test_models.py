@@ -120,8 +120,9 @@ def test_guided_samples_have_the_asked_class(cond):
     sched = cond.noise_schedule
     sigmas = diffsample.steps.karras(20, sched.sigma_min, sched.sigma_max)
     labels = torch.arange(32) % 10
-    guided = diffsample.cfg(cond, 2.0, cond_kwargs={"class_labels": labels},
-                            uncond_kwargs={"class_labels": models.NULL_LABEL}, batched=True)
+    guided = diffsample.cfg(
+        cond, 2.0, cond_kwargs={"class_labels": labels}, uncond_kwargs={"class_labels": models.NULL_LABEL}, batched=True
+    )
     x = sigmas[0].item() * torch.randn(32, 1, 8, 8, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         out = diffsample.sample(guided, x, sigmas, solver="heun")

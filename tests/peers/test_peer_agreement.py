@@ -126,9 +126,15 @@ def ours(name: str, x: torch.Tensor, sigmas: torch.Tensor, **options) -> tuple[t
 # Everything runs in float64 on both sides (k-diffusion takes x's dtype), so agreement is to rounding.
 
 
-@pytest.mark.parametrize("sigmas", [steps.karras(10, 0.002, SIGMA_MAX), steps.karras(20, 0.002, SIGMA_MAX),
-                                    steps.logsnr(12, SIGMA_MIN, SIGMA_MAX, append_zero=False)],
-                         ids=["karras10-to-0", "karras20-to-0", "logsnr12-to-0.05"])
+@pytest.mark.parametrize(
+    "sigmas",
+    [
+        steps.karras(10, 0.002, SIGMA_MAX),
+        steps.karras(20, 0.002, SIGMA_MAX),
+        steps.logsnr(12, SIGMA_MIN, SIGMA_MAX, append_zero=False),
+    ],
+    ids=["karras10-to-0", "karras20-to-0", "logsnr12-to-0.05"],
+)
 def test_dpmpp_2m_matches_k_diffusion(k_sampling, sigmas):
     """Into σ = 0 our default ``lower_order_final`` only lowers the last step, which both make first order
     there (``x = D``); ending at σ_min, k-diffusion keeps second order to the end (``lower_order_final=False``)."""
@@ -153,8 +159,9 @@ def test_euler_and_heun_match_k_diffusion_ending_above_zero(k_sampling, name):
 def test_dpm_fast_matches_k_diffusion(k_sampling, nfe):
     x = SIGMA_MAX * Z
     with float64_default():
-        theirs, nfe_k = peers.kdiffusion_sample("dpm_fast", bed(), x.clone(),
-                                                torch.tensor([SIGMA_MAX, SIGMA_MIN], dtype=F64), n=nfe)
+        theirs, nfe_k = peers.kdiffusion_sample(
+            "dpm_fast", bed(), x.clone(), torch.tensor([SIGMA_MAX, SIGMA_MIN], dtype=F64), n=nfe
+        )
     mine, used = ours("dpm_fast", x, torch.tensor([SIGMA_MAX, SIGMA_MIN], dtype=F64), nfe=nfe)
     assert used == nfe_k == nfe
     assert max_diff(mine, theirs) < 1e-12
@@ -169,15 +176,31 @@ def test_dpm_adaptive_matches_k_diffusion(k_sampling, order, rtol, atol):
     the start of a step after each rejection (its cache is per trial), we reuse that output, so its NFE
     is ours plus the number of rejections."""
     for i in range(3):
-        x = SIGMA_MAX * Z[i:i + 1]
+        x = SIGMA_MAX * Z[i : i + 1]
         den_k = bed()
         with float64_default():
-            theirs, info_k = k_sampling.sample_dpm_adaptive(den_k, x.clone(), SIGMA_MIN, SIGMA_MAX, order=order,
-                                                            rtol=rtol, atol=atol, disable=True, return_info=True)
+            theirs, info_k = k_sampling.sample_dpm_adaptive(
+                den_k,
+                x.clone(),
+                SIGMA_MIN,
+                SIGMA_MAX,
+                order=order,
+                rtol=rtol,
+                atol=atol,
+                disable=True,
+                return_info=True,
+            )
         info: dict = {}
         den = bed()
-        mine = solvers.get("dpm_adaptive")(den, x.clone(), torch.tensor([SIGMA_MAX, SIGMA_MIN], dtype=F64),
-                                           order=order, rtol=rtol, atol=atol, info=info)
+        mine = solvers.get("dpm_adaptive")(
+            den,
+            x.clone(),
+            torch.tensor([SIGMA_MAX, SIGMA_MIN], dtype=F64),
+            order=order,
+            rtol=rtol,
+            atol=atol,
+            info=info,
+        )
         assert (info["n_accept"], info["n_reject"]) == (info_k["n_accept"], info_k["n_reject"])
         assert info["n_reject"] > 0  # the case where the two counts differ does occur
         assert den_k.nfe == info_k["nfe"] == den.nfe + info["n_reject"] and den.nfe == info["nfe"]
@@ -244,10 +267,22 @@ def test_dpmpp_3m_is_third_order_where_k_diffusion_3m_sde_is_second(k_sampling, 
 
 DIFFUSERS_CASES = [
     # (scheduler, config, budgets, our solver, our options, tolerance)
-    ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}, (10, 20), "dpmpp_2m", {},
-     1e-5),
-    ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver", "solver_order": 2,
-                                     "final_sigmas_type": "sigma_min"}, (10, 20), "dpm_solver_2m", {}, 1e-5),
+    (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "dpmsolver++", "solver_order": 2},
+        (10, 20),
+        "dpmpp_2m",
+        {},
+        1e-5,
+    ),
+    (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "dpmsolver", "solver_order": 2, "final_sigmas_type": "sigma_min"},
+        (10, 20),
+        "dpm_solver_2m",
+        {},
+        1e-5,
+    ),
     ("UniPCMultistepScheduler", {"solver_type": "bh2", "solver_order": 2}, (10, 20), "unipc", {"order": 2}, 1e-5),
     # diffusers' DEIS lowers the last two orders below 15 steps (ours only before a step into 0): compared at 20
     # steps and, with lower_order_final off, at 8
@@ -266,8 +301,9 @@ DIFFUSERS_CASES = [
 ]
 
 
-def diffusers_and_ours(scheduler: str, config: dict, nfe: int, solver: str,
-                       options: dict) -> tuple[peers.PeerRun, torch.Tensor, int, torch.Tensor]:
+def diffusers_and_ours(
+    scheduler: str, config: dict, nfe: int, solver: str, options: dict
+) -> tuple[peers.PeerRun, torch.Tensor, int, torch.Tensor]:
     """diffusers' walk, ours on its σ grid from the same start, and that grid."""
     den = bed()
     x, used, s0, s1 = peers.diffusers_sample(scheduler, den, Z, nfe, **config)
@@ -278,9 +314,11 @@ def diffusers_and_ours(scheduler: str, config: dict, nfe: int, solver: str,
     return peers.PeerRun(x, used, s0, s1), mine, our_nfe, sigmas
 
 
-@pytest.mark.parametrize(("scheduler", "config", "budgets", "solver", "options", "tol"), DIFFUSERS_CASES,
-                         ids=[f"{c[0].removesuffix('Scheduler')}-{'-'.join(f'{k}={v}' for k, v in c[1].items())}"
-                              for c in DIFFUSERS_CASES])
+@pytest.mark.parametrize(
+    ("scheduler", "config", "budgets", "solver", "options", "tol"),
+    DIFFUSERS_CASES,
+    ids=[f"{c[0].removesuffix('Scheduler')}-{'-'.join(f'{k}={v}' for k, v in c[1].items())}" for c in DIFFUSERS_CASES],
+)
 def test_matches_diffusers_on_its_grid(diffusers_mod, scheduler, config, budgets, solver, options, tol):
     for nfe in budgets:
         run, mine, our_nfe, _ = diffusers_and_ours(scheduler, config, nfe, solver, options)
@@ -288,10 +326,13 @@ def test_matches_diffusers_on_its_grid(diffusers_mod, scheduler, config, budgets
         assert max_diff(mine, run.x) < tol, nfe
 
 
-@pytest.mark.parametrize(("algorithm", "solver", "extra"), [
-    ("dpmsolver++", "dpmpp_3m", {}), ("dpmsolver", "dpm_solver_3m", {"final_sigmas_type": "sigma_min"})])
-def test_third_order_dpm_solver_is_diffusers_up_to_the_second_difference_weight(diffusers_mod, monkeypatch,
-                                                                                algorithm, solver, extra):
+@pytest.mark.parametrize(
+    ("algorithm", "solver", "extra"),
+    [("dpmsolver++", "dpmpp_3m", {}), ("dpmsolver", "dpm_solver_3m", {"final_sigmas_type": "sigma_min"})],
+)
+def test_third_order_dpm_solver_is_diffusers_up_to_the_second_difference_weight(
+    diffusers_mod, monkeypatch, algorithm, solver, extra
+):
     """diffusers' third-order multistep DPM-Solver(++) carries the reference codes' ``ρ_2 d_2``: ours differs
     from it by 2e-2 (++) and 0.1 at 20 steps, and with that one weight put into ours they agree to float32
     rounding. (Which weight is the more accurate is measured above against k-diffusion's identical formula.)
@@ -309,8 +350,7 @@ def test_third_order_dpm_solver_is_diffusers_up_to_the_second_difference_weight(
         assert max_diff(mine, run.x) < 1e-5, nfe
 
 
-def _errors_against_exact(scheduler: str, config: dict, nfe: int, solver: str,
-                          options: dict) -> tuple[float, float]:
+def _errors_against_exact(scheduler: str, config: dict, nfe: int, solver: str, options: dict) -> tuple[float, float]:
     run, mine, _, _ = diffusers_and_ours(scheduler, config, nfe, solver, options)
     exact = reference_solution(bed(), Z * run.sigma_start, run.sigma_start, run.sigma_end, cache=False)
     return rmse(run.x, exact), rmse(mine, exact)
@@ -353,12 +393,14 @@ def test_unipc_bh1_into_zero_is_finite_and_accurate_where_diffusers_is_nan(diffu
     """diffusers' bh1 divides by B(h) = −h = −∞ on the step into σ = 0 (NaN); ours takes that step's exact
     first-order limit and lands as close to the exact solution as bh2 does (within 1.5×)."""
     config = {"solver_type": "bh1", "solver_order": 2}
-    run, mine, our_nfe, _ = diffusers_and_ours("UniPCMultistepScheduler", config, 20, "unipc",
-                                               {"order": 2, "variant": "bh1"})
+    run, mine, our_nfe, _ = diffusers_and_ours(
+        "UniPCMultistepScheduler", config, 20, "unipc", {"order": 2, "variant": "bh1"}
+    )
     _nan_on_0_42_1(diffusers_mod, run.x)
     exact = reference_solution(bed(), Z * run.sigma_start, run.sigma_start, 0.0, cache=False)
-    bh2, _ = ours("unipc", Z * run.sigma_start, peers.diffusers_sigmas("UniPCMultistepScheduler", 20, **config),
-                  order=2)
+    bh2, _ = ours(
+        "unipc", Z * run.sigma_start, peers.diffusers_sigmas("UniPCMultistepScheduler", 20, **config), order=2
+    )
     assert our_nfe == 20 and bool(torch.isfinite(mine).all())
     assert rmse(mine, exact) < 1.5 * rmse(bh2, exact) and rmse(mine, exact) < 0.1
 
@@ -367,8 +409,12 @@ def test_third_order_dpm_solver_with_karras_sigmas_is_finite_where_diffusers_is_
     """With Karras σ and ``final_sigmas_type='sigma_min'`` diffusers' last step goes from σ_min to σ_min (h = 0)
     and its third-order coefficients divide by it. Its σ list without that repeat is a valid schedule one step
     shorter, on which ours is finite and as accurate as second order on the same grid."""
-    config = {"algorithm_type": "dpmsolver", "solver_order": 3, "final_sigmas_type": "sigma_min",
-              "use_karras_sigmas": True}
+    config = {
+        "algorithm_type": "dpmsolver",
+        "solver_order": 3,
+        "final_sigmas_type": "sigma_min",
+        "use_karras_sigmas": True,
+    }
     run, mine, our_nfe, sigmas = diffusers_and_ours("DPMSolverMultistepScheduler", config, 20, "dpm_solver_3m", {})
     _nan_on_0_42_1(diffusers_mod, run.x)
     assert our_nfe == len(sigmas) - 1 == 19 and bool(torch.isfinite(mine).all())

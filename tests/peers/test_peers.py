@@ -99,12 +99,19 @@ _STALLS = {
 
 # the five slowest configurations (1–3 s each: LMS's quadrature, KDPM2's two stages, DEIS-3) run with -m slow;
 # their conversions are also checked by the cross-library and NFE tests below
-_DIFFUSERS_SLOW = {"diffusers:lms", "diffusers:lms-karras", "diffusers:kdpm2", "diffusers:kdpm2-karras",
-                   "diffusers:deis-o3"}
+_DIFFUSERS_SLOW = {
+    "diffusers:lms",
+    "diffusers:lms-karras",
+    "diffusers:kdpm2",
+    "diffusers:kdpm2-karras",
+    "diffusers:deis-o3",
+}
 
 
-@pytest.mark.parametrize("cfg", [pytest.param(c, id=c.name, marks=[pytest.mark.slow] if c.name in _DIFFUSERS_SLOW
-                                              else []) for c in _DIFFUSERS_OK])
+@pytest.mark.parametrize(
+    "cfg",
+    [pytest.param(c, id=c.name, marks=[pytest.mark.slow] if c.name in _DIFFUSERS_SLOW else []) for c in _DIFFUSERS_OK],
+)
 def test_diffusers_config_converges_to_exact_solution(diffusers_mod, cfg):
     """Many steps land on the exact ODE solution over the reported span, and more steps get closer.
 
@@ -190,9 +197,11 @@ def test_reported_spans(diffusers_mod):
     _, _, s0, s1 = peers.diffusers_sample("DDIMScheduler", gaussian_denoiser(), z, 10)
     assert s0 == pytest.approx(float(table[900]), rel=1e-5) and s1 == 0.0
     # DEIS and non-++ DPM-Solver end at the table's σ(t=0) ≈ 0.01, PLMS (set_alpha_to_one=False) too
-    for name, kw in [("DEISMultistep", {}), ("DPMSolverMultistep", {"algorithm_type": "dpmsolver",
-                                                                   "final_sigmas_type": "sigma_min"}),
-                     ("PNDM", {"skip_prk_steps": True})]:
+    for name, kw in [
+        ("DEISMultistep", {}),
+        ("DPMSolverMultistep", {"algorithm_type": "dpmsolver", "final_sigmas_type": "sigma_min"}),
+        ("PNDM", {"skip_prk_steps": True}),
+    ]:
         _, _, s0, s1 = peers.diffusers_sample(name, gaussian_denoiser(), z, 10, **kw)
         assert s1 == pytest.approx(float(table[0]), rel=1e-4), name
     _, _, s0, s1 = peers.diffusers_sample("EDMEuler", gaussian_denoiser(), z, 10)
@@ -217,8 +226,10 @@ def test_diffusers_nfe_matches_model_calls(diffusers_mod, scheduler, options, bu
     assert used == den.nfe == expected
 
 
-@pytest.mark.parametrize(("name", "steps", "calls"), [("euler", 8, 8), ("heun", 8, 15), ("dpm_2", 5, 9),
-                                                       ("dpmpp_2m", 6, 6), ("dpmpp_sde", 4, 7), ("lms", 5, 5)])
+@pytest.mark.parametrize(
+    ("name", "steps", "calls"),
+    [("euler", 8, 8), ("heun", 8, 15), ("dpm_2", 5, 9), ("dpmpp_2m", 6, 6), ("dpmpp_sde", 4, 7), ("lms", 5, 5)],
+)
 def test_kdiffusion_nfe_matches_model_calls(k_sampling, name, steps, calls):
     sigmas = peers.kdiffusion_sigmas("karras", steps, "edm")
     den = gaussian_denoiser()
@@ -303,8 +314,16 @@ def test_same_span_peer_rows_walk_our_span_and_agree_with_our_solvers(k_sampling
     from diffsample.testbeds import get_bed
 
     bed = get_bed("ring2d")
-    config = BenchConfig(beds=["ring2d"], solvers=["euler", "dpmpp_2m"], schedules=["karras"], nfes=[6],
-                         sigma_min=0.002, sigma_max=80.0, batch=16, seed=0)
+    config = BenchConfig(
+        beds=["ring2d"],
+        solvers=["euler", "dpmpp_2m"],
+        schedules=["karras"],
+        nfes=[6],
+        sigma_min=0.002,
+        sigma_max=80.0,
+        batch=16,
+        seed=0,
+    )
     held = diffsample.noise.seeded(0).initial((16, *bed.shape), 80.0, dtype=torch.float64)
     rows = same_span_peer_rows("ring2d", bed, held, config)
     names = {r.solver for r in rows}

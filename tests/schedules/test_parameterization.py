@@ -44,13 +44,24 @@ def _ddpm_alpha_sigma(t: torch.Tensor, beta_schedule: str) -> tuple[torch.Tensor
 # kind -> (schedule factory, time_scale, native α(t), σ(t) written out independently)
 CASES = {
     "ddpm_linear": (lambda: DiscreteVP(beta_schedule="linear"), 1.0, lambda t: _ddpm_alpha_sigma(t, "linear")),
-    "ddpm_cosine": (lambda: DiscreteVP(beta_schedule="squaredcos_cap_v2"), 1.0,
-                    lambda t: _ddpm_alpha_sigma(t, "squaredcos_cap_v2")),
-    "vp_linear_x999": (ContinuousVPLinear, 999.0, lambda t: (
-        torch.exp(-0.25 * t**2 * 19.9 - 0.05 * t), torch.sqrt(1 - torch.exp(-0.5 * t**2 * 19.9 - 0.1 * t)))),
-    "vp_cosine": (ContinuousVPCosine, 1.0, lambda t: (
-        torch.cos((t + 0.008) / 1.008 * math.pi / 2) / math.cos(0.008 / 1.008 * math.pi / 2),
-        torch.sqrt(1 - (torch.cos((t + 0.008) / 1.008 * math.pi / 2) / math.cos(0.008 / 1.008 * math.pi / 2)) ** 2))),
+    "ddpm_cosine": (
+        lambda: DiscreteVP(beta_schedule="squaredcos_cap_v2"),
+        1.0,
+        lambda t: _ddpm_alpha_sigma(t, "squaredcos_cap_v2"),
+    ),
+    "vp_linear_x999": (
+        ContinuousVPLinear,
+        999.0,
+        lambda t: (torch.exp(-0.25 * t**2 * 19.9 - 0.05 * t), torch.sqrt(1 - torch.exp(-0.5 * t**2 * 19.9 - 0.1 * t))),
+    ),
+    "vp_cosine": (
+        ContinuousVPCosine,
+        1.0,
+        lambda t: (
+            torch.cos((t + 0.008) / 1.008 * math.pi / 2) / math.cos(0.008 / 1.008 * math.pi / 2),
+            torch.sqrt(1 - (torch.cos((t + 0.008) / 1.008 * math.pi / 2) / math.cos(0.008 / 1.008 * math.pi / 2)) ** 2),
+        ),
+    ),
     "ve": (VE, 1.0, lambda t: (torch.ones_like(t), 0.01 * 5000.0**t)),
     "edm": (EDM, 1.0, lambda t: (torch.ones_like(t), t.clone())),
     "flow_shift3": (lambda: RectifiedFlow(shift=3.0), 1.0, lambda t: (1 - t, t.clone())),
@@ -114,8 +125,12 @@ def test_edm_preconditioned_network(sched):
     x, sigma = batch_in_span(sched)
     torch.testing.assert_close(den(x, sigma), exact_x0(x, sigma), rtol=1e-9, atol=1e-9)
     with pytest.raises(AssertionError):  # the wrong σ_data must be noticed
-        torch.testing.assert_close(ModelDenoiser(edm_network(sd), sched, "edm", sigma_data=sd * 2)(x, sigma),
-                                   exact_x0(x, sigma), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(
+            ModelDenoiser(edm_network(sd), sched, "edm", sigma_data=sd * 2)(x, sigma),
+            exact_x0(x, sigma),
+            rtol=1e-6,
+            atol=1e-6,
+        )
 
 
 def test_zero_terminal_snr_v_prediction_beyond_sigma_max():

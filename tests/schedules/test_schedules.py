@@ -174,8 +174,14 @@ def test_rescale_function_and_table_with_unit_last_beta():
 
 
 def test_from_diffusers_config():
-    cfg = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "num_train_timesteps": 1000,
-           "rescale_betas_zero_snr": True, "prediction_type": "v_prediction"}
+    cfg = {
+        "beta_schedule": "scaled_linear",
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "num_train_timesteps": 1000,
+        "rescale_betas_zero_snr": True,
+        "prediction_type": "v_prediction",
+    }
     assert DiscreteVP.from_diffusers_config(cfg) == DiscreteVP(beta_schedule="scaled_linear", zero_terminal_snr=True)
     s = DiscreteVP.from_diffusers_config({"trained_betas": [0.1, 0.2, 0.3]})
     torch.testing.assert_close(s.alphas_cumprod, torch.tensor([0.9, 0.72, 0.504], dtype=torch.float64))
@@ -275,9 +281,13 @@ def test_config_round_trip(name):
 
 
 def test_config_round_trip_keeps_parameters():
-    for s in (DiscreteVP([0.01, 0.02, 0.05, 0.1], zero_terminal_snr=True), RectifiedFlow(shift=3.0, eps=0.01),
-              DiscreteVP(beta_schedule="linear", beta_start=0.001, beta_end=0.03, num_train_timesteps=50),
-              ContinuousVPLinear(beta_min=0.2, beta_max=10.0), EDM(sigma_data=1.0)):
+    for s in (
+        DiscreteVP([0.01, 0.02, 0.05, 0.1], zero_terminal_snr=True),
+        RectifiedFlow(shift=3.0, eps=0.01),
+        DiscreteVP(beta_schedule="linear", beta_start=0.001, beta_end=0.03, num_train_timesteps=50),
+        ContinuousVPLinear(beta_min=0.2, beta_max=10.0),
+        EDM(sigma_data=1.0),
+    ):
         back = NoiseSchedule.from_config(s.to_config())
         assert back == s
         torch.testing.assert_close(back.alpha(back.t_of_sigma_space(1.0)), s.alpha(s.t_of_sigma_space(1.0)))

@@ -91,7 +91,7 @@ def test_exposure_bias_inflates_the_noise_prediction_by_the_documented_factor():
         if sigma == 0:
             torch.testing.assert_close(d_bias, x)  # D(x, 0) = x: nothing to inflate
             continue
-        ratio = ((x - d_bias) / (x - d_true))
+        ratio = (x - d_bias) / (x - d_true)
         factor = 1 + 0.2 * 0.5 / (0.5 + sigma)
         torch.testing.assert_close(ratio, torch.full_like(ratio, factor), rtol=1e-10, atol=1e-10)
         factors.append(factor)
@@ -136,8 +136,11 @@ def test_sliced_wasserstein_of_a_translation():
 
 
 def test_wasserstein_to_the_exact_1d_law():
-    bed = GaussianMixture(torch.tensor([[-1.0], [0.8]], dtype=F64), torch.tensor([0.25, 0.4], dtype=F64),
-                          torch.tensor([0.3, 0.7], dtype=F64))
+    bed = GaussianMixture(
+        torch.tensor([[-1.0], [0.8]], dtype=F64),
+        torch.tensor([0.25, 0.4], dtype=F64),
+        torch.tensor([0.3, 0.7], dtype=F64),
+    )
     x = bed.sample(40000, generator=torch.Generator().manual_seed(6))
     assert wasserstein_1d_to_truth(bed, x) < 0.015
     assert wasserstein_1d_to_truth(bed, x + 0.3) == pytest.approx(0.3, abs=0.015)  # W1 of a shift is |c|

@@ -87,9 +87,8 @@ def test_log_prob_matches_scipy_density():
     x = torch.randn(5, 3, generator=_gen(2), dtype=F64)
     s = 0.3
     dens = sum(
-        float(bed.weights[k]) * multivariate_normal(bed.means[k].numpy(), np.diag(bed.stds[k].numpy() ** 2 + s**2)).pdf(
-            x.numpy()
-        )
+        float(bed.weights[k])
+        * multivariate_normal(bed.means[k].numpy(), np.diag(bed.stds[k].numpy() ** 2 + s**2)).pdf(x.numpy())
         for k in range(3)
     )
     np.testing.assert_allclose(bed.log_prob(x, s).numpy(), np.log(dens), rtol=1e-12)

@@ -38,8 +38,11 @@ def test_neutral_parameters_reproduce_the_uncorrected_walk_exactly(solver: str) 
     x = _start(64, 2, 80.0)
     data = bed.sample(256, generator=_gen(1))
     plain = ds.sample(bed, x, sig, solver, noise=ds.noise.seeded(range(64)))
-    for wrapped in (epsilon_scaling(bed, 0.0, 1.0), time_shift(bed, sig, data=data, window=0),
-                    time_shift(bed, sig, data=data, window=3, cutoff=100.0)):
+    for wrapped in (
+        epsilon_scaling(bed, 0.0, 1.0),
+        time_shift(bed, sig, data=data, window=0),
+        time_shift(bed, sig, data=data, window=3, cutoff=100.0),
+    ):
         out = ds.sample(wrapped, x, sig, solver, noise=ds.noise.seeded(range(64)))
         assert torch.equal(out, plain)
 
@@ -88,11 +91,13 @@ def test_fit_recovers_a_linear_lambda() -> None:
         d = truth.denoise(x, sigma)
         return d - (0.1 + 0.02 * sigma)[:, None] * (x - d)
 
-    fit = fit_epsilon_scaling(FunctionDenoiser(inflated), truth.sample(1000, generator=_gen(5)),
-                              [0.5, 1.0, 2.0, 4.0, 8.0], generator=_gen(6))
+    fit = fit_epsilon_scaling(
+        FunctionDenoiser(inflated), truth.sample(1000, generator=_gen(5)), [0.5, 1.0, 2.0, 4.0, 8.0], generator=_gen(6)
+    )
     assert fit.k == pytest.approx(0.02, abs=2e-3) and fit.b == pytest.approx(1.1, abs=5e-3)
-    torch.testing.assert_close(fit.lam(torch.tensor([3.0], dtype=F64)), torch.tensor([1.16], dtype=F64),
-                               rtol=0, atol=5e-3)
+    torch.testing.assert_close(
+        fit.lam(torch.tensor([3.0], dtype=F64)), torch.tensor([1.16], dtype=F64), rtol=0, atol=5e-3
+    )
 
 
 @pytest.mark.parametrize(("true_sigma", "nominal"), [(1.0, 1.2), (0.5, 0.6), (2.0, 2.0), (0.8, 0.5)])
@@ -170,8 +175,15 @@ def test_bad_parameters_raise() -> None:
         epsilon_scaling(bed, -0.1, 1.0)(_start(4, 2, 80.0), 80.0)
     with pytest.raises(DiffsampleError, match="noise_schedule must be a diffsample NoiseSchedule"):
         epsilon_scaling(bed, 0.0, 1.1, noise_schedule="vp")  # type: ignore[arg-type]
-    for bad in ({"window": -1}, {"window": 1.5}, {"pool": "image"}, {"update": "heun"}, {"cutoff": -1.0},
-                {"levels": torch.tensor([0.0, 1.0])}, {"levels": torch.tensor([1.0, 1.0])}):
+    for bad in (
+        {"window": -1},
+        {"window": 1.5},
+        {"pool": "image"},
+        {"update": "heun"},
+        {"cutoff": -1.0},
+        {"levels": torch.tensor([0.0, 1.0])},
+        {"levels": torch.tensor([1.0, 1.0])},
+    ):
         with pytest.raises(DiffsampleError):
             time_shift(bed, sig, data=data, **bad)
     with pytest.raises(DiffsampleError, match="data statistics"):

@@ -143,8 +143,7 @@ def test_batched_stacks_scalar_and_shared_keywords():
         return x * cond.to(x.dtype)[:, None]
 
     x = torch.ones(3, 2)
-    guided = cfg(net, 2.0, cond_kwargs={"cond": 1.0, "tag": "t"}, uncond_kwargs={"cond": 0.5, "tag": "t"},
-                 batched=True)
+    guided = cfg(net, 2.0, cond_kwargs={"cond": 1.0, "tag": "t"}, uncond_kwargs={"cond": 0.5, "tag": "t"}, batched=True)
     out = guided(x, 1.0)
     assert seen["tag"] == "t"
     assert seen["cond"].tolist() == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5]
@@ -168,8 +167,14 @@ def test_interval_outside_is_the_conditional_branch_at_one_nfe():
     null = torch.full((4,), -1)
     net = LabelNet()
     for batched in (False, True):
-        guided = cfg(net, 5.0, cond_kwargs={"class_labels": labels}, uncond_kwargs={"class_labels": null},
-                     interval=(0.5, 2.0), batched=batched)
+        guided = cfg(
+            net,
+            5.0,
+            cond_kwargs={"class_labels": labels},
+            uncond_kwargs={"class_labels": null},
+            interval=(0.5, 2.0),
+            batched=batched,
+        )
         plain = cfg(net, 5.0, cond_kwargs={"class_labels": labels}, uncond_kwargs={"class_labels": null})
         for s in (0.1, 0.5, 3.0):  # σ_lo itself is outside: the interval is (σ_lo, σ_hi]
             sigma = torch.full((4,), s, dtype=torch.float64)
@@ -254,13 +259,21 @@ def test_sample_end_to_end_counts_two_nfe_per_euler_step_and_hits_the_exact_solu
         if batched:
             net = LabelNet()
             labels = torch.zeros(4)
-            guided = cfg(net, scale, cond_kwargs={"class_labels": labels},
-                         uncond_kwargs={"class_labels": -torch.ones(4)}, batched=True)
+            guided = cfg(
+                net,
+                scale,
+                cond_kwargs={"class_labels": labels},
+                uncond_kwargs={"class_labels": -torch.ones(4)},
+                batched=True,
+            )
             # LabelNet's class 0 has std 0.6 and the null one 2.0: compare with the closed form of the
             # guided denoiser instead, through heun at high accuracy.
-            ref = diffsample.sample(cfg(gaussian_denoiser(MEANS[0], 0.6), scale,
-                                        uncond=gaussian_denoiser(NULL_MEAN, NULL_STD)),
-                                    x0, sigmas, solver="heun")
+            ref = diffsample.sample(
+                cfg(gaussian_denoiser(MEANS[0], 0.6), scale, uncond=gaussian_denoiser(NULL_MEAN, NULL_STD)),
+                x0,
+                sigmas,
+                solver="heun",
+            )
         else:
             guided = cfg(gaussian_denoiser(mean_c, std), scale, uncond=gaussian_denoiser(mean_u, std))
             ref = exact_pf_ode(x0, 20.0, 0.05, shifted, std)
@@ -278,8 +291,9 @@ def test_sample_with_interval_counts_one_nfe_outside():
     sigmas = steps.karras(10, 0.1, 10.0)
     lo, hi = 0.5, 3.0
     inside = sum(1 for s in sigmas[:-1].tolist() if lo < s <= hi)
-    guided = cfg(gaussian_denoiser(MEANS[0], 0.6), 3.0, uncond=gaussian_denoiser(NULL_MEAN, NULL_STD),
-                 interval=(lo, hi))
+    guided = cfg(
+        gaussian_denoiser(MEANS[0], 0.6), 3.0, uncond=gaussian_denoiser(NULL_MEAN, NULL_STD), interval=(lo, hi)
+    )
     x0 = diffsample.noise.seeded(1).initial((3, DIM), 10.0)
     diffsample.sample(guided, x0, sigmas, solver="euler")
     assert 0 < inside < 10
@@ -382,8 +396,9 @@ def test_dynamic_thresholding_transform_costs_nothing_and_composes_with_guidance
     assert isinstance(clipped, DynamicThresholding) and clipped.nfe_per_call == 2
     x = torch.randn(3, DIM, generator=torch.Generator().manual_seed(1), dtype=torch.float16)
     out = clipped(x, 0.7)
-    reference = cfg(FunctionDenoiser(net), 4.0, cond_kwargs={"class_labels": labels},
-                    uncond_kwargs={"class_labels": -torch.ones(3)})(x, 0.7)
+    reference = cfg(
+        FunctionDenoiser(net), 4.0, cond_kwargs={"class_labels": labels}, uncond_kwargs={"class_labels": -torch.ones(3)}
+    )(x, 0.7)
     assert out.dtype == torch.float32 and torch.equal(out, dynamic_threshold(reference, 0.9, 1.5))
     assert clipped.nfe == guided.nfe == 2 and model.nfe == 2  # read-through: the guided denoiser's own count
     clipped.reset_counter()
@@ -398,8 +413,13 @@ def test_dynamic_thresholding_transform_costs_nothing_and_composes_with_guidance
 def test_every_transform_derives_from_one_base_and_the_old_paths_still_import():
     from diffsample import corrections, denoisers, guidance, sampling
 
-    for cls in (transforms.ClassifierFreeGuidance, transforms.EpsilonScaling, transforms.TimeShift,
-                transforms.DynamicThresholding, transforms.GuardedDenoiser):
+    for cls in (
+        transforms.ClassifierFreeGuidance,
+        transforms.EpsilonScaling,
+        transforms.TimeShift,
+        transforms.DynamicThresholding,
+        transforms.GuardedDenoiser,
+    ):
         assert issubclass(cls, Transform), cls
     assert guidance.cfg is cfg and guidance.ClassifierFreeGuidance is ClassifierFreeGuidance
     assert guidance.rescale_guidance is rescale_guidance and diffsample.cfg is cfg
@@ -407,4 +427,8 @@ def test_every_transform_derives_from_one_base_and_the_old_paths_still_import():
     assert denoisers.WrappedDenoiser is Transform
     assert sampling.work_dtype is transforms.work_dtype and sampling.GuardedDenoiser is transforms.GuardedDenoiser
     assert [transforms.work_dtype(d) for d in (torch.float16, torch.bfloat16, torch.float32, torch.float64)] == [
-        torch.float32, torch.float32, torch.float32, torch.float64]
+        torch.float32,
+        torch.float32,
+        torch.float32,
+        torch.float64,
+    ]

@@ -59,8 +59,16 @@ def ring_tuning(ring_teacher):
         rows[0] += x.shape[0]
         return bed.denoise(x, sigma)
 
-    plan = tune(FunctionDenoiser(counted), nfe=4, sigma_min=SMIN, sigma_max=SMAX, calibration=teacher.start,
-                teacher=teacher, model_id="ring2d", **FAST)
+    plan = tune(
+        FunctionDenoiser(counted),
+        nfe=4,
+        sigma_min=SMIN,
+        sigma_max=SMAX,
+        calibration=teacher.start,
+        teacher=teacher,
+        model_id="ring2d",
+        **FAST,
+    )
     return bed, teacher, plan, rows[0]
 
 
@@ -161,8 +169,9 @@ def test_runs_resumed_from_kept_prefixes_equal_full_runs(ring_teacher):
         sig = list(c.sigmas)
         if i > 0:
             sig[i] = math.sqrt(sig[i - 1] * (sig[i + 1] if i + 1 < 6 else SMIN))
-        c = Candidate(tuple(sig), c.choices[:i] + (perturb(c, rng, sigma_min=SMIN, p_choice=1.0).choices[i],)
-                      + c.choices[i + 1:])
+        c = Candidate(
+            tuple(sig), c.choices[:i] + (perturb(c, rng, sigma_min=SMIN, p_choice=1.0).choices[i],) + c.choices[i + 1 :]
+        )
         assert cached(c) == full(c)
     assert cached.evals == full.evals and cached.nfe < full.nfe
 
@@ -213,8 +222,19 @@ def test_plan_provenance(ring_tuning):
 @pytest.mark.parametrize("budget", [1, 2, 3])
 def test_tuned_plans_never_exceed_the_budget(ring_teacher, budget: int):
     bed, teacher = ring_teacher
-    plan = tune(bed, nfe=budget, sigma_min=SMIN, sigma_max=SMAX, calibration=teacher.start, teacher=teacher,
-                teacher_levels=60, refine=1, max_evals=40, kicks=1, kick_evals=20)
+    plan = tune(
+        bed,
+        nfe=budget,
+        sigma_min=SMIN,
+        sigma_max=SMAX,
+        calibration=teacher.start,
+        teacher=teacher,
+        teacher_levels=60,
+        refine=1,
+        max_evals=40,
+        kicks=1,
+        kick_evals=20,
+    )
     bed.reset_counter()
     sample(bed, teacher.start, plan=plan)
     assert plan.nfe <= budget and bed.nfe <= budget
@@ -225,8 +245,19 @@ def test_guided_denoisers_get_half_the_calls():
     bed = mixture64()
     guided = FunctionDenoiser(lambda x, s: bed.denoise(x, s), nfe_per_call=2)
     cal = batch(bed, 8, 1)
-    plan = tune(guided, nfe=5, sigma_min=SMIN, sigma_max=SMAX, calibration=cal, teacher_levels=20,
-                teacher_substeps=2, refine=1, max_evals=30, kicks=0, model_id="guided-mixture")
+    plan = tune(
+        guided,
+        nfe=5,
+        sigma_min=SMIN,
+        sigma_max=SMAX,
+        calibration=cal,
+        teacher_levels=20,
+        teacher_substeps=2,
+        refine=1,
+        max_evals=30,
+        kicks=0,
+        model_id="guided-mixture",
+    )
     guided.reset_counter()
     sample(guided, cal, plan=plan)
     assert plan.n_steps == 2 and guided.nfe == 4 and plan.provenance["model"] == "guided-mixture"
@@ -237,8 +268,15 @@ def test_tuning_bench_saves_plans_and_resumes_from_them(tmp_path):
     tuning, and reports the same rows; other settings are tuned afresh."""
     from benchmarks.tuning_bench import format_tuning_table, run_tuning_bench
 
-    kwargs = dict(heldout_size=16, calibration_size=32, solver_names=["euler", "dpmpp_2m"], schedules=["karras"],
-                  tune_options=FAST, peers=False, plan_dir=tmp_path)
+    kwargs = dict(
+        heldout_size=16,
+        calibration_size=32,
+        solver_names=["euler", "dpmpp_2m"],
+        schedules=["karras"],
+        tune_options=FAST,
+        peers=False,
+        plan_dir=tmp_path,
+    )
     first = run_tuning_bench(["ring2d"], [4], **kwargs)
     assert (tmp_path / "ring2d-nfe4.json").exists()
     messages: list[str] = []

@@ -196,12 +196,15 @@ def sample_clipping_from_config(config: Mapping[str, Any]) -> SampleClipping | N
         DiffsampleError: a quantile ratio outside ``(0, 1]`` or a non-positive range.
     """
     if config.get("thresholding", False):
-        ratio, max_value = float(config.get("dynamic_thresholding_ratio", 0.995)), float(
-            config.get("sample_max_value", 1.0))
+        ratio, max_value = (
+            float(config.get("dynamic_thresholding_ratio", 0.995)),
+            float(config.get("sample_max_value", 1.0)),
+        )
         if not 0 < ratio <= 1 or not max_value > 0:
             raise DiffsampleError(
                 f"thresholding needs 0 < dynamic_thresholding_ratio <= 1 and sample_max_value > 0, got "
-                f"{ratio}, {max_value}")
+                f"{ratio}, {max_value}"
+            )
         return SampleClipping("threshold", ratio=ratio, max_value=max_value)
     if config.get("clip_sample", False):
         clip_range = float(config.get("clip_sample_range", 1.0))
@@ -288,8 +291,12 @@ def _load_model(directory: str, subfolder: str | None, dtype: torch.dtype | None
     return model_cls.from_pretrained(directory, **kwargs)
 
 
-def _resolve(path_or_pipeline: str | os.PathLike[str] | object, subfolder: str | None, dtype: torch.dtype | None,
-             scheduler: object) -> tuple[Callable[..., Any], dict[str, Any]]:
+def _resolve(
+    path_or_pipeline: str | os.PathLike[str] | object,
+    subfolder: str | None,
+    dtype: torch.dtype | None,
+    scheduler: object,
+) -> tuple[Callable[..., Any], dict[str, Any]]:
     """The network and its scheduler config from a path, a pipeline or a model object."""
     obj = path_or_pipeline
     if isinstance(obj, str | os.PathLike):
@@ -306,8 +313,11 @@ def _resolve(path_or_pipeline: str | os.PathLike[str] | object, subfolder: str |
             if subfolder is None:
                 raise DiffsampleError(f"the pipeline in {directory!r} has no unet/ or transformer/ subfolder")
         model = _load_model(directory, subfolder, dtype)
-        config = _scheduler_config(scheduler) if scheduler is not None else _find_scheduler_config(
-            os.path.join(directory, subfolder or ""))
+        config = (
+            _scheduler_config(scheduler)
+            if scheduler is not None
+            else _find_scheduler_config(os.path.join(directory, subfolder or ""))
+        )
         return model, config
     network = getattr(obj, "unet", None)
     if network is None:

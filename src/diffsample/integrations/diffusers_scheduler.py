@@ -245,9 +245,11 @@ class GeneratorNoise:
             rows = list(g)
             if len(rows) != x.shape[0]:
                 raise DiffsampleError(
-                    f"got a list of {len(rows)} generators for a batch of {x.shape[0]} samples; pass one per sample")
-            z = torch.stack([torch.randn(x.shape[1:], generator=r, device=r.device, dtype=torch.float32).to(x.device)
-                             for r in rows])
+                    f"got a list of {len(rows)} generators for a batch of {x.shape[0]} samples; pass one per sample"
+                )
+            z = torch.stack(
+                [torch.randn(x.shape[1:], generator=r, device=r.device, dtype=torch.float32).to(x.device) for r in rows]
+            )
         return z.to(device=x.device, dtype=x.dtype)
 
 
@@ -384,8 +386,14 @@ class _DenoiserRecipe:
     """``(σ, label)``: the finite level standing for σ = ∞ and the network's label for it."""
 
     def model(self, network: Callable[..., Any], dtype: torch.dtype | None) -> ModelDenoiser:
-        return ModelDenoiser(network, self.noise_schedule, self.prediction, time_scale=self.time_scale, dtype=dtype,
-                             time_dtype=torch.float32)
+        return ModelDenoiser(
+            network,
+            self.noise_schedule,
+            self.prediction,
+            time_scale=self.time_scale,
+            dtype=dtype,
+            time_dtype=torch.float32,
+        )
 
     def make(self, network: Callable[..., Any], dtype: torch.dtype | None) -> Denoiser:
         if self.pure_noise is not None:
@@ -423,9 +431,18 @@ def _flow_sigma_space(t: torch.Tensor) -> torch.Tensor:
     return torch.where(t >= 1, torch.full_like(t, FLOW_PURE_NOISE_SIGMA), t / (1 - t).clamp(min=1e-300))
 
 
-def _walk(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, solver: str, *, noise: NoiseSource | None,
-          options: Mapping[str, Any], pure_noise_sigma: float | None, callback: Callable[..., None] | None = None,
-          check_finite: bool = True) -> torch.Tensor:
+def _walk(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    solver: str,
+    *,
+    noise: NoiseSource | None,
+    options: Mapping[str, Any],
+    pure_noise_sigma: float | None,
+    callback: Callable[..., None] | None = None,
+    check_finite: bool = True,
+) -> torch.Tensor:
     """Run ``solver`` over ``sigmas``; a walk out of flow's pure noise takes its first step with Euler.
 
     From ``σ = ∞`` (its stand-in ``pure_noise_sigma``) Euler/DDIM has an exact limit,
@@ -435,14 +452,16 @@ def _walk(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, solver: str
     level, after one Euler step from pure noise, as diffusers' flow schedulers take ``t = 1`` in stride.
     """
     if pure_noise_sigma is None or float(sigmas[0]) < pure_noise_sigma:
-        return run_solver(denoiser, x, sigmas, solver=solver, noise=noise, callback=callback,
-                          check_finite=check_finite, **options)
+        return run_solver(
+            denoiser, x, sigmas, solver=solver, noise=noise, callback=callback, check_finite=check_finite, **options
+        )
     x = run_solver(denoiser, x, sigmas[:2], solver="euler", callback=callback, check_finite=check_finite)
     if len(sigmas) == 2:
         return x
     shifted = None if callback is None else (lambda info: callback({**info, "i": int(info["i"]) + 1}))
-    return run_solver(denoiser, x, sigmas[1:], solver=solver, noise=noise, callback=shifted,
-                      check_finite=check_finite, **options)
+    return run_solver(
+        denoiser, x, sigmas[1:], solver=solver, noise=noise, callback=shifted, check_finite=check_finite, **options
+    )
 
 
 def _refuse_unsupported_keys(config: Mapping[str, Any]) -> None:
@@ -572,8 +591,9 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
 
     # -- config loading ---------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None = None, return_unused_kwargs: bool = False,
-                    **kwargs: Any) -> Self | tuple[Self, dict[str, Any]]:
+    def from_config(
+        cls, config: Mapping[str, Any] | None = None, return_unused_kwargs: bool = False, **kwargs: Any
+    ) -> Self | tuple[Self, dict[str, Any]]:
         """diffusers' ``from_config``, reading flow-matching configs as such and refusing what would change
         results silently (EDM configs, and the keys of the module docstring's "Refused" list)."""
         if isinstance(config, Mapping) and config.get("_class_name") != cls.__name__:
@@ -601,7 +621,8 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         if self.config.step_schedule != "time_uniform" or self.config.step_schedule_options:
             raise DiffsampleError(
                 f"{chosen[0]} re-spaces diffusers' default levels; it conflicts with "
-                f"step_schedule={self.config.step_schedule!r} and step_schedule_options; set one of them")
+                f"step_schedule={self.config.step_schedule!r} and step_schedule_options; set one of them"
+            )
         if chosen[0] == "use_lu_lambdas" and self.is_flow:
             raise DiffsampleError("use_lu_lambdas is defined for DDPM tables, not flow matching")
         return _SPACING_CONVERSIONS[chosen[0]]
@@ -617,7 +638,8 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         if variance_type in LEARNED_VARIANCE:
             raise DiffsampleError(
                 f"variance_type={variance_type!r}: the ddpm solver draws with a fixed posterior variance and cannot "
-                f"use the network's learned one; pick another solver or a fixed variance_type")
+                f"use the network's learned one; pick another solver or a fixed variance_type"
+            )
         if variance_type is not None and "variance" not in self.solver_options:
             self.solver_options["variance"] = "large" if variance_type.startswith("fixed_large") else "small"
 
@@ -703,7 +725,8 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
             raise DiffsampleError("set_timesteps needs exactly one of num_inference_steps, timesteps, sigmas")
         if given is not None and num_inference_steps is not None and num_inference_steps != len(given):
             raise DiffsampleError(
-                f"num_inference_steps={num_inference_steps} but {len(given)} custom timesteps/sigmas were given")
+                f"num_inference_steps={num_inference_steps} but {len(given)} custom timesteps/sigmas were given"
+            )
         self._slot.cancel()
         if timesteps is not None:
             levels = self._levels_of_timesteps(torch.as_tensor(timesteps, dtype=torch.float64).flatten())
@@ -745,8 +768,12 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
             model_output = model_output[:, : sample.shape[1]]
         t = float(timestep)
         walk = self._slot.walk
-        continuing = walk is not None and not walk.finished and self._cursor is not None and _same_time(
-            t, float(self._plan.times[self._cursor]))
+        continuing = (
+            walk is not None
+            and not walk.finished
+            and self._cursor is not None
+            and _same_time(t, float(self._plan.times[self._cursor]))
+        )
         if continuing:
             assert walk is not None
             self._check_sample(sample)
@@ -867,8 +894,17 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         def callback(info: dict[str, Any]) -> None:
             starts.setdefault(int(info["i"]), len(times) - 1)
 
-        _walk(denoiser, torch.ones(1, 1), sigmas, self.spec.name, noise=_zero_noise, options=self.solver_options,
-              pure_noise_sigma=self._pure_noise_start, callback=callback, check_finite=False)
+        _walk(
+            denoiser,
+            torch.ones(1, 1),
+            sigmas,
+            self.spec.name,
+            noise=_zero_noise,
+            options=self.solver_options,
+            pure_noise_sigma=self._pure_noise_start,
+            callback=callback,
+            check_finite=False,
+        )
         if not times:
             raise DiffsampleError(f"solver {self.spec.name!r} made no model evaluation on {len(sigmas) - 1} steps")
         starts.setdefault(0, 0)
@@ -889,7 +925,8 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
                 if start == index:
                     return i, index
             raise DiffsampleError(
-                f"timesteps[{index}] is not the first evaluation of a step; a walk cannot start there")
+                f"timesteps[{index}] is not the first evaluation of a step; a walk cannot start there"
+            )
         for i, start in sorted(self._plan.starts.items()):
             if _same_time(t, float(times[start])):
                 return i, start
@@ -897,8 +934,9 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
             f"step() got timestep {t:g}, which does not start any step of the plan (timesteps = {times.tolist()})"
         )
 
-    def _start_walk(self, t: float, sample: torch.Tensor,
-                    generator: torch.Generator | Sequence[torch.Generator] | None) -> _Walk:
+    def _start_walk(
+        self, t: float, sample: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator] | None
+    ) -> _Walk:
         """Cancel any walk in progress and start the solver at timestep ``t`` from the latent ``sample``."""
         assert self._plan is not None
         self._slot.cancel()
@@ -925,8 +963,15 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
         pure_noise_sigma = self._pure_noise_start
 
         def target(network: Callable[..., torch.Tensor]) -> torch.Tensor:
-            return _walk(recipe.make(network, net_dtype), x, sigmas, solver, noise=noise, options=options,
-                         pure_noise_sigma=pure_noise_sigma)
+            return _walk(
+                recipe.make(network, net_dtype),
+                x,
+                sigmas,
+                solver,
+                noise=noise,
+                options=options,
+                pure_noise_sigma=pure_noise_sigma,
+            )
 
         walk = _Walk(target)
         self._slot.walk = walk
@@ -954,8 +999,9 @@ class DiffsampleScheduler(SchedulerMixin, ConfigMixin):
                 "runs a solver whose state lives inside its call and cannot follow such edits"
             )
 
-    def _finish_step(self, message: tuple[str, Any, Any], sample: torch.Tensor,
-                     return_dict: bool) -> SchedulerOutput | tuple[torch.Tensor]:
+    def _finish_step(
+        self, message: tuple[str, Any, Any], sample: torch.Tensor, return_dict: bool
+    ) -> SchedulerOutput | tuple[torch.Tensor]:
         assert self._plan is not None and self._cursor is not None
         kind, value, t_next = message
         if kind == "error":

@@ -78,8 +78,9 @@ class _Progress:
             self.bar.close()
 
 
-def _resolve_noise(noise: NoiseSource | None, noise_sampler: Callable[[Any, Any], torch.Tensor] | None,
-                   seed: int | None) -> NoiseSource | None:
+def _resolve_noise(
+    noise: NoiseSource | None, noise_sampler: Callable[[Any, Any], torch.Tensor] | None, seed: int | None
+) -> NoiseSource | None:
     given = [v is not None for v in (noise, noise_sampler, seed)]
     if sum(given) > 1:
         raise TypeError("pass at most one of noise=, noise_sampler=, seed=")
@@ -126,8 +127,15 @@ def ksampler(name: str) -> KSampler:
                 callback(info)
 
         try:
-            out = sample(denoiser, x, sigmas, solver=name, noise=_resolve_noise(noise, noise_sampler, seed),
-                         callback=report, **options)
+            out = sample(
+                denoiser,
+                x,
+                sigmas,
+                solver=name,
+                noise=_resolve_noise(noise, noise_sampler, seed),
+                callback=report,
+                **options,
+            )
         finally:
             progress.close()
         return out.to(x.dtype)
@@ -151,6 +159,6 @@ for _name in KSAMPLER_NAMES:
 
 def __getattr__(attr: str) -> KSampler:
     """``sample_<name>`` for solvers registered after this module was imported."""
-    if attr.startswith("sample_") and attr[len("sample_"):] in solvers.available():
-        return ksampler(attr[len("sample_"):])
+    if attr.startswith("sample_") and attr[len("sample_") :] in solvers.available():
+        return ksampler(attr[len("sample_") :])
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")

@@ -31,8 +31,9 @@ _DTYPES: dict[str, torch.dtype] = {
 _NAMES = {v: k for k, v in _DTYPES.items()}
 
 
-def save_safetensors(tensors: Mapping[str, torch.Tensor], path: str | Path,
-                     metadata: Mapping[str, str] | None = None) -> None:
+def save_safetensors(
+    tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: Mapping[str, str] | None = None
+) -> None:
     """Write ``tensors`` (contiguous CPU copies are made) to ``path`` in safetensors format."""
     header: dict[str, object] = {}
     if metadata:
@@ -72,15 +73,17 @@ def load_safetensors(path: str | Path, *, max_header: int = 100_000_000) -> dict
     (n,) = struct.unpack("<Q", data[:8])
     if n > min(max_header, len(data) - 8):
         raise DiffsampleError(
-            f"{path} is not a safetensors file: header length {n} exceeds the file ({len(data)} bytes)")
+            f"{path} is not a safetensors file: header length {n} exceeds the file ({len(data)} bytes)"
+        )
     try:
-        header = json.loads(data[8:8 + n])
+        header = json.loads(data[8 : 8 + n])
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DiffsampleError(f"{path} is not a safetensors file: bad header ({e})") from None
     if not isinstance(header, dict):
         raise DiffsampleError(
-            f"{path} is not a safetensors file: the header is a {type(header).__name__}, not an object")
-    buf = bytearray(data[8 + n:])
+            f"{path} is not a safetensors file: the header is a {type(header).__name__}, not an object"
+        )
+    buf = bytearray(data[8 + n :])
     out: dict[str, torch.Tensor] = {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -99,18 +102,26 @@ def _tensor(path: str | Path, name: str, info: object, buf: bytearray) -> torch.
     shape, offsets = info["shape"], info["data_offsets"]
     if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
         raise DiffsampleError(
-            f"tensor {name!r} in {path}: shape must be a list of non-negative integers, got {shape!r}")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)
-            and 0 <= offsets[0] <= offsets[1] <= len(buf)):
-        raise DiffsampleError(f"tensor {name!r} in {path}: data_offsets {offsets!r} lie outside the data "
-                              f"({len(buf)} bytes)")
+            f"tensor {name!r} in {path}: shape must be a list of non-negative integers, got {shape!r}"
+        )
+    if not (
+        isinstance(offsets, list)
+        and len(offsets) == 2
+        and all(isinstance(o, int) for o in offsets)
+        and 0 <= offsets[0] <= offsets[1] <= len(buf)
+    ):
+        raise DiffsampleError(
+            f"tensor {name!r} in {path}: data_offsets {offsets!r} lie outside the data ({len(buf)} bytes)"
+        )
     begin, end = offsets
     numel = 1
     for d in shape:
         numel *= d
     expected = numel * torch.empty(0, dtype=dtype).element_size()
     if end - begin != expected:
-        raise DiffsampleError(f"tensor {name!r} in {path}: {end - begin} bytes for shape {shape} of {info['dtype']} "
-                              f"(needs {expected}); the file is damaged or does not match its header")
+        raise DiffsampleError(
+            f"tensor {name!r} in {path}: {end - begin} bytes for shape {shape} of {info['dtype']} "
+            f"(needs {expected}); the file is damaged or does not match its header"
+        )
     flat = torch.frombuffer(buf[begin:end], dtype=torch.uint8) if end > begin else torch.empty(0, dtype=torch.uint8)
     return flat.view(dtype).reshape(shape).clone()

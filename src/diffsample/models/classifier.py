@@ -87,7 +87,7 @@ def classifier_features(samples: torch.Tensor, batch_size: int = 1024) -> torch.
     """The shipped classifier's 64-d penultimate features of ``samples`` (clamped to [−1, 1]), float64."""
     x = _prepare(samples)
     net = _shared()
-    return torch.cat([net.features(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)]).double()
+    return torch.cat([net.features(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]).double()
 
 
 @torch.no_grad()

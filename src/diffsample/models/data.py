@@ -19,9 +19,7 @@ def digits_data() -> tuple[torch.Tensor, torch.Tensor]:
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        raise DiffsampleError(
-            "the digits data set needs scikit-learn: pip install 'diffsample[beds]'"
-        ) from None
+        raise DiffsampleError("the digits data set needs scikit-learn: pip install 'diffsample[beds]'") from None
     d = load_digits()
     x = torch.as_tensor(d.images, dtype=torch.float32).reshape(-1, 1, 8, 8) / 8.0 - 1.0
     return x, torch.as_tensor(d.target, dtype=torch.int64)

@@ -30,8 +30,15 @@ from ..schedules import DiscreteVP, NoiseSchedule
 from ._io import load_safetensors
 from .network import DigitsMLP, VPEpsNetwork
 
-__all__ = ["MODEL_INFO", "NULL_LABEL", "check_config", "load_digits_model", "load_digits_network", "model_config",
-           "weights_path"]
+__all__ = [
+    "MODEL_INFO",
+    "NULL_LABEL",
+    "check_config",
+    "load_digits_model",
+    "load_digits_network",
+    "model_config",
+    "weights_path",
+]
 
 WEIGHTS = Path(__file__).parent / "weights"
 NULL_LABEL = 10

@@ -100,8 +100,13 @@ class DigitsMLP(nn.Module):
     ) -> None:
         super().__init__()
         self.hparams: dict[str, Any] = {
-            "width": width, "blocks": blocks, "num_classes": num_classes, "image_shape": list(image_shape),
-            "emb_dim": emb_dim, "dropout": dropout, "time_scale": time_scale,
+            "width": width,
+            "blocks": blocks,
+            "num_classes": num_classes,
+            "image_shape": list(image_shape),
+            "emb_dim": emb_dim,
+            "dropout": dropout,
+            "time_scale": time_scale,
         }
         self.num_classes = int(num_classes)
         self.image_shape = tuple(int(v) for v in image_shape)
@@ -179,8 +184,8 @@ class VPEpsNetwork(nn.Module):
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, class_labels: ClassLabels = None) -> torch.Tensor:
         """EDM's ``D(x, σ) = c_skip x + c_out F(c_in x, c_noise)`` for σ-space ``x`` and ``(B,)`` levels σ > 0."""
         c_skip, c_out, c_in, c_noise = (
-            c.to(x.device, x.dtype) for c in edm_preconditioning(sigma.detach().to("cpu", torch.float64),
-                                                                 self.sigma_data)
+            c.to(x.device, x.dtype)
+            for c in edm_preconditioning(sigma.detach().to("cpu", torch.float64), self.sigma_data)
         )
         out = self.core(c_in[:, None, None, None] * x, c_noise, class_labels=class_labels).to(x.dtype)
         return c_skip[:, None, None, None] * x + c_out[:, None, None, None] * out

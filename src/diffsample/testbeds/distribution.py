@@ -96,8 +96,9 @@ def wasserstein_1d(a: torch.Tensor, b: torch.Tensor, p: float = 2.0) -> torch.Te
     return _wasserstein_sorted(_sorted_columns(a), _sorted_columns(b), p)
 
 
-def sliced_wasserstein_profile(x: torch.Tensor, y: torch.Tensor, ps: tuple[float, ...] = (1.0, 2.0), *,
-                               n_projections: int = 256, seed: int = 0) -> dict[float, float]:
+def sliced_wasserstein_profile(
+    x: torch.Tensor, y: torch.Tensor, ps: tuple[float, ...] = (1.0, 2.0), *, n_projections: int = 256, seed: int = 0
+) -> dict[float, float]:
     """:func:`sliced_wasserstein` for several ``p`` at once (one projection and one sort of each set)."""
     a, b = _flat(x), _flat(y)
     if a.shape[1] != b.shape[1]:
@@ -112,8 +113,9 @@ def sliced_wasserstein_profile(x: torch.Tensor, y: torch.Tensor, ps: tuple[float
     return {float(p): float(_wasserstein_sorted(pa, pb, p).pow(p).mean().pow(1.0 / p)) for p in ps}
 
 
-def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, *, n_projections: int = 256, p: float = 2.0,
-                       seed: int = 0) -> float:
+def sliced_wasserstein(
+    x: torch.Tensor, y: torch.Tensor, *, n_projections: int = 256, p: float = 2.0, seed: int = 0
+) -> float:
     """Sliced ``W_p`` between the sample sets ``x`` (n, …) and ``y`` (k, …) over ``n_projections`` random
     unit directions drawn from ``seed`` (the same directions for every call with that seed and dimension).
 
@@ -122,8 +124,15 @@ def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, *, n_projections: int =
     return sliced_wasserstein_profile(x, y, (float(p),), n_projections=n_projections, seed=seed)[float(p)]
 
 
-def sliced_wasserstein_to_truth(bed: TestBed, x: torch.Tensor, *, n_reference: int | None = None,
-                                n_projections: int = 256, p: float = 2.0, seed: int = 0) -> float:
+def sliced_wasserstein_to_truth(
+    bed: TestBed,
+    x: torch.Tensor,
+    *,
+    n_reference: int | None = None,
+    n_projections: int = 256,
+    p: float = 2.0,
+    seed: int = 0,
+) -> float:
     """:func:`sliced_wasserstein` between ``x`` and ``n_reference`` (default ``len(x)``) exact draws of the
     bed's true distribution, drawn from a generator seeded with ``seed``."""
     truth = true_distribution(bed)
@@ -205,8 +214,9 @@ def moment_errors(bed: TestBed, x: torch.Tensor) -> dict[str, float]:
     return {"mean": float((m_hat - mean).norm()), "cov": cov_err, "cov_rel": cov_err / float(cov.norm())}
 
 
-def distribution_report(bed: TestBed, x: torch.Tensor, *, n_reference: int | None = None, n_projections: int = 256,
-                        seed: int = 0) -> dict[str, float]:
+def distribution_report(
+    bed: TestBed, x: torch.Tensor, *, n_reference: int | None = None, n_projections: int = 256, seed: int = 0
+) -> dict[str, float]:
     """All metrics at once: ``sw`` (sliced W2 to exact draws), ``loglik``, ``weight_tv``, ``mean_err``, ``cov_rel``."""
     moments = moment_errors(bed, x)
     return {

@@ -100,14 +100,22 @@ class MisfitMixture(ImperfectBed):
     ``model`` is the perturbed :class:`GaussianMixture`; ``denoise`` is its exact posterior mean.
     """
 
-    def __init__(self, bed: GaussianMixture, mean_shift: float | torch.Tensor = 0.0, std_scale: float = 1.0,
-                 weights: TensorLike | None = None, name: str | None = None) -> None:
+    def __init__(
+        self,
+        bed: GaussianMixture,
+        mean_shift: float | torch.Tensor = 0.0,
+        std_scale: float = 1.0,
+        weights: TensorLike | None = None,
+        name: str | None = None,
+    ) -> None:
         super().__init__(bed, name or f"{getattr(bed, 'name', 'mixture')}-misfit")
         means = bed.means.clone()
         if isinstance(mean_shift, torch.Tensor):
             if mean_shift.numel() != means.numel() or mean_shift.shape[0] != means.shape[0]:
-                raise ShapeError(f"mean_shift offsets must have {means.shape[0]} rows of {means.shape[1]} entries, "
-                                 f"got shape {tuple(mean_shift.shape)}")
+                raise ShapeError(
+                    f"mean_shift offsets must have {means.shape[0]} rows of {means.shape[1]} entries, "
+                    f"got shape {tuple(mean_shift.shape)}"
+                )
             means = means + mean_shift.to(_F64).reshape(means.shape)
         else:
             centre = bed.weights @ bed.means
@@ -120,9 +128,12 @@ class MisfitMixture(ImperfectBed):
             raise DiffsampleError(f"std_scale must be > 0, got {std_scale}")
         stds = bed.stds * std_scale
         self.mean_shift, self.std_scale = mean_shift, std_scale
-        self.model = GaussianMixture(means.reshape(means.shape[0], *bed.shape),
-                                     stds if bed.isotropic else stds.reshape(stds.shape[0], *bed.shape),
-                                     bed.weights if weights is None else weights, name=self.name)
+        self.model = GaussianMixture(
+            means.reshape(means.shape[0], *bed.shape),
+            stds if bed.isotropic else stds.reshape(stds.shape[0], *bed.shape),
+            bed.weights if weights is None else weights,
+            name=self.name,
+        )
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         return self.model.denoise(x, sigma)
@@ -140,8 +151,7 @@ class ExposureBiasDenoiser(ImperfectBed):
     ``D'(x, σ) = D(x, σ) − γ(σ)(x − D(x, σ))``, i.e. ``(x − D')/σ = (1 + γ(σ))(x − D)/σ``.
     """
 
-    def __init__(self, bed: GaussianMixture, gamma: float = 0.1, sigma_c: float = 0.5, name: str | None = None
-                 ) -> None:
+    def __init__(self, bed: GaussianMixture, gamma: float = 0.1, sigma_c: float = 0.5, name: str | None = None) -> None:
         super().__init__(bed, name or f"{getattr(bed, 'name', 'mixture')}-exposure")
         gamma, sigma_c = float(gamma), float(sigma_c)
         if not gamma > -1 or not sigma_c > 0:

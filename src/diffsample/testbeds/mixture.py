@@ -80,8 +80,9 @@ class GaussianMixture(Denoiser):
     ``denoise`` accepts ``x`` of shape ``(B, d)`` or ``(B, *shape)`` and returns x's shape and dtype.
     """
 
-    def __init__(self, means: TensorLike, stds: TensorLike, weights: TensorLike | None = None,
-                 name: str = "mixture") -> None:
+    def __init__(
+        self, means: TensorLike, stds: TensorLike, weights: TensorLike | None = None, name: str = "mixture"
+    ) -> None:
         super().__init__()
         means = torch.as_tensor(means, dtype=_F64).detach().cpu()
         if means.dim() < 2 or means.shape[0] < 1:

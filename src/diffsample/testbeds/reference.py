@@ -49,10 +49,19 @@ def default_cache_dir() -> Path:
     return disk_cache.cache_dir("reference")
 
 
-def _cache_file(directory: Path, key: str, x: np.ndarray, sigma_start: float, sigma_end: float, rtol: float,
-                atol: float) -> Path:
-    settings = {"v": _CACHE_VERSION, "bed": key, "shape": list(x.shape), "sigma_start": sigma_start.hex(),
-                "sigma_end": sigma_end.hex(), "rtol": rtol.hex(), "atol": atol.hex(), "finish": SIGMA_FINISH.hex()}
+def _cache_file(
+    directory: Path, key: str, x: np.ndarray, sigma_start: float, sigma_end: float, rtol: float, atol: float
+) -> Path:
+    settings = {
+        "v": _CACHE_VERSION,
+        "bed": key,
+        "shape": list(x.shape),
+        "sigma_start": sigma_start.hex(),
+        "sigma_end": sigma_end.hex(),
+        "rtol": rtol.hex(),
+        "atol": atol.hex(),
+        "finish": SIGMA_FINISH.hex(),
+    }
     return directory / f"{disk_cache.key_digest(settings, np.ascontiguousarray(x).tobytes())}.npy"
 
 
@@ -70,22 +79,38 @@ def _drift_fn(denoiser: Denoiser, shape: tuple[int, ...]) -> Callable[[float, np
     return f
 
 
-def _integrate(denoiser: Denoiser, x: np.ndarray, sigma_start: float, sigma_end: float, rtol: float,
-               atol: float) -> np.ndarray:
+def _integrate(
+    denoiser: Denoiser, x: np.ndarray, sigma_start: float, sigma_end: float, rtol: float, atol: float
+) -> np.ndarray:
     try:
         from scipy.integrate import solve_ivp
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("reference_solution needs scipy; install it with: pip install diffsample[beds]") from exc
-    sol = solve_ivp(_drift_fn(denoiser, x.shape), (sigma_start, sigma_end), x.reshape(-1), method="DOP853",
-                    rtol=rtol, atol=atol, t_eval=[sigma_end])
+    sol = solve_ivp(
+        _drift_fn(denoiser, x.shape),
+        (sigma_start, sigma_end),
+        x.reshape(-1),
+        method="DOP853",
+        rtol=rtol,
+        atol=atol,
+        t_eval=[sigma_end],
+    )
     if not sol.success:
         raise DiffsampleError(f"the reference integrator failed: {sol.message}")
     return sol.y[:, -1].reshape(x.shape)
 
 
-def reference_solution(denoiser: Denoiser, x: torch.Tensor, sigma_start: float, sigma_end: float, *,
-                       rtol: float = 1e-12, atol: float = 1e-12, cache: bool = True,
-                       cache_dir: str | os.PathLike[str] | None = None) -> torch.Tensor:
+def reference_solution(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigma_start: float,
+    sigma_end: float,
+    *,
+    rtol: float = 1e-12,
+    atol: float = 1e-12,
+    cache: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> torch.Tensor:
     """The exact PF-ODE solution from state ``x`` at ``sigma_start`` to ``sigma_end``, float64, x's shape.
 
     ``sigma_start > 0``; ``sigma_end ≥ 0`` (0 included, see the module docstring); either direction.

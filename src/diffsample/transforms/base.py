@@ -86,8 +86,9 @@ class Transform(CountingDenoiser):
         else:
             self.inner.reset_counter()
 
-    def call_inner(self, net: CountingDenoiser, x: torch.Tensor, sigma: torch.Tensor, kwargs: Mapping[str, Any],
-                   copies: int = 1) -> torch.Tensor:
+    def call_inner(
+        self, net: CountingDenoiser, x: torch.Tensor, sigma: torch.Tensor, kwargs: Mapping[str, Any], copies: int = 1
+    ) -> torch.Tensor:
         """``net(x, sigma, **kwargs)``; with own counters, add what ``net`` reports (``copies`` samples per row)."""
         if not self.counts_own_calls:
             return net(x, sigma, **kwargs)
@@ -100,6 +101,5 @@ class Transform(CountingDenoiser):
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
         out = self.denoise(x, broadcast_sigma(sigma, x), **kwargs)
         if out.shape != x.shape:
-            raise ShapeError(f"{type(self).__name__} returned shape {tuple(out.shape)} for x of shape "
-                             f"{tuple(x.shape)}")
+            raise ShapeError(f"{type(self).__name__} returned shape {tuple(out.shape)} for x of shape {tuple(x.shape)}")
         return out

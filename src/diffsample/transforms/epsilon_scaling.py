@@ -64,15 +64,17 @@ class EpsilonScaling(Transform):
     """Deprecated spelling of ``noise_schedule``."""
 
     @renamed_keyword("schedule", "noise_schedule")
-    def __init__(self, denoiser: contracts.Denoiser, k: float = 0.0, b: float = 1.0,
-                 noise_schedule: NoiseSchedule | None = None) -> None:
+    def __init__(
+        self, denoiser: contracts.Denoiser, k: float = 0.0, b: float = 1.0, noise_schedule: NoiseSchedule | None = None
+    ) -> None:
         super().__init__(denoiser)
         self.k, self.b = float(k), float(b)
         if not (math.isfinite(self.k) and math.isfinite(self.b)):
             raise DiffsampleError(f"epsilon scaling needs finite k and b, got k={k}, b={b}")
         if noise_schedule is not None and not isinstance(noise_schedule, NoiseSchedule):
             raise DiffsampleError(
-                f"noise_schedule must be a diffsample NoiseSchedule, got {type(noise_schedule).__name__}")
+                f"noise_schedule must be a diffsample NoiseSchedule, got {type(noise_schedule).__name__}"
+            )
         if self.k == 0 and not self.b > 0:
             raise DiffsampleError(f"epsilon scaling factor lambda = b must be > 0, got b={b}")
         self.noise_schedule = noise_schedule
@@ -86,8 +88,10 @@ class EpsilonScaling(Transform):
         """``λ(t(σ)) = k·t(σ) + b`` in float64 (raises where it is not > 0)."""
         lam = self.k * _model_time(self.noise_schedule, torch.as_tensor(sigma, dtype=_F64)) + self.b
         if bool((lam <= 0).any()) or not bool(torch.isfinite(lam).all()):
-            raise DiffsampleError(f"epsilon scaling factor lambda = k*t + b must be finite and > 0; got "
-                                  f"{float(lam.min()):.6g} (k={self.k}, b={self.b})")
+            raise DiffsampleError(
+                f"epsilon scaling factor lambda = k*t + b must be finite and > 0; got "
+                f"{float(lam.min()):.6g} (k={self.k}, b={self.b})"
+            )
         return lam
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
@@ -104,8 +108,9 @@ class EpsilonScaling(Transform):
 
 
 @renamed_keyword("schedule", "noise_schedule")
-def epsilon_scaling(denoiser: contracts.Denoiser, k: float = 0.0, b: float = 1.0, *,
-                    noise_schedule: NoiseSchedule | None = None) -> EpsilonScaling:
+def epsilon_scaling(
+    denoiser: contracts.Denoiser, k: float = 0.0, b: float = 1.0, *, noise_schedule: NoiseSchedule | None = None
+) -> EpsilonScaling:
     """Epsilon Scaling of ``denoiser`` with ``λ(t) = k·t + b`` (``t = σ``, or ``noise_schedule``'s time), as a new
     denoiser.
 
@@ -140,9 +145,16 @@ class EpsilonScalingFit:
 
 
 @renamed_keyword("schedule", "noise_schedule")
-def fit_epsilon_scaling(denoiser: contracts.Denoiser, data: torch.Tensor, sigmas: Sequence[float] | torch.Tensor, *,
-                        noise_schedule: NoiseSchedule | None = None, method: str = "projection", repeats: int = 1,
-                        generator: torch.Generator | None = None) -> EpsilonScalingFit:
+def fit_epsilon_scaling(
+    denoiser: contracts.Denoiser,
+    data: torch.Tensor,
+    sigmas: Sequence[float] | torch.Tensor,
+    *,
+    noise_schedule: NoiseSchedule | None = None,
+    method: str = "projection",
+    repeats: int = 1,
+    generator: torch.Generator | None = None,
+) -> EpsilonScalingFit:
     """Fit ``λ(t) = k·t + b`` from calibration samples ``data`` (N, …) at the levels ``sigmas`` (module docstring).
 
     Each level costs ``2·repeats`` model calls on a batch of N (so ``2·len(sigmas)·repeats`` NFE, counted by
@@ -178,8 +190,10 @@ def fit_epsilon_scaling(denoiser: contracts.Denoiser, data: torch.Tensor, sigmas
                 num += float(e_hat.square().sum())
                 den += float((e_hat * eps).sum()) if method == "projection" else float(eps.square().sum())
         if not den > 0:
-            raise DiffsampleError(f"the model's noise prediction at sigma={s:g} is uncorrelated with the noise "
-                                  "(or zero); cannot fit epsilon scaling there")
+            raise DiffsampleError(
+                f"the model's noise prediction at sigma={s:g} is uncorrelated with the noise "
+                "(or zero); cannot fit epsilon scaling there"
+            )
         ratios.append(num / den if method == "projection" else math.sqrt(num / den))
     times = _model_time(noise_schedule, levels)
     lam = torch.tensor(ratios, dtype=_F64)

@@ -64,8 +64,9 @@ class GuardedNoise:
             if sigma is None:
                 raise NonFiniteError("the noise source returned NaN/Inf")
             s = float(sigma)
-            raise NonFiniteError(f"the noise source returned NaN/Inf at step {step_index(self.sigmas, s)} "
-                                 f"(sigma={s:.6g})")
+            raise NonFiniteError(
+                f"the noise source returned NaN/Inf at step {step_index(self.sigmas, s)} (sigma={s:.6g})"
+            )
         return z
 
 
@@ -75,8 +76,13 @@ class GuardedDenoiser(Transform):
     Read-through counters (:class:`~diffsample.transforms.Transform`), so NFE is counted once, by the model.
     """
 
-    def __init__(self, inner: contracts.Denoiser | Callable[..., torch.Tensor], sigmas: torch.Tensor,
-                 dtype: torch.dtype, check_finite: bool = True) -> None:
+    def __init__(
+        self,
+        inner: contracts.Denoiser | Callable[..., torch.Tensor],
+        sigmas: torch.Tensor,
+        dtype: torch.dtype,
+        check_finite: bool = True,
+    ) -> None:
         super().__init__(inner)
         self.sigmas = sigmas
         self.dtype = dtype

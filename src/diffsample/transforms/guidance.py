@@ -65,8 +65,10 @@ def rescale_guidance(x: torch.Tensor, guided: torch.Tensor, cond: torch.Tensor, 
     if phi == 0:
         return guided
     if x.dim() < 2:
-        raise ShapeError(f"guidance rescale needs a per-sample std, so x must be (B, …) with B >= 1 feature "
-                         f"dims; got shape {tuple(x.shape)}")
+        raise ShapeError(
+            f"guidance rescale needs a per-sample std, so x must be (B, …) with B >= 1 feature "
+            f"dims; got shape {tuple(x.shape)}"
+        )
     dims = tuple(range(1, x.dim()))
     resid_w = x - guided
     std_w = resid_w.std(dim=dims, keepdim=True, correction=0)
@@ -164,14 +166,17 @@ class ClassifierFreeGuidance(Transform):
                 "(e.g. uncond_kwargs={'class_labels': null_label}); or pass a separate uncond denoiser"
             )
         if self.batched and self.uncond is not self.cond:
-            raise DiffsampleError("batched=True runs both branches in one call of one network; "
-                                  "it cannot be used with a separate uncond denoiser")
+            raise DiffsampleError(
+                "batched=True runs both branches in one call of one network; "
+                "it cannot be used with a separate uncond denoiser"
+            )
         self.interval: tuple[float, float] | None = None
         if interval is not None:
             lo, hi = (float(v) for v in interval)
             if math.isnan(lo) or math.isnan(hi) or not 0.0 <= lo < hi:
-                raise DiffsampleError(f"guidance interval (sigma_lo, sigma_hi) needs 0 <= sigma_lo < sigma_hi, "
-                                      f"got {interval}")
+                raise DiffsampleError(
+                    f"guidance interval (sigma_lo, sigma_hi) needs 0 <= sigma_lo < sigma_hi, got {interval}"
+                )
             self.interval = (lo, hi)
         self.nfe_per_call = 1 if self.scale == 1 else 2
         self.network_calls_per_call = 1 if self.scale == 1 or self.batched else 2
@@ -191,8 +196,9 @@ class ClassifierFreeGuidance(Transform):
         uncond_kw = {**kwargs, **self.uncond_kwargs}
         if self.batched:
             batch = x.shape[0]
-            both = self.call_inner(self.cond, torch.cat([x, x]), torch.cat([sigma, sigma]),
-                                  _stack_kwargs(cond_kw, uncond_kw, x), copies=2)
+            both = self.call_inner(
+                self.cond, torch.cat([x, x]), torch.cat([sigma, sigma]), _stack_kwargs(cond_kw, uncond_kw, x), copies=2
+            )
             d_c, d_u = both[:batch], both[batch:]
         else:
             d_c = self.call_inner(self.cond, x, sigma, cond_kw)
@@ -234,6 +240,13 @@ def cfg(
 
     Keywords given when the guided denoiser is called go to both branches (branch keywords win).
     """
-    return ClassifierFreeGuidance(denoiser, scale, uncond=uncond, cond_kwargs=cond_kwargs,
-                                  uncond_kwargs=uncond_kwargs, interval=interval, rescale=rescale,
-                                  batched=batched)
+    return ClassifierFreeGuidance(
+        denoiser,
+        scale,
+        uncond=uncond,
+        cond_kwargs=cond_kwargs,
+        uncond_kwargs=uncond_kwargs,
+        interval=interval,
+        rescale=rescale,
+        batched=batched,
+    )

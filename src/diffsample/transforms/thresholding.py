@@ -59,14 +59,16 @@ def check_threshold(ratio: float, max_value: float) -> None:
     """Raise unless ``0 < ratio <= 1`` and ``max_value > 0``."""
     if not 0 < ratio <= 1 or not max_value > 0:
         raise DiffsampleError(
-            f"thresholding needs 0 < threshold_ratio <= 1 and max_value > 0, got {ratio}, {max_value}")
+            f"thresholding needs 0 < threshold_ratio <= 1 and max_value > 0, got {ratio}, {max_value}"
+        )
 
 
 class DynamicThresholding(Transform):
     """``D' = dynamic_threshold(D, ratio, max_value)`` in the work dtype; built by :func:`dynamic_thresholding`."""
 
-    def __init__(self, denoiser: contracts.Denoiser | Callable[..., torch.Tensor], ratio: float = 0.995,
-                 max_value: float = 1.0) -> None:
+    def __init__(
+        self, denoiser: contracts.Denoiser | Callable[..., torch.Tensor], ratio: float = 0.995, max_value: float = 1.0
+    ) -> None:
         super().__init__(denoiser)
         check_threshold(ratio, max_value)
         self.ratio, self.max_value = float(ratio), float(max_value)
@@ -78,8 +80,9 @@ class DynamicThresholding(Transform):
         return f"DynamicThresholding(ratio={self.ratio:g}, max_value={self.max_value:g})"
 
 
-def dynamic_thresholding(denoiser: contracts.Denoiser | Callable[..., torch.Tensor], ratio: float = 0.995,
-                         max_value: float = 1.0) -> DynamicThresholding:
+def dynamic_thresholding(
+    denoiser: contracts.Denoiser | Callable[..., torch.Tensor], ratio: float = 0.995, max_value: float = 1.0
+) -> DynamicThresholding:
     """Dynamic thresholding of ``denoiser``'s ``x̂0`` (Imagen, §2.3), as a new denoiser (module docstring).
 
     Args:

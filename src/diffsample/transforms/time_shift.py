@@ -78,10 +78,19 @@ def training_levels(noise_schedule: NoiseSchedule, n: int = 1000) -> torch.Tenso
 class TimeShift(Transform):
     """Time-shift sampling as a denoiser transform (module docstring); built by :func:`time_shift`."""
 
-    def __init__(self, denoiser: contracts.Denoiser, sigmas: Sequence[float] | torch.Tensor, *,
-                 data_mean: torch.Tensor | float, data_var: float, window: int = 2,
-                 levels: torch.Tensor | None = None, cutoff: float = 0.0, pool: str = "sample",
-                 update: str = "ddim") -> None:
+    def __init__(
+        self,
+        denoiser: contracts.Denoiser,
+        sigmas: Sequence[float] | torch.Tensor,
+        *,
+        data_mean: torch.Tensor | float,
+        data_var: float,
+        window: int = 2,
+        levels: torch.Tensor | None = None,
+        cutoff: float = 0.0,
+        pool: str = "sample",
+        update: str = "ddim",
+    ) -> None:
         super().__init__(denoiser)
         self.sigmas = steps.validate(sigmas)
         if isinstance(window, bool) or not isinstance(window, int) or window < 0:
@@ -116,8 +125,9 @@ class TimeShift(Transform):
         """``σ̂² = mean_j (x_j − m_j)² − v`` per sample, float64 ``(B,)`` (the batch mean for ``pool="batch"``)."""
         a = x.detach().to("cpu", _F64)
         if a.dim() < 2 or self.data_mean.numel() not in (1, a[0].numel()):
-            raise ShapeError(f"x of shape {tuple(x.shape)} does not match data_mean of shape "
-                             f"{tuple(self.data_mean.shape)}")
+            raise ShapeError(
+                f"x of shape {tuple(x.shape)} does not match data_mean of shape {tuple(self.data_mean.shape)}"
+            )
         centred = a.reshape(a.shape[0], -1) - self.data_mean.reshape(1, -1)
         var = centred.square().mean(1) - self.data_var
         return var.mean().expand(a.shape[0]).clone() if self.pool == "batch" else var
@@ -156,8 +166,7 @@ class TimeShift(Transform):
         moved = s_shift != s
         if not bool(moved.any()):
             return self.inner(x, sigma, **kwargs)
-        d_s = self.inner(x, s_shift.to(sigma.device, sigma.dtype if sigma.is_floating_point() else _F64),
-                         **kwargs)
+        d_s = self.inner(x, s_shift.to(sigma.device, sigma.dtype if sigma.is_floating_point() else _F64), **kwargs)
         if self.update == "x0":
             return d_s
         d_s = to_work(d_s)
@@ -175,15 +184,25 @@ class TimeShift(Transform):
         return d_s * a + x.to(d_s.dtype) * c
 
     def __repr__(self) -> str:
-        return (f"TimeShift(window={self.window}, cutoff={self.cutoff:g}, pool={self.pool!r}, "
-                f"update={self.update!r}, levels={self.levels.numel()}, steps={self.sigmas.numel() - 1})")
+        return (
+            f"TimeShift(window={self.window}, cutoff={self.cutoff:g}, pool={self.pool!r}, "
+            f"update={self.update!r}, levels={self.levels.numel()}, steps={self.sigmas.numel() - 1})"
+        )
 
 
-def time_shift(denoiser: contracts.Denoiser, sigmas: Sequence[float] | torch.Tensor, *,
-               data: torch.Tensor | None = None,
-               data_mean: torch.Tensor | float | None = None, data_var: float | None = None, window: int = 2,
-               levels: torch.Tensor | None = None, cutoff: float = 0.0, pool: str = "sample",
-               update: str = "ddim") -> TimeShift:
+def time_shift(
+    denoiser: contracts.Denoiser,
+    sigmas: Sequence[float] | torch.Tensor,
+    *,
+    data: torch.Tensor | None = None,
+    data_mean: torch.Tensor | float | None = None,
+    data_var: float | None = None,
+    window: int = 2,
+    levels: torch.Tensor | None = None,
+    cutoff: float = 0.0,
+    pool: str = "sample",
+    update: str = "ddim",
+) -> TimeShift:
     """Time-shift sampling of ``denoiser`` on the step grid ``sigmas``, as a new denoiser (module docstring).
 
     Args:
@@ -204,5 +223,14 @@ def time_shift(denoiser: contracts.Denoiser, sigmas: Sequence[float] | torch.Ten
         data_mean, data_var = data_stats(data)
     if data_mean is None or data_var is None:
         raise DiffsampleError("time shift needs the data statistics: pass data=samples, or data_mean and data_var")
-    return TimeShift(denoiser, sigmas, data_mean=data_mean, data_var=data_var, window=window, levels=levels,
-                     cutoff=cutoff, pool=pool, update=update)
+    return TimeShift(
+        denoiser,
+        sigmas,
+        data_mean=data_mean,
+        data_var=data_var,
+        window=window,
+        levels=levels,
+        cutoff=cutoff,
+        pool=pool,
+        update=update,
+    )

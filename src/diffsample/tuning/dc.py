@@ -71,8 +71,9 @@ _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 Reference = Callable[[torch.Tensor, float, float], torch.Tensor] | torch.Tensor | None
 
 
-def dc_reference_states(denoiser: Denoiser, x: torch.Tensor, sigmas: Sequence[float], *,
-                        teacher_h: float = 0.02) -> tuple[torch.Tensor, int]:
+def dc_reference_states(
+    denoiser: Denoiser, x: torch.Tensor, sigmas: Sequence[float], *, teacher_h: float = 0.02
+) -> tuple[torch.Tensor, int]:
     """The PF-ODE states at ``sigmas[1:]`` from ``x`` at ``sigmas[0]`` by a fine DPM-Solver++(3M) walk.
 
     Every interval ``[σ_{j+1}, σ_j]`` with ``σ_{j+1} > 0`` is split into ``⌈h_j / teacher_h⌉`` λ-uniform
@@ -110,20 +111,25 @@ def dc_reference_states(denoiser: Denoiser, x: torch.Tensor, sigmas: Sequence[fl
     return torch.stack([*states, final]), den.nfe - before
 
 
-def _targets(den: Denoiser, reference: Reference, calibration: torch.Tensor, s: list[float],
-             teacher_h: float) -> tuple[torch.Tensor, int, str]:
+def _targets(
+    den: Denoiser, reference: Reference, calibration: torch.Tensor, s: list[float], teacher_h: float
+) -> tuple[torch.Tensor, int, str]:
     n = len(s) - 1
     if reference is None:
         states, spent = dc_reference_states(den, calibration, s, teacher_h=teacher_h)
         return states, spent, f"dpmpp_3m through the plan's levels, log-SNR steps <= {teacher_h:g}"
     if isinstance(reference, torch.Tensor):
         if tuple(reference.shape) != (n, *calibration.shape):
-            raise ShapeError(f"reference states must have shape {(n, *calibration.shape)} (the states at "
-                             f"sigmas[1:]), got {tuple(reference.shape)}")
+            raise ShapeError(
+                f"reference states must have shape {(n, *calibration.shape)} (the states at "
+                f"sigmas[1:]), got {tuple(reference.shape)}"
+            )
         return reference, 0, "given states"
     if not callable(reference):
-        raise DiffsampleError("reference must be None, a tensor of states at sigmas[1:] or a callable "
-                              "reference(x, sigma_start, sigma_end)")
+        raise DiffsampleError(
+            "reference must be None, a tensor of states at sigmas[1:] or a callable "
+            "reference(x, sigma_start, sigma_end)"
+        )
     states = [torch.as_tensor(reference(calibration, s[0], s[j])) for j in range(1, n + 1)]
     return torch.stack(states), 0, getattr(reference, "__name__", "callable")
 
@@ -132,8 +138,14 @@ def _mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (out.to(target.dtype) - target).square().mean()
 
 
-def _adamw(loss: Callable[[Any], torch.Tensor], iters: int, lr: float, weight_decay: float = 0.01,
-           betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> tuple[float, int]:
+def _adamw(
+    loss: Callable[[Any], torch.Tensor],
+    iters: int,
+    lr: float,
+    weight_decay: float = 0.01,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> tuple[float, int]:
     """The paper's optimiser: AdamW on ``ρ`` from 1, returning the last iterate as the reference code does.
 
     Loshchilov & Hutter (2019) with ``torch.optim.AdamW``'s defaults: ``ρ ← ρ(1 − lr·wd)``, then
@@ -181,8 +193,16 @@ def _run_from(walk: DCWalk, den: Denoiser, state: DCState | torch.Tensor, ratios
     return state
 
 
-def _joint_refine(walk: DCWalk, den: Denoiser, start: DCState, ratios: list[float], final: torch.Tensor, sweeps: int,
-                  iters: int, width: float) -> int:
+def _joint_refine(
+    walk: DCWalk,
+    den: Denoiser,
+    start: DCState,
+    ratios: list[float],
+    final: torch.Tensor,
+    sweeps: int,
+    iters: int,
+    width: float,
+) -> int:
     """Coordinate sweeps over the ratios, each a golden search on the end-point calibration error (in place).
 
     Returns the loss evaluations made. Each coordinate keeps its value unless a trial lowers the error.
@@ -193,8 +213,9 @@ def _joint_refine(walk: DCWalk, den: Denoiser, start: DCState, ratios: list[floa
         for j in range(walk.n_steps):
             assert isinstance(state, DCState)
             if j >= walk.dc_order:
+
                 def loss(rho: float, at: DCState = state, j: int = j) -> torch.Tensor:
-                    trial = [*ratios[:j], rho, *ratios[j + 1:]]
+                    trial = [*ratios[:j], rho, *ratios[j + 1 :]]
                     return _mse(_run_from(walk, den, at, trial), final)
 
                 ratios[j], used = _golden(loss, iters, ratios[j], width)
@@ -204,13 +225,27 @@ def _joint_refine(walk: DCWalk, den: Denoiser, start: DCState, ratios: list[floa
 
 
 @renamed_keyword("schedule", "step_schedule")
-def search_dc_ratios(denoiser: Denoiser, *, calibration: torch.Tensor,
-                     sigmas: Sequence[float] | torch.Tensor | None = None,
-                     nfe: int | None = None, sigma_min: float = 0.002, sigma_max: float = 80.0,
-                     step_schedule: str = "logsnr", reference: Reference = None, method: str = "adamw",
-                     iters: int = 20, lr: float = 0.1, width: float = 1.5, refine: int = 0,
-                     refine_width: float = 0.5, teacher_h: float = 0.02, model_id: str | None = None,
-                     dc_order: int = 2, **solver_options: Any) -> Plan:
+def search_dc_ratios(
+    denoiser: Denoiser,
+    *,
+    calibration: torch.Tensor,
+    sigmas: Sequence[float] | torch.Tensor | None = None,
+    nfe: int | None = None,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    step_schedule: str = "logsnr",
+    reference: Reference = None,
+    method: str = "adamw",
+    iters: int = 20,
+    lr: float = 0.1,
+    width: float = 1.5,
+    refine: int = 0,
+    refine_width: float = 0.5,
+    teacher_h: float = 0.02,
+    model_id: str | None = None,
+    dc_order: int = 2,
+    **solver_options: Any,
+) -> Plan:
     """Search DC-Solver's per-step ratios on a calibration batch and return them as a :class:`Plan`.
 
     Args:
@@ -277,8 +312,10 @@ def search_dc_ratios(denoiser: Denoiser, *, calibration: torch.Tensor,
         for i in range(walk.n_steps):
             assert isinstance(state, DCState)
             if i >= walk.dc_order:
-                def loss(rho: torch.Tensor, current: DCState = state,
-                         target: torch.Tensor = targets[i]) -> torch.Tensor:
+
+                def loss(
+                    rho: torch.Tensor, current: DCState = state, target: torch.Tensor = targets[i]
+                ) -> torch.Tensor:
                     out = walk.step(guarded, current, rho)
                     return _mse(out.x if isinstance(out, DCState) else out, target)
 
@@ -354,23 +391,45 @@ class CPR:
                 out.append(1.0)
                 continue
             x = (i + 1) / int(nfe)
-            out.append(sum(c * x**k * g**a * m**b for k, by_g in enumerate(self.coeffs)
-                           for a, by_n in enumerate(by_g) for b, c in enumerate(by_n)))
+            out.append(
+                sum(
+                    c * x**k * g**a * m**b
+                    for k, by_g in enumerate(self.coeffs)
+                    for a, by_n in enumerate(by_g)
+                    for b, c in enumerate(by_n)
+                )
+            )
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"coeffs": [[list(r) for r in by_g] for by_g in self.coeffs], "dc_order": self.dc_order,
-                "nfe_scale": self.nfe_scale, "guidance_scale": self.guidance_scale}
+        return {
+            "coeffs": [[list(r) for r in by_g] for by_g in self.coeffs],
+            "dc_order": self.dc_order,
+            "nfe_scale": self.nfe_scale,
+            "guidance_scale": self.guidance_scale,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CPR:
         coeffs = tuple(tuple(tuple(float(c) for c in r) for r in by_g) for by_g in data["coeffs"])
-        return cls(coeffs, int(data.get("dc_order", 2)), float(data.get("nfe_scale", 50.0)),
-                   float(data.get("guidance_scale", 12.0)))
+        return cls(
+            coeffs,
+            int(data.get("dc_order", 2)),
+            float(data.get("nfe_scale", 50.0)),
+            float(data.get("guidance_scale", 12.0)),
+        )
 
 
-def fit_cpr(searched: Sequence[tuple[int, float, Sequence[float]]], *, x_degree: int = 3, guidance_degree: int = 2,
-            nfe_degree: int = 2, dc_order: int = 2, nfe_scale: float = 50.0, guidance_scale: float = 12.0) -> CPR:
+def fit_cpr(
+    searched: Sequence[tuple[int, float, Sequence[float]]],
+    *,
+    x_degree: int = 3,
+    guidance_degree: int = 2,
+    nfe_degree: int = 2,
+    dc_order: int = 2,
+    nfe_scale: float = 50.0,
+    guidance_scale: float = 12.0,
+) -> CPR:
     """Least-squares fit of a :class:`CPR` to searched ratios ``[(nfe, guidance, ratios), …]``.
 
     Only steps ``i ≥ dc_order`` are fitted. Use ``guidance_degree=0`` when every configuration has the same
@@ -387,15 +446,26 @@ def fit_cpr(searched: Sequence[tuple[int, float, Sequence[float]]], *, x_degree:
         g, m = float(guidance) / guidance_scale, int(nfe) / nfe_scale
         for i in range(int(dc_order), int(nfe)):
             x = (i + 1) / int(nfe)
-            rows.append([x**k * g**a * m**b for k in range(degrees[0] + 1) for a in range(degrees[1] + 1)
-                         for b in range(degrees[2] + 1)])
+            rows.append(
+                [
+                    x**k * g**a * m**b
+                    for k in range(degrees[0] + 1)
+                    for a in range(degrees[1] + 1)
+                    for b in range(degrees[2] + 1)
+                ]
+            )
             values.append(float(ratios[i]))
     if not rows:
         raise DiffsampleError("no searched ratios to fit (every configuration is shorter than dc_order + 1 steps)")
     basis = torch.tensor(rows, dtype=torch.float64)
-    theta = torch.linalg.lstsq(basis, torch.tensor(values, dtype=torch.float64).unsqueeze(1),
-                               driver="gelsd").solution.flatten().tolist()
+    theta = (
+        torch.linalg.lstsq(basis, torch.tensor(values, dtype=torch.float64).unsqueeze(1), driver="gelsd")
+        .solution.flatten()
+        .tolist()
+    )
     shape = (degrees[0] + 1, degrees[1] + 1, degrees[2] + 1)
-    coeffs = tuple(tuple(tuple(theta[(k * shape[1] + a) * shape[2] + b] for b in range(shape[2]))
-                         for a in range(shape[1])) for k in range(shape[0]))
+    coeffs = tuple(
+        tuple(tuple(theta[(k * shape[1] + a) * shape[2] + b] for b in range(shape[2])) for a in range(shape[1]))
+        for k in range(shape[0])
+    )
     return CPR(coeffs, int(dc_order), float(nfe_scale), float(guidance_scale))

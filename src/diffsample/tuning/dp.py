@@ -89,8 +89,10 @@ def min_cost_path(cost: torch.Tensor, n_steps: int) -> tuple[list[int], float]:
     cost = torch.as_tensor(cost, dtype=torch.float64)
     size = cost.shape[0]
     if cost.shape != (size, size) or not 1 <= n_steps <= size - 1:
-        raise DiffsampleError(f"min_cost_path needs a square cost matrix and 1 <= n_steps <= {size - 1}, "
-                              f"got shape {tuple(cost.shape)} and n_steps={n_steps}")
+        raise DiffsampleError(
+            f"min_cost_path needs a square cost matrix and 1 <= n_steps <= {size - 1}, "
+            f"got shape {tuple(cost.shape)} and n_steps={n_steps}"
+        )
     upper = torch.triu(torch.ones(size, size, dtype=torch.bool), diagonal=1)
     edges = torch.where(upper, cost, torch.full_like(cost, math.inf))
     best = torch.full((size,), math.inf, dtype=torch.float64)
@@ -119,10 +121,10 @@ def gits_costs(teacher: Teacher, evaluate: Evaluator) -> torch.Tensor:
     denoised = evaluate(states, grid)
     cost = torch.full((m + 1, m + 1), math.inf, dtype=torch.float64)
     for i in range(m):
-        ratio = torch.tensor([g / grid[i] for g in grid[i + 1:]], dtype=states.dtype)
+        ratio = torch.tensor([g / grid[i] for g in grid[i + 1 :]], dtype=states.dtype)
         shape = (-1,) + (1,) * (states.dim() - 1)
         steps_to = denoised[i] + ratio.reshape(shape) * (states[i] - denoised[i])  # DDIM to every lower level
-        cost[i, i + 1:m] = _rmse_rows(steps_to, states[i + 1:])
+        cost[i, i + 1 : m] = _rmse_rows(steps_to, states[i + 1 :])
         cost[i, m] = float(_rmse_rows(denoised[i][None], teacher.final[None])[0])
     return cost
 
@@ -144,9 +146,16 @@ class _Node:
     error: float
 
 
-def propagated_dp(teacher: Teacher, evaluate: Evaluator, n_steps: int, *, prediction: str = "data",
-                  order: int = 2, variant: str = "bh2",
-                  progress: Callable[[str], None] | None = None) -> DPResult:
+def propagated_dp(
+    teacher: Teacher,
+    evaluate: Evaluator,
+    n_steps: int,
+    *,
+    prediction: str = "data",
+    order: int = 2,
+    variant: str = "bh2",
+    progress: Callable[[str], None] | None = None,
+) -> DPResult:
     """OSS-style dynamic programme (module docstring) for ``n_steps`` steps of one fixed strategy.
 
     The steps are those of :func:`diffsample.solvers.plan_solver.plan_solver` without corrector, with the
@@ -171,7 +180,7 @@ def propagated_dp(teacher: Teacher, evaluate: Evaluator, n_steps: int, *, predic
         for r, i in enumerate(idx):
             node = held[i]
             visits = [Visit(grid[i], node.state, denoised[r]), *node.visits[:2]]
-            levels = [0.0] if last else grid[i + 1:top + 1]
+            levels = [0.0] if last else grid[i + 1 : top + 1]
             if not levels:
                 continue
             sig = [v.sigma for v in visits]
@@ -188,7 +197,7 @@ def propagated_dp(teacher: Teacher, evaluate: Evaluator, n_steps: int, *, predic
                 if final_best is None or err < final_best[0]:
                     final_best = (err, i, x[0])
                 continue
-            errs = _rmse_rows(x, teacher.states[i + 1:top + 1]).tolist()
+            errs = _rmse_rows(x, teacher.states[i + 1 : top + 1]).tolist()
             for off, e in enumerate(errs):
                 j = i + 1 + off
                 if math.isfinite(e) and (j not in nxt or e < nxt[j].error):

@@ -131,23 +131,37 @@ def _trajectories(denoiser: Denoiser, noise: torch.Tensor, sigmas: np.ndarray, s
     from ..solvers import get
 
     lam = -np.log(sigmas)
-    fine = np.exp(-np.concatenate([lam[:-1, None] + np.diff(lam)[:, None] * np.arange(substeps) / substeps,
-                                   lam[-1:, None]], axis=None).ravel())
+    fine = np.exp(
+        -np.concatenate(
+            [lam[:-1, None] + np.diff(lam)[:, None] * np.arange(substeps) / substeps, lam[-1:, None]], axis=None
+        ).ravel()
+    )
     states: list[torch.Tensor] = []
 
     def keep(info: dict) -> None:
         if info["i"] % substeps == 0:
             states.append(info["x"])
 
-    last = get("dpmpp_3m")(denoiser, noise * float(sigmas[0]), torch.as_tensor(fine), callback=keep,
-                           lower_order_final=False)
+    last = get("dpmpp_3m")(
+        denoiser, noise * float(sigmas[0]), torch.as_tensor(fine), callback=keep, lower_order_final=False
+    )
     return [*states, last]
 
 
-def compute_statistics(denoiser: Denoiser, x0: torch.Tensor | None = None, *, noise: torch.Tensor | None = None,
-                       sigma_min: float = 0.002, sigma_max: float = 80.0, n_levels: int = 121,
-                       jacobian: str = "jvp", fd_step: float = 1e-3, seed: int = 0, batch_size: int = 1024,
-                       ode_substeps: int = 4) -> EMS:
+def compute_statistics(
+    denoiser: Denoiser,
+    x0: torch.Tensor | None = None,
+    *,
+    noise: torch.Tensor | None = None,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    n_levels: int = 121,
+    jacobian: str = "jvp",
+    fd_step: float = 1e-3,
+    seed: int = 0,
+    batch_size: int = 1024,
+    ode_substeps: int = 4,
+) -> EMS:
     """Estimate ``l, s, b`` on ``n_levels`` λ-points from calibration data ``x0`` or starting ``noise`` (module doc).
 
     Args:
@@ -205,8 +219,9 @@ def compute_statistics(denoiser: Denoiser, x0: torch.Tensor | None = None, *, no
                     jv = (model(x + h * v, sb) - model(x - h * v, sb)) / (2 * h)
                     step = h * (d - x)
                     dd = (model(x + step, sb * math.exp(-h)) - model(x - step, sb * math.exp(h))) / (2 * h)
-            parts.append([t.detach().reshape(t.shape[0], -1).to("cpu", torch.float64).numpy()
-                          for t in (x, d, jv, dd, v)])
+            parts.append(
+                [t.detach().reshape(t.shape[0], -1).to("cpu", torch.float64).numpy() for t in (x, d, jv, dd, v)]
+            )
         xs, ds, jvs, dds, vs = (np.concatenate(c) for c in zip(*parts, strict=True))
         ell = (1.0 - vs * jvs).mean(0)
         a = xs - ds
@@ -222,17 +237,24 @@ def compute_statistics(denoiser: Denoiser, x0: torch.Tensor | None = None, *, no
     cov_ff = acc["cov_gf"] - dl * acc["cov_xf"]  # Cov(f', f)
     mean_df = acc["mean_g"] - dl * acc["mean_x"]
     var_f, mean_f = acc["var_f"], acc["mean_f"]
-    flat_f = var_f <= _FLAT_VAR * (mean_f ** 2 + var_f) + 1e-300
+    flat_f = var_f <= _FLAT_VAR * (mean_f**2 + var_f) + 1e-300
     s = np.where(flat_f, 0.0, cov_ff / np.where(flat_f, 1.0, var_f))
     b = mean_df - s * mean_f
     shape = (len(lam), *data.shape[1:])
-    info = {"n_samples": int(n), "n_levels": int(len(lam)), "source": "x0" if x0 is not None else "noise",
-            "jacobian": jacobian, "fd_step": float(fd_step) if jacobian == "fd" else None, "seed": int(seed),
-            "jvp_per_sample": 2 * len(lam) if jacobian == "jvp" else 0,
-            "calls_per_sample": (5 * len(lam) if jacobian == "fd" else 0)
-            + (int(ode_substeps) * (len(lam) - 1) if noise is not None else 0),
-            "batched_calls": calls["model"] + calls["jvp"], "trajectory_batched_calls": traj_calls,
-            "seconds": round(time.perf_counter() - started, 3)}
+    info = {
+        "n_samples": int(n),
+        "n_levels": int(len(lam)),
+        "source": "x0" if x0 is not None else "noise",
+        "jacobian": jacobian,
+        "fd_step": float(fd_step) if jacobian == "fd" else None,
+        "seed": int(seed),
+        "jvp_per_sample": 2 * len(lam) if jacobian == "jvp" else 0,
+        "calls_per_sample": (5 * len(lam) if jacobian == "fd" else 0)
+        + (int(ode_substeps) * (len(lam) - 1) if noise is not None else 0),
+        "batched_calls": calls["model"] + calls["jvp"],
+        "trajectory_batched_calls": traj_calls,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
     return EMS(lam, ell.reshape(shape), s.reshape(shape), b.reshape(shape), info)
 
 

@@ -49,8 +49,19 @@ from ..solvers.plan_solver import MAX_ORDER, PREDICTIONS, VARIANTS, WalkState, p
 from ..transforms import GuardedDenoiser, work_dtype
 from .teacher import Teacher
 
-__all__ = ["STARTING_STRATEGIES", "Candidate", "Choice", "Objective", "SearchResult", "canonical", "coordinate_search",
-           "iterated_search", "perturb", "plan_options_of", "starting_points"]
+__all__ = [
+    "STARTING_STRATEGIES",
+    "Candidate",
+    "Choice",
+    "Objective",
+    "SearchResult",
+    "canonical",
+    "coordinate_search",
+    "iterated_search",
+    "perturb",
+    "plan_options_of",
+    "starting_points",
+]
 
 MIN_LOG_GAP = 1e-3  # smallest log-ratio between consecutive levels a move may create
 
@@ -108,8 +119,12 @@ def canonical(c: Candidate) -> Candidate:
 
 def plan_options_of(c: Candidate) -> dict[str, list]:
     """The per-step option lists of :func:`~diffsample.solvers.plan_solver.plan_solver` for ``c``."""
-    return {"prediction": [ch.prediction for ch in c.choices], "order": [ch.order for ch in c.choices],
-            "corrector": [ch.corrector for ch in c.choices], "variant": [ch.variant for ch in c.choices]}
+    return {
+        "prediction": [ch.prediction for ch in c.choices],
+        "order": [ch.order for ch in c.choices],
+        "corrector": [ch.corrector for ch in c.choices],
+        "variant": [ch.variant for ch in c.choices],
+    }
 
 
 class Objective:
@@ -140,7 +155,7 @@ class Objective:
     @staticmethod
     def _key(c: Candidate, i: int) -> tuple:
         """What the state at the start of step ``i`` depends on: the levels to ``σ_i``, the first ``i`` choices."""
-        return (c.sigmas[:i + 1], c.choices[:i])
+        return (c.sigmas[: i + 1], c.choices[:i])
 
     def _keep(self, c: Candidate) -> Callable[[WalkState], None]:
         def keep(state: WalkState) -> None:
@@ -152,6 +167,7 @@ class Objective:
                     return
                 self._prefixes.popitem(last=False)
             self._prefixes[self._key(c, state[0])] = state
+
         return keep
 
     def run(self, c: Candidate) -> torch.Tensor:
@@ -189,15 +205,20 @@ class Objective:
 
 
 def _all_choices() -> list[Choice]:
-    return [Choice(p, o, c, v) for p in PREDICTIONS for o in range(1, MAX_ORDER + 1) for c in (False, True)
-            for v in VARIANTS]
+    return [
+        Choice(p, o, c, v)
+        for p in PREDICTIONS
+        for o in range(1, MAX_ORDER + 1)
+        for c in (False, True)
+        for v in VARIANTS
+    ]
 
 
 def _choice_moves(c: Candidate, i: int) -> list[Candidate]:
     """Candidates differing from ``c`` in the strategy of step ``i`` (every other one, several choices at once)."""
     out, seen = [], {canonical(c)}
     for alt in _all_choices():
-        cand = Candidate(c.sigmas, c.choices[:i] + (alt,) + c.choices[i + 1:])
+        cand = Candidate(c.sigmas, c.choices[:i] + (alt,) + c.choices[i + 1 :])
         key = canonical(cand)
         if key not in seen:
             seen.add(key)
@@ -231,9 +252,17 @@ class SearchResult:
     seconds: float
 
 
-def coordinate_search(objective: Objective, start: Candidate, *, sigma_min: float, max_evals: int = 600,
-                      delta: float = 0.25, delta_min: float = 1 / 128, search_choices: bool = True,
-                      progress: Callable[[str], None] | None = None) -> SearchResult:
+def coordinate_search(
+    objective: Objective,
+    start: Candidate,
+    *,
+    sigma_min: float,
+    max_evals: int = 600,
+    delta: float = 0.25,
+    delta_min: float = 1 / 128,
+    search_choices: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> SearchResult:
     """Pattern search from ``start`` over per-step choices and ``log σ`` (module docstring).
 
     Stops when ``δ`` falls below ``delta_min`` or after ``max_evals`` new runs of ``objective``.
@@ -265,15 +294,21 @@ def coordinate_search(objective: Objective, start: Candidate, *, sigma_min: floa
     return SearchResult(best, err, objective.evals - first, sweeps, time.perf_counter() - t0)
 
 
-def perturb(c: Candidate, rng: random.Random, *, sigma_min: float, p_choice: float = 0.3,
-            log_sigma_noise: float = 0.3) -> Candidate:
+def perturb(
+    c: Candidate, rng: random.Random, *, sigma_min: float, p_choice: float = 0.3, log_sigma_noise: float = 0.3
+) -> Candidate:
     """A random neighbour for a restart: each step's choice redrawn with probability ``p_choice``, each free
     ``log σ_i`` moved by ``N(0, log_sigma_noise²)``, then sorted and kept in ``[σ_min, σ_max)`` with gaps."""
     pool = _all_choices()
     choices = tuple(rng.choice(pool) if rng.random() < p_choice else ch for ch in c.choices)
     top = math.log(c.sigmas[0])
-    logs = sorted((min(max(math.log(s) + rng.gauss(0.0, log_sigma_noise), math.log(sigma_min)), top - MIN_LOG_GAP)
-                   for s in c.sigmas[1:]), reverse=True)
+    logs = sorted(
+        (
+            min(max(math.log(s) + rng.gauss(0.0, log_sigma_noise), math.log(sigma_min)), top - MIN_LOG_GAP)
+            for s in c.sigmas[1:]
+        ),
+        reverse=True,
+    )
     for i in range(len(logs)):  # repair the gaps from the top down, then from the bottom up
         logs[i] = min(logs[i], (logs[i - 1] if i else top) - MIN_LOG_GAP)
     floor = math.log(sigma_min)
@@ -282,9 +317,16 @@ def perturb(c: Candidate, rng: random.Random, *, sigma_min: float, p_choice: flo
     return Candidate((c.sigmas[0], *(math.exp(v) for v in logs)), choices)
 
 
-def iterated_search(objective: Objective, start: Candidate, *, sigma_min: float, kicks: int = 8,
-                    kick_evals: int = 150, seed: int = 0, progress: Callable[[str], None] | None = None
-                    ) -> SearchResult:
+def iterated_search(
+    objective: Objective,
+    start: Candidate,
+    *,
+    sigma_min: float,
+    kicks: int = 8,
+    kick_evals: int = 150,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> SearchResult:
     """Iterated local search (Lourenço, Martin & Stützle 2003): ``kicks`` times, perturb the incumbent
     (:func:`perturb`), run :func:`coordinate_search` from there with at most ``kick_evals`` runs, and keep the
     result if it is better. The coordinate search alone stops in the first local optimum of the discrete
@@ -295,8 +337,9 @@ def iterated_search(objective: Objective, start: Candidate, *, sigma_min: float,
     err = objective(best)
     first = objective.evals
     for k in range(kicks):
-        res = coordinate_search(objective, perturb(best, rng, sigma_min=sigma_min), sigma_min=sigma_min,
-                                max_evals=kick_evals)
+        res = coordinate_search(
+            objective, perturb(best, rng, sigma_min=sigma_min), sigma_min=sigma_min, max_evals=kick_evals
+        )
         if res.error < err:
             best, err = res.best, res.error
         if progress:
@@ -320,8 +363,9 @@ STARTING_STRATEGIES: tuple[Choice, ...] = (
 
 
 @renamed_keyword("schedules", "step_schedules")
-def starting_points(step_schedules: Sequence[Sequence[float]], strategies: Sequence[Choice] = STARTING_STRATEGIES
-                    ) -> list[Candidate]:
+def starting_points(
+    step_schedules: Sequence[Sequence[float]], strategies: Sequence[Choice] = STARTING_STRATEGIES
+) -> list[Candidate]:
     """Every step schedule (positive levels) combined with every uniform strategy."""
     out = []
     for s in step_schedules:

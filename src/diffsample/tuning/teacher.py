@@ -68,8 +68,16 @@ class Teacher:
         return float(self.grid[-1])
 
 
-def teacher_trajectory(denoiser: Denoiser, x: torch.Tensor, *, sigma_min: float, sigma_max: float, levels: int = 120,
-                       substeps: int = 4, solver: str = "dpmpp_3m") -> Teacher:
+def teacher_trajectory(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    *,
+    sigma_min: float,
+    sigma_max: float,
+    levels: int = 120,
+    substeps: int = 4,
+    solver: str = "dpmpp_3m",
+) -> Teacher:
     """Solve the PF-ODE from ``x`` (states at ``sigma_max``) to σ = 0, recording it on a fine λ-uniform grid.
 
     Args:
@@ -94,8 +102,10 @@ def teacher_trajectory(denoiser: Denoiser, x: torch.Tensor, *, sigma_min: float,
     before = den.nfe
     final = sample(den, x, fine, solver=solver, callback=keep)
     if len(recorded) != levels:
-        raise DiffsampleError(f"teacher solver {solver!r} reported {len(recorded)} states for {levels} levels; "
-                              "it must report once per step")
+        raise DiffsampleError(
+            f"teacher solver {solver!r} reported {len(recorded)} states for {levels} levels; "
+            "it must report once per step"
+        )
     h = math.log(sigma_max / sigma_min) / ((levels - 1) * substeps)
     method = f"{solver}, {len(fine) - 1} steps (h = {h:.3g} in log-SNR) on [{sigma_min:g}, {sigma_max:g}] -> 0"
     return Teacher(grid, torch.stack(recorded), final, den.nfe - before, method)

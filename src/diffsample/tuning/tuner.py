@@ -57,11 +57,26 @@ DP_STRATEGIES: tuple[Choice, ...] = (Choice("data", 1), Choice("data", 2), Choic
 """Uniform strategies for which the propagated-state programme is run."""
 
 
-def tune(denoiser: Denoiser, *, nfe: int, sigma_min: float, sigma_max: float, calibration: torch.Tensor,
-         model_id: str | None = None, teacher: Teacher | None = None, teacher_levels: int = 120,
-         teacher_substeps: int = 4, dp_stride: int = 2, refine: int = 2, max_evals: int | None = None,
-         kicks: int = 8, kick_evals: int | None = None, seed: int = 0, max_rows: int = 8192,
-         progress: Callable[[str], None] | None = None) -> Plan:
+def tune(
+    denoiser: Denoiser,
+    *,
+    nfe: int,
+    sigma_min: float,
+    sigma_max: float,
+    calibration: torch.Tensor,
+    model_id: str | None = None,
+    teacher: Teacher | None = None,
+    teacher_levels: int = 120,
+    teacher_substeps: int = 4,
+    dp_stride: int = 2,
+    refine: int = 2,
+    max_evals: int | None = None,
+    kicks: int = 8,
+    kick_evals: int | None = None,
+    seed: int = 0,
+    max_rows: int = 8192,
+    progress: Callable[[str], None] | None = None,
+) -> Plan:
     """Tune noise levels and per-step solver choices for ``denoiser`` at a budget of ``nfe`` evaluations.
 
     Args:
@@ -108,8 +123,9 @@ def tune(denoiser: Denoiser, *, nfe: int, sigma_min: float, sigma_max: float, ca
 
     t0 = time.perf_counter()
     if teacher is None:
-        teacher = teacher_trajectory(own, calibration, sigma_min=sigma_min, sigma_max=sigma_max,
-                                     levels=teacher_levels, substeps=teacher_substeps)
+        teacher = teacher_trajectory(
+            own, calibration, sigma_min=sigma_min, sigma_max=sigma_max, levels=teacher_levels, substeps=teacher_substeps
+        )
     elif not torch.equal(teacher.start, calibration.to(teacher.start.dtype)):
         raise DiffsampleError("the teacher given was not solved from this calibration batch")
     teacher_seconds = time.perf_counter() - t0
@@ -118,8 +134,13 @@ def tune(denoiser: Denoiser, *, nfe: int, sigma_min: float, sigma_max: float, ca
     batch = calibration.shape[0]
     sub = Teacher(teacher.grid[::dp_stride], teacher.states[::dp_stride], teacher.final, teacher.nfe, teacher.method)
     if float(sub.grid[-1]) != teacher.sigma_min:  # keep σ_min among the DP levels
-        sub = Teacher(torch.cat([sub.grid, teacher.grid[-1:]]), torch.cat([sub.states, teacher.states[-1:]]),
-                      teacher.final, teacher.nfe, teacher.method)
+        sub = Teacher(
+            torch.cat([sub.grid, teacher.grid[-1:]]),
+            torch.cat([sub.states, teacher.states[-1:]]),
+            teacher.final,
+            teacher.nfe,
+            teacher.method,
+        )
     evaluate = Evaluator(own, batch, max_rows)
     schedules: list[list[float]] = []
     t0 = time.perf_counter()
@@ -128,12 +149,14 @@ def tune(denoiser: Denoiser, *, nfe: int, sigma_min: float, sigma_max: float, ca
         path, _ = min_cost_path(gits_costs(sub, evaluate), n)
         schedules.append([grid[i] for i in path[:-1]])
         for strategy in DP_STRATEGIES:
-            res = propagated_dp(sub, evaluate, n, prediction=strategy.prediction, order=strategy.order,
-                                variant=strategy.variant)
+            res = propagated_dp(
+                sub, evaluate, n, prediction=strategy.prediction, order=strategy.order, variant=strategy.variant
+            )
             schedules.append(res.sigmas)
     if n > 1:  # the hand-made schedules as starting points too
-        schedules += [steps.get(name)(n, sigma_min, sigma_max, append_zero=False).tolist()
-                      for name in ("logsnr", "karras")]
+        schedules += [
+            steps.get(name)(n, sigma_min, sigma_max, append_zero=False).tolist() for name in ("logsnr", "karras")
+        ]
     else:
         schedules.append([sigma_max])
     dp_seconds = time.perf_counter() - t0
@@ -157,8 +180,9 @@ def tune(denoiser: Denoiser, *, nfe: int, sigma_min: float, sigma_max: float, ca
         if res.error < best[0]:
             best = (res.error, res.best)
     if kicks > 0 and math.isfinite(best[0]):
-        res = iterated_search(objective, best[1], sigma_min=sigma_min, kicks=kicks, kick_evals=kick_evals,
-                              seed=seed, progress=progress)
+        res = iterated_search(
+            objective, best[1], sigma_min=sigma_min, kicks=kicks, kick_evals=kick_evals, seed=seed, progress=progress
+        )
         log(f"iterated search: {res.error:.5g} ({res.evals} runs)")
         if res.error < best[0]:
             best = (res.error, res.best)
@@ -182,9 +206,14 @@ def tune(denoiser: Denoiser, *, nfe: int, sigma_min: float, sigma_max: float, ca
         "teacher_method": teacher.method,
         "tuning_nfe": round(tuning_nfe, 3),
         "tuning_seconds": round(time.perf_counter() - t_start, 3),
-        "stages": {"teacher_seconds": round(teacher_seconds, 3), "dp_nfe": round(evaluate.nfe, 3),
-                   "dp_seconds": round(dp_seconds, 3), "search_runs": objective.evals,
-                   "search_nfe": objective.nfe, "search_seconds": round(search_seconds, 3)},
+        "stages": {
+            "teacher_seconds": round(teacher_seconds, 3),
+            "dp_nfe": round(evaluate.nfe, 3),
+            "dp_seconds": round(dp_seconds, 3),
+            "search_runs": objective.evals,
+            "search_nfe": objective.nfe,
+            "search_seconds": round(search_seconds, 3),
+        },
         "library": library_version(),
     }
     return Plan(cand.walk(), "plan", plan_options_of(cand), provenance)
