@@ -60,6 +60,8 @@ Dynamic thresholding
 The data-prediction solvers accept ``thresholding=True`` (Saharia et al. 2022, "Imagen", §2.3):
 each ``x̂0`` is clipped per sample to ``[−s, s]`` with ``s`` the ``threshold_ratio`` quantile of ``|x̂0|``
 (but at least ``max_value``) and rescaled by ``max_value/s``, so it lies in ``[−max_value, max_value]``.
+The maths is :func:`diffsample.transforms.thresholding.dynamic_threshold` (re-exported here), the option
+check and the thresholded model call are in :mod:`._kernel.threshold`.
 """
 
 from __future__ import annotations
@@ -69,13 +71,14 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..denoisers import append_dims
 from ..errors import DiffsampleError, NonFiniteError
+from ..transforms.thresholding import dynamic_threshold  # the one home of the maths; re-exported here
 from ._kernel.callbacks import Callback, report
 from ._kernel.exponential import advance, mix, multistep_coeffs
 from ._kernel.levels import sigma_batch, sigma_list
 from ._kernel.orders import planned_orders
 from ._kernel.phi import rho_ratios
+from ._kernel.threshold import Threshold, threshold_option, thresholded_denoise
 from .registry import register
 
 __all__ = [
@@ -86,38 +89,6 @@ __all__ = [
 
 #: ``model(x, σ) -> m``: the model output (ε̂ or x̂0) a solver integrates.
 ModelFn = Callable[[torch.Tensor, float], torch.Tensor]
-
-Threshold = tuple[float, float] | None
-
-
-def dynamic_threshold(x0: torch.Tensor, ratio: float = 0.995, max_value: float = 1.0) -> torch.Tensor:
-    """Imagen's dynamic thresholding: clip each sample to ``±s`` and rescale by ``max_value/s``.
-
-    ``s = max(quantile(|x̂0|, ratio), max_value)`` per sample (Saharia et al. 2022, §2.3, with the data
-    range ``[−1, 1]`` generalised to ``[−max_value, max_value]``). Samples already inside that range
-    with margin pass unchanged.
-    """
-    flat = x0.detach().abs().reshape(x0.shape[0], -1)
-    if flat.dtype not in (torch.float32, torch.float64):
-        flat = flat.float()
-    s = append_dims(torch.quantile(flat, ratio, dim=1).clamp_(min=max_value).to(x0.dtype), x0.dim())
-    return torch.clamp(x0, -s, s).mul_(max_value / s)
-
-
-def threshold_option(thresholding: bool, ratio: float, max_value: float) -> Threshold:
-    """The ``(ratio, max_value)`` of dynamic thresholding when ``thresholding`` is on (checked), else ``None``."""
-    if not thresholding:
-        return None
-    if not 0 < ratio <= 1 or not max_value > 0:
-        raise DiffsampleError(
-            f"thresholding needs 0 < threshold_ratio <= 1 and max_value > 0, got {ratio}, {max_value}")
-    return ratio, max_value
-
-
-def thresholded_denoise(denoiser, x: torch.Tensor, sigma: float, threshold: Threshold) -> torch.Tensor:
-    """One model call ``D(x, σ)``, dynamically thresholded when asked."""
-    denoised = denoiser(x, sigma_batch(x, sigma))
-    return denoised if threshold is None else dynamic_threshold(denoised, *threshold)
 
 
 def _output(x: torch.Tensor, denoised: torch.Tensor, sigma: float, data: bool) -> torch.Tensor:

@@ -10,6 +10,7 @@
 * :mod:`.pf_ode`: the Euler (DDIM) and Heun steps of the σ-space PF-ODE;
 * :mod:`.exponential`: the first-order exponential-integrator update and DPM-Solver's multistep weights;
 * :mod:`.unified`: UniPC's unified predictor–corrector update (UniP/UniC weights and their plan).
+* :mod:`.threshold`: dynamic thresholding inside an update (the maths is :mod:`diffsample.transforms.thresholding`).
 
 Solver modules import from here, from the registry and each other's public solver functions; nothing here
 imports a solver module. Names are public inside this private package.
