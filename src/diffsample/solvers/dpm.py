@@ -78,6 +78,7 @@ from ._kernel.exponential import advance, mix, multistep_coeffs
 from ._kernel.levels import sigma_batch, sigma_list
 from ._kernel.orders import planned_orders
 from ._kernel.phi import rho_ratios
+from ._kernel.stability import Step, warn_unstable
 from ._kernel.threshold import Threshold, threshold_option, thresholded_denoise
 from .registry import register
 
@@ -149,9 +150,19 @@ def _single_step(model: ModelFn, x: torch.Tensor, m: torch.Tensor, sigma: float,
     return advance(x, torch.lerp(m, m_2, c_t), sigma, sigma_next, data), low
 
 
-def _singlestep(denoiser, x: torch.Tensor, s: Sequence[float], orders: Sequence[int], data: bool,
+def _singlestep_from(order: int, data: bool) -> Step:
+    """A singlestep step of ``order`` from ``x`` at σ with its own call (the form :mod:`._kernel.stability` tests)."""
+    def step(denoiser, x: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
+        model = _model_fn(denoiser, data, None)
+        return _single_step(model, x, model(x, sigma), sigma, sigma_next, order, data)[0]
+    return step
+
+
+def _singlestep(solver: str, denoiser, x: torch.Tensor, s: Sequence[float], orders: Sequence[int], data: bool,
                 callback: Callback, threshold: Threshold = None) -> torch.Tensor:
-    """Walk the levels ``s`` (floats) with singlestep steps of the given ``orders``; first order into σ = 0."""
+    """Walk the levels ``s`` (floats) with singlestep steps of the given ``orders``; first order into σ = 0.
+    Warns once when a step is outside the method's stability region (:mod:`._kernel.stability`)."""
+    warn_unstable(solver, ((i, s[i], s[i + 1], _singlestep_from(k, data)) for i, k in enumerate(orders)))
     model = _model_fn(denoiser, data, threshold)
     for i, k in enumerate(orders):
         sigma, sigma_next = s[i], s[i + 1]
@@ -186,7 +197,7 @@ def dpm_solver_2s(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None
                   ) -> torch.Tensor:
     """DPM-Solver-2 (Lu et al. 2022, Algorithm 1, r₁ = 1/2): singlestep, two calls per step, one into σ = 0."""
     s = sigma_list(sigmas)
-    return _singlestep(denoiser, x, s, [2] * (len(s) - 1), False, callback)
+    return _singlestep("dpm_solver_2s", denoiser, x, s, [2] * (len(s) - 1), False, callback)
 
 
 @register("dpm_solver_3s", order=3, evals_per_step=3, saves_last_eval=True)
@@ -194,7 +205,7 @@ def dpm_solver_3s(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None
                   ) -> torch.Tensor:
     """DPM-Solver-3 (Lu et al. 2022, Algorithm 2, r₁ = 1/3, r₂ = 2/3): singlestep, three calls a step, one into 0."""
     s = sigma_list(sigmas)
-    return _singlestep(denoiser, x, s, [3] * (len(s) - 1), False, callback)
+    return _singlestep("dpm_solver_3s", denoiser, x, s, [3] * (len(s) - 1), False, callback)
 
 
 @register("dpm_solver_2m", order=2)
@@ -259,7 +270,7 @@ def dpm_fast(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, cal
     if to_zero:
         levels.append(0.0)
         orders.append(1)
-    return _singlestep(denoiser, x, levels, orders, False, callback)
+    return _singlestep("dpm_fast", denoiser, x, levels, orders, False, callback)
 
 
 @register("dpm_adaptive", order=3, evals_per_step=3, adaptive=True)
@@ -358,7 +369,7 @@ def dpmpp_2s(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, cal
     """
     s = sigma_list(sigmas)
     threshold = threshold_option(thresholding, threshold_ratio, max_value)
-    return _singlestep(denoiser, x, s, [2] * (len(s) - 1), True, callback, threshold)
+    return _singlestep("dpmpp_2s", denoiser, x, s, [2] * (len(s) - 1), True, callback, threshold)
 
 
 @register("dpmpp_2m", order=2)
