@@ -60,7 +60,7 @@ import torch
 
 from ...errors import StabilityWarning
 
-__all__ = ["STABILITY_LIMIT", "Step", "gaussian_step_error", "warn_unstable"]
+__all__ = ["STABILITY_LIMIT", "Step", "gaussian_step_error", "gaussian_variances", "relative_error", "warn_unstable"]
 
 #: The largest relative error :func:`gaussian_step_error` a step may have before the solver warns.
 STABILITY_LIMIT = 30.0
@@ -72,21 +72,32 @@ _SCALES_PER_DECADE = 20
 _MARGIN_DECADES = 2
 
 
+def gaussian_variances(sigma_lo: float, sigma_hi: float) -> torch.Tensor:
+    """The data variances ``s²`` of the test problem, a ``(M, 1)`` float64 column: ``s`` log-spaced from two
+    decades below ``sigma_lo`` to two above ``sigma_hi``, 20 per decade."""
+    lo, hi = math.log10(sigma_lo) - _MARGIN_DECADES, math.log10(sigma_hi) + _MARGIN_DECADES
+    scales = torch.logspace(lo, hi, int((hi - lo) * _SCALES_PER_DECADE) + 1, dtype=torch.float64).unsqueeze(1)
+    return scales.square()
+
+
+def relative_error(out: torch.Tensor, variance: torch.Tensor, sigma_next: float) -> float:
+    """``max_s |x' − sqrt(s² + σ'²)| / sqrt(s² + σ'²)``: the step's result ``out`` against the exact state."""
+    target = (variance + sigma_next**2).sqrt()
+    return float(((out - target).abs() / target).max())
+
+
 def gaussian_step_error(step: Step, sigma: float, sigma_next: float) -> float:
     """``E(σ, σ')`` of the module docstring: the worst relative error of ``step`` on Gaussian data ``N(0, s²)``.
 
     All data scales are one float64 batch (row ``j`` has its own ``s_j``); the caller's denoiser is never called.
     """
-    lo, hi = math.log10(sigma_next) - _MARGIN_DECADES, math.log10(sigma) + _MARGIN_DECADES
-    scales = torch.logspace(lo, hi, int((hi - lo) * _SCALES_PER_DECADE) + 1, dtype=torch.float64).unsqueeze(1)
-    variance = scales.square()
+    variance = gaussian_variances(sigma_next, sigma)
 
     def gaussian_denoiser(x: torch.Tensor, sigma_batch: torch.Tensor) -> torch.Tensor:
         return variance / (variance + sigma_batch.reshape(-1, 1).square()) * x
 
-    target = (variance + sigma_next**2).sqrt()
-    out = step(gaussian_denoiser, (variance + sigma**2).sqrt(), sigma, sigma_next)
-    return float(((out - target).abs() / target).max())
+    return relative_error(step(gaussian_denoiser, (variance + sigma**2).sqrt(), sigma, sigma_next), variance,
+                          sigma_next)
 
 
 def warn_unstable(solver: str, steps: Iterable[tuple[int, float, float, Step]]) -> None:
