@@ -32,3 +32,8 @@ class NonFiniteError(DiffsampleError, FloatingPointError):
 
 class BudgetError(DiffsampleError):
     """An NFE budget that no configuration can meet."""
+
+
+class StabilityWarning(UserWarning):
+    """A solver step lies outside the method's stability region (:mod:`diffsample.solvers._kernel.stability`):
+    the result may be far outside the data range. Warned once per solver call."""

@@ -60,6 +60,8 @@ Dynamic thresholding
 The data-prediction solvers accept ``thresholding=True`` (Saharia et al. 2022, "Imagen", §2.3):
 each ``x̂0`` is clipped per sample to ``[−s, s]`` with ``s`` the ``threshold_ratio`` quantile of ``|x̂0|``
 (but at least ``max_value``) and rescaled by ``max_value/s``, so it lies in ``[−max_value, max_value]``.
+The maths is :func:`diffsample.transforms.thresholding.dynamic_threshold` (re-exported here), the option
+check and the thresholded model call are in :mod:`._kernel.threshold`.
 """
 
 from __future__ import annotations
@@ -70,13 +72,15 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ..contracts import Denoiser, NoiseSource
-from ..denoisers import append_dims
 from ..errors import DiffsampleError, NonFiniteError
+from ..transforms.thresholding import dynamic_threshold  # the one home of the maths; re-exported here
 from ._kernel.callbacks import Callback, report
 from ._kernel.exponential import advance, mix, multistep_coeffs
 from ._kernel.levels import sigma_batch, sigma_list
 from ._kernel.orders import planned_orders
 from ._kernel.phi import rho_ratios
+from ._kernel.stability import Step, warn_unstable
+from ._kernel.threshold import Threshold, threshold_option, thresholded_denoise
 from .registry import register
 
 __all__ = [
@@ -87,38 +91,6 @@ __all__ = [
 
 #: ``model(x, σ) -> m``: the model output (ε̂ or x̂0) a solver integrates.
 ModelFn = Callable[[torch.Tensor, float], torch.Tensor]
-
-Threshold = tuple[float, float] | None
-
-
-def dynamic_threshold(x0: torch.Tensor, ratio: float = 0.995, max_value: float = 1.0) -> torch.Tensor:
-    """Imagen's dynamic thresholding: clip each sample to ``±s`` and rescale by ``max_value/s``.
-
-    ``s = max(quantile(|x̂0|, ratio), max_value)`` per sample (Saharia et al. 2022, §2.3, with the data
-    range ``[−1, 1]`` generalised to ``[−max_value, max_value]``). Samples already inside that range
-    with margin pass unchanged.
-    """
-    flat = x0.detach().abs().reshape(x0.shape[0], -1)
-    if flat.dtype not in (torch.float32, torch.float64):
-        flat = flat.float()
-    s = append_dims(torch.quantile(flat, ratio, dim=1).clamp_(min=max_value).to(x0.dtype), x0.dim())
-    return torch.clamp(x0, -s, s).mul_(max_value / s)
-
-
-def threshold_option(thresholding: bool, ratio: float, max_value: float) -> Threshold:
-    """The ``(ratio, max_value)`` of dynamic thresholding when ``thresholding`` is on (checked), else ``None``."""
-    if not thresholding:
-        return None
-    if not 0 < ratio <= 1 or not max_value > 0:
-        raise DiffsampleError(
-            f"thresholding needs 0 < threshold_ratio <= 1 and max_value > 0, got {ratio}, {max_value}")
-    return ratio, max_value
-
-
-def thresholded_denoise(denoiser: Denoiser, x: torch.Tensor, sigma: float, threshold: Threshold) -> torch.Tensor:
-    """One model call ``D(x, σ)``, dynamically thresholded when asked."""
-    denoised = denoiser(x, sigma_batch(x, sigma))
-    return denoised if threshold is None else dynamic_threshold(denoised, *threshold)
 
 
 def _output(x: torch.Tensor, denoised: torch.Tensor, sigma: float, data: bool) -> torch.Tensor:
@@ -180,9 +152,19 @@ def _single_step(model: ModelFn, x: torch.Tensor, m: torch.Tensor, sigma: float,
     return advance(x, torch.lerp(m, m_2, c_t), sigma, sigma_next, data), low
 
 
-def _singlestep(denoiser: Denoiser, x: torch.Tensor, s: Sequence[float], orders: Sequence[int], data: bool,
+def _singlestep_from(order: int, data: bool) -> Step:
+    """A singlestep step of ``order`` from ``x`` at σ with its own call (the form :mod:`._kernel.stability` tests)."""
+    def step(denoiser: Denoiser, x: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
+        model = _model_fn(denoiser, data, None)
+        return _single_step(model, x, model(x, sigma), sigma, sigma_next, order, data)[0]
+    return step
+
+
+def _singlestep(solver: str, denoiser: Denoiser, x: torch.Tensor, s: Sequence[float], orders: Sequence[int], data: bool,
                 callback: Callback, threshold: Threshold = None) -> torch.Tensor:
-    """Walk the levels ``s`` (floats) with singlestep steps of the given ``orders``; first order into σ = 0."""
+    """Walk the levels ``s`` (floats) with singlestep steps of the given ``orders``; first order into σ = 0.
+    Warns once when a step is outside the method's stability region (:mod:`._kernel.stability`)."""
+    warn_unstable(solver, ((i, s[i], s[i + 1], _singlestep_from(k, data)) for i, k in enumerate(orders)))
     model = _model_fn(denoiser, data, threshold)
     for i, k in enumerate(orders):
         sigma, sigma_next = s[i], s[i + 1]
@@ -217,7 +199,7 @@ def dpm_solver_2s(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, 
                   callback: Callback = None ) -> torch.Tensor:
     """DPM-Solver-2 (Lu et al. 2022, Algorithm 1, r₁ = 1/2): singlestep, two calls per step, one into σ = 0."""
     s = sigma_list(sigmas)
-    return _singlestep(denoiser, x, s, [2] * (len(s) - 1), False, callback)
+    return _singlestep("dpm_solver_2s", denoiser, x, s, [2] * (len(s) - 1), False, callback)
 
 
 @register("dpm_solver_3s", order=3, evals_per_step=3, saves_last_eval=True)
@@ -225,7 +207,7 @@ def dpm_solver_3s(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, 
                   callback: Callback = None ) -> torch.Tensor:
     """DPM-Solver-3 (Lu et al. 2022, Algorithm 2, r₁ = 1/3, r₂ = 2/3): singlestep, three calls a step, one into 0."""
     s = sigma_list(sigmas)
-    return _singlestep(denoiser, x, s, [3] * (len(s) - 1), False, callback)
+    return _singlestep("dpm_solver_3s", denoiser, x, s, [3] * (len(s) - 1), False, callback)
 
 
 @register("dpm_solver_2m", order=2)
@@ -290,7 +272,7 @@ def dpm_fast(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise
     if to_zero:
         levels.append(0.0)
         orders.append(1)
-    return _singlestep(denoiser, x, levels, orders, False, callback)
+    return _singlestep("dpm_fast", denoiser, x, levels, orders, False, callback)
 
 
 @register("dpm_adaptive", order=3, evals_per_step=3, adaptive=True)
@@ -391,7 +373,7 @@ def dpmpp_2s(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise
     """
     s = sigma_list(sigmas)
     threshold = threshold_option(thresholding, threshold_ratio, max_value)
-    return _singlestep(denoiser, x, s, [2] * (len(s) - 1), True, callback, threshold)
+    return _singlestep("dpmpp_2s", denoiser, x, s, [2] * (len(s) - 1), True, callback, threshold)
 
 
 @register("dpmpp_2m", order=2)

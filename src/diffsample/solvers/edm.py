@@ -20,7 +20,8 @@ from ..contracts import Denoiser, NoiseSource
 from ._kernel.callbacks import Callback
 from ._kernel.levels import sigma_batch, sigma_list
 from ._kernel.noise import check_nonnegative, draw, require_fresh_noise
-from ._kernel.pf_ode import heun_step
+from ._kernel.pf_ode import heun_from, heun_step
+from ._kernel.stability import warn_unstable
 from .registry import register
 
 __all__ = ["edm"]
@@ -38,6 +39,7 @@ def edm(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: Noi
         s_noise: the factor on the added noise (slightly above 1 counteracts over-denoising).
 
     ``callback`` gets ``sigma_hat`` = σ̂. ``s_churn = 0`` is deterministic Heun (no noise source needed).
+    A Heun step σ̂ → σ' outside Heun's stability region warns (:mod:`._kernel.stability`).
     """
     s_churn, s_noise = check_nonnegative(s_churn, "s_churn"), check_nonnegative(s_noise, "s_noise")
     s = sigma_list(sigmas)
@@ -46,6 +48,7 @@ def edm(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: Noi
     gammas = [gamma_max if s_tmin <= s[i] <= s_tmax and s[i] > 0 else 0.0 for i in range(n)]
     if any(g > 0 for g in gammas) and s_noise > 0:
         require_fresh_noise(noise, "edm", "the churn raises the noise level of every step")
+    warn_unstable("edm", ((i, s[i] * (1.0 + gammas[i]), s[i + 1], heun_from) for i in range(n)))  # Heun from σ̂
     for i in range(n):
         sigma, sigma_next = s[i], s[i + 1]
         sigma_hat = sigma * (1.0 + gammas[i])

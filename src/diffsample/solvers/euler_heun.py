@@ -17,7 +17,8 @@ import torch
 from ..contracts import Denoiser, NoiseSource
 from ._kernel.callbacks import Callback, report
 from ._kernel.levels import sigma_batch, sigma_list
-from ._kernel.pf_ode import euler_step, heun_step
+from ._kernel.pf_ode import euler_step, heun_from, heun_step
+from ._kernel.stability import warn_unstable
 from .registry import register
 
 
@@ -35,9 +36,14 @@ def euler(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: N
 
 @register("heun", order=2, evals_per_step=2, saves_last_eval=True)
 def heun(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-         callback: Callback = None ) -> torch.Tensor:
-    """Heun (EDM Algorithm 1, deterministic): second order, two calls per step, one on the step to 0."""
+         callback: Callback = None) -> torch.Tensor:
+    """Heun (EDM Algorithm 1, deterministic): second order, two calls per step, one on the step to 0.
+
+    Warns (:class:`~diffsample.errors.StabilityWarning`) when a step is outside Heun's stability region
+    (:mod:`._kernel.stability`: 2–4 Karras steps on the default span).
+    """
     s = sigma_list(sigmas)
+    warn_unstable("heun", ((i, s[i], s[i + 1], heun_from) for i in range(len(s) - 1)))
     for i in range(len(s) - 1):
         sigma, sigma_next = s[i], s[i + 1]
         denoised = denoiser(x, sigma_batch(x, sigma))

@@ -85,7 +85,7 @@ from ._kernel.callbacks import Callback, report
 from ._kernel.exponential import advance, mix, multistep_coeffs
 from ._kernel.levels import sigma_batch, sigma_list
 from ._kernel.orders import check_order, planned_orders
-from .dpm import threshold_option, thresholded_denoise
+from ._kernel.threshold import threshold_option, thresholded_denoise
 from .registry import register
 
 __all__ = ["ghvb_coefficients", "ghvb_order", "check_beta", "plms_hb", "ghvb", "dpmpp_2m_hb"]

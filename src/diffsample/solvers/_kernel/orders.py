@@ -38,6 +38,24 @@ fitted on:
    KL-optimal and beta grids do on their last finite step (ratio 5–6), where it turned the error jump
    of DPM-Solver++(3M) at 15 → 16 KL-optimal steps (mixture64 0.114 → 0.243, ring2d 0.229 → 1.56) into a
    smooth decrease (0.108, 0.204), and beta steps' 4.9 into 0.76 (mixture64, 16 steps).
+4. **No step is less accurate than a first-order one** on the Gaussian test problem, in λ, at any run
+   length (this library's rule; :mod:`.stability` for the problem). On data ``N(0, s²)`` the exact state
+   and model values along the PF-ODE are known, so the error ``E`` of DPM-Solver++'s order-``k``
+   multistep step fed the exact past values (:func:`multistep_error`), worst over the data scale ``s``,
+   measures how far the extrapolation of ``D`` in λ overshoots. A first-order step always has
+   ``E < 1`` (Cauchy–Schwarz, :mod:`.stability`), so the order is lowered while ``E > 1``
+   (:data:`FIRST_ORDER_ERROR_BOUND`). This is what a tiny ``σ_min`` breaks: ``D`` changes by ``O(σ²)``
+   once σ is below the data's scale, but the polynomial in λ keeps it moving, and a long λ-step
+   (``karras(10, 1e-10, 80)``: ``h`` 4.3 after 2.6 and 1.9; ``[80, 1, 1e-30, 0]``: a second-order step of
+   ratio 16) extrapolates it far past the data: DPM-Solver++(3M) ended at an RMSE of 1.8 on ring2d and
+   mixture64 (0.24 on the default span), ``|x| = 7.2`` on the unit-circle bed. Karras, log-SNR,
+   exponential and KL-optimal grids of 2–100 steps on the default span (0.002 … 80) stay below the bound
+   (at most 0.92), so their orders and results are unchanged. Beta grids of 3–16 steps, whose last
+   finite step is 5–6 times longer than the one before (rule 3), do exceed it (``E`` 1.0–1.4) and take
+   that step at first order: DPM-Solver++(3M) at 16 beta steps went from 0.72 to 0.25 on mixture64 and
+   from 0.31 to 0.46 on ring2d (64 seeded samples, exact reference). The bound is measured with DPM-Solver++'s
+   weights and applies to every λ-space family through this one plan (DPM-Solver, UniPC, DPM-Solver-v3,
+   SDE-DPM-Solver++, ``dpmpp_2m_hb``).
 """
 
 from __future__ import annotations
@@ -47,12 +65,32 @@ import numbers
 from collections.abc import Sequence
 
 from ...errors import DiffsampleError
+from .exponential import advance, mix, multistep_coeffs
+from .stability import gaussian_variances, relative_error
 
 #: Rule 2 of ``lower_order_final`` applies to runs shorter than this (diffusers' threshold).
 LOWER_ORDER_FINAL_BELOW = 15
 
 #: Rule 3 of ``lower_order_final``: a step whose λ-length grows by more than this factor is at most order 2.
 STEP_GROWTH_LIMIT = 1.0 + math.sqrt(2.0)
+
+
+#: Rule 4 of ``lower_order_final``: a λ-step is lowered while its Gaussian-test error exceeds this (a
+#: first-order step's bound).
+FIRST_ORDER_ERROR_BOUND = 1.0
+
+
+def multistep_error(s: Sequence[float], i: int, order: int) -> float:
+    """``E`` of DPM-Solver++'s order-``order`` multistep step ``s[i] → s[i+1]`` (``> 0``) on Gaussian data
+    ``N(0, s²)`` (:mod:`.stability`), from the exact state at ``s[i]`` and the exact ``D`` at ``s[i], s[i−1], …``:
+    ``D(σ) = s²/sqrt(s² + σ²)`` on the one-standard-deviation trajectory ``x(σ) = sqrt(s² + σ²)``."""
+    levels = [s[i - j] for j in range(order)]
+    variance = gaussian_variances(s[i + 1], levels[-1])
+    lam = [-math.log(level) for level in levels]
+    coeffs = multistep_coeffs(-math.log(s[i + 1]) - lam[0], [lam[j] - lam[j + 1] for j in range(order - 1)], True)
+    denoised = mix([variance / (variance + level**2).sqrt() for level in levels], coeffs)
+    out = advance((variance + s[i] ** 2).sqrt(), denoised, s[i], s[i + 1], True)
+    return relative_error(out, variance, s[i + 1])
 
 
 def check_order(order: int, max_order: int, solver: str) -> int:
@@ -79,7 +117,7 @@ def planned_orders(s: Sequence[float], order: int, lower_order_final: bool, *, i
     """Orders of a multistep walk over the levels ``s`` (floats, ``s[-1]`` may be 0): warm-up and, with
     ``lower_order_final``, the rule of the module docstring.
 
-    ``in_lambda``: the solver extrapolates in ``λ = −log σ`` (exponential integrators: rules 1–3, rule 1
+    ``in_lambda``: the solver extrapolates in ``λ = −log σ`` (exponential integrators: rules 1–4, rule 1
     whatever ``lower_order_final`` says) rather than in σ (Adams–Bashforth methods: rule 1 only).
     """
     n = len(s) - 1
@@ -88,6 +126,9 @@ def planned_orders(s: Sequence[float], order: int, lower_order_final: bool, *, i
         for i in range(1, n):
             if s[i + 1] > 0 and math.log(s[i] / s[i + 1]) > STEP_GROWTH_LIMIT * math.log(s[i - 1] / s[i]):
                 orders[i] = min(orders[i], 2)
+        for i in range(1, n):
+            while s[i + 1] > 0 and orders[i] > 1 and multistep_error(s, i, orders[i]) > FIRST_ORDER_ERROR_BOUND:
+                orders[i] -= 1
     if n > 0 and s[-1] == 0 and (in_lambda or lower_order_final):
         orders[-1] = 1
     return orders

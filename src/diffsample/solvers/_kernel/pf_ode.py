@@ -30,3 +30,8 @@ def heun_step(denoiser: Denoiser, x: torch.Tensor, denoised: torch.Tensor, sigma
         return x_pred
     denoised_next = denoiser(x_pred, sigma_batch(x, sigma_next))
     return torch.add(x_pred, denoised - denoised_next, alpha=(sigma_next - sigma) / (2 * sigma_next))
+
+
+def heun_from(denoiser: Denoiser, x: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
+    """Heun's step from ``x`` at σ with its own call ``D(x, σ)`` (the form :mod:`.stability` tests)."""
+    return heun_step(denoiser, x, denoiser(x, sigma_batch(x, sigma)), sigma, sigma_next)
