@@ -58,8 +58,12 @@ def test_neutral_ratios_are_unipc(mix, n):
             out = sample(mix, x, s, "dc_solver", ratios=ratios, **opts)
             assert _rmse(out, ref) <= 1e-12, (order, variant, predict)
     # and with UniPC's other switches
-    for opts in ({"predictor": "ddim"}, {"corrector": False}, {"lower_order_final": False},
-                 {"disable_corrector": [0, 1]}):
+    for opts in (
+        {"predictor": "ddim"},
+        {"corrector": False},
+        {"lower_order_final": False},
+        {"disable_corrector": [0, 1]},
+    ):
         assert _rmse(sample(mix, x, s, "dc_solver", **opts), sample(mix, x, s, "unipc", **opts)) <= 1e-12
 
 
@@ -158,8 +162,7 @@ def test_search_with_exact_reference_and_noise_prediction(ring):
     def exact(x, a, b):
         return reference_solution(ring, x, a, b, rtol=1e-9, atol=1e-9)
 
-    plan = search_dc_ratios(ring, calibration=cal, sigmas=s, reference=exact, method="golden", predict="noise",
-                            order=3)
+    plan = search_dc_ratios(ring, calibration=cal, sigmas=s, reference=exact, method="golden", predict="noise", order=3)
     assert plan.options["predict"] == "noise" and plan.options["order"] == 3
     assert plan.provenance["reference_nfe"] == 0 and plan.provenance["reference"] == "exact"
     end = reference_solution(ring, cal, SIGMA_MAX, 0.0)

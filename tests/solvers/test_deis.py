@@ -75,8 +75,17 @@ def test_log_sigma_weights_match_quadrature(schedule):
     for i, k in step_cases(sigmas):
         nodes = [math.log(s[i - m]) for m in range(k)]
         lower, upper = math.log(s[i]), (math.log(s[i + 1]) if s[i + 1] > 0 else -math.inf)
-        expected = [-quad(lambda v, j=j, nodes=nodes: lagrange(nodes, j, v) * math.exp(v), upper, lower,
-                          epsabs=0, epsrel=1e-13, limit=200)[0] for j in range(k)]
+        expected = [
+            -quad(
+                lambda v, j=j, nodes=nodes: lagrange(nodes, j, v) * math.exp(v),
+                upper,
+                lower,
+                epsabs=0,
+                epsrel=1e-13,
+                limit=200,
+            )[0]
+            for j in range(k)
+        ]
         scale = max(abs(w) for w in expected)
         assert tab_weights(sigmas, i, k) == pytest.approx(expected, rel=1e-11, abs=1e-12 * scale), (i, k)
 
@@ -92,8 +101,12 @@ def test_vp_time_weights_match_quadrature(schedule):
 
     for i, k in step_cases(sigmas):
         nodes = [t(s[i - m]) for m in range(k)]
-        expected = [-quad(lambda u, j=j, nodes=nodes: lagrange(nodes, j, t(u)), s[i + 1], s[i], epsabs=0,
-                          epsrel=1e-13, limit=200)[0] for j in range(k)]
+        expected = [
+            -quad(
+                lambda u, j=j, nodes=nodes: lagrange(nodes, j, t(u)), s[i + 1], s[i], epsabs=0, epsrel=1e-13, limit=200
+            )[0]
+            for j in range(k)
+        ]
         scale = max(abs(w) for w in expected)
         assert tab_weights(sigmas, i, k, vp_time) == pytest.approx(expected, rel=1e-10, abs=1e-11 * scale), (i, k)
 
@@ -118,8 +131,9 @@ def test_rhoab_is_lms(bed, order, lower_order_final):  # noqa: F811
     x = 80.0 * torch.randn(8, 2, generator=torch.Generator().manual_seed(4), dtype=F64)
     sigmas = steps.karras(9, 0.002, 80.0)
     options = {"order": order, "lower_order_final": lower_order_final}
-    assert torch.equal(solvers.get("deis")(bed, x, sigmas, variant="rhoab", **options),
-                       solvers.get("lms")(bed, x, sigmas, **options))
+    assert torch.equal(
+        solvers.get("deis")(bed, x, sigmas, variant="rhoab", **options), solvers.get("lms")(bed, x, sigmas, **options)
+    )
 
 
 @pytest.mark.parametrize("options", [{}, {"t_of_sigma": vp_time}, {"variant": "rhoab"}], ids=["tab", "tab-vp", "rhoab"])
@@ -195,14 +209,17 @@ def test_step_into_zero_returns_the_denoised_value_unless_asked_otherwise():
 
 
 # ---------------------------------------------------------------------------------------- options
-@pytest.mark.parametrize("options, pattern", [
-    ({"variant": "tAB"}, "variant must be 'tab' or 'rhoab'"),
-    ({"variant": "rhoab", "t_of_sigma": vp_time}, "t_of_sigma only applies to variant='tab'"),
-    ({"order": 5}, "order must be an integer from 1 to 4"),
-    ({"t_of_sigma": lambda s: torch.full_like(s, math.nan)}, "finite times"),
-    ({"t_of_sigma": lambda s: s[:1]}, "of the same shape"),
-    ({"t_of_sigma": lambda s: (s - 1.0) ** 2}, "strictly monotone"),
-])
+@pytest.mark.parametrize(
+    "options, pattern",
+    [
+        ({"variant": "tAB"}, "variant must be 'tab' or 'rhoab'"),
+        ({"variant": "rhoab", "t_of_sigma": vp_time}, "t_of_sigma only applies to variant='tab'"),
+        ({"order": 5}, "order must be an integer from 1 to 4"),
+        ({"t_of_sigma": lambda s: torch.full_like(s, math.nan)}, "finite times"),
+        ({"t_of_sigma": lambda s: s[:1]}, "of the same shape"),
+        ({"t_of_sigma": lambda s: (s - 1.0) ** 2}, "strictly monotone"),
+    ],
+)
 def test_bad_options_are_refused(options, pattern):
     net, x, _ = gaussian_case(F64)
     with pytest.raises(DiffsampleError, match=pattern):

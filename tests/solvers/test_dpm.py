@@ -27,8 +27,17 @@ from diffsample.testbeds import GaussianMixture, reference_solution
 F64 = torch.float64
 SIGMA_MAX, SIGMA_MIN = 80.0, 0.05
 
-FIXED_STEP = ["dpm_solver_1", "dpm_solver_2s", "dpm_solver_3s", "dpm_solver_2m", "dpm_solver_3m", "dpm_fast",
-              "dpmpp_2s", "dpmpp_2m", "dpmpp_3m"]
+FIXED_STEP = [
+    "dpm_solver_1",
+    "dpm_solver_2s",
+    "dpm_solver_3s",
+    "dpm_solver_2m",
+    "dpm_solver_3m",
+    "dpm_fast",
+    "dpmpp_2s",
+    "dpmpp_2m",
+    "dpmpp_3m",
+]
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +58,7 @@ def _errors(bed, problem, name: str, ns, **options) -> tuple[list[int], list[flo
     nfes, errs = [], []
     for n in ns:
         bed.reset_counter()
-        out = solvers.get(name)(bed, x.clone(), steps.logsnr(n + 1, SIGMA_MIN, SIGMA_MAX, append_zero=False),
-                                **options)
+        out = solvers.get(name)(bed, x.clone(), steps.logsnr(n + 1, SIGMA_MIN, SIGMA_MAX, append_zero=False), **options)
         nfes.append(bed.nfe)
         errs.append(float((out - ref).square().mean().sqrt()))
     return nfes, errs
@@ -94,6 +102,7 @@ def test_dpm_fast_with_final_first_order_step_is_second_order(bed, problem):
 
 def test_3m_half_weight_of_reference_codes_is_second_order(bed, problem, monkeypatch):
     """The D2 weighting of DPM-Solver's / k-diffusion's 3M (``ρ_2 d_2`` for ``2 ρ_2 d_2``) loses an order."""
+
     def half_weight(h, past, data):
         if len(past) < 2:
             return full(h, past, data)
@@ -118,9 +127,9 @@ def test_rho_matches_taylor_series():
         n1, n2 = rho_ratios(h, False)
         d1, d2 = rho_ratios(h, True)
         assert n1 == pytest.approx(h / 2 - h * h / 12, rel=1e-6)
-        assert n2 == pytest.approx(h * h / 6 - h ** 3 / 24, rel=1e-5)
+        assert n2 == pytest.approx(h * h / 6 - h**3 / 24, rel=1e-5)
         assert d1 == pytest.approx(h / 2 + h * h / 12, rel=1e-6)
-        assert d2 == pytest.approx(h * h / 6 + h ** 3 / 24, rel=1e-5)
+        assert d2 == pytest.approx(h * h / 6 + h**3 / 24, rel=1e-5)
     assert rho_ratios(2000.0, False) == (1.0, 1.0)  # no overflow for huge steps
 
 
@@ -146,7 +155,7 @@ class CastGaussian(Denoiser):
 
     def denoise(self, x, sigma, **kwargs):
         xc, sig = x.to(self.dtype), sigma.to(self.dtype)[:, None]
-        s2 = self.s ** 2
+        s2 = self.s**2
         return (self.mu.to(self.dtype) + s2 / (s2 + sig * sig) * (xc - self.mu.to(self.dtype))).to(x.dtype)
 
 
@@ -173,8 +182,11 @@ def test_steps_into_zero_finite_and_nfe(name, dtype):
             assert out.dtype == torch.float32 and torch.isfinite(out).all()
             assert den.nfe == solvers.spec(name).nfe(n), (name, schedule.__name__, n)
             if n == 100:  # accurate up to the method's order and the network's precision
-                tol = 0.1 if solvers.spec(name).order == 1 else {torch.float32: 5e-3, torch.float16: 1e-2,
-                                                                 torch.bfloat16: 5e-2}[dtype]
+                tol = (
+                    0.1
+                    if solvers.spec(name).order == 1
+                    else {torch.float32: 5e-3, torch.float16: 1e-2, torch.bfloat16: 5e-2}[dtype]
+                )
                 assert (out - exact).abs().max() < tol, (name, schedule.__name__)
 
 
@@ -204,8 +216,9 @@ def test_lower_order_final():
     euler = sample(den, x, sigmas, solver="euler")
     for name in ("dpmpp_2m", "dpmpp_3m", "dpm_solver_2m", "dpm_solver_3m"):
         assert torch.allclose(sample(den, x, sigmas, solver=name), euler, rtol=1e-5, atol=1e-5)
-        assert not torch.allclose(sample(den, x, sigmas, solver=name, lower_order_final=False), euler,
-                                  rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(
+            sample(den, x, sigmas, solver=name, lower_order_final=False), euler, rtol=1e-5, atol=1e-5
+        )
 
 
 # --------------------------------------------------------------------------------------- adaptive
@@ -271,8 +284,9 @@ def test_thresholding_option_bounds_the_data_prediction():
     x = 80.0 * torch.randn(3, 16, generator=torch.Generator().manual_seed(4))
     for name in ("dpmpp_2s", "dpmpp_2m", "dpmpp_3m"):
         seen = []
-        out = sample(den, x, steps.karras(8, 0.002, 80.0), solver=name, thresholding=True, max_value=1.0,
-                     callback=seen.append)
+        out = sample(
+            den, x, steps.karras(8, 0.002, 80.0), solver=name, thresholding=True, max_value=1.0, callback=seen.append
+        )
         assert all(float(c["denoised"].abs().max()) <= 1.0 + 1e-6 for c in seen)
         assert out.abs().max() <= 1.0 + 1e-6
         with pytest.raises(DiffsampleError):
@@ -307,6 +321,8 @@ def test_dpmpp_3m_error_has_no_jump_at_the_lower_order_final_threshold():
     bed = ring2d()
     x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 80.0
     ref = reference_solution(bed, x, 80.0, 0.0)
-    err = {n: float((sample(bed, x, steps.kl_optimal(n - 1, 0.002, 80.0), "dpmpp_3m") - ref).square().mean().sqrt())
-           for n in (15, 16, 20)}
+    err = {
+        n: float((sample(bed, x, steps.kl_optimal(n - 1, 0.002, 80.0), "dpmpp_3m") - ref).square().mean().sqrt())
+        for n in (15, 16, 20)
+    }
     assert err[16] < err[15] and err[20] < err[16]

@@ -78,8 +78,9 @@ def test_cumulative_integrals_closed_form() -> None:
     np.testing.assert_allclose(out["B"], 8.0 * (1 - np.exp(-0.25 * u)), rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(out["I"], (np.exp(0.75 * u) - 1) / 0.75, rtol=1e-12, atol=1e-13)
     # C = ∫ e^{0.75u} 8(1 − e^{−0.25u}) du = 8[(e^{0.75u} − 1)/0.75 − (e^{0.5u} − 1)/0.5]
-    np.testing.assert_allclose(out["C"], 8 * ((np.exp(0.75 * u) - 1) / 0.75 - (np.exp(0.5 * u) - 1) / 0.5),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        out["C"], 8 * ((np.exp(0.75 * u) - 1) / 0.75 - (np.exp(0.5 * u) - 1) / 0.5), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_gaussian_statistics_match_closed_form() -> None:
@@ -102,8 +103,10 @@ def test_gaussian_exact_with_closed_form_statistics() -> None:
     z = _noise(8, 4) * 80
     ref = reference_solution(GAUSS, z, 80.0, 0.002)
     sigmas = steps.logsnr(3, 0.002, 80.0, append_zero=False)
-    errors = [float((V3(GAUSS, z, sigmas, statistics=_gauss_ems(k), order=1) - ref).square().mean().sqrt())
-              for k in (101, 401)]
+    errors = [
+        float((V3(GAUSS, z, sigmas, statistics=_gauss_ems(k), order=1) - ref).square().mean().sqrt())
+        for k in (101, 401)
+    ]
     plain = float((V3(GAUSS, z, sigmas, order=1) - ref).square().mean().sqrt())
     assert errors[1] < 1e-4 < 0.1 < plain
     assert 14 < errors[0] / errors[1] < 18  # 4× finer grid: 16× smaller error

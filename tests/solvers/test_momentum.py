@@ -32,8 +32,12 @@ NAMES = ("plms_hb", "ghvb", "dpmpp_2m_hb")
 
 def _paper_mixer(order: int, b: float) -> list[float]:
     """The paper's published GHVB coefficients (``β·c`` is affine in β), newest first."""
-    table = {1: ([b], 1), 2: ([2 + b, -(2 - b)], 2), 3: ([18 + 5 * b, -(24 - 8 * b), 6 - b], 12),
-             4: ([46 + 9 * b, -(78 - 19 * b), 42 - 5 * b, -(10 - b)], 24)}
+    table = {
+        1: ([b], 1),
+        2: ([2 + b, -(2 - b)], 2),
+        3: ([18 + 5 * b, -(24 - 8 * b), 6 - b], 12),
+        4: ([46 + 9 * b, -(78 - 19 * b), 42 - 5 * b, -(10 - b)], 24),
+    }
     coeffs, denominator = table[order]
     return [c / (denominator * b) for c in coeffs]
 
@@ -85,8 +89,9 @@ def test_beta_one_is_the_base_solver(schedule, lower_order_final):
                 assert torch.allclose(out, base, rtol=1e-12, atol=1e-12), (name, order, n)
         for thresholding in (False, True):
             options = {"lower_order_final": lower_order_final, "thresholding": thresholding}
-            assert torch.equal(sample(bed, x, sig, "dpmpp_2m_hb", beta=1.0, **options),
-                               sample(bed, x, sig, "dpmpp_2m", **options))
+            assert torch.equal(
+                sample(bed, x, sig, "dpmpp_2m_hb", beta=1.0, **options), sample(bed, x, sig, "dpmpp_2m", **options)
+            )
 
 
 def test_momentum_changes_the_walk_and_counts_one_call_per_step():
@@ -132,8 +137,10 @@ def test_ghvb_keeps_order_r_for_beta_below_one(gaussian_problem, order, beta):
     assert order - 0.4 < slope < order + 0.3, slope
 
 
-@pytest.mark.parametrize("name,options", [("plms_hb", {"order": 4, "beta": 0.5}),
-                                          ("plms_hb", {"order": 2, "beta": 0.8}), ("dpmpp_2m_hb", {"beta": 0.5})])
+@pytest.mark.parametrize(
+    "name,options",
+    [("plms_hb", {"order": 4, "beta": 0.5}), ("plms_hb", {"order": 2, "beta": 0.8}), ("dpmpp_2m_hb", {"beta": 0.5})],
+)
 def test_heavy_ball_is_first_order(gaussian_problem, name, options):
     """Heavy ball lags the direction by (1 − β)/β steps: order 1 whatever the base order (measured 0.93–1.06)."""
     slope = _slope(*gaussian_problem, name, **options)
@@ -189,9 +196,11 @@ def test_momentum_removes_divergence_under_strong_guidance():
         far = float((out.norm(dim=1) > 2).double().mean())
         return far, float((out - exact).square().sum(1).mean().sqrt())
 
-    for (base, base_opts), (momentum, opts) in [(("ipndm", {"order": 4}), ("plms_hb", {"order": 4, "beta": 0.5})),
-                                                (("ipndm", {"order": 2}), ("ghvb", {"order": 2, "beta": 0.5})),
-                                                (("dpmpp_2m", {}), ("dpmpp_2m_hb", {"beta": 0.5}))]:
+    for (base, base_opts), (momentum, opts) in [
+        (("ipndm", {"order": 4}), ("plms_hb", {"order": 4, "beta": 0.5})),
+        (("ipndm", {"order": 2}), ("ghvb", {"order": 2, "beta": 0.5})),
+        (("dpmpp_2m", {}), ("dpmpp_2m_hb", {"beta": 0.5})),
+    ]:
         base_far, base_rmse = run(base, **base_opts)
         far, rmse = run(momentum, **opts)
         assert base_far >= 0.2 and far == 0.0, (base, base_far, far)

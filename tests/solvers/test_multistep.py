@@ -109,9 +109,12 @@ def test_lagrange_integrals_integrate_polynomials_exactly(k, end):
 
 
 def test_uniform_nodes_give_the_classical_adams_bashforth_coefficients():
-    classical = [[Fraction(1)], [Fraction(3, 2), Fraction(-1, 2)],
-                 [Fraction(23, 12), Fraction(-16, 12), Fraction(5, 12)],
-                 [Fraction(55, 24), Fraction(-59, 24), Fraction(37, 24), Fraction(-9, 24)]]
+    classical = [
+        [Fraction(1)],
+        [Fraction(3, 2), Fraction(-1, 2)],
+        [Fraction(23, 12), Fraction(-16, 12), Fraction(5, 12)],
+        [Fraction(55, 24), Fraction(-59, 24), Fraction(37, 24), Fraction(-9, 24)],
+    ]
     for k, coefficients in enumerate(classical, start=1):
         h = -0.37  # a step down in σ of any size: the weights scale with it
         weights = lagrange_integrals([5.0 - j * h for j in range(k)], 5.0, 5.0 + h).tolist()
@@ -126,7 +129,8 @@ def test_weights_survive_a_tiny_last_step_after_large_ones():
     assert weights[0] == pytest.approx(-1e-4, rel=1e-3)
     for m in range(4):
         assert sum(w * t**m for w, t in zip(weights, nodes, strict=True)) == pytest.approx(
-            -(1e-4) ** (m + 1) / (m + 1), rel=1e-10)
+            -((1e-4) ** (m + 1)) / (m + 1), rel=1e-10
+        )
 
 
 def test_step_orders_warm_up_and_cap_by_steps_left():
@@ -161,24 +165,29 @@ def test_lms_of_order_one_is_euler(bed, append_zero):
 def test_ipndm_v_is_lms(bed, order):
     x = 80.0 * torch.randn(8, 2, generator=torch.Generator().manual_seed(4), dtype=F64)
     sigmas = steps.karras(9, 0.002, 80.0)
-    assert torch.equal(solvers.get("ipndm_v")(bed, x, sigmas, order=order),
-                       solvers.get("lms")(bed, x, sigmas, order=order))
+    assert torch.equal(
+        solvers.get("ipndm_v")(bed, x, sigmas, order=order), solvers.get("lms")(bed, x, sigmas, order=order)
+    )
 
 
 def test_ipndm_is_lms_on_sigma_uniform_steps_only(bed):
     x = 10.0 * torch.randn(8, 2, generator=torch.Generator().manual_seed(5), dtype=F64)
     uniform = torch.linspace(10.0, 0.0, 13, dtype=F64)
-    assert torch.allclose(solvers.get("ipndm")(bed, x, uniform), solvers.get("lms")(bed, x, uniform),
-                          rtol=0, atol=1e-12)
+    assert torch.allclose(
+        solvers.get("ipndm")(bed, x, uniform), solvers.get("lms")(bed, x, uniform), rtol=0, atol=1e-12
+    )
     karras = steps.karras(12, 0.05, 10.0)
-    assert not torch.allclose(solvers.get("ipndm")(bed, x, karras), solvers.get("lms")(bed, x, karras),
-                              rtol=0, atol=1e-6)
+    assert not torch.allclose(
+        solvers.get("ipndm")(bed, x, karras), solvers.get("lms")(bed, x, karras), rtol=0, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("order", [1, 2, 3, 4])
-@pytest.mark.parametrize("sigmas", [steps.karras(10, 0.002, 80.0), steps.logsnr(25, 0.002, 80.0),
-                                    steps.karras(12, 0.05, 80.0, append_zero=False)],
-                         ids=["karras-to-0", "logsnr-to-0", "karras-to-0.05"])
+@pytest.mark.parametrize(
+    "sigmas",
+    [steps.karras(10, 0.002, 80.0), steps.logsnr(25, 0.002, 80.0), steps.karras(12, 0.05, 80.0, append_zero=False)],
+    ids=["karras-to-0", "logsnr-to-0", "karras-to-0.05"],
+)
 def test_lms_matches_k_diffusion(order, sigmas):
     """Peer check: k-diffusion's ``sample_lms`` (adaptive quadrature of the same Lagrange integrals,
     full order on the last step into 0, i.e. ``lower_order_final=False``) on the same inputs."""
@@ -291,8 +300,9 @@ def test_callback_sees_every_step_and_the_input_is_left_alone():
     before = x.clone()
     seen = []
     sigmas = steps.logsnr(6, 0.002, 80.0)
-    solvers.get("lms")(net, x, sigmas,
-                       callback=lambda info: seen.append((info["i"], info["sigma"], info["sigma_next"])))
+    solvers.get("lms")(
+        net, x, sigmas, callback=lambda info: seen.append((info["i"], info["sigma"], info["sigma_next"]))
+    )
     assert torch.equal(x, before)
     assert seen == [(i, float(sigmas[i]), float(sigmas[i + 1])) for i in range(6)]
 

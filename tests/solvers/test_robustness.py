@@ -51,8 +51,11 @@ UNIT_ROUNDOFF = {torch.float32: 2.0**-24, torch.float16: 2.0**-11, torch.bfloat1
 # solvers, schedules and n = 10, 100. float32 adds the solver's float32 arithmetic on states as large
 # as σ_max·|z| ≈ 250, which the noise-prediction updates (x − (σ − σ')ε̂) carry through cancellation:
 # measured up to 15u. Allowed: 8u for the half-precision networks, 64u for float32.
-TOLERANCE = {torch.float32: 64 * UNIT_ROUNDOFF[torch.float32], torch.float16: 8 * UNIT_ROUNDOFF[torch.float16],
-             torch.bfloat16: 8 * UNIT_ROUNDOFF[torch.bfloat16]}
+TOLERANCE = {
+    torch.float32: 64 * UNIT_ROUNDOFF[torch.float32],
+    torch.float16: 8 * UNIT_ROUNDOFF[torch.float16],
+    torch.bfloat16: 8 * UNIT_ROUNDOFF[torch.bfloat16],
+}
 
 
 def rmse(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -121,8 +124,9 @@ def test_steps_into_zero(solver, schedule, dtype):
             assert deviation <= TOLERANCE[dtype], (n, deviation / UNIT_ROUNDOFF[dtype])
 
 
-@pytest.mark.parametrize("solver", [pytest.param("heun", marks=pytest.mark.slow),
-                                    pytest.param("lms", marks=pytest.mark.slow), "dpmpp_3m"])
+@pytest.mark.parametrize(
+    "solver", [pytest.param("heun", marks=pytest.mark.slow), pytest.param("lms", marks=pytest.mark.slow), "dpmpp_3m"]
+)
 def test_thousand_steps_in_float16(solver):
     """1000 log-SNR steps (σ_min/h ≈ 100 on the last steps) with a float16 network: still within 8u of float64."""
     sigmas = steps.logsnr(1000, SIGMA_MIN, SIGMA_MAX)
@@ -176,8 +180,9 @@ def test_stochastic_solvers_end_at_a_positive_last_level(solver):
     less than half the distance to the value at σ = 0."""
     z = torch.randn(1024, 2, generator=torch.Generator().manual_seed(5), dtype=F64)
     net = CastNetwork(BED, (F64,))
-    out = sample(net, z * SIGMA_MAX, steps.karras(40, END, SIGMA_MAX, append_zero=False), solver=solver,
-                 noise=noise.seeded(3))
+    out = sample(
+        net, z * SIGMA_MAX, steps.karras(40, END, SIGMA_MAX, append_zero=False), solver=solver, noise=noise.seeded(3)
+    )
     assert bool(torch.isfinite(out).all()) and net.min_sigma >= END * (1 - 1e-12)
     second_moment = float(out.square().sum(1).mean())
     assert second_moment == pytest.approx(1.005 + 2 * END**2, abs=0.2)
@@ -187,8 +192,9 @@ def test_stochastic_solvers_end_at_a_positive_last_level(solver):
 
 
 def test_grid_tool_reports_no_failure_on_a_small_grid_and_counts_right():
-    config = GridConfig(beds=("ring2d",), solvers=("dpmpp_2m", "heun"), schedules=("time_uniform", "align_your_steps"),
-                        steps=(1, 2, 10))
+    config = GridConfig(
+        beds=("ring2d",), solvers=("dpmpp_2m", "heun"), schedules=("time_uniform", "align_your_steps"), steps=(1, 2, 10)
+    )
     report = run_grid(config)
     assert len(report.results) == 2 * 2 * 3 * 4 and not report.failures
     worst = report.worst_rmse("float16", 10)
@@ -214,8 +220,18 @@ def test_grid_tool_flags_a_wrong_nfe_and_an_exception(monkeypatch):
 def test_cli_exit_code_is_one_on_a_failure(capsys, monkeypatch):
     from benchmarks.__main__ import main
 
-    args = ["robustness", "--beds", "ring2d", "--solvers", "euler", "--schedules", "karras", "--steps", "1,2",
-            "--quiet"]
+    args = [
+        "robustness",
+        "--beds",
+        "ring2d",
+        "--solvers",
+        "euler",
+        "--schedules",
+        "karras",
+        "--steps",
+        "1,2",
+        "--quiet",
+    ]
     assert main(args) == 0
     assert "8 runs, 0 failures" in capsys.readouterr().out
     monkeypatch.setattr(type(solvers.spec("euler")), "nfe", lambda self, n, ends_at_zero=True: n + 1)

@@ -18,8 +18,16 @@ from diffsample.testbeds import mixture64, reference_solution, ring2d
 F64 = torch.float64
 RING = ring2d()
 X0 = 80.0 * torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
-LAMBDA_SOLVERS = ["dpmpp_2m", "dpmpp_3m", "dpm_solver_2m", "dpm_solver_3m", "unipc", "dc_solver", "dpm_solver_v3",
-                  "dpmpp_2m_hb"]
+LAMBDA_SOLVERS = [
+    "dpmpp_2m",
+    "dpmpp_3m",
+    "dpm_solver_2m",
+    "dpm_solver_3m",
+    "unipc",
+    "dc_solver",
+    "dpm_solver_v3",
+    "dpmpp_2m_hb",
+]
 
 
 def rmse(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -49,8 +57,10 @@ def test_huge_last_step_stays_on_the_ring(solver):
     assert float(out.norm(dim=1).max()) < 1.25
 
 
-@pytest.mark.parametrize(("bed", "n", "before", "bound"), [
-    (RING, 10, 1.80, 0.35), (RING, 20, 0.41, 0.1), (mixture64(), 10, 1.85, 0.7), (mixture64(), 20, 0.17, 0.08)])
+@pytest.mark.parametrize(
+    ("bed", "n", "before", "bound"),
+    [(RING, 10, 1.80, 0.35), (RING, 20, 0.41, 0.1), (mixture64(), 10, 1.85, 0.7), (mixture64(), 20, 0.17, 0.08)],
+)
 def test_tiny_sigma_min_dpmpp_3m(bed, n, before, bound):
     """karras(n, 1e-10, 80): DPM-Solver++(3M) against the exact solution (RMSE ``before`` rule 4 in the comment)."""
     x0 = 80.0 * torch.randn(64, bed.means.shape[1], generator=torch.Generator().manual_seed(0), dtype=F64)

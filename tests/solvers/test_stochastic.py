@@ -63,8 +63,11 @@ class FastNoise:
 
 @pytest.fixture(scope="module")
 def bed1d() -> GaussianMixture:
-    return GaussianMixture(torch.tensor([[-1.0], [0.8]], dtype=F64), torch.tensor([0.25, 0.4], dtype=F64),
-                           torch.tensor([0.3, 0.7], dtype=F64))
+    return GaussianMixture(
+        torch.tensor([[-1.0], [0.8]], dtype=F64),
+        torch.tensor([0.25, 0.4], dtype=F64),
+        torch.tensor([0.3, 0.7], dtype=F64),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +102,7 @@ def test_sample_i_is_the_same_in_a_batch_of_1_and_64(name, options, kind):
     full = diffsample.sample(bed, 80.0 * z, sigmas, name, noise=make(11), **options)
     assert torch.isfinite(full).all()
     for i in (0, 37):
-        one = diffsample.sample(bed, 80.0 * z[i:i + 1], sigmas, name, noise=make([derive_seed(11, i)]), **options)
+        one = diffsample.sample(bed, 80.0 * z[i : i + 1], sigmas, name, noise=make([derive_seed(11, i)]), **options)
         torch.testing.assert_close(one[0], full[i], rtol=1e-9, atol=1e-9)
     other = diffsample.sample(bed, 80.0 * z, sigmas, name, noise=make(12), **options)
     assert (other - full).abs().max() > 1e-3  # the noise matters
@@ -109,20 +112,35 @@ def test_sample_i_is_the_same_in_a_batch_of_1_and_64(name, options, kind):
 def test_a_missing_noise_source_is_an_error(name):
     bed = ring2d()
     with pytest.raises(DiffsampleError, match="noise source"):
-        diffsample.sample(bed, torch.zeros(2, 2, dtype=F64), steps.karras(8, 0.002, 80.0), name,
-                          **({"eta": 1.0} if name == "ddim" else {}))
+        diffsample.sample(
+            bed,
+            torch.zeros(2, 2, dtype=F64),
+            steps.karras(8, 0.002, 80.0),
+            name,
+            **({"eta": 1.0} if name == "ddim" else {}),
+        )
 
 
-@pytest.mark.parametrize(("name", "options", "deterministic"), [
-    ("ddim", {}, "euler"), ("euler_ancestral", {"eta": 0.0}, "euler"), ("edm", {"s_churn": 0.0}, "heun"),
-    ("restart", {"intervals": ()}, "heun"), ("pc", {"corrector_steps": 0}, "euler")])
+@pytest.mark.parametrize(
+    ("name", "options", "deterministic"),
+    [
+        ("ddim", {}, "euler"),
+        ("euler_ancestral", {"eta": 0.0}, "euler"),
+        ("edm", {"s_churn": 0.0}, "heun"),
+        ("restart", {"intervals": ()}, "heun"),
+        ("pc", {"corrector_steps": 0}, "euler"),
+    ],
+)
 def test_noise_free_settings_need_no_source_and_are_their_ode_solver(name, options, deterministic):
     """Without noise each sampler is its deterministic walk on the same levels, bit for bit: DDIM η = 0 and
     ancestral η = 0 are Euler (Song et al. 2021, eq. 13), EDM with S_churn = 0 is Heun (Karras et al. 2022,
     Algorithm 2), Restart without intervals is its Heun main walk, PC without corrections is its predictor."""
     x = 80.0 * torch.randn(8, 2, generator=torch.Generator().manual_seed(3), dtype=F64)
-    for sigmas in (steps.karras(4, 0.002, 80.0), steps.karras(9, 0.002, 80.0),
-                   steps.karras(6, 0.1, 80.0, append_zero=False)):
+    for sigmas in (
+        steps.karras(4, 0.002, 80.0),
+        steps.karras(9, 0.002, 80.0),
+        steps.karras(6, 0.1, 80.0, append_zero=False),
+    ):
         out = diffsample.sample(ring2d(), x, sigmas, name, **options)
         assert torch.equal(out, diffsample.sample(ring2d(), x, sigmas, deterministic)), sigmas
 
@@ -130,17 +148,30 @@ def test_noise_free_settings_need_no_source_and_are_their_ode_solver(name, optio
 @pytest.mark.parametrize(("name", "options"), [("edm", {}), ("restart", {}), ("pc", {})])
 def test_fresh_noise_samplers_refuse_a_brownian_tree(name, options):
     with pytest.raises(DiffsampleError, match="fresh noise"):
-        diffsample.sample(ring2d(), torch.ones(2, 2, dtype=F64), steps.karras(6, 0.002, 80.0), name,
-                          noise=brownian(0), **options)
+        diffsample.sample(
+            ring2d(), torch.ones(2, 2, dtype=F64), steps.karras(6, 0.002, 80.0), name, noise=brownian(0), **options
+        )
 
 
-COST_CASES = [("ddpm", {}), ("euler_ancestral", {}), ("edm", {}), ("dpmpp_2m_sde", {}), ("dpmpp_3m_sde", {}),
-              ("restart", {}), ("restart", {"intervals": [(0.06, 0.3, 2, 3), (0.5, 2.0, 1, 1)], "ode": "dpmpp_2m"}),
-              ("restart", {"intervals": [(1e-5, 1e-4, 3, 2)]}), ("pc", {}),
-              ("pc", {"corrector_steps": 3, "predictor": "heun"}), ("pc", {"predictor": "dpmpp_2m_sde"})]
-COST_GRIDS = {"karras": lambda n: steps.karras(n, 0.002, 80.0), "logsnr": lambda n: steps.logsnr(n, 0.002, 80.0),
-              "high": lambda n: steps.karras(n + 1, 0.5, 80.0, append_zero=False),  # ends above every default restart
-              "flat": lambda n: torch.linspace(80.0, 0.0, n + 1, dtype=F64)}  # no level near σ_lo = 0.06
+COST_CASES = [
+    ("ddpm", {}),
+    ("euler_ancestral", {}),
+    ("edm", {}),
+    ("dpmpp_2m_sde", {}),
+    ("dpmpp_3m_sde", {}),
+    ("restart", {}),
+    ("restart", {"intervals": [(0.06, 0.3, 2, 3), (0.5, 2.0, 1, 1)], "ode": "dpmpp_2m"}),
+    ("restart", {"intervals": [(1e-5, 1e-4, 3, 2)]}),
+    ("pc", {}),
+    ("pc", {"corrector_steps": 3, "predictor": "heun"}),
+    ("pc", {"predictor": "dpmpp_2m_sde"}),
+]
+COST_GRIDS = {
+    "karras": lambda n: steps.karras(n, 0.002, 80.0),
+    "logsnr": lambda n: steps.logsnr(n, 0.002, 80.0),
+    "high": lambda n: steps.karras(n + 1, 0.5, 80.0, append_zero=False),  # ends above every default restart
+    "flat": lambda n: torch.linspace(80.0, 0.0, n + 1, dtype=F64),
+}  # no level near σ_lo = 0.06
 
 
 @pytest.mark.parametrize(("name", "options"), COST_CASES)
@@ -178,16 +209,20 @@ def test_restart_cost_is_exact_on_a_typical_schedule_and_counts_its_intervals():
 def test_robustness_grid_counts_restart_and_pc_right():
     from benchmarks.robustness import GridConfig, run_grid
 
-    report = run_grid(GridConfig(beds=("ring2d",), solvers=("restart", "pc"), schedules=("karras", "time_uniform"),
-                                 steps=(1, 2, 3, 10)))
+    report = run_grid(
+        GridConfig(
+            beds=("ring2d",), solvers=("restart", "pc"), schedules=("karras", "time_uniform"), steps=(1, 2, 3, 10)
+        )
+    )
     assert len(report.results) == 2 * 2 * 4 * 4 and not report.failures, report.failures[:3]
 
 
 # ------------------------------------------------------------------------------------------ the papers' updates
 
 
-def _vp_walk(bed, x: torch.Tensor, sigmas: list[float], draws: list[torch.Tensor], rule: str, eta: float = 1.0
-             ) -> torch.Tensor:
+def _vp_walk(
+    bed, x: torch.Tensor, sigmas: list[float], draws: list[torch.Tensor], rule: str, eta: float = 1.0
+) -> torch.Tensor:
     """Ho et al. 2020 Algorithm 2 / Song et al. 2021 eq. 12, in VP coordinates ``x_t = x/sqrt(1 + σ²)``,
     ``ᾱ = 1/(1 + σ²)``, with an ε-prediction ``ε̂ = (x − D)/σ`` from the exact σ-space denoiser."""
     xt = x / math.sqrt(1 + sigmas[0] ** 2)
@@ -210,10 +245,16 @@ def _vp_walk(bed, x: torch.Tensor, sigmas: list[float], draws: list[torch.Tensor
     return xt * math.sqrt(1 + sigmas[-1] ** 2)
 
 
-@pytest.mark.parametrize(("name", "options", "rule", "eta"), [
-    ("ddpm", {}, "ddpm_small", 1.0), ("ddpm", {"variance": "large"}, "ddpm_large", 1.0),
-    ("ddim", {"eta": 0.5}, "ddim", 0.5), ("ddim", {"eta": 1.0}, "ddim", 1.0),
-    ("euler_ancestral", {}, "ddim", 1.0)])
+@pytest.mark.parametrize(
+    ("name", "options", "rule", "eta"),
+    [
+        ("ddpm", {}, "ddpm_small", 1.0),
+        ("ddpm", {"variance": "large"}, "ddpm_large", 1.0),
+        ("ddim", {"eta": 0.5}, "ddim", 0.5),
+        ("ddim", {"eta": 1.0}, "ddim", 1.0),
+        ("euler_ancestral", {}, "ddim", 1.0),
+    ],
+)
 def test_ddpm_and_ddim_match_the_papers_vp_updates(bed2d, name, options, rule, eta):
     sigmas = steps.karras(12, 0.01, 40.0)
     x = 40.0 * torch.randn(16, 2, generator=torch.Generator().manual_seed(1), dtype=F64)
@@ -223,9 +264,14 @@ def test_ddpm_and_ddim_match_the_papers_vp_updates(bed2d, name, options, rule, e
     torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize(("name", "options", "deterministic"), [
-    ("ddim", {"eta": 0.0}, "euler"), ("edm", {"s_churn": 0.0}, "heun"),
-    ("edm", {"s_churn": 0.0, "s_noise": 1.5}, "heun")])
+@pytest.mark.parametrize(
+    ("name", "options", "deterministic"),
+    [
+        ("ddim", {"eta": 0.0}, "euler"),
+        ("edm", {"s_churn": 0.0}, "heun"),
+        ("edm", {"s_churn": 0.0, "s_noise": 1.5}, "heun"),
+    ],
+)
 def test_noise_free_ddim_and_edm_are_euler_and_heun(bed2d, name, options, deterministic):
     """DDIM with η = 0 is the Euler step of the PF-ODE (Song et al. 2021, eq. 13; Karras et al. 2022, §3) and
     EDM's stochastic sampler with S_churn = 0 adds no noise (γ_i = 0, Algorithm 2) and is Heun: equal bit for bit
@@ -291,7 +337,8 @@ def test_samplers_converge_in_distribution_with_the_exact_denoiser(bed1d, name, 
     DDIM(η=0.5), PC ≈ −1; dpmpp_2m_sde ≈ −1.9; the Heun-based EDM and Restart −2 … −1.2 (unstable below 16 NFE)."""
     n = 20000
     x = bed1d.sample(n, generator=torch.Generator().manual_seed(9)) + 20.0 * torch.randn(
-        n, 1, generator=torch.Generator().manual_seed(0), dtype=F64)
+        n, 1, generator=torch.Generator().manual_seed(0), dtype=F64
+    )
     errors = []
     for budget in budgets:
         sigmas = steps.karras(solvers.spec(name).steps_for_nfe(budget), 0.01, 20.0)
@@ -310,7 +357,8 @@ def test_restarts_contract_accumulated_error(bed1d):
     (measured with 10 000 samples: 0.65, 0.082, 0.022 for K = 0, 1, 3; floor ≈ 0.01)."""
     n = 10000
     x = bed1d.sample(n, generator=torch.Generator().manual_seed(4)) + 3.0 * torch.randn(
-        n, 1, generator=torch.Generator().manual_seed(5), dtype=F64)
+        n, 1, generator=torch.Generator().manual_seed(5), dtype=F64
+    )
     sigmas = torch.tensor([3.0, 0.1, 0.0], dtype=F64)
     errors = []
     for k in (0, 1, 3):
@@ -328,12 +376,23 @@ def test_restart_plan_and_nfe(bed2d):
     assert plan[0].sigma_hi == 80.0  # capped at the span's top; K = 0 dropped
     for solver in ("heun", "dpmpp_2m"):
         bed2d.reset_counter()
-        diffsample.sample(bed2d, 80.0 * torch.ones(2, 2, dtype=F64), sigmas, "restart", noise=noise.seeded(0),
-                          intervals=[(0.06, 0.3, 2, 3)], ode=solver)
+        diffsample.sample(
+            bed2d,
+            80.0 * torch.ones(2, 2, dtype=F64),
+            sigmas,
+            "restart",
+            noise=noise.seeded(0),
+            intervals=[(0.06, 0.3, 2, 3)],
+            ode=solver,
+        )
         assert bed2d.nfe == restart_nfe(sigmas, [(0.06, 0.3, 2, 3)], ode=solver)
     x = 80.0 * torch.randn(8, 2, generator=torch.Generator().manual_seed(6), dtype=F64)
-    torch.testing.assert_close(diffsample.sample(bed2d, x, sigmas, "restart", intervals=()),
-                               diffsample.sample(bed2d, x, sigmas, "heun"), rtol=0, atol=0)
+    torch.testing.assert_close(
+        diffsample.sample(bed2d, x, sigmas, "restart", intervals=()),
+        diffsample.sample(bed2d, x, sigmas, "heun"),
+        rtol=0,
+        atol=0,
+    )
     for bad in ([(0.3, 0.06, 1, 1)], [(0.06, 0.3, -1, 1)], [(0.06, 0.3, 1, 0)], [(0.06, 0.3)]):
         with pytest.raises(DiffsampleError):
             restart_plan(sigmas, bad)
@@ -385,8 +444,9 @@ def test_per_sample_step_ratio_is_f_distributed_with_an_infinite_mean_in_two_dim
     auto = langevin_step_size(-x / v, z, sigma, snr, "auto")
     assert torch.equal(auto, torch.full((n,), 2 * snr * snr * sigma * sigma, dtype=F64))
     x64, z64 = torch.randn(8, 64, generator=gen, dtype=F64), torch.randn(8, 64, generator=gen, dtype=F64)
-    assert torch.equal(langevin_step_size(-x64, z64, sigma, snr, "auto"), langevin_step_size(-x64, z64, sigma, snr,
-                                                                                             "sample"))
+    assert torch.equal(
+        langevin_step_size(-x64, z64, sigma, snr, "auto"), langevin_step_size(-x64, z64, sigma, snr, "sample")
+    )
     with pytest.raises(DiffsampleError, match="step_rule"):
         langevin_step_size(-x64, z64, sigma, snr, "nope")
 
@@ -396,13 +456,18 @@ def test_pc_per_sample_rule_throws_2d_samples_away_and_the_default_does_not():
     per-sample rule does not (measured E|x|² ≈ 12.6 with 1024 samples: some steps are huge)."""
     bed, z = ring2d(), torch.randn(1024, 2, generator=torch.Generator().manual_seed(5), dtype=F64)
     sigmas = steps.karras(40, 0.5, 80.0, append_zero=False)
-    moments = {rule: float(diffsample.sample(bed, 80.0 * z, sigmas, "pc", noise=FastNoise(3), step_rule=rule)
-                           .square().sum(1).mean()) for rule in ("auto", "sample")}
+    moments = {
+        rule: float(
+            diffsample.sample(bed, 80.0 * z, sigmas, "pc", noise=FastNoise(3), step_rule=rule).square().sum(1).mean()
+        )
+        for rule in ("auto", "sample")
+    }
     assert moments["auto"] == pytest.approx(1.505, abs=0.15) and moments["sample"] > 3.0, moments
 
 
-@pytest.mark.parametrize(("bed_name", "n_samples"), [("ring2d", 8000),
-                                                     pytest.param("mixture64", 1500, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    ("bed_name", "n_samples"), [("ring2d", 8000), pytest.param("mixture64", 1500, marks=pytest.mark.slow)]
+)
 def test_pc_corrector_improves_the_distribution_on_exact_beds(bed_name, n_samples):
     """Euler on 8 Karras steps, with and without 4 Langevin corrections per level (default ``"auto"`` rule:
     ``ε = 2 snr² σ²`` on the 2-D ring, the paper's per-sample rule on the 64-D mixture): the corrections pull
@@ -411,8 +476,12 @@ def test_pc_corrector_improves_the_distribution_on_exact_beds(bed_name, n_sample
     bed = get_bed(bed_name)
     z = torch.randn(n_samples, bed.dim, generator=torch.Generator().manual_seed(1), dtype=F64)
     sigmas = steps.karras(8, 0.002, 80.0)
-    sw = [sliced_wasserstein_to_truth(bed, diffsample.sample(bed, 80.0 * z, sigmas, "pc", noise=noise.seeded(4),
-                                                             corrector_steps=c), p=1.0) for c in (0, 4)]
+    sw = [
+        sliced_wasserstein_to_truth(
+            bed, diffsample.sample(bed, 80.0 * z, sigmas, "pc", noise=noise.seeded(4), corrector_steps=c), p=1.0
+        )
+        for c in (0, 4)
+    ]
     assert sw[1] < 0.8 * sw[0], sw
 
 
@@ -472,8 +541,10 @@ def test_brownian_noise_makes_sde_results_stable_under_refinement(bed2d):
     z = torch.randn(200, 2, generator=torch.Generator().manual_seed(1), dtype=F64)
     runs = {}
     for label, make in (("tree", lambda: brownian(5)), ("fresh", lambda: noise.seeded(5))):
-        runs[label] = [diffsample.sample(bed2d, 80.0 * z, steps.karras(n, 0.002, 80.0), "dpmpp_2m_sde", noise=make())
-                       for n in (20, 40)]
+        runs[label] = [
+            diffsample.sample(bed2d, 80.0 * z, steps.karras(n, 0.002, 80.0), "dpmpp_2m_sde", noise=make())
+            for n in (20, 40)
+        ]
     gap = {k: float((a - b).square().sum(1).mean().sqrt()) for k, (a, b) in runs.items()}
     assert gap["tree"] < 0.4 * gap["fresh"], gap
 
@@ -509,8 +580,16 @@ def test_stochastic_samplers_on_a_rectified_flow_span():
     den = ModelDenoiser(velocity, RectifiedFlow(), "flow")
     sigmas = steps.karras(40, 0.002, 1000.0)
     z = torch.randn(1500, 2, generator=torch.Generator().manual_seed(2))
-    for name, options in (("euler_ancestral", {}), ("ddpm", {}), ("ddim", {"eta": 1.0}), ("dpmpp_2m_sde", {}),
-                          ("dpmpp_3m_sde", {}), ("edm", {}), ("restart", {}), ("pc", {})):
+    for name, options in (
+        ("euler_ancestral", {}),
+        ("ddpm", {}),
+        ("ddim", {"eta": 1.0}),
+        ("dpmpp_2m_sde", {}),
+        ("dpmpp_3m_sde", {}),
+        ("edm", {}),
+        ("restart", {}),
+        ("pc", {}),
+    ):
         out = diffsample.sample(den, 1000.0 * z, sigmas, name, noise=FastNoise(6), **options)
         assert out.dtype == torch.float32 and torch.isfinite(out).all(), name
         assert sliced_wasserstein_to_truth(bed, out, p=1.0) < 0.045, name
@@ -527,20 +606,24 @@ def _k_sampling():
     return peers.load_k_sampling()
 
 
-@pytest.mark.parametrize(("ours", "theirs", "options", "k_options"), [
-    ("euler_ancestral", "euler_ancestral", {}, {}),
-    ("euler_ancestral", "euler_ancestral", {"eta": 0.5, "s_noise": 0.8}, {"eta": 0.5, "s_noise": 0.8}),
-    ("ddpm", "euler_ancestral", {}, {"eta": 1.0}),
-    ("dpmpp_2m_sde", "dpmpp_2m_sde", {}, {}),
-    ("dpmpp_2m_sde", "dpmpp_2m_sde", {"eta": 0.6, "solver_type": "heun"}, {"eta": 0.6, "solver_type": "heun"}),
-])
+@pytest.mark.parametrize(
+    ("ours", "theirs", "options", "k_options"),
+    [
+        ("euler_ancestral", "euler_ancestral", {}, {}),
+        ("euler_ancestral", "euler_ancestral", {"eta": 0.5, "s_noise": 0.8}, {"eta": 0.5, "s_noise": 0.8}),
+        ("ddpm", "euler_ancestral", {}, {"eta": 1.0}),
+        ("dpmpp_2m_sde", "dpmpp_2m_sde", {}, {}),
+        ("dpmpp_2m_sde", "dpmpp_2m_sde", {"eta": 0.6, "solver_type": "heun"}, {"eta": 0.6, "solver_type": "heun"}),
+    ],
+)
 def test_matches_k_diffusion_on_the_same_noise(bed2d, ours, theirs, options, k_options):
     ks = _k_sampling()
     sigmas = steps.karras(10, 0.002, 80.0)
     x = 80.0 * torch.randn(16, 2, generator=torch.Generator().manual_seed(3), dtype=F64)
     ref_tree, our_tree = brownian(8), brownian(8)
-    k_out = getattr(ks, f"sample_{theirs}")(bed2d, x.clone(), sigmas, disable=True,
-                                             noise_sampler=lambda s, t: ref_tree(x, float(s), float(t)), **k_options)
+    k_out = getattr(ks, f"sample_{theirs}")(
+        bed2d, x.clone(), sigmas, disable=True, noise_sampler=lambda s, t: ref_tree(x, float(s), float(t)), **k_options
+    )
     out = diffsample.sample(bed2d, x, sigmas, ours, noise=our_tree, **options)
     torch.testing.assert_close(out, k_out, rtol=1e-9, atol=1e-9)
 
@@ -552,10 +635,12 @@ def test_edm_matches_k_diffusion_heun_with_churn(bed2d):
     torch.manual_seed(1234)
     draws = [torch.randn_like(x) for _ in range(8)]
     torch.manual_seed(1234)  # k-diffusion draws torch.randn_like(x) once per step from the global RNG
-    k_out = ks.sample_heun(bed2d, x.clone(), sigmas, disable=True, s_churn=5.0, s_tmin=0.0, s_tmax=float("inf"),
-                           s_noise=1.003)
-    out = diffsample.sample(bed2d, x, sigmas, "edm", noise=Replay(draws), s_churn=5.0, s_tmin=0.0,
-                            s_tmax=float("inf"), s_noise=1.003)
+    k_out = ks.sample_heun(
+        bed2d, x.clone(), sigmas, disable=True, s_churn=5.0, s_tmin=0.0, s_tmax=float("inf"), s_noise=1.003
+    )
+    out = diffsample.sample(
+        bed2d, x, sigmas, "edm", noise=Replay(draws), s_churn=5.0, s_tmin=0.0, s_tmax=float("inf"), s_noise=1.003
+    )
     torch.testing.assert_close(out, k_out, rtol=1e-9, atol=1e-9)
 
 
@@ -568,8 +653,10 @@ def test_convergence_slope_fit_recovers_a_known_power_law():
     from benchmarks.stochastic_bench import ConvergenceRow, convergence_slopes, format_convergence_table
 
     rows = [ConvergenceRow("ring2d", "m", b, b, b, 0.01 + 3.0 * b**-1.5, 0.01, 0.0001) for b in (8, 16, 32, 64)]
-    rows += [ConvergenceRow("ring2d", "m", 4000, 4000, 4000, 0.0101, 0.01, 0.0001),  # at the floor
-             ConvergenceRow("ring2d", "m", 3, 1, 1, 5.0, 0.01, 0.0001)]  # a one-step fallback
+    rows += [
+        ConvergenceRow("ring2d", "m", 4000, 4000, 4000, 0.0101, 0.01, 0.0001),  # at the floor
+        ConvergenceRow("ring2d", "m", 3, 1, 1, 5.0, 0.01, 0.0001),
+    ]  # a one-step fallback
     assert convergence_slopes(rows)[("ring2d", "m")] == pytest.approx(-1.5, abs=1e-12)
     assert "-1.50 (4 pts)" in format_convergence_table(rows)
 

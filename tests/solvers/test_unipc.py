@@ -57,19 +57,34 @@ def start() -> torch.Tensor:
 # (predict, order, corrector, variant, expected slope). UniPC-3 without the corrector starts with an
 # Euler step whose O(h²) local error caps the global order at 2 (module docstring, "Order planning").
 GAUSSIAN_CASES = [
-    ("data", 1, False, "bh2", 1.0), ("data", 1, True, "bh2", 2.0), ("data", 1, True, "bh1", 2.0),
-    ("data", 2, False, "bh2", 2.0), ("data", 2, False, "bh1", 2.0), ("data", 2, True, "bh2", 3.0),
-    ("data", 3, True, "bh2", 4.0), ("data", 3, False, "bh2", 2.0),
-    ("noise", 1, False, "bh2", 1.0), ("noise", 1, True, "bh2", 2.0), ("noise", 2, False, "bh2", 2.0),
-    ("noise", 2, True, "bh2", 3.0), ("noise", 2, True, "bh1", 3.0),
+    ("data", 1, False, "bh2", 1.0),
+    ("data", 1, True, "bh2", 2.0),
+    ("data", 1, True, "bh1", 2.0),
+    ("data", 2, False, "bh2", 2.0),
+    ("data", 2, False, "bh1", 2.0),
+    ("data", 2, True, "bh2", 3.0),
+    ("data", 3, True, "bh2", 4.0),
+    ("data", 3, False, "bh2", 2.0),
+    ("noise", 1, False, "bh2", 1.0),
+    ("noise", 1, True, "bh2", 2.0),
+    ("noise", 2, False, "bh2", 2.0),
+    ("noise", 2, True, "bh2", 3.0),
+    ("noise", 2, True, "bh1", 3.0),
 ]
 
 
 @pytest.mark.parametrize("predict, order, corrector, variant, expected", GAUSSIAN_CASES)
 def test_convergence_order_on_a_gaussian(start, predict, order, corrector, variant, expected):
     ns = [64, 128, 256]
-    errors = [rmse(unipc(gaussian(), start.clone(), span(n), order=order, corrector=corrector, variant=variant,
-                         predict=predict), gaussian_flow(start, SIGMA_MAX, SIGMA_MIN)) for n in ns]
+    errors = [
+        rmse(
+            unipc(
+                gaussian(), start.clone(), span(n), order=order, corrector=corrector, variant=variant, predict=predict
+            ),
+            gaussian_flow(start, SIGMA_MAX, SIGMA_MIN),
+        )
+        for n in ns
+    ]
     assert abs(slope(ns, errors) - expected) < 0.3, (errors, slope(ns, errors))
 
 
@@ -84,11 +99,16 @@ def mixture():
     return bed, x, reference_solution(bed, x, SIGMA_MAX, SIGMA_MIN, cache=False)
 
 
-@pytest.mark.parametrize("order, corrector, expected, ns", [
-    (1, False, 1.0, [16, 23, 32, 45]), (1, True, 2.0, [16, 23, 32, 45]),
-    (2, False, 2.0, [16, 23, 32, 45]), (2, True, 3.0, [16, 23, 32, 45]),
-    (3, True, 4.0, [45, 64, 90, 128]),
-])
+@pytest.mark.parametrize(
+    "order, corrector, expected, ns",
+    [
+        (1, False, 1.0, [16, 23, 32, 45]),
+        (1, True, 2.0, [16, 23, 32, 45]),
+        (2, False, 2.0, [16, 23, 32, 45]),
+        (2, True, 3.0, [16, 23, 32, 45]),
+        (3, True, 4.0, [45, 64, 90, 128]),
+    ],
+)
 def test_convergence_order_on_a_mixture(mixture, order, corrector, expected, ns):
     bed, x, ref = mixture
     errors = [rmse(unipc(bed, x.clone(), span(n), order=order, corrector=corrector), ref) for n in ns]
@@ -109,7 +129,7 @@ def test_unic_raises_ddim_from_first_to_second_order(mixture):
             if i == n - 1:
                 return y_pred
             d_next = bed(y_pred, sig(x, s[i + 1]))
-            y, d = unic_correct(y, [d], s[i:i + 1], d_next, s[i + 1]), d_next
+            y, d = unic_correct(y, [d], s[i : i + 1], d_next, s[i + 1]), d_next
         raise AssertionError("unreachable")
 
     runs = {
@@ -153,9 +173,18 @@ def _diffusers_unipc(bed, x, n, order, variant, predict_x0, lower_order_final, f
     from diffusers import UniPCMultistepScheduler
 
     sch = UniPCMultistepScheduler(
-        num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-        prediction_type="sample", solver_order=order, solver_type=variant, predict_x0=predict_x0,
-        lower_order_final=lower_order_final, final_sigmas_type=final, disable_corrector=list(disable))
+        num_train_timesteps=1000,
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        prediction_type="sample",
+        solver_order=order,
+        solver_type=variant,
+        predict_x0=predict_x0,
+        lower_order_final=lower_order_final,
+        final_sigmas_type=final,
+        disable_corrector=list(disable),
+    )
     sch.set_timesteps(n)
     sig = sch.sigmas.to(F64)
     xt = x / (1 + sig[0] ** 2).sqrt()
@@ -204,8 +233,12 @@ def two_bumps(dtype: torch.dtype) -> Denoiser:
     return FunctionDenoiser(fn)
 
 
-FINITE_CASES = [{}, {"variant": "bh1"}, {"variant": "bh1", "order": 3, "lower_order_final": False},
-                {"predict": "noise", "order": 3}]
+FINITE_CASES = [
+    {},
+    {"variant": "bh1"},
+    {"variant": "bh1", "order": 3, "lower_order_final": False},
+    {"predict": "noise", "order": 3},
+]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
@@ -271,8 +304,7 @@ def test_unip2_bh2_is_dpm_solver_pp_2m():
 
 def test_bad_options_are_rejected():
     x, sigmas = torch.zeros(1, 3, dtype=F64), span(4)
-    for kw in ({"order": 0}, {"order": 4}, {"order": 1.5}, {"variant": "bh3"}, {"predict": "v"},
-               {"predictor": "heun"}):
+    for kw in ({"order": 0}, {"order": 4}, {"order": 1.5}, {"variant": "bh3"}, {"predict": "v"}, {"predictor": "heun"}):
         with pytest.raises(DiffsampleError):
             unipc(gaussian(), x, sigmas, **kw)
     d = torch.zeros(1, 3, dtype=F64)

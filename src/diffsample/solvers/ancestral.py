@@ -64,8 +64,14 @@ def ancestral_split(sigma: float, sigma_next: float, eta: float = 1.0) -> tuple[
     return sigma_next * math.sqrt(max(1.0 - eta * eta + (eta * ratio) ** 2, 0.0)), up
 
 
-def _posterior_walk(denoiser: Denoiser, x: torch.Tensor, s: list[float], noise: NoiseSource | None, callback: Callback,
-                    step: Callable[[float, float], tuple[float, float]]) -> torch.Tensor:
+def _posterior_walk(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    s: list[float],
+    noise: NoiseSource | None,
+    callback: Callback,
+    step: Callable[[float, float], tuple[float, float]],
+) -> torch.Tensor:
     """``x' = D + keep·(x − D) + up·z`` on every step with ``(keep, up) = step(σ, σ')``; the step into 0 is ``D``."""
     for i in range(len(s) - 1):
         sigma, sigma_next = s[i], s[i + 1]
@@ -81,9 +87,16 @@ def _posterior_walk(denoiser: Denoiser, x: torch.Tensor, s: list[float], noise: 
     return x
 
 
-def _ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, noise: NoiseSource | None,
-               callback: Callback, eta: float,
-               s_noise: float, name: str) -> torch.Tensor:
+def _ancestral(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    noise: NoiseSource | None,
+    callback: Callback,
+    eta: float,
+    s_noise: float,
+    name: str,
+) -> torch.Tensor:
     """``x' = D + (σ_down/σ)(x − D) + s_noise·σ_up·z`` on every step (module docstring)."""
     eta, s_noise = check_nonnegative(eta, "eta"), check_nonnegative(s_noise, "s_noise")
     s = sigma_list(sigmas)
@@ -98,8 +111,15 @@ def _ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, noise:
 
 
 @register("ddpm", order=1, stochastic=True)
-def ddpm(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-         callback: Callback = None, variance: str = "small") -> torch.Tensor:
+def ddpm(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    variance: str = "small",
+) -> torch.Tensor:
     """DDPM ancestral sampling (Ho et al. 2020) as the σ-space posterior step ``q(x_σ' | x_σ, x0 = D)``.
 
     Args:
@@ -116,15 +136,23 @@ def ddpm(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: No
         ratio = sigma_next / sigma
         if variance == "small":
             return ratio * ratio, ratio * math.sqrt((sigma - sigma_next) * (sigma + sigma_next))
-        return ratio * ratio, math.sqrt((sigma - sigma_next) * (sigma + sigma_next) * (1 + sigma_next**2)
-                                        / (1 + sigma**2))
+        return ratio * ratio, math.sqrt(
+            (sigma - sigma_next) * (sigma + sigma_next) * (1 + sigma_next**2) / (1 + sigma**2)
+        )
 
     return _posterior_walk(denoiser, x, s, noise, callback, step)
 
 
 @register("ddim", order=1, stochastic=True)
-def ddim(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-         callback: Callback = None, eta: float = 0.0) -> torch.Tensor:
+def ddim(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    eta: float = 0.0,
+) -> torch.Tensor:
     """DDIM (Song et al. 2021, eqs. 12 and 16) in σ-space: η = 0 deterministic (= Euler), η = 1 DDPM.
 
     Args:
@@ -135,8 +163,16 @@ def ddim(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: No
 
 
 @register("euler_ancestral", order=1, stochastic=True)
-def euler_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-                    callback: Callback = None, eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
+def euler_ancestral(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    eta: float = 1.0,
+    s_noise: float = 1.0,
+) -> torch.Tensor:
     """Euler ancestral (k-diffusion's ``sample_euler_ancestral``): Euler to σ_down, then noise σ_up.
 
     Args:

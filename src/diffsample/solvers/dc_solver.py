@@ -95,8 +95,10 @@ def check_ratios(ratios: Iterable[float] | None, n_steps: int, dc_order: int) ->
         if isinstance(r, bool) or not isinstance(r, int | float) or not math.isfinite(r):
             raise DiffsampleError(f"dc_solver: ratios[{i}] must be a finite number, got {r!r}")
         if i < dc_order and r != 1.0:
-            raise DiffsampleError(f"dc_solver: step {i} has only {i} earlier model values, dynamic compensation of "
-                                  f"order {dc_order} needs {dc_order}; ratios[{i}] must be 1.0, got {r!r}")
+            raise DiffsampleError(
+                f"dc_solver: step {i} has only {i} earlier model values, dynamic compensation of "
+                f"order {dc_order} needs {dc_order}; ratios[{i}] must be 1.0, got {r!r}"
+            )
         out.append(float(r))
     return out
 
@@ -127,9 +129,19 @@ class DCWalk:
     walk's fixed plan (levels and coefficients), never tensors, so it may be reused.
     """
 
-    def __init__(self, sigmas: torch.Tensor, *, order: int = 2, variant: str = "bh2", predict: str = "data",
-                 predictor: str = "unip", corrector: bool = True, lower_order_final: bool = True,
-                 disable_corrector: Iterable[int] = (), dc_order: int = 2) -> None:
+    def __init__(
+        self,
+        sigmas: torch.Tensor,
+        *,
+        order: int = 2,
+        variant: str = "bh2",
+        predict: str = "data",
+        predictor: str = "unip",
+        corrector: bool = True,
+        lower_order_final: bool = True,
+        disable_corrector: Iterable[int] = (),
+        dc_order: int = 2,
+    ) -> None:
         check_choice("unipc", "variant", variant, VARIANTS)
         check_choice("unipc", "predict", predict, PREDICTIONS)
         check_choice("unipc", "predictor", predictor, PREDICTORS)
@@ -142,8 +154,15 @@ class DCWalk:
         self.depth = int(order) - 1
         self.dc_order = int(dc_order)
         self.plan: list[tuple[Update, Update | None]] = unified_plan(
-            self.s, int(order), variant, self.noise, predictor, bool(corrector), bool(lower_order_final),
-            frozenset(int(i) for i in disable_corrector))
+            self.s,
+            int(order),
+            variant,
+            self.noise,
+            predictor,
+            bool(corrector),
+            bool(lower_order_final),
+            frozenset(int(i) for i in disable_corrector),
+        )
 
     @property
     def n_steps(self) -> int:
@@ -166,8 +185,9 @@ class DCWalk:
             out = out + fj * wj
         return out
 
-    def step(self, denoiser: Denoiser, state: DCState, ratio: float | torch.Tensor = 1.0,
-             callback: Callback = None) -> DCState | torch.Tensor:
+    def step(
+        self, denoiser: Denoiser, state: DCState, ratio: float | torch.Tensor = 1.0, callback: Callback = None
+    ) -> DCState | torch.Tensor:
         """Step ``state.i`` with compensation ratio ``ratio``: the next state, or the result after the last step."""
         f = self.compensated(state, ratio)
         out = unified_step(denoiser, self.s, self.plan, self.noise, self.depth, UnifiedState(*state[:6]), f, callback)
@@ -178,11 +198,23 @@ class DCWalk:
 
 
 @register("dc_solver", order=3)
-def dc_solver(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-              callback: Callback = None,
-              ratios: Sequence[float] | None = None, dc_order: int = 2, order: int = 2, variant: str = "bh2",
-              predict: str = "data", predictor: str = "unip", corrector: bool = True,
-              lower_order_final: bool = True, disable_corrector: Iterable[int] = ()) -> torch.Tensor:
+def dc_solver(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    ratios: Sequence[float] | None = None,
+    dc_order: int = 2,
+    order: int = 2,
+    variant: str = "bh2",
+    predict: str = "data",
+    predictor: str = "unip",
+    corrector: bool = True,
+    lower_order_final: bool = True,
+    disable_corrector: Iterable[int] = (),
+) -> torch.Tensor:
     """DC-Solver (Zhao et al. 2024): UniPC whose reused model value is re-interpolated at a searched time.
 
     Args:
@@ -196,8 +228,17 @@ def dc_solver(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, nois
 
     The callback sees each model evaluation, as UniPC's does (``denoised`` uncompensated).
     """
-    walk = DCWalk(sigmas, order=order, variant=variant, predict=predict, predictor=predictor, corrector=corrector,
-                  lower_order_final=lower_order_final, disable_corrector=disable_corrector, dc_order=dc_order)
+    walk = DCWalk(
+        sigmas,
+        order=order,
+        variant=variant,
+        predict=predict,
+        predictor=predictor,
+        corrector=corrector,
+        lower_order_final=lower_order_final,
+        disable_corrector=disable_corrector,
+        dc_order=dc_order,
+    )
     rho = check_ratios(ratios, walk.n_steps, walk.dc_order)
     state: DCState | torch.Tensor = walk.start(denoiser, x)
     for r in rho:

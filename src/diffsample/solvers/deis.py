@@ -93,8 +93,9 @@ def _time_values(t_of_sigma: TimeMap, sigma: np.ndarray) -> np.ndarray:
     """``t_of_sigma`` at the float64 σ array ``sigma``, checked to be finite and of the same shape."""
     t = np.asarray(torch.as_tensor(t_of_sigma(torch.from_numpy(sigma)), dtype=torch.float64), dtype=np.float64)
     if t.shape != sigma.shape:
-        raise DiffsampleError(f"deis: t_of_sigma must return times of the same shape as its σ tensor "
-                              f"{sigma.shape}, got shape {t.shape}")
+        raise DiffsampleError(
+            f"deis: t_of_sigma must return times of the same shape as its σ tensor {sigma.shape}, got shape {t.shape}"
+        )
     if not np.isfinite(t).all():
         raise DiffsampleError("deis: t_of_sigma must return finite times for all σ > 0 of the walk")
     return t
@@ -121,7 +122,7 @@ def tab_coefficients(sigmas: torch.Tensor, t_of_sigma: TimeMap | None = None) ->
         t_nodes, t_points = np.log(lo), np.where(into_zero[:, None], np.nan, abscissae)
     else:
         flat = _time_values(t_of_sigma, np.concatenate([lo, points.ravel()]))
-        t_nodes, t_points = flat[:len(lo)], flat[len(lo):].reshape(points.shape)
+        t_nodes, t_points = flat[: len(lo)], flat[len(lo) :].reshape(points.shape)
         if len(t_nodes) > 1 and not (np.all(np.diff(t_nodes) > 0) or np.all(np.diff(t_nodes) < 0)):
             raise DiffsampleError("deis: t_of_sigma must be strictly monotone on the sigmas (distinct times)")
 
@@ -140,9 +141,18 @@ def tab_coefficients(sigmas: torch.Tensor, t_of_sigma: TimeMap | None = None) ->
 
 
 @register("deis", order=3)
-def deis(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-         callback: Callback = None, order: int = 3,
-         variant: str = "tab", t_of_sigma: TimeMap | None = None, lower_order_final: bool = True) -> torch.Tensor:
+def deis(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    order: int = 3,
+    variant: str = "tab",
+    t_of_sigma: TimeMap | None = None,
+    lower_order_final: bool = True,
+) -> torch.Tensor:
     """DEIS (Zhang & Chen 2023): multistep exponential integrator on ε̂, tAB in t (default log σ) or ρAB.
 
     Args:

@@ -84,9 +84,21 @@ from ._kernel.threshold import Threshold, threshold_option, thresholded_denoise
 from .registry import register
 
 __all__ = [
-    "dpm_solver_1", "dpm_solver_2s", "dpm_solver_3s", "dpm_solver_2m", "dpm_solver_3m", "dpm_fast",
-    "dpm_adaptive", "dpmpp_2s", "dpmpp_2m", "dpmpp_3m", "dynamic_threshold", "threshold_option",
-    "thresholded_denoise", "fast_orders", "planned_orders",
+    "dpm_solver_1",
+    "dpm_solver_2s",
+    "dpm_solver_3s",
+    "dpm_solver_2m",
+    "dpm_solver_3m",
+    "dpm_fast",
+    "dpm_adaptive",
+    "dpmpp_2s",
+    "dpmpp_2m",
+    "dpmpp_3m",
+    "dynamic_threshold",
+    "threshold_option",
+    "thresholded_denoise",
+    "fast_orders",
+    "planned_orders",
 ]
 
 #: ``model(x, σ) -> m``: the model output (ε̂ or x̂0) a solver integrates.
@@ -102,9 +114,16 @@ def _model_fn(denoiser: Denoiser, data: bool, threshold: Threshold) -> ModelFn:
     return lambda x, sigma: _output(x, thresholded_denoise(denoiser, x, sigma, threshold), sigma, data)
 
 
-def _multistep(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, order: int, data: bool,
-               lower_order_final: bool,
-               callback: Callback, threshold: Threshold = None) -> torch.Tensor:
+def _multistep(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    order: int,
+    data: bool,
+    lower_order_final: bool,
+    callback: Callback,
+    threshold: Threshold = None,
+) -> torch.Tensor:
     """Walk ``sigmas`` with the order-``order`` multistep method: one model call per step."""
     s = sigma_list(sigmas)
     orders = planned_orders(s, order, lower_order_final)
@@ -120,14 +139,22 @@ def _multistep(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, order:
         outputs.insert(0, _output(x, denoised, sigma, data))
         del outputs[order:]
         h = math.log(sigma / sigma_next)
-        x = advance(x, mix(outputs[:k], multistep_coeffs(h, past[:k - 1], data)), sigma, sigma_next, data)
+        x = advance(x, mix(outputs[:k], multistep_coeffs(h, past[: k - 1], data)), sigma, sigma_next, data)
         past.insert(0, h)
-        del past[order - 1:]
+        del past[order - 1 :]
     return x
 
 
-def _single_step(model: ModelFn, x: torch.Tensor, m: torch.Tensor, sigma: float, sigma_next: float, order: int,
-                 data: bool, embedded: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _single_step(
+    model: ModelFn,
+    x: torch.Tensor,
+    m: torch.Tensor,
+    sigma: float,
+    sigma_next: float,
+    order: int,
+    data: bool,
+    embedded: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One singlestep DPM-Solver step of order 1–3 from ``(x, σ)`` with model output ``m`` at ``x`` (σ_next > 0).
 
     Makes ``order − 1`` model calls (at ``λ + h/2``, or at ``λ + h/3`` and ``λ + 2h/3``). With ``embedded``
@@ -154,14 +181,24 @@ def _single_step(model: ModelFn, x: torch.Tensor, m: torch.Tensor, sigma: float,
 
 def _singlestep_from(order: int, data: bool) -> Step:
     """A singlestep step of ``order`` from ``x`` at σ with its own call (the form :mod:`._kernel.stability` tests)."""
+
     def step(denoiser: Denoiser, x: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
         model = _model_fn(denoiser, data, None)
         return _single_step(model, x, model(x, sigma), sigma, sigma_next, order, data)[0]
+
     return step
 
 
-def _singlestep(solver: str, denoiser: Denoiser, x: torch.Tensor, s: Sequence[float], orders: Sequence[int], data: bool,
-                callback: Callback, threshold: Threshold = None) -> torch.Tensor:
+def _singlestep(
+    solver: str,
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    s: Sequence[float],
+    orders: Sequence[int],
+    data: bool,
+    callback: Callback,
+    threshold: Threshold = None,
+) -> torch.Tensor:
     """Walk the levels ``s`` (floats) with singlestep steps of the given ``orders``; first order into σ = 0.
     Warns once when a step is outside the method's stability region (:mod:`._kernel.stability`)."""
     warn_unstable(solver, ((i, s[i], s[i + 1], _singlestep_from(k, data)) for i, k in enumerate(orders)))
@@ -188,31 +225,56 @@ def _positive_end(sigmas: Sequence[float]) -> tuple[float, bool]:
 
 
 @register("dpm_solver_1", order=1)
-def dpm_solver_1(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-                 callback: Callback = None ) -> torch.Tensor:
+def dpm_solver_1(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+) -> torch.Tensor:
     """DPM-Solver-1 (Lu et al. 2022, eq. 3.7): ``x − (σ − σ') ε̂``, i.e. DDIM / Euler in σ; one call per step."""
     return _multistep(denoiser, x, sigmas, 1, False, False, callback)
 
 
 @register("dpm_solver_2s", order=2, evals_per_step=2, saves_last_eval=True)
-def dpm_solver_2s(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-                  callback: Callback = None ) -> torch.Tensor:
+def dpm_solver_2s(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+) -> torch.Tensor:
     """DPM-Solver-2 (Lu et al. 2022, Algorithm 1, r₁ = 1/2): singlestep, two calls per step, one into σ = 0."""
     s = sigma_list(sigmas)
     return _singlestep("dpm_solver_2s", denoiser, x, s, [2] * (len(s) - 1), False, callback)
 
 
 @register("dpm_solver_3s", order=3, evals_per_step=3, saves_last_eval=True)
-def dpm_solver_3s(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-                  callback: Callback = None ) -> torch.Tensor:
+def dpm_solver_3s(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+) -> torch.Tensor:
     """DPM-Solver-3 (Lu et al. 2022, Algorithm 2, r₁ = 1/3, r₂ = 2/3): singlestep, three calls a step, one into 0."""
     s = sigma_list(sigmas)
     return _singlestep("dpm_solver_3s", denoiser, x, s, [3] * (len(s) - 1), False, callback)
 
 
 @register("dpm_solver_2m", order=2)
-def dpm_solver_2m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-                  callback: Callback = None, lower_order_final: bool = True) -> torch.Tensor:
+def dpm_solver_2m(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    lower_order_final: bool = True,
+) -> torch.Tensor:
     """Multistep DPM-Solver-2 on ε̂ (Lu et al. 2022b, §4 with noise prediction): one call per step.
 
     Args:
@@ -222,8 +284,15 @@ def dpm_solver_2m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, 
 
 
 @register("dpm_solver_3m", order=3)
-def dpm_solver_3m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-                  callback: Callback = None, lower_order_final: bool = True) -> torch.Tensor:
+def dpm_solver_3m(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    lower_order_final: bool = True,
+) -> torch.Tensor:
     """Multistep DPM-Solver-3 on ε̂ (quadratic divided differences in λ, exact φ-weights): one call per step.
 
     Args:
@@ -244,8 +313,15 @@ def fast_orders(nfe: int) -> list[int]:
 
 
 @register("dpm_fast", order=3)
-def dpm_fast(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-             callback: Callback = None, nfe: int | None = None) -> torch.Tensor:
+def dpm_fast(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    nfe: int | None = None,
+) -> torch.Tensor:
     """DPM-Solver-fast (Lu et al. 2022, §3.4): a budget of calls split into log-SNR-uniform singlestep steps.
 
     Only the ends of ``sigmas`` are used: the walk spends ``nfe`` calls (default ``len(sigmas) − 1``,
@@ -276,11 +352,23 @@ def dpm_fast(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise
 
 
 @register("dpm_adaptive", order=3, evals_per_step=3, adaptive=True)
-def dpm_adaptive(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-                 callback: Callback = None,
-                 order: int = 3, rtol: float = 0.05, atol: float = 0.0078, h_init: float = 0.05,
-                 pcoeff: float = 0.0, icoeff: float = 1.0, dcoeff: float = 0.0, accept_safety: float = 0.81,
-                 info: dict | None = None) -> torch.Tensor:
+def dpm_adaptive(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    order: int = 3,
+    rtol: float = 0.05,
+    atol: float = 0.0078,
+    h_init: float = 0.05,
+    pcoeff: float = 0.0,
+    icoeff: float = 1.0,
+    dcoeff: float = 0.0,
+    accept_safety: float = 0.81,
+    info: dict | None = None,
+) -> torch.Tensor:
     """Adaptive DPM-Solver-12 / -23 (Lu et al. 2022, §4, Algorithm 4): error-controlled steps in λ.
 
     Only the ends of ``sigmas`` are used: the solver chooses its own steps from ``sigmas[0]`` to
@@ -334,7 +422,7 @@ def dpm_adaptive(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, n
         inv_err = 1.0 / (error + 1e-8)
         if n_accept + n_reject == 0:
             inv_err_1 = inv_err_2 = inv_err
-        factor = 1.0 + math.atan(inv_err ** b1 * inv_err_1 ** b2 * inv_err_2 ** b3 - 1.0)
+        factor = 1.0 + math.atan(inv_err**b1 * inv_err_1**b2 * inv_err_2**b3 - 1.0)
         if factor >= accept_safety:
             report(callback, n_accept, x, sigma, sigma_next, denoised)
             inv_err_1, inv_err_2 = inv_err, inv_err_1
@@ -360,9 +448,17 @@ def dpm_adaptive(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, n
 
 
 @register("dpmpp_2s", order=2, evals_per_step=2, saves_last_eval=True)
-def dpmpp_2s(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-             callback: Callback = None,
-             thresholding: bool = False, threshold_ratio: float = 0.995, max_value: float = 1.0) -> torch.Tensor:
+def dpmpp_2s(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    thresholding: bool = False,
+    threshold_ratio: float = 0.995,
+    max_value: float = 1.0,
+) -> torch.Tensor:
     """DPM-Solver++(2S) (Lu et al. 2022b, Algorithm 1, r = 1/2): singlestep on x̂0, two calls per step, one into 0.
 
     The deterministic form of k-diffusion's ``dpmpp_2s_ancestral``: a DDIM step to the λ-midpoint
@@ -377,10 +473,18 @@ def dpmpp_2s(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise
 
 
 @register("dpmpp_2m", order=2)
-def dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-             callback: Callback = None,
-             lower_order_final: bool = True, thresholding: bool = False, threshold_ratio: float = 0.995,
-             max_value: float = 1.0) -> torch.Tensor:
+def dpmpp_2m(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    lower_order_final: bool = True,
+    thresholding: bool = False,
+    threshold_ratio: float = 0.995,
+    max_value: float = 1.0,
+) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022b, Algorithm 2; k-diffusion's ``dpmpp_2m``): multistep on x̂0, one call per step.
 
     Args:
@@ -392,10 +496,18 @@ def dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise
 
 
 @register("dpmpp_3m", order=3)
-def dpmpp_3m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-             callback: Callback = None,
-             lower_order_final: bool = True, thresholding: bool = False, threshold_ratio: float = 0.995,
-             max_value: float = 1.0) -> torch.Tensor:
+def dpmpp_3m(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    lower_order_final: bool = True,
+    thresholding: bool = False,
+    threshold_ratio: float = 0.995,
+    max_value: float = 1.0,
+) -> torch.Tensor:
     """DPM-Solver++(3M): multistep on x̂0 with quadratic divided differences in λ, third order, one call per step.
 
     Args:

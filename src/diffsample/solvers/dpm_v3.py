@@ -141,8 +141,9 @@ class Quadrature:
 
     def _interp(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         v = np.asarray(values, dtype=np.float64).reshape(len(self._grid), -1)
-        return _lerp(self._grid, v, self.nodes.ravel()).reshape(*self.nodes.shape, -1), _lerp(self._grid, v,
-                                                                                                self.bounds)
+        return _lerp(self._grid, v, self.nodes.ravel()).reshape(*self.nodes.shape, -1), _lerp(
+            self._grid, v, self.bounds
+        )
 
     def index(self, lam: float) -> int:
         """The position of the cell boundary ``lam`` (one of the ``points``)."""
@@ -189,18 +190,25 @@ def _derivative_weights(offsets: np.ndarray, integrals: np.ndarray, pseudo: bool
         lam = np.concatenate([[0.0], offsets])
         for k in range(1, q + 1):
             for j in range(k + 1):
-                others = np.delete(lam[:k + 1], j)
+                others = np.delete(lam[: k + 1], j)
                 out[j] += integrals[k - 1] * math.factorial(k) / np.prod(lam[j] - others)
         return out
-    vander = np.stack([offsets ** k / math.factorial(k) for k in range(1, q + 1)], axis=1)  # (j, k)
+    vander = np.stack([offsets**k / math.factorial(k) for k in range(1, q + 1)], axis=1)  # (j, k)
     w = np.linalg.solve(vander.T, integrals)  # Σ_k I_k (R^{-1})_{kj}
     out[1:] = w
     out[0] = -w.sum(axis=0)
     return out
 
 
-def step_coefficients(stats: StatisticsLike, lam_s: float, lam_t: float, others: Sequence[float], *,
-                      pseudo: bool = False, solver_type: str = "taylor") -> Update:
+def step_coefficients(
+    stats: StatisticsLike,
+    lam_s: float,
+    lam_t: float,
+    others: Sequence[float],
+    *,
+    pseudo: bool = False,
+    solver_type: str = "taylor",
+) -> Update:
     """The update of one step ``λ_s → λ_t`` from ``g`` at ``λ_s`` and at ``others`` (earlier points, or ``λ_t``).
 
     Returns per-coordinate float64 arrays (shape of the statistics) for the formula of :class:`Update`,
@@ -222,7 +230,7 @@ def step_coefficients(stats: StatisticsLike, lam_s: float, lam_t: float, others:
         return at_bounds[i_t] - at_bounds[i_s]
 
     q = len(others)
-    integrals = np.stack([over_step(weight * u ** k / math.factorial(k)) for k in range(q + 1)])
+    integrals = np.stack([over_step(weight * u**k / math.factorial(k)) for k in range(q + 1)])
     if q == 1 and solver_type == "dpmsolver":
         integrals[1] = 0.5 * (lam_t - lam_s) * integrals[0]
     weights = _derivative_weights(np.asarray(others) - lam_s, integrals[1:], pseudo) if q else np.zeros((1, 1))
@@ -254,43 +262,54 @@ def check_statistics(stats: StatisticsLike, sample_shape: Sequence[int], sigma_h
     for name in ("l", "s", "b"):
         arr = np.asarray(getattr(stats, name))
         if arr.shape[:1] != lam.shape or not np.all(np.isfinite(arr)):
-            raise ShapeError(f"dpm_solver_v3: statistics.{name} must be finite with shape ({len(lam)}, *shape), "
-                             f"got {arr.shape}")
+            raise ShapeError(
+                f"dpm_solver_v3: statistics.{name} must be finite with shape ({len(lam)}, *shape), got {arr.shape}"
+            )
     shape = np.asarray(stats.l).shape[1:]
     try:
         ok = torch.broadcast_shapes(shape, tuple(sample_shape)) == tuple(sample_shape)
     except RuntimeError:
         ok = False
     if not ok or np.asarray(stats.s).shape[1:] != shape or np.asarray(stats.b).shape[1:] != shape:
-        raise ShapeError(f"dpm_solver_v3: statistics of per-sample shape {shape} do not fit samples of shape "
-                         f"{tuple(sample_shape)}")
+        raise ShapeError(
+            f"dpm_solver_v3: statistics of per-sample shape {shape} do not fit samples of shape {tuple(sample_shape)}"
+        )
     need_lo, need_hi = -math.log(sigma_hi), -math.log(sigma_lo)
     slack = _RANGE_SLACK * max(1.0, abs(lam[0]), abs(lam[-1]))
     if need_lo < lam[0] - slack or need_hi > lam[-1] + slack:
         raise SigmaError(
             f"dpm_solver_v3: the statistics cover sigma in [{math.exp(-lam[-1]):.6g}, {math.exp(-lam[0]):.6g}] but "
-            f"the walk visits [{sigma_lo:.6g}, {sigma_hi:.6g}]; compute statistics over the walk's range")
+            f"the walk visits [{sigma_lo:.6g}, {sigma_hi:.6g}]; compute statistics over the walk's range"
+        )
 
 
 def _clamp(lam: float, grid: np.ndarray) -> float:
     return min(max(lam, float(grid[0])), float(grid[-1]))
 
 
-def _plan(stats: StatisticsLike, lam: list[float], orders: list[int], pseudo: bool, corrector: bool,
-          solver_type: str) -> list[tuple[Update, Update | None]]:
+def _plan(
+    stats: StatisticsLike, lam: list[float], orders: list[int], pseudo: bool, corrector: bool, solver_type: str
+) -> list[tuple[Update, Update | None]]:
     """Per step into σ > 0: the predictor's update and the corrector's for the state it lands on (or None)."""
     n = len(orders)
     plan: list[tuple[Update, Update | None]] = []
     for i, p in enumerate(orders):
         if math.isinf(lam[i + 1]):
             break
-        pred = step_coefficients(stats, lam[i], lam[i + 1], [lam[i - m] for m in range(1, p)], pseudo=pseudo,
-                                 solver_type=solver_type)
+        pred = step_coefficients(
+            stats, lam[i], lam[i + 1], [lam[i - m] for m in range(1, p)], pseudo=pseudo, solver_type=solver_type
+        )
         corr = None
         later_call = i + 2 <= n and math.isfinite(lam[i + 2])  # a model call at σ_{i+1} that uses x
         if corrector and p >= 2 and later_call:
-            corr = step_coefficients(stats, lam[i], lam[i + 1], [lam[i + 1]] + [lam[i - m] for m in range(1, p - 1)],
-                                     pseudo=pseudo, solver_type=solver_type)
+            corr = step_coefficients(
+                stats,
+                lam[i],
+                lam[i + 1],
+                [lam[i + 1]] + [lam[i - m] for m in range(1, p - 1)],
+                pseudo=pseudo,
+                solver_type=solver_type,
+            )
         plan.append((pred, corr))
     return plan
 
@@ -306,15 +325,25 @@ def _apply(u: _Coeffs, x: torch.Tensor, fs: Sequence[torch.Tensor]) -> torch.Ten
 def _tensors(update: Update, like: torch.Tensor) -> _Coeffs:
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(a, dtype=like.dtype, device=like.device)
+
     return {"keep": t(update.keep), "on_f": [t(c) for c in update.on_f], "const": t(update.const)}
 
 
 @register("dpm_solver_v3", order=3)
-def dpm_solver_v3(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-                  callback: Callback = None,
-                  statistics: StatisticsLike | None = None, order: int = 3, pseudo: bool | None = None,
-                  corrector: bool | None = None, solver_type: str = "taylor", lower_order_final: bool = True
-                  ) -> torch.Tensor:
+def dpm_solver_v3(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    statistics: StatisticsLike | None = None,
+    order: int = 3,
+    pseudo: bool | None = None,
+    corrector: bool | None = None,
+    solver_type: str = "taylor",
+    lower_order_final: bool = True,
+) -> torch.Tensor:
     """DPM-Solver-v3 (Zheng et al. 2023): multistep predictor–corrector with empirical model statistics.
 
     One model call per step. Without ``statistics`` it is DPM-Solver++ multistep (``l = 1, s = b = 0``,
@@ -348,12 +377,25 @@ def dpm_solver_v3(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, 
     pseudo = n <= 5 if pseudo is None else bool(pseudo)
     corrector = n <= 6 if corrector is None else bool(corrector)
     orders = planned_orders(s, order, lower_order_final)  # DPM-Solver++'s plan (no statistics: its exact reduction)
-    plan = [(_tensors(p, x), None if c is None else _tensors(c, x))
-            for p, c in _plan(stats, lam, orders, pseudo, corrector, solver_type)]
-    one_minus_l = [torch.as_tensor(1.0 - _lerp(np.asarray(stats.lam, dtype=np.float64),
-                                               np.asarray(stats.l, dtype=np.float64).reshape(len(stats.lam), -1),
-                                               np.array([v])).reshape(np.asarray(stats.l).shape[1:]),
-                                   dtype=x.dtype, device=x.device) if math.isfinite(v) else None for v in lam]
+    plan = [
+        (_tensors(p, x), None if c is None else _tensors(c, x))
+        for p, c in _plan(stats, lam, orders, pseudo, corrector, solver_type)
+    ]
+    one_minus_l = [
+        torch.as_tensor(
+            1.0
+            - _lerp(
+                np.asarray(stats.lam, dtype=np.float64),
+                np.asarray(stats.l, dtype=np.float64).reshape(len(stats.lam), -1),
+                np.array([v]),
+            ).reshape(np.asarray(stats.l).shape[1:]),
+            dtype=x.dtype,
+            device=x.device,
+        )
+        if math.isfinite(v)
+        else None
+        for v in lam
+    ]
     fs: list[torch.Tensor] = []  # f at the last points, newest first
     pending: _Coeffs | None = None  # the corrector for the state just predicted
     x_start = x
@@ -365,10 +407,10 @@ def dpm_solver_v3(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, 
             return denoised
         f = torch.mul(x, one_minus_l[i]).sub_(denoised)
         if pending is not None:  # correct x at σ_i; f_i is kept (module docstring)
-            x = _apply(pending, x_start, [fs[0], f, *fs[1:]][:len(pending["on_f"])])
+            x = _apply(pending, x_start, [fs[0], f, *fs[1:]][: len(pending["on_f"])])
         fs.insert(0, f)
         del fs[order:]
         pred, pending = plan[i]
         x_start = x
-        x = _apply(pred, x, fs[:len(pred["on_f"])])
+        x = _apply(pred, x, fs[: len(pred["on_f"])])
     return x

@@ -28,9 +28,18 @@ __all__ = ["edm"]
 
 
 @register("edm", order=2, evals_per_step=2, saves_last_eval=True, stochastic=True)
-def edm(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-        callback: Callback = None,
-        s_churn: float = 40.0, s_tmin: float = 0.05, s_tmax: float = 50.0, s_noise: float = 1.003) -> torch.Tensor:
+def edm(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    s_churn: float = 40.0,
+    s_tmin: float = 0.05,
+    s_tmax: float = 50.0,
+    s_noise: float = 1.003,
+) -> torch.Tensor:
     """EDM's stochastic sampler (Karras et al. 2022, Algorithm 2): churn to σ̂ = (1 + γ)σ, then a Heun step.
 
     Args:
@@ -56,7 +65,8 @@ def edm(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: Noi
             x = x + (s_noise * math.sqrt(sigma_hat**2 - sigma**2)) * draw(noise, x, sigma, sigma_hat)
         denoised = denoiser(x, sigma_batch(x, sigma_hat))
         if callback is not None:
-            callback({"i": i, "x": x, "sigma": sigma, "sigma_hat": sigma_hat, "sigma_next": sigma_next,
-                      "denoised": denoised})
+            callback(
+                {"i": i, "x": x, "sigma": sigma, "sigma_hat": sigma_hat, "sigma_next": sigma_next, "denoised": denoised}
+            )
         x = heun_step(denoiser, x, denoised, sigma_hat, sigma_next)  # from σ̂ (Euler, = D, at σ' = 0)
     return x

@@ -23,8 +23,14 @@ from .registry import register
 
 
 @register("euler", order=1)
-def euler(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-          callback: Callback = None ) -> torch.Tensor:
+def euler(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+) -> torch.Tensor:
     """Euler / deterministic DDIM: first order, one model call per step."""
     s = sigma_list(sigmas)
     for i in range(len(s) - 1):
@@ -35,8 +41,14 @@ def euler(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: N
 
 
 @register("heun", order=2, evals_per_step=2, saves_last_eval=True)
-def heun(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-         callback: Callback = None) -> torch.Tensor:
+def heun(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+) -> torch.Tensor:
     """Heun (EDM Algorithm 1, deterministic): second order, two calls per step, one on the step to 0.
 
     Warns (:class:`~diffsample.errors.StabilityWarning`) when a step is outside Heun's stability region

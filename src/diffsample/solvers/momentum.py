@@ -140,8 +140,10 @@ def ghvb_coefficients(order: int, beta: float) -> tuple[float, ...]:
     beta_q = Fraction(check_beta(beta, "ghvb"))
     q = (1 - beta_q) / beta_q
     moments = [sum(_stirling2(j, k) * math.factorial(k) * q**k for k in range(j + 1)) for j in range(order)]
-    rows = [[(-1) ** m * sum(math.comb(m, j) * i ** (m - j) * moments[j] for j in range(m + 1)) for i in range(order)]
-            for m in range(order)]
+    rows = [
+        [(-1) ** m * sum(math.comb(m, j) * i ** (m - j) * moments[j] for j in range(m + 1)) for i in range(order)]
+        for m in range(order)
+    ]
     return tuple(float(c) for c in _solve(rows, [Fraction(1, m + 1) for m in range(order)]))
 
 
@@ -153,8 +155,16 @@ def _combine(history: list[torch.Tensor], weights: tuple[float, ...]) -> torch.T
     return out
 
 
-def _sigma_walk(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, order: int, beta: float, generalised: bool,
-                lower_order_final: bool, callback: Callback) -> torch.Tensor:
+def _sigma_walk(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    order: int,
+    beta: float,
+    generalised: bool,
+    lower_order_final: bool,
+    callback: Callback,
+) -> torch.Tensor:
     """PLMS with heavy ball (``generalised=False``) or GHVB on the slopes ``d = (x − D)/σ``: one call per step."""
     s = sigma_list(sigmas)
     n = len(s) - 1
@@ -186,9 +196,17 @@ def _sigma_walk(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, order
 
 
 @register("plms_hb", order=1)
-def plms_hb(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-            callback: Callback = None,
-            order: int = 4, beta: float = DEFAULT_BETA, lower_order_final: bool = True) -> torch.Tensor:
+def plms_hb(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    order: int = 4,
+    beta: float = DEFAULT_BETA,
+    lower_order_final: bool = True,
+) -> torch.Tensor:
     """PLMS with Polyak heavy-ball momentum (Wizadwongsa et al. 2023, §4): EMA of the PLMS direction in σ.
 
     ``x_{i+1} = x_i + h_i v_i`` with ``v_i = (1 − β) v_{i−1} + β Σ_j b_j d_{i−j}`` (module docstring); first
@@ -206,9 +224,17 @@ def plms_hb(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise:
 
 
 @register("ghvb", order=2)
-def ghvb(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-         callback: Callback = None,
-         order: int = 4, beta: float = DEFAULT_BETA, lower_order_final: bool = True) -> torch.Tensor:
+def ghvb(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    order: int = 4,
+    beta: float = DEFAULT_BETA,
+    lower_order_final: bool = True,
+) -> torch.Tensor:
     """Generalised heavy ball, GHVB (Wizadwongsa et al. 2023, §5): AB-like weights on averaged slopes, in σ.
 
     ``v_i = (1 − β) v_{i−1} + β d_i``, ``x_{i+1} = x_i + h_i Σ_j c^{(r)}_j(β) v_{i−j}`` (module docstring).
@@ -227,10 +253,19 @@ def ghvb(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: No
 
 
 @register("dpmpp_2m_hb", order=1)
-def dpmpp_2m_hb(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-                callback: Callback = None,
-                beta: float = DEFAULT_BETA, lower_order_final: bool = True, thresholding: bool = False,
-                threshold_ratio: float = 0.995, max_value: float = 1.0) -> torch.Tensor:
+def dpmpp_2m_hb(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    beta: float = DEFAULT_BETA,
+    lower_order_final: bool = True,
+    thresholding: bool = False,
+    threshold_ratio: float = 0.995,
+    max_value: float = 1.0,
+) -> torch.Tensor:
     """DPM-Solver++(2M) with heavy-ball momentum (Wizadwongsa et al. 2023, §4): EMA of the effective x̂0.
 
     ``v_i = (1 − β) v_{i−1} + β m̄_i`` (``v_0 = m̄_0 = D_0``) replaces ``m̄_i`` in the DDIM-form update
@@ -260,7 +295,7 @@ def dpmpp_2m_hb(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, no
         outputs.insert(0, denoised)
         del outputs[2:]
         h = math.log(sigma / sigma_next)
-        effective = mix(outputs[:k], multistep_coeffs(h, past[:k - 1], True))
+        effective = mix(outputs[:k], multistep_coeffs(h, past[: k - 1], True))
         velocity = effective if velocity is None else torch.lerp(velocity, effective, beta)
         x = advance(x, velocity, sigma, sigma_next, True)
         past[:] = [h]

@@ -61,14 +61,35 @@ from ._kernel.lagrange import lagrange_integrals, monic_from_roots
 from ._kernel.orders import check_order, step_orders
 from .registry import register
 
-__all__ = ["monic_from_roots", "lagrange_integrals", "history", "adams_bashforth", "check_order", "step_orders",
-           "plan_weights", "multistep_walk", "lms", "ipndm", "ipndm_v", "AB_UNIFORM", "Coefficients", "MAX_ORDER"]
+__all__ = [
+    "monic_from_roots",
+    "lagrange_integrals",
+    "history",
+    "adams_bashforth",
+    "check_order",
+    "step_orders",
+    "plan_weights",
+    "multistep_walk",
+    "lms",
+    "ipndm",
+    "ipndm_v",
+    "AB_UNIFORM",
+    "Coefficients",
+    "MAX_ORDER",
+]
 
 
 @register("lms", order=4)
-def lms(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-        callback: Callback = None, order: int = 4,
-        lower_order_final: bool = True) -> torch.Tensor:
+def lms(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    order: int = 4,
+    lower_order_final: bool = True,
+) -> torch.Tensor:
     """Linear multistep (k-diffusion's LMS): variable-step Adams–Bashforth on ε̂ in σ, order 1–4.
 
     Args:
@@ -81,8 +102,16 @@ def lms(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: Noi
 
 
 @register("ipndm", order=2)
-def ipndm(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-          callback: Callback = None, order: int = 4, lower_order_final: bool = True) -> torch.Tensor:
+def ipndm(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    order: int = 4,
+    lower_order_final: bool = True,
+) -> torch.Tensor:
     """iPNDM (Zhang & Chen 2023): fixed uniform-step AB weights on ε̂ in σ; order 4 on σ-uniform steps only.
 
     Registered with order 2: on the smoothly varying grids samplers use (Karras, log-SNR) the fixed
@@ -98,8 +127,16 @@ def ipndm(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: N
 
 
 @register("ipndm_v", order=4)
-def ipndm_v(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-            callback: Callback = None, order: int = 4, lower_order_final: bool = True) -> torch.Tensor:
+def ipndm_v(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    order: int = 4,
+    lower_order_final: bool = True,
+) -> torch.Tensor:
     """Variable-step iPNDM (Zhou et al. 2024): exact variable-step AB on ε̂ in σ, order 1–4 (default 4).
 
     The same method as :func:`lms` (the exact variable-step AB weights are unique); registered

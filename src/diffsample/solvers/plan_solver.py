@@ -68,8 +68,18 @@ _T = TypeVar("_T")
 PerStep = _T | Sequence[_T]
 """A plan option: one value for every step, or a sequence of one value per step."""
 
-__all__ = ["PREDICTIONS", "VARIANTS", "Visit", "WalkState", "plan_correct", "plan_options", "plan_solver",
-           "plan_step", "plan_walk", "step_update"]
+__all__ = [
+    "PREDICTIONS",
+    "VARIANTS",
+    "Visit",
+    "WalkState",
+    "plan_correct",
+    "plan_options",
+    "plan_solver",
+    "plan_step",
+    "plan_walk",
+    "step_update",
+]
 
 
 class Visit(NamedTuple):
@@ -90,8 +100,9 @@ def _nodes(sigmas: Sequence[float], k: int, h: float) -> list[float]:
     return [(-math.log(s) - lam) / h for s in sigmas[1:k]]
 
 
-def step_update(sigmas: Sequence[float], sigma_next: float, *, prediction: str = "data", order: int = 2,
-                variant: str = "bh2") -> Update:
+def step_update(
+    sigmas: Sequence[float], sigma_next: float, *, prediction: str = "data", order: int = 2, variant: str = "bh2"
+) -> Update:
     """The coefficients of one predictor step: ``x' = keep·x + cur·F_i + Σ_m prev[m]·F_{i−1−m}``.
 
     ``sigmas`` are the levels visited so far, newest (the current level) first; ``F`` is ``D`` or ``ε̂``
@@ -106,8 +117,15 @@ def step_update(sigmas: Sequence[float], sigma_next: float, *, prediction: str =
     return unified_weights(h, _nodes(sigmas, k, h), sigmas[0], noise, variant)
 
 
-def plan_step(x: torch.Tensor, visits: Sequence[Visit], sigma_next: float, *, prediction: str = "data",
-              order: int = 2, variant: str = "bh2") -> torch.Tensor:
+def plan_step(
+    x: torch.Tensor,
+    visits: Sequence[Visit],
+    sigma_next: float,
+    *,
+    prediction: str = "data",
+    order: int = 2,
+    variant: str = "bh2",
+) -> torch.Tensor:
     """The predicted state at ``sigma_next`` from ``x`` at ``visits[0].sigma`` (UniP-k, module docstring).
 
     Args:
@@ -120,11 +138,18 @@ def plan_step(x: torch.Tensor, visits: Sequence[Visit], sigma_next: float, *, pr
     u = step_update([v.sigma for v in visits], sigma_next, prediction=prediction, order=order, variant=variant)
     if u.keep == 0.0:  # into σ = 0 with data prediction: exactly D_i
         return visits[0].denoised
-    return combine(x, u, visits[0].output(noise), [v.output(noise) for v in visits[1:1 + len(u.prev)]])
+    return combine(x, u, visits[0].output(noise), [v.output(noise) for v in visits[1 : 1 + len(u.prev)]])
 
 
-def plan_correct(x: torch.Tensor, visits: Sequence[Visit], new: Visit, *, prediction: str = "data", order: int = 2,
-                 variant: str = "bh2") -> torch.Tensor:
+def plan_correct(
+    x: torch.Tensor,
+    visits: Sequence[Visit],
+    new: Visit,
+    *,
+    prediction: str = "data",
+    order: int = 2,
+    variant: str = "bh2",
+) -> torch.Tensor:
     """UniC-k: the corrected state at ``new.sigma`` given the model value ``new`` at the predicted point.
 
     ``x`` and ``visits`` are as for :func:`plan_step` (the step's start); ``0 < new.sigma < visits[0].sigma``.
@@ -132,8 +157,9 @@ def plan_correct(x: torch.Tensor, visits: Sequence[Visit], new: Visit, *, predic
     k = min(int(order), len(visits))
     if prediction == "data":
         past = visits[:k][::-1]  # oldest first
-        return unic_correct(x, [v.denoised for v in past], [v.sigma for v in past], new.denoised, new.sigma,
-                            variant=variant)
+        return unic_correct(
+            x, [v.denoised for v in past], [v.sigma for v in past], new.denoised, new.sigma, variant=variant
+        )
     cur = visits[0]
     h = math.log(cur.sigma / new.sigma)
     u = unified_weights(h, _nodes([v.sigma for v in visits], k, h), cur.sigma, True, variant, corrector=True)
@@ -149,8 +175,13 @@ def _per_step(name: str, value: PerStep[Any], n: int) -> list[Any]:
     return values
 
 
-def plan_options(n_steps: int, prediction: PerStep[str] = "data", order: PerStep[int] = 2,
-                 corrector: PerStep[bool] = False, variant: PerStep[str] = "bh2") -> list[dict[str, Any]]:
+def plan_options(
+    n_steps: int,
+    prediction: PerStep[str] = "data",
+    order: PerStep[int] = 2,
+    corrector: PerStep[bool] = False,
+    variant: PerStep[str] = "bh2",
+) -> list[dict[str, Any]]:
     """Validate the options of :func:`plan_solver` and return one dict of choices per step."""
     preds = _per_step("prediction", prediction, n_steps)
     orders = _per_step("order", order, n_steps)
@@ -172,9 +203,18 @@ def plan_options(n_steps: int, prediction: PerStep[str] = "data", order: PerStep
 
 
 @register("plan", order=3)
-def plan_solver(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-                callback: Callback = None, prediction: str | Sequence[str] = "data", order: int | Sequence[int] = 2,
-                corrector: bool | Sequence[bool] = False, variant: str | Sequence[str] = "bh2") -> torch.Tensor:
+def plan_solver(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    prediction: str | Sequence[str] = "data",
+    order: int | Sequence[int] = 2,
+    corrector: bool | Sequence[bool] = False,
+    variant: str | Sequence[str] = "bh2",
+) -> torch.Tensor:
     """Per-step exponential integrator (USF-style, Liu et al. 2024): one model call per step.
 
     Every option is one value for all steps or a list with one entry per step ``σ_i → σ_{i+1}``
@@ -198,9 +238,16 @@ def plan_solver(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, no
 WalkState = tuple[int, torch.Tensor, list[Visit]]
 
 
-def plan_walk(denoiser: Denoiser, x: torch.Tensor, sigmas: Sequence[float], choices: Sequence[dict[str, Any]], *,
-              callback: Callback = None, resume: WalkState | None = None,
-              keep: Callable[[WalkState], None] | None = None) -> torch.Tensor:
+def plan_walk(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: Sequence[float],
+    choices: Sequence[dict[str, Any]],
+    *,
+    callback: Callback = None,
+    resume: WalkState | None = None,
+    keep: Callable[[WalkState], None] | None = None,
+) -> torch.Tensor:
     """The loop of :func:`plan_solver` on validated per-step ``choices`` (:func:`plan_options`).
 
     ``resume`` starts at step ``i`` from a state recorded earlier instead of from ``x`` at ``sigmas[0]``;

@@ -37,8 +37,9 @@ AUTO_SAMPLE_DIM = 64
 """``step_rule="auto"`` uses the per-sample rule from this many dimensions per sample on (module docstring)."""
 
 
-def langevin_step_size(score: torch.Tensor, z: torch.Tensor, sigma: float, snr: float, step_rule: str = "auto"
-                       ) -> torch.Tensor:
+def langevin_step_size(
+    score: torch.Tensor, z: torch.Tensor, sigma: float, snr: float, step_rule: str = "auto"
+) -> torch.Tensor:
     """The Langevin step ``ε`` per sample (shape ``(B,)``) for the score ``s``, the noise ``z`` at level σ.
 
     * ``"sample"``: Song et al. (2021, Algorithm 5) ``ε = 2 (r ‖z‖/‖s‖)²`` per sample (ε = 0 where ``s = 0``);
@@ -64,14 +65,24 @@ def langevin_step_size(score: torch.Tensor, z: torch.Tensor, sigma: float, snr: 
     if step_rule == "batch":
         s_norm, z_norm = s_norm.mean().expand_as(s_norm), z_norm.mean().expand_as(z_norm)
     positive = s_norm > 0
-    ratio = torch.where(positive, snr * z_norm / torch.where(positive, s_norm, torch.ones_like(s_norm)),
-                        torch.zeros_like(s_norm))
+    ratio = torch.where(
+        positive, snr * z_norm / torch.where(positive, s_norm, torch.ones_like(s_norm)), torch.zeros_like(s_norm)
+    )
     return 2.0 * ratio.square()
 
 
-def langevin_correct(denoiser: Denoiser, x: torch.Tensor, sigma: float, noise: NoiseSource | None, *,
-                     snr: float = 0.16, steps: int = 1,
-                     step_rule: str = "auto", callback: Callback = None, i: int = 0) -> torch.Tensor:
+def langevin_correct(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigma: float,
+    noise: NoiseSource | None,
+    *,
+    snr: float = 0.16,
+    steps: int = 1,
+    step_rule: str = "auto",
+    callback: Callback = None,
+    i: int = 0,
+) -> torch.Tensor:
     """``steps`` Langevin corrector steps at level σ > 0 (Song et al. 2021, Algorithm 4, α = 1).
 
     Each step: ``s = (D(x, σ) − x)/σ²`` (the score), ``z`` from ``noise(x, σ, σ)``, and
@@ -93,9 +104,17 @@ def langevin_correct(denoiser: Denoiser, x: torch.Tensor, sigma: float, noise: N
     return x
 
 
-def pc_cost(n_steps: int, ends_at_zero: bool = True, sigmas: Sequence[float] | torch.Tensor | None = None, *,
-            predictor: str = "euler", snr: float = 0.16, corrector_steps: int = 1, step_rule: str = "auto",
-            predictor_options: dict[str, Any] | None = None) -> int:
+def pc_cost(
+    n_steps: int,
+    ends_at_zero: bool = True,
+    sigmas: Sequence[float] | torch.Tensor | None = None,
+    *,
+    predictor: str = "euler",
+    snr: float = 0.16,
+    corrector_steps: int = 1,
+    step_rule: str = "auto",
+    predictor_options: dict[str, Any] | None = None,
+) -> int:
     """The registry's cost hook for :func:`pc` (exact for any levels): each step is one call of the predictor on
     ``[σ_i, σ_{i+1}]`` plus ``corrector_steps`` calls when ``σ_{i+1} > 0``."""
     pspec, options = spec(predictor), dict(predictor_options or {})
@@ -107,10 +126,19 @@ def pc_cost(n_steps: int, ends_at_zero: bool = True, sigmas: Sequence[float] | t
 
 
 @register("pc", order=1, evals_per_step=2, saves_last_eval=True, stochastic=True, cost=pc_cost)
-def pc(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-       callback: Callback = None,
-       predictor: str = "euler", snr: float = 0.16, corrector_steps: int = 1, step_rule: str = "auto",
-       predictor_options: dict[str, Any] | None = None) -> torch.Tensor:
+def pc(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    predictor: str = "euler",
+    snr: float = 0.16,
+    corrector_steps: int = 1,
+    step_rule: str = "auto",
+    predictor_options: dict[str, Any] | None = None,
+) -> torch.Tensor:
     """Predictor–corrector sampling (Song et al. 2021, Algorithms 2–5): a predictor step, then Langevin.
 
     Args:
@@ -139,8 +167,17 @@ def pc(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: Nois
     options = dict(predictor_options or {})
     for i in range(len(s) - 1):
         step_callback = None if callback is None else offset_callback(callback, i)
-        x = pspec.fn(denoiser, x, sigmas[i:i + 2], noise=noise, callback=step_callback, **options)
+        x = pspec.fn(denoiser, x, sigmas[i : i + 2], noise=noise, callback=step_callback, **options)
         if s[i + 1] > 0 and corrector_steps > 0:
-            x = langevin_correct(denoiser, x, s[i + 1], noise, snr=snr, steps=corrector_steps, step_rule=step_rule,
-                                 callback=callback, i=i)
+            x = langevin_correct(
+                denoiser,
+                x,
+                s[i + 1],
+                noise,
+                snr=snr,
+                steps=corrector_steps,
+                step_rule=step_rule,
+                callback=callback,
+                i=i,
+            )
     return x

@@ -92,9 +92,17 @@ class SolverSpec:
 _REGISTRY: dict[str, SolverSpec] = {}
 
 
-def register(name: str, *, order: int, evals_per_step: int = 1, saves_last_eval: bool = False,
-             stochastic: bool = False, adaptive: bool = False, cost: CostFn | None = None, min_steps: int = 1
-             ) -> Callable[[SolverFn], SolverFn]:
+def register(
+    name: str,
+    *,
+    order: int,
+    evals_per_step: int = 1,
+    saves_last_eval: bool = False,
+    stochastic: bool = False,
+    adaptive: bool = False,
+    cost: CostFn | None = None,
+    min_steps: int = 1,
+) -> Callable[[SolverFn], SolverFn]:
     """Decorator adding a solver function to the registry under ``name`` (``cost``, ``min_steps``: see
     :class:`SolverSpec`)."""
 
@@ -102,8 +110,18 @@ def register(name: str, *, order: int, evals_per_step: int = 1, saves_last_eval:
         if name in _REGISTRY:
             raise ValueError(f"solver {name!r} is registered twice")
         doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = SolverSpec(name, fn, order, evals_per_step, saves_last_eval, stochastic, adaptive,
-                                     doc[0] if doc else "", cost, min_steps)
+        _REGISTRY[name] = SolverSpec(
+            name,
+            fn,
+            order,
+            evals_per_step,
+            saves_last_eval,
+            stochastic,
+            adaptive,
+            doc[0] if doc else "",
+            cost,
+            min_steps,
+        )
         return fn
 
     return wrap
@@ -129,5 +147,11 @@ def get(name: str) -> SolverFn:
 
 def describe(name: str) -> dict[str, Any]:
     s = spec(name)
-    return {"name": s.name, "order": s.order, "evals_per_step": s.evals_per_step,
-            "stochastic": s.stochastic, "adaptive": s.adaptive, "summary": s.summary}
+    return {
+        "name": s.name,
+        "order": s.order,
+        "evals_per_step": s.evals_per_step,
+        "stochastic": s.stochastic,
+        "adaptive": s.adaptive,
+        "summary": s.summary,
+    }

@@ -86,8 +86,9 @@ def _check_interval(interval: Sequence[Any]) -> tuple[float, float, int, int]:
     return lo, hi, int(k), int(n)
 
 
-def restart_plan(sigmas: torch.Tensor | Sequence[float], intervals: Sequence[Sequence[Any]] = DEFAULT_INTERVALS,
-                 rho: float = 7.0) -> list[RestartSegment]:
+def restart_plan(
+    sigmas: torch.Tensor | Sequence[float], intervals: Sequence[Sequence[Any]] = DEFAULT_INTERVALS, rho: float = 7.0
+) -> list[RestartSegment]:
     """The restart segments that :func:`restart` runs on ``sigmas``, in the order it meets them."""
     s = sigma_list(steps.validate(sigmas))
     candidates = [i for i in range(1, len(s)) if s[i] > 0]
@@ -106,8 +107,12 @@ def restart_plan(sigmas: torch.Tensor | Sequence[float], intervals: Sequence[Seq
     return segments
 
 
-def restart_nfe(sigmas: torch.Tensor | Sequence[float], intervals: Sequence[Sequence[Any]] = DEFAULT_INTERVALS,
-                rho: float = 7.0, ode: str = "heun") -> int:
+def restart_nfe(
+    sigmas: torch.Tensor | Sequence[float],
+    intervals: Sequence[Sequence[Any]] = DEFAULT_INTERVALS,
+    rho: float = 7.0,
+    ode: str = "heun",
+) -> int:
     """Model evaluations of :func:`restart` on ``sigmas``: the main walk plus every restart."""
     s = sigma_list(steps.validate(sigmas))
     backbone = _backbone(ode)
@@ -117,9 +122,16 @@ def restart_nfe(sigmas: torch.Tensor | Sequence[float], intervals: Sequence[Sequ
     return main + sum(seg.nfe(ode) for seg in segments)
 
 
-def restart_cost(n_steps: int, ends_at_zero: bool = True, sigmas: torch.Tensor | Sequence[float] | None = None, *,
-                 intervals: Sequence[Sequence[Any]] = DEFAULT_INTERVALS, rho: float = 7.0, s_noise: float = 1.0,
-                 ode: str = "heun") -> int:
+def restart_cost(
+    n_steps: int,
+    ends_at_zero: bool = True,
+    sigmas: torch.Tensor | Sequence[float] | None = None,
+    *,
+    intervals: Sequence[Sequence[Any]] = DEFAULT_INTERVALS,
+    rho: float = 7.0,
+    s_noise: float = 1.0,
+    ode: str = "heun",
+) -> int:
     """The registry's cost hook for :func:`restart`: :func:`restart_nfe` on ``sigmas`` when given, else the
     most any schedule of ``n_steps`` steps can cost (the main walk plus ``K·cost(n)`` for every interval,
     counted whenever the schedule has a level a restart can start from: ``i ≥ 1`` with ``σ_i > 0``)."""
@@ -140,12 +152,21 @@ def _backbone(ode: str) -> SolverSpec:
     return backbone
 
 
-@register("restart", order=2, evals_per_step=2, saves_last_eval=True, stochastic=True, cost=restart_cost,
-          min_steps=2)  # one step into 0 has no level to restart from: a budget must buy two
-def restart(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-            callback: Callback = None,
-            intervals: Sequence[Sequence[Any]] = DEFAULT_INTERVALS, rho: float = 7.0, s_noise: float = 1.0,
-            ode: str = "heun") -> torch.Tensor:
+@register(
+    "restart", order=2, evals_per_step=2, saves_last_eval=True, stochastic=True, cost=restart_cost, min_steps=2
+)  # one step into 0 has no level to restart from: a budget must buy two
+def restart(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    intervals: Sequence[Sequence[Any]] = DEFAULT_INTERVALS,
+    rho: float = 7.0,
+    s_noise: float = 1.0,
+    ode: str = "heun",
+) -> torch.Tensor:
     """Restart sampling (Xu et al. 2023): Heun on ``sigmas`` with forward-noise restarts (module docstring).
 
     Args:
@@ -168,7 +189,7 @@ def restart(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise:
     start = 0
     for seg in segments:
         if seg.index > start:
-            x = walk(denoiser, x, sigmas[start:seg.index + 1], callback=offset_callback(callback, start))
+            x = walk(denoiser, x, sigmas[start : seg.index + 1], callback=offset_callback(callback, start))
             start = seg.index
         jump = s_noise * math.sqrt((seg.sigma_hi - seg.sigma) * (seg.sigma_hi + seg.sigma))
         for k in range(seg.repeats):
@@ -177,4 +198,3 @@ def restart(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise:
     if start < len(sigmas) - 1:
         x = walk(denoiser, x, sigmas[start:], callback=offset_callback(callback, start))
     return x
-

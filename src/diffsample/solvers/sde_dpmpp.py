@@ -40,9 +40,19 @@ from .registry import register
 __all__ = ["dpmpp_2m_sde", "dpmpp_3m_sde", "sde_weights"]
 
 
-def _sde_multistep(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, noise: NoiseSource | None,
-                   callback: Callback, order: int,
-                   eta: float, s_noise: float, solver_type: str, lower_order_final: bool, name: str) -> torch.Tensor:
+def _sde_multistep(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    noise: NoiseSource | None,
+    callback: Callback,
+    order: int,
+    eta: float,
+    s_noise: float,
+    solver_type: str,
+    lower_order_final: bool,
+    name: str,
+) -> torch.Tensor:
     eta, s_noise = check_nonnegative(eta, "eta"), check_nonnegative(s_noise, "s_noise")
     if solver_type not in ("midpoint", "heun"):
         raise DiffsampleError(f"solver_type must be 'midpoint' or 'heun', got {solver_type!r}")
@@ -78,14 +88,23 @@ def _sde_multistep(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, no
             x_new = x_new + scale * draw(noise, x, sigma, sigma_next)
         x = x_new
         past.insert(0, h)
-        del past[order - 1:]
+        del past[order - 1 :]
     return x
 
 
 @register("dpmpp_2m_sde", order=2, stochastic=True)
-def dpmpp_2m_sde(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-                 callback: Callback = None, eta: float = 1.0, s_noise: float = 1.0, solver_type: str = "midpoint",
-                 lower_order_final: bool = True) -> torch.Tensor:
+def dpmpp_2m_sde(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    eta: float = 1.0,
+    s_noise: float = 1.0,
+    solver_type: str = "midpoint",
+    lower_order_final: bool = True,
+) -> torch.Tensor:
     """SDE-DPM-Solver++(2M) (Lu et al. 2022b; k-diffusion's ``dpmpp_2m_sde``): one call per step.
 
     Args:
@@ -97,14 +116,23 @@ def dpmpp_2m_sde(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, n
     The registered order is that of the η = 0 method, as for every stochastic solver here; measured in
     distribution (W1 on an exact 1-D mixture, 8–32 NFE) the η = 1 error falls like NFE^-1.9.
     """
-    return _sde_multistep(denoiser, x, sigmas, noise, callback, 2, eta, s_noise, solver_type, lower_order_final,
-                          "dpmpp_2m_sde")
+    return _sde_multistep(
+        denoiser, x, sigmas, noise, callback, 2, eta, s_noise, solver_type, lower_order_final, "dpmpp_2m_sde"
+    )
 
 
 @register("dpmpp_3m_sde", order=3, stochastic=True)
-def dpmpp_3m_sde(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-                 callback: Callback = None,
-                 eta: float = 1.0, s_noise: float = 1.0, lower_order_final: bool = True) -> torch.Tensor:
+def dpmpp_3m_sde(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    eta: float = 1.0,
+    s_noise: float = 1.0,
+    lower_order_final: bool = True,
+) -> torch.Tensor:
     """SDE-DPM-Solver++(3M) (k-diffusion's name): quadratic extrapolation of D in λ, one call per step.
 
     The second-order warm-up step uses the midpoint weight, as :func:`~diffsample.solvers.dpm.dpmpp_3m` does.
@@ -114,5 +142,6 @@ def dpmpp_3m_sde(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, n
         s_noise: a factor on the added noise.
         lower_order_final: for runs under 15 steps, cap the order by the steps left.
     """
-    return _sde_multistep(denoiser, x, sigmas, noise, callback, 3, eta, s_noise, "midpoint", lower_order_final,
-                          "dpmpp_3m_sde")
+    return _sde_multistep(
+        denoiser, x, sigmas, noise, callback, 3, eta, s_noise, "midpoint", lower_order_final, "dpmpp_3m_sde"
+    )

@@ -122,10 +122,21 @@ __all__ = ["unipc", "unic_correct"]
 
 
 @register("unipc", order=3)
-def unipc(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSource | None = None,
-          callback: Callback = None, order: int = 2,
-          variant: str = "bh2", predict: str = "data", predictor: str = "unip", corrector: bool = True,
-          lower_order_final: bool = True, disable_corrector: Iterable[int] = ()) -> torch.Tensor:
+def unipc(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    noise: NoiseSource | None = None,
+    callback: Callback = None,
+    order: int = 2,
+    variant: str = "bh2",
+    predict: str = "data",
+    predictor: str = "unip",
+    corrector: bool = True,
+    lower_order_final: bool = True,
+    disable_corrector: Iterable[int] = (),
+) -> torch.Tensor:
     """UniPC (Zhao et al. 2023): multistep UniP-p predictor + UniC-p corrector, one model call per step.
 
     Args:
@@ -150,8 +161,16 @@ def unipc(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: N
     order = check_order(order, MAX_ORDER, "unipc")
     s = sigma_list(sigmas)
     is_noise = predict == "noise"
-    plan = unified_plan(s, order, variant, is_noise, predictor, bool(corrector), bool(lower_order_final),
-                        frozenset(int(i) for i in disable_corrector))
+    plan = unified_plan(
+        s,
+        order,
+        variant,
+        is_noise,
+        predictor,
+        bool(corrector),
+        bool(lower_order_final),
+        frozenset(int(i) for i in disable_corrector),
+    )
     state: UnifiedState | torch.Tensor = unified_start(denoiser, x, s[0], is_noise)
     for _ in plan:
         assert isinstance(state, UnifiedState)
@@ -159,8 +178,15 @@ def unipc(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: N
     return state if isinstance(state, torch.Tensor) else state.x
 
 
-def unic_correct(x: torch.Tensor, denoised: Sequence[torch.Tensor], sigmas: Sequence[float],
-                 denoised_next: torch.Tensor, sigma_next: float, *, variant: str = "bh2") -> torch.Tensor:
+def unic_correct(
+    x: torch.Tensor,
+    denoised: Sequence[torch.Tensor],
+    sigmas: Sequence[float],
+    denoised_next: torch.Tensor,
+    sigma_next: float,
+    *,
+    variant: str = "bh2",
+) -> torch.Tensor:
     """UniC-p (data prediction) after *any* predictor: the corrected state at ``sigma_next``.
 
     Args:
@@ -179,8 +205,10 @@ def unic_correct(x: torch.Tensor, denoised: Sequence[torch.Tensor], sigmas: Sequ
     sig = [float(v) for v in sigmas]
     sigma_next = float(sigma_next)
     if len(sig) != len(denoised) or not 1 <= len(sig) <= MAX_ORDER:
-        raise DiffsampleError(f"unic_correct needs 1 to {MAX_ORDER} denoised values with one sigma each, "
-                              f"got {len(denoised)} values and {len(sig)} sigmas")
+        raise DiffsampleError(
+            f"unic_correct needs 1 to {MAX_ORDER} denoised values with one sigma each, "
+            f"got {len(denoised)} values and {len(sig)} sigmas"
+        )
     if not all(a > b for a, b in zip(sig, sig[1:], strict=False)) or not sig[-1] > sigma_next > 0:
         raise SigmaError(f"unic_correct needs strictly decreasing sigmas > sigma_next > 0, got {sig} and {sigma_next}")
     lam = [-math.log(v) for v in sig]

@@ -62,8 +62,15 @@ def plan_weights(sig: np.ndarray, orders: list[int], coefficients: Coefficients)
     return weights
 
 
-def multistep_walk(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, coefficients: Coefficients, order: int,
-                   lower_order_final: bool, callback: Callback) -> torch.Tensor:
+def multistep_walk(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    coefficients: Coefficients,
+    order: int,
+    lower_order_final: bool,
+    callback: Callback,
+) -> torch.Tensor:
     """Run a linear multistep method on the slopes ``d = (x − D)/σ``: one model call per step.
 
     ``coefficients`` gives the weights of ``d_i, …, d_{i−k+1}`` for each step ``σ_i → σ_{i+1}``, all

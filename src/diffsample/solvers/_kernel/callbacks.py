@@ -12,12 +12,12 @@ Callback = StepCallback | None
 """A solver's ``callback`` argument: a :data:`~diffsample.contracts.StepCallback` or ``None``."""
 
 
-def report(callback: Callback, i: int, x: torch.Tensor, sigma: float, sigma_next: float,
-           denoised: torch.Tensor) -> None:
+def report(
+    callback: Callback, i: int, x: torch.Tensor, sigma: float, sigma_next: float, denoised: torch.Tensor
+) -> None:
     """Call ``callback`` (if any) with k-diffusion's keys: i, x, sigma, sigma_hat, sigma_next, denoised."""
     if callback is not None:
-        callback({"i": i, "x": x, "sigma": sigma, "sigma_hat": sigma, "sigma_next": sigma_next,
-                  "denoised": denoised})
+        callback({"i": i, "x": x, "sigma": sigma, "sigma_hat": sigma, "sigma_next": sigma_next, "denoised": denoised})
 
 
 def offset_callback(callback: Callback, offset: int) -> Callback:

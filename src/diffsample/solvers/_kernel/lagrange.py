@@ -21,7 +21,7 @@ def monic_from_roots(roots: ArrayLike) -> np.ndarray:
     roots = np.asarray(roots, dtype=np.float64)
     c = np.ones(roots.shape[:-1] + (1,))
     for m in range(roots.shape[-1]):
-        r = roots[..., m:m + 1]
+        r = roots[..., m : m + 1]
         zero = np.zeros_like(r)
         c = np.concatenate([zero, c], axis=-1) - r * np.concatenate([c, zero], axis=-1)
     return c
@@ -50,7 +50,7 @@ def lagrange_integrals(nodes: ArrayLike, a: ArrayLike, b: ArrayLike) -> np.ndarr
     for j in range(k):
         others = np.delete(r, j, axis=-1)
         integral = (monic_from_roots(others) / np.arange(1, k + 1)).sum(axis=-1)
-        weights[..., j] = h[..., 0] * integral / np.prod(r[..., j:j + 1] - others, axis=-1)
+        weights[..., j] = h[..., 0] * integral / np.prod(r[..., j : j + 1] - others, axis=-1)
     return weights
 
 
@@ -61,7 +61,7 @@ def lagrange_values(nodes: np.ndarray, points: np.ndarray) -> np.ndarray:
     values = np.empty(diff.shape)
     for j in range(k):
         others = [m for m in range(k) if m != j]
-        denominator = np.prod(nodes[:, j:j + 1] - nodes[:, others], axis=1)
+        denominator = np.prod(nodes[:, j : j + 1] - nodes[:, others], axis=1)
         values[:, j] = np.prod(diff[:, others], axis=1) / denominator[:, None]
     return values
 

@@ -17,8 +17,9 @@ def euler_step(x: torch.Tensor, denoised: torch.Tensor, sigma: float, sigma_next
     return torch.lerp(denoised, x, sigma_next / sigma)
 
 
-def heun_step(denoiser: Denoiser, x: torch.Tensor, denoised: torch.Tensor, sigma: float,
-              sigma_next: float) -> torch.Tensor:
+def heun_step(
+    denoiser: Denoiser, x: torch.Tensor, denoised: torch.Tensor, sigma: float, sigma_next: float
+) -> torch.Tensor:
     """Heun's step (Karras et al. 2022, Algorithm 1) from ``x`` at σ with ``denoised = D(x, σ)``: one more call.
 
     The trapezoid on the slope ``d = (x − D)/σ``: ``x' = x + h (d + d')/2`` with ``h = σ' − σ``. Since

@@ -96,8 +96,9 @@ def gaussian_step_error(step: Step, sigma: float, sigma_next: float) -> float:
     def gaussian_denoiser(x: torch.Tensor, sigma_batch: torch.Tensor) -> torch.Tensor:
         return variance / (variance + sigma_batch.reshape(-1, 1).square()) * x
 
-    return relative_error(step(gaussian_denoiser, (variance + sigma**2).sqrt(), sigma, sigma_next), variance,
-                          sigma_next)
+    return relative_error(
+        step(gaussian_denoiser, (variance + sigma**2).sqrt(), sigma, sigma_next), variance, sigma_next
+    )
 
 
 def warn_unstable(solver: str, steps: Iterable[tuple[int, float, float, Step]]) -> None:
@@ -117,4 +118,6 @@ def warn_unstable(solver: str, steps: Iterable[tuple[int, float, float, Step]]) 
             f"the method's stability region (relative error {error:.3g} on the Gaussian test problem, limit "
             f"{STABILITY_LIMIT:g}); the result may lie far outside the data range: use more steps, or euler or "
             f"dpmpp_2s, whose steps stay stable at any length",
-            StabilityWarning, stacklevel=3)
+            StabilityWarning,
+            stacklevel=3,
+        )

@@ -56,8 +56,9 @@ def into_zero_update(sigma: float, noise: bool) -> Update:
     return Update(1.0, -sigma, ()) if noise else Update(0.0, 1.0, ())
 
 
-def unified_weights(h: float, nodes: Sequence[float], sigma: float, noise: bool, variant: str,
-                    corrector: bool = False) -> Update:
+def unified_weights(
+    h: float, nodes: Sequence[float], sigma: float, noise: bool, variant: str, corrector: bool = False
+) -> Update:
     """Coefficients of one UniP/UniC update over ``λ_s → λ_s + h`` (``0 < h < ∞``) from the state at ``sigma``.
 
     ``nodes`` are the ``r_m`` of the earlier points (most recent first); a corrector adds the new point
@@ -84,8 +85,9 @@ def unified_weights(h: float, nodes: Sequence[float], sigma: float, noise: bool,
     return Update(keep, cur, tuple(c))
 
 
-def combine(x: torch.Tensor, u: Update, f: torch.Tensor, hist: Sequence[torch.Tensor],
-            f_new: torch.Tensor | None = None) -> torch.Tensor:
+def combine(
+    x: torch.Tensor, u: Update, f: torch.Tensor, hist: Sequence[torch.Tensor], f_new: torch.Tensor | None = None
+) -> torch.Tensor:
     """``u.keep·x + u.cur·f + Σ u.prev[m]·hist[m] (+ u.new·f_new)`` with one tensor op per term."""
     out = torch.add(x, f, alpha=u.cur) if u.keep == 1.0 else torch.mul(x, u.keep).add_(f, alpha=u.cur)
     for c, g in zip(u.prev, hist, strict=False):
@@ -95,8 +97,16 @@ def combine(x: torch.Tensor, u: Update, f: torch.Tensor, hist: Sequence[torch.Te
     return out
 
 
-def unified_plan(s: list[float], order: int, variant: str, noise: bool, predictor: str, corrector: bool,
-                 lower_order_final: bool, disable: frozenset[int]) -> list[tuple[Update, Update | None]]:
+def unified_plan(
+    s: list[float],
+    order: int,
+    variant: str,
+    noise: bool,
+    predictor: str,
+    corrector: bool,
+    lower_order_final: bool,
+    disable: frozenset[int],
+) -> list[tuple[Update, Update | None]]:
     """Per step of a UniPC walk over ``s``: the predictor's update and the corrector's (as an increment on
     the predicted state) or None. Orders from :func:`.orders.planned_orders`."""
     n = len(s) - 1
@@ -116,8 +126,9 @@ def unified_plan(s: list[float], order: int, variant: str, noise: bool, predicto
         if corrector and used and i not in disable:
             full = unified_weights(h, nodes, s[i], noise, variant, corrector=True)
             prev = pred.prev + (0.0,) * (len(full.prev) - len(pred.prev))
-            corr = Update(1.0, full.cur - pred.cur, tuple(a - b for a, b in zip(full.prev, prev, strict=True)),
-                          full.new)
+            corr = Update(
+                1.0, full.cur - pred.cur, tuple(a - b for a, b in zip(full.prev, prev, strict=True)), full.new
+            )
         plan.append((pred, corr))
     return plan
 
@@ -141,9 +152,16 @@ def unified_start(denoiser: Denoiser, x: torch.Tensor, sigma: float, noise: bool
     return UnifiedState(0, x, x, denoised, prediction_output(x, denoised, sigma, noise), ())
 
 
-def unified_step(denoiser: Denoiser, s: Sequence[float], plan: Sequence[tuple[Update, Update | None]], noise: bool,
-                 depth: int, state: UnifiedState, f: torch.Tensor, callback: Callback = None
-                 ) -> UnifiedState | torch.Tensor:
+def unified_step(
+    denoiser: Denoiser,
+    s: Sequence[float],
+    plan: Sequence[tuple[Update, Update | None]],
+    noise: bool,
+    depth: int,
+    state: UnifiedState,
+    f: torch.Tensor,
+    callback: Callback = None,
+) -> UnifiedState | torch.Tensor:
     """Step ``state.i`` of a walk over ``s`` with the :func:`unified_plan` ``plan``, integrating the output ``f``
     (``state.f``, or a replacement for it such as DC-Solver's compensated value): the next state, or the
     result after the last step. ``depth``: how many earlier outputs a step can use (``order − 1``).
