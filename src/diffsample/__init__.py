@@ -18,6 +18,7 @@ from .errors import (
     NonFiniteError,
     ShapeError,
     SigmaError,
+    StabilityWarning,
     UnknownNameError,
 )
 from .generate import generate
@@ -36,6 +37,7 @@ __all__ = [
     "NonFiniteError",
     "ShapeError",
     "SigmaError",
+    "StabilityWarning",
     "UnknownNameError",
     "__version__",
     "as_denoiser",
