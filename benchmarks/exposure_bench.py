@@ -16,13 +16,13 @@ with ``euler`` (= deterministic DDIM), ``dpmpp_2m`` and the SDE sampler ``ddpm``
 parameters come from calibration data (exact draws of the true data, a different seed from the
 reference draws) or from the papers' rules, never from the evaluation metric:
 
-* ``es t=σ``, ``es VP t``, ``es uniform``: :func:`~diffsample.corrections.fit_epsilon_scaling` (projection
+* ``es t=σ``, ``es VP t``, ``es uniform``: :func:`~diffsample.transforms.fit_epsilon_scaling` (projection
   ratios, one antithetic pair per level) at the walk's own levels, λ linear in ``t = σ``, in the time of
   a continuous VP-linear schedule (the paper's DDPM/ADM setting), or constant (``k = 0``, the paper's
   uniform schedule);
 * ``es oracle``: ``λ = 1 + γ(σ)`` exactly (exposure beds only): the bias removed completely, the bound
   any ε-scaling could reach (it is not linear in t);
-* ``ts paper``: :func:`~diffsample.corrections.time_shift` with the candidate levels of a 1000-step DDPM
+* ``ts paper``: :func:`~diffsample.transforms.time_shift` with the candidate levels of a 1000-step DDPM
   linear table, window 15 levels each side and cutoff at its t = 300 (σ = 1.24): the paper's few-step
   DPM-Solver setting on CIFAR-10 (``--window_size 30 --cut_off_value 300``); per-sample variance;
 * ``ts no cutoff``: the same without cutoff; ``ts batch``: also with the batch-pooled variance.

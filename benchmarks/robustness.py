@@ -24,7 +24,7 @@ per-sample noise streams (:func:`diffsample.noise.seeded`) in every run of a cel
 
 Cost: a bed call is dominated by fixed per-call overhead, not by the batch, so the three reduced
 dtypes run as three blocks of one batch in one walk (a fixed-step solver treats samples
-independently, so this is exactly three walks; ``tests/test_robustness.py`` checks it). The full
+independently, so this is exactly three walks; ``tests/solvers/test_robustness.py`` checks it). The full
 grid is still about 2 × 25 solvers × 6 schedules × 2 walks × 3430 steps, some 2.5 million model
 calls: roughly 25 minutes on one idle core; ``jobs`` spreads the (bed, solver, schedule) groups over
 worker processes. ``--quick`` (1, 2, 3, 5, 10 and 100 steps) is 28 times cheaper.

@@ -4,7 +4,7 @@ Writes a PNG grid and the raw arrays (.npz), shows progress, and prints what it 
 schedule, NFE actually spent (counted from model calls; a guided call costs 2) and wall time.
 
 Everything that can be checked is checked before the model runs: the arguments (``--guidance`` needs
-``--class``, counts are positive; ``--schedule`` alone keeps the default solver on that schedule), a ``--plan``
+``--class``, counts are positive; ``--step-schedule`` alone keeps the default solver on that schedule), a ``--plan``
 against the model's span and ``--nfe`` (when given), and the output files (their folder writable, not symbolic
 links, not already there unless ``--overwrite``). Both files are written atomically (:mod:`diffsample.files`).
 """

@@ -38,7 +38,7 @@ differ only in how they estimate the λ-derivatives ``m^{(k)}``:
 Note on 3M: the reference codes (DPM-Solver's ``multistep_dpm_solver_third_update``, k-diffusion's
 ``dpmpp_3m_sde`` at ``eta=0``) weigh ``d_2`` by ``ρ_2`` where the Taylor expansion asks for ``2 ρ_2``
 (their ``D2 = h² d_2`` is ``h² m''/2``), which leaves an ``h³ m''/12`` local error: they converge at
-second order. The full weight used here gives third order (``tests/test_dpm.py`` measures both).
+second order. The full weight used here gives third order (``tests/solvers/test_dpm.py`` measures both).
 
 Order planning and the step into σ = 0
 --------------------------------------

@@ -49,7 +49,7 @@ Reduction
 ``l = 1, s = b = 0`` gives ``f = −D`` and the DPM-Solver++ update ``x_t = e^{−h} x_s + ∫ e^{−(λ_t−λ)} D``
 (data prediction). Without ``statistics`` the solver uses exactly these: with ``corrector=False`` and
 ``solver_type="dpmsolver"`` it *is* ``dpmpp_3m`` (``order=3``) and ``dpmpp_2m`` (``order=2``), which
-``tests/test_dpm_v3.py`` checks to 1e-10 (with ``l = s = b = 0`` instead, ``f = σ ε̂``, the update is
+``tests/solvers/test_dpm_v3.py`` checks to 1e-10 (with ``l = s = b = 0`` instead, ``f = σ ε̂``, the update is
 an exponential integrator of neither DPM-Solver's nor DPM-Solver++'s form; the paper's code
 "degenerates" with ``l = 1``).
 

@@ -32,7 +32,7 @@ warm-up Euler step has local error ``O(h_0²)``, so the global error of a warm-s
 The first steps are at high σ, where the trajectory is nearly straight (curvature ``~ Var(x0)/σ³``)
 and the PF-ODE contracts perturbations by ``~σ_end/σ_start`` on the way down, so the term is small:
 on a smooth 2-D mixture it takes over tAB-4's error from n ≈ 50 when σ_max = 10 and from n ≈ 300 when
-σ_max = 80 (``tests/test_deis.py`` measures the slope 2; the order-``k`` tests use a grid whose first
+σ_max = 80 (``tests/solvers/test_deis.py`` measures the slope 2; the order-``k`` tests use a grid whose first
 steps shrink like ``1/n²``).
 
 ``lower_order_final=True`` (default) takes a final step into σ = 0 at first order, so the walk ends

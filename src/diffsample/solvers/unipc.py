@@ -65,7 +65,7 @@ The warm-up steps keep their lower local order, so asymptotically the first step
 order: at 2 without the corrector (an Euler step), at 3 with it (Euler + UniC-1). Their error
 constants are small, since the first steps lie at high σ where ``D`` barely moves
 (``D − E[x0] = O(σ^{-2})``): on a Gaussian from σ = 10 to 0.05, UniPC-3 with the corrector shows slope
-3.9 up to 512 steps; without it the slope falls to 2 from about 30 steps (tests/test_unipc.py).
+3.9 up to 512 steps; without it the slope falls to 2 from about 30 steps (``tests/solvers/test_unipc.py``).
 
 Defaults
 --------

@@ -143,10 +143,11 @@ def beta_schedule(
 
     * without ``noise_schedule``, in σ (diffusers' ``use_beta_sigmas``): ``σ_i = σ_min + P(q_i)(σ_max − σ_min)``;
     * with ``noise_schedule``, in its time, as in the paper: ``u_i = u(σ_min) + P(q_i)(u(σ_max) − u(σ_min))``
-      in sampling time ``u`` and ``σ_i = σ_space(sampling_time(u_i))``. On a :class:`DiscreteVP` table
-      ``u`` is the timestep (σ interpolated log-linearly between entries), so with the table's own span
-      this is ComfyUI's ``beta`` scheduler without its rounding: ComfyUI rounds ``P(q)·(N−1)`` to table
-      indices, drops the repeats that creates (fewer steps) and uses ``q = 1 − k/n`` (k < n), so its
+      in sampling time ``u`` and ``σ_i = σ_space(sampling_time(u_i))``. On a
+      :class:`~diffsample.schedules.DiscreteVP` table ``u`` is the timestep (σ interpolated log-linearly
+      between entries), so with the table's own span this is ComfyUI's ``beta`` scheduler without its
+      rounding: ComfyUI rounds ``P(q)·(N−1)`` to table indices, drops the repeats that creates (fewer
+      steps) and uses ``q = 1 − k/n`` (k < n), so its
       last level is above σ_min. ``to_timesteps(beta_schedule(n + 1, …, append_zero=False)[:-1], table)``
       puts the same quantiles on table timesteps (nearest in log σ rather than rounded in t) without
       losing steps; :func:`from_array` ``(…, append_zero=True)`` then adds the final 0.

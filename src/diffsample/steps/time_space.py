@@ -54,8 +54,8 @@ def time_uniform(
 
     **Continuous schedules**: ``n`` sampling times ``u`` uniform from ``t_max`` down to ``t_min``
     (default: the times of ``noise_schedule.sigma_max`` and ``sigma_min``), mapped through
-    ``noise_schedule.sampling_time`` (so a :class:`RectifiedFlow`'s SD3 shift applies) to native times
-    and σ-space levels. Only ``spacing="linspace"`` applies.
+    ``noise_schedule.sampling_time`` (so a :class:`~diffsample.schedules.RectifiedFlow`'s SD3 shift applies)
+    to native times and σ-space levels. Only ``spacing="linspace"`` applies.
 
     With ``return_timesteps=True`` returns ``(sigmas, timesteps)``: the ``n`` native times of the levels
     (int64 on a table, float64 otherwise), without an entry for the trailing 0.

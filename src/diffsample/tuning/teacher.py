@@ -14,7 +14,7 @@ high-accuracy solver rather than from a test bed's exact reference:
 
 With the defaults (120 levels, 4 substeps: 477 steps over the EDM span, ``h ≈ 0.022``) the teacher's end
 point lies within about 1e-5 RMSE of the DOP853 reference on the library's test beds
-(``tests/test_tuning.py`` checks it against :func:`diffsample.testbeds.reference_solution`), two to
+(``tests/tuning/test_tuning.py`` checks it against :func:`diffsample.testbeds.reference_solution`), two to
 three orders of magnitude below the few-step errors being tuned. Its cost, ``(levels − 1)·substeps + 1``
 model calls on the calibration batch, is recorded in :attr:`Teacher.nfe`. It keeps ``levels`` copies of the
 calibration batch (``states``); for large images lower ``levels`` or the batch size.
