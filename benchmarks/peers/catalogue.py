@@ -65,7 +65,7 @@ def require_peers() -> None:
     """Raise :class:`ImportError` with the install command unless diffusers and k-diffusion both load."""
     missing = [name for name, version in peers_available().items() if version is None]
     if missing:
-        raise ImportError(f"--peers needs {', '.join(missing)}: bash scripts/setup.sh peers (or {INSTALL_HINT})")
+        raise ImportError(f"--peers needs {', '.join(missing)}: bash scripts/setup.sh test (or {INSTALL_HINT})")
 
 
 class PeerRun(NamedTuple):

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--schedules",
         type=str_list,
         default=None,
-        help="step schedules (default karras, logsnr, kl_optimal, time_uniform-trailing)",
+        help="step schedules (default karras, logsnr, time_uniform-trailing)",
     )
     p.add_argument("--nfe", type=int_list, default=[4, 5, 6, 8, 10, 15, 20], help="NFE budgets")
     p.add_argument("--samples", type=positive_int, default=500, help="samples per method")
