@@ -17,7 +17,7 @@ Modules, by kind:
   :func:`to_timesteps`;
 * :mod:`~diffsample.steps.validation`: :func:`validate`, :func:`from_array`;
 * :mod:`~diffsample.steps.registry`: :data:`SCHEDULES` maps names to :class:`StepScheduleSpec` entries
-  ``entry(n, sigma_min, sigma_max, *, noise_schedule=None, append_zero=True, **options)``; :func:`get`
+  ``entry(n, sigma_min=None, sigma_max=None, *, noise_schedule=None, append_zero=True, **options)``; :func:`get`
   looks one up.
 
 The keyword that takes a :class:`~diffsample.schedules.NoiseSchedule` (α(t), σ(t)) is ``noise_schedule=``;
