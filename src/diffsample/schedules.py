@@ -661,5 +661,5 @@ def get_schedule(name: str, **kwargs: Any) -> NoiseSchedule:
     try:
         factory = _SCHEDULES[name]
     except KeyError:
-        raise UnknownNameError("schedule", name, list(_SCHEDULES)) from None
+        raise UnknownNameError("noise schedule", name, list(_SCHEDULES)) from None
     return factory(**kwargs)
