@@ -137,7 +137,7 @@ class CallCounter(CountingDenoiser):
         self.network_calls_per_call = self.inner.network_calls_per_call
 
     def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - reads through to the wrapped object's attributes
-        """Attributes of the model (``noise_schedule``, ``name``, …) read through, so the counter can stand in for it."""
+        """Attributes of the model (``noise_schedule``, ``name``, …) read through: the counter stands in for it."""
         if name == "inner":
             raise AttributeError(name)
         return getattr(self.inner, name)

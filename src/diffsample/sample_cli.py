@@ -194,8 +194,10 @@ def add_sample_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=None,
         help="a tuned plan (JSON from `diffsample tune`) for this model's span; its cost must fit --nfe",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=positive_int, default=64)
+    p.add_argument(
+        "--seed", type=int, default=0, help="noise seed (sample i has its own stream: the same in any --batch)"
+    )
+    p.add_argument("--batch", type=positive_int, default=64, help="number of samples (default 64)")
     p.add_argument(
         "--guidance", type=float, default=None, help="classifier-free guidance scale (with --class; default 1.0)"
     )
