@@ -62,7 +62,6 @@ import torch
 
 from diffsample import noise as noise_mod
 from diffsample import solvers, steps
-from diffsample.corrections import epsilon_scaling, fit_epsilon_scaling, time_shift, training_levels
 from diffsample.denoisers import Denoiser, FunctionDenoiser
 from diffsample.sampling import sample
 from diffsample.schedules import ContinuousVPLinear, DiscreteVP
@@ -73,6 +72,7 @@ from diffsample.testbeds.distribution import (
     weight_tv,
 )
 from diffsample.testbeds.imperfect import ExposureBiasDenoiser
+from diffsample.transforms import epsilon_scaling, fit_epsilon_scaling, time_shift, training_levels
 
 from .report import markdown_table
 from .stochastic_bench import imperfect_beds

@@ -59,8 +59,8 @@ from diffsample import solvers, steps
 from diffsample.errors import BudgetError, DiffsampleError, UnknownNameError
 from diffsample.files import atomic_write_text
 from diffsample.generate import default_choice, generate
-from diffsample.guidance import cfg
 from diffsample.sampling import sample
+from diffsample.transforms import cfg
 
 from .report import markdown_table, write_csv
 

@@ -60,9 +60,9 @@ from typing import Any
 import torch
 
 from diffsample import steps
-from diffsample.guidance import cfg
 from diffsample.sampling import sample
 from diffsample.testbeds import GaussianMixture, get_bed, reference_solution
+from diffsample.transforms import cfg
 
 from .report import Column, text_table
 

@@ -42,8 +42,8 @@ import torch
 from diffsample import noise as noise_mod
 from diffsample import solvers
 from diffsample.errors import DiffsampleError
+from diffsample.plan import Plan
 from diffsample.sampling import sample
-from diffsample.tuning.plan import Plan
 
 from .report import Column, text_table
 from .runner import BenchConfig, BenchRow, run_benchmark

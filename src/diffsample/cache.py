@@ -24,7 +24,7 @@ from typing import IO, TypeVar
 
 from . import files
 
-__all__ = ["atomic_write", "cache_dir", "cache_root", "cached", "key_digest"]
+__all__ = ["cache_dir", "cache_root", "cached", "key_digest"]
 
 T = TypeVar("T")
 
@@ -48,17 +48,6 @@ def key_digest(settings: object, *blobs: bytes) -> str:
     return h.hexdigest()
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
-    """Call ``write(handle)`` on a binary file object, whose content then replaces ``path`` atomically.
-
-    The parent folders are created. On an error nothing is left behind (:func:`diffsample.files.atomic_write`)
-    and the error is raised. ``write`` may be e.g. ``lambda f: np.save(f, array)`` or ``plan.write``.
-    """
-    with files.atomic_write(path) as handle:
-        write(handle)
-    return Path(path)
-
-
 def cached(
     path: str | os.PathLike[str] | None,
     compute: Callable[[], T],
@@ -71,5 +60,5 @@ def cached(
         return load(Path(path))
     value = compute()
     if path is not None:
-        atomic_write(path, lambda tmp: save(value, tmp))
+        files.atomic_write_bytes(path, lambda handle: save(value, handle))
     return value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from diffsample import cache
+from diffsample.files import atomic_write_bytes
 
 
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
@@ -46,5 +47,5 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        cache.atomic_write(tmp_path / "x.npy", fail)
+        atomic_write_bytes(tmp_path / "x.npy", fail)
     assert list(tmp_path.iterdir()) == []

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffsample import cache
 from diffsample.errors import DiffsampleError
+from diffsample.files import atomic_write_bytes
 from diffsample.plan import Plan
 
 ROOT = Path(__file__).parents[2]
@@ -30,7 +30,7 @@ def test_cache_writes_through_the_one_atomic_writer(tmp_path, monkeypatch):
 
     monkeypatch.setattr(files, "atomic_write", spy)
     array = np.arange(5.0)
-    cache.atomic_write(tmp_path / "a.npy", lambda handle: np.save(handle, array, allow_pickle=False))
+    atomic_write_bytes(tmp_path / "a.npy", lambda handle: np.save(handle, array, allow_pickle=False))
     assert used == ["a.npy"]
     np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), array)
     assert [p.name for p in tmp_path.iterdir()] == ["a.npy"]

@@ -21,10 +21,10 @@ import torch
 
 from diffsample import sample, solvers, steps
 from diffsample.errors import DiffsampleError
-from diffsample.guidance import cfg
 from diffsample.solvers.momentum import ghvb_coefficients, ghvb_order
 from diffsample.solvers.multistep import AB_UNIFORM
 from diffsample.testbeds import GaussianMixture, reference_solution, ring2d
+from diffsample.transforms import cfg
 
 F64 = torch.float64
 NAMES = ("plms_hb", "ghvb", "dpmpp_2m_hb")

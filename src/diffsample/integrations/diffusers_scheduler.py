@@ -152,12 +152,12 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin, SchedulerOutpu
 from .. import solvers, steps
 from .._deprecation import RenamedAttribute
 from ..contracts import NoiseSource
-from ..denoisers import Denoiser, WrappedDenoiser, append_dims
+from ..denoisers import Denoiser, append_dims
 from ..errors import DiffsampleError
 from ..parameterization import ModelDenoiser, canonical_prediction
 from ..sampling import sample as run_solver
 from ..schedules import DiscreteVP, NoiseSchedule, RectifiedFlow
-from ..transforms import work_dtype
+from ..transforms import Transform, work_dtype
 from .diffusers_model import (
     LEARNED_VARIANCE,
     SampleClipping,
@@ -362,14 +362,14 @@ class _PureNoiseLabel:
         return self.network(x_t, torch.where(t >= self.threshold, torch.full_like(t, self.label), t), **kwargs)
 
 
-class _ClippedDenoiser(WrappedDenoiser):
-    """``clipping(D(x, σ))``: a config's x̂0 transform on a denoiser (counts nothing itself)."""
+class _ClippedDenoiser(Transform):
+    """``clipping(D(x, σ))``: a config's x̂0 transform on a denoiser (its counters read through to ``inner``)."""
 
     def __init__(self, inner: Denoiser, clipping: SampleClipping) -> None:
         super().__init__(inner)
         self.clipping = clipping
 
-    def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         return self.clipping(self.inner(x, sigma, **kwargs))
 
 

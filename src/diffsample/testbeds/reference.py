@@ -36,6 +36,7 @@ import torch
 from .. import cache as disk_cache
 from ..denoisers import Denoiser
 from ..errors import DiffsampleError
+from ..files import atomic_write_bytes
 
 __all__ = ["SIGMA_FINISH", "default_cache_dir", "reference_solution"]
 
@@ -145,5 +146,5 @@ def reference_solution(
     if finish:
         out = denoiser.componentwise_flow(torch.from_numpy(out), sigma_stop, sigma_end).numpy()  # type: ignore[attr-defined]
     if path is not None:
-        disk_cache.atomic_write(path, lambda tmp: np.save(tmp, out, allow_pickle=False))
+        atomic_write_bytes(path, lambda handle: np.save(handle, out, allow_pickle=False))
     return torch.from_numpy(np.ascontiguousarray(out)).reshape(x.shape)
