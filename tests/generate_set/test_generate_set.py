@@ -52,8 +52,11 @@ def test_resume_verifies_checksums_and_redoes_only_missing_or_corrupted_shards(t
     corrupted = tmp_path / "shard-00001.npz"
     corrupted.write_bytes(corrupted.read_bytes()[:-7] + b"garbage")  # same size class, wrong bytes
     (tmp_path / "shard-00002.npz").unlink()
+    stale = tmp_path / ".shard-00002.npz.abc123.tmp"  # what a write cut off by SIGKILL leaves
+    stale.write_bytes(b"partial")
     summary = _run(tmp_path)
     assert summary.computed == [1, 2] and summary.reused == [0, 3]
+    assert not stale.exists()
     assert np.array_equal(load_set(tmp_path)["samples"], before)
 
 

@@ -102,6 +102,8 @@ def generate_set(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     manifest = Manifest.open(folder, settings)
+    for stale in folder.glob(".shard-*.npz.*.tmp"):  # a killed run's unfinished writes (atomic_write's temp files)
+        stale.unlink(missing_ok=True)
     done = manifest.verified()
     manifest.save()
     reused = [k for k, ok in enumerate(done) if ok]
