@@ -60,6 +60,16 @@ def test_resume_verifies_checksums_and_redoes_only_missing_or_corrupted_shards(t
     assert np.array_equal(load_set(tmp_path)["samples"], before)
 
 
+def test_resuming_with_other_library_versions_says_so(tmp_path, capsys) -> None:
+    _run(tmp_path)
+    path = tmp_path / MANIFEST
+    data = json.loads(path.read_text())
+    data["versions"]["torch"] = "0.0.1"
+    path.write_text(json.dumps(data))
+    assert _run(tmp_path, progress=True).computed == []
+    assert "torch': '0.0.1'" in capsys.readouterr().err
+
+
 def test_a_failed_shard_is_retried(tmp_path) -> None:
     summary = _run(tmp_path, shard_fn=shard_faults.raises_once_on_shard_1)
     assert summary.failures == 1 and summary.computed == [0, 1, 2, 3]

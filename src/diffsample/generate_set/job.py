@@ -111,6 +111,11 @@ def generate_set(
     meter = JobProgress(settings.n, sum(shards[k].size for k in reused), enabled=progress)
     if reused:
         meter.note(f"resuming: {len(reused)} of {len(shards)} shards verified done")
+        if manifest.saved_versions not in (None, manifest.versions):
+            meter.note(
+                f"the done shards were written with {manifest.saved_versions}, this run has {manifest.versions}: "
+                "their samples may differ in the last bits from a fresh run's"
+            )
     attempts = dict.fromkeys(range(len(shards)), 0)
     computed: list[int] = []
     todo = [s for s in shards if not done[s.index]]
