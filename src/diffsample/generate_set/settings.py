@@ -15,10 +15,9 @@ from typing import Any
 
 from ..errors import DiffsampleError
 from ..plan import Plan
+from ..sample_cli import SHIPPED_MODEL
 
-__all__ = ["SetSettings", "Shard", "shards_of"]
-
-SHIPPED_MODEL = "digits"
+__all__ = ["SHIPPED_MODEL", "SetSettings", "Shard", "shards_of"]
 
 
 @dataclass(frozen=True)
