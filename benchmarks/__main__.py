@@ -21,6 +21,7 @@ SUITES: dict[str, str] = {
     "stochastic": "benchmarks.suites.stochastic",
     "robustness": "benchmarks.suites.robustness",
     "overhead": "benchmarks.suites.overhead",
+    "picard": "benchmarks.suites.picard",
 }
 """Suite name → module with ``add_arguments(parser)`` and ``run(args) -> int``."""
 

@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .sample_cli import SHIPPED_MODEL, add_sample_parser
 
     add_sample_parser(sub)
+    from .generate_set.cli import add_generate_set_parser
+
+    add_generate_set_parser(sub)
 
     p = sub.add_parser("tune", help="tune a plan (noise levels + per-step solver choices) for a model or a test bed")
     target = p.add_mutually_exclusive_group(required=True)
