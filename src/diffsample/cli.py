@@ -98,7 +98,7 @@ def _tuning_target(args: argparse.Namespace) -> tuple[Any, str, tuple[int, ...],
 
         bed = get_bed(args.bed)
         return bed, args.bed, tuple(bed.shape), span_of(args, BED_SPAN)
-    from .sample_cli import SHIPPED_MODEL, load_model
+    from .models.loading import SHIPPED_MODEL, load_model
 
     model, _ = load_model(args.model)
     shape = (1, 8, 8) if args.model == SHIPPED_MODEL else args.shape
@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    from .sample_cli import SHIPPED_MODEL, add_sample_parser
+    from .models.loading import SHIPPED_MODEL
+    from .sample_cli import add_sample_parser
 
     add_sample_parser(sub)
     from .generate_set.cli import add_generate_set_parser

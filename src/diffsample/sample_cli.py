@@ -24,7 +24,7 @@ import torch
 from .cli import positive_int, shape
 from .errors import DiffsampleError
 from .files import atomic_write_bytes, check_writable
-from .parameterization import ModelDenoiser
+from .models.loading import SHIPPED_MODEL, load_model
 
 __all__ = ["SHIPPED_MODEL", "add_sample_parser", "load_model"]
 
@@ -50,25 +50,6 @@ class _Progress:
     def close(self) -> None:
         if self.enabled:
             print(file=sys.stderr)
-
-
-SHIPPED_MODEL = "digits"
-"""The ``--model`` name of the network shipped in :mod:`diffsample.models` (also the default)."""
-
-
-def load_model(model: str | None = None, *, conditional: bool = False) -> tuple[ModelDenoiser, int | None]:
-    """The denoiser for ``--model`` and its null class label (``None`` when it takes no labels).
-
-    ``None`` or ``"digits"`` is the shipped digits network (class-conditional when ``conditional``);
-    anything else is a diffusers model or pipeline directory (:func:`~diffsample.integrations.load_diffusers_denoiser`).
-    """
-    if model and model != SHIPPED_MODEL:
-        from .integrations import load_diffusers_denoiser
-
-        return load_diffusers_denoiser(model), None
-    from .models import NULL_LABEL, load_digits_model
-
-    return load_digits_model(conditional=conditional), NULL_LABEL
 
 
 DEFAULT_NFE = 10

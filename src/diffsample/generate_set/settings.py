@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import DiffsampleError
+from ..models.loading import SHIPPED_MODEL
 from ..plan import Plan
-from ..sample_cli import SHIPPED_MODEL
 
 __all__ = ["SHIPPED_MODEL", "SetSettings", "Shard", "shards_of"]
 

@@ -44,7 +44,7 @@ def _model(settings: SetSettings) -> tuple[Any, int | None]:
     """The model and its null label, loaded once per process."""
     key = (settings.model, settings.class_label is not None)
     if key not in _MODELS:
-        from ..sample_cli import load_model
+        from ..models.loading import load_model
 
         _MODELS[key] = load_model(settings.model, conditional=key[1])
     return _MODELS[key]
