@@ -120,7 +120,7 @@ def top_h(p: torch.Tensor, alpha: float = 0.4) -> torch.Tensor:
     sorted_p = torch.sort(p, dim=-1, descending=True, stable=True).values
     mass = sorted_p.cumsum(-1)
     h_prefix = torch.log(mass) - _xlogx(sorted_p).cumsum(-1) / mass
-    over = h_prefix > alpha * entropy(p)[..., None]
+    over = h_prefix > alpha * entropy(p)[..., None] * (1 + 1e-12) + 1e-15  # rounding: α = 1 keeps all
     first_over = torch.where(over.any(-1), over.int().argmax(-1), torch.full(p.shape[:-1], p.shape[-1]))
     return _keep_ranked(p, -p, first_over)
 
