@@ -21,6 +21,7 @@ SUITES: dict[str, str] = {
     "stochastic": "benchmarks.suites.stochastic",
     "robustness": "benchmarks.suites.robustness",
     "overhead": "benchmarks.suites.overhead",
+    "discrete": "benchmarks.suites.discrete",
 }
 """Suite name → module with ``add_arguments(parser)`` and ``run(args) -> int``."""
 

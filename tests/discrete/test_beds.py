@@ -95,4 +95,7 @@ def test_chain_sampling_and_the_monte_carlo_floor() -> None:
     tv = float(0.5 * (empirical_law(C, C.sample(n, seed=1)) - law).abs().sum())
     floor = monte_carlo_tv(law, n)
     assert 0.8 * floor < tv < 1.2 * floor
-    assert floor == pytest.approx(0.5 * sum(math.sqrt(2 * p * (1 - p) / (math.pi * n)) for p in law.tolist()))
+    # de Moivre's closed form against the binomial sum it replaces
+    q = torch.tensor([0.3, 0.05, 0.65], dtype=torch.float64)
+    direct = sum(math.comb(20, k) * p**k * (1 - p) ** (20 - k) * abs(k - 20 * p) for p in q.tolist() for k in range(21))
+    assert monte_carlo_tv(q, 20) == pytest.approx(0.5 * direct / 20, rel=1e-12)

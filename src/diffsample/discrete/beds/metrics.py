@@ -14,6 +14,8 @@ empirical (:func:`empirical_law`). All values in nats; rates are per token.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .chain import MarkovChain, encode
@@ -46,10 +48,16 @@ def kl(q: torch.Tensor, p: torch.Tensor) -> float:
 def monte_carlo_tv(q: torch.Tensor, n: int) -> float:
     """The expected TV between ``q`` and the empirical law of ``n`` draws from it: the Monte-Carlo floor.
 
-    Each count is binomial, ``E|q̂_k − q_k| ≈ √(2 q_k (1 − q_k) / (π n))`` (the normal approximation), so the
-    floor is ``½ Σ_k √(2 q_k (1 − q_k) / (π n))``; an estimated TV is resolved only above it.
+    Each count ``K_k`` is binomial, and de Moivre's mean absolute deviation is exact:
+    ``E|K − n q| = 2 m C(n, m) q^m (1 − q)^{n−m+1}`` with ``m = ⌊n q⌋ + 1``; the floor is
+    ``½ Σ_k E|K_k − n q_k| / n``. An estimated TV is resolved only above it.
     """
-    return float(0.5 * torch.sqrt(2.0 * q * (1.0 - q) / (torch.pi * n)).sum())
+    q = q[q > 0].to(torch.float64)
+    m = torch.floor(n * q) + 1
+    log_choose = math.lgamma(n + 1.0) - torch.lgamma(m + 1) - torch.lgamma(n - m + 1)
+    log_mad = math.log(2.0) + torch.log(m) + log_choose + m * torch.log(q) + (n - m + 1) * torch.log1p(-q)
+    mad = torch.where(m <= n, torch.exp(log_mad), torch.zeros_like(q))  # q = 1: K = n always
+    return float(0.5 * mad.sum() / n)
 
 
 def chain_metrics(chain: MarkovChain, q: torch.Tensor) -> dict[str, float]:
