@@ -96,3 +96,19 @@ def test_bad_arguments_are_refused() -> None:
         discrete.first_hitting(C.denoiser(), discrete.all_masked(1, 6, 3), 4)
     with pytest.raises(KeyError, match="valid masked samplers"):
         discrete.get("nope")
+
+
+def test_tau_leaping_is_ancestral_on_the_linear_schedule_and_its_own_law_on_cosine() -> None:
+    assert torch.allclose(exact_law(C, "tau_leaping", 4), exact_law(C, "ancestral", 4), atol=1e-15, rtol=0)
+    cos = discrete.cosine()
+    law = exact_law(C, "tau_leaping", 3, schedule=cos)
+    assert tv(law, exact_law(C, "ancestral", 3, schedule=cos)) > 0.01
+    x = discrete.get("tau_leaping")(C.denoiser(), discrete.all_masked(N, 6, 3), 3, seed=0, schedule=cos)
+    assert tv(empirical_law(C, x), law) < 1.25 * monte_carlo_tv(law, N)
+
+
+def test_reveal_rate_by_autograd_matches_the_closed_form() -> None:
+    t = torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64)
+    rate = discrete.cosine().reveal_rate(t)
+    closed = (torch.pi / 2) * torch.cos(torch.pi / 2 * t) / torch.sin(torch.pi / 2 * t)
+    assert torch.allclose(rate, closed, rtol=1e-13, atol=0)

@@ -70,6 +70,7 @@ def get(name: str) -> SamplerFn:
 
 
 register("ancestral", ancestral, "MDLM ancestral: each masked position revealed with probability (α_s−α_t)/(1−α_t)")
+register("tau_leaping", ancestral, "Euler τ-leaping: reveal probability = rate × step", reveal="euler")
 register("first_hitting", first_hitting, "first-hitting: one token at the exact next reveal time", one_per_step=True)
 register("random", ordered, "k tokens per step at uniformly random positions", order="random")
 register("confidence", ordered, "k tokens per step, most confident predicted distribution first",

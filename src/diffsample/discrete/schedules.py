@@ -56,6 +56,14 @@ class MaskingSchedule:
         a_t, a_s = self.alpha(t), self.alpha(s)
         return ((a_s - a_t) / (1.0 - a_t)).clamp(0.0, 1.0)
 
+    def reveal_rate(self, t: torch.Tensor | float) -> torch.Tensor:
+        """The reverse jump rate out of the mask, ``−α'_t / (1 − α_t)`` (``α'`` by autograd, so any schedule
+        written in torch operations has it)."""
+        t = torch.as_tensor(t, dtype=torch.float64).detach().clone().requires_grad_(True)
+        a = self.alpha(t)
+        (slope,) = torch.autograd.grad(a.sum(), t)
+        return (-slope / (1.0 - a.detach())).detach()
+
 
 def linear() -> MaskingSchedule:
     """``α_t = 1 - t``."""

@@ -7,7 +7,8 @@ outcomes are merged. The kernels are built from the samplers' own pieces (the sc
 :func:`~diffsample.discrete.orders.order_scores`, :func:`~diffsample.discrete.orders.select_positions`,
 :func:`~diffsample.discrete.orders.reveal_counts`, :func:`~diffsample.discrete.ordered.blocks_of`):
 
-* ``ancestral``: every masked position independently stays masked (``1 − r``) or becomes ``v`` (``r p_i(v)``);
+* ``ancestral`` and ``tau_leaping``: every masked position independently stays masked (``1 − r``) or becomes
+  ``v`` (``r p_i(v)``);
 * ``confidence``, ``margin``, ``entropy``: the selected positions (a function of ``z``) become ``v`` w.p. ``p_i(v)``;
 * ``random`` and ``first_hitting``: a uniformly random ``k``-subset of the candidates (``first_hitting`` is
   ``random`` with one token per step, its reveal times do not matter for a time-free denoiser);
@@ -23,6 +24,7 @@ import itertools
 
 import torch
 
+from ..ancestral import step_reveal_probability
 from ..ordered import blocks_of
 from ..orders import order_scores, reveal_counts, select_positions
 from ..schedules import MaskingSchedule, linear, time_grid
@@ -30,7 +32,8 @@ from .chain import MarkovChain, encode
 
 __all__ = ["EXACT_SAMPLERS", "exact_law"]
 
-EXACT_SAMPLERS = ("ancestral", "first_hitting", "random", "confidence", "margin", "entropy", "sampled_confidence")
+EXACT_SAMPLERS = ("ancestral", "tau_leaping", "first_hitting", "random", "confidence", "margin", "entropy",
+                  "sampled_confidence")
 
 
 def _expand(z: torch.Tensor, w: torch.Tensor, src: torch.Tensor, p: torch.Tensor, r: torch.Tensor
@@ -104,11 +107,12 @@ def exact_law(chain: MarkovChain, sampler: str, steps: int | None = None, *, blo
     denoiser = chain.denoiser()
     z = torch.full((1, length), vocab, dtype=torch.int64)
     w = torch.ones(1, dtype=torch.float64)
-    if sampler == "ancestral":
+    if sampler in ("ancestral", "tau_leaping"):
         schedule = schedule or linear()
         times = time_grid(int(steps or 0))
         for i in range(int(steps or 0)):
-            r = schedule.reveal_probability(times[i], times[i + 1])
+            r = step_reveal_probability(schedule, times[i], times[i + 1],
+                                        "exact" if sampler == "ancestral" else "euler")
             p = denoiser(z, times[i])
             z, w, _ = _expand(z, w, torch.arange(len(z)), p, (z == vocab).to(torch.float64) * r)
             z, w = _merge(z, w, vocab)
