@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _steps_for(name: str, length: int, steps: list[int]) -> list[int | None]:
-    return [None] if discrete.spec(name).one_per_step else [s for s in steps if s <= length]
+    return [None] if discrete.spec(name).own_steps else [s for s in steps if s <= length]
 
 
 def exact_tv_table(samplers: list[str]) -> str:

@@ -31,7 +31,7 @@ def test_sampler_output_law_is_the_enumerated_law(name: str, steps: int | None, 
 
 @pytest.mark.parametrize("name", discrete.available())
 def test_sample_i_is_the_same_in_any_batch_and_never_a_mask(name: str) -> None:
-    steps = None if discrete.spec(name).one_per_step else 3
+    steps = None if discrete.spec(name).own_steps else 3
     big, solo = _run(name, steps, 8), _run(name, steps, 1)
     assert torch.equal(big[:1], solo) and (big < C.vocab_size).all()
 
@@ -112,3 +112,32 @@ def test_reveal_rate_by_autograd_matches_the_closed_form() -> None:
     rate = discrete.cosine().reveal_rate(t)
     closed = (torch.pi / 2) * torch.cos(torch.pi / 2 * t) / torch.sin(torch.pi / 2 * t)
     assert torch.allclose(rate, closed, rtol=1e-13, atol=0)
+
+
+def test_entropy_budget_counts_by_hand() -> None:
+    from diffsample.discrete.entropy_bounded import entropy_budget_counts
+
+    h1 = -2 * 0.5 * torch.log(torch.tensor(0.5, dtype=torch.float64))  # entropy of a fair coin
+    p = torch.tensor([[[1.0, 0.0], [0.5, 0.5], [0.5, 0.5], [0.9, 0.1]]], dtype=torch.float64)
+    cand = torch.tensor([[True, True, True, True]])
+    scores = -discrete.categorical.entropy(p)
+    # sorted by entropy: 0 (H 0), 3 (H 0.325), 1, 2 (ln 2 each); Σ H − max H: 0, 0, 0.325, 0.325 + ln 2
+    assert int(entropy_budget_counts(p, cand, scores, 0.0)[0]) == 2
+    assert int(entropy_budget_counts(p, cand, scores, 0.33)[0]) == 3
+    assert int(entropy_budget_counts(p, cand, scores, 0.33 + float(h1))[0]) == 4
+    assert int(entropy_budget_counts(p, torch.zeros_like(cand), scores, 1.0)[0]) == 0
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.3, 1.0])
+def test_entropy_bounded_matches_its_exact_law_and_is_exact_at_zero_budget(gamma: float) -> None:
+    law = exact_law(C, "entropy_bounded", gamma=gamma)
+    if gamma == 0.0:
+        assert torch.allclose(law, C.law(), atol=1e-14, rtol=0)
+    steps = torch.zeros(N)
+
+    def count(info: dict) -> None:
+        steps.add_(info["revealed"].any(-1).float())
+
+    x = discrete.entropy_bounded(C.denoiser(), discrete.all_masked(N, 6, 3), gamma=gamma, seed=0, callback=count)
+    assert tv(empirical_law(C, x), law) < 1.25 * monte_carlo_tv(law, N)
+    assert (gamma == 0.0) == bool((steps == 6).all())  # steps per sequence: fewer within a budget

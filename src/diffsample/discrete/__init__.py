@@ -13,7 +13,8 @@ seeded per-sample uniforms and samplers.
 * :mod:`.random` — :func:`seeded_uniforms`: sample ``i`` draws from its own stream.
 * :mod:`.categorical` — temperature, top-k/p, min-p, typical, ε/η cut-offs, top-H; inverse-CDF and Gumbel-max.
 * :mod:`.orders` — reveal orders for k-tokens-per-step samplers.
-* Samplers (:mod:`.registry`): :func:`ancestral`, :func:`first_hitting`, :func:`ordered`.
+* Samplers (:mod:`.registry`): :func:`ancestral`, :func:`first_hitting`, :func:`ordered`,
+  :func:`entropy_bounded`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ._walk import all_masked
 from .ancestral import ancestral
 from .contracts import MaskedDenoiser, UniformSource, mask_id
 from .denoiser import CountingMaskedDenoiser, FunctionMaskedDenoiser, as_masked_denoiser
+from .entropy_bounded import entropy_bounded
 from .first_hitting import first_hitting
 from .ordered import ordered
 from .random import SeededUniforms, seeded_uniforms
@@ -43,6 +45,7 @@ __all__ = [
     "categorical",
     "cosine",
     "custom",
+    "entropy_bounded",
     "first_hitting",
     "get",
     "linear",

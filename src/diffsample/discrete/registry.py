@@ -17,6 +17,7 @@ import torch
 
 from ..errors import UnknownNameError
 from .ancestral import ancestral
+from .entropy_bounded import entropy_bounded
 from .first_hitting import first_hitting
 from .ordered import ordered
 
@@ -27,14 +28,14 @@ SamplerFn = Callable[..., torch.Tensor]
 
 @dataclass(frozen=True)
 class MaskedSamplerSpec:
-    """A registered sampler: its function, preset options, a one-line summary; ``one_per_step`` when its step
-    count is the number of masked tokens (the first-hitting sampler)."""
+    """A registered sampler: its function, preset options, a one-line summary; ``own_steps`` when it chooses its
+    number of steps itself (``steps`` is then left out: first-hitting, entropy-bounded)."""
 
     name: str
     fn: SamplerFn
     options: dict[str, Any] = field(default_factory=dict)
     summary: str = ""
-    one_per_step: bool = False
+    own_steps: bool = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         return self.fn(*args, **{**self.options, **kwargs})
@@ -43,11 +44,11 @@ class MaskedSamplerSpec:
 _REGISTRY: dict[str, MaskedSamplerSpec] = {}
 
 
-def register(name: str, fn: SamplerFn, summary: str, *, one_per_step: bool = False, **options: Any) -> None:
+def register(name: str, fn: SamplerFn, summary: str, *, own_steps: bool = False, **options: Any) -> None:
     """Add ``fn`` with preset ``options`` under ``name``."""
     if name in _REGISTRY:
         raise ValueError(f"masked sampler {name!r} is registered twice")
-    _REGISTRY[name] = MaskedSamplerSpec(name, fn, dict(options), summary, one_per_step)
+    _REGISTRY[name] = MaskedSamplerSpec(name, fn, dict(options), summary, own_steps)
 
 
 def available() -> list[str]:
@@ -71,7 +72,7 @@ def get(name: str) -> SamplerFn:
 
 register("ancestral", ancestral, "MDLM ancestral: each masked position revealed with probability (α_s−α_t)/(1−α_t)")
 register("tau_leaping", ancestral, "Euler τ-leaping: reveal probability = rate × step", reveal="euler")
-register("first_hitting", first_hitting, "first-hitting: one token at the exact next reveal time", one_per_step=True)
+register("first_hitting", first_hitting, "first-hitting: one token at the exact next reveal time", own_steps=True)
 register("random", ordered, "k tokens per step at uniformly random positions", order="random")
 register("confidence", ordered, "k tokens per step, most confident predicted distribution first",
          order="confidence")
@@ -79,3 +80,5 @@ register("margin", ordered, "k tokens per step, largest top-1 − top-2 margin f
 register("entropy", ordered, "k tokens per step, lowest entropy first", order="entropy")
 register("sampled_confidence", ordered, "k tokens per step, highest probability of the drawn token first "
          "(LLaDA low_confidence remasking; biased)", order="sampled_confidence")
+register("entropy_bounded", entropy_bounded, "variable tokens per step within an entropy budget γ (EB-sampler)",
+         own_steps=True)

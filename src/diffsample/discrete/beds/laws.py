@@ -12,7 +12,8 @@ outcomes are merged. The kernels are built from the samplers' own pieces (the sc
 * ``confidence``, ``margin``, ``entropy``: the selected positions (a function of ``z``) become ``v`` w.p. ``p_i(v)``;
 * ``random`` and ``first_hitting``: a uniformly random ``k``-subset of the candidates (``first_hitting`` is
   ``random`` with one token per step, its reveal times do not matter for a time-free denoiser);
-* ``sampled_confidence``: every candidate's token is drawn, then the selection looks at the drawn values.
+* ``sampled_confidence``: every candidate's token is drawn, then the selection looks at the drawn values;
+* ``entropy_bounded``: the selected prefix (its length a function of ``z`` and ``gamma``) as for the orders.
 
 Orders are deterministic here (``order_temperature = 0``); the cost grows with the number of reachable states,
 so this is for the small chains (``chain3x6``: at most ``4^6`` states).
@@ -25,6 +26,7 @@ import itertools
 import torch
 
 from ..ancestral import step_reveal_probability
+from ..entropy_bounded import entropy_budget_counts
 from ..ordered import blocks_of
 from ..orders import order_scores, reveal_counts, select_positions
 from ..schedules import MaskingSchedule, linear, time_grid
@@ -33,7 +35,7 @@ from .chain import MarkovChain, encode
 __all__ = ["EXACT_SAMPLERS", "exact_law"]
 
 EXACT_SAMPLERS = ("ancestral", "tau_leaping", "first_hitting", "random", "confidence", "margin", "entropy",
-                  "sampled_confidence")
+                  "sampled_confidence", "entropy_bounded")
 
 
 def _expand(z: torch.Tensor, w: torch.Tensor, src: torch.Tensor, p: torch.Tensor, r: torch.Tensor
@@ -99,7 +101,7 @@ def _ordered_step(z: torch.Tensor, w: torch.Tensor, p: torch.Tensor, order: str,
 
 
 def exact_law(chain: MarkovChain, sampler: str, steps: int | None = None, *, block_length: int | None = None,
-              schedule: MaskingSchedule | None = None) -> torch.Tensor:
+              schedule: MaskingSchedule | None = None, gamma: float = 0.0) -> torch.Tensor:
     """The exact ``(V^L,)`` output law of ``sampler`` in ``steps`` steps on ``chain`` (module docstring)."""
     if sampler not in EXACT_SAMPLERS:
         raise ValueError(f"no exact law for {sampler!r}; samplers with one: {', '.join(EXACT_SAMPLERS)}")
@@ -115,6 +117,14 @@ def exact_law(chain: MarkovChain, sampler: str, steps: int | None = None, *, blo
                                         "exact" if sampler == "ancestral" else "euler")
             p = denoiser(z, times[i])
             z, w, _ = _expand(z, w, torch.arange(len(z)), p, (z == vocab).to(torch.float64) * r)
+            z, w = _merge(z, w, vocab)
+    elif sampler == "entropy_bounded":
+        while (z == vocab).any():
+            candidates = z == vocab
+            p = denoiser(z, 0.0)
+            scores = order_scores(p, "entropy")
+            chosen = select_positions(scores, candidates, entropy_budget_counts(p, candidates, scores, gamma))
+            z, w, _ = _expand(z, w, torch.arange(len(z)), p, chosen.to(torch.float64))
             z, w = _merge(z, w, vocab)
     else:
         order = "random" if sampler == "first_hitting" else sampler
