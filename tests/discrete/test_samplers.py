@@ -140,4 +140,7 @@ def test_entropy_bounded_matches_its_exact_law_and_is_exact_at_zero_budget(gamma
 
     x = discrete.entropy_bounded(C.denoiser(), discrete.all_masked(N, 6, 3), gamma=gamma, seed=0, callback=count)
     assert tv(empirical_law(C, x), law) < 1.25 * monte_carlo_tv(law, N)
-    assert (gamma == 0.0) == bool((steps == 6).all())  # steps per sequence: fewer within a budget
+    if gamma == 0.0:
+        assert bool((steps == 6).all())
+    if gamma >= 1.0:
+        assert float(steps.mean()) < 5  # a budget buys fewer steps per sequence
