@@ -144,3 +144,30 @@ def test_entropy_bounded_matches_its_exact_law_and_is_exact_at_zero_budget(gamma
         assert bool((steps == 6).all())
     if gamma >= 1.0:
         assert float(steps.mean()) < 5  # a budget buys fewer steps per sequence
+
+
+def test_remdm_without_remasking_is_ancestral() -> None:
+    assert torch.allclose(exact_law(C, "remdm", 4, eta=0.0), exact_law(C, "ancestral", 4), atol=1e-15, rtol=0)
+    a = discrete.ancestral(C.denoiser(), discrete.all_masked(64, 6, 3), 4, seed=3)
+    assert torch.equal(discrete.remdm(C.denoiser(), discrete.all_masked(64, 6, 3), 4, eta=0.0, seed=3), a)
+
+
+@pytest.mark.parametrize(("strategy", "eta", "window"), [("cap", 0.3, None), ("rescale", 0.8, (0.3, 0.9))])
+def test_remdm_matches_its_exact_law(strategy: str, eta: float, window) -> None:
+    law = exact_law(C, "remdm", 4, strategy=strategy, eta=eta, window=window)
+    assert tv(law, exact_law(C, "ancestral", 4)) > 0.01  # remasking changes the law
+    x = discrete.remdm(C.denoiser(), discrete.all_masked(N, 6, 3), 4, strategy=strategy, eta=eta, window=window,
+                       seed=0)
+    assert tv(empirical_law(C, x), law) < 1.25 * monte_carlo_tv(law, N)
+
+
+def test_remask_probability_closed_forms() -> None:
+    from diffsample.discrete.remdm import remask_probability
+
+    lin = discrete.linear()
+    t, s = torch.tensor(0.5, dtype=torch.float64), torch.tensor(0.25, dtype=torch.float64)
+    # σ_max = (1 − α_s)/α_t = 0.25/0.5
+    assert float(remask_probability(lin, t, s, "rescale", 0.5)) == pytest.approx(0.25)
+    assert float(remask_probability(lin, t, s, "cap", 0.1)) == pytest.approx(0.1)
+    assert float(remask_probability(lin, t, s, "cap", 0.9, window=(0.6, 1.0))) == 0.0
+    assert float(remask_probability(lin, t, torch.tensor(0.0, dtype=torch.float64), "cap", 0.9)) == 0.0

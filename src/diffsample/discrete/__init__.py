@@ -14,7 +14,7 @@ seeded per-sample uniforms and samplers.
 * :mod:`.categorical` — temperature, top-k/p, min-p, typical, ε/η cut-offs, top-H; inverse-CDF and Gumbel-max.
 * :mod:`.orders` — reveal orders for k-tokens-per-step samplers.
 * Samplers (:mod:`.registry`): :func:`ancestral`, :func:`first_hitting`, :func:`ordered`,
-  :func:`entropy_bounded`.
+  :func:`entropy_bounded`, :func:`remdm`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from .first_hitting import first_hitting
 from .ordered import ordered
 from .random import SeededUniforms, seeded_uniforms
 from .registry import available, get, spec
+from .remdm import remdm
 from .schedules import MaskingSchedule, cosine, custom, linear, log_linear
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "ordered",
     "orders",
     "registry",
+    "remdm",
     "schedules",
     "seeded_uniforms",
     "spec",

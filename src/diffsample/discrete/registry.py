@@ -20,6 +20,7 @@ from .ancestral import ancestral
 from .entropy_bounded import entropy_bounded
 from .first_hitting import first_hitting
 from .ordered import ordered
+from .remdm import remdm
 
 __all__ = ["MaskedSamplerSpec", "available", "get", "register", "spec"]
 
@@ -82,3 +83,4 @@ register("sampled_confidence", ordered, "k tokens per step, highest probability 
          "(LLaDA low_confidence remasking; biased)", order="sampled_confidence")
 register("entropy_bounded", entropy_bounded, "variable tokens per step within an entropy budget γ (EB-sampler)",
          own_steps=True)
+register("remdm", remdm, "ReMDM: ancestral steps that may mask visible tokens again (cap / rescale, on-off window)")

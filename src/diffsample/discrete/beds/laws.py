@@ -13,6 +13,8 @@ outcomes are merged. The kernels are built from the samplers' own pieces (the sc
 * ``random`` and ``first_hitting``: a uniformly random ``k``-subset of the candidates (``first_hitting`` is
   ``random`` with one token per step, its reveal times do not matter for a time-free denoiser);
 * ``sampled_confidence``: every candidate's token is drawn, then the selection looks at the drawn values;
+* ``remdm``: as ``ancestral`` with the ReMDM reveal probability, and each visible token masked again with
+  probability ``σ_t``;
 * ``entropy_bounded``: the selected prefix (its length a function of ``z`` and ``gamma``) as for the orders.
 
 Orders are deterministic here (``order_temperature = 0``); the cost grows with the number of reachable states,
@@ -29,23 +31,26 @@ from ..ancestral import step_reveal_probability
 from ..entropy_bounded import entropy_budget_counts
 from ..ordered import blocks_of
 from ..orders import order_scores, reveal_counts, select_positions
+from ..remdm import remask_probability, remdm_reveal_probability
 from ..schedules import MaskingSchedule, linear, time_grid
 from .chain import MarkovChain, encode
 
 __all__ = ["EXACT_SAMPLERS", "exact_law"]
 
 EXACT_SAMPLERS = ("ancestral", "tau_leaping", "first_hitting", "random", "confidence", "margin", "entropy",
-                  "sampled_confidence", "entropy_bounded")
+                  "sampled_confidence", "entropy_bounded", "remdm")
 
 
-def _expand(z: torch.Tensor, w: torch.Tensor, src: torch.Tensor, p: torch.Tensor, r: torch.Tensor
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _expand(z: torch.Tensor, w: torch.Tensor, src: torch.Tensor, p: torch.Tensor, r: torch.Tensor,
+            remask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every outcome of revealing position ``i`` of row ``k`` with probability ``r[k, i]`` and token law
-    ``p[src[k], i]``, independently over positions; rows ``(z, weight, source state)``."""
+    ``p[src[k], i]`` and of masking it with probability ``remask[k, i]`` (visible positions), independently over
+    positions; rows ``(z, weight, source state)``."""
     vocab = p.shape[-1]
+    remask = torch.zeros_like(r) if remask is None else remask
     for i in range(z.shape[1]):
         active = r[:, i] > 0
-        za, wa, sa, ra = z[active], w[active], src[active], r[active]
+        za, wa, sa, ra, ma = z[active], w[active], src[active], r[active], remask[active]
         tok_z = za.repeat_interleave(vocab, 0)
         tok_z[:, i] = torch.arange(vocab).repeat(len(za))
         tok_w = (wa[:, None] * ra[:, i, None] * p[sa, i]).reshape(-1)
@@ -53,8 +58,17 @@ def _expand(z: torch.Tensor, w: torch.Tensor, src: torch.Tensor, p: torch.Tensor
         w = torch.cat([w[~active], tok_w, wa * (1.0 - ra[:, i])])
         src = torch.cat([src[~active], sa.repeat_interleave(vocab), sa])
         r = torch.cat([r[~active], ra.repeat_interleave(vocab, 0), ra])
+        remask = torch.cat([remask[~active], ma.repeat_interleave(vocab, 0), ma])
+        hidden = remask[:, i] > 0
+        masked_z = z[hidden].clone()
+        masked_z[:, i] = vocab
+        z = torch.cat([z[~hidden], masked_z, z[hidden]])
+        w = torch.cat([w[~hidden], w[hidden] * remask[hidden, i], w[hidden] * (1.0 - remask[hidden, i])])
+        src = torch.cat([src[~hidden], src[hidden], src[hidden]])
+        r = torch.cat([r[~hidden], r[hidden], r[hidden]])
+        remask = torch.cat([remask[~hidden], remask[hidden], remask[hidden]])
         keep = w > 0
-        z, w, src, r = z[keep], w[keep], src[keep], r[keep]
+        z, w, src, r, remask = z[keep], w[keep], src[keep], r[keep], remask[keep]
     return z, w, src
 
 
@@ -101,8 +115,10 @@ def _ordered_step(z: torch.Tensor, w: torch.Tensor, p: torch.Tensor, order: str,
 
 
 def exact_law(chain: MarkovChain, sampler: str, steps: int | None = None, *, block_length: int | None = None,
-              schedule: MaskingSchedule | None = None, gamma: float = 0.0) -> torch.Tensor:
-    """The exact ``(V^L,)`` output law of ``sampler`` in ``steps`` steps on ``chain`` (module docstring)."""
+              schedule: MaskingSchedule | None = None, gamma: float = 0.0, strategy: str = "cap", eta: float = 0.05,
+              window: tuple[float, float] | None = None) -> torch.Tensor:
+    """The exact ``(V^L,)`` output law of ``sampler`` in ``steps`` steps on ``chain`` (module docstring);
+    ``gamma`` is the entropy-bounded sampler's, ``strategy``, ``eta``, ``window`` ReMDM's."""
     if sampler not in EXACT_SAMPLERS:
         raise ValueError(f"no exact law for {sampler!r}; samplers with one: {', '.join(EXACT_SAMPLERS)}")
     vocab, length = chain.vocab_size, chain.length
@@ -117,6 +133,17 @@ def exact_law(chain: MarkovChain, sampler: str, steps: int | None = None, *, blo
                                         "exact" if sampler == "ancestral" else "euler")
             p = denoiser(z, times[i])
             z, w, _ = _expand(z, w, torch.arange(len(z)), p, (z == vocab).to(torch.float64) * r)
+            z, w = _merge(z, w, vocab)
+    elif sampler == "remdm":
+        schedule = schedule or linear()
+        times = time_grid(int(steps or 0))
+        for i in range(int(steps or 0)):
+            t, s = times[i], times[i + 1]
+            sigma = remask_probability(schedule, t, s, strategy, eta, window)
+            p = denoiser(z, t)
+            hidden = (z == vocab).to(torch.float64)
+            z, w, _ = _expand(z, w, torch.arange(len(z)), p,
+                              hidden * remdm_reveal_probability(schedule, t, s, sigma), (1.0 - hidden) * sigma)
             z, w = _merge(z, w, vocab)
     elif sampler == "entropy_bounded":
         while (z == vocab).any():
