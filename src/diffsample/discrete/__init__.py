@@ -13,6 +13,7 @@ seeded per-sample uniforms and samplers.
 * :mod:`.random` — :func:`seeded_uniforms`: sample ``i`` draws from its own stream.
 * :mod:`.categorical` — temperature, top-k/p, min-p, typical, ε/η cut-offs, top-H; inverse-CDF and Gumbel-max.
 * :mod:`.orders` — reveal orders for k-tokens-per-step samplers.
+* :mod:`.guidance` — :func:`masked_cfg`, classifier-free guidance for masked denoisers.
 * Samplers (:mod:`.registry`): :func:`ancestral`, :func:`first_hitting`, :func:`ordered`,
   :func:`entropy_bounded`, :func:`remdm`.
 """
@@ -26,6 +27,7 @@ from .contracts import MaskedDenoiser, UniformSource, mask_id
 from .denoiser import CountingMaskedDenoiser, FunctionMaskedDenoiser, as_masked_denoiser
 from .entropy_bounded import entropy_bounded
 from .first_hitting import first_hitting
+from .guidance import MaskedCFG, masked_cfg
 from .ordered import ordered
 from .random import SeededUniforms, seeded_uniforms
 from .registry import available, get, spec
@@ -35,6 +37,7 @@ from .schedules import MaskingSchedule, cosine, custom, linear, log_linear
 __all__ = [
     "CountingMaskedDenoiser",
     "FunctionMaskedDenoiser",
+    "MaskedCFG",
     "MaskedDenoiser",
     "MaskingSchedule",
     "SeededUniforms",
@@ -52,6 +55,7 @@ __all__ = [
     "linear",
     "log_linear",
     "mask_id",
+    "masked_cfg",
     "ordered",
     "orders",
     "registry",

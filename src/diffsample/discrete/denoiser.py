@@ -5,7 +5,8 @@
 forward` returning ``(B, L, V)`` logits (``output = "logits"``, turned into probabilities by a float64 softmax)
 or probabilities (``output = "probs"``, renormalised in float64). The wrapper checks shapes, sets visible
 positions to their own token (carry-over), and counts: ``nfe`` one per call (a batch evaluation, the unit the
-continuous side counts), ``rows`` the sequences evaluated (a cached sampler evaluates only changed rows).
+continuous side counts; ``evaluations_per_call`` for wrappers that call several models, 2 for guidance),
+``rows`` the sequences evaluated (a cached sampler evaluates only changed rows).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class CountingMaskedDenoiser:
     """Base class: ``D(z, t) -> (B, L, V)`` float64 probabilities with call counting (module docstring)."""
 
     output: str = "logits"
+    evaluations_per_call: int = 1
 
     def __init__(self, vocab_size: int, time_free: bool = False) -> None:
         self.vocab_size = int(vocab_size)
@@ -55,7 +57,7 @@ class CountingMaskedDenoiser:
             raise ShapeError(f"z must be a (B, L) integer tensor, got {tuple(z.shape)} {z.dtype}")
         if ((z < 0) | (z > self.vocab_size)).any():
             raise ShapeError(f"tokens must lie in [0, {self.vocab_size}] (mask = {self.vocab_size})")
-        self.nfe += 1
+        self.nfe += self.evaluations_per_call
         self.rows += z.shape[0]
         out = self.forward(z, broadcast_time(t, z.shape[0])).to(torch.float64)
         if out.shape != (*z.shape, self.vocab_size):
