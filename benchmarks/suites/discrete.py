@@ -29,14 +29,14 @@ ORDER_SAMPLERS = ["random", "confidence", "margin", "entropy", "sampled_confiden
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--samplers", type=str_list, default=["ancestral", *ORDER_SAMPLERS, "first_hitting"],
+    p.add_argument("--samplers", type=str_list, default=["ancestral", "remdm", *ORDER_SAMPLERS, "first_hitting"],
                    help="masked samplers (names from diffsample.discrete.available())")
     p.add_argument("--samples", type=int, default=100000, help="Monte-Carlo draws per configuration on chain4x8")
     p.add_argument("--convergence-steps", type=int_list, default=[2, 4, 8, 16, 32, 64],
                    help="ancestral step counts for the O(1/N) slope (exact, chain3x6)")
     p.add_argument("--float32-vocab", type=int, default=4096, help="vocabulary of the float32 Gumbel bed")
     p.add_argument("--float32-length", type=int, default=16)
-    p.add_argument("--float32-batch", type=int, default=8)
+    p.add_argument("--float32-batch", type=int, default=16)
     p.add_argument("--float32-steps", type=int, default=2048)
     p.add_argument("--skip-float32", action="store_true", help="leave out the (slowest) float32 section")
     p.add_argument("--seed", type=int, default=0)
@@ -62,14 +62,15 @@ def exact_tv_table(samplers: list[str]) -> str:
     return text_table(cols, rows)
 
 
-def monte_carlo_table(samplers: list[str], n: int, seed: int, options: dict | None = None) -> str:
+def monte_carlo_table(samplers: list[str], n: int, seed: int, options: dict | None = None,
+                      steps_list: tuple[int, ...] = (1, 2, 4, 8)) -> str:
     """TV of ``n`` draws to the chain4x8 target per sampler and step count, next to the Monte-Carlo floor."""
     c = chains.chain4x8()
     law = c.law()
     floor = monte_carlo_tv(law, n)
     rows = []
     for name in samplers:
-        for steps in _steps_for(name, c.length, [1, 2, 4, 8]):
+        for steps in _steps_for(name, c.length, list(steps_list)):
             d = c.denoiser()
             x = discrete.get(name)(d, discrete.all_masked(n, c.length, c.vocab_size), steps, seed=seed,
                                    **(options or {}))
@@ -80,6 +81,25 @@ def monte_carlo_table(samplers: list[str], n: int, seed: int, options: dict | No
     cols = [Column("sampler", "<18"), Column("steps", ">5"), Column("NFE", ">4"), Column("TV", ">8.4f"),
             Column("TV/floor", ">8.2f"), Column("unigram", ">8.4f"), Column("trans.KL", ">9.4f")]
     return f"Monte-Carlo floor (TV of {n} exact draws, expected): {floor:.4f}\n" + text_table(cols, rows)
+
+
+def entropy_bounded_table(gammas: list[float], seed: int, n: int = 4000) -> str:
+    """Exact TV of the entropy-bounded sampler on chain3x6 per budget ``γ``, and its mean steps per sequence
+    (measured on ``n`` draws)."""
+    c = chains.chain3x6()
+    rows = []
+    for gamma in gammas:
+        steps = torch.zeros(n)
+
+        def count(info: dict, steps: torch.Tensor = steps) -> None:
+            steps.add_(info["revealed"].any(-1).float())
+
+        discrete.entropy_bounded(c.denoiser(), discrete.all_masked(n, c.length, c.vocab_size), gamma=gamma,
+                                 seed=seed, callback=count)
+        m = chain_metrics(c, exact_law(c, "entropy_bounded", gamma=gamma))
+        rows.append([gamma, float(steps.mean()), m["tv"], m["kl"]])
+    cols = [Column("gamma", ">6.2f"), Column("steps/seq", ">9.2f"), Column("TV", ">10.4g"), Column("KL", ">10.4g")]
+    return text_table(cols, rows)
 
 
 def convergence(steps: list[int]) -> tuple[str, float, float]:
@@ -97,6 +117,36 @@ def convergence(steps: list[int]) -> tuple[str, float, float]:
 
     cols = [Column("N", ">4"), Column("TV", ">10.5g"), Column("KL", ">10.5g"), Column("N·TV", ">8.4f")]
     return text_table(cols, rows), slope([r[1] for r in rows]), slope([r[2] for r in rows])
+
+
+def float32_first_step(vocab: int, steps_list: list[int]) -> str:
+    """The exact law of one float32 joint draw at the first ancestral step (``r = 1/N``), by enumerating the 2²⁴
+    values ``torch.rand`` can return: each category's score ``w / −log(u + 10⁻¹⁰)`` in float32 takes 2²⁴
+    equally likely values, so ``P(mask wins) = E_k[F_common(< s_mask,k) · F_rare(< s_mask,k)^{V−1}]`` and
+    ``P(token 0 wins) = E_k[F_rare(≤ s_0,k)^{V−1} · F_mask(≤ s_0,k)]`` (argmax keeps the first index on ties),
+    with ``F`` read off the sorted score arrays; the rare class has the rest."""
+    k = torch.arange(2**24, dtype=torch.float64)
+    e = -torch.log((k * 2.0**-24).to(torch.float32) + 1e-10)
+    rows = []
+    for n in steps_list:
+        r = 1.0 / n
+        weights = {"common": 0.5 * r, "rare": 0.5 * r / (vocab - 1), "mask": 1.0 - r}
+        scores = {c: torch.tensor(w, dtype=torch.float64).to(torch.float32) / e for c, w in weights.items()}
+        ranked = {c: torch.sort(v).values for c, v in scores.items()}
+
+        def below(c: str, x: torch.Tensor, inclusive: bool, ranked: dict = ranked) -> torch.Tensor:
+            return torch.searchsorted(ranked[c], x, right=inclusive).double() / 2**24
+
+        p_mask = float((below("common", scores["mask"], False) * below("rare", scores["mask"], False)
+                        ** (vocab - 1)).mean())
+        p_common = float((below("rare", scores["common"], True) ** (vocab - 1)
+                          * below("mask", scores["common"], True)).mean())
+        p_rare = 1.0 - p_mask - p_common
+        rows.append([n, weights["rare"] * 2**24, p_rare / (0.5 * r), p_common / (0.5 * r)])
+    cols = [Column("N", ">6"), Column("w_rare·2²⁴", ">11.3f"), Column("rare: f32/exact", ">15.4f"),
+            Column("common: f32/exact", ">17.4f")]
+    return (f"first step of MDLM's float32 joint draw, V = {vocab} (1/2 on token 0, 1/2 spread), exact over "
+            "torch.rand's grid\n" + text_table(cols, rows))
 
 
 def _generator_uniforms(seed: int) -> Callable[[int, int], torch.Tensor]:
@@ -147,16 +197,19 @@ def run(args: argparse.Namespace) -> int:
     print("\n== chain4x8 (V = 4, L = 8), exact denoiser, Monte-Carlo ==")
     print(monte_carlo_table(samplers, args.samples, args.seed))
     print("\n== sampled-confidence ordering with an ordering temperature (chain4x8, one token per step) ==")
-    for temp in (0.0, 1.0):
+    for temp in (0.0, 0.5, 1.0):
         print(f"order_temperature = {temp}")
         print(monte_carlo_table(["sampled_confidence", "confidence"], args.samples, args.seed,
-                                {"order_temperature": temp}).split("\n", 1)[1])
+                                {"order_temperature": temp}, (8,)).split("\n", 1)[1])
+    print("\n== entropy-bounded sampler: exact TV on chain3x6 and steps per sequence ==")
+    print(entropy_bounded_table([0.0, 0.5, 1.0, 1.5, 2.0], args.seed))
     table, tv_slope, kl_slope = convergence(args.convergence_steps)
     print("\n== ancestral convergence (exact, chain3x6) ==")
     print(table)
     print(f"log-log slope: TV {tv_slope:.3f}, KL {kl_slope:.3f} (O(1/N): −1)")
     if not args.skip_float32:
         print("\n== float32 vs float64 Gumbel draws ==")
+        print(float32_first_step(args.float32_vocab, [256, 1024, 2048, 4096, 16384]))
         print(float32_draws(args.float32_vocab, args.float32_length, args.float32_batch, args.float32_steps,
                             args.seed))
     return 0
