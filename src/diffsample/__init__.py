@@ -55,7 +55,7 @@ __all__ = [
 #: Submodules reachable as attributes of ``diffsample`` but imported on first use, so that
 #: ``import diffsample`` needs torch alone (the test beds need scipy/scikit-learn, the integrations
 #: diffusers or k-diffusion, the tuner is large).
-LAZY_SUBMODULES = ("corrections", "integrations", "models", "testbeds", "transforms", "tuning")
+LAZY_SUBMODULES = ("corrections", "discrete", "integrations", "models", "testbeds", "transforms", "tuning")
 
 
 def __getattr__(name: str) -> Any:

@@ -50,7 +50,7 @@ def ordered(denoiser: MaskedDenoiser, z: torch.Tensor, steps: int, *, order: str
     z = walk.z
     batch, length = z.shape
     blocks, per_block = blocks_of(length, int(steps), block_length)
-    sampled_order = order_temperature if order != "random" else 1.0
+    selection_temperature = order_temperature if order != "random" else 1.0  # random: Gumbel keys alone
     i = 0
     for lo, hi in blocks:
         in_block = torch.zeros(length, dtype=torch.bool)
@@ -63,7 +63,7 @@ def ordered(denoiser: MaskedDenoiser, z: torch.Tensor, steps: int, *, order: str
             tokens = inverse_cdf(q, walk.uniforms(batch, length))
             candidates = mask & in_block
             chosen = select_positions(order_scores(q, order, tokens), candidates,
-                                      reveal_counts(candidates, per_block - j), sampled_order,
+                                      reveal_counts(candidates, per_block - j), selection_temperature,
                                       walk.uniforms(batch, length))
             z = torch.where(chosen, tokens, z)
             walk.report(i=i, z=z, t=t, probs=p, revealed=chosen)

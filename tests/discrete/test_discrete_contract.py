@@ -89,3 +89,9 @@ def test_uniform_seeds_follow_the_one_seed_rule() -> None:
             SeededUniforms(bad)  # type: ignore[arg-type]
     with pytest.raises(ShapeError, match="seeds were given"):
         SeededUniforms([1, 2])(3, 1)
+
+
+def test_discrete_is_a_lazy_attribute_of_diffsample() -> None:
+    import diffsample
+
+    assert diffsample.discrete is discrete and "discrete" in dir(diffsample)
