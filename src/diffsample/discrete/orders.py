@@ -4,10 +4,14 @@ A k-tokens-per-step sampler (MaskGIT, Chang et al. 2022; LLaDA, Nie et al. 2025;
 token at every masked position from ``p(x0_i | z)``, then reveals the ``k`` positions of highest score:
 
 * ``random``: every masked position equally likely (scores 0 plus Gumbel noise: a uniform ``k``-subset);
-* ``confidence``: ``max_v p_i(v)`` (Dream's ``maskgit_plus`` scored on the predicted distribution);
+* ``confidence``: ``max_v p_i(v)`` (Dream's ``maskgit_plus`` with greedy draws, where it equals the next one);
 * ``margin``: ``p_i(top1) − p_i(top2)`` (Dream's ``topk_margin``);
 * ``entropy``: ``−H(p_i)`` (Dream's ``entropy``);
-* ``sampled_confidence``: ``p_i(x̂_i)`` of the token just drawn (LLaDA's ``remasking="low_confidence"``).
+* ``sampled_confidence``: ``p_i(x̂_i)`` of the token just drawn (LLaDA's ``remasking="low_confidence"``, Dream's
+  ``maskgit_plus`` with temperature > 0).
+
+Scores are computed on the distribution the tokens are drawn from (after the sampler's ``transform``); LLaDA
+scores its drawn token under the untempered softmax instead.
 
 The first four depend only on the visible tokens, so with an exact denoiser and one token per step the sampler
 is the exact chain rule ``p(x) = Π p(x_{σ(j)} | x_{σ(<j)})`` whatever the order; ``sampled_confidence`` picks
