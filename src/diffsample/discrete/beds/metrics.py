@@ -1,7 +1,8 @@
 """Distances between a law over the sequences of a :class:`~.chain.MarkovChain` and the chain itself.
 
 A law is a ``(V^L,)`` float64 vector in :func:`~.chain.encode` order: exact (:func:`~.laws.exact_law`) or
-empirical (:func:`empirical_law`). All values in nats; rates are per token.
+empirical (:func:`empirical_law`). All values in nats; rates are per token; the KL values are clamped at 0 (a
+law equal to the target gives ±1e-17 from rounding).
 
 * ``tv`` ``½ Σ |q − p|``; ``kl`` ``KL(q ‖ p) = Σ q log(q/p)``;
 * ``entropy_rate`` ``H(q) / L``; ``nll`` ``−E_q log p(x) / L`` (the target's own value is its entropy rate);
@@ -42,7 +43,7 @@ def kl(q: torch.Tensor, p: torch.Tensor) -> float:
     """``KL(q ‖ p)`` (``inf`` when ``q`` puts mass where ``p`` has none)."""
     if ((q > 0) & (p <= 0)).any():
         return float("inf")
-    return float((_xlogy(q, q) - _xlogy(q, p)).sum())
+    return max(0.0, float((_xlogy(q, q) - _xlogy(q, p)).sum()))
 
 
 def monte_carlo_tv(q: torch.Tensor, n: int) -> float:
@@ -81,6 +82,6 @@ def chain_metrics(chain: MarkovChain, q: torch.Tensor) -> dict[str, float]:
         "kl": kl(q, p),
         "entropy_rate": float(-_xlogy(q, q).sum()) / n,
         "nll": float(-(q * chain.log_prob(seqs)).sum()) / n,
-        "transition_kl_rate": float((from_a[:, 0] * row_kl).sum()) / (n - 1),
+        "transition_kl_rate": max(0.0, float((from_a[:, 0] * row_kl).sum()) / (n - 1)),
         "unigram_error": tv(unigram_q / n, unigram_p / n),
     }
