@@ -1,7 +1,7 @@
 """Masked discrete diffusion on exact Markov-chain beds: TV per sampler and step count, ancestral's O(1/N),
 exact one-token orders, the sampled-confidence bias, float32 vs float64 Gumbel draws.
 
-``python -m benchmarks discrete [--samples 20000] [--skip-float32]``. Laws on ``chain3x6`` are enumerated
+``python -m benchmarks discrete [--samples 100000] [--sections exact,convergence]``. Laws on ``chain3x6`` are enumerated
 exactly (:func:`diffsample.discrete.beds.laws.exact_law`); on ``chain4x8`` they are estimated from
 ``--samples`` draws and printed with their Monte-Carlo floor (the TV that exact draws show).
 """
@@ -25,6 +25,7 @@ from ..report import Column, text_table
 
 __all__ = ["add_arguments", "run"]
 
+SECTIONS = ("exact", "monte-carlo", "order-temperature", "entropy-bounded", "convergence", "float32")
 ORDER_SAMPLERS = ["random", "confidence", "margin", "entropy", "sampled_confidence"]
 
 
@@ -38,7 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--float32-length", type=int, default=16)
     p.add_argument("--float32-batch", type=int, default=16)
     p.add_argument("--float32-steps", type=int, default=2048)
-    p.add_argument("--skip-float32", action="store_true", help="leave out the (slowest) float32 section")
+    p.add_argument("--float32-monte-carlo", action="store_true",
+                   help="also run the sampler with float32 and float64 draws (minutes; ±SE of a few hundred tokens)")
+    p.add_argument("--sections", type=str_list, default=list(SECTIONS),
+                   help=f"sections to print (default all: {', '.join(SECTIONS)})")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -119,34 +123,68 @@ def convergence(steps: list[int]) -> tuple[str, float, float]:
     return text_table(cols, rows), slope([r[1] for r in rows]), slope([r[2] for r in rows])
 
 
-def float32_first_step(vocab: int, steps_list: list[int]) -> str:
-    """The exact law of one float32 joint draw at the first ancestral step (``r = 1/N``), by enumerating the 2²⁴
-    values ``torch.rand`` can return: each category's score ``w / −log(u + 10⁻¹⁰)`` in float32 takes 2²⁴
-    equally likely values, so ``P(mask wins) = E_k[F_common(< s_mask,k) · F_rare(< s_mask,k)^{V−1}]`` and
-    ``P(token 0 wins) = E_k[F_rare(≤ s_0,k)^{V−1} · F_mask(≤ s_0,k)]`` (argmax keeps the first index on ties),
-    with ``F`` read off the sorted score arrays; the rare class has the rest."""
+def _float32_exponentials() -> torch.Tensor:
+    """The 2²⁴ equally likely values of ``−log(u + 10⁻¹⁰)`` in float32 over ``torch.rand``'s grid, descending."""
     k = torch.arange(2**24, dtype=torch.float64)
-    e = -torch.log((k * 2.0**-24).to(torch.float32) + 1e-10)
+    return torch.sort(-torch.log((k * 2.0**-24).to(torch.float32) + 1e-10), descending=True).values
+
+
+def float32_step_law(vocab: int, r: float, exponentials: torch.Tensor) -> tuple[float, float, float]:
+    """``(P(stay masked), P(token 0), P(a rare token))`` of one float32 joint draw (weights ``1 − r``, ``r/2`` and
+    ``r/(2(V − 1))`` each), exactly, by enumerating the 2²⁴ values each category's exponential can take.
+
+    A category's float32 score ``w / E`` is non-decreasing along ``exponentials`` (descending ``E``), so its
+    distribution function is a ``searchsorted``: ``P(mask wins) = E_k[F_0(< s_mask,k) F_rare(< s_mask,k)^{V−1}]``,
+    ``P(token 0 wins) = E_k[F_rare(≤ s_0,k)^{V−1} F_mask(≤ s_0,k)]`` (argmax keeps the first index on ties:
+    token 0 first, the mask last); the rare class has the rest.
+    """
+    weights = {"common": 0.5 * r, "rare": 0.5 * r / (vocab - 1), "mask": 1.0 - r}
+    scores = {c: torch.tensor(w, dtype=torch.float64).to(torch.float32) / exponentials for c, w in weights.items()}
+
+    def below(c: str, x: torch.Tensor, inclusive: bool) -> torch.Tensor:
+        return torch.searchsorted(scores[c], x, right=inclusive).double() / 2**24
+
+    p_mask = float((below("common", scores["mask"], False) * below("rare", scores["mask"], False)
+                    ** (vocab - 1)).mean())
+    p_common = float((below("rare", scores["common"], True) ** (vocab - 1) * below("mask", scores["common"], True))
+                     .mean())
+    return p_mask, p_common, 1.0 - p_mask - p_common
+
+
+def _law_entropy(f: float, vocab: int) -> float:
+    """Entropy of the law with ``1 − f`` on token 0 and ``f`` spread evenly over the other ``vocab − 1``."""
+    return -sum(v * math.log(v) for v in (f, 1.0 - f) if v > 0) + f * math.log(vocab - 1)
+
+
+def float32_first_step(vocab: int, steps_list: list[int], exponentials: torch.Tensor) -> str:
+    """The exact law of the float32 joint draw at the first ancestral step (``r = 1/N``) against the exact one."""
     rows = []
     for n in steps_list:
-        r = 1.0 / n
-        weights = {"common": 0.5 * r, "rare": 0.5 * r / (vocab - 1), "mask": 1.0 - r}
-        scores = {c: torch.tensor(w, dtype=torch.float64).to(torch.float32) / e for c, w in weights.items()}
-        ranked = {c: torch.sort(v).values for c, v in scores.items()}
-
-        def below(c: str, x: torch.Tensor, inclusive: bool, ranked: dict = ranked) -> torch.Tensor:
-            return torch.searchsorted(ranked[c], x, right=inclusive).double() / 2**24
-
-        p_mask = float((below("common", scores["mask"], False) * below("rare", scores["mask"], False)
-                        ** (vocab - 1)).mean())
-        p_common = float((below("rare", scores["common"], True) ** (vocab - 1)
-                          * below("mask", scores["common"], True)).mean())
-        p_rare = 1.0 - p_mask - p_common
-        rows.append([n, weights["rare"] * 2**24, p_rare / (0.5 * r), p_common / (0.5 * r)])
+        _, p_common, p_rare = float32_step_law(vocab, 1.0 / n, exponentials)
+        rows.append([n, 0.5 / n / (vocab - 1) * 2**24, p_rare / (0.5 / n), p_common / (0.5 / n)])
     cols = [Column("N", ">6"), Column("w_rare·2²⁴", ">11.3f"), Column("rare: f32/exact", ">15.4f"),
             Column("common: f32/exact", ">17.4f")]
     return (f"first step of MDLM's float32 joint draw, V = {vocab} (1/2 on token 0, 1/2 spread), exact over "
             "torch.rand's grid\n" + text_table(cols, rows))
+
+
+def float32_walk(vocabs: list[int], steps: int, exponentials: torch.Tensor) -> str:
+    """The exact output law of a whole ancestral walk (linear schedule) with float32 joint draws on the same
+    bed: positions are independent, so ``P(rare) = Σ_i Π_{j<i} P_j(stay) · P_i(rare)``; exact draws give 1/2."""
+    grid = discrete.schedules.time_grid(steps)
+    reveal = [float(discrete.linear().reveal_probability(grid[i], grid[i + 1])) for i in range(steps)]
+    rows = []
+    for vocab in vocabs:
+        masked, rare = 1.0, 0.0
+        for r in reveal:
+            p_mask, _, p_rare = float32_step_law(vocab, r, exponentials)
+            rare += masked * p_rare
+            masked *= p_mask
+        h32, h = _law_entropy(rare, vocab), _law_entropy(0.5, vocab)
+        rows.append([vocab, steps, 0.5 * reveal[0] / (vocab - 1) * 2**24, rare, h32, h, h32 - h])
+    cols = [Column("V", ">8"), Column("N", ">4"), Column("w_rare·2²⁴", ">11.3f"), Column("rare f", ">8.4f"),
+            Column("H f32", ">8.4f"), Column("H exact", ">8.4f"), Column("ΔH", ">8.4f")]
+    return ("whole walk, exact (float64 draws: rare f = 1/2, H exact)\n" + text_table(cols, rows))
 
 
 def _generator_uniforms(seed: int) -> Callable[[int, int], torch.Tensor]:
@@ -191,25 +229,36 @@ def float32_draws(vocab: int, length: int, batch: int, steps: int, seed: int) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    samplers = args.samplers
-    print("== exact laws on chain3x6 (V = 3, L = 6), exact denoiser ==")
-    print(exact_tv_table(samplers))
-    print("\n== chain4x8 (V = 4, L = 8), exact denoiser, Monte-Carlo ==")
-    print(monte_carlo_table(samplers, args.samples, args.seed))
-    print("\n== sampled-confidence ordering with an ordering temperature (chain4x8, one token per step) ==")
-    for temp in (0.0, 0.5, 1.0):
-        print(f"order_temperature = {temp}")
-        print(monte_carlo_table(["sampled_confidence", "confidence"], args.samples, args.seed,
-                                {"order_temperature": temp}, (8,)).split("\n", 1)[1])
-    print("\n== entropy-bounded sampler: exact TV on chain3x6 and steps per sequence ==")
-    print(entropy_bounded_table([0.0, 0.5, 1.0, 1.5, 2.0], args.seed))
-    table, tv_slope, kl_slope = convergence(args.convergence_steps)
-    print("\n== ancestral convergence (exact, chain3x6) ==")
-    print(table)
-    print(f"log-log slope: TV {tv_slope:.3f}, KL {kl_slope:.3f} (O(1/N): −1)")
-    if not args.skip_float32:
+    samplers, sections = args.samplers, set(args.sections)
+    unknown = sections - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown sections {sorted(unknown)}; valid: {', '.join(SECTIONS)}")
+    if "exact" in sections:
+        print("== exact laws on chain3x6 (V = 3, L = 6), exact denoiser ==")
+        print(exact_tv_table(samplers))
+    if "monte-carlo" in sections:
+        print("\n== chain4x8 (V = 4, L = 8), exact denoiser, Monte-Carlo ==")
+        print(monte_carlo_table(samplers, args.samples, args.seed))
+    if "order-temperature" in sections:
+        print("\n== sampled-confidence ordering with an ordering temperature (chain4x8, one token per step) ==")
+        for temp in (0.0, 0.5, 1.0):
+            print(f"order_temperature = {temp}")
+            print(monte_carlo_table(["sampled_confidence", "confidence"], args.samples, args.seed,
+                                    {"order_temperature": temp}, (8,)).split("\n", 1)[1])
+    if "entropy-bounded" in sections:
+        print("\n== entropy-bounded sampler: exact TV on chain3x6 and steps per sequence ==")
+        print(entropy_bounded_table([0.0, 0.5, 1.0, 1.5, 2.0], args.seed))
+    if "convergence" in sections:
+        table, tv_slope, kl_slope = convergence(args.convergence_steps)
+        print("\n== ancestral convergence (exact, chain3x6) ==")
+        print(table)
+        print(f"log-log slope: TV {tv_slope:.3f}, KL {kl_slope:.3f} (O(1/N): −1)")
+    if "float32" in sections:
         print("\n== float32 vs float64 Gumbel draws ==")
-        print(float32_first_step(args.float32_vocab, [256, 1024, 2048, 4096, 16384]))
-        print(float32_draws(args.float32_vocab, args.float32_length, args.float32_batch, args.float32_steps,
-                            args.seed))
+        exponentials = _float32_exponentials()
+        print(float32_first_step(args.float32_vocab, [256, 1024, 2048, 4096, 16384], exponentials))
+        print(float32_walk([2**17, 2**19, 2**21], 16, exponentials))
+        if args.float32_monte_carlo:
+            print(float32_draws(args.float32_vocab, args.float32_length, args.float32_batch, args.float32_steps,
+                                args.seed))
     return 0
