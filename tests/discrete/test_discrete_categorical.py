@@ -79,3 +79,19 @@ def test_float32_gumbel_cannot_draw_weights_below_its_grid() -> None:
     assert int(cat.gumbel_max(w, u64, "float64")) == 1
     with pytest.raises(ValueError, match="precision"):
         cat.gumbel_max(w, u, "float16")
+
+
+@pytest.mark.slow
+def test_the_enumerated_float32_law_is_the_law_of_the_float32_draw() -> None:
+    """The benchmark's exact float32 law (2²⁴ grid values) against 400 000 float32 draws, at weights where the
+    draws resolve it."""
+    from benchmarks.suites.discrete import _float32_exponentials, float32_step_law
+
+    vocab, r, n = 8, 0.3, 400_000
+    p_mask, p_common, p_rare = float32_step_law(vocab, r, _float32_exponentials())
+    w = torch.tensor([0.5 * r] + [0.5 * r / (vocab - 1)] * (vocab - 1) + [1 - r], dtype=torch.float64)
+    freq = torch.bincount(cat.gumbel_max(w.expand(n, -1), SeededUniforms(1)(n, vocab + 1), "float32"),
+                          minlength=vocab + 1).double() / n
+    tol = 4 * math.sqrt(0.25 / n)
+    assert abs(float(freq[vocab]) - p_mask) < tol and abs(float(freq[0]) - p_common) < tol
+    assert abs(float(freq[1:vocab].sum()) - p_rare) < tol
