@@ -22,6 +22,7 @@ SUITES: dict[str, str] = {
     "robustness": "benchmarks.suites.robustness",
     "overhead": "benchmarks.suites.overhead",
     "picard": "benchmarks.suites.picard",
+    "discrete": "benchmarks.suites.discrete",
 }
 """Suite name → module with ``add_arguments(parser)`` and ``run(args) -> int``."""
 

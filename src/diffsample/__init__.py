@@ -57,7 +57,17 @@ __all__ = [
 #: Submodules reachable as attributes of ``diffsample`` but imported on first use, so that
 #: ``import diffsample`` needs torch alone (the test beds need scipy/scikit-learn, the integrations
 #: diffusers or k-diffusion, the tuner is large).
-LAZY_SUBMODULES = ("corrections", "integrations", "models", "testbeds", "transforms", "tuning")
+LAZY_SUBMODULES = (
+    "corrections",
+    "discrete",
+    "generate_set",
+    "integrations",
+    "models",
+    "parallel",
+    "testbeds",
+    "transforms",
+    "tuning",
+)
 
 
 def __getattr__(name: str) -> Any:  # noqa: ANN401 -- a module's lazy attributes are of many types

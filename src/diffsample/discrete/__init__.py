@@ -1,0 +1,66 @@
+"""Masked (absorbing-state) discrete diffusion: denoiser contract, masking schedules, categorical primitives,
+seeded per-sample uniforms and samplers.
+
+    from diffsample import discrete
+    z = discrete.all_masked(batch, length, vocab_size)
+    tokens = discrete.ancestral(denoiser, z, steps=64, seed=0)
+
+* :mod:`.contracts` — :class:`MaskedDenoiser` (``D(z, t) -> p(x0 | z_t)``, float64, no mask column) and
+  :class:`UniformSource`; the mask id is the vocabulary size.
+* :mod:`.denoiser` — :class:`CountingMaskedDenoiser` (logits or probabilities in, NFE counted),
+  :func:`as_masked_denoiser`.
+* :mod:`.schedules` — ``α_t``: :func:`linear`, :func:`cosine`, :func:`log_linear`, :func:`custom`.
+* :mod:`.random` — :func:`seeded_uniforms`: sample ``i`` draws from its own stream.
+* :mod:`.categorical` — temperature, top-k/p, min-p, typical, ε/η cut-offs, top-H; inverse-CDF and Gumbel-max.
+* :mod:`.orders` — reveal orders for k-tokens-per-step samplers.
+* :mod:`.guidance` — :func:`masked_cfg`, classifier-free guidance for masked denoisers.
+* Samplers (:mod:`.registry`): :func:`ancestral`, :func:`first_hitting`, :func:`ordered`,
+  :func:`entropy_bounded`, :func:`remdm`.
+"""
+
+from __future__ import annotations
+
+from . import categorical, orders, registry, schedules
+from ._walk import all_masked
+from .ancestral import ancestral
+from .contracts import MaskedDenoiser, UniformSource, mask_id
+from .denoiser import CountingMaskedDenoiser, FunctionMaskedDenoiser, as_masked_denoiser
+from .entropy_bounded import entropy_bounded
+from .first_hitting import first_hitting
+from .guidance import MaskedCFG, masked_cfg
+from .ordered import ordered
+from .random import SeededUniforms, seeded_uniforms
+from .registry import available, get, spec
+from .remdm import remdm
+from .schedules import MaskingSchedule, cosine, custom, linear, log_linear
+
+__all__ = [
+    "CountingMaskedDenoiser",
+    "FunctionMaskedDenoiser",
+    "MaskedCFG",
+    "MaskedDenoiser",
+    "MaskingSchedule",
+    "SeededUniforms",
+    "UniformSource",
+    "all_masked",
+    "ancestral",
+    "as_masked_denoiser",
+    "available",
+    "categorical",
+    "cosine",
+    "custom",
+    "entropy_bounded",
+    "first_hitting",
+    "get",
+    "linear",
+    "log_linear",
+    "mask_id",
+    "masked_cfg",
+    "ordered",
+    "orders",
+    "registry",
+    "remdm",
+    "schedules",
+    "seeded_uniforms",
+    "spec",
+]

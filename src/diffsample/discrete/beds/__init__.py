@@ -1,0 +1,32 @@
+"""Exact beds for masked discrete diffusion: enumerable Markov chains, their exact denoiser, the exact output law
+of a sampler, and distances to the target.
+
+* :mod:`.chain` — :class:`MarkovChain`, :class:`ChainDenoiser` (forward–backward), the beds ``chain3x6`` and
+  ``chain4x8`` (:data:`BEDS`, :func:`get_chain`).
+* :mod:`.laws` — :func:`exact_law`: a sampler's output law by enumerating its randomness.
+* :mod:`.metrics` — TV, KL, entropy rate, NLL, transition KL-rate, unigram error, the Monte-Carlo floor.
+"""
+
+from __future__ import annotations
+
+from .chain import BEDS, ChainDenoiser, MarkovChain, chain3x6, chain4x8, encode, enumerated_posterior, get_chain
+from .laws import EXACT_SAMPLERS, exact_law
+from .metrics import chain_metrics, empirical_law, kl, monte_carlo_tv, tv
+
+__all__ = [
+    "BEDS",
+    "EXACT_SAMPLERS",
+    "ChainDenoiser",
+    "MarkovChain",
+    "chain3x6",
+    "chain4x8",
+    "chain_metrics",
+    "empirical_law",
+    "encode",
+    "enumerated_posterior",
+    "exact_law",
+    "get_chain",
+    "kl",
+    "monte_carlo_tv",
+    "tv",
+]
