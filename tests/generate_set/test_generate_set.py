@@ -131,3 +131,12 @@ def _reference(tmp_path):
     """The set computed in this process without faults (the result every faulty run must still give)."""
     _run(tmp_path / "reference")
     return load_set(tmp_path / "reference")["samples"]
+
+
+@pytest.mark.slow
+def test_ray_gives_the_same_set_as_local_processes(tmp_path) -> None:
+    """On a local Ray instance (needs the optional ``ray`` package; ≈ 10 s to start), sample i is bitwise what
+    local processes give."""
+    pytest.importorskip("ray")
+    _run(tmp_path / "ray", ray=True)
+    assert np.array_equal(load_set(tmp_path / "ray")["samples"], _reference(tmp_path))
