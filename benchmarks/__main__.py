@@ -22,6 +22,7 @@ SUITES: dict[str, str] = {
     "robustness": "benchmarks.suites.robustness",
     "overhead": "benchmarks.suites.overhead",
     "discrete": "benchmarks.suites.discrete",
+    "text": "benchmarks.suites.text",
 }
 """Suite name → module with ``add_arguments(parser)`` and ``run(args) -> int``."""
 

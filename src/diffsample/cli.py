@@ -1,4 +1,4 @@
-"""The ``diffsample`` command line: the user's verbs ``sample``, ``tune`` and ``solvers``.
+"""The ``diffsample`` command line: the user's verbs ``sample``, ``sample-text``, ``tune`` and ``solvers``.
 
 ``diffsample --help`` lists them. The benchmark harness is not part of the installed package: run it from a
 checkout of the repository as ``python -m benchmarks SUITE`` (``python -m benchmarks --help`` lists the suites).
@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .sample_cli import SHIPPED_MODEL, add_sample_parser
 
     add_sample_parser(sub)
+    from .text_cli import add_sample_text_parser
+
+    add_sample_text_parser(sub)
 
     p = sub.add_parser("tune", help="tune a plan (noise levels + per-step solver choices) for a model or a test bed")
     target = p.add_mutually_exclusive_group(required=True)
