@@ -5,13 +5,14 @@ differs slightly between Python versions, so the training corpus is extracted on
 (``scripts/extract_text_corpus.py``) and shipped as ``models/weights/stdlib_text.txt.xz`` with its sha256 and the
 Python version it came from in ``stdlib_text.json``.
 
-Text. For each ``.py`` file under the standard library (sorted paths; ``test``, ``idlelib``, ``site-packages``
-and the ``lib2to3`` test data left out) the docstrings of the module, its classes and functions (:mod:`ast`)
-and its comments (:mod:`tokenize`) are joined by single spaces. The text is **lower-cased** (it halves the letters
-and doctests and prose use case inconsistently) and every run of white space becomes one space (layout carries
-little meaning at a 64-character window). Each character is then mapped to :data:`SYMBOLS`: the 26 letters,
-10 digits, space and 19 punctuation marks; everything else becomes the "other" symbol :data:`OTHER` (``~``).
-That is ``V = 57`` tokens; the mask token is ``57`` (:func:`~diffsample.discrete.contracts.mask_id`).
+Text. For each ``.py`` file under the standard library (sorted paths; the ``test``, ``tests``, ``idlelib``,
+``lib2to3``, ``turtledemo`` and ``site-packages`` folders left out) the docstrings of the module, its classes and
+functions (:mod:`ast`) and its comments (:mod:`tokenize`) are joined by single spaces. The text is
+**lower-cased** (it halves the letters and doctests and prose use case inconsistently) and every run of white
+space becomes one space (layout carries little meaning at a 64-character window). Each character is then mapped
+to :data:`SYMBOLS`: the 26 letters, 10 digits, space and 20 punctuation marks; everything else becomes the
+"other" symbol :data:`OTHER` (``~``). That is ``V = 58`` tokens; the mask token is ``58``
+(:func:`~diffsample.discrete.contracts.mask_id`).
 
 Storage. One record per source file, ``relative/path<TAB>text<NEWLINE>`` (neither tab nor newline is a symbol),
 xz-compressed. The held-out split is by source file: a file is held out when ``crc32(path) % 10 == 0``
@@ -38,13 +39,13 @@ __all__ = ["CORPUS_FILE", "OTHER", "SYMBOLS", "VOCAB_SIZE", "Corpus", "decode", 
            "extract_stdlib", "is_heldout", "load_corpus", "normalise", "write_corpus"]
 
 SYMBOLS = "abcdefghijklmnopqrstuvwxyz0123456789 .,:;'\"()[]-_=*/!?<>`~"
-"""The vocabulary, token id = index: letters, digits, space, 19 punctuation marks, and ``~`` = "other"."""
+"""The vocabulary, token id = index: letters, digits, space, 20 punctuation marks, and ``~`` = "other"."""
 
 OTHER = "~"
 """The symbol every character outside :data:`SYMBOLS` becomes (its id is ``VOCAB_SIZE - 1``)."""
 
 VOCAB_SIZE = len(SYMBOLS)
-"""``V = 57``; the mask token is ``V``."""
+"""``V = 58``; the mask token is ``V``."""
 
 CORPUS_FILE = Path(__file__).resolve().parent.parent / "models" / "weights" / "stdlib_text.txt.xz"
 """The shipped extract; its provenance (sha256, Python version, counts) is next to it in ``stdlib_text.json``."""
