@@ -49,7 +49,7 @@ def load_text_network(path: str | Path | None = None) -> TextConvNet:
 class TextDenoiser(CountingMaskedDenoiser):
     """A :class:`TextConvNet` as a time-free masked denoiser (logits in float32, probabilities in float64).
 
-    Sequences may be shorter than the model's length (the first positions' embeddings are used), not longer.
+    Sequences may be shorter than the model's 64 characters (the convolutions see zero padding earlier), not longer.
     """
 
     output = "logits"
