@@ -2,7 +2,7 @@
 
 Usage::
 
-    python scripts/train_text.py                 # train, save, evaluate (≈ 15 min on 2 shared CPU cores)
+    python scripts/train_text.py                 # train, save, evaluate (2–10 min on 2 shared CPU cores)
     python scripts/train_text.py --eval-only     # re-measure the shipped weights
 
 Data: :func:`diffsample.discrete.corpus.load_corpus` (docstrings and comments of Python's standard library,
@@ -90,7 +90,7 @@ def main() -> int:
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--kernel", type=int, default=5)
     p.add_argument("--dilations", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 4, 8, 1, 2, 4, 8])
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=2500)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=100)
