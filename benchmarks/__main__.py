@@ -23,6 +23,7 @@ SUITES: dict[str, str] = {
     "overhead": "benchmarks.suites.overhead",
     "picard": "benchmarks.suites.picard",
     "discrete": "benchmarks.suites.discrete",
+    "text": "benchmarks.suites.text",
 }
 """Suite name → module with ``add_arguments(parser)`` and ``run(args) -> int``."""
 

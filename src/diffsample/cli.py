@@ -1,4 +1,5 @@
-"""The ``diffsample`` command line: the user's verbs ``sample``, ``tune`` and ``solvers``.
+"""The ``diffsample`` command line: the user's verbs ``sample``, ``sample-text``, ``generate-set``, ``tune`` and
+``solvers``.
 
 ``diffsample --help`` lists them. The benchmark harness is not part of the installed package: run it from a
 checkout of the repository as ``python -m benchmarks SUITE`` (``python -m benchmarks --help`` lists the suites).
@@ -174,8 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sample_parser(sub)
     from .generate_set.cli import add_generate_set_parser
+    from .text_cli import add_sample_text_parser
 
     add_generate_set_parser(sub)
+    add_sample_text_parser(sub)
 
     p = sub.add_parser("tune", help="tune a plan (noise levels + per-step solver choices) for a model or a test bed")
     target = p.add_mutually_exclusive_group(required=True)
