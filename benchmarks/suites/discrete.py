@@ -3,7 +3,9 @@ exact one-token orders, the sampled-confidence bias, float32 vs float64 Gumbel d
 
 ``python -m benchmarks discrete [--samples 100000] [--sections exact,convergence]``. Laws on ``chain3x6`` are enumerated
 exactly (:func:`diffsample.discrete.beds.laws.exact_law`); on ``chain4x8`` they are estimated from
-``--samples`` draws and printed with their Monte-Carlo floor (the TV that exact draws show).
+``--samples`` draws and printed with their Monte-Carlo floor (the TV that exact draws show). ``--sections fitted``
+(not run by default: minutes) measures every sampler on ``text128``, the chain fitted to the stdlib corpus
+(:mod:`diffsample.discrete.beds.fitted`), from ``--fitted-samples`` draws per sampler and NFE budget.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from diffsample import discrete
 from diffsample.cli import int_list, str_list
 from diffsample.discrete.beds import chain as chains
+from diffsample.discrete.beds.fitted import exact_entropy_rate, sample_metrics
 from diffsample.discrete.beds.laws import exact_law
 from diffsample.discrete.beds.metrics import chain_metrics, empirical_law, monte_carlo_tv
 
@@ -25,7 +28,19 @@ from ..report import Column, text_table
 
 __all__ = ["add_arguments", "run"]
 
-SECTIONS = ("exact", "monte-carlo", "order-temperature", "entropy-bounded", "convergence", "float32")
+SECTIONS = ("exact", "monte-carlo", "order-temperature", "entropy-bounded", "convergence", "float32", "fitted")
+DEFAULT_SECTIONS = SECTIONS[:-1]
+FITTED_SAMPLERS = [
+    "ancestral",
+    "tau_leaping",
+    "remdm",
+    "random",
+    "confidence",
+    "margin",
+    "entropy",
+    "first_hitting",
+    "entropy_bounded",
+]
 ORDER_SAMPLERS = ["random", "confidence", "margin", "entropy", "sampled_confidence"]
 
 
@@ -52,11 +67,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also run the sampler with float32 and float64 draws (minutes; ±SE of a few hundred tokens)",
     )
+    p.add_argument("--fitted-samples", type=int, default=256, help="draws per sampler and NFE on text128")
+    p.add_argument("--fitted-nfe", type=int_list, default=[8, 16, 32, 64, 128], help="NFE budgets on text128 (steps)")
     p.add_argument(
         "--sections",
         type=str_list,
-        default=list(SECTIONS),
-        help=f"sections to print (default all: {', '.join(SECTIONS)})",
+        default=list(DEFAULT_SECTIONS),
+        help=f"sections to print (default: {', '.join(DEFAULT_SECTIONS)}; also: fitted)",
     )
     p.add_argument("--seed", type=int, default=0)
 
@@ -286,6 +303,47 @@ def float32_draws(vocab: int, length: int, batch: int, steps: int, seed: int) ->
     )
 
 
+def fitted_table(samplers: list[str], n: int, budgets: list[int], seed: int) -> str:
+    """Transition KL-rate, plug-in entropy rate, NLL and unigram error of ``n`` draws per sampler and step count on
+    ``text128``, and the best sampler (lowest transition KL-rate) within each NFE budget.
+
+    Samplers that choose their own steps run once (their NFE is measured) and compete in every budget they fit.
+    The reference row is ``n`` exact draws (:meth:`MarkovChain.sample`): its transition KL-rate is the plug-in's
+    Monte-Carlo floor.
+    """
+    c = chains.get_chain("text128")
+    rows = []
+    for name in samplers:
+        for steps in _steps_for(name, c.length, budgets):
+            d = c.denoiser()
+            x = discrete.get(name)(d, discrete.all_masked(n, c.length, c.vocab_size), steps, seed=seed)
+            m = sample_metrics(c, x)
+            rows.append([name, d.nfe, m["transition_kl_rate"], m["entropy_rate"], m["nll"], m["unigram_error"]])
+    exact = sample_metrics(c, c.sample(n, seed=seed))
+    best = []
+    for budget in budgets:
+        fits = [r for r in rows if r[1] <= budget]
+        if fits:
+            winner = min(fits, key=lambda r: r[2])
+            best.append(f"NFE ≤ {budget}: {winner[0]} ({winner[2]:.4f})")
+    rows.append(["(exact draws)", 0, exact["transition_kl_rate"], exact["entropy_rate"], exact["nll"], 0.0])
+    cols = [
+        Column("sampler", "<16"),
+        Column("NFE", ">4"),
+        Column("trans.KL", ">9.4f"),
+        Column("H plug-in", ">9.4f"),
+        Column("NLL/token", ">9.4f"),
+        Column("unigram", ">8.4f"),
+    ]
+    return (
+        f"text128 (V = {c.vocab_size}, L = {c.length}), {n} draws each; exact entropy rate "
+        f"{exact_entropy_rate(c):.4f} nats/token\n"
+        + text_table(cols, rows)
+        + "\nbest (lowest transition KL-rate) per budget: "
+        + "; ".join(best)
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     samplers, sections = args.samplers, set(args.sections)
     unknown = sections - set(SECTIONS)
@@ -325,4 +383,7 @@ def run(args: argparse.Namespace) -> int:
                     args.float32_vocab, args.float32_length, args.float32_batch, args.float32_steps, args.seed
                 )
             )
+    if "fitted" in sections:
+        print("\n== text128: the chain fitted to the stdlib corpus, exact denoiser, per NFE budget ==")
+        print(fitted_table(FITTED_SAMPLERS, args.fitted_samples, args.fitted_nfe, args.seed))
     return 0

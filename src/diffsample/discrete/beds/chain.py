@@ -150,8 +150,15 @@ def chain4x8() -> MarkovChain:
     )
 
 
-BEDS: dict[str, Callable[[], MarkovChain]] = {"chain3x6": chain3x6, "chain4x8": chain4x8}
-"""The enumerable chains by name."""
+def _text128() -> MarkovChain:
+    from .fitted import text128  # fitted.py builds on this module
+
+    return text128()
+
+
+BEDS: dict[str, Callable[[], MarkovChain]] = {"chain3x6": chain3x6, "chain4x8": chain4x8, "text128": _text128}
+"""The chains by name: ``chain3x6`` and ``chain4x8`` are enumerable; ``text128`` (:mod:`.fitted`, ``V = 58``,
+``L = 128``) is not, and is measured by :func:`~.fitted.sample_metrics`."""
 
 
 def get_chain(name: str) -> MarkovChain:
