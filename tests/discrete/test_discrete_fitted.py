@@ -55,3 +55,10 @@ def test_one_token_per_step_sits_at_the_monte_carlo_floor() -> None:
     # two tokens at once from the exact marginals ignore their dependence: clearly above the floor
     coarse = discrete.get("random")(c.denoiser(), discrete.all_masked(n, c.length, c.vocab_size), 2, seed=1)
     assert sample_metrics(c, coarse)["transition_kl_rate"] > 2 * direct["transition_kl_rate"]
+
+
+def test_the_benchmark_table_names_the_best_sampler_per_budget() -> None:
+    from benchmarks.suites.discrete import fitted_table
+
+    table = fitted_table(["random", "ancestral"], n=16, budgets=[4, 8], seed=0)
+    assert "(exact draws)" in table and "NFE ≤ 4:" in table and "NFE ≤ 8:" in table
