@@ -25,31 +25,23 @@ from .cli import positive_int, shape
 from .errors import DiffsampleError
 from .files import atomic_write_bytes, check_writable
 from .models.loading import SHIPPED_MODEL, load_model
+from .progress import ProgressBar
 
 __all__ = ["SHIPPED_MODEL", "add_sample_parser", "load_model"]
 
 
 class _Progress:
-    """A one-line progress bar on stderr, driven by the solver callback."""
+    """Per-step progress of a walk (:class:`~diffsample.progress.ProgressBar`), driven by the solver callback."""
 
     def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled, self.done, self.t0 = total, enabled, 0, time.perf_counter()
+        self.total, self.done, self.bar = total, 0, ProgressBar(enabled)
 
     def __call__(self, info: dict[str, Any]) -> None:
         self.done = min(self.done + 1, self.total)
-        if self.enabled:
-            filled = int(30 * self.done / self.total)
-            print(
-                f"\r[{'#' * filled}{'.' * (30 - filled)}] step {self.done}/{self.total} "
-                f"σ={info['sigma']:.4g} {time.perf_counter() - self.t0:.1f}s",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
+        self.bar.draw(self.done, self.total, f"step {self.done}/{self.total} σ={info['sigma']:.4g}")
 
     def close(self) -> None:
-        if self.enabled:
-            print(file=sys.stderr)
+        self.bar.close()
 
 
 DEFAULT_NFE = 10

@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from .progress import ProgressBar
 
 if TYPE_CHECKING:
     from .discrete.denoiser import CountingMaskedDenoiser
@@ -139,27 +140,19 @@ def generate_text(
 
 
 class _RevealBar:
-    """A one-line progress bar on stderr: the share of revealed characters after each sampler step."""
+    """Progress (:class:`~diffsample.progress.ProgressBar`): the share of revealed characters after each step."""
 
     def __init__(self, mask: int, enabled: bool) -> None:
-        self.mask, self.enabled, self.steps, self.t0 = mask, enabled, 0, time.perf_counter()
+        self.mask, self.steps, self.bar = mask, 0, ProgressBar(enabled)
 
     def __call__(self, info: dict[str, Any]) -> None:
         self.steps += 1
-        if self.enabled:
+        if self.bar.enabled:
             done = float((info["z"] != self.mask).double().mean())
-            filled = int(30 * done)
-            print(
-                f"\r[{'#' * filled}{'.' * (30 - filled)}] {100 * done:5.1f}% revealed, step {self.steps} "
-                f"{time.perf_counter() - self.t0:.1f}s",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
+            self.bar.draw(done, 1, f"{100 * done:5.1f}% revealed, step {self.steps}")
 
     def close(self) -> None:
-        if self.enabled:
-            print(file=sys.stderr)
+        self.bar.close()
 
 
 def _run_sample_text(args: argparse.Namespace) -> int:
