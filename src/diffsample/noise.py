@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ from .contracts import NoiseSource
 from .errors import DiffsampleError, ShapeError
 
 __all__ = [
+    "CounterStreams",
     "NoiseSource",
     "ROW_GENERATOR_FROM",
     "SeededNoise",
@@ -157,7 +158,55 @@ def _call_key(k: int) -> int:
     return int(splitmix64(np.array([0x5EED0000 + k], dtype=_U64))[0])
 
 
-class SeededNoise:
+class CounterStreams:
+    """Per-sample counter-based streams (module docstring), the bookkeeping shared by every seeded source here and
+    in :mod:`diffsample.discrete.random`: the seeds (:func:`parse_seeds`; one integer gives sample ``i`` the seed
+    ``derive_seed(seed, i)``), ``SplitMix64(seed_i)`` of the rows seen so far, and how many draws each row made.
+    :meth:`draw` gives the ``k``-th draw of row ``i`` from ``block(mixed_i, call_key(k), size)``, so a row's values
+    depend on its seed and its own call count only, never on the batch.
+    """
+
+    def __init__(self, seeds: int | Sequence[int] | torch.Tensor, who: str) -> None:
+        self.base, self._seeds = parse_seeds(seeds, who)
+        self._mixed = np.zeros(0, dtype=_U64)  # SplitMix64(seed_i) of the rows seen so far
+        self._calls = np.zeros(0, dtype=np.int64)  # counter-based draws made by each row so far
+
+    def seed_of(self, i: int) -> int:
+        """The seed of sample ``i``'s stream."""
+        if self._seeds is not None:
+            return self._seeds[i]
+        assert self.base is not None
+        return derive_seed(self.base, i)
+
+    def check_batch(self, batch: int) -> None:
+        """Raise when per-sample seeds were given for fewer than ``batch`` samples."""
+        if self._seeds is not None and batch > len(self._seeds):
+            raise ShapeError(f"batch of {batch} samples but only {len(self._seeds)} seeds were given")
+
+    def _grow(self, batch: int) -> None:
+        have = len(self._mixed)
+        if batch <= have:
+            return
+        self.check_batch(batch)
+        raw = np.array([self.seed_of(i) for i in range(have, batch)], dtype=_U64)
+        self._mixed = np.concatenate([self._mixed, splitmix64(raw)])
+        self._calls = np.concatenate([self._calls, np.zeros(batch - have, dtype=np.int64)])
+
+    def draw(
+        self, batch: int, size: int, block: Callable[[np.ndarray, int, int], np.ndarray], call_key: Callable[[int], int]
+    ) -> np.ndarray:
+        """The next ``(batch, size)`` float64 values of rows ``0 … batch−1``, each row continuing its own stream."""
+        self._grow(batch)
+        calls = self._calls[:batch]
+        out = np.empty((batch, size), dtype=np.float64)
+        for k in np.unique(calls).tolist():  # one group unless rows were drawn unevenly
+            rows = np.nonzero(calls == k)[0]
+            out[rows] = block(self._mixed[rows], call_key(k), size)
+        calls += 1
+        return out
+
+
+class SeededNoise(CounterStreams):
     """One random stream per sample (module docstring).
 
     ``seeds`` is a sequence of per-sample seeds, or one ``int``: then sample ``i`` uses the stream
@@ -167,31 +216,14 @@ class SeededNoise:
     """
 
     def __init__(self, seeds: int | Sequence[int] | torch.Tensor) -> None:
-        self.base, self._seeds = parse_seeds(seeds, "seeded()")
-        self._mixed = np.zeros(0, dtype=_U64)  # SplitMix64(seed_i) of the rows seen so far
-        self._calls = np.zeros(0, dtype=np.int64)  # counter-based draws made by each row so far
+        super().__init__(seeds, "seeded()")
         self._generators: dict[int, torch.Generator] = {}  # per-row generators for large rows
-
-    def seed_of(self, i: int) -> int:
-        """The seed of sample ``i``'s stream."""
-        if self._seeds is not None:
-            return self._seeds[i]
-        assert self.base is not None
-        return derive_seed(self.base, i)
 
     def _generator(self, i: int) -> torch.Generator:
         g = self._generators.get(i)
         if g is None:
             g = self._generators[i] = torch.Generator().manual_seed(generator_seed(self.seed_of(i)))
         return g
-
-    def _grow(self, batch: int) -> None:
-        have = len(self._mixed)
-        if batch <= have:
-            return
-        raw = np.array([self.seed_of(i) & ((1 << 64) - 1) for i in range(have, batch)], dtype=_U64)
-        self._mixed = np.concatenate([self._mixed, splitmix64(raw)])
-        self._calls = np.concatenate([self._calls, np.zeros(batch - have, dtype=np.int64)])
 
     def standard_normal(
         self, shape: Sequence[int], dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
@@ -201,19 +233,12 @@ class SeededNoise:
         if not shape:
             raise ShapeError("noise shape needs a batch dimension")
         batch = shape[0]
-        if self._seeds is not None and batch > len(self._seeds):
-            raise ShapeError(f"batch of {batch} samples but only {len(self._seeds)} seeds were given")
+        self.check_batch(batch)
         size = math.prod(shape[1:])
         if size >= ROW_GENERATOR_FROM:
             rows = [torch.randn(shape[1:], generator=self._generator(i), dtype=torch.float32) for i in range(batch)]
             return torch.stack(rows).to(device=device, dtype=dtype)
-        self._grow(batch)
-        calls = self._calls[:batch]
-        out = np.empty((batch, size), dtype=np.float64)
-        for k in np.unique(calls).tolist():  # one group unless rows were drawn unevenly
-            rows = np.nonzero(calls == k)[0]
-            out[rows] = counter_normals(self._mixed[rows], _call_key(k), size)
-        calls += 1
+        out = self.draw(batch, size, counter_normals, _call_key)
         return torch.from_numpy(out).reshape(shape).to(device=device, dtype=dtype)
 
     def initial(

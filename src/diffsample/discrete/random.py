@@ -16,8 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..errors import ShapeError
-from ..noise import derive_seed, parse_seeds, splitmix64
+from ..noise import CounterStreams, splitmix64
 from .contracts import UniformSource
 
 __all__ = ["SeededUniforms", "counter_uniforms", "seeded_uniforms", "uniform_source"]
@@ -43,40 +42,14 @@ def _call_key(k: int) -> int:
     return int(splitmix64(np.array([_KEY_TAG + k], dtype=_U64))[0])
 
 
-class SeededUniforms:
+class SeededUniforms(CounterStreams):
     """One uniform stream per sample (module docstring); ``u(batch, size)`` continues every row's stream."""
 
     def __init__(self, seeds: int | Sequence[int] | torch.Tensor) -> None:
-        self.base, self._seeds = parse_seeds(seeds, "seeded_uniforms()")
-        self._mixed = np.zeros(0, dtype=_U64)
-        self._calls = np.zeros(0, dtype=np.int64)
-
-    def seed_of(self, i: int) -> int:
-        """The seed of sample ``i``'s stream."""
-        if self._seeds is not None:
-            return self._seeds[i]
-        assert self.base is not None
-        return derive_seed(self.base, i)
-
-    def _grow(self, batch: int) -> None:
-        have = len(self._mixed)
-        if batch <= have:
-            return
-        if self._seeds is not None and batch > len(self._seeds):
-            raise ShapeError(f"batch of {batch} samples but only {len(self._seeds)} seeds were given")
-        raw = np.array([self.seed_of(i) for i in range(have, batch)], dtype=_U64)
-        self._mixed = np.concatenate([self._mixed, splitmix64(raw)])
-        self._calls = np.concatenate([self._calls, np.zeros(batch - have, dtype=np.int64)])
+        super().__init__(seeds, "seeded_uniforms()")
 
     def __call__(self, batch: int, size: int) -> torch.Tensor:
-        self._grow(batch)
-        calls = self._calls[:batch]
-        out = np.empty((batch, size), dtype=np.float64)
-        for k in np.unique(calls).tolist():  # one group unless rows were drawn unevenly
-            rows = np.nonzero(calls == k)[0]
-            out[rows] = counter_uniforms(self._mixed[rows], _call_key(k), size)
-        calls += 1
-        return torch.from_numpy(out)
+        return torch.from_numpy(self.draw(batch, size, counter_uniforms, _call_key))
 
 
 def seeded_uniforms(seeds: int | Sequence[int] | torch.Tensor) -> SeededUniforms:
