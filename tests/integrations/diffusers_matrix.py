@@ -63,19 +63,23 @@ class Row:
     img2img: bool = False
 
 
-def _unet(in_channels: int = 1, seed: int = 0) -> torch.nn.Module:
+def tiny_unet(
+    seed: int = 0, in_channels: int = 1, out_channels: int | None = None, num_class_embeds: int | None = None
+) -> torch.nn.Module:
+    """The tiny random 8×8 UNet every diffusers test here runs (seeded, eval mode)."""
     import diffusers
 
     torch.manual_seed(seed)
     return diffusers.UNet2DModel(
         sample_size=8,
         in_channels=in_channels,
-        out_channels=in_channels,
+        out_channels=out_channels or in_channels,
         block_out_channels=(8, 16),
         layers_per_block=1,
         down_block_types=("DownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "UpBlock2D"),
         norm_num_groups=4,
+        num_class_embeds=num_class_embeds,
     ).eval()
 
 
@@ -83,7 +87,7 @@ def rows() -> list[Row]:
     """The four pipelines: unconditional DDPM-style, SD-style with CFG, img2img, SD3-style flow."""
     import diffusers
 
-    unet = _unet()
+    unet = tiny_unet()
     torch.manual_seed(1)
     cond_unet = diffusers.UNet2DConditionModel(
         sample_size=8,

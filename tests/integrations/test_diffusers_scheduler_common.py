@@ -41,23 +41,9 @@ DETERMINISTIC = [
 NOISY_OPTIONS = {"ddim": {"eta": 1.0}}
 
 
-def tiny_unet(channels: int = 1, out_channels: int | None = None, seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return diffusers.UNet2DModel(
-        sample_size=8,
-        in_channels=channels,
-        out_channels=out_channels or channels,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-    ).eval()
-
-
 @pytest.fixture(scope="module")
 def unet() -> torch.nn.Module:
-    return tiny_unet()
+    return matrix.tiny_unet()
 
 
 CONFIGS = {
@@ -295,7 +281,7 @@ def test_respacing_flags_conflict():
 
 def big_output_unet() -> torch.nn.Module:
     """A tiny UNet whose x̂0 leaves [−1, 1], so clipping and thresholding change the result."""
-    net = tiny_unet(seed=5)
+    net = matrix.tiny_unet(seed=5)
     with torch.no_grad():
         net.conv_out.weight.mul_(20)
     return net
@@ -353,7 +339,7 @@ def test_final_sigmas_type_sigma_min(unet):
 
 
 def test_learned_variance_uses_the_mean_channels():
-    net = tiny_unet(out_channels=2, seed=2)
+    net = matrix.tiny_unet(out_channels=2, seed=2)
     theirs = diffusers.DDIMScheduler(clip_sample=False, set_alpha_to_one=True, timestep_spacing="leading")
     ours = DiffsampleScheduler.from_config(
         diffusers.DDPMScheduler(variance_type="learned_range").config, solver="euler", timestep_spacing="leading"
@@ -374,7 +360,7 @@ def test_learned_variance_uses_the_mean_channels():
 def test_zero_terminal_snr_starts_at_999_like_diffusers_euler():
     """rescale_betas_zero_snr: diffusers' Euler starts at ᾱ = 2^-24 with the network at t = 999; so does Euler
     here (first call at 999, same images), and timesteps=[999, …] is accepted."""
-    net = tiny_unet(seed=3)
+    net = matrix.tiny_unet(seed=3)
     common = {"rescale_betas_zero_snr": True, "timestep_spacing": "trailing", "prediction_type": "v_prediction"}
     theirs = diffusers.EulerDiscreteScheduler(**common)
     ours = DiffsampleScheduler.from_config(theirs.config, solver="euler")

@@ -29,19 +29,7 @@ from diffsample.schedules import DiscreteVP, RectifiedFlow  # noqa: E402
 STEPS = 10
 
 
-def tiny_unet(seed: int = 0, out_channels: int = 1, num_class_embeds: int | None = None) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return diffusers.UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=out_channels,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-        num_class_embeds=num_class_embeds,
-    ).eval()
+from diffusers_matrix import tiny_unet  # noqa: E402
 
 
 @pytest.fixture(scope="module")
