@@ -15,11 +15,18 @@ NFE accounting
 guided call adds 2 whether the conditional and unconditional branches run as two calls or as one
 call of double batch. ``calls`` counts network invocations (1 for a batched CFG call). Benchmarks
 report ``nfe``.
+
+Gradient guidance costs more than forward calls, and those costs are counted apart (per sample, like
+``nfe``): ``backward_passes`` counts backward passes through any network (the denoiser when a gradient
+is taken through ``x̂0``, a classifier or reward when its gradient is taken), ``auxiliary_calls`` counts
+forward calls of networks other than the denoiser (noise-aware classifiers, rewards, verifiers).
+:meth:`CountingDenoiser.cost` returns all four counters as one :class:`Cost`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,7 +34,7 @@ import torch
 from . import contracts
 from .errors import ShapeError
 
-__all__ = ["CallCounter", "CountingDenoiser", "Denoiser", "FunctionDenoiser", "as_denoiser", "broadcast_sigma"]
+__all__ = ["CallCounter", "Cost", "CountingDenoiser", "Denoiser", "FunctionDenoiser", "as_denoiser", "broadcast_sigma"]
 
 
 def broadcast_sigma(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
@@ -70,6 +77,25 @@ def append_dims(v: torch.Tensor, ndim: int) -> torch.Tensor:
     return v.reshape(v.shape + (1,) * (ndim - v.dim()))
 
 
+@dataclass(frozen=True)
+class Cost:
+    """What a walk cost, per sample (module docstring): denoiser evaluations ``nfe``, network invocations
+    ``calls``, backward passes ``backward_passes`` and forward calls of other networks ``auxiliary_calls``."""
+
+    nfe: int = 0
+    calls: int = 0
+    backward_passes: int = 0
+    auxiliary_calls: int = 0
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(
+            self.nfe + other.nfe,
+            self.calls + other.calls,
+            self.backward_passes + other.backward_passes,
+            self.auxiliary_calls + other.auxiliary_calls,
+        )
+
+
 class CountingDenoiser:
     """Base class of the counting denoisers: ``D(x, sigma) -> x0_hat`` with an NFE counter.
 
@@ -84,9 +110,15 @@ class CountingDenoiser:
     def __init__(self) -> None:
         self.nfe = 0
         self.calls = 0
+        self.backward_passes = 0
+        self.auxiliary_calls = 0
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         raise NotImplementedError
+
+    def cost(self) -> Cost:
+        """The four counters as one :class:`Cost` (per sample)."""
+        return Cost(self.nfe, self.calls, self.backward_passes, self.auxiliary_calls)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
         s = broadcast_sigma(sigma, x)
@@ -98,9 +130,11 @@ class CountingDenoiser:
         return out
 
     def reset_counter(self) -> None:
-        """Set ``nfe`` and ``calls`` back to zero."""
+        """Set ``nfe``, ``calls``, ``backward_passes`` and ``auxiliary_calls`` back to zero."""
         self.nfe = 0
         self.calls = 0
+        self.backward_passes = 0
+        self.auxiliary_calls = 0
 
 
 Denoiser = CountingDenoiser

@@ -16,6 +16,11 @@ by the model. Two ways to report the cost, chosen by :attr:`Transform.counts_own
   for each inner call made through :meth:`Transform.call_inner`, what that denoiser reported
   (classifier-free guidance, whose two branches may be two networks or one call of double batch).
 
+``backward_passes`` and ``auxiliary_calls`` (gradient guidance, classifiers, rewards) are always the
+transform's own (recorded with :meth:`Transform.count_backward` / :meth:`Transform.count_auxiliary`) plus
+what its inner denoisers report: read through ``inner`` by default, added per :meth:`Transform.call_inner`
+with own counters.
+
 Work dtype
 ----------
 Transform maths and solver updates run in at least float32 (float64 stays float64), so fp16/bf16
@@ -79,8 +84,34 @@ class Transform(CountingDenoiser):
     def calls(self, value: int) -> None:
         self._calls = value
 
+    @property
+    def backward_passes(self) -> int:  # type: ignore[override]
+        return self._backward_passes + (0 if self.counts_own_calls else self.inner.backward_passes)
+
+    @backward_passes.setter
+    def backward_passes(self, value: int) -> None:
+        self._backward_passes = value
+
+    @property
+    def auxiliary_calls(self) -> int:  # type: ignore[override]
+        return self._auxiliary_calls + (0 if self.counts_own_calls else self.inner.auxiliary_calls)
+
+    @auxiliary_calls.setter
+    def auxiliary_calls(self, value: int) -> None:
+        self._auxiliary_calls = value
+
+    def count_backward(self, passes: int = 1) -> None:
+        """Record ``passes`` backward passes (per sample) made by this transform itself."""
+        self._backward_passes += passes
+
+    def count_auxiliary(self, calls: int = 1) -> None:
+        """Record ``calls`` forward calls (per sample) of a network other than the denoiser (classifier, reward)."""
+        self._auxiliary_calls += calls
+
     def reset_counter(self) -> None:
-        """Zero the counters this transform reports: its own, or (read-through) ``inner``'s."""
+        """Zero the counters this transform reports: its own, and (read-through) ``inner``'s."""
+        self._backward_passes = 0
+        self._auxiliary_calls = 0
         if self.counts_own_calls:
             super().reset_counter()
         else:
@@ -92,10 +123,13 @@ class Transform(CountingDenoiser):
         """``net(x, sigma, **kwargs)``; with own counters, add what ``net`` reports (``copies`` samples per row)."""
         if not self.counts_own_calls:
             return net(x, sigma, **kwargs)
-        nfe0, calls0 = net.nfe, net.calls
+        before = net.cost()
         out = net(x, sigma, **kwargs)
-        self._nfe += copies * (net.nfe - nfe0)
-        self._calls += net.calls - calls0
+        after = net.cost()
+        self._nfe += copies * (after.nfe - before.nfe)
+        self._calls += after.calls - before.calls
+        self._backward_passes += copies * (after.backward_passes - before.backward_passes)
+        self._auxiliary_calls += copies * (after.auxiliary_calls - before.auxiliary_calls)
         return out
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
