@@ -3,6 +3,8 @@ each other and with every solver. All derive from one base class, :class:`Transf
 
 * guidance (:mod:`.guidance`): :func:`cfg` — classifier-free guidance (Ho & Salimans 2022), with a
   guidance interval (Kynkäänniemi et al. 2024) and guidance rescale (Lin et al. 2024);
+* gradient guidance (:mod:`.gradient`): :func:`classifier_guidance` — a log-potential's gradient added to the
+  score (Dhariwal & Nichol 2021), with :func:`potential_gradient` for other gradient methods;
 * exposure-bias corrections: :func:`epsilon_scaling` / :func:`fit_epsilon_scaling` (Ning et al. 2024,
   :mod:`.epsilon_scaling`) and :func:`time_shift` (Li et al. 2024, TS-DDIM, :mod:`.time_shift`);
 * :func:`dynamic_thresholding` (Imagen, Saharia et al. 2022, :mod:`.thresholding`), whose maths
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from .base import Transform, to_work, work_dtype
 from .epsilon_scaling import EpsilonScaling, EpsilonScalingFit, epsilon_scaling, fit_epsilon_scaling
+from .gradient import ClassifierGuidance, LogPotential, classifier_guidance, potential_gradient
 from .guard import GuardedDenoiser, all_finite
 from .guidance import ClassifierFreeGuidance, cfg, rescale_guidance
 from .thresholding import DynamicThresholding, dynamic_threshold, dynamic_thresholding
@@ -25,19 +28,23 @@ from .time_shift import TimeShift, data_stats, time_shift, training_levels
 
 __all__ = [
     "ClassifierFreeGuidance",
+    "ClassifierGuidance",
     "DynamicThresholding",
     "EpsilonScaling",
     "EpsilonScalingFit",
     "GuardedDenoiser",
+    "LogPotential",
     "TimeShift",
     "Transform",
     "all_finite",
     "cfg",
+    "classifier_guidance",
     "data_stats",
     "dynamic_threshold",
     "dynamic_thresholding",
     "epsilon_scaling",
     "fit_epsilon_scaling",
+    "potential_gradient",
     "rescale_guidance",
     "time_shift",
     "to_work",
