@@ -25,6 +25,7 @@ forward calls of networks other than the denoiser (noise-aware classifiers, rewa
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,12 @@ from . import contracts
 from .errors import ShapeError
 
 __all__ = ["CallCounter", "Cost", "CountingDenoiser", "Denoiser", "FunctionDenoiser", "as_denoiser", "broadcast_sigma"]
+
+
+COUNTER_LOCK = threading.Lock()
+"""Held while a counter is incremented, so concurrent calls from many threads lose no count (``+=`` on an
+attribute is not atomic). One module-level lock: the critical sections are a few additions, and a lock attribute
+would make denoisers unpicklable for process executors."""
 
 
 def broadcast_sigma(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
@@ -122,8 +129,9 @@ class CountingDenoiser:
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
         s = broadcast_sigma(sigma, x)
-        self.nfe += self.nfe_per_call
-        self.calls += self.network_calls_per_call
+        with COUNTER_LOCK:
+            self.nfe += self.nfe_per_call
+            self.calls += self.network_calls_per_call
         out = check_output(self.denoise(x, s, **kwargs), type(self).__name__)
         if out.shape != x.shape:
             raise ShapeError(f"{type(self).__name__} returned shape {tuple(out.shape)} for x of shape {tuple(x.shape)}")

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from .. import contracts
-from ..denoisers import CountingDenoiser, as_denoiser, broadcast_sigma
+from ..denoisers import COUNTER_LOCK, CountingDenoiser, as_denoiser, broadcast_sigma
 from ..errors import ShapeError
 
 __all__ = ["Transform", "to_work", "work_dtype"]
@@ -102,11 +102,13 @@ class Transform(CountingDenoiser):
 
     def count_backward(self, passes: int = 1) -> None:
         """Record ``passes`` backward passes (per sample) made by this transform itself."""
-        self._backward_passes += passes
+        with COUNTER_LOCK:
+            self._backward_passes += passes
 
     def count_auxiliary(self, calls: int = 1) -> None:
         """Record ``calls`` forward calls (per sample) of a network other than the denoiser (classifier, reward)."""
-        self._auxiliary_calls += calls
+        with COUNTER_LOCK:
+            self._auxiliary_calls += calls
 
     def reset_counter(self) -> None:
         """Zero the counters this transform reports: its own, and (read-through) ``inner``'s."""
@@ -120,16 +122,22 @@ class Transform(CountingDenoiser):
     def call_inner(
         self, net: CountingDenoiser, x: torch.Tensor, sigma: torch.Tensor, kwargs: Mapping[str, Any], copies: int = 1
     ) -> torch.Tensor:
-        """``net(x, sigma, **kwargs)``; with own counters, add what ``net`` reports (``copies`` samples per row)."""
+        """``net(x, sigma, **kwargs)``; with own counters, add what ``net`` reports (``copies`` samples per row).
+
+        What ``net`` reports is read as the change of its counters over the call, so when other threads call the
+        same ``net`` at the same time their calls are included; wrap a shared model in a per-walk
+        :class:`~diffsample.denoisers.CallCounter` to count one walk exactly (every total stays exact).
+        """
         if not self.counts_own_calls:
             return net(x, sigma, **kwargs)
         before = net.cost()
         out = net(x, sigma, **kwargs)
         after = net.cost()
-        self._nfe += copies * (after.nfe - before.nfe)
-        self._calls += after.calls - before.calls
-        self._backward_passes += copies * (after.backward_passes - before.backward_passes)
-        self._auxiliary_calls += copies * (after.auxiliary_calls - before.auxiliary_calls)
+        with COUNTER_LOCK:
+            self._nfe += copies * (after.nfe - before.nfe)
+            self._calls += after.calls - before.calls
+            self._backward_passes += copies * (after.backward_passes - before.backward_passes)
+            self._auxiliary_calls += copies * (after.auxiliary_calls - before.auxiliary_calls)
         return out
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
