@@ -102,6 +102,9 @@ def test_self_guided_gradient_matches_the_closed_form() -> None:
     torch.testing.assert_close(guided(x, sig), x0 + w * sigma**2 * grad, rtol=1e-10, atol=1e-10)
     cost = guided.cost()
     assert (cost.nfe, cost.backward_passes, cost.auxiliary_calls) == (2, 1, 0)
+    normed = self_guided_minority(gauss, w, sp, seeds=11, normalize=True)  # the paper's per-sample max-normalisation
+    peak = grad.abs().amax(dim=1, keepdim=True)
+    torch.testing.assert_close(normed(x, sig), x0 + w * sigma**2 * grad / peak, rtol=1e-10, atol=1e-10)
     # outside the interval: the plain denoiser, one evaluation
     windowed = self_guided_minority(gauss, w, sp, seeds=11, interval=(5.0, 100.0))
     windowed.reset_counter()  # read-through counters: the shared bed's
