@@ -39,3 +39,15 @@ __all__ = [
     "model_config",
     "real_halves",
 ]
+
+# minority guidance and CADS on the digits models (issue 14)
+from .digits_embedding import DigitsEmbeddingDenoiser, load_digits_embedding_model  # noqa: E402
+from .minority import MINORITY_INFO, MinorityClassifier, load_minority_classifier  # noqa: E402
+
+__all__ += [
+    "MINORITY_INFO",
+    "DigitsEmbeddingDenoiser",
+    "MinorityClassifier",
+    "load_digits_embedding_model",
+    "load_minority_classifier",
+]

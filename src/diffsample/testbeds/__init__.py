@@ -52,3 +52,8 @@ __all__ += [
     "wasserstein_1d_to_truth",
     "weight_tv",
 ]
+
+# labelled mixtures: exact class-conditional denoisers and level posteriors (issue 14, minority guidance)
+from .labelled import LabelledMixture, level_log_probs, rarity_groups  # noqa: E402
+
+__all__ += ["LabelledMixture", "level_log_probs", "rarity_groups"]

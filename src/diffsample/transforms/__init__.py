@@ -51,3 +51,33 @@ __all__ = [
     "training_levels",
     "work_dtype",
 ]
+
+# minority guidance, CADS and gradient-free classifier guidance (issue 14)
+from .cads import CADS, anneal_condition, cads, cads_gamma  # noqa: E402
+from .gradient_free import GradientFreeClassifierGuidance, gfcg_reference, gradient_free_guidance  # noqa: E402
+from .keyed_noise import KeyedNormals  # noqa: E402
+from .minority import (  # noqa: E402
+    SelfGuidedMinority,
+    assign_levels,
+    minority_guidance,
+    minority_levels,
+    minority_score,
+    self_guided_minority,
+)
+
+__all__ += [
+    "CADS",
+    "GradientFreeClassifierGuidance",
+    "KeyedNormals",
+    "SelfGuidedMinority",
+    "anneal_condition",
+    "assign_levels",
+    "cads",
+    "cads_gamma",
+    "gfcg_reference",
+    "gradient_free_guidance",
+    "minority_guidance",
+    "minority_levels",
+    "minority_score",
+    "self_guided_minority",
+]
