@@ -52,3 +52,8 @@ __all__ += [
     "wasserstein_1d_to_truth",
     "weight_tv",
 ]
+
+# exact Gaussian bed of the CFG family (issue 14): every CFG / CFG++ / PCG output law in closed form
+from .gaussian_guidance import GaussianGuidanceBed, GaussianLaw, affine_walk_law  # noqa: E402
+
+__all__ += ["GaussianGuidanceBed", "GaussianLaw", "affine_walk_law"]
