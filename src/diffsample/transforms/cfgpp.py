@@ -1,7 +1,7 @@
 """CFG++ (Chung et al. 2024, "CFG++: Manifold-constrained Classifier Free Guidance for Diffusion Models")
 as a step-aware denoiser transform that works with every solver, SDE ones included.
 
-The paper's DDIM update (its eq. 12 / Algorithm 1, in σ-space): denoise with the guided estimate
+The paper's DDIM update (its Algorithm 1, in σ-space): denoise with the guided estimate
 ``D_λ = D_u + λ (D_c − D_u)``, ``λ ∈ [0, 1]``, but re-noise with the *unconditional* noise estimate
 ``ε̂_u = (x − D_u)/σ``:
 
