@@ -25,6 +25,7 @@ SUITES: dict[str, str] = {
     "discrete": "benchmarks.suites.discrete",
     "text": "benchmarks.suites.text",
     "guidance_minority": "benchmarks.suites.guidance_minority",
+    "guidance_exact": "benchmarks.suites.guidance_exact",
 }
 """Suite name → module with ``add_arguments(parser)`` and ``run(args) -> int``."""
 

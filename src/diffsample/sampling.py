@@ -24,6 +24,7 @@ from .errors import DiffsampleError, NonFiniteError, ShapeError, SigmaError
 from .plan import Plan
 from .transforms.base import work_dtype
 from .transforms.guard import GuardedDenoiser, GuardedNoise, all_finite
+from .transforms.walk_context import walk_context
 
 __all__ = ["GuardedDenoiser", "sample", "work_dtype"]
 
@@ -79,7 +80,8 @@ def sample(
     if noise is not None and check_finite:
         noise = GuardedNoise(noise, sigmas)
     start = x.to(dtype, copy=True)  # the model may write into its input; never into the caller's x
-    out = fn(guarded, start, sigmas, noise=noise, callback=callback, **options)
+    with walk_context(sigmas, fn, **options):  # what step-aware transforms (CFG++) and per-walk state (APG) read
+        out = fn(guarded, start, sigmas, noise=noise, callback=callback, **options)
     if check_finite and not all_finite(out):
         raise NonFiniteError(f"solver {_solver_name(solver)!r} produced NaN/Inf although every model output was finite")
     return out

@@ -57,3 +57,8 @@ __all__ += [
 from .labelled import LabelledMixture, level_log_probs, rarity_groups  # noqa: E402
 
 __all__ += ["LabelledMixture", "level_log_probs", "rarity_groups"]
+
+# exact Gaussian bed of the CFG family (issue 14): every CFG / CFG++ / PCG output law in closed form
+from .gaussian_guidance import GaussianGuidanceBed, GaussianLaw, affine_walk_law  # noqa: E402
+
+__all__ += ["GaussianGuidanceBed", "GaussianLaw", "affine_walk_law"]

@@ -81,3 +81,26 @@ __all__ += [
     "minority_score",
     "self_guided_minority",
 ]
+
+# the CFG family (issue 14): both conventions, CFG++, APG, PCG, and the walk context step-aware transforms read
+from .apg import AdaptiveProjectedGuidance, apg, project  # noqa: E402
+from .cfgpp import CFGPlusPlus, cfgpp, cfgpp_weight  # noqa: E402
+from .guidance import CONVENTIONS, diffusers_weight  # noqa: E402
+from .pcg import pcg, pcg_cost  # noqa: E402
+from .walk_context import Walk, current_walk, walk_context  # noqa: E402
+
+__all__ += [
+    "CONVENTIONS",
+    "AdaptiveProjectedGuidance",
+    "CFGPlusPlus",
+    "Walk",
+    "apg",
+    "cfgpp",
+    "cfgpp_weight",
+    "current_walk",
+    "diffusers_weight",
+    "pcg",
+    "pcg_cost",
+    "project",
+    "walk_context",
+]

@@ -1,12 +1,16 @@
 """Guidance as denoiser transforms: each takes denoiser(s) and returns a denoiser (:class:`~.base.Transform`).
 
-Classifier-free guidance (Ho & Salimans 2022, "Classifier-Free Diffusion Guidance", eq. 6, whose weight
-is ``w − 1`` here) in σ-space, with a conditional denoiser ``D_c`` and an unconditional one ``D_u``:
+Classifier-free guidance in σ-space, with a conditional denoiser ``D_c`` and an unconditional one ``D_u``,
+in either of its two published conventions (one rule, two ways to number the weight; keyword ``convention``):
 
-    D_w(x, σ) = D_u + w (D_c − D_u).
+* ``"diffusers"`` (the default; diffusers, k-diffusion, Karras et al.): ``D_w = D_u + w (D_c − D_u)``,
+  ``w = 1`` is the conditional model alone and ``w = 0`` the unconditional one;
+* ``"ho_salimans"`` (Ho & Salimans 2022, "Classifier-Free Diffusion Guidance", eq. 6):
+  ``D_w = (1 + w) D_c − w D_u``, ``w = 0`` is the conditional model alone. It is the first rule with
+  weight ``w + 1``, and is computed as exactly that.
 
-Since ``ε̂ = (x − D)/σ`` is affine in ``D`` this is the same rule as on noise predictions; ``w = 1``
-gives ``D_c`` and ``w = 0`` gives ``D_u`` (both exactly: the blend is computed by ``torch.lerp``).
+Since ``ε̂ = (x − D)/σ`` is affine in ``D`` this is the same rule as on noise predictions; the blend is
+computed by ``torch.lerp``, so the conditional and unconditional ends are exact.
 
 Guidance interval (Kynkäänniemi et al. 2024, "Applying Guidance in a Limited Interval Improves Sample
 and Distribution Quality in Diffusion Models"): the weight is ``w`` for ``σ ∈ (σ_lo, σ_hi]``
@@ -49,7 +53,17 @@ from ..denoisers import append_dims, as_denoiser
 from ..errors import DiffsampleError, ShapeError
 from .base import Transform, to_work, work_dtype
 
-__all__ = ["ClassifierFreeGuidance", "cfg", "rescale_guidance"]
+__all__ = ["CONVENTIONS", "ClassifierFreeGuidance", "cfg", "diffusers_weight", "rescale_guidance"]
+
+CONVENTIONS = ("diffusers", "ho_salimans")
+"""The numberings of the guidance weight (module docstring): where the conditional model alone is 1, or 0."""
+
+
+def diffusers_weight(scale: float, convention: str) -> float:
+    """``scale`` in the ``"diffusers"`` numbering (``D_u + w (D_c − D_u)``): ``scale + 1`` for ``"ho_salimans"``."""
+    if convention not in CONVENTIONS:
+        raise DiffsampleError(f"unknown guidance convention {convention!r}; choose one of {list(CONVENTIONS)}")
+    return float(scale) + 1.0 if convention == "ho_salimans" else float(scale)
 
 
 def rescale_guidance(x: torch.Tensor, guided: torch.Tensor, cond: torch.Tensor, phi: float) -> torch.Tensor:
@@ -132,7 +146,13 @@ class ClassifierFreeGuidance(Transform):
 
     Built by :func:`cfg`. ``inner`` is the conditional denoiser. ``nfe_per_call``/``network_calls_per_call``
     give the cost of a call where guidance applies; the counters (its own) record what each call actually cost.
+    ``scale`` is the weight as given (in ``convention``), ``weight`` the same in the ``"diffusers"`` numbering.
+
+    Other rules on the two branches (CFG++, APG) subclass it and override :meth:`combine` (and set
+    ``always_both`` when the conditional branch alone is never their answer).
     """
+
+    always_both: bool = False
 
     counts_own_calls = True
 
@@ -147,6 +167,7 @@ class ClassifierFreeGuidance(Transform):
         interval: tuple[float, float] | None = None,
         rescale: float = 0.0,
         batched: bool = False,
+        convention: str = "diffusers",
     ) -> None:
         super().__init__(cond)
         self.cond = self.inner
@@ -154,6 +175,8 @@ class ClassifierFreeGuidance(Transform):
         self.cond_kwargs = dict(cond_kwargs or {})
         self.uncond_kwargs = dict(uncond_kwargs or {})
         self.scale = float(scale)
+        self.convention = convention
+        self.weight = diffusers_weight(self.scale, convention)
         self.rescale = float(rescale)
         self.batched = bool(batched)
         if not math.isfinite(self.scale):
@@ -178,8 +201,9 @@ class ClassifierFreeGuidance(Transform):
                     f"guidance interval (sigma_lo, sigma_hi) needs 0 <= sigma_lo < sigma_hi, got {interval}"
                 )
             self.interval = (lo, hi)
-        self.nfe_per_call = 1 if self.scale == 1 else 2
-        self.network_calls_per_call = 1 if self.scale == 1 or self.batched else 2
+        single = self.weight == 1 and not self.always_both
+        self.nfe_per_call = 1 if single else 2
+        self.network_calls_per_call = 1 if single or self.batched else 2
 
     def guided_at(self, sigma: torch.Tensor) -> torch.Tensor:
         """Boolean ``(B,)``: where guidance applies, ``σ ∈ (σ_lo, σ_hi]`` (everywhere without an interval)."""
@@ -189,10 +213,25 @@ class ClassifierFreeGuidance(Transform):
         return (sigma > lo) & (sigma <= hi)
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        cond_kw = {**kwargs, **self.cond_kwargs}
         active = self.guided_at(sigma)
-        if self.scale == 1 or not bool(active.any()):
-            return to_work(self.call_inner(self.cond, x, sigma, cond_kw))
+        if (self.weight == 1 and not self.always_both) or not bool(active.any()):
+            return to_work(self.call_inner(self.cond, x, sigma, {**kwargs, **self.cond_kwargs}))
+        d_c, d_u = self.branches(x, sigma, kwargs)
+        guided = self.combine(x.to(d_c.dtype), sigma, d_c, d_u)
+        if not bool(active.all()):
+            guided = torch.where(append_dims(active, x.dim()), guided, d_c)
+        return guided
+
+    def combine(self, x: torch.Tensor, sigma: torch.Tensor, d_c: torch.Tensor, d_u: torch.Tensor) -> torch.Tensor:
+        """The guided output from the two branches (in the work dtype): ``D_u + w (D_c − D_u)``, then rescale."""
+        guided = torch.lerp(d_u, d_c, self.weight)
+        return rescale_guidance(x, guided, d_c, self.rescale)
+
+    def branches(
+        self, x: torch.Tensor, sigma: torch.Tensor, kwargs: Mapping[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(D_c, D_u)`` at ``(x, σ)`` in the work dtype: two calls, or one of double batch (``batched``)."""
+        cond_kw = {**kwargs, **self.cond_kwargs}
         uncond_kw = {**kwargs, **self.uncond_kwargs}
         if self.batched:
             batch = x.shape[0]
@@ -204,12 +243,7 @@ class ClassifierFreeGuidance(Transform):
             d_c = self.call_inner(self.cond, x, sigma, cond_kw)
             d_u = self.call_inner(self.uncond, x, sigma, uncond_kw)
         dtype = work_dtype(torch.promote_types(d_c.dtype, d_u.dtype))
-        d_c, d_u = d_c.to(dtype), d_u.to(dtype)
-        guided = torch.lerp(d_u, d_c, self.scale)
-        guided = rescale_guidance(x.to(dtype), guided, d_c, self.rescale)
-        if not bool(active.all()):
-            guided = torch.where(append_dims(active, x.dim()), guided, d_c)
-        return guided
+        return d_c.to(dtype), d_u.to(dtype)
 
 
 def cfg(
@@ -222,13 +256,16 @@ def cfg(
     interval: tuple[float, float] | None = None,
     rescale: float = 0.0,
     batched: bool = False,
+    convention: str = "diffusers",
 ) -> ClassifierFreeGuidance:
     """Classifier-free guidance of ``denoiser`` with weight ``scale`` (``w``), as a new denoiser.
 
     Args:
         denoiser: the conditional denoiser ``D_c``; with no ``uncond`` it is one network whose two
             branches differ only by keywords (the "null" condition gives the unconditional branch).
-        scale: guidance weight ``w``: 1 is the conditional model alone, 0 the unconditional one.
+        scale: guidance weight ``w`` in ``convention``: with ``"diffusers"`` (default) ``D_u + w (D_c − D_u)``,
+            1 is the conditional model alone and 0 the unconditional one; with ``"ho_salimans"``
+            ``(1 + w) D_c − w D_u``, 0 is the conditional model alone and −1 the unconditional one.
         uncond: a separate unconditional denoiser ``D_u`` (two-network guidance).
         cond_kwargs: keywords for the conditional branch, e.g. ``{"class_labels": y}``.
         uncond_kwargs: keywords for the unconditional branch, e.g. ``{"class_labels": null_labels}``.
@@ -237,6 +274,7 @@ def cfg(
         rescale: guidance-rescale factor ``φ ∈ [0, 1]`` (Lin et al. 2024, §3.4), applied on ``ε̂``.
         batched: run both branches as one call of double batch (one network only): same result,
             same ``nfe`` (2 per guided call), half the ``calls``.
+        convention: how ``scale`` is numbered, ``"diffusers"`` or ``"ho_salimans"`` (module docstring).
 
     Keywords given when the guided denoiser is called go to both branches (branch keywords win).
     """
@@ -249,4 +287,5 @@ def cfg(
         interval=interval,
         rescale=rescale,
         batched=batched,
+        convention=convention,
     )
