@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hf_fakes import ChainLM
 
 from diffsample import discrete
 from diffsample.discrete.beds import chain as chains
+from diffsample.discrete.beds.hf_chain import ChainLM
 from diffsample.discrete.beds.laws import exact_law
 from diffsample.discrete.beds.metrics import empirical_law, monte_carlo_tv, tv
 from diffsample.discrete.hf_generate import dream_schedule

@@ -5,6 +5,9 @@ sample ``i`` the same in any batch, left padding equal to the unpadded prompt, c
 
 from __future__ import annotations
 
+import runpy
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -141,3 +144,11 @@ def test_left_padded_prompt_sees_what_the_unpadded_prompt_does(model: torch.nn.M
 def test_bad_input_gets_a_clear_error(call, message: str) -> None:
     with pytest.raises(DiffsampleError, match=message):
         call()
+
+
+def test_example_script_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """examples/hf_masked_generate.py, run in this interpreter (transformers is imported already)."""
+    runpy.run_path(str(Path(__file__).resolve().parents[2] / "examples" / "hf_masked_generate.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "LLaDA low_confidence, 2 blocks, CFG: 32 model calls" in out
+    assert "Dream entropy order, 2 tokens per step: 8 model calls" in out

@@ -1,4 +1,5 @@
-"""A Markov chain bed's exact denoiser dressed as a Hugging Face masked diffusion LM (no ``transformers``).
+"""A Markov chain bed's exact denoiser dressed as a Hugging Face masked diffusion LM (no ``transformers``), to test
+:func:`~diffsample.discrete.hf_generate.generate` and any pipeline written for LLaDA/Dream against exact laws.
 
 :class:`ChainLM` answers ``model(input_ids, attention_mask=…, position_ids=…) -> .logits`` like LLaDA (logits at
 ``i`` for token ``i``) or, with ``shift=True``, like Dream (logits at ``i − 1`` for token ``i``). Its vocabulary
@@ -12,7 +13,9 @@ from types import SimpleNamespace
 
 import torch
 
-from diffsample.discrete.beds.chain import ChainDenoiser, MarkovChain
+from .chain import ChainDenoiser, MarkovChain
+
+__all__ = ["ChainLM"]
 
 
 class ChainLM(torch.nn.Module):
@@ -43,9 +46,9 @@ class ChainLM(torch.nn.Module):
         self.calls += 1
         self.inputs.append(input_ids.clone())
         p = ChainDenoiser(self.chain)(self.chain_ids(input_ids), 0.0)
-        logp = torch.log(p.clamp(min=1e-300)).to(torch.float32)
+        logp = torch.log(p.clamp(min=1e-300))
         columns = [c for c in range(self.chain.vocab_size + 1) if c != self.mask]
-        logits = torch.full((*input_ids.shape, self.chain.vocab_size + 1), 50.0)
+        logits = torch.full((*input_ids.shape, self.chain.vocab_size + 1), 50.0, dtype=torch.float64)
         logits[..., columns] = logp
         if self.shift:  # position i - 1 predicts token i; the last position predicts nothing
             logits = torch.cat([logits[:, 1:], torch.zeros_like(logits[:, :1])], dim=1)
