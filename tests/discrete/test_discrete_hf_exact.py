@@ -4,6 +4,8 @@ the LLaDA and Dream conventions. No ``transformers`` needed."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -62,6 +64,17 @@ def test_generate_output_law_is_the_named_samplers_exact_law(
     law = exact_law(C, sampler, steps, **law_options)
     x = _generate(ChainLM(C), _no_prompt(), gen_length=6, **options)
     assert tv(empirical_law(C, x), law) < 1.25 * monte_carlo_tv(law, N)
+
+
+def test_blocks_after_no_prompt_are_the_ordered_samplers_blocks_bitwise() -> None:
+    """generate fills LLaDA's blocks by one ``ordered`` run per block on a window of the sequence; with no prompt
+    and the same uniform streams that is ``ordered(block_length=…)`` itself, token for token."""
+    model = ChainLM(C)
+    out = discrete.generate(model, torch.empty(64, 0, dtype=torch.int64), gen_length=6, steps=4, block_length=3,
+                            temperature=1.0, seed=3)  # fmt: skip
+    x = discrete.ordered(C.denoiser(), discrete.all_masked(64, 6, 3), 4, order="sampled_confidence", block_length=3,
+                         seed=3)  # fmt: skip
+    assert torch.equal(model.chain_ids(out.sequences), x)
 
 
 def test_eps_grid_changes_the_law_it_is_tested_against() -> None:
@@ -139,3 +152,28 @@ def test_calls_are_counted_and_guidance_doubles_them() -> None:
     guided = discrete.generate(model, prompt, gen_length=4, steps=4, cfg_scale=1.5, temperature=1.0)
     assert guided.nfe == 8 and model.calls == 8
     assert not (guided.sequences == model.mask).any()
+
+
+class _TimedChainLM(ChainLM):
+    """ChainLM that also takes the time under ``timesteps`` and records it."""
+
+    def __init__(self) -> None:
+        super().__init__(C)
+        self.times: list[torch.Tensor] = []
+
+    def forward(self, input_ids: torch.Tensor, attention_mask=None, position_ids=None, timesteps=None):  # noqa: ANN001, ANN201
+        self.times.append(timesteps)
+        return super().forward(input_ids)
+
+
+def test_a_time_conditioned_model_gets_the_time_and_is_not_cached() -> None:
+    """With ``timestep_kwarg`` the model receives ``t = 1 − (masked fraction)`` (linear schedule) each step and is
+    called every step; the mask id comes from a tokenizer when the config has none."""
+    model = _TimedChainLM()
+    del model.config.mask_token_id
+    tokenizer = SimpleNamespace(mask_token_id=1)
+    den = discrete.hf_masked_denoiser(model, tokenizer=tokenizer, timestep_kwarg="timesteps")
+    assert not den.time_free and den.mask_token_id == 1
+    out = discrete.generate(den, torch.empty(2, 0, dtype=torch.int64), gen_length=6, steps=3, remasking="random")
+    expected = torch.tensor([[1.0, 1.0], [4 / 6, 4 / 6], [2 / 6, 2 / 6]], dtype=torch.float32)
+    assert out.nfe == 3 and torch.equal(torch.stack(model.times), expected)
