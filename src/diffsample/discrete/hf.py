@@ -18,10 +18,11 @@ token (checked by :func:`~.hf_generate.generate`).
 
 **Padding.** Prompts are left-padded with ``pad_token_id``: in each row the leading run of that id within the
 first ``prompt_columns`` columns is padding (attention 0, the rest 1), read from the tokens themselves so that a
-cached sampler may evaluate any subset of rows. ``position_ids=True`` also passes positions that skip the
-padding (Dream's ``tok_idx = cumsum(mask) − 1``, pads at 1), so a padded row sees what the unpadded prompt
-would; LLaDA passes the attention mask only. ``masked_columns = P`` shows the first ``P`` columns as masks (after
-the attention mask is read): LLaDA's unconditional branch for classifier-free guidance.
+cached sampler may evaluate any subset of rows. The 2-D ``attention_mask`` is passed only when some row is padded
+(otherwise the model's default, full attention, as Dream's ``"full"``). ``position_ids=True`` then also passes
+positions that skip the padding (Dream's ``tok_idx = cumsum(mask) − 1``, pads at 1), so a padded row sees what the
+unpadded prompt would; LLaDA passes the attention mask only. ``masked_columns = P`` shows the first ``P`` columns
+as masks (after the attention mask is read): LLaDA's unconditional branch for classifier-free guidance.
 
 **Time.** LLaDA and Dream are time-free (the output depends on the tokens alone), so a sampler may reuse an
 output while a row is unchanged. ``timestep_kwarg="…"`` passes ``t`` (a ``(B,)`` float tensor) under that keyword
@@ -149,9 +150,11 @@ class HFMaskedDenoiser(CountingMaskedDenoiser):
         if self.masked_columns:
             ids[:, : self.masked_columns] = self.mask_token_id
         device = _device(self.model)
-        kwargs: dict[str, Any] = {"attention_mask": attention.to(device)}
-        if self.position_ids:
-            kwargs["position_ids"] = (attention.cumsum(-1) - 1).masked_fill(attention == 0, 1).to(device)
+        kwargs: dict[str, Any] = {}
+        if (attention == 0).any():  # else the model's default: full attention (Dream's "full")
+            kwargs["attention_mask"] = attention.to(device)
+            if self.position_ids:
+                kwargs["position_ids"] = (attention.cumsum(-1) - 1).masked_fill(attention == 0, 1).to(device)
         if self.timestep_kwarg is not None:
             kwargs[self.timestep_kwarg] = t.to(device=device, dtype=torch.float32)
         with torch.no_grad():
