@@ -7,6 +7,10 @@ chain bed dressed as an HF model, and agreement and overhead against LLaDA's loo
   method and step count, the TV of its enumerated law to the target (:func:`~diffsample.discrete.beds.laws.
   exact_law` of the sampler the method maps to), and the TV of ``--samples`` generations to that enumerated law
   next to the Monte-Carlo floor (``MC/floor`` ≈ 1 means generate samples exactly that law).
+* ``dream-counts``: Dream's tokens-per-step rule ``⌊m (1 − s/t)⌋`` on ``linspace(1, eps, N + 1)`` (float32, as
+  Dream computes it) against the ``⌈m / steps_left⌉`` split that ``generate`` uses: steps that reveal nothing, the
+  largest reveal, and the exact TV to the chain3x6 target of the entropy and margin orders under each rule
+  (enumerated with the exact-law kernels of :mod:`diffsample.discrete.beds.laws`).
 * ``llada``: a random ``BertForMaskedLM`` (needs ``transformers``); greedy ``low_confidence`` generation with
   blocks, with and without CFG, against LLaDA's ``generate`` loop written out here (the same algorithm, not its
   code): the share of identical sequences and tokens, the forward calls and the wall time of both.
@@ -22,6 +26,7 @@ import torch
 from diffsample import discrete
 from diffsample.cli import str_list
 from diffsample.discrete.beds import chain as chains
+from diffsample.discrete.beds import laws
 from diffsample.discrete.beds.hf_chain import ChainLM
 from diffsample.discrete.beds.laws import exact_law
 from diffsample.discrete.beds.metrics import empirical_law, monte_carlo_tv, tv
@@ -31,7 +36,7 @@ from ..report import Column, text_table
 
 __all__ = ["add_arguments", "run"]
 
-SECTIONS = ("exact", "llada")
+SECTIONS = ("exact", "dream-counts", "llada")
 EPS = 1e-3
 
 # method label, generate options, the exact sampler it maps to
@@ -85,6 +90,80 @@ def exact_table(n: int, seed: int) -> str:
         Column("MC/floor", ">8.2f"),
     ]
     return f"{n} generations per row; the exact chain rule has TV 0\n" + text_table(cols, rows)
+
+
+def dream_counts(gen_length: int, steps: int, eps: float = EPS) -> list[int]:
+    """Dream's tokens per step for ``gen_length`` masks in ``steps`` steps (``generation_utils.py``: ``int(m *
+    (1 - s / t))``, the rest on the last step, ``t, s`` from a float32 ``linspace(1, eps, steps + 1)``)."""
+    times = torch.linspace(1.0, eps, steps + 1, dtype=torch.float32)
+    left, counts = gen_length, []
+    for i in range(steps):
+        k = int(left * (1 - times[i + 1] / times[i])) if i < steps - 1 else left
+        counts.append(k)
+        left -= k
+    return counts
+
+
+def split_counts(gen_length: int, steps: int) -> list[int]:
+    """The ``⌈m / steps_left⌉`` split (LLaDA's ``get_num_transfer_tokens``) that ``generate`` uses."""
+    left, counts = gen_length, []
+    for i in range(steps):
+        k = -(-left // (steps - i))
+        counts.append(k)
+        left -= k
+    return counts
+
+
+def law_with_counts(chain: chains.MarkovChain, order: str, counts: list[int]) -> torch.Tensor:
+    """The exact law of a one-block ``order`` sampler revealing ``counts[i]`` positions at step ``i``."""
+    vocab, length = chain.vocab_size, chain.length
+    z = torch.full((1, length), vocab, dtype=torch.int64)
+    w = torch.ones(1, dtype=torch.float64)
+    denoiser = chain.denoiser()
+    for k in counts:
+        p = denoiser(z, 0.0)
+        z, w = laws._ordered_step(z, w, p, order, z == vocab, torch.full((len(z),), k))
+        z, w = laws._merge(z, w, vocab)
+    return torch.zeros(vocab**length, dtype=torch.float64).index_add_(0, chains.encode(z, vocab), w)
+
+
+def dream_counts_table() -> str:
+    rows = []
+    for gen_length, steps in ((64, 64), (256, 256), (256, 128), (512, 512), (128, 32)):
+        dream, ours = dream_counts(gen_length, steps), split_counts(gen_length, steps)
+        rows.append([gen_length, steps, dream.count(0), max(dream), dream[-1], ours.count(0), max(ours)])
+    cols = [
+        Column("gen", ">4"),
+        Column("steps", ">5"),
+        Column("Dream: 0-token steps", ">20"),
+        Column("max/step", ">8"),
+        Column("last", ">4"),
+        Column("split: 0-token steps", ">20"),
+        Column("max/step", ">8"),
+    ]
+    c = chains.chain3x6()
+    exact_rows = []
+    for order in ("entropy", "margin"):
+        for steps in (6, 3):
+            dream, ours = dream_counts(c.length, steps), split_counts(c.length, steps)
+            exact_rows.append(
+                [order, steps, str(dream), tv(law_with_counts(c, order, dream), c.law()), str(ours),
+                 tv(law_with_counts(c, order, ours), c.law())]
+            )  # fmt: skip
+    exact_cols = [
+        Column("order", "<8"),
+        Column("steps", ">5"),
+        Column("Dream counts", ">20"),
+        Column("TV", ">7.4f"),
+        Column("split counts", ">20"),
+        Column("TV", ">7.4f"),
+    ]
+    return (
+        f"eps = {EPS}\n"
+        + text_table(cols, rows)
+        + "\n\nexact TV to the chain3x6 target (temperature 1)\n"
+        + text_table(exact_cols, exact_rows)
+    )
 
 
 def _tiny_bert(seed: int, vocab: int, mask: int) -> torch.nn.Module:
@@ -188,6 +267,9 @@ def run(args: argparse.Namespace) -> int:
     if "exact" in sections:
         print("== LLaDA/Dream methods through generate on chain3x6 (exact denoiser as an HF model) ==")
         print(exact_table(args.samples, args.seed))
+    if "dream-counts" in sections:
+        print("\n== Dream's tokens-per-step rule vs the ceil split (generate) ==")
+        print(dream_counts_table())
     if "llada" in sections:
         print("\n== greedy generate vs LLaDA's loop on a tiny random transformer ==")
         try:

@@ -151,6 +151,8 @@ def test_calls_are_counted_and_guidance_doubles_them() -> None:
     model.calls = 0
     guided = discrete.generate(model, prompt, gen_length=4, steps=4, cfg_scale=1.5, temperature=1.0)
     assert guided.nfe == 8 and model.calls == 8
+    prompt_masked = [bool((ids[0, :2] == model.mask).all()) for ids in model.inputs[4:]]
+    assert prompt_masked == [False, True] * 4  # LLaDA's unconditional branch: the prompt shown as masks
     assert not (guided.sequences == model.mask).any()
 
 

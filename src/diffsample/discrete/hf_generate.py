@@ -31,11 +31,13 @@ fills them in ``steps`` forward calls:
 
 Where this differs from the reference code, on purpose:
 
-* **Draw precision.** LLaDA draws by Gumbel-max in float64 (``exp(logits) / (−log u)^T``, ``u`` from
-  ``torch.rand`` in float64), the same law as ours; Dream draws with ``torch.distributions.Categorical`` on
-  probabilities in the model's dtype (bfloat16 for its released weights), whose rounding drops tokens whose
-  probability rounds to zero — the low-precision bias of Zheng et al. 2024, which our float64 draws do not have.
-  LLaDA's confidence is the softmax in the model's dtype; ours is float64.
+* **Draw precision.** LLaDA draws by Gumbel-max in float64 (``exp(logits) / (−log u)^T`` with ``u`` from
+  ``torch.rand`` in float64): the same law as our float64 inverse-CDF draw, both reading the model's (bfloat16)
+  logits. Published float32 or float16 Gumbel draws would lower the temperature (Zheng et al. 2024; measured by
+  ``python -m benchmarks discrete --sections float32``); neither LLaDA's code nor ours does that. Dream draws with
+  ``torch.distributions.Categorical`` on ``softmax(logits)`` taken in the model's dtype (bfloat16 for its released
+  weights: each probability rounded to 8 significant bits); we take the softmax in float64. LLaDA's and Dream's
+  confidences are likewise in the model's dtype, ours in float64, so near-ties may order differently.
 * **Dream's tokens per step.** Dream reveals ``⌊m (1 − s/t)⌋`` positions (possibly none, the rest on the last
   step); here every order uses the ``⌈m / steps_left⌉`` split above, so each step reveals at least one token.
   The number of forward calls is the same (``steps``), the positions revealed per step differ by the rounding.
