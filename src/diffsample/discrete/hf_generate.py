@@ -40,7 +40,9 @@ Where this differs from the reference code, on purpose:
   confidences are likewise in the model's dtype, ours in float64, so near-ties may order differently.
 * **Dream's tokens per step.** Dream reveals ``⌊m (1 − s/t)⌋`` positions (possibly none, the rest on the last
   step); here every order uses the ``⌈m / steps_left⌉`` split above, so each step reveals at least one token.
-  The number of forward calls is the same (``steps``), the positions revealed per step differ by the rounding.
+  The number of forward calls is the same (``steps``). With ``steps = gen_length`` and ``eps = 10⁻³`` Dream's
+  first step reveals nothing and its last two tokens at once, so its "one token per step" is not the exact
+  chain rule (``python -m benchmarks hf-generate --sections dream-counts``).
 * **Caching.** Both models are time-free, so a row whose tokens did not change keeps its output: a step that
   reveals nothing (``alg="origin"`` with few tokens, or more steps than masked positions in a block) costs no
   call for that row. ``nfe`` counts the calls made (LLaDA and Dream always call).
