@@ -26,6 +26,7 @@ SUITES: dict[str, str] = {
     "text": "benchmarks.suites.text",
     "guidance_minority": "benchmarks.suites.guidance_minority",
     "guidance_exact": "benchmarks.suites.guidance_exact",
+    "hf_generate": "benchmarks.suites.hf_generate",
 }
 """Suite name → module with ``add_arguments(parser)`` and ``run(args) -> int``."""
 

@@ -14,6 +14,8 @@ seeded per-sample uniforms and samplers.
 * :mod:`.categorical` — temperature, top-k/p, min-p, typical, ε/η cut-offs, top-H; inverse-CDF and Gumbel-max.
 * :mod:`.orders` — reveal orders for k-tokens-per-step samplers.
 * :mod:`.guidance` — :func:`masked_cfg`, classifier-free guidance for masked denoisers.
+* :mod:`.hf` — :func:`hf_masked_denoiser`: a Hugging Face masked diffusion LM (LLaDA/Dream) as a masked denoiser;
+  :mod:`.hf_generate` — :func:`generate` in LLaDA's and Dream's vocabulary (``transformers`` is never imported).
 * Samplers (:mod:`.registry`): :func:`ancestral`, :func:`first_hitting`, :func:`ordered`,
   :func:`entropy_bounded`, :func:`remdm`.
 """
@@ -28,6 +30,8 @@ from .denoiser import CountingMaskedDenoiser, FunctionMaskedDenoiser, as_masked_
 from .entropy_bounded import entropy_bounded
 from .first_hitting import first_hitting
 from .guidance import MaskedCFG, masked_cfg
+from .hf import HFMaskedDenoiser, hf_masked_denoiser
+from .hf_generate import Generation, generate
 from .ordered import ordered
 from .random import SeededUniforms, seeded_uniforms
 from .registry import available, get, spec
@@ -37,6 +41,8 @@ from .schedules import MaskingSchedule, cosine, custom, linear, log_linear
 __all__ = [
     "CountingMaskedDenoiser",
     "FunctionMaskedDenoiser",
+    "Generation",
+    "HFMaskedDenoiser",
     "MaskedCFG",
     "MaskedDenoiser",
     "MaskingSchedule",
@@ -51,7 +57,9 @@ __all__ = [
     "custom",
     "entropy_bounded",
     "first_hitting",
+    "generate",
     "get",
+    "hf_masked_denoiser",
     "linear",
     "log_linear",
     "mask_id",

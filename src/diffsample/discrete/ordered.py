@@ -8,6 +8,11 @@ block_length / remasking``: ``remasking="low_confidence"`` is ``order="sampled_c
 ``"random"`` is ``order="random"``; Dream's ``alg`` and ``alg_temp`` are ``order`` and ``order_temperature``).
 
 The model sees the time whose expected masked fraction is the current one, ``t = α⁻¹(1 − m/L)``.
+
+Positions are scored on the distribution the tokens are drawn from unless ``score_transform`` is given: then on
+``score_transform(p)``. LLaDA scores its drawn token under the untempered model ``p`` (``score_transform =
+lambda p: p``), which is what keeps greedy decoding (``transform`` the argmax) ordered by confidence instead
+of by position (a one-hot draw distribution scores every position 1).
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ def ordered(
     transform: Transform | None = None,
     cache: bool = True,
     callback: Callback | None = None,
+    score_transform: Transform | None = None,
 ) -> torch.Tensor:
     """Reveal ``⌈m / steps_left⌉`` positions per step in ``order`` (module docstring); returns the tokens."""
     if order not in ORDERS:
@@ -81,7 +87,7 @@ def ordered(
             tokens = inverse_cdf(q, walk.uniforms(batch, length))
             candidates = mask & in_block
             chosen = select_positions(
-                order_scores(q, order, tokens),
+                order_scores(q if score_transform is None else score_transform(p), order, tokens),
                 candidates,
                 reveal_counts(candidates, per_block - j),
                 selection_temperature,
