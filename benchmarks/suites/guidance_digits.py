@@ -66,7 +66,8 @@ Builder = Callable[[DigitsModels, float, torch.Tensor], Denoiser]
 
 @dataclass(frozen=True)
 class GuidanceMethod:
-    """A guidance method of the sweep: ``build(models, scale, labels)`` returns the guided denoiser."""
+    """A guidance method of the sweep: ``build(models, scale, labels)`` returns the guided denoiser; ``scale_name``
+    is how the table names the scale (``"w"``; e.g. ``"λ"`` for CFG++)."""
 
     build: Builder
     scales: tuple[float, ...]
@@ -179,6 +180,12 @@ def best(points: Sequence[Point], min_accuracy: float) -> Point | None:
     return min(ok, key=lambda p: p.fd) if ok else None
 
 
+def scale_label(method: str, scale: float) -> str:
+    """``"w=2"``, ``"λ=0.8"``: the scale with the method's name for it (the baseline row is ``w=1``)."""
+    name = METHODS[method].scale_name if method in METHODS else "w"
+    return f"{name}={scale:g}"
+
+
 def _mean_sd(values: Sequence[float]) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else math.nan
     return f"{statistics.fmean(values):.3f} ± {sd:.3f}"
@@ -217,13 +224,13 @@ def run(args: argparse.Namespace) -> int:
             text_table(
                 [
                     Column("method", "<14"),
-                    Column("scale", ">6.3g"),
+                    Column("scale", ">7"),
                     Column("steps", ">5"),
                     Column("NFE", ">5.0f"),
                     Column("accuracy", ">9.3f"),
                     Column("FD", ">8.3f"),
                 ],
-                [(p.method, p.scale, p.steps, p.nfe, p.accuracy, p.fd) for p in points],
+                [(p.method, scale_label(p.method, p.scale), p.steps, p.nfe, p.accuracy, p.fd) for p in points],
             )
         )
         print()
@@ -243,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
                 (
                     budget,
                     name,
-                    f"{pick.scale:g}",
+                    scale_label(name, pick.scale),
                     pick.steps,
                     f"{pick.nfe:.0f}",
                     _mean_sd([p.accuracy for p in repeats]),
@@ -259,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
             [
                 Column("NFE", ">4"),
                 Column("method", "<14"),
-                Column("scale", ">6"),
+                Column("scale", ">7"),
                 Column("steps", ">5"),
                 Column("NFE/run", ">7"),
                 Column("accuracy", ">15"),
