@@ -14,8 +14,8 @@ Equal NFE: NFE counts model evaluations per sample (a guided step costs 2, the w
 included; steps outside a guidance interval cost 1). Each configuration gets the largest number of steps of
 ``--solver`` on ``karras(n, σ_min, σ_max)`` whose *measured* NFE (a one-sample dry run through the counters)
 fits the budget: plain CFG gets 5 steps at NFE 10, the unguided conditional model 10, CFG with an interval
-somewhere in between. The best operating point of a method is its lowest Fréchet distance among guided scales
-(``w ≠ 1``) with accuracy ≥ ``--min-accuracy``; it is re-drawn with ``--error-seeds`` fresh seeds (not the one
+somewhere in between. The best operating point of a method is its lowest Fréchet distance among its scales
+with accuracy ≥ ``--min-accuracy``; it is re-drawn with ``--error-seeds`` fresh seeds (not the one
 that picked it, whose FD is biased low by the pick), and their mean ± standard deviation is printed: the
 sampling error of one point (about 0.03–0.06 in FD and 0.001 in accuracy at 1000 samples).
 """
@@ -150,7 +150,9 @@ def steps_for_budget(
     raise ValueError(f"no step count of {solver} fits an NFE budget of {budget}")
 
 
-def draw(build: Callable[[torch.Tensor], Denoiser], sigmas: torch.Tensor, solver: str, n: int, seed: int):
+def draw(
+    build: Callable[[torch.Tensor], Denoiser], sigmas: torch.Tensor, solver: str, n: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """``n`` class-balanced samples (label ``i mod 10``) from seed ``seed``, their labels and the NFE per sample."""
     labels = torch.arange(n) % 10
     den = build(labels)
@@ -162,21 +164,31 @@ def draw(build: Callable[[torch.Tensor], Denoiser], sigmas: torch.Tensor, solver
 
 
 def measure(
-    name: str, method: GuidanceMethod, models: DigitsModels, scale: float, budget: int, args, reference, seed: int
+    name: str,
+    method: GuidanceMethod,
+    models: DigitsModels,
+    scale: float,
+    budget: int,
+    args: argparse.Namespace,
+    reference: torch.Tensor,
+    seed: int,
 ) -> Point:
+    """One point of the sweep: ``method`` at ``scale`` within ``budget`` NFE, drawn from ``seed``."""
+
     def build(labels: torch.Tensor) -> Denoiser:
         return method.build(models, scale, labels)
 
     steps, nfe = steps_for_budget(build, lambda k: karras_levels(models.good, k), args.solver, budget)
     xs, labels, nfe_run = draw(build, karras_levels(models.good, steps), args.solver, args.samples, seed)
     if nfe_run != nfe:
-        raise RuntimeError(f"{name} w={scale}: NFE {nfe_run} per sample differs from the dry run's {nfe}")
+        label = scale_label(name, scale)
+        raise RuntimeError(f"{name} {label}: NFE {nfe_run} per sample differs from the dry run's {nfe}")
     return Point(name, scale, steps, nfe, class_accuracy(xs, labels), frechet_distance(xs, reference))
 
 
 def best(points: Sequence[Point], min_accuracy: float) -> Point | None:
-    """The lowest-FD guided point (``w ≠ 1``) with accuracy ≥ ``min_accuracy``."""
-    ok = [p for p in points if p.scale != 1 and p.accuracy >= min_accuracy]
+    """The lowest-FD point of a method's sweep with accuracy ≥ ``min_accuracy`` (``None`` if none reaches it)."""
+    ok = [p for p in points if p.accuracy >= min_accuracy]
     return min(ok, key=lambda p: p.fd) if ok else None
 
 
