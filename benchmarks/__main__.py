@@ -27,6 +27,7 @@ SUITES: dict[str, str] = {
     "guidance_minority": "benchmarks.suites.guidance_minority",
     "guidance_exact": "benchmarks.suites.guidance_exact",
     "hf_generate": "benchmarks.suites.hf_generate",
+    "guidance_digits": "benchmarks.suites.guidance_digits",
 }
 """Suite name → module with ``add_arguments(parser)`` and ``run(args) -> int``."""
 

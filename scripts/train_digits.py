@@ -5,6 +5,8 @@ Usage::
     python scripts/train_digits.py --variant unconditional          # train, save, evaluate
     python scripts/train_digits.py --variant conditional
     python scripts/train_digits.py --variant conditional --eval-only  # re-measure the shipped weights
+    python scripts/train_digits.py --variant conditional --model-variant weak \
+        --width 96 --blocks 2 --emb-dim 64 --steps 400                 # the weak model autoguidance uses
 
 Model: :class:`diffsample.models.network.VPEpsNetwork` around a :class:`DigitsMLP` core, i.e. an
 ε-prediction network on diffusers' default DDPM table (linear β 1e-4 → 0.02, 1000 steps) whose core
@@ -17,6 +19,8 @@ is trained with EDM's preconditioning, target and loss weighting (Karras et al. 
 a fraction ``--p-uniform`` of log-uniform levels over that span, so the whole range the ε interface
 serves (in particular the top of the table, which EDM's log-normal almost never visits) is trained.
 The conditional variant drops labels to the null label (10) with probability ``--label-dropout``.
+``--model-variant weak`` writes ``digits_cond_weak`` instead (same recipe and data, the size and step
+count given on the command line): the deliberately worse model of autoguidance (Karras et al. 2024).
 
 Adam with linear warm-up and cosine decay to 10 %, an exponential moving average (EMA) of the
 weights, seeded data order and noise; one thread (fastest on a shared 2-core machine: run the two
@@ -45,11 +49,16 @@ import torch
 import diffsample
 from diffsample.models import NULL_LABEL, class_accuracy, digits_data, frechet_distance, real_halves
 from diffsample.models._io import save_safetensors
-from diffsample.models.digits import WEIGHTS, load_digits_model
+from diffsample.models.digits import MODEL_VARIANTS, WEIGHTS, load_digits_model, model_name
 from diffsample.models.network import DigitsMLP, VPEpsNetwork
 from diffsample.schedules import DiscreteVP
 
 NAMES = {"unconditional": "digits_uncond", "conditional": "digits_cond"}
+
+
+def output_name(args: argparse.Namespace) -> str:
+    """The weight-set name the run writes: ``(--variant, --model-variant)`` in :data:`MODEL_VARIANTS`."""
+    return model_name(args.variant == "conditional", args.model_variant)
 
 
 def sample_log_sigma(n: int, args: argparse.Namespace, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
@@ -159,7 +168,7 @@ def train(args: argparse.Namespace, variant: str) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     final = fixed_loss(ema, x, y, args, conditional)
     print(f"[{variant}] trained {steps_done} steps in {seconds:.0f}s; EMA loss on fixed draws {final:.4f}", flush=True)
-    name = NAMES[variant]
+    name = output_name(args)
     args.out.mkdir(parents=True, exist_ok=True)
     state = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in ema.core.state_dict().items()}
     save_safetensors(state, args.out / f"{name}.safetensors", {"format": "pt"})
@@ -171,6 +180,7 @@ def train(args: argparse.Namespace, variant: str) -> dict[str, Any]:
         "architecture": ema.core.hparams,
         "parameters": n_params,
         "conditional": conditional,
+        "model_variant": args.model_variant,
         "null_label": NULL_LABEL if conditional else None,
         "schedule": sched.to_config(),
         "parameterization": {
@@ -220,7 +230,7 @@ def train(args: argparse.Namespace, variant: str) -> dict[str, Any]:
 def evaluate(args: argparse.Namespace, variant: str) -> dict[str, Any]:
     """Fréchet distances (and class accuracies) of ``--eval-samples`` Heun draws; real-data floors."""
     conditional = variant == "conditional"
-    den = load_digits_model(conditional, weights_dir=args.out)
+    den = load_digits_model(conditional, weights_dir=args.out, variant=args.model_variant)
     sched = den.noise_schedule
     sigmas = diffsample.steps.karras(args.eval_steps, sched.sigma_min, sched.sigma_max)
     n = args.eval_samples
@@ -263,6 +273,9 @@ def evaluate(args: argparse.Namespace, variant: str) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variant", choices=sorted(NAMES), required=True)
+    ap.add_argument(
+        "--model-variant", choices=sorted(MODEL_VARIANTS), default="default", help="which weight set to write"
+    )
     ap.add_argument("--steps", type=int, default=8000)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -290,7 +303,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.backends.mkldnn.enabled = False  # the plain CPU convolution is faster on 8×8 maps
-    path = args.out / f"{NAMES[args.variant]}.json"
+    path = args.out / f"{output_name(args)}.json"
     if args.eval_only:
         record = json.loads(path.read_text())
     else:

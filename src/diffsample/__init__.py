@@ -26,6 +26,7 @@ from .guidance import cfg
 from .parameterization import ModelDenoiser
 from .plan import Plan
 from .sampling import sample
+from .transforms.autoguidance import autoguidance
 
 __all__ = [
     "BudgetError",
@@ -41,6 +42,7 @@ __all__ = [
     "UnknownNameError",
     "__version__",
     "as_denoiser",
+    "autoguidance",
     "cfg",
     "contracts",
     "generate",

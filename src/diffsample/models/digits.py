@@ -1,10 +1,12 @@
 """Load the shipped 8×8-digits diffusion models as σ-space denoisers.
 
-Two weight sets live in ``weights/`` next to a JSON config each (architecture, schedule,
+Three weight sets live in ``weights/`` next to a JSON config each (architecture, schedule,
 parameterisation, training record): ``digits_uncond`` (unconditional) and ``digits_cond``
 (class-conditional, trained with label dropout so the null label gives the unconditional model for
-classifier-free guidance). :func:`load_digits_model` rebuilds the network from the config and wraps
-it in :class:`~diffsample.parameterization.ModelDenoiser` exactly as it was trained, so
+classifier-free guidance), and ``digits_cond_weak`` (``variant="weak"``: the conditional model's recipe
+at a far smaller width and a fraction of the steps, the "bad version" that autoguidance guides away
+from; :mod:`diffsample.transforms.autoguidance`). :func:`load_digits_model` rebuilds the network from the
+config and wraps it in :class:`~diffsample.parameterization.ModelDenoiser` exactly as it was trained, so
 ``D(x, sigma, class_labels=y)`` returns x̂0 for ``x = x0 + σ ε`` and counts NFE like any denoiser.
 
 Example (guided, 10 samples of the digit 3)::
@@ -32,11 +34,13 @@ from .network import DigitsMLP, VPEpsNetwork
 
 __all__ = [
     "MODEL_INFO",
+    "MODEL_VARIANTS",
     "NULL_LABEL",
     "check_config",
     "load_digits_model",
     "load_digits_network",
     "model_config",
+    "model_name",
     "weights_path",
 ]
 
@@ -46,15 +50,36 @@ NULL_LABEL = 10
 
 _NAMES = {False: "digits_uncond", True: "digits_cond"}
 
+MODEL_VARIANTS: dict[str, dict[bool, str]] = {
+    "default": dict(_NAMES),
+    "weak": {True: "digits_cond_weak"},
+}
+"""Variant → (conditional → weight-set name). ``"weak"`` exists only as a conditional model (autoguidance)."""
 
-def model_config(conditional: bool = False, *, weights_dir: str | Path | None = None) -> dict[str, Any]:
+
+def model_name(conditional: bool = False, variant: str = "default") -> str:
+    """The weight-set name (file stem in ``weights/``) of the digits model ``(conditional, variant)``."""
+    if variant not in MODEL_VARIANTS:
+        raise DiffsampleError(f"unknown digits model variant {variant!r}; valid variants: {', '.join(MODEL_VARIANTS)}")
+    names = MODEL_VARIANTS[variant]
+    if bool(conditional) not in names:
+        kind = {True: "conditional", False: "unconditional"}
+        have = ", ".join(kind[c] for c in names)
+        raise DiffsampleError(f"the digits variant {variant!r} has no {kind[bool(conditional)]} model; it has: {have}")
+    return names[bool(conditional)]
+
+
+def model_config(
+    conditional: bool = False, *, weights_dir: str | Path | None = None, variant: str = "default"
+) -> dict[str, Any]:
     """The JSON config shipped with a weight set (architecture, schedule, parameterisation, training record).
 
-    ``weights_dir`` reads a config written elsewhere by ``scripts/train_digits.py --out`` (default: shipped).
+    ``weights_dir`` reads a config written elsewhere by ``scripts/train_digits.py --out`` (default: shipped);
+    ``variant`` picks the weight set (:data:`MODEL_VARIANTS`).
     The config is checked (:func:`check_config`): a damaged or foreign file is a
     :class:`~diffsample.errors.DiffsampleError` naming the file and the key.
     """
-    path = Path(weights_dir or WEIGHTS) / f"{_NAMES[bool(conditional)]}.json"
+    path = Path(weights_dir or WEIGHTS) / f"{model_name(conditional, variant)}.json"
     if not path.exists():
         raise DiffsampleError(f"no digits model config at {path}; run scripts/train_digits.py to create it")
     try:
@@ -112,9 +137,11 @@ MODEL_INFO: dict[str, dict[str, Any]] = _read_all()
 """The shipped configs, keyed ``"unconditional"`` and ``"conditional"`` (see :func:`model_config`)."""
 
 
-def load_digits_network(conditional: bool = False, *, weights_dir: str | Path | None = None) -> VPEpsNetwork:
+def load_digits_network(
+    conditional: bool = False, *, weights_dir: str | Path | None = None, variant: str = "default"
+) -> VPEpsNetwork:
     """The network ``eps = net(x_t, t, class_labels=None)`` on its DDPM table, EMA weights, eval mode."""
-    cfg = model_config(conditional, weights_dir=weights_dir)
+    cfg = model_config(conditional, weights_dir=weights_dir, variant=variant)
     core = DigitsMLP(**cfg["architecture"])
     state = load_safetensors(weights_path(Path(weights_dir or WEIGHTS), cfg["weights"]))
     try:
@@ -131,18 +158,22 @@ def load_digits_network(conditional: bool = False, *, weights_dir: str | Path | 
     return net.eval().requires_grad_(False)
 
 
-def load_digits_model(conditional: bool = False, *, weights_dir: str | Path | None = None) -> ModelDenoiser:
+def load_digits_model(
+    conditional: bool = False, *, weights_dir: str | Path | None = None, variant: str = "default"
+) -> ModelDenoiser:
     """The shipped digits model as a σ-space denoiser ``D(x, sigma, class_labels=None) -> x̂0``.
 
     Args:
         conditional: the class-conditional weights (labels 0…9, :data:`NULL_LABEL` = 10 or ``None``
             for the unconditional branch) instead of the unconditional ones (labels must be ``None``).
         weights_dir: load weights written elsewhere by ``scripts/train_digits.py --out``.
+        variant: ``"default"`` (the shipped models) or ``"weak"`` (conditional only: a deliberately
+            smaller, shorter-trained copy for autoguidance, :func:`diffsample.transforms.autoguidance`).
 
     The network is an ε-predictor on diffusers' default DDPM table (``D.noise_schedule``: linear β, 1000
     steps), called at fractional timesteps ``t(σ)`` given in float64; ``D.network`` is the
     :class:`~diffsample.models.network.VPEpsNetwork`. ``D.noise_schedule.sigma_min``/``sigma_max``
     (0.01, 157.4) are the sampling span. Inputs are ``(B, 1, 8, 8)`` in σ-space; clean digits lie in [−1, 1].
     """
-    net = load_digits_network(conditional, weights_dir=weights_dir)
+    net = load_digits_network(conditional, weights_dir=weights_dir, variant=variant)
     return ModelDenoiser(net, net.noise_schedule, "eps", time_input="native", time_dtype=torch.float64)

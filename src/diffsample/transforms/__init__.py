@@ -3,6 +3,8 @@ each other and with every solver. All derive from one base class, :class:`Transf
 
 * guidance (:mod:`.guidance`): :func:`cfg` — classifier-free guidance (Ho & Salimans 2022), with a
   guidance interval (Kynkäänniemi et al. 2024) and guidance rescale (Lin et al. 2024);
+* autoguidance (:mod:`.autoguidance`): :func:`autoguidance` — guidance by a weaker version of the same model
+  (Karras et al. 2024);
 * gradient guidance (:mod:`.gradient`): :func:`classifier_guidance` — a log-potential's gradient added to the
   score (Dhariwal & Nichol 2021), with :func:`potential_gradient` for other gradient methods;
 * exposure-bias corrections: :func:`epsilon_scaling` / :func:`fit_epsilon_scaling` (Ning et al. 2024,
@@ -18,6 +20,7 @@ dtype its maths should run in.
 
 from __future__ import annotations
 
+from .autoguidance import Autoguidance, autoguidance
 from .base import Transform, to_work, work_dtype
 from .epsilon_scaling import EpsilonScaling, EpsilonScalingFit, epsilon_scaling, fit_epsilon_scaling
 from .gradient import ClassifierGuidance, LogPotential, classifier_guidance, potential_gradient
@@ -27,6 +30,7 @@ from .thresholding import DynamicThresholding, dynamic_threshold, dynamic_thresh
 from .time_shift import TimeShift, data_stats, time_shift, training_levels
 
 __all__ = [
+    "Autoguidance",
     "ClassifierFreeGuidance",
     "ClassifierGuidance",
     "DynamicThresholding",
@@ -37,6 +41,7 @@ __all__ = [
     "TimeShift",
     "Transform",
     "all_finite",
+    "autoguidance",
     "cfg",
     "classifier_guidance",
     "data_stats",
