@@ -1,6 +1,7 @@
 """Guidance on the conditional digits model: class accuracy vs Fréchet distance over scales, per method and NFE.
 
-``python -m benchmarks guidance_digits [--nfe 10,20] [--samples 1000] [--methods cfg,cfg_interval,autoguidance,cfgpp,apg]``.
+``python -m benchmarks guidance_digits [--nfe 10,20] [--samples 1000] [--methods cfg,cfg_interval,autoguidance]``
+(methods: cfg, cfg_interval, autoguidance, cfgpp, apg; all by default).
 
 Each method is one entry of :data:`METHODS`: a builder ``(models, scale, labels) -> denoiser`` and its scale grid.
 For every NFE budget and scale the suite draws ``--samples`` class-balanced digits (labels ``i mod 10``, sample
