@@ -39,3 +39,13 @@ __all__ = [
     "model_config",
     "real_halves",
 ]
+
+# noise-aware classifier for classifier guidance (issue 14)
+from .noisy_classifier import (  # noqa: E402
+    NOISY_CLASSIFIER_INFO,
+    NoisyDigitsClassifier,
+    class_log_prob_potential,
+    load_noisy_classifier,
+)
+
+__all__ += ["NOISY_CLASSIFIER_INFO", "NoisyDigitsClassifier", "class_log_prob_potential", "load_noisy_classifier"]
