@@ -155,3 +155,12 @@ def test_beam_search_finds_the_optimum_of_a_known_score() -> None:
     assert result.evaluations == len(calls) == len({tuple(sorted(c.items())) for c in calls})
     with pytest.raises(DiffsampleError, match="factor > 1"):
         Axis(1.0, 1.0, 2.0)
+
+
+def test_tfg_clip_caps_each_gradient_norm() -> None:
+    reward = linear_reward([3.0, -4.0, 0.0])  # gradient norm 5
+    guided = tfg(_gaussian(), reward, mu=1.0, n_iter=1, clip=2.0)
+    x = _points()
+    torch.testing.assert_close(guided(x, 0.5), _gaussian()(x, 0.5) + 2.0 * reward.linear / 5.0, rtol=1e-10, atol=1e-10)
+    with pytest.raises(DiffsampleError, match="clip"):
+        tfg(_gaussian(), reward, clip=0.0)

@@ -75,8 +75,12 @@ class TrainingFreeGuidance(Transform):
         n_iter: int = 1,
         n_smooth: int = 4,
         seed: int = 0,
+        clip: float | None = None,
     ) -> None:
         super().__init__(denoiser)
+        if clip is not None and not (math.isfinite(clip) and clip > 0):
+            raise DiffsampleError(f"clip (largest gradient norm) must be positive and finite, or None; got {clip}")
+        self.clip = None if clip is None else float(clip)
         if not callable(log_potential):
             raise DiffsampleError(f"log_potential must be callable as f(x0) -> (B,), got {type(log_potential)}")
         if not (math.isfinite(gamma) and gamma >= 0):
@@ -107,6 +111,13 @@ class TrainingFreeGuidance(Transform):
         self.count_auxiliary(m)
         return torch.logsumexp(values.reshape(m, x0.shape[0]), dim=0) - math.log(m)
 
+    def clipped(self, grad: torch.Tensor) -> torch.Tensor:
+        """``grad`` with each row's norm capped at ``clip`` (the reference code's gradient rescaling), if set."""
+        if self.clip is None:
+            return grad
+        norm = grad.flatten(1).norm(dim=1).clamp_min(1e-30)
+        return grad * append_dims((self.clip / norm).clamp(max=1.0), grad.dim())
+
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         xw = to_work(x)
         s = sigma.to(xw.dtype)
@@ -124,7 +135,7 @@ class TrainingFreeGuidance(Transform):
                 value = self.smoothed_log_potential(x0, scale, deltas)
                 (grad,) = torch.autograd.grad(value.sum(), xg)
             self.count_backward()
-            variance = append_dims(rho * s.square(), x.dim()) * grad
+            variance = append_dims(rho * s.square(), x.dim()) * self.clipped(grad)
             x0 = x0.detach()
         else:
             x0 = to_work(self.inner(x, sigma, **kwargs))
@@ -135,7 +146,7 @@ class TrainingFreeGuidance(Transform):
                     value = self.smoothed_log_potential(z, scale, deltas)
                     (grad,) = torch.autograd.grad(value.sum(), z)
                 self.count_backward()
-                x0 = x0 + append_dims(mu, x.dim()) * grad
+                x0 = x0 + append_dims(mu, x.dim()) * self.clipped(grad)
         out = x0 + variance
         if not bool(torch.isfinite(out).all()):
             raise DiffsampleError(
@@ -154,15 +165,17 @@ def tfg(
     n_iter: int = 1,
     n_smooth: int = 4,
     seed: int = 0,
+    clip: float | None = None,
 ) -> TrainingFreeGuidance:
     """TFG (Ye et al. 2024) of ``denoiser`` by a clean-data log-predictor ``log_potential(x0) -> (B,)``.
 
     ``rho`` (variance guidance), ``mu`` with ``n_iter`` (mean guidance), ``gamma`` with ``n_smooth`` (implicit
-    dynamics: Monte Carlo smoothing). ``rho`` alone is DPS-like guidance of ``log f``; ``mu`` alone with
-    ``gamma = 0`` is mean guidance (FreeDoM/UGD-style). Combine with :func:`recurrent_sample` for ``N_recur``.
+    dynamics: Monte Carlo smoothing); ``clip`` caps each gradient's norm per sample. ``rho`` alone is DPS-like
+    guidance of ``log f``; ``mu`` alone with ``gamma = 0`` is mean guidance (FreeDoM/UGD-style). Combine with
+    :func:`recurrent_sample` for ``N_recur``.
     """
     return TrainingFreeGuidance(
-        denoiser, log_potential, rho=rho, mu=mu, gamma=gamma, n_iter=n_iter, n_smooth=n_smooth, seed=seed
+        denoiser, log_potential, rho=rho, mu=mu, gamma=gamma, n_iter=n_iter, n_smooth=n_smooth, seed=seed, clip=clip
     )
 
 
