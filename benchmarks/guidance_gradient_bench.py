@@ -35,6 +35,7 @@ from diffsample.testbeds import (
     GaussianMixture,
     class_conditional,
     component_weight_tv,
+    denoiser_error,
     downsample_operator,
     linear_inverse_problem,
     linear_reward,
@@ -51,6 +52,8 @@ from .report import Column, text_table
 __all__ = ["PARTS", "GuidanceRow", "format_rows", "run_part"]
 
 F64 = torch.float64
+DENOISER_SIGMAS = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0, 20.0)
+"""Noise levels of the pointwise guided-vs-exact denoiser error (max over 256 probe points, 3·N(0, I))."""
 N_FLOOR = 5
 """Sets of exact draws whose mean distance to the reference set is the reported floor."""
 SIGMA_MAX, SIGMA_MIN = 80.0, 0.002
@@ -72,6 +75,7 @@ class GuidanceRow:
     tv_floor: float = math.nan
     reward_err: float = math.nan
     accuracy: float = math.nan
+    denoiser_err: float = math.nan
     note: str = ""
 
 
@@ -357,6 +361,7 @@ def reward_part(n: int, nfes: list[int], log: Callable[[str], None], solver: str
         t = tilt(prior, reward, alpha)
         bed = f"ring6 tilted {rname}"
         ref = t.tilted.sample(n, torch.Generator().manual_seed(3))
+        probe = 3 * torch.randn(256, 2, dtype=F64, generator=torch.Generator().manual_seed(5))
         floors = [t.tilted.sample(n, torch.Generator().manual_seed(4 + j)) for j in range(N_FLOOR)]
         rows.append(
             GuidanceRow(
@@ -393,6 +398,7 @@ def reward_part(n: int, nfes: list[int], log: Callable[[str], None], solver: str
                         sliced_wasserstein(x, ref),
                         tv=component_weight_tv(t.tilted, x),
                         reward_err=t.reward_mean_error(x),
+                        denoiser_err=denoiser_error(build(prior), t.tilted, probe, DENOISER_SIGMAS),
                     )
                 )
         log(f"reward {rname} done (exact reward mean {t.reward_mean():.4f}, prior {t.prior_reward_mean():.4f})")
@@ -469,6 +475,7 @@ def format_rows(rows: list[GuidanceRow]) -> str:
         "tv",
         "tv_floor",
         "reward_err",
+        "denoiser_err",
         "accuracy",
         "note",
     ]

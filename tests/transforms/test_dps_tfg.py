@@ -10,7 +10,14 @@ import torch
 import diffsample
 from diffsample.denoisers import CallCounter, Cost
 from diffsample.errors import DiffsampleError
-from diffsample.testbeds import GaussianMixture, linear_inverse_problem, linear_reward, masking_operator, tilt
+from diffsample.testbeds import (
+    GaussianMixture,
+    denoiser_error,
+    linear_inverse_problem,
+    linear_reward,
+    masking_operator,
+    tilt,
+)
 from diffsample.transforms import Axis, beam_search, classifier_guidance, dps, recurrent_sample, tfg
 
 F64 = torch.float64
@@ -164,3 +171,13 @@ def test_tfg_clip_caps_each_gradient_norm() -> None:
     torch.testing.assert_close(guided(x, 0.5), _gaussian()(x, 0.5) + 2.0 * reward.linear / 5.0, rtol=1e-10, atol=1e-10)
     with pytest.raises(DiffsampleError, match="clip"):
         tfg(_gaussian(), reward, clip=0.0)
+
+
+def test_pointwise_error_separates_the_exact_twist_from_the_x0_approximation() -> None:
+    prior = GaussianMixture(torch.tensor([[-2.0, 0.0], [2.0, 1.0]], dtype=F64), torch.tensor([0.5, 0.7]), [0.6, 0.4])
+    reward = linear_reward([0.6, -0.4])
+    t = tilt(prior, reward, 0.5)
+    probe = 3 * torch.randn(64, 2, dtype=F64, generator=torch.Generator().manual_seed(0))
+    sigmas = (0.1, 1.0, 5.0)
+    assert denoiser_error(classifier_guidance(prior, t.twist_potential(), 1.0), t.tilted, probe, sigmas) < 1e-9
+    assert denoiser_error(tfg(prior, reward, rho=2.0), t.tilted, probe, sigmas) > 1e-2  # log h ≠ r(x̂0)/α for a mixture
