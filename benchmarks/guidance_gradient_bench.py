@@ -14,7 +14,8 @@ Parts:
   exact tilted law for the exact twist, TFG variance guidance by ``r(x̂0)/α`` (the common approximation), and no
   guidance;
 * ``digits`` — classifier guidance of the unconditional digits model by the shipped noise-aware classifier, all
-  ten classes, accuracy by the shipped clean classifier against the scale.
+  ten classes, accuracy by the shipped clean classifier against the scale; and DPS with a non-linear network
+  measurement (class probabilities of a clean classifier, target one-hot) against ζ.
 
 Costs per sample: ``nfe`` (denoiser evaluations), ``backward`` (backward passes), ``aux`` (classifier/predictor
 calls).
@@ -26,6 +27,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
@@ -435,7 +437,40 @@ def digits_part(n: int, nfes: list[int], log: Callable[[str], None], solver: str
                 )
             )
             log(f"digits {steps} w={scale}: {sum(accs) / 10:.3f}")
+        # DPS with a non-linear network measurement: A(x0) = class probabilities of the noise-aware classifier at
+        # σ = 0.01 (a clean classifier; the evaluator stays the separate shipped one), y = the one-hot target
+        for zeta in (4.0, 16.0, 64.0):
+            accs, cost = [], None
+            for y in range(10):
+                guided = dps(CallCounter(model), _probabilities, torch.eye(10)[y], zeta, measurement_is_network=True)
+                z = diffsample.noise.seeded(100 + y).initial((per_class, 1, 8, 8), float(sigmas[0]))
+                accs.append(class_accuracy(diffsample.sample(guided, z, sigmas, solver), y))
+                cost = guided.cost()
+            rows.append(
+                GuidanceRow(
+                    "digits",
+                    "digits_uncond",
+                    f"DPS classifier probabilities zeta={zeta:g}",
+                    solver,
+                    steps,
+                    *_per_sample(cost),
+                    accuracy=sum(accs) / 10,
+                    note=f"{per_class}/class",
+                )
+            )
+            log(f"digits {steps} DPS zeta={zeta}: {sum(accs) / 10:.3f}")
     return rows
+
+
+@lru_cache(maxsize=1)
+def _noisy_classifier() -> torch.nn.Module:
+    from diffsample.models import load_noisy_classifier
+
+    return load_noisy_classifier()
+
+
+def _probabilities(x0: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(_noisy_classifier()(x0.float(), 0.01), dim=1).to(x0.dtype)
 
 
 PARTS: dict[str, Callable[..., list[GuidanceRow]]] = {
