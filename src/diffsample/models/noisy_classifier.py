@@ -15,7 +15,7 @@ flatten (1024) · linear(1024→64) · SiLU · linear(64→10). Trained by ``scr
 from __future__ import annotations
 
 import json
-import math
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -93,7 +93,9 @@ def _shared() -> NoisyDigitsClassifier:
     return load_noisy_classifier()
 
 
-def class_log_prob_potential(target: int | torch.Tensor, classifier: NoisyDigitsClassifier | None = None) -> Any:  # noqa: ANN401 - a LogPotential callable
+def class_log_prob_potential(
+    target: int | torch.Tensor, classifier: NoisyDigitsClassifier | None = None
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The log-potential ``f(x, σ) = log p_φ(y | x, σ)`` for the wanted class(es) ``target`` (an int or ``(B,)``).
 
     Use with :func:`diffsample.transforms.classifier_guidance`; ``classifier`` defaults to the shipped one.
@@ -113,8 +115,3 @@ def class_log_prob_potential(target: int | torch.Tensor, classifier: NoisyDigits
         return F.log_softmax(logits, dim=1).gather(1, y[:, None])[:, 0].to(x.dtype)
 
     return log_p
-
-
-def sigma_grid(sigma_min: float = 0.01, sigma_max: float = 160.0, n: int = 8) -> list[float]:
-    """``n`` log-spaced noise levels (for reporting the classifier's accuracy per σ)."""
-    return [math.exp(math.log(sigma_min) + i * (math.log(sigma_max) - math.log(sigma_min)) / (n - 1)) for i in range(n)]
