@@ -28,6 +28,7 @@ SUITES: dict[str, str] = {
     "guidance_exact": "benchmarks.suites.guidance_exact",
     "hf_generate": "benchmarks.suites.hf_generate",
     "guidance_digits": "benchmarks.suites.guidance_digits",
+    "guidance_gradient": "benchmarks.suites.guidance_gradient",
 }
 """Suite name → module with ``add_arguments(parser)`` and ``run(args) -> int``."""
 

@@ -52,3 +52,12 @@ __all__ += [
     "load_digits_embedding_model",
     "load_minority_classifier",
 ]
+# noise-aware classifier for classifier guidance (issue 14)
+from .noisy_classifier import (  # noqa: E402
+    NOISY_CLASSIFIER_INFO,
+    NoisyDigitsClassifier,
+    class_log_prob_potential,
+    load_noisy_classifier,
+)
+
+__all__ += ["NOISY_CLASSIFIER_INFO", "NoisyDigitsClassifier", "class_log_prob_potential", "load_noisy_classifier"]

@@ -62,3 +62,43 @@ __all__ += ["LabelledMixture", "level_log_probs", "rarity_groups"]
 from .gaussian_guidance import GaussianGuidanceBed, GaussianLaw, affine_walk_law  # noqa: E402
 
 __all__ += ["GaussianGuidanceBed", "GaussianLaw", "affine_walk_law"]
+# exact beds for gradient guidance (issue 14): reward tilts, labelled mixtures, linear inverse problems
+from .full_mixture import FullCovarianceMixture  # noqa: E402
+from .guidance_metrics import component_weight_tv, denoiser_error, posterior_report  # noqa: E402
+from .inverse import (  # noqa: E402
+    LinearInverseProblem,
+    blur_operator,
+    downsample_operator,
+    linear_inverse_problem,
+    masking_operator,
+)
+from .tilted import (  # noqa: E402
+    QuadraticReward,
+    TiltedMixture,
+    class_conditional,
+    linear_reward,
+    noisy_class_log_prob,
+    noisy_classifier,
+    quadratic_reward,
+    tilt,
+)
+
+__all__ += [
+    "FullCovarianceMixture",
+    "LinearInverseProblem",
+    "QuadraticReward",
+    "TiltedMixture",
+    "blur_operator",
+    "class_conditional",
+    "component_weight_tv",
+    "denoiser_error",
+    "downsample_operator",
+    "linear_inverse_problem",
+    "linear_reward",
+    "masking_operator",
+    "noisy_class_log_prob",
+    "noisy_classifier",
+    "posterior_report",
+    "quadratic_reward",
+    "tilt",
+]

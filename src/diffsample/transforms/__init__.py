@@ -109,3 +109,22 @@ __all__ += [
     "project",
     "walk_context",
 ]
+
+# gradient guidance through the denoiser (issue 14): DPS (Chung et al. 2023), TFG (Ye et al. 2024) and its search
+from .dps import DiffusionPosteriorSampling, Measurement, dps  # noqa: E402
+from .tfg import CleanPotential, TrainingFreeGuidance, recurrent_sample, tfg  # noqa: E402
+from .tfg_search import PAPER_SPACE, Axis, SearchResult, beam_search  # noqa: E402
+
+__all__ += [
+    "PAPER_SPACE",
+    "Axis",
+    "CleanPotential",
+    "DiffusionPosteriorSampling",
+    "Measurement",
+    "SearchResult",
+    "TrainingFreeGuidance",
+    "beam_search",
+    "dps",
+    "recurrent_sample",
+    "tfg",
+]
