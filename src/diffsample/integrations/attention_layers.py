@@ -1,0 +1,298 @@
+"""Self-attention layers of diffusers networks: finding them, and swapping their attention processors for one call.
+
+Attention-perturbation guidance (:mod:`.attention_guidance`) changes what chosen self-attention layers of a
+diffusers UNet or transformer compute, for one network call at a time. diffusers routes every
+:class:`diffusers.models.attention_processor.Attention` module's computation through its ``processor``
+attribute; this module provides
+
+* :func:`self_attention_layers` — the names of a model's self-attention modules (``Attention`` with
+  ``is_cross_attention`` false, as diffusers' ``PAGMixin`` selects them), and :func:`resolve_layers`, which
+  turns layer names / regular expressions (diffusers' ``pag_applied_layers`` spelling) into module names, with
+  :func:`default_layers` per model family;
+* :class:`IdentityAttention` — the perturbed processor of PAG: the attention map is replaced by the identity,
+  so each token's output is its own value projection, ``out = W_o (W_v h)`` (residual and rescale as the module's
+  configuration says);
+* :class:`CapturingAttention` — plain scaled-dot-product self-attention (the computation of diffusers'
+  ``AttnProcessor2_0``) that keeps the softmax map ``softmax(q kᵀ / √d)`` for SAG;
+* :func:`installed` — a context manager that installs processors on named modules for the duration of one call
+  and restores the previous ones afterwards (also on error).
+
+Thread safety
+-------------
+Processors are attributes of the shared model, so a swap is visible to every caller of that model while it
+lasts. :func:`installed` therefore holds a per-model re-entrant lock (:func:`model_lock`) from installation to
+restoration, and the guidance transforms hold the same lock around *all* their network calls, so two walks
+guided on one model (in two threads) never see each other's processors. Code that calls the same model
+concurrently without these transforms should hold ``model_lock(model)`` around its calls too.
+
+diffusers is imported only inside the functions that need its ``Attention`` class.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from ..errors import DiffsampleError
+
+__all__ = [
+    "CapturingAttention",
+    "IdentityAttention",
+    "default_layers",
+    "installed",
+    "model_lock",
+    "resolve_layers",
+    "self_attention_layers",
+]
+
+_LOCKS: weakref.WeakKeyDictionary[torch.nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+PLAIN_PROCESSORS = ("AttnProcessor2_0", "AttnProcessor")
+"""Processors whose computation :class:`CapturingAttention` reproduces (to rounding)."""
+
+
+def model_lock(model: torch.nn.Module) -> threading.RLock:
+    """The re-entrant lock that guards ``model``'s attention processors (one per model, created on first use)."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
+
+
+def _attention_class() -> type:
+    from diffusers.models.attention_processor import Attention
+
+    return Attention
+
+
+def _is_joint(module: torch.nn.Module) -> bool:
+    """SD3-style joint attention (image and context tokens in one attention, ``add_k_proj``)."""
+    return getattr(module, "add_k_proj", None) is not None
+
+
+def self_attention_layers(model: torch.nn.Module) -> list[str]:
+    """Names of ``model``'s self-attention modules, in ``named_modules`` order.
+
+    A self-attention module is a diffusers ``Attention`` whose ``is_cross_attention`` is false and that is
+    not a joint (SD3/Flux-style, text-and-image) attention: its processor maps ``hidden_states`` to a tensor
+    of the same tokens, which is what :class:`IdentityAttention` and :class:`CapturingAttention` replace.
+    """
+    attention = _attention_class()
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, attention) and not module.is_cross_attention and not _is_joint(module)
+    ]
+
+
+def _no_layers_error(model: torch.nn.Module) -> DiffsampleError:
+    attention = _attention_class()
+    joint = [n for n, m in model.named_modules() if isinstance(m, attention) and _is_joint(m)]
+    reason = (
+        f"its attention layers ({', '.join(joint[:4])}{', …' if len(joint) > 4 else ''}) are joint text-image "
+        f"attention (SD3/Flux style), which attention perturbation here does not support"
+        if joint
+        else "it has no diffusers Attention module that attends over its own tokens"
+    )
+    return DiffsampleError(f"{type(model).__name__} has no self-attention layer to perturb: {reason}")
+
+
+def default_layers(model: torch.nn.Module) -> list[str]:
+    """The self-attention layers guidance perturbs by default, per model family.
+
+    * UNets (a ``mid_block`` with self-attention: UNet2DConditionModel, UNet2DModel): every self-attention
+      layer of the mid block, as diffusers' PAG pipelines default to (``pag_applied_layers="mid"``);
+    * transformers with a ``transformer_blocks`` list (DiT, PixArt, …): the self-attention of the middle
+      block, ``transformer_blocks.{n // 2}``;
+    * otherwise: the middle one of all self-attention layers.
+
+    Raises:
+        DiffsampleError: the model has no self-attention layer.
+    """
+    names = self_attention_layers(model)
+    if not names:
+        raise _no_layers_error(model)
+    mid = [n for n in names if n.startswith("mid_block.")]
+    if mid:
+        return mid
+    blocks = getattr(model, "transformer_blocks", None)
+    if isinstance(blocks, torch.nn.ModuleList) and len(blocks) > 0:
+        prefix = f"transformer_blocks.{len(blocks) // 2}."
+        middle = [n for n in names if n.startswith(prefix)]
+        if middle:
+            return middle
+    return [names[len(names) // 2]]
+
+
+def _matches(pattern: str, name: str, module_paths: set[str]) -> bool:
+    """``pattern`` names ``name``: as a module path (the layer or a module holding it), else as a regex.
+
+    A pattern that is a module path of the model (``"transformer_blocks.1"``, ``"mid_block"``) selects the
+    self-attention layers inside that module only (so ``transformer_blocks.1`` does not select block 10);
+    any other pattern is searched in the layer name (``re.search``, diffusers' ``pag_applied_layers`` rule).
+    """
+    if pattern in module_paths:
+        return name == pattern or name.startswith(pattern + ".")
+    return re.search(pattern, name) is not None
+
+
+def resolve_layers(model: torch.nn.Module, layers: str | Sequence[str] | None) -> list[str]:
+    """Self-attention module names selected by ``layers`` (None: :func:`default_layers`).
+
+    Args:
+        model: a diffusers UNet or transformer.
+        layers: a module path or a regular expression, or a list of them (diffusers' ``pag_applied_layers``:
+            ``"mid"``, ``"down_blocks.0"``, ``"transformer_blocks.(1|2)"``, a full layer name).
+
+    Raises:
+        DiffsampleError: the model has no self-attention layer, a pattern is not a valid regular expression,
+            or a pattern selects no self-attention layer (the message lists the valid names).
+    """
+    names = self_attention_layers(model)
+    if not names:
+        raise _no_layers_error(model)
+    if layers is None:
+        return default_layers(model)
+    patterns = [layers] if isinstance(layers, str) else list(layers)
+    if not patterns or not all(isinstance(p, str) for p in patterns):
+        raise DiffsampleError(f"layers must be a name/regex or a non-empty list of them, got {layers!r}")
+    module_paths = {n for n, _ in model.named_modules() if n}
+    chosen: list[str] = []
+    for pattern in patterns:
+        try:
+            found = [n for n in names if _matches(pattern, n, module_paths)]
+        except re.error as err:
+            raise DiffsampleError(f"layer pattern {pattern!r} is not a valid regular expression: {err}") from None
+        if not found:
+            raise DiffsampleError(
+                f"layer {pattern!r} selects no self-attention layer of {type(model).__name__}; "
+                f"its self-attention layers are: {', '.join(names)}"
+            )
+        chosen.extend(n for n in found if n not in chosen)
+    return chosen
+
+
+def _flatten(
+    attn: torch.nn.Module, hidden_states: torch.Tensor, temb: torch.Tensor | None
+) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """The processor prologue of diffusers' ``AttnProcessor2_0``: spatial norm, ``(B, C, H, W) -> (B, HW, C)``,
+    group norm. Returns the tokens and the 4-D shape to restore (empty for 3-D input)."""
+    if attn.spatial_norm is not None:
+        hidden_states = attn.spatial_norm(hidden_states, temb)
+    shape: tuple[int, ...] = ()
+    if hidden_states.ndim == 4:
+        shape = tuple(hidden_states.shape)
+        b, c, h, w = shape
+        hidden_states = hidden_states.view(b, c, h * w).transpose(1, 2)
+    if attn.group_norm is not None:
+        hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+    return hidden_states, shape
+
+
+def _finish(attn: torch.nn.Module, out: torch.Tensor, residual: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """The epilogue: output projection and dropout, back to 4-D, residual connection, output rescale."""
+    out = attn.to_out[1](attn.to_out[0](out))
+    if shape:
+        out = out.transpose(-1, -2).reshape(shape)
+    if attn.residual_connection:
+        out = out + residual
+    return out / attn.rescale_output_factor
+
+
+def _refuse_context(encoder_hidden_states: torch.Tensor | None) -> None:
+    if encoder_hidden_states is not None:
+        raise DiffsampleError(
+            "attention perturbation applies to self-attention only, but this layer was called with "
+            "encoder_hidden_states (it attends to a context); choose another layer"
+        )
+
+
+class IdentityAttention:
+    """PAG's perturbed self-attention (Ahn et al. 2024): the attention map ``softmax(q kᵀ/√d)`` is
+    replaced by the identity matrix, so the layer returns ``W_o (W_v h)`` per token (every head's output is its
+    own value; the heads' concatenation is the value projection), with the module's group/spatial norm,
+    residual connection and output rescale unchanged. Same computation as the perturbed half of diffusers'
+    ``PAGIdentitySelfAttnProcessor2_0``.
+    """
+
+    def __call__(
+        self,
+        attn: torch.nn.Module,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        _refuse_context(encoder_hidden_states)
+        residual = hidden_states
+        tokens, shape = _flatten(attn, hidden_states, temb)
+        return _finish(attn, attn.to_v(tokens), residual, shape)
+
+
+class CapturingAttention:
+    """Scaled-dot-product self-attention that keeps its attention map (for SAG).
+
+    Computes what diffusers' ``AttnProcessor2_0`` computes, ``softmax(q kᵀ/√d + mask) v`` per head with
+    ``d`` the head dimension (the scale ``F.scaled_dot_product_attention`` uses), but with the softmax
+    formed explicitly; :attr:`probs` holds the last map, shape ``(B, heads, N, N)`` (rows: queries).
+    """
+
+    def __init__(self) -> None:
+        self.probs: torch.Tensor | None = None
+
+    def __call__(
+        self,
+        attn: torch.nn.Module,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        _refuse_context(encoder_hidden_states)
+        residual = hidden_states
+        tokens, shape = _flatten(attn, hidden_states, temb)
+        batch, length, _ = tokens.shape
+        query, key, value = attn.to_q(tokens), attn.to_k(tokens), attn.to_v(tokens)
+        heads = attn.heads
+        head_dim = key.shape[-1] // heads
+        query, key, value = (t.view(batch, -1, heads, head_dim).transpose(1, 2) for t in (query, key, value))
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        scores = (query @ key.transpose(-1, -2)) * head_dim**-0.5
+        if attention_mask is not None:
+            mask = attn.prepare_attention_mask(attention_mask, length, batch)
+            scores = scores + mask.view(batch, heads, -1, mask.shape[-1])
+        probs = F.softmax(scores.float(), dim=-1).to(query.dtype)
+        self.probs = probs
+        out = (probs @ value).transpose(1, 2).reshape(batch, -1, heads * head_dim).to(query.dtype)
+        return _finish(attn, out, residual, shape)
+
+
+@contextmanager
+def installed(model: torch.nn.Module, processors: Mapping[str, Any]) -> Iterator[None]:
+    """Install ``processors`` (module name → processor) on ``model`` for the ``with`` block, then restore.
+
+    Holds :func:`model_lock` for the whole block; the previous processors are put back on exit, also when
+    the block raises.
+    """
+    modules = dict(model.named_modules())
+    with model_lock(model):
+        saved = {name: modules[name].processor for name in processors}
+        try:
+            for name, processor in processors.items():
+                modules[name].set_processor(processor)
+            yield
+        finally:
+            for name, processor in saved.items():
+                modules[name].set_processor(processor)
