@@ -24,6 +24,7 @@ SUITES: dict[str, str] = {
     "picard": "benchmarks.suites.picard",
     "discrete": "benchmarks.suites.discrete",
     "text": "benchmarks.suites.text",
+    "guidance_attention": "benchmarks.suites.guidance_attention",
 }
 """Suite name → module with ``add_arguments(parser)`` and ``run(args) -> int``."""
 

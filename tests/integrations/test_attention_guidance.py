@@ -47,6 +47,7 @@ def families() -> dict[str, tuple[torch.nn.Module, dict, dict, tuple[int, ...]]]
     """name -> (model, conditional keywords, unconditional keywords, x shape)."""
     gen = torch.Generator().manual_seed(7)
     prompt, empty = torch.randn(2, 5, 16, generator=gen), torch.randn(2, 5, 16, generator=gen)
+    pooled = torch.randn(2, 8, generator=gen)
     return {
         "unet": (tiny_unet(), {}, {}, (2, 1, 8, 8)),
         "cond_unet": (
@@ -61,10 +62,34 @@ def families() -> dict[str, tuple[torch.nn.Module, dict, dict, tuple[int, ...]]]
             {"class_labels": torch.tensor([0, 0])},
             (2, 4, 8, 8),
         ),
+        "sd3": (
+            tiny_sd3(),
+            {"encoder_hidden_states": prompt, "pooled_projections": pooled},
+            {"encoder_hidden_states": empty, "pooled_projections": torch.zeros(2, 8)},
+            (2, 4, 8, 8),
+        ),
     }
 
 
+def tiny_sd3(seed: int = 4) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return diffusers.SD3Transformer2DModel(
+        sample_size=8,
+        patch_size=2,
+        in_channels=4,
+        num_layers=3,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=16,
+        caption_projection_dim=16,
+        pooled_projection_dim=8,
+        out_channels=4,
+    ).eval()
+
+
 def denoiser_of(model: torch.nn.Module):
+    if isinstance(model, diffusers.SD3Transformer2DModel):
+        return load_diffusers_denoiser(model, scheduler=diffusers.FlowMatchEulerDiscreteScheduler())
     return load_diffusers_denoiser(model, scheduler=diffusers.DDPMScheduler())
 
 
@@ -85,6 +110,7 @@ def test_default_layers_per_family(families):
     assert resolve_layers(families["cond_unet"][0], None) == ["mid_block.attentions.0.transformer_blocks.0.attn1"]
     assert resolve_layers(families["unet"][0], None) == ["mid_block.attentions.0"]
     assert resolve_layers(families["dit"][0], None) == ["transformer_blocks.1.attn1"]  # the middle of 3 blocks
+    assert resolve_layers(families["sd3"][0], None) == ["transformer_blocks.1.attn"]  # joint attention
 
 
 def test_layer_names_and_patterns(families):
@@ -109,21 +135,23 @@ def test_layer_names_and_patterns(families):
 def test_models_without_self_attention_are_refused():
     with pytest.raises(DiffsampleError, match="no self-attention layer.*no diffusers Attention"):
         pag(denoiser_of(tiny_unet(add_attention=False)))
-    torch.manual_seed(4)
-    sd3 = diffusers.SD3Transformer2DModel(
-        sample_size=8,
-        patch_size=2,
+    torch.manual_seed(5)
+    flux = diffusers.FluxTransformer2DModel(
+        patch_size=1,
         in_channels=4,
         num_layers=1,
+        num_single_layers=1,
         attention_head_dim=8,
         num_attention_heads=2,
         joint_attention_dim=16,
-        caption_projection_dim=16,
         pooled_projection_dim=8,
-        out_channels=4,
+        axes_dims_rope=(2, 2, 4),
     )
-    with pytest.raises(DiffsampleError, match="joint text-image"):
-        sag(load_diffusers_denoiser(sd3, scheduler=diffusers.FlowMatchEulerDiscreteScheduler()))
+    with pytest.raises(DiffsampleError, match="no self-attention layer.*FluxAttention"):
+        pag(flux_denoiser := load_diffusers_denoiser(flux, scheduler=diffusers.FlowMatchEulerDiscreteScheduler()))
+    assert flux_denoiser.network.model is flux
+    with pytest.raises(DiffsampleError, match="joint image-text"):
+        sag(denoiser_of(tiny_sd3()))
     with pytest.raises(DiffsampleError, match="pass model="):
         pag(lambda x, sigma: x)
 
@@ -151,6 +179,30 @@ def identity_map_copy(model: torch.nn.Module, layers: list[str]) -> torch.nn.Mod
     return clone
 
 
+@pytest.mark.parametrize("family", ["unet", "cond_unet", "dit", "sd3"])
+def test_perturbed_branch_equals_diffusers_pag_processors(families, family):
+    """diffusers' PAG processors run the perturbed rule on the second half of a doubled batch."""
+    import copy
+
+    from diffusers.models.attention_processor import PAGIdentitySelfAttnProcessor2_0, PAGJointAttnProcessor2_0
+
+    model, cond_kw, _, shape = families[family]
+    guided = pag(denoiser_of(model), 2.0, cond_kwargs=cond_kw)
+    clone = copy.deepcopy(model)
+    reference = PAGJointAttnProcessor2_0() if family == "sd3" else PAGIdentitySelfAttnProcessor2_0()
+    modules = dict(clone.named_modules())
+    for name in guided.layers:
+        modules[name].set_processor(reference)
+    x, sigma = inputs(shape)
+    net = denoiser_of(clone)
+    with torch.no_grad():
+        got = guided.perturbed_branch(x, sigma)
+        doubled = net(
+            torch.cat([x, x]), torch.cat([sigma, sigma]), **{k: torch.cat([v, v]) for k, v in cond_kw.items()}
+        )
+    torch.testing.assert_close(got, doubled[2:], rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("family", ["unet", "cond_unet", "dit"])
 def test_perturbed_branch_equals_the_identity_map_network(families, family):
     model, cond_kw, _, shape = families[family]
@@ -166,7 +218,7 @@ def test_perturbed_branch_equals_the_identity_map_network(families, family):
     assert processors(model) == before  # restored, the same objects
 
 
-@pytest.mark.parametrize("family", ["unet", "dit"])
+@pytest.mark.parametrize("family", ["unet", "dit", "sd3"])
 def test_pag_rule_costs_and_zero_scale(families, family):
     model, cond_kw, _, shape = families[family]
     x, sigma = inputs(shape)
@@ -362,3 +414,18 @@ def test_concurrent_walks_do_not_see_each_others_processors(families):
         th.join()
     assert taken == [False] and model_lock(model).acquire(blocking=False)
     model_lock(model).release()
+
+
+# ------------------------------------------------------------------------------------------ benchmark
+
+
+@pytest.mark.slow
+def test_benchmark_suite_counts_two_and_three_evaluations_per_step(capsys):
+    from benchmarks.__main__ import main
+
+    assert main(["guidance_attention", "--steps", "2", "--repeats", "1", "--size", "8"]) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    nfe = {(r[0].strip(), r[1].strip()): r[2].strip() for r in rows[1:]}
+    per_method = {"conditional": "1", "CFG": "2", "PAG": "2", "PAG + CFG": "3", "SAG": "2", "SAG + CFG": "3"}
+    assert len({family for family, _ in nfe}) == 4
+    assert all(per_method[method] == value for (_, method), value in nfe.items())

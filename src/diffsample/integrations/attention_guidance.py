@@ -10,8 +10,10 @@ optionally on top of classifier-free guidance (Ho & Salimans 2022), ``D_u + w (D
 
 Perturbed-attention guidance (Ahn et al. 2024, "Self-Rectifying Diffusion Sampling with Perturbed-Attention
 Guidance"): ``D_degraded`` is the network with the self-attention map of chosen layers replaced by the identity
-(:class:`~.attention_layers.IdentityAttention`, each token keeps its own value). Adaptive scale (diffusers'
-``pag_adaptive_scale``): ``s(t) = max(0, s − a (1000 − t))`` with ``t`` the network's timestep label.
+(:class:`~.attention_layers.IdentityAttention`, each token keeps its own value; in SD3-style joint attention
+the image-to-image block of the map, as diffusers' SD3 PAG does: :class:`~.attention_layers.JointIdentityAttention`).
+Adaptive scale (diffusers' ``pag_adaptive_scale``): ``s(t) = max(0, s − a (1000 − t))`` with ``t`` the network's
+timestep label.
 
 Self-attention guidance (Hong et al. 2023, "Improving Sample Quality of Diffusion Models Using Self-Attention
 Guidance"): the guided branch's pass keeps the self-attention map ``A`` (heads × queries × keys) of one layer;
@@ -45,8 +47,9 @@ from ..transforms.base import Transform, to_work, work_dtype
 from .attention_layers import (
     PLAIN_PROCESSORS,
     CapturingAttention,
-    IdentityAttention,
+    identity_processor,
     installed,
+    is_joint_attention,
     model_lock,
     resolve_layers,
 )
@@ -182,8 +185,8 @@ class PerturbedAttentionGuidance(_AttentionGuidance):
     def perturbed_branch(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
         """``D_perturbed(x, σ)``: the conditional branch with :attr:`layers` as identity attention (counted)."""
         sigma = broadcast_sigma(sigma, x)
-        identity = IdentityAttention()
-        with installed(self.model, dict.fromkeys(self.layers, identity)):
+        modules = dict(self.model.named_modules())
+        with installed(self.model, {name: identity_processor(modules[name]) for name in self.layers}):
             return self.call_inner(self.inner, x, sigma, {**kwargs, **self.cond_kwargs})
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
@@ -348,7 +351,13 @@ class SelfAttentionGuidance(_AttentionGuidance):
         if layer is not None and len(chosen) != 1:
             raise DiffsampleError(f"SAG reads one attention map, but {layer!r} selects {len(chosen)} layers: {chosen}")
         self.layer = chosen[0]
-        processor = type(dict(self.model.named_modules())[self.layer].processor).__name__
+        module = dict(self.model.named_modules())[self.layer]
+        if is_joint_attention(module):
+            raise DiffsampleError(
+                f"SAG reads a self-attention map over image tokens; {self.layer} is a joint image-text attention "
+                f"(SD3 style), which SAG here does not support"
+            )
+        processor = type(module.processor).__name__
         if processor not in PLAIN_PROCESSORS:
             raise DiffsampleError(
                 f"SAG reads the map of {self.layer} by computing its attention explicitly, which reproduces "

@@ -6,12 +6,12 @@ diffusers UNet or transformer compute, for one network call at a time. diffusers
 attribute; this module provides
 
 * :func:`self_attention_layers` — the names of a model's self-attention modules (``Attention`` with
-  ``is_cross_attention`` false, as diffusers' ``PAGMixin`` selects them), and :func:`resolve_layers`, which
-  turns layer names / regular expressions (diffusers' ``pag_applied_layers`` spelling) into module names, with
-  :func:`default_layers` per model family;
+  ``is_cross_attention`` false, as diffusers' ``PAGMixin`` selects them; SD3-style joint attention included),
+  and :func:`resolve_layers`, which turns layer names / regular expressions (diffusers' ``pag_applied_layers``
+  spelling) into module names, with :func:`default_layers` per model family;
 * :class:`IdentityAttention` — the perturbed processor of PAG: the attention map is replaced by the identity,
   so each token's output is its own value projection, ``out = W_o (W_v h)`` (residual and rescale as the module's
-  configuration says);
+  configuration says); :class:`JointIdentityAttention` is its SD3-style joint (image + text tokens) form;
 * :class:`CapturingAttention` — plain scaled-dot-product self-attention (the computation of diffusers'
   ``AttnProcessor2_0``) that keeps the softmax map ``softmax(q kᵀ / √d)`` for SAG;
 * :func:`installed` — a context manager that installs processors on named modules for the duration of one call
@@ -45,8 +45,11 @@ from ..errors import DiffsampleError
 __all__ = [
     "CapturingAttention",
     "IdentityAttention",
+    "JointIdentityAttention",
     "default_layers",
+    "identity_processor",
     "installed",
+    "is_joint_attention",
     "model_lock",
     "resolve_layers",
     "self_attention_layers",
@@ -82,25 +85,34 @@ def _is_joint(module: torch.nn.Module) -> bool:
 def self_attention_layers(model: torch.nn.Module) -> list[str]:
     """Names of ``model``'s self-attention modules, in ``named_modules`` order.
 
-    A self-attention module is a diffusers ``Attention`` whose ``is_cross_attention`` is false and that is
-    not a joint (SD3/Flux-style, text-and-image) attention: its processor maps ``hidden_states`` to a tensor
-    of the same tokens, which is what :class:`IdentityAttention` and :class:`CapturingAttention` replace.
+    A self-attention module is a diffusers ``Attention`` whose ``is_cross_attention`` is false: plain
+    self-attention (UNet attention blocks, ``attn1`` of transformer blocks) and SD3-style joint attention over
+    image and context tokens (``add_k_proj``; see :func:`is_joint_attention`). Flux-style modules of other
+    classes (``FluxAttention``) are not listed.
     """
     attention = _attention_class()
     return [
         name
         for name, module in model.named_modules()
-        if isinstance(module, attention) and not module.is_cross_attention and not _is_joint(module)
+        if isinstance(module, attention) and not module.is_cross_attention
     ]
 
 
+def is_joint_attention(module: torch.nn.Module) -> bool:
+    """An SD3-style joint attention: image tokens and context tokens attend in one sequence (``add_k_proj``)."""
+    return _is_joint(module)
+
+
 def _no_layers_error(model: torch.nn.Module) -> DiffsampleError:
-    attention = _attention_class()
-    joint = [n for n, m in model.named_modules() if isinstance(m, attention) and _is_joint(m)]
+    others = [
+        f"{n} ({type(m).__name__})"
+        for n, m in model.named_modules()
+        if "Attention" in type(m).__name__ and hasattr(m, "processor")
+    ]
     reason = (
-        f"its attention layers ({', '.join(joint[:4])}{', …' if len(joint) > 4 else ''}) are joint text-image "
-        f"attention (SD3/Flux style), which attention perturbation here does not support"
-        if joint
+        f"its attention modules ({', '.join(others[:3])}{', …' if len(others) > 3 else ''}) are not diffusers "
+        f"Attention self-attention modules, which attention perturbation here supports"
+        if others
         else "it has no diffusers Attention module that attends over its own tokens"
     )
     return DiffsampleError(f"{type(model).__name__} has no self-attention layer to perturb: {reason}")
@@ -236,6 +248,64 @@ class IdentityAttention:
         residual = hidden_states
         tokens, shape = _flatten(attn, hidden_states, temb)
         return _finish(attn, attn.to_v(tokens), residual, shape)
+
+
+class JointIdentityAttention:
+    """PAG's perturbed joint attention (SD3-style ``JointAttnProcessor2_0`` layers), as diffusers'
+    ``PAGJointAttnProcessor2_0`` perturbs them for StableDiffusion3PAGPipeline: in the joint map over
+    ``[image tokens; context tokens]`` the image-to-image block is the identity (each image token attends to
+    itself and to the context tokens only), the rest is unchanged. Without context tokens this is
+    :class:`IdentityAttention`'s rule. Returns ``(image, context)`` like the joint processor.
+    """
+
+    def __call__(
+        self,
+        attn: torch.nn.Module,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if encoder_hidden_states is None:
+            return attn.to_out[1](attn.to_out[0](attn.to_v(hidden_states)))
+        batch, image_tokens, _ = hidden_states.shape
+        heads = attn.heads
+
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return t.view(batch, -1, heads, t.shape[-1] // heads).transpose(1, 2)
+
+        query, key, value = (
+            split(attn.to_q(hidden_states)),
+            split(attn.to_k(hidden_states)),
+            split(attn.to_v(hidden_states)),
+        )
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        c_query = split(attn.add_q_proj(encoder_hidden_states))
+        c_key = split(attn.add_k_proj(encoder_hidden_states))
+        c_value = split(attn.add_v_proj(encoder_hidden_states))
+        if attn.norm_added_q is not None:
+            c_query = attn.norm_added_q(c_query)
+        if attn.norm_added_k is not None:
+            c_key = attn.norm_added_k(c_key)
+        query, key, value = (torch.cat(pair, dim=2) for pair in ((query, c_query), (key, c_key), (value, c_value)))
+        length = query.shape[2]
+        mask = torch.zeros(length, length, dtype=query.dtype, device=query.device)
+        mask[:image_tokens, :image_tokens] = float("-inf")
+        mask[:image_tokens, :image_tokens].fill_diagonal_(0.0)
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
+        out = out.transpose(1, 2).reshape(batch, length, -1).to(query.dtype)
+        image, context = out[:, :image_tokens], out[:, image_tokens:]
+        if not attn.context_pre_only:
+            context = attn.to_add_out(context)
+        return attn.to_out[1](attn.to_out[0](image)), context
+
+
+def identity_processor(module: torch.nn.Module) -> IdentityAttention | JointIdentityAttention:
+    """PAG's perturbed processor for ``module``: :class:`JointIdentityAttention` for joint attention,
+    :class:`IdentityAttention` otherwise."""
+    return JointIdentityAttention() if _is_joint(module) else IdentityAttention()
 
 
 class CapturingAttention:
