@@ -330,7 +330,9 @@ def test_sag_rule_costs_and_zero_scale(families, family):
         out = guided(x, sigma)
         off = sag(base, 0.0, cond_kwargs=cond_kw)
         out_off = off(x, sigma)
-    torch.testing.assert_close(out, d + 0.75 * (d - d_deg), rtol=0, atol=1e-6)
+    x_deg = sag_degrade(x, d, probs)
+    eps, eps_deg = (x - d) / SIGMA, (x_deg - d_deg) / SIGMA  # the paper's rule on noise predictions
+    torch.testing.assert_close(out, x - SIGMA * (eps + 0.75 * (eps - eps_deg)), rtol=0, atol=1e-5)
     assert (out - d).abs().max() > 1e-4
     assert (guided.nfe, guided.calls, guided.nfe_per_call) == (2, 2, 2)
     assert torch.equal(out_off, base(x, sigma, **cond_kw)) and off.nfe == 1
@@ -348,7 +350,10 @@ def test_sag_with_cfg_guides_the_unconditional_branch(families):
         d_deg = base(sag_degrade(x, d_u, probs), sigma, **uncond_kw)
         guided.reset_counter()
         out = guided(x, sigma)
-    torch.testing.assert_close(out, d_u + 4.0 * (d_c - d_u) + 0.75 * (d_u - d_deg), rtol=0, atol=1e-5)
+    eps_c, eps_u = (x - d_c) / SIGMA, (x - d_u) / SIGMA
+    eps_deg = (sag_degrade(x, d_u, probs) - d_deg) / SIGMA
+    want = x - SIGMA * (eps_u + 4.0 * (eps_c - eps_u) + 0.75 * (eps_u - eps_deg))  # diffusers' SAG pipeline rule
+    torch.testing.assert_close(out, want, rtol=0, atol=1e-5)
     assert (guided.nfe, guided.calls) == (3, 3)
 
 

@@ -1,12 +1,17 @@
 """Attention-perturbation guidance on diffusers networks, as denoiser transforms: PAG and SAG.
 
-Both guide a denoiser away from a *degraded* prediction of the same network, in σ-space (``x = x0 + σ ε``),
+Both guide a denoiser away from a *degraded* prediction of the same network. The papers write the rule on noise
+predictions, ``ε̃ = ε_c + s (ε_c − ε_degraded)``, optionally on top of classifier-free guidance (Ho & Salimans
+2022), ``ε_u + w (ε_c − ε_u) + s (·)``. Here it is done in σ-space (``x = x0 + σ ε``, ``D = x − σ ε̂``):
 
-    D(x, σ) = D_c + s (D_c − D_degraded),
+* PAG's degraded prediction is taken at the same ``x``, so the rule is the same on ``D``:
+  ``D = D_c + s (D_c − D_perturbed)``;
+* SAG's is taken at a degraded input ``x'``, whose noise estimate is ``ε̂(x') = (x' − D(x'))/σ``; the ε-rule then
+  reads ``D = D_c − s σ (ε̂_c(x) − ε̂(x')) = D_c + s (x̂0' − D(x'))`` with ``x̂0' = x' − σ ε̂_c`` the degraded
+  prediction that built ``x'`` (below). No σ is divided by, so it holds at every level.
 
-optionally on top of classifier-free guidance (Ho & Salimans 2022), ``D_u + w (D_c − D_u) + s (· − ·)``. Since
-``ε̂ = (x − D)/σ`` is affine in ``D`` this is the papers' rule on noise predictions. Both are
-:class:`~diffsample.transforms.Transform` s, so they work unchanged with every solver (ODE, multistep, SDE).
+Both are :class:`~diffsample.transforms.Transform` s, so they work unchanged with every solver (ODE, multistep,
+SDE).
 
 Perturbed-attention guidance (Ahn et al. 2024, "Self-Rectifying Diffusion Sampling with Perturbed-Attention
 Guidance"): ``D_degraded`` is the network with the self-attention map of chosen layers replaced by the identity
@@ -20,9 +25,9 @@ Guidance"): the guided branch's pass keeps the self-attention map ``A`` (heads �
 the mask ``M`` marks the tokens whose received attention mass ``Σ_q mean_h A[h, q, k]`` exceeds ``ψ``
 (default 1, the paper's and diffusers' setting), upsampled (nearest) to the image; the prediction is blurred
 there, ``x̂0' = M ⊙ G_σ(x̂0) + (1 − M) ⊙ x̂0`` (Gaussian kernel 9, σ_blur = 1, reflect padding), re-noised with
-the model's own noise estimate, ``x' = x̂0' + σ ε̂ = x̂0' + (x − x̂0)``, and ``D_degraded = D(x', σ)``. With CFG
-the guided branch is the unconditional one, as in the paper and diffusers' StableDiffusionSAGPipeline:
-``D_u + w (D_c − D_u) + s (D_u − D_u,degraded)``.
+the model's own noise estimate, ``x' = x̂0' + σ ε̂ = x̂0' + (x − x̂0)``, and the guided denoiser is
+``D + s (x̂0' − D(x', σ))``. With CFG the guided branch is the unconditional one, as in the paper and diffusers'
+StableDiffusionSAGPipeline: ``D_u + w (D_c − D_u) + s (x̂0'_u − D_u(x'_u))``.
 
 NFE accounting: every branch is a separate network call counted by the inner denoiser (read through
 :meth:`~diffsample.transforms.Transform.call_inner`): 2 per call (3 with CFG). A zero scale (also a zero
@@ -61,6 +66,7 @@ __all__ = [
     "gaussian_blur",
     "pag",
     "sag",
+    "sag_blur",
     "sag_degrade",
     "sag_mask",
 ]
@@ -303,6 +309,16 @@ def gaussian_blur(x: torch.Tensor, sigma: float = 1.0, kernel_size: int = 9) -> 
     return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(channels, 1, kernel_size, 1), groups=channels)
 
 
+def sag_blur(
+    x0: torch.Tensor, probs: torch.Tensor, *, threshold: float = 1.0, blur_sigma: float = 1.0, blur_kernel: int = 9
+) -> torch.Tensor:
+    """SAG's degraded prediction ``x̂0' = M ⊙ G(x̂0) + (1 − M) ⊙ x̂0`` (:func:`sag_mask`, :func:`gaussian_blur`)."""
+    if x0.dim() != 4:
+        raise ShapeError(f"SAG needs image-shaped x (B, C, H, W), got shape {tuple(x0.shape)}")
+    mask = sag_mask(probs, x0.shape[-2], x0.shape[-1], threshold).to(device=x0.device) > 0.5
+    return torch.where(mask, gaussian_blur(x0, blur_sigma, blur_kernel), x0)
+
+
 def sag_degrade(
     x: torch.Tensor,
     x0: torch.Tensor,
@@ -312,16 +328,12 @@ def sag_degrade(
     blur_sigma: float = 1.0,
     blur_kernel: int = 9,
 ) -> torch.Tensor:
-    """SAG's degraded input at the same σ: ``x̂0' + (x − x̂0)`` with ``x̂0' = M ⊙ G(x̂0) + (1 − M) ⊙ x̂0``.
+    """SAG's degraded input at the same σ: ``x̂0' + (x − x̂0)`` with ``x̂0'`` from :func:`sag_blur`.
 
     ``x − x̂0 = σ ε̂`` is the model's own noise estimate, so this is diffusers' ``add_noise(x̂0', ε̂, t)`` in
     σ-space (divide by α); no σ appears, so it holds at every level.
     """
-    if x.dim() != 4:
-        raise ShapeError(f"SAG needs image-shaped x (B, C, H, W), got shape {tuple(x.shape)}")
-    mask = sag_mask(probs, x.shape[-2], x.shape[-1], threshold).to(device=x.device) > 0.5
-    blurred = gaussian_blur(x0, blur_sigma, blur_kernel)
-    return torch.where(mask, blurred, x0) + (x - x0)
+    return sag_blur(x0, probs, threshold=threshold, blur_sigma=blur_sigma, blur_kernel=blur_kernel) + (x - x0)
 
 
 class SelfAttentionGuidance(_AttentionGuidance):
@@ -393,19 +405,19 @@ class SelfAttentionGuidance(_AttentionGuidance):
                 d_deg = None
             else:
                 d_b, probs = self.captured_branch(x, sigma, branch_kw)
-                x_deg = sag_degrade(
-                    x,
-                    d_b.to(x.dtype),
+                x0_deg = sag_blur(
+                    to_work(d_b),
                     probs,
                     threshold=self.threshold,
                     blur_sigma=self.blur_sigma,
                     blur_kernel=self.blur_kernel,
                 )
+                x_deg = (x0_deg + (x - d_b)).to(x.dtype)
                 d_deg = self.call_inner(self.inner, x_deg, sigma, branch_kw)
         d_b = to_work(d_b)
         guided = d_b if d_c is None else torch.lerp(d_b, d_c.to(d_b.dtype), self.cfg_scale)
         if d_deg is not None:
-            guided = guided + self.scale * (d_b - d_deg.to(d_b.dtype))
+            guided = guided + self.scale * (x0_deg.to(d_b.dtype) - d_deg.to(d_b.dtype))
         return guided
 
 
@@ -422,7 +434,7 @@ def sag(
     blur_sigma: float = 1.0,
     blur_kernel: int = 9,
 ) -> SelfAttentionGuidance:
-    """Self-attention guidance ``D + s (D − D(x_degraded))`` of a diffusers denoiser, as a new denoiser.
+    """Self-attention guidance ``D + s (x̂0' − D(x'))`` (the paper's ``ε + s (ε − ε(x'))``) as a new denoiser.
 
     Args:
         denoiser: a σ-space denoiser of a diffusers UNet/transformer (:func:`load_diffusers_denoiser`).
