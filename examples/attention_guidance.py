@@ -5,7 +5,7 @@ API and the cost, not image quality). With a real Stable Diffusion checkpoint, b
 pipeline and the prompt embeddings from its text encoder instead:
 
     pipe = diffusers.StableDiffusionPipeline.from_pretrained(folder, local_files_only=True)
-    cond, uncond = pipe.encode_prompt("a photo of a cat", "cpu", 1, True)
+    cond, uncond = pipe.encode_prompt("a photo of a cat", "cpu", 2, True)  # 2 samples per prompt
     denoiser = load_diffusers_denoiser(pipe)
 
 Needs the peers (`bash scripts/setup.sh test`). Run: `python examples/attention_guidance.py`.

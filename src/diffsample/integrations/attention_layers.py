@@ -77,8 +77,8 @@ def _attention_class() -> type:
     return Attention
 
 
-def _is_joint(module: torch.nn.Module) -> bool:
-    """SD3-style joint attention (image and context tokens in one attention, ``add_k_proj``)."""
+def is_joint_attention(module: torch.nn.Module) -> bool:
+    """An SD3-style joint attention: image tokens and context tokens attend in one sequence (``add_k_proj``)."""
     return getattr(module, "add_k_proj", None) is not None
 
 
@@ -96,11 +96,6 @@ def self_attention_layers(model: torch.nn.Module) -> list[str]:
         for name, module in model.named_modules()
         if isinstance(module, attention) and not module.is_cross_attention
     ]
-
-
-def is_joint_attention(module: torch.nn.Module) -> bool:
-    """An SD3-style joint attention: image tokens and context tokens attend in one sequence (``add_k_proj``)."""
-    return _is_joint(module)
 
 
 def _no_layers_error(model: torch.nn.Module) -> DiffsampleError:
@@ -150,7 +145,8 @@ def _matches(pattern: str, name: str, module_paths: set[str]) -> bool:
 
     A pattern that is a module path of the model (``"transformer_blocks.1"``, ``"mid_block"``) selects the
     self-attention layers inside that module only (so ``transformer_blocks.1`` does not select block 10);
-    any other pattern is searched in the layer name (``re.search``, diffusers' ``pag_applied_layers`` rule).
+    any other pattern is searched in the layer name (``re.search``, diffusers' ``pag_applied_layers`` rule, so
+    diffusers' short ``"blocks.1"`` also selects blocks 10–19 of a deep transformer, as it does in diffusers).
     """
     if pattern in module_paths:
         return name == pattern or name.startswith(pattern + ".")
@@ -305,7 +301,7 @@ class JointIdentityAttention:
 def identity_processor(module: torch.nn.Module) -> IdentityAttention | JointIdentityAttention:
     """PAG's perturbed processor for ``module``: :class:`JointIdentityAttention` for joint attention,
     :class:`IdentityAttention` otherwise."""
-    return JointIdentityAttention() if _is_joint(module) else IdentityAttention()
+    return JointIdentityAttention() if is_joint_attention(module) else IdentityAttention()
 
 
 class CapturingAttention:
