@@ -434,3 +434,24 @@ def test_benchmark_suite_counts_two_and_three_evaluations_per_step(capsys):
     per_method = {"conditional": "1", "CFG": "2", "PAG": "2", "PAG + CFG": "3", "SAG": "2", "SAG + CFG": "3"}
     assert len({family for family, _ in nfe}) == 4
     assert all(per_method[method] == value for (_, method), value in nfe.items())
+
+
+def test_an_unguided_caller_in_another_thread_keeps_the_original_processors(families):
+    from diffsample.integrations.attention_layers import identity_processor
+
+    model, cond_kw, _, shape = families["cond_unet"]
+    base = denoiser_of(model)
+    guided = pag(base, 2.0, cond_kwargs=cond_kw)
+    x, sigma = inputs(shape)
+    modules = dict(model.named_modules())
+    seen: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        plain, perturbed = base(x, sigma, **cond_kw), guided.perturbed_branch(x, sigma)
+        with installed(model, {name: identity_processor(modules[name]) for name in guided.layers}):
+            other = threading.Thread(target=lambda: seen.update(other=base(x, sigma, **cond_kw)))
+            other.start()
+            other.join()
+            seen["here"] = base(x, sigma, **cond_kw)
+    torch.testing.assert_close(seen["other"], plain, rtol=0, atol=0)  # no lock taken, still the plain network
+    torch.testing.assert_close(seen["here"], perturbed, rtol=0, atol=0)
+    assert (plain - perturbed).abs().max() > 1e-3

@@ -19,17 +19,24 @@ attribute; this module provides
 
 Thread safety
 -------------
-Processors are attributes of the shared model, so a swap is visible to every caller of that model while it
-lasts. :func:`installed` therefore holds a per-model re-entrant lock (:func:`model_lock`) from installation to
-restoration, and the guidance transforms hold the same lock around *all* their network calls, so two walks
-guided on one model (in two threads) never see each other's processors. Code that calls the same model
-concurrently without these transforms should hold ``model_lock(model)`` around its calls too.
+Processors are attributes of the shared model, so a plain swap would be visible to every caller of that model
+while it lasts. Two guards keep callers apart:
+
+* :func:`installed` does not put the new processor itself on a module but a :class:`ScopedProcessor`, which runs
+  it only for calls made from the context (thread, or asyncio task) that opened the ``with`` block, and the
+  module's previous processor for every other caller (a context variable holds the open blocks);
+* it also holds a per-model re-entrant lock (:func:`model_lock`) from installation to restoration, and the
+  guidance transforms hold the same lock around all their network calls, so two guided walks on one model
+  take turns instead of installing and restoring over each other.
+
+So two walks on the same model, guided or not, in two threads never see each other's processors.
 
 diffusers is imported only inside the functions that need its ``Attention`` class.
 """
 
 from __future__ import annotations
 
+import contextvars
 import re
 import threading
 import weakref
@@ -46,6 +53,7 @@ __all__ = [
     "CapturingAttention",
     "IdentityAttention",
     "JointIdentityAttention",
+    "ScopedProcessor",
     "default_layers",
     "identity_processor",
     "installed",
@@ -345,20 +353,55 @@ class CapturingAttention:
         return _finish(attn, out, residual, shape)
 
 
+_OPEN_SCOPES: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
+    "diffsample_attention_scopes", default=frozenset()
+)
+"""The :func:`installed` blocks open in the current context (ids of their scope tokens)."""
+
+
+class ScopedProcessor:
+    """Runs ``processor`` for calls from the context that installed it (its scope is open there), ``original``
+    for any other caller. Both are called as diffusers calls a processor; ``temb`` is passed on only when given.
+    """
+
+    def __init__(self, processor: Any, original: Any, scope: object) -> None:  # noqa: ANN401 -- processors
+        self.processor = processor
+        self.original = original
+        self.scope = id(scope)
+
+    def __call__(
+        self,
+        attn: torch.nn.Module,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+    ) -> Any:  # noqa: ANN401 -- a tensor, or (image, context) for joint attention
+        target = self.processor if self.scope in _OPEN_SCOPES.get() else self.original
+        extra = {} if temb is None else {"temb": temb}
+        return target(
+            attn, hidden_states, encoder_hidden_states=encoder_hidden_states, attention_mask=attention_mask, **extra
+        )
+
+
 @contextmanager
 def installed(model: torch.nn.Module, processors: Mapping[str, Any]) -> Iterator[None]:
     """Install ``processors`` (module name → processor) on ``model`` for the ``with`` block, then restore.
 
-    Holds :func:`model_lock` for the whole block; the previous processors are put back on exit, also when
-    the block raises.
+    Each module gets a :class:`ScopedProcessor`: the new processor runs only for calls from this context,
+    other threads keep the previous one. Holds :func:`model_lock` for the whole block; the previous processors
+    are put back on exit, also when the block raises. Blocks nest (inner ones see the outer ones' processors).
     """
     modules = dict(model.named_modules())
+    scope = object()
     with model_lock(model):
         saved = {name: modules[name].processor for name in processors}
+        token = _OPEN_SCOPES.set(_OPEN_SCOPES.get() | {id(scope)})
         try:
             for name, processor in processors.items():
-                modules[name].set_processor(processor)
+                modules[name].set_processor(ScopedProcessor(processor, saved[name], scope))
             yield
         finally:
+            _OPEN_SCOPES.reset(token)
             for name, processor in saved.items():
                 modules[name].set_processor(processor)
