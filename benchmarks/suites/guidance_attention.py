@@ -4,13 +4,13 @@
 
 For each diffusers family (class-conditional UNet2DModel, text-conditional UNet2DConditionModel, DiT, SD3's
 joint-attention transformer), randomly initialised at a small size, one Euler walk of ``--steps`` steps per
-method: the plain conditional model, CFG, PAG, PAG + CFG, SAG, SAG + CFG (not on SD3's joint attention).
-Columns: model evaluations per step (counted by the guided denoiser), wall time
-per step (best of ``--repeats`` interleaved rounds after an untimed warm-up walk), its ratio to CFG's, the time
-per model evaluation relative to the plain model's (the cost of swapping processors and of SAG's map and blur),
-and how far the final sample moves from the same walk without the attention guidance (relative L2; PAG/SAG vs
-the conditional model, + CFG vs CFG). The networks are random, so the moved distance only shows that the
-guidance acts: no sample-quality claim can be made here.
+method: the plain conditional model, CFG, PAG, PAG + CFG (three calls, and one batched call), SAG, SAG + CFG
+(not on SD3's joint attention). Columns: model evaluations and network calls per step (counted by the guided
+denoiser), wall time per step (best of ``--repeats`` interleaved rounds after an untimed warm-up walk), its ratio
+to CFG's, the time per model evaluation relative to the plain model's (the cost of swapping processors and of
+SAG's map and blur), and how far the final sample moves from the same walk without the attention guidance
+(relative L2; PAG/SAG vs the conditional model, + CFG vs CFG). The networks are random, so the moved distance
+only shows that the guidance acts: no sample-quality claim can be made here.
 """
 
 from __future__ import annotations
@@ -136,6 +136,10 @@ def methods(family: Family) -> dict[str, tuple[Callable[[Any], Any], str | None]
             lambda d: pag(d, PAG_SCALE, cfg_scale=CFG_SCALE, cond_kwargs=cond, uncond_kwargs=uncond),
             "CFG",
         ),
+        "PAG + CFG, batched": (
+            lambda d: pag(d, PAG_SCALE, cfg_scale=CFG_SCALE, cond_kwargs=cond, uncond_kwargs=uncond, batched=True),
+            "CFG",
+        ),
         "SAG": (lambda d: sag(d, SAG_SCALE, cond_kwargs=cond), "conditional"),
         "SAG + CFG": (
             lambda d: sag(d, SAG_SCALE, cfg_scale=CFG_SCALE, cond_kwargs=cond, uncond_kwargs=uncond),
@@ -163,12 +167,14 @@ def measure(family: Family, steps: int, repeats: int, size: int, batch: int) -> 
     guided = {name: build(base) for name, (build, _) in table.items()}
     finals: dict[str, torch.Tensor] = {}
     nfe: dict[str, int] = {}
+    calls: dict[str, int] = {}
     best = dict.fromkeys(table, float("inf"))
     with torch.no_grad():
         for name, denoiser in guided.items():  # untimed warm-up walk: the final sample and the count
             denoiser.reset_counter()
             finals[name] = diffsample.sample(denoiser, x, sigmas, solver="euler")
             nfe[name] = denoiser.nfe
+            calls[name] = denoiser.calls
         for _ in range(repeats):
             for name, denoiser in guided.items():
                 start = time.perf_counter()
@@ -184,6 +190,7 @@ def measure(family: Family, steps: int, repeats: int, size: int, batch: int) -> 
             {
                 "method": name,
                 "nfe": nfe[name] / steps,  # Euler: one denoiser call per step
+                "calls": calls[name] / steps,
                 "ms": 1e3 * best[name] / steps,
                 "vs_cfg": best[name] / best["CFG"],
                 "per_nfe": (best[name] / nfe[name]) / per_nfe_plain,
@@ -208,14 +215,14 @@ def run(args: argparse.Namespace) -> int:
         f"random networks, best of {args.repeats} interleaved rounds ({torch.get_num_threads()} CPU thread(s)); "
         f"PAG s={PAG_SCALE}, SAG s={SAG_SCALE}, CFG w={CFG_SCALE}"
     )
-    print("| family | method | NFE/step | ms/step | × CFG time | time/NFE × plain | moved (rel. L2) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| family | method | NFE/step | calls/step | ms/step | × CFG time | time/NFE × plain | moved (rel. L2) |")
+    print("|---|---|---|---|---|---|---|---|")
     for family in families(args.size, args.batch):
         for r in measure(family, args.steps, args.repeats, args.size, args.batch):
             moved = "—" if r["moved"] is None else f"{r['moved']:.3f}"
             print(
-                f"| {family.name} | {r['method']} | {r['nfe']:.0f} | {r['ms']:.1f} | {r['vs_cfg']:.2f} | "
-                f"{r['per_nfe']:.2f} | {moved} |"
+                f"| {family.name} | {r['method']} | {r['nfe']:.0f} | {r['calls']:.0f} | {r['ms']:.1f} | "
+                f"{r['vs_cfg']:.2f} | {r['per_nfe']:.2f} | {moved} |"
             )
     print("moved: relative L2 distance of the final sample from the same walk without the attention guidance")
     print("(PAG/SAG vs conditional, + CFG vs CFG); random networks, so no quality claim is possible.")

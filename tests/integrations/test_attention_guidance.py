@@ -431,7 +431,15 @@ def test_benchmark_suite_counts_two_and_three_evaluations_per_step(capsys):
     assert main(["guidance_attention", "--steps", "2", "--repeats", "1", "--size", "8"]) == 0
     rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     nfe = {(r[0].strip(), r[1].strip()): r[2].strip() for r in rows[1:]}
-    per_method = {"conditional": "1", "CFG": "2", "PAG": "2", "PAG + CFG": "3", "SAG": "2", "SAG + CFG": "3"}
+    per_method = {
+        "conditional": "1",
+        "CFG": "2",
+        "PAG": "2",
+        "PAG + CFG": "3",
+        "PAG + CFG, batched": "3",
+        "SAG": "2",
+        "SAG + CFG": "3",
+    }
     assert len({family for family, _ in nfe}) == 4
     assert all(per_method[method] == value for (_, method), value in nfe.items())
 
@@ -455,3 +463,28 @@ def test_an_unguided_caller_in_another_thread_keeps_the_original_processors(fami
     torch.testing.assert_close(seen["other"], plain, rtol=0, atol=0)  # no lock taken, still the plain network
     torch.testing.assert_close(seen["here"], perturbed, rtol=0, atol=0)
     assert (plain - perturbed).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("family", ["unet", "cond_unet", "dit", "sd3"])
+def test_batched_pag_is_one_call_with_the_same_result(families, family):
+    model, cond_kw, uncond_kw, shape = families[family]
+    base = denoiser_of(model)
+    cfg = {"cfg_scale": 4.0, "uncond_kwargs": uncond_kw} if uncond_kw else {}
+    x, sigma = inputs(shape)
+    before = processors(model)
+    with torch.no_grad():
+        separate = pag(base, 2.0, cond_kwargs=cond_kw, **cfg)
+        batched = pag(base, 2.0, cond_kwargs=cond_kw, batched=True, **cfg)
+        want, got = separate(x, sigma), batched(x, sigma)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    branches = 3 if cfg else 2
+    assert (separate.nfe, separate.calls) == (branches, branches)
+    assert (batched.nfe, batched.calls, batched.network_calls_per_call) == (branches, 1, 1)
+    assert processors(model) == before
+
+
+def test_batched_branches_need_stackable_keywords(families):
+    model, cond_kw, _, shape = families["cond_unet"]
+    guided = pag(denoiser_of(model), 2.0, cfg_scale=3.0, cond_kwargs=cond_kw, uncond_kwargs={"foo": None}, batched=True)
+    with pytest.raises(DiffsampleError, match="same keywords in every branch"):
+        guided(*inputs(shape))

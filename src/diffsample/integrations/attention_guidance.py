@@ -29,8 +29,9 @@ the model's own noise estimate, ``x' = x̂0' + σ ε̂ = x̂0' + (x − x̂0)``,
 ``D + s (x̂0' − D(x', σ))``. With CFG the guided branch is the unconditional one, as in the paper and diffusers'
 StableDiffusionSAGPipeline: ``D_u + w (D_c − D_u) + s (x̂0'_u − D_u(x'_u))``.
 
-NFE accounting: every branch is a separate network call counted by the inner denoiser (read through
-:meth:`~diffsample.transforms.Transform.call_inner`): 2 per call (3 with CFG). A zero scale (also a zero
+NFE accounting: every branch is a network call counted by the inner denoiser (read through
+:meth:`~diffsample.transforms.Transform.call_inner`): 2 per call (3 with CFG); PAG's ``batched=True`` runs them as
+one call of stacked rows (``calls`` 1, ``nfe`` still 2 or 3). A zero scale (also a zero
 adaptive scale for every sample) skips the degraded branch. Processors are installed only for the degraded (PAG)
 or capturing (SAG) call and restored right after, under :func:`~.attention_layers.model_lock` (see
 :mod:`.attention_layers` for thread safety).
@@ -52,6 +53,7 @@ from ..transforms.base import Transform, to_work, work_dtype
 from .attention_layers import (
     PLAIN_PROCESSORS,
     CapturingAttention,
+    RowSplitAttention,
     identity_processor,
     installed,
     is_joint_attention,
@@ -69,6 +71,7 @@ __all__ = [
     "sag_blur",
     "sag_degrade",
     "sag_mask",
+    "stack_branch_kwargs",
 ]
 
 
@@ -111,6 +114,54 @@ def _check_scale(name: str, value: float) -> float:
     if not math.isfinite(value):
         raise DiffsampleError(f"{name} must be finite, got {value}")
     return value
+
+
+def _rows(value: object, batch: int, key: str, device: torch.device) -> torch.Tensor:
+    """A keyword value as ``(batch, …)`` rows (0-d and leading-dim-1 values are repeated)."""
+    try:
+        t = value if isinstance(value, torch.Tensor) else torch.as_tensor(value, device=device)
+    except (TypeError, RuntimeError, ValueError):
+        raise DiffsampleError(
+            f"batched branches cannot stack keyword {key!r}: its values differ between branches and "
+            f"{type(value).__name__} is not tensor-like; use batched=False"
+        ) from None
+    if t.dim() == 0:
+        return t.expand(batch)
+    if t.shape[0] in (batch, 1):
+        return t.expand(batch, *t.shape[1:])
+    raise ShapeError(f"batched branches: keyword {key!r} has leading dim {t.shape[0]}, expected {batch} or 1")
+
+
+def _equal(a: object, b: object) -> bool:
+    try:
+        return a is b or bool(a == b)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+
+
+def stack_branch_kwargs(branches: Sequence[Mapping[str, Any]], batch: int, device: torch.device) -> dict[str, Any]:
+    """The keywords of one network call on the branches' rows stacked in order (``len(branches) · batch`` rows).
+
+    Values equal in every branch and not tensors (flags, options, ``None``) are passed once; the others are made
+    ``(batch, …)`` and concatenated branch after branch.
+
+    Raises:
+        DiffsampleError: the branches have different keywords, or a differing value is not tensor-like.
+    """
+    keys = set(branches[0])
+    if any(set(b) != keys for b in branches):
+        raise DiffsampleError(
+            f"batched branches need the same keywords in every branch, got {[sorted(b) for b in branches]}; "
+            f"pass the null condition as a value, or use batched=False"
+        )
+    out: dict[str, Any] = {}
+    for key in branches[0]:
+        values = [b[key] for b in branches]
+        if not any(isinstance(v, torch.Tensor) for v in values) and all(_equal(values[0], v) for v in values):
+            out[key] = values[0]
+        else:
+            out[key] = torch.cat([_rows(v, batch, key, device) for v in values])
+    return out
 
 
 class _AttentionGuidance(Transform):
@@ -167,10 +218,14 @@ class PerturbedAttentionGuidance(_AttentionGuidance):
         cond_kwargs: Mapping[str, Any] | None = None,
         uncond_kwargs: Mapping[str, Any] | None = None,
         adaptive_scale: float = 0.0,
+        batched: bool = False,
     ) -> None:
         super().__init__(
             denoiser, scale, model=model, cfg_scale=cfg_scale, cond_kwargs=cond_kwargs, uncond_kwargs=uncond_kwargs
         )
+        self.batched = bool(batched)
+        if self.batched:
+            self.network_calls_per_call = 1
         self.layers = resolve_layers(self.model, layers)
         self.adaptive_scale = _check_scale("adaptive_scale", adaptive_scale)
         if self.adaptive_scale < 0:
@@ -195,14 +250,41 @@ class PerturbedAttentionGuidance(_AttentionGuidance):
         with installed(self.model, {name: identity_processor(modules[name]) for name in self.layers}):
             return self.call_inner(self.inner, x, sigma, {**kwargs, **self.cond_kwargs})
 
+    def _branches_in_one_call(
+        self, x: torch.Tensor, sigma: torch.Tensor, branches: list[dict[str, Any]], perturb_last: bool
+    ) -> list[torch.Tensor]:
+        """The branches as one call on their stacked rows; with ``perturb_last`` the last branch's rows run the
+        chosen layers as identity attention (:class:`~.attention_layers.RowSplitAttention`)."""
+        n, batch = len(branches), x.shape[0]
+        stacked = stack_branch_kwargs(branches, batch, x.device)
+        processors = {}
+        if perturb_last:
+            modules = dict(self.model.named_modules())
+            processors = {
+                name: RowSplitAttention(modules[name].processor, identity_processor(modules[name]), (n - 1) * batch)
+                for name in self.layers
+            }
+        with installed(self.model, processors):
+            out = self.call_inner(self.inner, torch.cat([x] * n), torch.cat([sigma] * n), stacked, copies=n)
+        return list(out.split(batch))
+
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         scale = self.scale_at(sigma)
+        perturb = bool((scale != 0).any())
+        cond_kw = {**kwargs, **self.cond_kwargs}
         with model_lock(self.model):
-            d_c = self.call_inner(self.inner, x, sigma, {**kwargs, **self.cond_kwargs})
-            d_u = None
-            if self.cfg_scale is not None:
-                d_u = self.call_inner(self.inner, x, sigma, {**kwargs, **self.uncond_kwargs})
-            d_p = self.perturbed_branch(x, sigma, **kwargs) if bool((scale != 0).any()) else None
+            if self.batched:
+                branches = [cond_kw] + ([{**kwargs, **self.uncond_kwargs}] if self.with_cfg else [])
+                outs = self._branches_in_one_call(x, sigma, branches + ([cond_kw] if perturb else []), perturb)
+                d_c = outs[0]
+                d_u = outs[1] if self.with_cfg else None
+                d_p = outs[-1] if perturb else None
+            else:
+                d_c = self.call_inner(self.inner, x, sigma, cond_kw)
+                d_u = None
+                if self.cfg_scale is not None:
+                    d_u = self.call_inner(self.inner, x, sigma, {**kwargs, **self.uncond_kwargs})
+                d_p = self.perturbed_branch(x, sigma, **kwargs) if perturb else None
         dtype = work_dtype(d_c.dtype)
         d_c = d_c.to(dtype)
         guided = d_c if d_u is None else torch.lerp(d_u.to(dtype), d_c, self.cfg_scale)
@@ -221,6 +303,7 @@ def pag(
     cond_kwargs: Mapping[str, Any] | None = None,
     uncond_kwargs: Mapping[str, Any] | None = None,
     adaptive_scale: float = 0.0,
+    batched: bool = False,
 ) -> PerturbedAttentionGuidance:
     """Perturbed-attention guidance ``D_c + s (D_c − D_perturbed)`` of a diffusers denoiser, as a new denoiser.
 
@@ -236,6 +319,10 @@ def pag(
         uncond_kwargs: keywords of the unconditional branch (with ``cfg_scale``).
         adaptive_scale: diffusers' ``pag_adaptive_scale`` ``a``: the scale decays as ``max(0, s − a (1000 − t))``
             with the network's timestep label ``t``.
+        batched: run the branches as one network call on their stacked rows (2 or 3 × the batch), the perturbed
+            rows through identity attention in the chosen layers, as diffusers' PAG pipelines do: same result
+            (to rounding), same ``nfe``, one ``call``. Branch keywords must then be stackable (tensors, or
+            values equal in every branch).
 
     Raises:
         DiffsampleError: an unknown layer (the message lists the valid ones), a model without self-attention,
@@ -250,6 +337,7 @@ def pag(
         cond_kwargs=cond_kwargs,
         uncond_kwargs=uncond_kwargs,
         adaptive_scale=adaptive_scale,
+        batched=batched,
     )
 
 

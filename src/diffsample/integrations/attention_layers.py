@@ -53,6 +53,7 @@ __all__ = [
     "CapturingAttention",
     "IdentityAttention",
     "JointIdentityAttention",
+    "RowSplitAttention",
     "ScopedProcessor",
     "default_layers",
     "identity_processor",
@@ -310,6 +311,48 @@ def identity_processor(module: torch.nn.Module) -> IdentityAttention | JointIden
     """PAG's perturbed processor for ``module``: :class:`JointIdentityAttention` for joint attention,
     :class:`IdentityAttention` otherwise."""
     return JointIdentityAttention() if is_joint_attention(module) else IdentityAttention()
+
+
+class RowSplitAttention:
+    """One layer call on a stacked batch: rows ``[:split]`` through ``original`` (the module's own processor),
+    rows ``[split:]`` through ``perturbed`` — the perturbed branch of PAG batched with the others, as diffusers'
+    ``PAGCFGIdentitySelfAttnProcessor2_0`` does. Per-row inputs (``encoder_hidden_states``, ``attention_mask``,
+    ``temb`` with the batch's leading size) are split alike; a joint layer's ``(image, context)`` are joined
+    back pairwise."""
+
+    def __init__(self, original: Any, perturbed: Any, split: int) -> None:  # noqa: ANN401 -- processors
+        self.original = original
+        self.perturbed = perturbed
+        self.split = split
+
+    def __call__(
+        self,
+        attn: torch.nn.Module,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+    ) -> Any:  # noqa: ANN401 -- a tensor, or (image, context) for joint attention
+        rows = hidden_states.shape[0]
+
+        def part(t: torch.Tensor | None, sl: slice) -> torch.Tensor | None:
+            return t[sl] if t is not None and t.dim() > 0 and t.shape[0] == rows else t
+
+        outs = []
+        for processor, sl in ((self.original, slice(None, self.split)), (self.perturbed, slice(self.split, None))):
+            extra = {} if temb is None else {"temb": part(temb, sl)}
+            outs.append(
+                processor(
+                    attn,
+                    hidden_states[sl],
+                    encoder_hidden_states=part(encoder_hidden_states, sl),
+                    attention_mask=part(attention_mask, sl),
+                    **extra,
+                )
+            )
+        if isinstance(outs[0], tuple):
+            return tuple(torch.cat(pair) for pair in zip(*outs, strict=True))
+        return torch.cat(outs)
 
 
 class CapturingAttention:
