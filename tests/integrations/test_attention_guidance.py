@@ -111,6 +111,20 @@ def test_default_layers_per_family(families):
     assert resolve_layers(families["unet"][0], None) == ["mid_block.attentions.0"]
     assert resolve_layers(families["dit"][0], None) == ["transformer_blocks.1.attn1"]  # the middle of 3 blocks
     assert resolve_layers(families["sd3"][0], None) == ["transformer_blocks.1.attn"]  # joint attention
+    torch.manual_seed(3)
+    pixart = diffusers.PixArtTransformer2DModel(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=4,
+        num_layers=5,
+        sample_size=8,
+        patch_size=2,
+        cross_attention_dim=16,
+        caption_channels=16,
+        norm_num_groups=4,
+    )
+    assert resolve_layers(pixart, None) == ["transformer_blocks.2.attn1"]  # attn2 is cross-attention
 
 
 def test_layer_names_and_patterns(families):

@@ -233,7 +233,10 @@ class PerturbedAttentionGuidance(_AttentionGuidance):
         self._time_label = _time_labels(self.inner) if self.adaptive_scale > 0 else None
 
     def __repr__(self) -> str:
-        return f"PerturbedAttentionGuidance(scale={self.scale}, layers={self.layers}, cfg_scale={self.cfg_scale})"
+        return (
+            f"PerturbedAttentionGuidance(scale={self.scale}, layers={self.layers}, cfg_scale={self.cfg_scale}, "
+            f"batched={self.batched})"
+        )
 
     def scale_at(self, sigma: torch.Tensor) -> torch.Tensor:
         """Float64 ``(B,)`` PAG scale at ``sigma``: ``s``, or ``max(0, s − a (1000 − t_in(σ)))`` when adaptive."""
