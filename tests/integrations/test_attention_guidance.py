@@ -502,3 +502,90 @@ def test_batched_branches_need_stackable_keywords(families):
     guided = pag(denoiser_of(model), 2.0, cfg_scale=3.0, cond_kwargs=cond_kw, uncond_kwargs={"foo": None}, batched=True)
     with pytest.raises(DiffsampleError, match="same keywords in every branch"):
         guided(*inputs(shape))
+
+
+# ------------------------------------------------------------------------------------------ diffusers' pipelines
+
+
+def pipeline_parts(seed: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+    """Prompt and negative-prompt embeddings, initial latents, and the components every SD pipeline takes."""
+    gen = torch.Generator().manual_seed(seed)
+    prompt, empty = torch.randn(2, 5, 16, generator=gen), torch.randn(2, 5, 16, generator=gen)
+    z = torch.randn(2, 4, 8, 8, generator=gen)
+    none = dict(
+        vae=None, text_encoder=None, tokenizer=None, safety_checker=None, feature_extractor=None
+    )  # latents in, latents out: no VAE or text encoder runs
+    return prompt, empty, z, none
+
+
+def test_pag_with_cfg_matches_diffusers_stable_diffusion_pag_pipeline():
+    from diffsample.integrations import DiffsampleScheduler
+
+    unet = tiny_cond_unet()
+    prompt, empty, z, none = pipeline_parts()
+    scheduler = DiffsampleScheduler.from_config(diffusers.DDPMScheduler(steps_offset=1).config, solver="euler")
+    pipe = diffusers.StableDiffusionPAGPipeline(
+        unet=unet, scheduler=scheduler, requires_safety_checker=False, pag_applied_layers="mid", **none
+    )
+    pipe.set_progress_bar_config(disable=True)
+    want = pipe(
+        prompt_embeds=prompt,
+        negative_prompt_embeds=empty,
+        height=64,
+        width=64,
+        num_inference_steps=10,
+        guidance_scale=5.0,
+        pag_scale=3.0,
+        latents=z,
+        output_type="latent",
+    ).images
+    den = load_diffusers_denoiser(unet, scheduler=scheduler)
+    alpha0 = den.network_inputs(scheduler.sigmas[:1].to(torch.float64))[0].float()
+    guided = pag(
+        den,
+        3.0,
+        cfg_scale=5.0,
+        cond_kwargs={"encoder_hidden_states": prompt},
+        uncond_kwargs={"encoder_hidden_states": empty},
+    )
+    with torch.no_grad():
+        got = diffsample.sample(guided, z * scheduler.init_noise_sigma / alpha0, scheduler.sigmas, solver="euler")
+    scale = float(want.abs().max())
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5 * scale)
+
+
+def test_sag_with_cfg_matches_diffusers_stable_diffusion_sag_pipeline():
+    sag_module = pytest.importorskip(
+        "diffusers.pipelines.deprecated.stable_diffusion_sag.pipeline_stable_diffusion_sag",
+        reason="diffusers' deprecated SAG pipeline is not importable here",
+    )
+    unet = tiny_cond_unet()
+    prompt, empty, z, none = pipeline_parts()
+    scheduler = diffusers.DDIMScheduler(set_alpha_to_one=True, clip_sample=False)
+    pipe = sag_module.StableDiffusionSAGPipeline(unet=unet, scheduler=scheduler, requires_safety_checker=False, **none)
+    pipe.set_progress_bar_config(disable=True)
+    want = pipe(
+        prompt_embeds=prompt,
+        negative_prompt_embeds=empty,
+        height=64,
+        width=64,
+        num_inference_steps=10,
+        guidance_scale=5.0,
+        sag_scale=0.75,
+        latents=z,
+        output_type="latent",
+    ).images
+    abar = scheduler.alphas_cumprod.to(torch.float64)[scheduler.timesteps]  # DDIM's levels, then σ = 0
+    levels = torch.cat([((1 - abar) / abar).sqrt(), torch.zeros(1, dtype=torch.float64)])
+    den = load_diffusers_denoiser(unet, scheduler=scheduler)
+    guided = sag(
+        den,
+        0.75,
+        cfg_scale=5.0,
+        cond_kwargs={"encoder_hidden_states": prompt},
+        uncond_kwargs={"encoder_hidden_states": empty},
+    )
+    with torch.no_grad():
+        got = diffsample.sample(guided, z / float(abar[0].sqrt()), levels, solver="ddim")
+    scale = float(want.abs().max())
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5 * scale)
