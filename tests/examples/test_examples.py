@@ -42,3 +42,10 @@ def test_diffusers_example_samples_with_both_routes() -> None:
 def test_tune_example_saves_and_reuses_a_plan() -> None:
     out = run_example("tune_a_plan.py", "4")
     assert "sampled (16, 1, 8, 8) with the saved plan in 4 model calls" in out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("diffusers") is None, reason="needs the diffusers peer")
+def test_attention_guidance_example_runs_pag_and_sag_in_two_solvers() -> None:
+    out = run_example("attention_guidance.py")
+    assert out.count("30 model evaluations for 10 steps") == 4  # PAG and SAG with CFG, ODE and SDE solver

@@ -64,9 +64,14 @@ class Row:
 
 
 def tiny_unet(
-    seed: int = 0, in_channels: int = 1, out_channels: int | None = None, num_class_embeds: int | None = None
+    seed: int = 0,
+    in_channels: int = 1,
+    out_channels: int | None = None,
+    num_class_embeds: int | None = None,
+    **options: Any,
 ) -> torch.nn.Module:
-    """The tiny random 8×8 UNet every diffusers test here runs (seeded, eval mode)."""
+    """The tiny random 8×8 UNet every diffusers test here runs (seeded, eval mode); ``options`` go to
+    ``UNet2DModel`` (e.g. ``add_attention=False``)."""
     import diffusers
 
     torch.manual_seed(seed)
@@ -80,16 +85,16 @@ def tiny_unet(
         up_block_types=("UpBlock2D", "UpBlock2D"),
         norm_num_groups=4,
         num_class_embeds=num_class_embeds,
+        **options,
     ).eval()
 
 
-def rows() -> list[Row]:
-    """The four pipelines: unconditional DDPM-style, SD-style with CFG, img2img, SD3-style flow."""
+def tiny_cond_unet(seed: int = 1) -> torch.nn.Module:
+    """The tiny random 8×8 text-conditioned UNet (UNet2DConditionModel, cross-attention dim 16), eval mode."""
     import diffusers
 
-    unet = tiny_unet()
-    torch.manual_seed(1)
-    cond_unet = diffusers.UNet2DConditionModel(
+    torch.manual_seed(seed)
+    return diffusers.UNet2DConditionModel(
         sample_size=8,
         in_channels=4,
         out_channels=4,
@@ -101,6 +106,14 @@ def rows() -> list[Row]:
         norm_num_groups=4,
         attention_head_dim=4,
     ).eval()
+
+
+def rows() -> list[Row]:
+    """The four pipelines: unconditional DDPM-style, SD-style with CFG, img2img, SD3-style flow."""
+    import diffusers
+
+    unet = tiny_unet()
+    cond_unet = tiny_cond_unet()
     gen = torch.Generator().manual_seed(2)
     prompt, empty = torch.randn(2, 5, 16, generator=gen), torch.randn(2, 5, 16, generator=gen)
 

@@ -4,6 +4,8 @@
   σ-space denoiser, with its scheduler config's schedule and parameterisation.
 * :class:`DiffsampleScheduler`: a diffusers scheduler running any non-adaptive diffsample solver inside
   unmodified diffusers pipelines (imported on first access; it needs diffusers).
+* :func:`pag` / :func:`sag`: perturbed-attention and self-attention guidance of a diffusers denoiser, as
+  transforms (:mod:`.attention_guidance`; attention processors swapped per call, :mod:`.attention_layers`).
 * :mod:`~diffsample.integrations.kdiffusion_api`: ``sample_<solver>(model, x, sigmas, extra_args=None,
   callback=None, disable=None, **options)`` for every registered solver, and ``KSAMPLER_NAMES``.
 
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .attention_guidance import PerturbedAttentionGuidance, SelfAttentionGuidance, pag, sag
+from .attention_layers import self_attention_layers
 from .diffusers_model import DiffusersNetwork, load_diffusers_denoiser, parameterization_from_config
 from .kdiffusion_api import KSAMPLER_NAMES, ksampler
 
@@ -22,9 +26,14 @@ __all__ = [
     "KSAMPLER_NAMES",
     "DiffsampleScheduler",
     "DiffusersNetwork",
+    "PerturbedAttentionGuidance",
+    "SelfAttentionGuidance",
     "ksampler",
     "load_diffusers_denoiser",
+    "pag",
     "parameterization_from_config",
+    "sag",
+    "self_attention_layers",
 ]
 
 
