@@ -28,3 +28,17 @@ def test_exact_noisy_classifier_gives_the_conditional_denoiser() -> None:
         s = torch.full((64,), sigma, dtype=torch.float64)
         torch.testing.assert_close(guided(x, s), conditional(x, s), rtol=1e-10, atol=1e-10)
     assert guided.cost().auxiliary_calls == 3 and guided.cost().backward_passes == 3 and guided.nfe == 3
+
+
+def test_guided_walks_reach_the_class_with_a_multistep_ode_and_an_sde_solver() -> None:
+    import diffsample
+    from diffsample.noise import seeded
+
+    prior, _ = _mixture()
+    guided = classifier_guidance(prior, lambda x, s: torch.log(prior.responsibilities(x, s)[:, 1]), 1.0)
+    sigmas = diffsample.steps.karras(30, 0.01, 20.0)
+    x = seeded(range(400)).initial((400, 2), 20.0).double()
+    for solver, noise in (("dpmpp_2m", None), ("dpmpp_2m_sde", seeded(range(1000, 1400)))):
+        out = diffsample.sample(guided, x, sigmas, solver=solver, noise=noise)
+        share = prior.responsibilities(out, 0.01)[:, 1].mean().item()
+        assert share > 0.97, (solver, share)  # the unguided prior puts 0.3 of its mass there
