@@ -52,6 +52,7 @@ from .. import contracts
 from ..denoisers import append_dims, as_denoiser
 from ..errors import DiffsampleError, ShapeError
 from .base import Transform, to_work, work_dtype
+from .branches import stack_branch_kwargs
 
 __all__ = ["CONVENTIONS", "ClassifierFreeGuidance", "cfg", "diffusers_weight", "rescale_guidance"]
 
@@ -91,54 +92,9 @@ def rescale_guidance(x: torch.Tensor, guided: torch.Tensor, cond: torch.Tensor, 
     return x - resid_w * (phi * ratio + (1.0 - phi))
 
 
-def _per_sample(value: object, device: torch.device, batch: int, key: str) -> torch.Tensor:
-    """A conditioning value as a ``(B, …)`` tensor (0-d and leading-dim-1 values are expanded)."""
-    try:
-        t = value if isinstance(value, torch.Tensor) else torch.as_tensor(value, device=device)
-    except (TypeError, RuntimeError, ValueError):
-        raise DiffsampleError(
-            f"batched guidance cannot stack keyword {key!r}: its values differ between branches and "
-            f"{type(value).__name__} is not tensor-like; use batched=False"
-        ) from None
-    if t.dim() == 0:
-        return t.expand(batch)
-    if t.shape[0] == batch:
-        return t
-    if t.shape[0] == 1:
-        return t.expand(batch, *t.shape[1:])
-    raise ShapeError(f"batched guidance: keyword {key!r} has leading dim {t.shape[0]}, expected {batch} or 1")
-
-
-def _same(a: object, b: object) -> bool:
-    if a is b:
-        return True
-    try:
-        return bool(a == b)
-    except (TypeError, ValueError, RuntimeError):
-        return False
-
-
 def _stack_kwargs(cond_kw: Mapping[str, Any], uncond_kw: Mapping[str, Any], x: torch.Tensor) -> dict[str, Any]:
-    """The keywords of one double-batch call: conditional rows first, then unconditional rows.
-
-    Equal non-tensor values (flags, shared options) are passed once; tensors and differing tensor-like
-    values (numbers, lists) are made ``(B, …)`` and concatenated.
-    """
-    if cond_kw.keys() != uncond_kw.keys():
-        raise DiffsampleError(
-            "batched guidance needs the same keywords in both branches (the null condition as a value), got "
-            f"cond {sorted(cond_kw)} and uncond {sorted(uncond_kw)}; use batched=False otherwise"
-        )
-    batch = x.shape[0]
-    out: dict[str, Any] = {}
-    for key in cond_kw:
-        a, b = cond_kw[key], uncond_kw[key]
-        if not isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor) and _same(a, b):
-            out[key] = a
-            continue
-        device = a.device if isinstance(a, torch.Tensor) else b.device if isinstance(b, torch.Tensor) else x.device
-        out[key] = torch.cat([_per_sample(a, device, batch, key), _per_sample(b, device, batch, key)])
-    return out
+    """The keywords of one double-batch call: conditional rows first, then unconditional rows."""
+    return stack_branch_kwargs([cond_kw, uncond_kw], x.shape[0], x.device)
 
 
 class ClassifierFreeGuidance(Transform):
