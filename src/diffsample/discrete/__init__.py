@@ -31,7 +31,7 @@ from .guidance import MaskedCFG, masked_cfg
 from .ordered import ordered
 from .random import SeededUniforms, seeded_uniforms
 from .registry import available, get, spec
-from .remdm import remdm
+from .remdm import loop_schedule, remdm
 from .schedules import MaskingSchedule, cosine, custom, linear, log_linear
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "get",
     "linear",
     "log_linear",
+    "loop_schedule",
     "mask_id",
     "masked_cfg",
     "ordered",
