@@ -55,6 +55,7 @@ FITTED_SAMPLERS = [
     "first_hitting",
     "entropy_bounded",
 ]
+REMDM_PRESETS = ["remdm", "remdm_rescale", "remdm_confidence", "remdm_loop"]
 ORDER_SAMPLERS = ["random", "confidence", "margin", "entropy", "sampled_confidence"]
 
 
@@ -62,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--samplers",
         type=str_list,
-        default=["ancestral", "remdm", *ORDER_SAMPLERS, "first_hitting"],
+        default=["ancestral", *REMDM_PRESETS, *ORDER_SAMPLERS, "first_hitting"],
         help="masked samplers (names from diffsample.discrete.available())",
     )
     p.add_argument("--samples", type=int, default=100000, help="Monte-Carlo draws per configuration on chain4x8")
@@ -101,8 +102,12 @@ def exact_tv_table(samplers: list[str]) -> str:
     c = chains.chain3x6()
     rows = []
     for name in samplers:
+        options = discrete.spec(name).options if name.startswith("remdm") else {}
+        if options.get("strategy") == "confidence":
+            continue  # its law carries each state's history: enumerated on chain3x4 in the remdm section
         for steps in _steps_for(name, c.length, [1, 2, 3, 6]):
-            m = chain_metrics(c, exact_law(c, name, steps))
+            law = exact_law(c, "remdm" if options else name, steps, **options)
+            m = chain_metrics(c, law)
             rows.append(
                 [name, steps or c.length, m["tv"], m["kl"], m["entropy_rate"], m["nll"], m["transition_kl_rate"]]
             )
@@ -149,9 +154,6 @@ def monte_carlo_table(
         Column("trans.KL", ">9.4f"),
     ]
     return f"Monte-Carlo floor (TV of {n} exact draws, expected): {floor:.4f}\n" + text_table(cols, rows)
-
-
-REMDM_PRESETS = ["remdm", "remdm_rescale", "remdm_confidence", "remdm_loop"]
 
 
 def _chain3x4() -> chains.MarkovChain:
