@@ -2,7 +2,7 @@
 
 Usage::
 
-    python scripts/train_text.py                 # train, save, evaluate (2–10 min on 2 shared CPU cores)
+    python scripts/train_text.py                 # train, save, evaluate (≈ 5 min on 2 idle CPU cores: 0.185 s/step)
     python scripts/train_text.py --eval-only     # re-measure the shipped weights
 
 Data: :func:`diffsample.discrete.corpus.load_corpus` (docstrings and comments of Python's standard library,
@@ -11,8 +11,10 @@ Model: :class:`diffsample.models.text.network.TextConvNet`, time-free (no time i
 Objective: the MDLM bound on the linear schedule (:func:`diffsample.models.text.elbo.mdlm_loss`, Sahoo et al.
 2024) with low-discrepancy times. AdamW (β = 0.9, 0.99, weight decay 0.01) with linear warm-up and cosine decay
 to 10 %, gradient clipping at 1, an exponential moving average (EMA) of the weights; seeded everything.
-Writes ``text_mdlm.safetensors`` (the EMA weights in float32) and ``text_mdlm.json`` (architecture, training
-record with the wall time, held-out bound in nats and bits per character) to ``src/diffsample/models/weights/``.
+Writes ``text_mdlm.safetensors`` (the EMA weights rounded to ``--weights-dtype``, float16 by default so that
+1.8 M parameters fit in 3.6 MB; the evaluation runs on the rounded weights) and ``text_mdlm.json`` (architecture,
+training record with the wall time, held-out bound in nats and bits per character) to
+``src/diffsample/models/weights/``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from diffsample.models._io import save_safetensors
 from diffsample.models.text import TEXT_MODEL_INFO_FILE, TEXT_MODEL_WEIGHTS, load_text_network
 from diffsample.models.text.elbo import heldout_nll, low_discrepancy_times, mdlm_loss
 from diffsample.models.text.network import ConvConfig, TextConvNet
+
+WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
 def heldout_windows(stream: torch.Tensor, length: int, count: int) -> torch.Tensor:
@@ -104,14 +108,15 @@ def train(args: argparse.Namespace, train_stream: torch.Tensor) -> tuple[TextCon
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     p.add_argument("--length", type=int, default=64)
-    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--width", type=int, default=192)
     p.add_argument("--kernel", type=int, default=5)
     p.add_argument("--dilations", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 4, 8, 1, 2, 4, 8])
-    p.add_argument("--steps", type=int, default=2500)
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--steps", type=int, default=1400)
+    p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--ema", type=float, default=0.995)
+    p.add_argument("--weights-dtype", choices=sorted(WEIGHT_DTYPES), default="float16")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--eval-windows", type=int, default=1024)
@@ -129,12 +134,14 @@ def main() -> int:
     else:
         net, record = train(args, corpus.train)
         net.eval()
-        params = {k: v.float() for k, v in net.state_dict().items()}
+        dtype = WEIGHT_DTYPES[args.weights_dtype]
+        params = {k: v.to(dtype) for k, v in net.state_dict().items()}
+        net.load_state_dict(params)  # evaluate exactly what ships: the rounded weights, computed in float32
         save_safetensors(params, out)
         info = {
             "name": "text_mdlm",
             "weights": out.name,
-            "weights_dtype": "float32",
+            "weights_dtype": args.weights_dtype,
             "network": "TextConvNet: time-free non-causal dilated convolutions, logits of p(x0_i | z)",
             "architecture": net.config.to_dict(),
             "parameters": sum(v.numel() for v in params.values()),

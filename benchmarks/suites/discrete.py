@@ -1,7 +1,10 @@
 """Masked discrete diffusion on exact Markov-chain beds: TV per sampler and step count, ancestral's O(1/N),
 exact one-token orders, the sampled-confidence bias, float32 vs float64 Gumbel draws.
 
-``python -m benchmarks discrete [--samples 100000] [--sections exact,convergence]``. Laws on ``chain3x6`` are enumerated
+``python -m benchmarks discrete [--samples 100000] [--sections exact,convergence]``. ``remdm`` gives
+ReMDM's strategies (cap, rescale, confidence, loop) exactly on ``chain3x4`` per step count and the loop
+kernel's invariance defect (factorised vs joint posterior); ``order-temperature-exact`` the exact selection bias
+of sampled orders. Laws on ``chain3x6`` are enumerated
 exactly (:func:`diffsample.discrete.beds.laws.exact_law`); on ``chain4x8`` they are estimated from
 ``--samples`` draws and printed with their Monte-Carlo floor (the TV that exact draws show). ``--sections fitted``
 (not run by default: minutes) measures every sampler on ``text128``, the chain fitted to the stdlib corpus
@@ -21,14 +24,25 @@ from diffsample import discrete
 from diffsample.cli import int_list, str_list
 from diffsample.discrete.beds import chain as chains
 from diffsample.discrete.beds.fitted import exact_entropy_rate, sample_metrics
-from diffsample.discrete.beds.laws import exact_law
-from diffsample.discrete.beds.metrics import chain_metrics, empirical_law, monte_carlo_tv
+from diffsample.discrete.beds.laws import exact_law, law_of_states, masked_law, remdm_step_law
+from diffsample.discrete.beds.metrics import chain_metrics, empirical_law, monte_carlo_tv, tv
+from diffsample.discrete.remdm import loop_schedule
 
 from ..report import Column, text_table
 
 __all__ = ["add_arguments", "run"]
 
-SECTIONS = ("exact", "monte-carlo", "order-temperature", "entropy-bounded", "convergence", "float32", "fitted")
+SECTIONS = (
+    "exact",
+    "monte-carlo",
+    "order-temperature",
+    "order-temperature-exact",
+    "remdm",
+    "entropy-bounded",
+    "convergence",
+    "float32",
+    "fitted",
+)
 DEFAULT_SECTIONS = SECTIONS[:-1]
 FITTED_SAMPLERS = [
     "ancestral",
@@ -41,6 +55,7 @@ FITTED_SAMPLERS = [
     "first_hitting",
     "entropy_bounded",
 ]
+REMDM_PRESETS = ["remdm", "remdm_rescale", "remdm_confidence", "remdm_loop"]
 ORDER_SAMPLERS = ["random", "confidence", "margin", "entropy", "sampled_confidence"]
 
 
@@ -48,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--samplers",
         type=str_list,
-        default=["ancestral", "remdm", *ORDER_SAMPLERS, "first_hitting"],
+        default=["ancestral", *REMDM_PRESETS, *ORDER_SAMPLERS, "first_hitting"],
         help="masked samplers (names from diffsample.discrete.available())",
     )
     p.add_argument("--samples", type=int, default=100000, help="Monte-Carlo draws per configuration on chain4x8")
@@ -87,8 +102,12 @@ def exact_tv_table(samplers: list[str]) -> str:
     c = chains.chain3x6()
     rows = []
     for name in samplers:
+        options = discrete.spec(name).options if name.startswith("remdm") else {}
+        if options.get("strategy") == "confidence":
+            continue  # its law carries each state's history: enumerated on chain3x4 in the remdm section
         for steps in _steps_for(name, c.length, [1, 2, 3, 6]):
-            m = chain_metrics(c, exact_law(c, name, steps))
+            law = exact_law(c, "remdm" if options else name, steps, **options)
+            m = chain_metrics(c, law)
             rows.append(
                 [name, steps or c.length, m["tv"], m["kl"], m["entropy_rate"], m["nll"], m["transition_kl_rate"]]
             )
@@ -135,6 +154,79 @@ def monte_carlo_table(
         Column("trans.KL", ">9.4f"),
     ]
     return f"Monte-Carlo floor (TV of {n} exact draws, expected): {floor:.4f}\n" + text_table(cols, rows)
+
+
+def _chain3x4() -> chains.MarkovChain:
+    c = chains.chain3x6()
+    return chains.MarkovChain(c.initial, c.transition, 4, "chain3x4")
+
+
+def remdm_table(steps_list: list[int], confidence_max_steps: int = 4) -> str:
+    """Exact TV and KL to the target of ancestral and the ReMDM presets on chain3x4 per step count (the
+    confidence strategy's law carries each state's history, so it is enumerated up to ``confidence_max_steps``)."""
+    c = _chain3x4()
+    rows = []
+    for name in ["ancestral", *REMDM_PRESETS]:
+        options = discrete.spec(name).options
+        for steps in steps_list:
+            if options.get("strategy") == "confidence" and steps > confidence_max_steps:
+                continue
+            law = exact_law(c, "remdm" if name != "ancestral" else name, steps, **options)
+            m = chain_metrics(c, law)
+            rows.append([name, steps, m["tv"], m["kl"], m["entropy_rate"]])
+    cols = [
+        Column("sampler", "<17"),
+        Column("steps", ">5"),
+        Column("TV", ">10.4g"),
+        Column("KL", ">10.4g"),
+        Column("H/token", ">8.4f"),
+    ]
+    return text_table(cols, rows)
+
+
+def loop_invariance_table(etas: list[float], alpha_on: float = 0.5) -> str:
+    """TV between ``q_α`` and its image under one loop step (``α`` held at ``alpha_on``) on chain3x4, with the
+    sampler's factorised draws and with ``x0`` from the exact joint posterior, per ``σ = η``."""
+    c = _chain3x4()
+    schedule = loop_schedule(discrete.linear(), 0.55, 0.05, alpha_on)
+    z, w = masked_law(c, alpha_on)
+    q = law_of_states(z, w, c.vocab_size)
+    rows = []
+    for eta in etas:
+        tvs = [
+            tv(law_of_states(*remdm_step_law(c, z, w, 0.3, 0.29, schedule=schedule, eta=eta, joint=j), 3), q)
+            for j in (False, True)
+        ]
+        rows.append([eta, tvs[0], tvs[0] / eta**2, tvs[1]])
+    cols = [
+        Column("σ", ">7.4f"),
+        Column("TV factorised", ">13.4g"),
+        Column("TV/σ²", ">7.4f"),
+        Column("TV joint", ">9.2g"),
+    ]
+    return text_table(cols, rows)
+
+
+def order_temperature_exact_table(temperatures: list[float], steps_list: list[int]) -> str:
+    """Exact TV and KL to the chain3x6 target of sampled orders per ordering temperature and step count."""
+    c = chains.chain3x6()
+    rows = []
+    for name in ("sampled_confidence", "confidence"):
+        for steps in steps_list:
+            for tau in temperatures:
+                m = chain_metrics(c, exact_law(c, name, steps, order_temperature=tau))
+                rows.append([name, steps, tau, m["tv"], m["kl"], m["entropy_rate"]])
+    target = chain_metrics(c, c.law())
+    rows.append(["(target)", "", "", 0.0, 0.0, target["entropy_rate"]])
+    cols = [
+        Column("sampler", "<18"),
+        Column("steps", ">5"),
+        Column("τ", ">5"),
+        Column("TV", ">10.4g"),
+        Column("KL", ">10.4g"),
+        Column("H/token", ">8.4f"),
+    ]
+    return text_table(cols, rows)
 
 
 def entropy_bounded_table(gammas: list[float], seed: int, n: int = 4000) -> str:
@@ -367,6 +459,14 @@ def run(args: argparse.Namespace) -> int:
                     ["sampled_confidence", "confidence"], args.samples, args.seed, {"order_temperature": temp}, (8,)
                 ).split("\n", 1)[1]
             )
+    if "order-temperature-exact" in sections:
+        print("\n== sampled orders, exact laws on chain3x6: the selection bias per ordering temperature τ ==")
+        print(order_temperature_exact_table([0.0, 0.1, 0.3, 1.0, 3.0], [3, 6]))
+    if "remdm" in sections:
+        print("\n== ReMDM strategies, exact laws on chain3x4 (V = 3, L = 4), exact denoiser ==")
+        print(remdm_table([2, 4, 8, 16, 32]))
+        print("\n== ReMDM-loop kernel at α = 0.5: TV(K q_α, q_α), factorised draws vs joint posterior (chain3x4) ==")
+        print(loop_invariance_table([0.2, 0.1, 0.05, 0.025]))
     if "entropy-bounded" in sections:
         print("\n== entropy-bounded sampler: exact TV on chain3x6 and steps per sequence ==")
         print(entropy_bounded_table([0.0, 0.5, 1.0, 1.5, 2.0], args.seed))

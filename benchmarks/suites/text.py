@@ -26,7 +26,19 @@ from ..report import Column, text_table
 
 __all__ = ["add_arguments", "run"]
 
-SAMPLERS = ["ancestral", "first_hitting", "random", "confidence", "margin", "entropy", "remdm", "entropy_bounded"]
+SAMPLERS = [
+    "ancestral",
+    "first_hitting",
+    "random",
+    "confidence",
+    "margin",
+    "entropy",
+    "remdm",
+    "remdm_rescale",
+    "remdm_confidence",
+    "remdm_loop",
+    "entropy_bounded",
+]
 LENGTH = 64
 
 

@@ -35,7 +35,7 @@ from .hf_generate import Generation, generate
 from .ordered import ordered
 from .random import SeededUniforms, seeded_uniforms
 from .registry import available, get, spec
-from .remdm import remdm
+from .remdm import loop_schedule, remdm
 from .schedules import MaskingSchedule, cosine, custom, linear, log_linear
 
 __all__ = [
@@ -62,6 +62,7 @@ __all__ = [
     "hf_masked_denoiser",
     "linear",
     "log_linear",
+    "loop_schedule",
     "mask_id",
     "masked_cfg",
     "ordered",

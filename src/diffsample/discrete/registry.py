@@ -91,3 +91,17 @@ register(
     own_steps=True,
 )
 register("remdm", remdm, "ReMDM: ancestral steps that may mask visible tokens again (cap / rescale, on-off window)")
+register("remdm_rescale", remdm, "ReMDM-rescale: remask probability η · σ_max (η = 0.5)", strategy="rescale", eta=0.5)
+register(
+    "remdm_confidence",
+    remdm,
+    "ReMDM-conf: remask visible tokens by softmax(−confidence at reveal) · σ_max",
+    strategy="confidence",
+)
+register(
+    "remdm_loop",
+    remdm,
+    "ReMDM-loop: hold α = 0.9 on t ∈ [0.05, 0.55] and remask there with σ = 0.02 (the authors' values)",
+    loop=(0.55, 0.05, 0.9),
+    eta=0.02,
+)
