@@ -24,6 +24,7 @@ SUITES: dict[str, str] = {
     "picard": "benchmarks.suites.picard",
     "discrete": "benchmarks.suites.discrete",
     "text": "benchmarks.suites.text",
+    "defaults": "benchmarks.suites.defaults",
 }
 """Suite name → module with ``add_arguments(parser)`` and ``run(args) -> int``."""
 
