@@ -44,18 +44,18 @@ from .schedules import NoiseSchedule
 __all__ = ["AUTO_CANDIDATES", "AutoChoice", "auto_choice", "reference_steps"]
 
 AUTO_CANDIDATES: dict[str, tuple[tuple[str, str], ...]] = {
-    "vp_eps": (("dpm_solver_3m", "logsnr"), ("deis", "logsnr"), ("ipndm", "kl_optimal"), ("ipndm", "logsnr"),
-               ("ipndm", "time_uniform"), ("unipc", "kl_optimal")),
-    "edm": (("dpm_solver_2m", "logsnr"), ("deis", "karras"), ("dpm_solver_3m", "logsnr"), ("unipc", "kl_optimal"),
-            ("ipndm", "karras"), ("ipndm", "logsnr")),
-    "flow": (("ipndm_v", "time_uniform"), ("euler", "time_uniform"), ("ipndm", "time_uniform"),
-             ("unipc", "time_uniform"), ("ipndm", "kl_optimal"), ("ipndm_v", "kl_optimal")),
-    "flow_shift": (("ipndm_v", "kl_optimal"), ("ipndm", "kl_optimal"), ("unipc", "kl_optimal"),
-                   ("ipndm", "time_uniform"), ("ipndm_v", "time_uniform"), ("euler", "kl_optimal")),
+    "vp_eps": (("ipndm", "kl_optimal"), ("deis", "logsnr"), ("deis", "karras"), ("dpm_solver_3m", "logsnr"),
+               ("dpm_solver_2m", "logsnr"), ("euler", "kl_optimal")),
+    "edm": (("ipndm", "kl_optimal"), ("dpm_solver_3m", "logsnr"), ("dpm_solver_3m", "karras"), ("deis", "logsnr"),
+            ("deis", "karras"), ("ipndm_v", "kl_optimal")),
+    "flow": (("ipndm_v", "time_uniform"), ("euler", "time_uniform"), ("dpm_solver_3m", "logsnr"), ("deis", "logsnr"),
+             ("ipndm_v", "kl_optimal"), ("ipndm", "time_uniform")),
+    "flow_shift": (("ipndm", "kl_optimal"), ("dpm_solver_3m", "logsnr"), ("deis", "logsnr"), ("euler", "kl_optimal"),
+                   ("ipndm_v", "kl_optimal"), ("ipndm", "time_uniform")),
 }  # fmt: skip
 """Candidate (solver, step schedule) pairs per family: the rows of the family's static table
-(:data:`diffsample.generate.FAMILY_TABLES`) and the configurations with the best geometric-mean ratio in the same
-selection run (VP x0/v share the VP ε set)."""
+(:data:`diffsample.generate.FAMILY_TABLES`) and the runners-up of the same selection run (VP x0/v share the VP ε
+set)."""
 
 _SHARED = {"vp_x0": "vp_eps", "vp_v": "vp_eps"}
 
