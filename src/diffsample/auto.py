@@ -10,16 +10,17 @@
    candidates;
 3. **candidates** — every configuration of the family's candidate set (:data:`AUTO_CANDIDATES`: the static
    default and the runners-up of the selection procedure behind :data:`diffsample.generate.FAMILY_TABLES`), each
-   run with the budget of ``n`` evaluations; the one with the lowest RMSE to the reference wins (the static
-   default on ties, so auto mode only departs from it on evidence);
+   run with the budget of ``n`` evaluations; the one with the lowest RMSE to the reference wins (the family's
+   static default for the budget is run first and wins ties, so auto mode only departs from it on evidence);
 4. **cache** — the choice is written (atomically) under ``cache_dir("auto")``, keyed by a fingerprint of the model
    (its outputs at two fixed inputs, so other weights under the same name get their own entry), its family,
    span, budget, calls per evaluation, the calibration noises and the candidate set; a later call reads it back
    for the cost of the fingerprint alone.
 
-**Cost**, in model calls of the calibration batch: ``2`` (fingerprint) ``+ max(8 n, 64) + K·n`` for ``K``
-candidates, i.e. at most ``8 + K + 64/n`` sampling runs of ``n`` calls; with ``K ≤ 6`` and ``n ≥ 8`` at most
-15 runs, at most 28 at ``n = 4`` — on 4 samples, so in per-sample evaluations less than one run of a batch of 64.
+**Cost**, in model calls of the calibration batch: ``2`` (fingerprint) ``+ max(8 n, 64)`` (reference) ``+ K·n``
+(``K = 6`` candidates), i.e. ``max(8, 64/n) + K`` sampling runs of ``n`` calls plus 2 calls: 14 runs for
+``n ≥ 8``, 22.5 at ``n = 4``. On 4 calibration samples that is, in per-sample model evaluations, 1.4 sampling runs
+of a 64-sample batch at ``n = 4`` and 0.9 at ``n = 8 … 20``; paid once per model and budget (then 2 calls).
 :class:`AutoChoice` records the exact count (``cost_nfe``, per calibration sample) and whether it came from the
 cache.
 """
@@ -158,7 +159,10 @@ def auto_choice(
         if int(calibration) < 1:
             raise DiffsampleError(f"calibration must be a positive number of noises, got {calibration!r}")
         z = noise.seeded(list(range(int(calibration)))).initial((int(calibration), *shape), 1.0, dtype=torch.float64)
-    cands = candidates_for(family)
+    from .generate import default_choice  # generate imports this module lazily too
+
+    static = default_choice(int(nfe), family)
+    cands = tuple(sorted(candidates_for(family), key=lambda c: c != (static.solver, static.step_schedule)))
     settings = {
         "family": family,
         "span": [lo, hi],

@@ -137,6 +137,8 @@ def test_auto_picks_the_candidate_closest_to_the_exact_solution_and_counts_its_c
     cal = noise.seeded(7).initial((4, 2), 1.0, dtype=F64)
     choice = auto_choice(den, nfe, (2,), calibration=cal, cache_folder=tmp_path)
     assert choice.family == "flow" and not choice.cached
+    static = default_choice(nfe, "flow")  # run first, so it wins ties
+    assert next(iter(choice.errors)) == f"{static.solver}/{static.step_schedule}"
     k = len(candidates_for("flow"))
     assert choice.cost_nfe == 2 + reference_steps(nfe) + k * nfe == (rows[0] - 2) // 4 + 2
     exact = reference_solution(ring2d(), cal * hi, hi, 0.0)
