@@ -30,6 +30,7 @@ SUITES: dict[str, str] = {
     "guidance_digits": "benchmarks.suites.guidance_digits",
     "guidance_gradient": "benchmarks.suites.guidance_gradient",
     "guidance_attention": "benchmarks.suites.guidance_attention",
+    "defaults": "benchmarks.suites.defaults",
 }
 """Suite name → module with ``add_arguments(parser)`` and ``run(args) -> int``."""
 

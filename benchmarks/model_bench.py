@@ -59,6 +59,7 @@ from diffsample import solvers, steps
 from diffsample.errors import BudgetError, DiffsampleError, UnknownNameError
 from diffsample.files import atomic_write_text
 from diffsample.generate import default_choice, generate
+from diffsample.model_family import model_family
 from diffsample.sampling import sample
 from diffsample.transforms import cfg
 
@@ -354,7 +355,7 @@ def _ours(setup: _Setup, solver: str, schedule: str, budget: int) -> ModelRow | 
 
 
 def _generate_row(setup: _Setup, budget: int) -> ModelRow:
-    choice = default_choice(budget)
+    choice = default_choice(budget, model_family(setup.uncond))  # what generate picks for this model's family
     n_steps = solvers.spec(choice.solver).steps_for_nfe(budget)
 
     def walk(den: Any) -> tuple[torch.Tensor, float, float]:

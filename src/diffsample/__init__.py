@@ -23,6 +23,7 @@ from .errors import (
 )
 from .generate import generate
 from .guidance import cfg
+from .model_family import model_family
 from .parameterization import ModelDenoiser
 from .plan import Plan
 from .sampling import sample
@@ -47,6 +48,7 @@ __all__ = [
     "contracts",
     "generate",
     "guidance",
+    "model_family",
     "noise",
     "parameterization",
     "schedules",

@@ -138,6 +138,13 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         f"calibration ({args.calibration} samples, seed {args.seed}): RMSE {prov['error']:.4g} vs the teacher; "
         f"tuning {prov['tuning_seconds']:.1f}s, {prov['tuning_nfe']:.0f} NFE (teacher {prov['teacher_nfe']})"
     )
+    if prov.get("heldout_size"):
+        hand = prov["hand_made_best"]
+        print(
+            f"selected on {prov['heldout_size']} held-out calibration samples: RMSE {prov['heldout_error']:.4g} "
+            f"(best hand-made, {hand['config']}: {hand['heldout_error']:.4g})"
+            + ("; fell back to it" if prov["fallback"] else "")
+        )
     if not args.bed:
         return 0
     from .testbeds import reference_solution

@@ -1,9 +1,11 @@
 """``diffsample.generate``: the default solver and step schedule for an NFE budget.
 
-The choice is a small table indexed by the budget, fixed by the side-by-side benchmark
-(``python -m benchmarks beds --peers``, evidence in the README), never fitted per model. The walk never
-spends more than ``nfe`` model evaluations: classifier-free guided denoisers, which cost 2 per
-call, get half as many calls.
+The choice is a small table per model family (VP ε/x0/v, EDM/VE, flow matching with and without shift:
+:func:`diffsample.model_family.model_family`), indexed by the budget, fixed by a documented selection procedure over
+several beds and networks (``python -m benchmarks defaults --select``, :data:`FAMILY_TABLES`), never fitted per
+model; ``auto=True`` instead picks among a few candidates for the model at hand (:mod:`diffsample.auto`). The walk
+never spends more than ``nfe`` model evaluations: classifier-free guided denoisers, which cost 2 per call, get half
+as many calls.
 
 :func:`configure` turns a budget (or a tuned plan, or a solver and step-schedule name of the user's) into
 the walk to run; :func:`generate` runs it within the budget, and the ``diffsample sample`` command uses
@@ -22,10 +24,22 @@ from . import contracts, solvers, steps
 from ._deprecation import RenamedAttribute, renamed_keyword
 from .denoisers import CallCounter
 from .errors import BudgetError, DiffsampleError, SigmaError
+from .model_family import model_family, noise_schedule_of
 from .plan import Plan
 from .sampling import sample
+from .schedules import NoiseSchedule
 
-__all__ = ["DefaultChoice", "Walk", "configure", "default_choice", "default_sigmas", "generate"]
+__all__ = [
+    "DEFAULT_TABLE",
+    "FAMILY_TABLES",
+    "DefaultChoice",
+    "Walk",
+    "configure",
+    "default_choice",
+    "default_sigmas",
+    "generate",
+    "schedule_levels",
+]
 
 
 @dataclass(frozen=True)
@@ -43,36 +57,130 @@ class DefaultChoice:
     """Deprecated spelling of ``step_schedule_options``."""
 
 
-# (largest budget it applies to, choice); see the README's "Choosing the default" for the evidence:
-# over the three exact beds, DPM-Solver-2M on log-SNR steps has the best geometric-mean error ratio to
-# the per-cell best of 17 solvers × 3 schedules at NFE 3–6 (1.30–1.35, worst 1.95), iPNDM on log-SNR
-# steps at NFE 8–20 (1.52 at 8–10, 3.35 at 15–20 where the digits bed's basin hits dominate). Both
-# agree with the papers (Lu et al. 2022 for DPM-Solver-2 with log-SNR steps at few NFE; Zhou et al.
-# 2024 for iPNDM as the best training-free multistep method around 10 NFE).
-DEFAULT_TABLE: tuple[tuple[int, DefaultChoice], ...] = (
-    (6, DefaultChoice("dpm_solver_2m", "logsnr")),
-    (1_000_000, DefaultChoice("ipndm", "logsnr")),
+_ALL = 1_000_000
+
+
+def _rows(*rows: tuple[int, str, str]) -> tuple[tuple[int, DefaultChoice], ...]:
+    return tuple((limit, DefaultChoice(solver, schedule)) for limit, solver, schedule in rows)
+
+
+_VP_TABLE = _rows(
+    (6, "ipndm", "kl_optimal"),
+    (12, "deis", "logsnr"),
+    (25, "deis", "karras"),
+    (_ALL, "dpm_solver_3m", "logsnr"),
 )
 
+FAMILY_TABLES: dict[str, tuple[tuple[int, DefaultChoice], ...]] = {
+    "vp_eps": _VP_TABLE,
+    "vp_x0": _VP_TABLE,
+    "vp_v": _VP_TABLE,
+    "edm": _rows(
+        (6, "ipndm", "kl_optimal"),
+        (12, "dpm_solver_3m", "logsnr"),
+        (25, "dpm_solver_3m", "karras"),
+        (_ALL, "dpm_solver_3m", "logsnr"),
+    ),
+    "flow": _rows(
+        (6, "ipndm_v", "time_uniform"),
+        (12, "euler", "time_uniform"),
+        (25, "dpm_solver_3m", "logsnr"),
+        (_ALL, "deis", "logsnr"),
+    ),
+    "flow_shift": _rows(
+        (6, "ipndm", "kl_optimal"),
+        (12, "dpm_solver_3m", "logsnr"),
+        (25, "deis", "logsnr"),
+        (_ALL, "dpm_solver_3m", "logsnr"),
+    ),
+}
+"""Per model family (:data:`diffsample.model_family.FAMILIES`): ``(largest budget it applies to, choice)`` rows.
 
-def default_choice(nfe: int) -> DefaultChoice:
-    """The default configuration for a budget of ``nfe`` model evaluations."""
+Chosen by ``python -m benchmarks defaults --select`` (:func:`benchmarks.defaults_bench.select_defaults`), run on
+2026-12-06 with this library: 11 fixed-step solvers × 4 step schedules (``logsnr``, ``karras``, ``kl_optimal``,
+``time_uniform`` where the model has a time) on every unit of a family — the exact beds ``ring2d``,
+``mixture64``, ``digits`` on the family's span (EDM ``[0.002, 80]``, DDPM table ``[0.01, 157.4]``, rectified flow
+``[0.001, 999]``, with shift 3 ``[0.003, 2997]``), the shipped digits VP-ε networks (``digits_uncond``,
+``digits_cond``) and the flow-matching digits network (``digits_flow``, and with shift 3) — at NFE 4, 5, 6, 8, 10,
+15, 20, 30, 50, 64 noises, error = the median over samples of each sample's RMS distance to the exact ODE end
+point (DOP853 on the beds, a 477-step DPM-Solver++(3M) teacher on the networks; the batch RMSE is set by the few
+samples that end in another mode, a lottery between configurations). Per budget range (4–6, 8–10, 15–20, 30–50)
+the choice has the smallest worst-case ratio to the per-(unit, budget) best over all cells of the family (errors
+floored at 1e-3), never the best of one bed. Worst-case ratio (geometric mean) of each choice over its cells:
+
+=========== ========================== ========================== ========================== =========================
+family      NFE 4–6                    NFE 8–10                   NFE 15–20                  NFE 30–50 (and above)
+=========== ========================== ========================== ========================== =========================
+VP ε/x0/v   iPNDM, KL-optimal          DEIS, log-SNR 1.26 (1.06)  DEIS, Karras 1.67 (1.14)   DPM-Solver-3M, log-SNR
+            17.0 (1.54)                                                                      1.00 (1.00)
+EDM / VE    iPNDM, KL-optimal          DPM-Solver-3M, log-SNR     DPM-Solver-3M, Karras      DPM-Solver-3M, log-SNR
+            8.57 (1.85)                1.05 (1.01)                1.23 (1.05)                1.00 (1.00)
+flow        iPNDM-v, uniform t         Euler, uniform t           DPM-Solver-3M, log-SNR     DEIS, log-SNR
+            2.65 (1.16)                2.58 (1.69)                2.60 (1.36)                1.31 (1.07)
+flow, shift iPNDM, KL-optimal          DPM-Solver-3M, log-SNR     DEIS, log-SNR 1.95 (1.21)  DPM-Solver-3M, log-SNR
+            3.30 (1.46)                2.35 (1.32)                                           1.34 (1.05)
+=========== ========================== ========================== ========================== =========================
+
+At NFE 4–6 every configuration is far from the per-cell best somewhere (the runner-ups' worst cases are 17.9 and
+9.5): no static choice is good on every model there, which is what ``auto=True`` and :func:`diffsample.tune` are
+for. VP x0 and v models take the VP ε row (the same σ-space ODE; no such network was available to measure).
+Budgets below 4 take the first row, above 50 the last; budgets between two ranges the higher one's row (7 → 8–10).
+"""
+
+DEFAULT_TABLE: tuple[tuple[int, DefaultChoice], ...] = FAMILY_TABLES["edm"]
+"""The table for a σ-space denoiser of unknown kind (the ``"edm"`` family's)."""
+
+
+def default_choice(nfe: int, family: str | None = None) -> DefaultChoice:
+    """The default configuration for a budget of ``nfe`` model evaluations on a model of ``family``
+    (:func:`diffsample.model_family.model_family`; ``None``: a σ-space denoiser of unknown kind, ``"edm"``)."""
     if int(nfe) != nfe or nfe < 1:
         raise BudgetError(f"nfe must be a positive integer number of model evaluations, got {nfe!r}")
-    for limit, choice in DEFAULT_TABLE:
+    table = _table(family)
+    for limit, choice in table:
         if nfe <= limit:
             return choice
-    return DEFAULT_TABLE[-1][1]
+    return table[-1][1]
+
+
+def _table(family: str | None) -> tuple[tuple[int, DefaultChoice], ...]:
+    if family is None:
+        return DEFAULT_TABLE
+    if family not in FAMILY_TABLES:
+        raise DiffsampleError(f"unknown model family {family!r}; valid families: {', '.join(FAMILY_TABLES)}")
+    return FAMILY_TABLES[family]
+
+
+def schedule_levels(
+    step_schedule: str,
+    n_steps: int,
+    sigma_min: float,
+    sigma_max: float,
+    noise_schedule: NoiseSchedule | None = None,
+    **options: Any,
+) -> torch.Tensor:
+    """``n_steps`` levels of ``step_schedule`` from ``sigma_max`` to ``sigma_min``, then 0; schedules in a model's
+    time (``time_uniform``, ``time_quadratic``) need its ``noise_schedule``."""
+    spec = steps.get(step_schedule)
+    if spec.needs_noise_schedule:
+        if noise_schedule is None:
+            raise SigmaError(
+                f"step schedule {step_schedule!r} steps in the model's time: pass the model (or its noise_schedule)"
+            )
+        return spec(n_steps, sigma_min, sigma_max, noise_schedule=noise_schedule, **options)
+    return spec(n_steps, sigma_min, sigma_max, **options)
 
 
 def default_sigmas(
-    nfe: int, sigma_min: float, sigma_max: float, calls_per_eval: int = 1
+    nfe: int, sigma_min: float, sigma_max: float, calls_per_eval: int = 1, *, model: object | None = None
 ) -> tuple[DefaultChoice, torch.Tensor]:
     """The default choice and its noise levels for ``nfe`` evaluations over ``[sigma_min, sigma_max]`` → 0.
 
-    ``calls_per_eval`` is the number of model evaluations one denoiser call costs (2 under CFG).
+    ``calls_per_eval`` is the number of model evaluations one denoiser call costs (2 under CFG); ``model`` (a
+    denoiser) selects its family's table.
     """
-    return default_choice(nfe), configure(nfe, sigma_min, sigma_max, calls_per_eval=calls_per_eval).sigmas
+    walk = configure(nfe, sigma_min, sigma_max, calls_per_eval=calls_per_eval, model=model)
+    return default_choice(nfe, None if model is None else model_family(model)), walk.sigmas
 
 
 @dataclass(frozen=True)
@@ -103,6 +211,7 @@ def configure(
     plan: Plan | str | os.PathLike[str] | None = None,
     solver: str | None = None,
     step_schedule: str | None = None,
+    model: object | None = None,
 ) -> Walk:
     """The walk for a budget of ``nfe`` model evaluations over ``[sigma_min, sigma_max]`` → 0, or for a plan.
 
@@ -119,6 +228,9 @@ def configure(
         solver: a registered solver name instead of the table's (with ``nfe``; its steps fill the budget).
         step_schedule: a step-schedule name (:data:`diffsample.steps.SCHEDULES`) instead of the table's
             (``schedule=`` is its deprecated spelling).
+        model: the denoiser the walk is for: its family (:func:`~diffsample.model_family.model_family`) picks
+            the table, and its noise schedule serves the schedules in model time (``time_uniform``). Without it,
+            the table of σ-space denoisers of unknown kind (:data:`DEFAULT_TABLE`, the ``"edm"`` family's).
     """
     if solver is not None and solvers.spec(solver).adaptive:
         raise BudgetError(
@@ -134,13 +246,14 @@ def configure(
         return Walk(plan.sigma_tensor(), plan.solver, dict(plan.options), "plan", budget)
     if nfe is None or sigma_min is None or sigma_max is None:
         raise BudgetError("generate() needs nfe, sigma_min and sigma_max (or a plan)")
-    choice = default_choice(nfe)
+    choice = default_choice(nfe, None if model is None else model_family(model))
     name = choice.solver if solver is None else solver
     options = dict(choice.options) if solver is None else {}
     step_options = choice.step_schedule_options if step_schedule is None else {}
     step_schedule = choice.step_schedule if step_schedule is None else step_schedule
     n_steps = solvers.spec(name).steps_for_nfe(_calls(nfe, calls_per_eval))
-    sigmas = steps.get(step_schedule)(n_steps, sigma_min, sigma_max, **step_options)
+    noise_schedule = None if model is None else noise_schedule_of(model)
+    sigmas = schedule_levels(step_schedule, n_steps, sigma_min, sigma_max, noise_schedule, **step_options)
     return Walk(sigmas, name, options, step_schedule, nfe)
 
 
@@ -154,6 +267,8 @@ def generate(
     noise: contracts.NoiseSource | None = None,
     callback: contracts.StepCallback | None = None,
     plan: Plan | str | os.PathLike[str] | None = None,
+    auto: bool = False,
+    calibration: int | torch.Tensor = 4,
 ) -> torch.Tensor:
     """Sample with the best default configuration for a budget of ``nfe`` model evaluations, or with a tuned plan.
 
@@ -167,6 +282,14 @@ def generate(
             agree with the plan (its cost within ``nfe``, its first level ``sigma_max``, its lowest
             positive level at least ``sigma_min``). A model with a noise schedule (``denoiser.noise_schedule``)
             supplies the span not given, so a plan tuned for another span is refused, not run.
+        auto: choose the solver and step schedule for this model by a short reference run on ``calibration``
+            noises (:func:`diffsample.auto.auto_choice`: the family's candidates, cached per model on disk, its
+            cost counted apart from this call's budget) instead of the family's static default.
+        calibration: automatic mode's calibration noises: a number (seeded 0, 1, …) or unit-variance noises.
+
+    Without a plan the model's family (:func:`~diffsample.model_family.model_family`: VP ε/x0/v, EDM/VE, flow
+    matching with or without shift, from ``denoiser.noise_schedule`` and ``denoiser.prediction``) picks the table
+    (:data:`FAMILY_TABLES`), and its noise schedule supplies the span not given.
 
     Returns:
         The state at σ = 0.
@@ -175,9 +298,29 @@ def generate(
     (:class:`~diffsample.denoisers.CallCounter`), not the shared model's total.
     """
     den = CallCounter(denoiser)  # this call's own evaluations: other threads may walk the same model
-    if plan is not None:  # a model's own span, when it has one, must contain the plan's
-        sigma_min, sigma_max = _span_of(den, sigma_min, sigma_max)
-    walk = configure(nfe, sigma_min, sigma_max, calls_per_eval=den.nfe_per_call, plan=plan)
+    sigma_min, sigma_max = _span_of(den, sigma_min, sigma_max)  # a model's own span, when it has one
+    if auto and plan is not None:
+        raise DiffsampleError("auto=True chooses a solver and steps; a plan fixes them: pass one or the other")
+    solver = step_schedule = None
+    if auto:
+        if nfe is None or sigma_min is None or sigma_max is None:
+            raise BudgetError("generate(auto=True) needs nfe, and sigma_min and sigma_max unless the model has them")
+        from .auto import auto_choice
+
+        choice = auto_choice(
+            denoiser, nfe, tuple(x.shape[1:]), sigma_min=sigma_min, sigma_max=sigma_max, calibration=calibration
+        )
+        solver, step_schedule = choice.solver, choice.step_schedule
+    walk = configure(
+        nfe,
+        sigma_min,
+        sigma_max,
+        calls_per_eval=den.nfe_per_call,
+        plan=plan,
+        solver=solver,
+        step_schedule=step_schedule,
+        model=denoiser if plan is None else None,
+    )
     out = sample(den, x, walk.sigmas, solver=walk.solver, noise=noise, callback=callback, **walk.options)
     spent = den.nfe
     if spent > walk.nfe:  # a guard on the promise, not an expected path

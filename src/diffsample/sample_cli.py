@@ -101,6 +101,7 @@ def _run_sample(args: argparse.Namespace) -> int:
             calls_per_eval=calls_per_eval,
             solver=args.solver,
             step_schedule=args.step_schedule,
+            model=model,
         )
     sigmas, solver, step_schedule, options = walk.sigmas, walk.solver, walk.step_schedule, walk.options
     batch_shape = (args.batch, *args.shape)

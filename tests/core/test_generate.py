@@ -129,9 +129,12 @@ def test_the_sample_command_runs_the_walk_generate_configures(tmp_path, capsys, 
     from diffsample.generate import configure
     from diffsample.models import load_digits_model
 
-    span = load_digits_model().noise_schedule
     assert main(["sample", "--nfe", "6", "--batch", "2", "--quiet", "--out", str(tmp_path), *flags]) == 0
-    walk = configure(6, float(span.sigma_min), float(span.sigma_max), solver=solver, step_schedule=step_schedule)
+    model = load_digits_model()  # the command takes the model's family's default (diffsample.generate.FAMILY_TABLES)
+    span = model.noise_schedule
+    walk = configure(
+        6, float(span.sigma_min), float(span.sigma_max), solver=solver, step_schedule=step_schedule, model=model
+    )
     np.testing.assert_array_equal(np.load(tmp_path / "samples.npz")["sigmas"], walk.sigmas.numpy())
     out, err = capsys.readouterr()
     assert f"solver {walk.solver}, schedule {walk.step_schedule}," in out

@@ -66,7 +66,12 @@ def walk_of(settings: SetSettings, model: Any) -> Walk:  # noqa: ANN401 - any σ
     if settings.plan is not None:
         return configure(settings.nfe, *span, calls_per_eval=per_call, plan=Plan.from_dict(settings.plan))
     return configure(
-        settings.nfe, *span, calls_per_eval=per_call, solver=settings.solver, step_schedule=settings.step_schedule
+        settings.nfe,
+        *span,
+        calls_per_eval=per_call,
+        solver=settings.solver,
+        step_schedule=settings.step_schedule,
+        model=model,
     )
 
 

@@ -2,6 +2,7 @@
 
 A real trained network (not an exact test bed) to run solvers, guidance and tuners against:
 
+* :func:`load_digits_flow_model` — a rectified-flow (flow-matching) digits network, optionally with SD3's shift;
 * :func:`load_digits_model` — the unconditional or class-conditional model as a σ-space denoiser
   ``D(x, sigma, class_labels=None)`` (labels 0…9; :data:`NULL_LABEL` = 10 is "no class");
 * :func:`load_classifier`, :func:`class_accuracy`, :func:`frechet_distance` — a digits classifier
@@ -17,6 +18,8 @@ from __future__ import annotations
 from .classifier import CLASSIFIER_INFO, DigitsClassifier, class_accuracy, classifier_features, load_classifier
 from .data import classifier_split, digits_data, real_halves
 from .digits import MODEL_INFO, MODEL_VARIANTS, NULL_LABEL, load_digits_model, load_digits_network, model_config
+from .digits import MODEL_INFO, NULL_LABEL, load_digits_model, load_digits_network, model_config
+from .digits_flow import load_digits_flow_model
 from .fid import frechet_distance, gaussian_fit, gaussian_frechet_distance
 from .network import DigitsMLP
 
@@ -35,6 +38,7 @@ __all__ = [
     "gaussian_fit",
     "gaussian_frechet_distance",
     "load_classifier",
+    "load_digits_flow_model",
     "load_digits_model",
     "load_digits_network",
     "model_config",

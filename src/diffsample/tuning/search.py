@@ -51,6 +51,7 @@ from .teacher import Teacher
 
 __all__ = [
     "STARTING_STRATEGIES",
+    "STRATEGY_NAMES",
     "Candidate",
     "Choice",
     "Objective",
@@ -245,11 +246,18 @@ def _level_moves(c: Candidate, i: int, delta: float, log_min: float) -> list[Can
 
 @dataclass
 class SearchResult:
+    """What a search found: ``best`` by ``error`` on its objective; with a held-out check (``validate``),
+    ``held_best`` is the incumbent with the lowest held-out error ``held_error``, and ``stopped_early`` says
+    whether the held-out error stopped the search."""
+
     best: Candidate
     error: float
     evals: int
     sweeps: int
     seconds: float
+    held_best: Candidate | None = None
+    held_error: float = math.inf
+    stopped_early: bool = False
 
 
 def coordinate_search(
@@ -326,30 +334,63 @@ def iterated_search(
     kick_evals: int = 150,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    validate: Callable[[Candidate], float] | None = None,
+    patience: int = 2,
 ) -> SearchResult:
     """Iterated local search (Lourenço, Martin & Stützle 2003): ``kicks`` times, perturb the incumbent
     (:func:`perturb`), run :func:`coordinate_search` from there with at most ``kick_evals`` runs, and keep the
     result if it is better. The coordinate search alone stops in the first local optimum of the discrete
-    choices; the kicks change several steps at once. Seeded, so the result is reproducible."""
+    choices; the kicks change several steps at once. Seeded, so the result is reproducible.
+
+    With ``validate`` (the error on held-out noise, e.g. another :class:`Objective`), every new incumbent is
+    also scored there; the search remembers the incumbent with the lowest held-out error and stops early once
+    ``patience`` incumbents in a row lowered the calibration error without lowering the held-out one (early
+    stopping on a validation set: the calibration error still falls, the error on other noise no longer does).
+    """
     t0 = time.perf_counter()
     rng = random.Random(seed)
     best = canonical(start)
     err = objective(best)
     first = objective.evals
+    held_best, held_err = (best, validate(best)) if validate is not None else (None, math.inf)
+    stale, stopped, done = 0, False, 0
     for k in range(kicks):
+        done = k + 1
         res = coordinate_search(
             objective, perturb(best, rng, sigma_min=sigma_min), sigma_min=sigma_min, max_evals=kick_evals
         )
         if res.error < err:
             best, err = res.best, res.error
+            if validate is not None:
+                v = validate(best)
+                if v < held_err:
+                    held_best, held_err, stale = best, v, 0
+                else:
+                    stale += 1
         if progress:
-            progress(f"kick {k + 1}/{kicks}: {res.error:.5g} (best {err:.5g}), {res.evals} runs")
-    return SearchResult(best, err, objective.evals - first, kicks, time.perf_counter() - t0)
+            held = f", held-out best {held_err:.5g}" if validate is not None else ""
+            progress(f"kick {k + 1}/{kicks}: {res.error:.5g} (best {err:.5g}{held}), {res.evals} runs")
+        if validate is not None and stale >= max(1, patience):
+            stopped = True
+            break
+    return SearchResult(
+        best, err, objective.evals - first, done, time.perf_counter() - t0, held_best, held_err, stopped
+    )
 
 
 def uniform_choices(n_steps: int, choice: Choice) -> tuple[Choice, ...]:
     return tuple(choice for _ in range(n_steps))
 
+
+STRATEGY_NAMES: dict[Choice, str] = {
+    Choice("data", 2, False, "bh2"): "DPM-Solver++(2M)",
+    Choice("data", 1, False, "bh2"): "DDIM",
+    Choice("data", 2, True, "bh2"): "UniPC-2 (bh2)",
+    Choice("data", 3, True, "bh2"): "UniPC-3 (bh2)",
+    Choice("noise", 2, False, "bh2"): "DPM-Solver-2M",
+    Choice("data", 1, True, "bh1"): "DDIM + UniC-1 (bh1)",
+}
+"""The published solver each uniform starting strategy is (for a plan's provenance)."""
 
 STARTING_STRATEGIES: tuple[Choice, ...] = (
     Choice("data", 2, False, "bh2"),  # DPM-Solver++(2M)

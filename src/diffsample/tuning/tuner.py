@@ -10,7 +10,17 @@ Pipeline (each stage counted in model evaluations of the calibration batch and i
    ``M′`` levels; plus the hand-made log-SNR and Karras schedules.
 3. **Search** (:mod:`.search`): every starting schedule × a few uniform strategies is scored; the best
    ``refine`` distinct ones are refined by the coordinate search over per-step choices and ``log σ``,
-   then ``kicks`` rounds of iterated local search start from the best; the best candidate becomes the plan.
+   then ``kicks`` rounds of iterated local search start from the best.
+4. **Selection on held-out noise** (``holdout``, a quarter of the calibration batch by default): stages 2–3 see
+   only the other samples. The search's results (best start, each refined optimum, and the iterated search's
+   incumbent with the lowest held-out error; that search also stops once ``patience`` new incumbents in a row
+   did not lower the held-out error) are scored on the held-out samples, as are the hand-made candidates
+   (:func:`hand_made_candidates`: six published solvers on log-SNR and Karras steps); the plan is the best
+   search result there, or the best hand-made candidate when that is at least as good (``fallback``), so the
+   plan is never worse on held-out noise than any hand-made configuration considered. This is validation-set
+   model selection and early stopping (e.g. Prechelt 1998, "Early stopping — but when?"): the search can fit
+   the calibration batch's particular trajectories (its error there falls while the error on other noise
+   rises); held-out samples measure what carries over.
 
 Cost and scaling: the model sees ``teacher_nfe + M′ + S_dp·n·M′ + N_search`` evaluations of the calibration
 batch (``M′ = M/dp_stride`` DP levels, ``S_dp = 3`` DP strategies). With the defaults the search makes
@@ -28,6 +38,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -40,6 +51,7 @@ from .plan import Plan
 from .provenance import library_version, model_name
 from .search import (
     STARTING_STRATEGIES,
+    STRATEGY_NAMES,
     Candidate,
     Choice,
     Objective,
@@ -51,7 +63,7 @@ from .search import (
 )
 from .teacher import Teacher, teacher_trajectory
 
-__all__ = ["DP_STRATEGIES", "tune"]
+__all__ = ["DP_STRATEGIES", "HAND_SCHEDULES", "hand_made_candidates", "held_out_count", "split_teacher", "tune"]
 
 DP_STRATEGIES: tuple[Choice, ...] = (Choice("data", 1), Choice("data", 2), Choice("data", 3))
 """Uniform strategies for which the propagated-state programme is run."""
@@ -75,6 +87,8 @@ def tune(
     kick_evals: int | None = None,
     seed: int = 0,
     max_rows: int = 8192,
+    holdout: float = 0.25,
+    patience: int = 2,
     progress: Callable[[str], None] | None = None,
 ) -> Plan:
     """Tune noise levels and per-step solver choices for ``denoiser`` at a budget of ``nfe`` evaluations.
@@ -97,11 +111,20 @@ def tune(
             (default ``30·n``).
         seed: the iterated search's random seed (the whole tuning is deterministic).
         max_rows: most samples per model call in the batched stages.
+        holdout: the fraction of the calibration batch held out (its last samples): the search fits the rest,
+            and the plan is the search result with the lowest error on the held-out part, or the best
+            hand-made candidate (:func:`hand_made_candidates`) when that is at least as good there. 0 selects
+            on the calibration error, as before.
+        patience: the iterated search stops once this many of its new incumbents in a row did not lower the
+            held-out error.
         progress: called with one line per stage.
 
     Returns:
         A :class:`Plan` (solver ``"plan"``) whose provenance records the model id, budget, calibration
-        size, end-point RMSE vs the teacher, the teacher's NFE and method, and the tuning wall time and NFE.
+        size, end-point RMSE vs the teacher (``error`` on the whole batch, ``fit_error`` and ``heldout_error``
+        on its two parts), how it was selected (``selected_by``, ``stopped_early``, ``fallback``,
+        ``hand_made_best``), the teacher's NFE and method, and the tuning cost: wall time, ``tuning_nfe``
+        (model evaluations per calibration sample) and ``tuning_model_calls`` (batched denoiser calls).
     """
     t_start = time.perf_counter()
     den = as_denoiser(denoiser)
@@ -132,16 +155,21 @@ def tune(
     log(f"teacher: {teacher.nfe} NFE, {teacher_seconds:.1f}s ({teacher.method})")
 
     batch = calibration.shape[0]
-    sub = Teacher(teacher.grid[::dp_stride], teacher.states[::dp_stride], teacher.final, teacher.nfe, teacher.method)
+    held = held_out_count(batch, holdout)
+    fit_teacher, held_teacher = split_teacher(teacher, batch - held)
+    fit = batch - held
+    sub = Teacher(
+        fit_teacher.grid[::dp_stride], fit_teacher.states[::dp_stride], fit_teacher.final, teacher.nfe, teacher.method
+    )
     if float(sub.grid[-1]) != teacher.sigma_min:  # keep σ_min among the DP levels
         sub = Teacher(
-            torch.cat([sub.grid, teacher.grid[-1:]]),
-            torch.cat([sub.states, teacher.states[-1:]]),
-            teacher.final,
+            torch.cat([sub.grid, fit_teacher.grid[-1:]]),
+            torch.cat([sub.states, fit_teacher.states[-1:]]),
+            fit_teacher.final,
             teacher.nfe,
             teacher.method,
         )
-    evaluate = Evaluator(own, batch, max_rows)
+    evaluate = Evaluator(own, fit, max_rows)
     schedules: list[list[float]] = []
     t0 = time.perf_counter()
     if n <= len(sub.grid):
@@ -153,16 +181,13 @@ def tune(
                 sub, evaluate, n, prediction=strategy.prediction, order=strategy.order, variant=strategy.variant
             )
             schedules.append(res.sigmas)
-    if n > 1:  # the hand-made schedules as starting points too
-        schedules += [
-            steps.get(name)(n, sigma_min, sigma_max, append_zero=False).tolist() for name in ("logsnr", "karras")
-        ]
-    else:
-        schedules.append([sigma_max])
+    hand = hand_made_candidates(n, sigma_min, sigma_max)
+    schedules += [list(c.sigmas) for c in hand[:: len(STARTING_STRATEGIES)]]
     dp_seconds = time.perf_counter() - t0
     log(f"dynamic programmes: {len(schedules)} schedules, {evaluate.nfe:.0f} NFE, {dp_seconds:.1f}s")
 
-    objective = Objective(own, teacher)
+    objective = Objective(own, fit_teacher)
+    validate = Objective(own, held_teacher) if held else None
     t0 = time.perf_counter()
     scored: dict[Candidate, float] = {}
     for cand in starting_points(schedules, STARTING_STRATEGIES):
@@ -170,6 +195,7 @@ def tune(
     starts = sorted(scored.items(), key=lambda kv: kv[1])
     log(f"starting points: best {starts[0][1]:.5g} of {len(starts)}")
     best: tuple[float, Candidate] = (starts[0][1], starts[0][0])
+    pool: list[Candidate] = [starts[0][0]]  # the search's results, from which held-out noise selects
     refined: set[Candidate] = set()
     for cand, err0 in starts:  # starts that end in an optimum already found do not count
         if len(refined) >= max(1, refine) or not math.isfinite(err0):
@@ -177,21 +203,37 @@ def tune(
         res = coordinate_search(objective, cand, sigma_min=sigma_min, max_evals=max_evals)
         log(f"search from {err0:.5g}: {res.error:.5g} ({res.evals} runs, {res.sweeps} sweeps)")
         refined.add(res.best)
+        pool.append(res.best)
         if res.error < best[0]:
             best = (res.error, res.best)
+    stopped_early = False
     if kicks > 0 and math.isfinite(best[0]):
         res = iterated_search(
-            objective, best[1], sigma_min=sigma_min, kicks=kicks, kick_evals=kick_evals, seed=seed, progress=progress
+            objective,
+            best[1],
+            sigma_min=sigma_min,
+            kicks=kicks,
+            kick_evals=kick_evals,
+            seed=seed,
+            progress=progress,
+            validate=validate,
+            patience=patience,
         )
-        log(f"iterated search: {res.error:.5g} ({res.evals} runs)")
+        stopped_early = res.stopped_early
+        log(f"iterated search: {res.error:.5g} ({res.evals} runs{', stopped on held-out error' * stopped_early})")
+        pool.append(res.best if res.held_best is None else res.held_best)
         if res.error < best[0]:
             best = (res.error, res.best)
-    search_seconds = time.perf_counter() - t0
-    error, cand = best
-    if not math.isfinite(error):
+    if not math.isfinite(best[0]):
         raise DiffsampleError("tuning failed: every candidate walk diverged on the calibration batch")
+    selection = _select(pool, hand, objective, validate)
+    search_seconds = time.perf_counter() - t0
+    cand = selection.chosen
+    log(f"selected: {selection.describe()}")
 
-    tuning_nfe = teacher.nfe + evaluate.nfe + objective.nfe
+    fit_nfe = evaluate.nfe + objective.nfe
+    held_nfe = validate.nfe if validate is not None else 0
+    tuning_nfe = teacher.nfe + (fit_nfe * fit + held_nfe * held) / batch
     provenance = {
         "model": model_name(den, model_id),
         "nfe": int(nfe),
@@ -200,11 +242,20 @@ def tune(
         "sigma_max": sigma_max,
         "calibration_size": batch,
         "sample_shape": list(calibration.shape[1:]),
-        "error": error,
+        "error": selection.batch_error(fit, held),
         "error_metric": "RMSE at sigma = 0 against the teacher on the calibration batch",
+        "fit_size": fit,
+        "fit_error": selection.fit_error,
+        "heldout_size": held,
+        "heldout_error": selection.held_error if held else None,
+        "selected_by": "held-out error" if held else "calibration error",
+        "stopped_early": stopped_early,
+        "fallback": selection.fallback,
+        "hand_made_best": selection.hand_summary(),
         "teacher_nfe": teacher.nfe,
         "teacher_method": teacher.method,
         "tuning_nfe": round(tuning_nfe, 3),
+        "tuning_model_calls": own.calls,
         "tuning_seconds": round(time.perf_counter() - t_start, 3),
         "stages": {
             "teacher_seconds": round(teacher_seconds, 3),
@@ -212,11 +263,103 @@ def tune(
             "dp_seconds": round(dp_seconds, 3),
             "search_runs": objective.evals,
             "search_nfe": objective.nfe,
+            "heldout_runs": validate.evals if validate is not None else 0,
+            "heldout_nfe": held_nfe,
             "search_seconds": round(search_seconds, 3),
         },
         "library": library_version(),
     }
     return Plan(cand.walk(), "plan", plan_options_of(cand), provenance)
+
+
+HAND_SCHEDULES: tuple[str, ...] = ("logsnr", "karras")
+"""The hand-made step schedules the tuner starts from and falls back to."""
+
+
+def hand_made_candidates(n: int, sigma_min: float, sigma_max: float) -> list[Candidate]:
+    """The hand-made configurations the tuner considers: every published strategy of
+    :data:`~.search.STARTING_STRATEGIES` on every schedule of :data:`HAND_SCHEDULES` (schedule-major order)."""
+    if n == 1:
+        levels = [[sigma_max]]
+    else:
+        levels = [steps.get(name)(n, sigma_min, sigma_max, append_zero=False).tolist() for name in HAND_SCHEDULES]
+    return [canonical(c) for c in starting_points(levels, STARTING_STRATEGIES)]
+
+
+def hand_made_label(c: Candidate, index: int) -> str:
+    """``"<solver> on <schedule>"`` for the ``index``-th entry of :func:`hand_made_candidates`."""
+    schedule = HAND_SCHEDULES[index // len(STARTING_STRATEGIES)] if c.n_steps > 1 else "one step"
+    return f"{STRATEGY_NAMES[STARTING_STRATEGIES[index % len(STARTING_STRATEGIES)]]} on {schedule}"
+
+
+def held_out_count(batch: int, holdout: float) -> int:
+    """Samples of a calibration batch of ``batch`` held out for selection: ``round(holdout · batch)``, at least
+    one and leaving at least one to fit (none when ``holdout`` is 0 or the batch has one sample)."""
+    if not 0 <= holdout < 1:
+        raise DiffsampleError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
+    if holdout == 0 or batch < 2:
+        return 0
+    return min(max(1, round(holdout * batch)), batch - 1)
+
+
+def split_teacher(teacher: Teacher, fit: int) -> tuple[Teacher, Teacher]:
+    """The teacher of the first ``fit`` calibration samples and that of the rest (the held-out part)."""
+    first = Teacher(teacher.grid, teacher.states[:, :fit], teacher.final[:fit], teacher.nfe, teacher.method)
+    rest = Teacher(teacher.grid, teacher.states[:, fit:], teacher.final[fit:], teacher.nfe, teacher.method)
+    return first, rest
+
+
+@dataclass
+class Selection:
+    """The plan chosen from the search's results and the hand-made candidates, with the errors behind the choice."""
+
+    chosen: Candidate
+    fit_error: float
+    held_error: float
+    fallback: bool
+    hand_label: str
+    hand_fit_error: float
+    hand_held_error: float
+
+    def batch_error(self, fit: int, held: int) -> float:
+        """The RMSE over the whole calibration batch (fit and held-out parts pooled)."""
+        if not held:
+            return self.fit_error
+        return math.sqrt((fit * self.fit_error**2 + held * self.held_error**2) / (fit + held))
+
+    def hand_summary(self) -> dict[str, object]:
+        return {
+            "config": self.hand_label,
+            "fit_error": self.hand_fit_error,
+            "heldout_error": self.hand_held_error if math.isfinite(self.hand_held_error) else None,
+        }
+
+    def describe(self) -> str:
+        which = f"hand-made {self.hand_label} (fallback)" if self.fallback else "tuned"
+        return f"{which}, fit {self.fit_error:.5g}, held-out {self.held_error:.5g}"
+
+
+def _select(
+    pool: list[Candidate], hand: list[Candidate], objective: Objective, validate: Objective | None
+) -> Selection:
+    """The search result with the lowest held-out error, unless the best hand-made candidate is at least as good
+    there (then that one: the plan is never worse on held-out noise than the hand-made configurations considered).
+    Without held-out samples: the lowest calibration error, the same fallback rule on it."""
+    score = validate if validate is not None else objective
+    tuned = min(pool, key=lambda c: (score(c), objective(c)))
+    k = min(range(len(hand)), key=lambda i: (score(hand[i]), objective(hand[i])))
+    fallback = score(hand[k]) <= score(tuned) and canonical(hand[k]) != canonical(tuned)
+    chosen = hand[k] if fallback else tuned
+    held = validate(chosen) if validate is not None else math.inf
+    return Selection(
+        chosen,
+        objective(chosen),
+        held,
+        fallback,
+        hand_made_label(hand[k], k),
+        objective(hand[k]),
+        validate(hand[k]) if validate is not None else math.inf,
+    )
 
 
 def evaluate_plan(denoiser: Denoiser, plan: Plan, x: torch.Tensor, reference: torch.Tensor) -> float:

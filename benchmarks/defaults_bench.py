@@ -1,0 +1,538 @@
+"""The evidence behind ``generate``'s per-family defaults, and the figures of ``python -m benchmarks defaults``.
+
+**Units.** A unit is one denoiser on one span, in one model family (:mod:`diffsample.model_family`), with the
+exact end point of its probability-flow ODE for a fixed noise batch (seed 0):
+
+* exact beds (``ring2d``, ``mixture64``, ``digits``) on the span of every family: EDM's ``[0.002, 80]``, the
+  DDPM table's ``[0.01, 157.4]`` (VP), rectified flow's ``[0.001, 999]`` and with shift 3 ``[0.003, 2997]``;
+  reference: DOP853 (:func:`diffsample.testbeds.reference_solution`, cached);
+* the shipped digits networks (VP ε on the DDPM table: ``digits_uncond``, ``digits_cond`` unguided) and the
+  flow-matching digits network ``digits_flow`` (without and with shift 3); reference: this library's teacher
+  (DPM-Solver++(3M), 477 log-SNR steps, :func:`diffsample.tuning.teacher_trajectory`), cached on disk.
+
+**Selection procedure** (:func:`select_defaults`). For every family and budget (4, 5, 6, 8, 10, 15, 20, 30, 50),
+every configuration of :data:`SOLVERS` × :data:`SCHEDULES` (``time_uniform`` where the family has a time) is run
+on every unit of the family, and its error — the median over the 64 samples of each sample's RMS error to the
+exact end point (:func:`median_error`) — is divided by the best configuration's error on that unit and budget
+(per cell; errors below :data:`ERROR_FLOOR` count as the floor). Per budget range of :data:`BUDGET_RANGES` (one
+table row each), the default is the configuration with the smallest **worst-case** ratio over all cells of the
+family and range (ties: geometric mean), so no single bed, network or budget decides; the printed selection table
+gives the choice, its worst and mean ratios and the runner-up. Why the median and not the batch RMSE: on the beds
+at NFE ≥ 15 the RMSE of 64 samples is set by the one or two samples that end in another mode than the reference
+(each worth ~0.5 of RMSE), so which configuration "wins" a cell is a lottery (a first selection on the RMSE chose
+UniPC on KL-optimal steps for EDM at NFE 15–20, 14× the best peer's RMSE on ``ring2d`` at NFE 20).
+VP x0 and v models have no unit of their own (no such network here): their σ-space denoiser is the same
+function as an ε model's up to network error, so they take the VP units' choice.
+
+**Figures** (:func:`figure_rows`): per unit and budget, ``generate``, ``generate(auto=True)`` and the tuned plan
+divided by the best diffusers / k-diffusion configuration that walks the same span (σ_max → 0); the tuned plan
+also divided by the best hand-made configuration (peers included), all on the same held-out noise (seed 0,
+never seen by the tuner or by the automatic mode, which calibrate on seed 1).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from diffsample import cache, noise, sample, solvers, steps
+from diffsample.denoisers import CountingDenoiser, as_denoiser
+from diffsample.errors import DiffsampleError
+from diffsample.model_family import FAMILIES
+from diffsample.schedules import DiscreteVP, NoiseSchedule, RectifiedFlow
+
+__all__ = [
+    "SCHEDULES",
+    "FamilyView",
+    "FigureRow",
+    "figure_rows",
+    "format_figures",
+    "SOLVERS",
+    "Unit",
+    "config_errors",
+    "peer_errors",
+    "select_defaults",
+    "BUDGET_RANGES",
+    "units",
+]
+
+SOLVERS: tuple[str, ...] = (
+    "euler",
+    "heun",
+    "ddim",
+    "dpm_solver_2m",
+    "dpmpp_2m",
+    "dpmpp_3m",
+    "dpm_solver_3m",
+    "ipndm",
+    "ipndm_v",
+    "unipc",
+    "deis",
+)
+"""Fixed-step deterministic solvers the selection considers."""
+
+SCHEDULES: tuple[str, ...] = ("logsnr", "karras", "kl_optimal", "time_uniform")
+"""Step schedules it considers (``time_uniform`` only for families with a time: VP and flow)."""
+
+SPANS: dict[str, tuple[float, float]] = {
+    "edm": (0.002, 80.0),
+    "vp": (float(DiscreteVP(beta_schedule="linear").sigma_min), float(DiscreteVP(beta_schedule="linear").sigma_max)),
+    "flow": (float(RectifiedFlow().sigma_min), float(RectifiedFlow().sigma_max)),
+    "flow_shift": (float(RectifiedFlow(shift=3.0).sigma_min), float(RectifiedFlow(shift=3.0).sigma_max)),
+}
+
+BATCH = 64
+
+
+@dataclass
+class Unit:
+    """One denoiser on one span, with the exact end point of a fixed noise batch."""
+
+    name: str
+    family: str
+    span_name: str
+    build: Callable[[], Any]
+    noise_schedule: NoiseSchedule | None
+    reference_kind: str
+    _den: Any = field(default=None, repr=False)
+    _refs: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def span(self) -> tuple[float, float]:
+        return SPANS[self.span_name]
+
+    @property
+    def denoiser(self) -> Any:
+        if self._den is None:
+            self._den = self.build()
+        return self._den
+
+    def shape(self) -> tuple[int, ...]:
+        return tuple(getattr(self.denoiser, "shape", (1, 8, 8)))
+
+    def noise(self, seed: int = 0, size: int = BATCH) -> torch.Tensor:
+        """Unit-variance noise ``z`` (the state at σ_max is ``σ_max · z``), float64."""
+        return noise.seeded(seed).initial((size, *self.shape()), 1.0, dtype=torch.float64)
+
+    def reference(self, seed: int = 0, size: int = BATCH) -> torch.Tensor:
+        key = (seed, size)
+        if key not in self._refs:
+            self._refs[key] = self._solve_reference(self.noise(seed, size) * self.span[1])
+        return self._refs[key]
+
+    def _solve_reference(self, x: torch.Tensor) -> torch.Tensor:
+        lo, hi = self.span
+        if self.reference_kind == "exact":
+            from diffsample.testbeds import reference_solution
+
+            return reference_solution(self.denoiser, x, hi, 0.0)
+        from diffsample.tuning import teacher_trajectory
+
+        settings = {"unit": self.name, "span": [lo, hi], "teacher": "dpmpp_3m 120x4", "version": 1}
+        path = cache.cache_dir("defaults-references") / f"{cache.key_digest(settings, x.numpy().tobytes())}.pt"
+
+        def solve() -> torch.Tensor:
+            return teacher_trajectory(self.denoiser, x.to(torch.float32), sigma_min=lo, sigma_max=hi).final.to(
+                torch.float64
+            )
+
+        return cache.cached(path, solve, lambda p: torch.load(p, weights_only=True), lambda v, h: torch.save(v, h))
+
+
+def _bed(name: str) -> Callable[[], Any]:
+    def build() -> Any:
+        from diffsample.testbeds import get_bed
+
+        return get_bed(name)
+
+    return build
+
+
+def _digits(conditional: bool) -> Callable[[], Any]:
+    def build() -> Any:
+        from diffsample.models import load_digits_model
+
+        return load_digits_model(conditional)
+
+    return build
+
+
+def _flow(shift: float) -> Callable[[], Any]:
+    def build() -> Any:
+        from diffsample.models.digits_flow import load_digits_flow_model
+
+        return load_digits_flow_model(shift)
+
+    return build
+
+
+def units(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), networks: bool = True) -> list[Unit]:
+    """Every unit: the beds on every family's span, and the digits networks (module docstring)."""
+    vp_table = DiscreteVP(beta_schedule="linear")
+    time_of = {"edm": None, "vp": vp_table, "flow": RectifiedFlow(), "flow_shift": RectifiedFlow(shift=3.0)}
+    family_of = {"edm": "edm", "vp": "vp_eps", "flow": "flow", "flow_shift": "flow_shift"}
+    out: list[Unit] = []
+    for span in SPANS:
+        for bed in beds:
+            out.append(Unit(f"{bed}@{span}", family_of[span], span, _bed(bed), time_of[span], "exact"))
+    if networks:
+        out.append(Unit("digits_uncond", "vp_eps", "vp", _digits(False), vp_table, "teacher"))
+        out.append(Unit("digits_cond", "vp_eps", "vp", _digits(True), vp_table, "teacher"))
+        out.append(Unit("digits_flow", "flow", "flow", _flow(1.0), RectifiedFlow(), "teacher"))
+        shifted = RectifiedFlow(shift=3.0)
+        out.append(Unit("digits_flow_shift3", "flow_shift", "flow_shift", _flow(3.0), shifted, "teacher"))
+    return out
+
+
+def rmse(a: torch.Tensor, b: torch.Tensor) -> float:
+    v = float((a.to(torch.float64) - b.to(torch.float64)).square().mean().sqrt())
+    return v if math.isfinite(v) else math.inf
+
+
+def unit_sigmas(unit: Unit, schedule: str, n_steps: int) -> torch.Tensor | None:
+    """The walk of ``schedule`` with ``n_steps`` steps on the unit's span, ``None`` where it does not apply."""
+    from diffsample.generate import schedule_levels
+
+    if steps.get(schedule).needs_noise_schedule and unit.noise_schedule is None:
+        return None
+    lo, hi = unit.span
+    return schedule_levels(schedule, n_steps, lo, hi, unit.noise_schedule)
+
+
+def median_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The median over samples of each sample's RMS error: the typical sample's error, which the few samples that
+    end in another mode than the reference (and dominate a batch RMSE on the beds) do not move."""
+    per = (a.to(torch.float64) - b.to(torch.float64)).flatten(1).square().mean(1).sqrt()
+    v = float(per.median())
+    return v if math.isfinite(v) and bool(torch.isfinite(per).all()) else math.inf
+
+
+METRICS: dict[str, Callable[[torch.Tensor, torch.Tensor], float]] = {"rmse": rmse, "median": median_error}
+"""Error metrics: the batch RMSE (the figures) and the typical sample's error (the selection)."""
+
+
+def run_walk(
+    unit: Unit, sigmas: torch.Tensor, solver: str, seed: int = 0, size: int = BATCH, metric: str = "rmse"
+) -> float:
+    x = unit.noise(seed, size) * float(sigmas[0])
+    dtype = torch.float64 if unit.reference_kind == "exact" else torch.float32
+    try:
+        out = sample(unit.denoiser, x.to(dtype), sigmas, solver=solver)
+    except DiffsampleError:
+        return math.inf
+    return METRICS[metric](out, unit.reference(seed, size))
+
+
+def config_errors(unit: Unit, nfe: int, metric: str = "rmse") -> dict[str, float]:
+    """Error (``metric`` of :data:`METRICS`) of every solver × schedule at ``nfe`` evaluations on the unit (key
+    ``"solver/schedule"``)."""
+    out: dict[str, float] = {}
+    for solver in SOLVERS:
+        try:
+            n = solvers.spec(solver).steps_for_nfe(nfe)
+        except DiffsampleError:
+            continue
+        for schedule in SCHEDULES:
+            sig = unit_sigmas(unit, schedule, n)
+            if sig is None or abs(float(sig[0]) - unit.span[1]) > 1e-6 * unit.span[1]:
+                continue
+            out[f"{solver}/{schedule}"] = run_walk(unit, sig, solver, metric=metric)
+    return out
+
+
+def peer_errors(unit: Unit, nfe: int, seed: int = 0) -> dict[str, float]:
+    """RMSE of every installed diffusers / k-diffusion configuration that walks the unit's span σ_max → 0 within
+    ``nfe`` evaluations. VP and EDM units use the peers' own catalogue on that span (``vp1000``, ``edm``); flow
+    units k-diffusion's samplers on k-diffusion's schedules over the flow span (diffusers' flow schedulers are
+    not in the catalogue)."""
+    from .peers import peer_configs
+    from .peers.catalogue import peers_available
+    from .peers.kdiffusion import KDIFFUSION_SAMPLERS, kdiffusion_sample, kdiffusion_sigmas, kdiffusion_steps_for_nfe
+    from .peers.spans import Span
+
+    lo, hi = unit.span
+    z = unit.noise(seed).to(torch.float32)
+    ref = unit.reference(seed)
+    out: dict[str, float] = {}
+    den = unit.denoiser
+    if unit.span_name in ("edm", "vp"):
+        for cfg in peer_configs(span="edm" if unit.span_name == "edm" else "vp1000"):
+            if not cfg.fixed_nfe:
+                continue
+            try:
+                run = cfg.run(den, z, nfe)
+            except (ValueError, RuntimeError, ZeroDivisionError, DiffsampleError):
+                continue
+            if run.nfe > nfe or run.nfe == 0 or run.sigma_end != 0.0:
+                continue
+            if not math.isclose(run.sigma_start, hi, rel_tol=1e-5):
+                continue
+            out[cfg.name] = rmse(run.x, ref)
+        return out
+    # diffusers' FlowMatchEulerDiscreteScheduler: Euler in t on x_t = (1 − t) x0 + t ε over uniform t (with the
+    # shift), x_t' = x_t + (t' − t) u. With u = ε̂ − x̂0 this is x_t' = (1 − t') x̂0 + t' ε̂: DDIM on the same levels
+    # (Song et al. 2021), which is how it is run here (σ = t/(1 − t)).
+    sig = unit_sigmas(unit, "time_uniform", nfe)
+    if sig is not None:
+        x = sample(den, z * float(sig[0]), sig, solver="ddim")
+        out[f"diffusers:FlowMatchEuler (= ddim on uniform t)@{unit.span_name}"] = rmse(x, ref)
+    if peers_available()["k-diffusion"] is None:
+        return out
+    span = Span(unit.span_name, lo, hi)
+    for sampler in KDIFFUSION_SAMPLERS:
+        for schedule in ("karras", "exponential"):
+            try:
+                n = kdiffusion_steps_for_nfe(sampler, nfe)
+                sig = kdiffusion_sigmas(schedule, n, span)
+                x, used = kdiffusion_sample(sampler, den, z * float(sig[0]), sig)
+            except (ValueError, RuntimeError, ZeroDivisionError, AttributeError, DiffsampleError):
+                continue
+            if 0 < used <= nfe:
+                out[f"k-diffusion:{sampler}-{schedule}@{unit.span_name}"] = rmse(x, ref)
+    return out
+
+
+@dataclass
+class Selection:
+    family: str
+    budgets: tuple[int, ...]
+    choice: str
+    worst: float
+    mean: float
+    runner_up: str
+    runner_up_worst: float
+    units: list[str]
+
+
+BUDGET_RANGES: tuple[tuple[int, ...], ...] = ((4, 5, 6), (8, 10), (15, 20), (30, 50))
+"""Budgets that share one row of a family's table: a configuration is judged over all of them at once."""
+
+ERROR_FLOOR = 1e-3
+"""Errors below this count as this (the digits bed ends exactly on a training image, so some walks have error 0:
+a per-cell best of 0 would make every ratio infinite)."""
+
+
+def select_defaults(
+    table: dict[tuple[str, int], dict[str, float]],
+    unit_list: Sequence[Unit],
+    ranges: Sequence[Sequence[int]] = BUDGET_RANGES,
+    floor: float = ERROR_FLOOR,
+) -> list[Selection]:
+    """Per family and budget range: the configuration with the smallest worst-case ratio ``max(e, floor) /
+    max(best, floor)`` over every (unit, budget) cell of the family and range (ties: geometric mean)."""
+    out: list[Selection] = []
+    for family in sorted({u.family for u in unit_list}, key=FAMILIES.index):
+        fam_units = [u for u in unit_list if u.family == family]
+        for budgets in ranges:
+            cells = [(u, n) for u in fam_units for n in budgets if (u.name, n) in table]
+            if not cells:
+                continue
+            ratios: dict[str, list[float]] = {}
+            for u, n in cells:
+                errs = table[(u.name, n)]
+                best = max(min(errs.values()), floor)
+                for cfg, e in errs.items():
+                    ratios.setdefault(cfg, []).append(max(e, floor) / best)
+            full = {c: r for c, r in ratios.items() if len(r) == len(cells)}
+            ranked = sorted(full, key=lambda c: (max(full[c]), _gmean(full[c])))
+            out.append(
+                Selection(
+                    family,
+                    tuple(budgets),
+                    ranked[0],
+                    max(full[ranked[0]]),
+                    _gmean(full[ranked[0]]),
+                    ranked[1],
+                    max(full[ranked[1]]),
+                    [u.name for u in fam_units],
+                )
+            )
+    return out
+
+
+def _gmean(values: Sequence[float]) -> float:
+    if any(not math.isfinite(v) for v in values):
+        return math.inf
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def hand_table(
+    unit_list: Sequence[Unit],
+    nfes: Sequence[int],
+    progress: Callable[[str], None] | None = None,
+    metric: str = "median",
+) -> dict[tuple[str, int], dict[str, float]]:
+    """``config_errors`` of every unit at every budget (the selection's metric: the typical sample's error)."""
+    table: dict[tuple[str, int], dict[str, float]] = {}
+    for u in unit_list:
+        t0 = time.perf_counter()
+        u.reference()
+        for nfe in nfes:
+            table[(u.name, nfe)] = config_errors(u, nfe, metric)
+        if progress:
+            progress(f"{u.name}: {time.perf_counter() - t0:.0f}s")
+    return table
+
+
+def format_selection(rows: Sequence[Selection]) -> str:
+    lines = [
+        f"{'family':<11} {'NFE':<11} {'choice':<24} {'worst':>6} {'gmean':>6}  {'runner-up':<24} {'worst':>6}  units"
+    ]
+    for r in rows:
+        budgets = ",".join(str(n) for n in r.budgets)
+        lines.append(
+            f"{r.family:<11} {budgets:<11} {r.choice:<24} {r.worst:>6.2f} {r.mean:>6.2f}  {r.runner_up:<24} "
+            f"{r.runner_up_worst:>6.2f}  {', '.join(r.units)}"
+        )
+    return "\n".join(lines)
+
+
+class FamilyView(CountingDenoiser):
+    """An exact bed seen as a model of a family: the same σ-space denoiser, with the noise schedule and prediction
+    type that :func:`diffsample.model_family.model_family` reads (so ``generate`` treats ``ring2d`` on the DDPM
+    span as a VP ε model, on the flow span as a flow model)."""
+
+    def __init__(self, inner: Any, noise_schedule: NoiseSchedule | None, prediction: str, name: str) -> None:
+        super().__init__()
+        self.inner = as_denoiser(inner)
+        self.noise_schedule = noise_schedule
+        self.prediction = prediction
+        self.name = name
+        self.shape = getattr(inner, "shape", None)
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return self.inner(x, sigma, **kwargs)
+
+
+def model_view(unit: Unit) -> Any:
+    """What ``generate`` sees: the network itself, or the bed with its span's family (:class:`FamilyView`)."""
+    if unit.reference_kind != "exact" or unit.noise_schedule is None:
+        return unit.denoiser
+    prediction = "flow" if unit.family.startswith("flow") else "eps"
+    return FamilyView(unit.denoiser, unit.noise_schedule, prediction, unit.name)
+
+
+TUNE_SETTINGS: dict[str, Any] = {"teacher_levels": 60, "refine": 1, "kicks": 2, "holdout": 0.25}
+""":func:`diffsample.tune` options for the figures (``max_evals = 10·n``, ``kick_evals = 5·n`` per budget)."""
+
+
+@dataclass
+class FigureRow:
+    unit: str
+    family: str
+    nfe: int
+    generate: float
+    auto: float
+    auto_choice: str
+    auto_cost_nfe: int
+    tuned: float
+    tuned_fallback: bool
+    tuning_nfe: float
+    best_peer: float
+    best_peer_config: str
+    best_hand: float
+    best_hand_config: str
+
+    def ratio(self, what: str, to: str = "best_peer") -> float:
+        num, den = getattr(self, what), getattr(self, to)
+        return num / den if den > 0 and math.isfinite(num) else math.inf
+
+
+def figure_rows(
+    unit_list: Sequence[Unit],
+    nfes: Sequence[int],
+    *,
+    tune_plans: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> list[FigureRow]:
+    """Per unit and budget: generate, auto and tuned against the best peer and the best hand-made configuration,
+    all on the held-out noise (seed 0, 64 samples); auto and the tuner calibrate on seed 1."""
+    from diffsample import generate, tune
+    from diffsample.auto import auto_choice
+
+    rows: list[FigureRow] = []
+    for unit in unit_list:
+        lo, hi = unit.span
+        view = model_view(unit)
+        z = unit.noise(0)
+        ref = unit.reference(0)
+        dtype = torch.float64 if unit.reference_kind == "exact" else torch.float32
+        x = (z * hi).to(dtype)
+        cal_auto = unit.noise(1, 4)
+        cal_tune = (unit.noise(1, BATCH) * hi).to(dtype)
+        for nfe in nfes:
+            t0 = time.perf_counter()
+            peers = peer_errors(unit, nfe)
+            hand = config_errors(unit, nfe)
+            both = {**hand, **peers}
+            gen = rmse(generate(view, x, nfe=nfe, sigma_min=lo, sigma_max=hi), ref)
+            choice = auto_choice(view, nfe, tuple(z.shape[1:]), sigma_min=lo, sigma_max=hi, calibration=cal_auto)
+            auto = rmse(generate(view, x, nfe=nfe, sigma_min=lo, sigma_max=hi, auto=True, calibration=cal_auto), ref)
+            tuned, fallback, tuning_nfe = math.nan, False, 0.0
+            if tune_plans:
+                plan = tune(
+                    view,
+                    nfe=nfe,
+                    sigma_min=lo,
+                    sigma_max=hi,
+                    calibration=cal_tune,
+                    max_evals=10 * nfe,
+                    kick_evals=5 * nfe,
+                    **TUNE_SETTINGS,
+                )
+                tuned = rmse(sample(view, x, plan=plan), ref)
+                fallback, tuning_nfe = bool(plan.provenance["fallback"]), float(plan.provenance["tuning_nfe"])
+            best_peer = min(peers, key=peers.get) if peers else ""
+            best_hand = min(both, key=both.get)
+            rows.append(
+                FigureRow(
+                    unit.name,
+                    unit.family,
+                    nfe,
+                    gen,
+                    auto,
+                    f"{choice.solver}/{choice.step_schedule}",
+                    choice.cost_nfe if not choice.cached else _uncached_cost(choice, nfe),
+                    tuned,
+                    fallback,
+                    tuning_nfe,
+                    peers.get(best_peer, math.nan),
+                    best_peer,
+                    both[best_hand],
+                    best_hand,
+                )
+            )
+            if progress:
+                r = rows[-1]
+                progress(
+                    f"{unit.name} NFE {nfe}: gen/peer {r.ratio('generate'):.2f} auto/peer {r.ratio('auto'):.2f} "
+                    f"tuned/hand {r.ratio('tuned', 'best_hand'):.2f} ({time.perf_counter() - t0:.0f}s)"
+                )
+    return rows
+
+
+def _uncached_cost(choice: Any, nfe: int) -> int:
+    """What an automatic choice costs when it is not in the cache: fingerprint, reference and candidates."""
+    from diffsample.auto import candidates_for, reference_steps
+
+    return 2 + reference_steps(nfe) + len(candidates_for(choice.family)) * nfe
+
+
+def format_figures(rows: Sequence[FigureRow]) -> str:
+    head = (
+        f"{'unit':<20} {'NFE':>3}  {'gen/peer':>8} {'auto/peer':>9} {'tuned/hand':>10}  {'generate':>9} "
+        f"{'auto':>9} {'tuned':>9} {'best peer':>9}  {'auto choice':<24} {'best peer config'}"
+    )
+    lines = [head]
+    for r in rows:
+        lines.append(
+            f"{r.unit:<20} {r.nfe:>3}  {r.ratio('generate'):>8.2f} {r.ratio('auto'):>9.2f} "
+            f"{r.ratio('tuned', 'best_hand'):>10.2f}  {r.generate:>9.3g} {r.auto:>9.3g} {r.tuned:>9.3g} "
+            f"{r.best_peer:>9.3g}  {r.auto_choice:<24} {r.best_peer_config}"
+        )
+    return "\n".join(lines)

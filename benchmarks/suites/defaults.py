@@ -1,0 +1,56 @@
+"""``generate``'s per-family defaults: the selection table (``--select``) and the figures against the peers.
+
+``python -m benchmarks defaults --select`` runs every solver × step schedule on every unit (exact beds on each
+family's span, the digits networks) and prints, per family and budget, the configuration with the smallest
+worst-case ratio to the per-unit best (:func:`benchmarks.defaults_bench.select_defaults`): the procedure behind
+:data:`diffsample.generate.FAMILY_TABLES`. Without ``--select`` it prints the figures
+(:func:`benchmarks.defaults_bench.figure_rows`): ``generate``, automatic mode and tuned plans against the best
+diffusers / k-diffusion configuration on the same span, and the tuned plan against the best hand-made one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from diffsample.cli import int_list, progress_printer, str_list
+from diffsample.files import atomic_write_text
+
+from ..defaults_bench import figure_rows, format_figures, format_selection, hand_table, select_defaults, units
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--select", action="store_true", help="print the selection table instead of the figures")
+    p.add_argument("--nfe", type=int_list, default=None, help="budgets (default 4,5,6,8,10,15,20; --select adds 30,50)")
+    p.add_argument("--beds", type=str_list, default=["ring2d", "mixture64", "digits"])
+    p.add_argument("--units", type=str_list, default=None, help="keep only these units (names as printed)")
+    p.add_argument("--no-networks", action="store_true", help="exact beds only")
+    p.add_argument("--no-tune", action="store_true", help="leave out the tuned plans in the figures")
+    p.add_argument("--out", default=None, help="also write the rows as JSON here")
+    p.add_argument("--quiet", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(1)
+    progress = progress_printer(args.quiet)
+    unit_list = units(args.beds, networks=not args.no_networks)
+    if args.units:
+        unit_list = [u for u in unit_list if u.name in args.units]
+    if args.select:
+        nfes = args.nfe or [4, 5, 6, 8, 10, 15, 20, 30, 50]
+        table = hand_table(unit_list, nfes, progress)
+        rows = select_defaults(table, unit_list)
+        print(format_selection(rows))
+        payload = {"selection": [r.__dict__ for r in rows], "errors": {f"{k[0]}@{k[1]}": v for k, v in table.items()}}
+    else:
+        nfes = args.nfe or [4, 5, 6, 8, 10, 15, 20]
+        figures = figure_rows(unit_list, nfes, tune_plans=not args.no_tune, progress=progress)
+        print(format_figures(figures))
+        payload = {"figures": [r.__dict__ for r in figures]}
+    if args.out:
+        print(f"\nwrote {atomic_write_text(args.out, json.dumps(payload, indent=1) + chr(10))}")
+    return 0

@@ -1,0 +1,208 @@
+"""Automatic mode: pick the solver and step schedule for *this* model by a short reference run, once per model.
+
+``generate(..., nfe=n, auto=True)`` calls :func:`auto_choice`:
+
+1. **calibration** — ``calibration`` noises (default 4, seeded 0 … 3 through :func:`diffsample.noise.seeded`) at
+   ``σ_max``;
+2. **reference** — the same states walked to σ = 0 by DPM-Solver++(3M) (Lu et al. 2022, third order) on
+   ``max(8 n, 64)`` log-SNR steps: with an error of order ``h³`` its distance to the exact ODE end point is about
+   ``8³ = 512`` times below that of a third-order walk of ``n`` steps, far below the differences between the
+   candidates;
+3. **candidates** — every configuration of the family's candidate set (:data:`AUTO_CANDIDATES`: the static
+   default and the runners-up of the selection procedure behind :data:`diffsample.generate.FAMILY_TABLES`), each
+   run with the budget of ``n`` evaluations; the one with the lowest RMSE to the reference wins (the family's
+   static default for the budget is run first and wins ties, so auto mode only departs from it on evidence);
+4. **cache** — the choice is written (atomically) under ``cache_dir("auto")``, keyed by a fingerprint of the model
+   (its outputs at two fixed inputs, so other weights under the same name get their own entry), its family,
+   span, budget, calls per evaluation, the calibration noises and the candidate set; a later call reads it back
+   for the cost of the fingerprint alone.
+
+**Cost**, in model calls of the calibration batch: ``2`` (fingerprint) ``+ max(8 n, 64)`` (reference) ``+ K·n``
+(``K = 6`` candidates), i.e. ``max(8, 64/n) + K`` sampling runs of ``n`` calls plus 2 calls: 14 runs for
+``n ≥ 8``, 22.5 at ``n = 4``. On 4 calibration samples that is, in per-sample model evaluations, 1.4 sampling runs
+of a 64-sample batch at ``n = 4`` and 0.9 at ``n = 8 … 20``; paid once per model and budget (then 2 calls).
+:class:`AutoChoice` records the exact count (``cost_nfe``, per calibration sample) and whether it came from the
+cache.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from . import cache, files, noise, solvers, steps
+from ._version import __version__
+from .contracts import Denoiser
+from .denoisers import CallCounter
+from .errors import BudgetError, DiffsampleError, NonFiniteError, SigmaError
+from .model_family import FAMILIES, model_family, noise_schedule_of
+from .sampling import sample
+from .schedules import NoiseSchedule
+
+__all__ = ["AUTO_CANDIDATES", "AutoChoice", "auto_choice", "reference_steps"]
+
+AUTO_CANDIDATES: dict[str, tuple[tuple[str, str], ...]] = {
+    "vp_eps": (("ipndm", "kl_optimal"), ("deis", "logsnr"), ("deis", "karras"), ("dpm_solver_3m", "logsnr"),
+               ("dpm_solver_2m", "logsnr"), ("euler", "kl_optimal")),
+    "edm": (("ipndm", "kl_optimal"), ("dpm_solver_3m", "logsnr"), ("dpm_solver_3m", "karras"), ("deis", "logsnr"),
+            ("deis", "karras"), ("ipndm_v", "kl_optimal")),
+    "flow": (("ipndm_v", "time_uniform"), ("euler", "time_uniform"), ("dpm_solver_3m", "logsnr"), ("deis", "logsnr"),
+             ("ipndm_v", "kl_optimal"), ("ipndm", "time_uniform")),
+    "flow_shift": (("ipndm", "kl_optimal"), ("dpm_solver_3m", "logsnr"), ("deis", "logsnr"), ("euler", "kl_optimal"),
+                   ("ipndm_v", "kl_optimal"), ("ipndm", "time_uniform")),
+}  # fmt: skip
+"""Candidate (solver, step schedule) pairs per family: the rows of the family's static table
+(:data:`diffsample.generate.FAMILY_TABLES`) and the runners-up of the same selection run (VP x0/v share the VP ε
+set)."""
+
+_SHARED = {"vp_x0": "vp_eps", "vp_v": "vp_eps"}
+
+
+def candidates_for(family: str) -> tuple[tuple[str, str], ...]:
+    """The candidate set of a family of :data:`~diffsample.model_family.FAMILIES`."""
+    if family not in FAMILIES:
+        raise DiffsampleError(f"unknown model family {family!r}; valid families: {', '.join(FAMILIES)}")
+    return AUTO_CANDIDATES[_SHARED.get(family, family)]
+
+
+def reference_steps(nfe: int) -> int:
+    """Steps of the reference walk for a budget of ``nfe`` calls: ``max(8·nfe, 64)``."""
+    return max(8 * int(nfe), 64)
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """What automatic mode chose, the errors behind it and what it cost.
+
+    ``errors`` maps ``"solver/schedule"`` to the RMSE against the reference on the calibration noises;
+    ``cost_nfe`` the model evaluations per calibration sample spent (fingerprint, reference, candidates; only the
+    fingerprint when ``cached``); ``runs`` that cost in sampling runs of the budget.
+    """
+
+    solver: str
+    step_schedule: str
+    family: str
+    nfe: int
+    errors: dict[str, float] = field(default_factory=dict)
+    reference_nfe: int = 0
+    calibration_size: int = 0
+    cost_nfe: int = 0
+    cached: bool = False
+
+    @property
+    def runs(self) -> float:
+        return self.cost_nfe / self.nfe
+
+
+def _walk_sigmas(
+    schedule: str, n_steps: int, lo: float, hi: float, noise_schedule: NoiseSchedule | None
+) -> torch.Tensor:
+    from .generate import schedule_levels
+
+    return schedule_levels(schedule, n_steps, lo, hi, noise_schedule)
+
+
+def _fingerprint(den: CallCounter, shape: tuple[int, ...], lo: float, hi: float) -> bytes:
+    """The model's outputs at two fixed inputs (2 calls): tells weights apart that share a name."""
+    probe = noise.seeded([12345, 12346]).initial((2, *shape), 1.0, dtype=torch.float32)
+    sig = torch.tensor([math.sqrt(lo * hi), hi], dtype=torch.float32)
+    out = [den(probe[i : i + 1] * float(sig[i]), sig[i : i + 1]) for i in range(2)]
+    return torch.cat(out).to(torch.float32).numpy().round(5).tobytes()
+
+
+def auto_choice(
+    denoiser: Denoiser,
+    nfe: int,
+    sample_shape: tuple[int, ...] | torch.Size,
+    *,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    calibration: int | torch.Tensor = 4,
+    use_cache: bool = True,
+    cache_folder: str | None = None,
+) -> AutoChoice:
+    """Choose among the family's candidates by a short high-accuracy reference run (module docstring).
+
+    Args:
+        denoiser: the model; its family (:func:`~diffsample.model_family.model_family`) picks the candidate set
+            and its noise schedule the span not given.
+        nfe: the budget in model evaluations (a guided call counts 2).
+        sample_shape: the shape of one sample, e.g. ``(1, 8, 8)``.
+        sigma_min, sigma_max: the span (default: the model's noise schedule's).
+        calibration: the number of calibration noises (seeded 0, 1, …) or unit-variance noises ``(B, …)``.
+        use_cache: read and write the choice in the disk cache (:mod:`diffsample.cache`).
+        cache_folder: another folder for that cache.
+    """
+    den = CallCounter(denoiser)
+    family = model_family(denoiser)
+    schedule = noise_schedule_of(denoiser)
+    lo = float(schedule.sigma_min) if sigma_min is None and schedule is not None else sigma_min
+    hi = float(schedule.sigma_max) if sigma_max is None and schedule is not None else sigma_max
+    if lo is None or hi is None or not 0 < lo < hi:
+        raise SigmaError(f"automatic mode needs 0 < sigma_min < sigma_max (or a model with a noise schedule), "
+                         f"got {lo!r} and {hi!r}")  # fmt: skip
+    if int(nfe) != nfe or nfe < 1:
+        raise BudgetError(f"nfe must be a positive integer number of model evaluations, got {nfe!r}")
+    per_call = den.nfe_per_call
+    calls = int(nfe) // per_call
+    if calls < 1:
+        raise BudgetError(f"a budget of {nfe} evaluations buys no call of a denoiser costing {per_call} each")
+    shape = tuple(int(v) for v in sample_shape)
+    if isinstance(calibration, torch.Tensor):
+        z = calibration.to(torch.float64)
+        if tuple(z.shape[1:]) != shape:
+            raise DiffsampleError(f"calibration noises have shape {tuple(z.shape[1:])} per sample, not {shape}")
+    else:
+        if int(calibration) < 1:
+            raise DiffsampleError(f"calibration must be a positive number of noises, got {calibration!r}")
+        z = noise.seeded(list(range(int(calibration)))).initial((int(calibration), *shape), 1.0, dtype=torch.float64)
+    from .generate import default_choice  # generate imports this module lazily too
+
+    static = default_choice(int(nfe), family)
+    cands = tuple(sorted(candidates_for(family), key=lambda c: c != (static.solver, static.step_schedule)))
+    settings = {
+        "family": family,
+        "span": [lo, hi],
+        "nfe": int(nfe),
+        "per_call": per_call,
+        "candidates": [list(c) for c in cands],
+        "reference": f"dpmpp_3m logsnr {reference_steps(calls)}",
+        "name": str(getattr(denoiser, "name", type(denoiser).__name__)),
+        "library": __version__,
+    }
+    fingerprint = _fingerprint(den, shape, lo, hi)
+    digest = cache.key_digest(settings, fingerprint, z.numpy().tobytes())
+    path = cache.cache_dir("auto", cache_folder) / f"{digest}.json"
+    if use_cache and path.exists():
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        stored.update(cached=True, cost_nfe=den.nfe)
+        return AutoChoice(**stored)
+    dtype = torch.float32
+    x = (z * hi).to(dtype)
+    ref_sigmas = steps.logsnr(reference_steps(calls), lo, hi)
+    before = den.nfe
+    reference = sample(den, x, ref_sigmas, solver="dpmpp_3m").to(torch.float64)
+    reference_nfe = den.nfe - before
+    errors: dict[str, float] = {}
+    for solver, sched in cands:
+        try:
+            n_steps = solvers.spec(solver).steps_for_nfe(calls)
+            sig = _walk_sigmas(sched, n_steps, lo, hi, schedule)
+            out = sample(den, x, sig, solver=solver)
+            err = float((out.to(torch.float64) - reference).square().mean().sqrt())
+        except (BudgetError, SigmaError, NonFiniteError):
+            err = math.inf
+        errors[f"{solver}/{sched}"] = err if math.isfinite(err) else math.inf
+    best = min(errors, key=lambda k: (errors[k], list(errors).index(k)))
+    if not math.isfinite(errors[best]):
+        raise DiffsampleError("automatic mode: every candidate diverged on the calibration noises")
+    solver, sched = best.split("/")
+    choice = AutoChoice(solver, sched, family, int(nfe), errors, reference_nfe, int(z.shape[0]), den.nfe)
+    if use_cache:
+        stored = {k: v for k, v in asdict(choice).items() if k not in ("cached", "cost_nfe")}
+        stored["errors"] = {k: (v if math.isfinite(v) else None) for k, v in stored["errors"].items()}
+        files.atomic_write_text(path, json.dumps(stored, indent=1) + "\n")
+    return choice
