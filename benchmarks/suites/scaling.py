@@ -30,13 +30,18 @@ from diffsample.cli import int_list
 from diffsample.scaling import (
     AncestralProposal,
     CachedValue,
+    ExactMixtureChain,
     best_of_n,
     feynman_kac,
     path_search,
     reward_twist,
+    run_chain,
     svdd,
+    tree_sample,
+    tree_search,
     zero_order_search,
 )
+from diffsample.scaling.engine import population_seeds, slot_seeds
 from diffsample.testbeds import GaussianMixture
 from diffsample.testbeds.guidance_metrics import posterior_report
 from diffsample.testbeds.tilted import TiltedMixture, linear_reward, quadratic_reward, tilt
@@ -54,6 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=30, help="sampling levels on the bed (default 30)")
     p.add_argument("--digits-particles", type=int_list, default=[1, 4, 16], help="K per output sample on digits")
     p.add_argument("--digits-samples", type=int, default=32, help="output samples per row on digits (default 32)")
+    p.add_argument("--tree-max", type=int, default=64, help="largest K (rollouts) for the tree rows (default 64)")
+    p.add_argument("--tree-samples", type=int, default=100, help="trees (output samples) per DTS row (default 100)")
     p.add_argument("--skip-digits", action="store_true", help="only the exact bed")
 
 
@@ -86,8 +93,9 @@ BED_COLUMNS = [
 ]
 
 
-def _bed_rows(bed: TiltedMixture, ks: list[int], g: int, steps: int) -> list[list[object]]:
+def _bed_rows(bed: TiltedMixture, ks: list[int], g: int, steps: int, tree_max: int, trees: int) -> list[list[object]]:
     sig = _sigmas(steps)
+    chain = ExactMixtureChain(bed.prior, sig)
     base = AncestralProposal(bed.prior, sig, (2,), dtype=F64)
     crude = AncestralProposal(bed.prior, sig, (2,), dtype=F64, twist=reward_twist(bed.reward, bed.alpha))
     exact = AncestralProposal(bed.prior, sig, (2,), dtype=F64, twist=lambda x, x0, s: bed.log_twist(x, s))
@@ -99,14 +107,15 @@ def _bed_rows(bed: TiltedMixture, ks: list[int], g: int, steps: int) -> list[lis
         rep = posterior_report(bed.tilted, x, n_floor=3)
         err = abs(float(log_z.exp().mean()) / z - 1.0) if log_z is not None else float("nan")
         reward = float(bed.reward(x.reshape(x.shape[0], -1)).mean())
-        rows.append(
-            [name, k, total / g, rep["sw"], rep["sw_floor"], rep["tv"], rep["tv_floor"], reward, truth, err, ess]
-        )
+        per = total / x.shape[0]
+        rows.append([name, k, per, rep["sw"], rep["sw_floor"], rep["tv"], rep["tv_floor"], reward, truth, err, ess])
 
     plain = best_of_n(base, bed.reward, n=1, populations=g, seeds=0)
     report("plain sampler (no reward)", 1, plain.x, plain.cost.network_evaluations, None, float("nan"))
     for k in ks:
         runs = [
+            ("exact chain: FK r(x0_hat)", chain, None),
+            ("exact chain: SMC exact twist", chain, lambda p: bed.log_twist(p.x, p.time)),
             ("FK steering r(x0_hat)", base, None),
             ("SMC exact twist", base, lambda p: bed.log_twist(p.x, p.time)),
             ("TDS twist r(x0_hat)", crude, CachedValue()),
@@ -119,7 +128,24 @@ def _bed_rows(bed: TiltedMixture, ks: list[int], g: int, steps: int) -> list[lis
         report(f"SVDD alpha={bed.alpha:g}", k, sv.x, sv.cost.total, None, float("nan"))
         bo = best_of_n(base, bed.reward, n=k, populations=g, seeds=4)
         report("best-of-N", k, bo.x, bo.cost.total, None, float("nan"))
+        if k <= tree_max:
+            dts = tree_sample(base, bed.reward, rollouts=k, samples=trees, seeds=5, alpha=bed.alpha)
+            report(f"DTS ({trees} trees)", k, dts.x, dts.cost.total, None, float("nan"))
     return rows
+
+
+def _chain_bias(bed: TiltedMixture, steps: int, n: int) -> str:
+    """The base ancestral chain's own error: its samples against the prior, and log E_chain[exp(r/α)] − log Z."""
+    last, _ = run_chain(
+        AncestralProposal(bed.prior, _sigmas(steps), (2,), dtype=F64), slot_seeds(population_seeds(8, 1), n)
+    )
+    rep = posterior_report(bed.prior, last.x, n_floor=3)
+    log_z = float(torch.logsumexp(bed.reward(last.x) / bed.alpha, 0)) - math.log(n)
+    return (
+        f"{steps}-step ancestral chain vs the prior ({n} draws): SW {rep['sw']:.4f} (floor {rep['sw_floor']:.4f}), "
+        f"TV {rep['tv']:.4f} (floor {rep['tv_floor']:.4f}); its E[exp(r/alpha)] / Z - 1 = "
+        f"{math.exp(log_z - bed.log_normalizer) - 1:+.4f}"
+    )
 
 
 MATCHED_COLUMNS = [
@@ -138,6 +164,8 @@ def _matched_rows(
     alpha: float,
     ks: list[int],
     g: int,
+    tree_max: int,
+    trees: int,
     twist: Callable | None = None,
 ) -> list[list[object]]:
     """Best-of-N, FK, SVDD (greedy and soft), zero-order and path search at K particles each: reward, diversity."""
@@ -145,7 +173,7 @@ def _matched_rows(
     levels = proposal.num_steps
 
     def add(name: str, k: int, x: torch.Tensor, total: int) -> None:
-        rows.append([name, k, total / g, float(reward(x).mean()), _diversity(x)])
+        rows.append([name, k, total / x.shape[0], float(reward(x).mean()), _diversity(x)])
 
     for k in ks:
         bo = best_of_n(proposal, reward, n=k, populations=g, seeds=10)
@@ -176,6 +204,9 @@ def _matched_rows(
                 seeds=15,
             )
             add("path search (branch 2, back 2)", k, ps.x, ps.cost.total)
+        if k <= tree_max:
+            ts = tree_search(proposal, reward, rollouts=k, samples=trees, seeds=16, alpha=alpha)
+            add(f"DTS* ({trees} trees)", k, ts.x, ts.cost.total)
     return rows
 
 
@@ -203,12 +234,16 @@ def run(args: argparse.Namespace) -> int:
     }
     for name, bed in beds.items():
         print(f"Tilted mixture bed, {name}, alpha = 1 (log Z = {bed.log_normalizer:.4f}); {args.populations} outputs")
-        print(text_table(BED_COLUMNS, _bed_rows(bed, args.particles, args.populations, args.steps)))
+        print(_chain_bias(bed, args.steps, 20000))
+        rows = _bed_rows(bed, args.particles, args.populations, args.steps, args.tree_max, args.tree_samples)
+        print(text_table(BED_COLUMNS, rows))
         print()
         base = AncestralProposal(bed.prior, _sigmas(args.steps), (2,), dtype=F64)
         ode = AncestralProposal(bed.prior, _sigmas(args.steps), (2,), dtype=F64, eta=0.0)
         print(f"Matched compute on the bed ({name}): reward reached and diversity")
-        rows = _matched_rows(base, ode, bed.reward, bed.alpha, args.particles, args.populations)
+        rows = _matched_rows(
+            base, ode, bed.reward, bed.alpha, args.particles, args.populations, args.tree_max, args.tree_samples
+        )
         print(text_table(MATCHED_COLUMNS, rows))
         print()
     if args.skip_digits:
@@ -223,7 +258,17 @@ def run(args: argparse.Namespace) -> int:
     for name, (reward, alpha, differentiable) in _digit_rewards().items():
         print(f"Digits (unconditional model, 20 ancestral steps), reward {name}; {args.digits_samples} outputs")
         twist = reward_twist(reward, alpha) if differentiable else None
-        rows = _matched_rows(base, ode, reward, alpha, args.digits_particles, args.digits_samples, twist)
+        rows = _matched_rows(
+            base,
+            ode,
+            reward,
+            alpha,
+            args.digits_particles,
+            args.digits_samples,
+            16,
+            min(16, args.digits_samples),
+            twist,
+        )
         print(text_table(MATCHED_COLUMNS, rows))
         print()
     return 0
