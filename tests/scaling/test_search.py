@@ -115,3 +115,14 @@ def test_dts_on_one_level_is_importance_resampling_and_dts_star_keeps_the_best()
     assert torch.allclose(star.rewards, star.history[:, -1])
     assert bool((star.history[:, 1:] >= star.history[:, :-1]).all())
     assert float(star.rewards.mean()) > float(dts.rewards.mean())
+
+
+def test_svdd_and_search_samples_do_not_depend_on_the_other_samples() -> None:
+    bed = tilted("linear")
+    prop = AncestralProposal(bed.prior, sigmas(5), (2,), dtype=F64)
+    one = svdd(prop, bed.reward, candidates=3, samples=1, seeds=[21], alpha=0.5)
+    three = svdd(prop, bed.reward, candidates=3, samples=3, seeds=[21, 22, 23], alpha=0.5)
+    assert torch.equal(one.x[0], three.x[0])
+    one = path_search(prop, bed.reward, n=4, checkpoints=[2], seeds=[21])
+    three = path_search(prop, bed.reward, n=4, checkpoints=[2], seeds=[21, 22, 23], populations=3)
+    assert torch.equal(one.x[0], three.x[0])
