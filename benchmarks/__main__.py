@@ -31,6 +31,7 @@ SUITES: dict[str, str] = {
     "guidance_gradient": "benchmarks.suites.guidance_gradient",
     "guidance_attention": "benchmarks.suites.guidance_attention",
     "defaults": "benchmarks.suites.defaults",
+    "scaling": "benchmarks.suites.scaling",
 }
 """Suite name → module with ``add_arguments(parser)`` and ``run(args) -> int``."""
 
