@@ -2,10 +2,29 @@
 
 * :mod:`.resampling` — log-weights, effective sample size, the SMC normaliser factor and four unbiased
   resampling schemes (multinomial, stratified, systematic, residual), shared by every particle method.
+* :mod:`.engine` — the particle engine: particles, the proposal protocol, Feynman–Kac potentials, ESS-triggered
+  resampling, the final weight correction to ``p(x) exp(r(x)/α)``, the ``log Z`` estimate and the cost report.
+* :mod:`.gaussian` — continuous proposals: the ancestral (DDPM-posterior) step and its twisted (TDS) version.
+* :mod:`.exact_chain` — the exact reverse chain of a Gaussian-mixture bed as a proposal (exact SMC tests).
 """
 
 from __future__ import annotations
 
+from .engine import (
+    POTENTIALS,
+    CachedValue,
+    CountedReward,
+    Particles,
+    Proposal,
+    ProposalCost,
+    ScalingCost,
+    SMCResult,
+    Transition,
+    feynman_kac,
+    run_chain,
+)
+from .exact_chain import ExactMixtureChain
+from .gaussian import AncestralProposal, reward_twist
 from .resampling import (
     RESAMPLING_SCHEMES,
     effective_sample_size,
@@ -16,7 +35,21 @@ from .resampling import (
 )
 
 __all__ = [
+    "POTENTIALS",
     "RESAMPLING_SCHEMES",
+    "AncestralProposal",
+    "CachedValue",
+    "CountedReward",
+    "ExactMixtureChain",
+    "Particles",
+    "Proposal",
+    "ProposalCost",
+    "ScalingCost",
+    "SMCResult",
+    "Transition",
+    "feynman_kac",
+    "reward_twist",
+    "run_chain",
     "effective_sample_size",
     "log_mean_weight",
     "normalized_weights",
