@@ -83,7 +83,10 @@ def test_populations_are_batch_invariant():
 
     def run(populations, seeds):
         proposal = MaskedProposal(chain.denoiser(), chain.length, prediction="sample")
-        return feynman_kac(proposal, tilted.reward, particles=5, populations=populations, seeds=seeds, alpha=0.8)
+        # resampling at every step: every population draws its resampling uniforms at the same levels
+        return feynman_kac(
+            proposal, tilted.reward, particles=5, populations=populations, seeds=seeds, alpha=0.8, ess_threshold=1.0
+        )
 
     alone = run(1, [7])
     together = run(3, [3, 7, 9])
