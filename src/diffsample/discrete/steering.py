@@ -38,6 +38,7 @@ from ..noise import derive_seed
 from ..scaling.engine import Particles, ProposalCost, Transition, ValueFunction
 from ._walk import Transform
 from .ancestral import step_reveal_probability
+from .beds.tilted import EnumeratedTilt, TiltedChain
 from .categorical import inverse_cdf
 from .contracts import MaskedDenoiser
 from .denoiser import as_masked_denoiser
@@ -45,7 +46,7 @@ from .orders import ORDERS, order_scores, reveal_counts, select_positions
 from .random import SeededUniforms
 from .schedules import MaskingSchedule, linear, time_grid
 
-__all__ = ["MASKED_PROPOSALS", "PREDICTIONS", "MaskedProposal", "exact_value", "masked_proposal"]
+__all__ = ["MASKED_PROPOSALS", "PREDICTIONS", "MaskedProposal", "exact_value"]
 
 MASKED_PROPOSALS = ("first_hitting", "ancestral", "ordered")
 """The masked samplers :class:`MaskedProposal` steps."""
@@ -65,7 +66,9 @@ class _Model:
         self.per_row = int(getattr(self.denoiser, "evaluations_per_call", 1))
         self.evaluations = 0
 
-    def __call__(self, z: torch.Tensor, t: torch.Tensor, old_z: torch.Tensor | None, old_p: torch.Tensor | None):
+    def __call__(
+        self, z: torch.Tensor, t: torch.Tensor, old_z: torch.Tensor | None, old_p: torch.Tensor | None
+    ) -> torch.Tensor:
         if old_z is None or old_p is None or not self.denoiser.time_free:
             self.evaluations += z.shape[0] * self.per_row
             return self.denoiser(z, t)
@@ -262,12 +265,7 @@ def _drawn_log_prob(probs: torch.Tensor, tokens: torch.Tensor, chosen: torch.Ten
     return torch.where(chosen, torch.log(picked), torch.zeros_like(picked)).sum(-1)
 
 
-def masked_proposal(denoiser: MaskedDenoiser, length: int | None = None, **options) -> MaskedProposal:
-    """A :class:`MaskedProposal` (same arguments)."""
-    return MaskedProposal(denoiser, length, **options)
-
-
-def exact_value(bed) -> ValueFunction:
+def exact_value(bed: TiltedChain | EnumeratedTilt) -> ValueFunction:
     """The engine value ``ℓ(particles) = log E[exp(r(x0)/α) | z]`` of a tilted bed
     (:class:`~diffsample.discrete.beds.tilted.TiltedChain` or :class:`~.beds.tilted.EnumeratedTilt`)."""
 
