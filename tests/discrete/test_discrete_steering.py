@@ -9,7 +9,8 @@ import torch
 
 from diffsample import discrete
 from diffsample.discrete.beds import chain3x6, count_reward, exact_law, tilt_chain
-from diffsample.discrete.steering import MaskedProposal, exact_value
+from diffsample.discrete.categorical import temperature
+from diffsample.discrete.steering import MaskedProposal, exact_soft_value, exact_value
 from diffsample.errors import DiffsampleError
 from diffsample.scaling.engine import feynman_kac, run_chain
 
@@ -76,6 +77,25 @@ def test_transition_ratio_makes_ancestral_target_its_own_tilted_law():
     stderr = float(z_hat.std()) / math.sqrt(len(z_hat))
     assert abs(float(z_hat.mean()) - want) < 4 * stderr
     assert abs(want - math.exp(tilted.log_normalizer())) > 4 * stderr  # the ancestral law is not the chain's
+
+
+def test_a_tempered_draw_is_corrected_by_its_weights():
+    # tokens drawn at temperature 2 (q ≠ p): the weights carry p/q, so Ẑ stays unbiased for Z and the weighted
+    # particles target the tilted law of the (exact) first-hitting sampler
+    chain, tilted = _tilted()
+    proposal = MaskedProposal(chain.denoiser(), chain.length, transform=lambda p: temperature(p, 2.0))
+    out = feynman_kac(proposal, tilted.reward, particles=2, populations=3000, seeds=3, alpha=tilted.alpha)
+    z_hat = torch.exp(out.log_normalizer)
+    stderr = float(z_hat.std()) / math.sqrt(len(z_hat))
+    assert abs(float(z_hat.mean()) - math.exp(tilted.log_normalizer())) < 4 * stderr
+
+
+def test_soft_value_is_alpha_log_value():
+    chain, tilted = _tilted()
+    parts = MaskedProposal(chain.denoiser(), chain.length).start([0, 1])
+    v, soft = exact_value(tilted)(parts), exact_soft_value(tilted)(parts)
+    assert torch.allclose(soft, tilted.alpha * v)
+    assert torch.allclose(v, torch.full((2,), tilted.log_normalizer(), dtype=torch.float64))
 
 
 def test_populations_are_batch_invariant():

@@ -46,7 +46,7 @@ from .orders import ORDERS, order_scores, reveal_counts, select_positions
 from .random import SeededUniforms
 from .schedules import MaskingSchedule, linear, time_grid
 
-__all__ = ["MASKED_PROPOSALS", "PREDICTIONS", "MaskedProposal", "exact_value"]
+__all__ = ["MASKED_PROPOSALS", "PREDICTIONS", "MaskedProposal", "exact_soft_value", "exact_value"]
 
 MASKED_PROPOSALS = ("first_hitting", "ancestral", "ordered")
 """The masked samplers :class:`MaskedProposal` steps."""
@@ -271,5 +271,15 @@ def exact_value(bed: TiltedChain | EnumeratedTilt) -> ValueFunction:
 
     def value(particles: Particles) -> torch.Tensor:
         return bed.log_value(particles.x)
+
+    return value
+
+
+def exact_soft_value(bed: TiltedChain | EnumeratedTilt) -> ValueFunction:
+    """SVDD's soft value ``v(z) = α log E[exp(r(x0)/α) | z]`` of a tilted bed (Li et al. 2024, eq. 3), on the
+    reward's scale, so that selecting ``∝ exp(v/α)`` selects ``∝ V(z)``."""
+
+    def value(particles: Particles) -> torch.Tensor:
+        return bed.alpha * bed.log_value(particles.x)
 
     return value
