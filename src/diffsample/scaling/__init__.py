@@ -6,6 +6,8 @@
   resampling, the final weight correction to ``p(x) exp(r(x)/α)``, the ``log Z`` estimate and the cost report.
 * :mod:`.gaussian` — continuous proposals: the ancestral (DDPM-posterior) step and its twisted (TDS) version.
 * :mod:`.exact_chain` — the exact reverse chain of a Gaussian-mixture bed as a proposal (exact SMC tests).
+* :mod:`.search` — best-of-N, zero-order search around a pivot noise, search over paths (branch and re-noise).
+* :mod:`.svdd` — soft value-based decoding (SVDD), greedy as ``alpha → 0``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from .resampling import (
     resample,
     uniforms_needed,
 )
+from .search import SearchResult, best_of_n, path_search, zero_order_search
+from .svdd import svdd
 
 __all__ = [
     "POTENTIALS",
@@ -45,11 +49,16 @@ __all__ = [
     "Proposal",
     "ProposalCost",
     "ScalingCost",
+    "SearchResult",
     "SMCResult",
     "Transition",
+    "best_of_n",
     "feynman_kac",
+    "path_search",
     "reward_twist",
     "run_chain",
+    "svdd",
+    "zero_order_search",
     "effective_sample_size",
     "log_mean_weight",
     "normalized_weights",

@@ -6,7 +6,10 @@ In σ-space (``x_σ = x0 + σ ε``) the model's step from ``σ`` to ``σ' < σ``
 
     p(x' | x) = N(x'; m, v I),     m = ρ² x + (1 − ρ²) x̂0(x, σ),     v = σ'² (1 − ρ²).
 
-The step to ``σ' = 0`` returns ``x̂0`` (the usual final denoising; deterministic, no density ratio).
+With ``eta = η ∈ [0, 1]`` the step is DDIM's (Song et al. 2021, eq. 12, in σ-space): ``v = η² σ'² (1 − ρ²)`` and
+``m = x̂0 + √(σ'² − v) (x − x̂0)/σ`` (η = 1 is the ancestral step above; η = 0 the deterministic probability-flow
+step, for which the sample is a function of the initial noise: what zero-order noise search needs). The step to
+``σ' = 0`` returns ``x̂0`` (the usual final denoising; deterministic, no density ratio).
 
 Twisted proposal (Wu et al. 2023, "Practical and Asymptotically Exact Conditional Sampling in Diffusion Models"
 (TDS), eq. 8): with a differentiable log-twist ``ℓ(x, σ)`` (default ``r(x̂0(x, σ))/α``, back-propagated through the
@@ -70,11 +73,15 @@ class AncestralProposal:
         *,
         twist: LogTwist | None = None,
         dtype: torch.dtype = torch.float32,
+        eta: float = 1.0,
         denoiser_kwargs: dict | None = None,
     ) -> None:
         s = [float(v) for v in (sigmas.tolist() if isinstance(sigmas, torch.Tensor) else sigmas)]
         if len(s) < 2 or s[-1] != 0.0 or any(b >= a for a, b in zip(s, s[1:], strict=False)) or s[-2] <= 0:
             raise DiffsampleError(f"sigmas must be strictly decreasing, positive, and end with 0; got {s}")
+        if not 0.0 <= eta <= 1.0 or (twist is not None and eta == 0.0):
+            raise DiffsampleError(f"eta must lie in [0, 1] (and be > 0 with a twist: TDS needs densities), got {eta}")
+        self.eta = float(eta)
         self.denoiser = as_denoiser(denoiser)
         self.sigmas = s
         self.shape = tuple(int(v) for v in shape)
@@ -131,6 +138,17 @@ class AncestralProposal:
         self._spent = ProposalCost()
         return self._evaluate(x.to(self.dtype), 0)
 
+    def renoise(self, particles: Particles, level: int) -> Particles:
+        """Move particles back up to the earlier ``level`` by the forward process, ``x + sqrt(σ_level² − σ²) z``
+        (each row drawing from its own stream), and re-evaluate ``x̂0`` there (path search's re-noising)."""
+        if self._noise is None:
+            raise DiffsampleError("call start() before renoise()")
+        if not 0 <= level <= particles.level:
+            raise DiffsampleError(f"can only re-noise to a level in [0, {particles.level}], got {level}")
+        up = self.sigmas[level] ** 2 - self.sigmas[particles.level] ** 2
+        z = self._noise.standard_normal(particles.x.shape, dtype=particles.x.dtype, device=particles.x.device)
+        return self._evaluate(particles.x + math.sqrt(up) * z, level)
+
     def step(self, particles: Particles) -> Transition:
         if self._noise is None:
             raise DiffsampleError("call start() before step()")
@@ -142,8 +160,8 @@ class AncestralProposal:
         if nxt == 0.0:
             return Transition(self._evaluate(x0, i + 1))
         rho2 = (nxt / sigma) ** 2
-        var = nxt**2 * (1.0 - rho2)
-        mean = rho2 * x + (1.0 - rho2) * x0
+        var = self.eta**2 * nxt**2 * (1.0 - rho2)
+        mean = x0 + math.sqrt(nxt**2 - var) / sigma * (x - x0)
         z = self._noise.standard_normal(x.shape, dtype=x.dtype, device=x.device)
         if self.twist is None:
             return Transition(self._evaluate(mean + math.sqrt(var) * z, i + 1))
