@@ -305,9 +305,10 @@ class EnumeratedTilt:
         """``(B, V^L)``: which sequences agree with each row's visible tokens."""
         v = self.vocab_size
         _evidence(z, v)  # validates
-        seqs = self.chain.sequences()
-        rows = [((seqs == zb) | (zb == v)).all(-1) for zb in z.to(torch.int64)]
-        return torch.stack(rows)
+        seqs, z = self.chain.sequences(), z.to(torch.int64)
+        chunk = max(1, 2**22 // seqs.numel())  # rows compared at once (bounded memory)
+        parts = [((seqs.unsqueeze(0) == zc.unsqueeze(1)) | (zc == v).unsqueeze(1)).all(-1) for zc in z.split(chunk)]
+        return torch.cat(parts) if parts else torch.zeros(0, seqs.shape[0], dtype=torch.bool)
 
     def log_value(self, z: torch.Tensor) -> torch.Tensor:
         """``log V(z) = log E_p[exp(r(x0)/α) | z]`` ``(B,)``."""
