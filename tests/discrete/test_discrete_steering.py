@@ -8,11 +8,20 @@ import pytest
 import torch
 
 from diffsample import discrete
-from diffsample.discrete.beds import chain3x6, count_reward, exact_law, tilt_chain
+from diffsample.discrete.beds import (
+    chain3x6,
+    count_reward,
+    empirical_law,
+    exact_law,
+    monte_carlo_tv,
+    tilt_chain,
+    tv,
+)
 from diffsample.discrete.categorical import temperature
 from diffsample.discrete.steering import MaskedProposal, exact_soft_value, exact_value
 from diffsample.errors import DiffsampleError
-from diffsample.scaling.engine import feynman_kac, run_chain
+from diffsample.scaling.engine import Particles, feynman_kac, run_chain
+from diffsample.scaling.search import path_search
 
 SEEDS = [11, 12, 13, 14, 15]
 
@@ -121,6 +130,37 @@ def test_prompt_positions_are_kept():
     assert proposal.num_steps == 4
     last, _ = run_chain(proposal, [0, 1, 2])
     assert torch.equal(last.x[:, [0, 3]], torch.tensor([[2, 0]] * 3))
+
+
+def test_renoising_then_the_exact_reverse_process_keeps_the_chain_law():
+    # forward masking of exact draws, then first-hitting with the exact denoiser: the law is the chain's again
+    chain, n = chain3x6(), 20_000
+    proposal = MaskedProposal(chain.denoiser(), chain.length)
+    proposal.start(list(range(n)))
+    x = chain.sample(n, seed=4)
+    parts = proposal.renoise(Particles(x, x, chain.length, 0.0, {}), 2)
+    assert bool(((parts.x != 3).sum(-1) == 2).all())
+    while parts.level < proposal.num_steps:
+        parts = proposal.step(parts).particles
+    assert tv(empirical_law(chain, parts.x), chain.law()) < 1.5 * monte_carlo_tv(chain.law(), n)
+
+
+def test_ancestral_renoising_masks_at_the_schedules_rate():
+    chain, n = chain3x6(), 4000
+    proposal = MaskedProposal(chain.denoiser(), chain.length, sampler="ancestral", steps=4)
+    proposal.start(list(range(n)))
+    x = chain.sample(n, seed=5)
+    parts = proposal.renoise(Particles(x, x, 4, 0.0, {}), 1)  # t = 0 -> t = 0.75 (linear): masked w.p. 0.75
+    frac = float((parts.x == 3).to(torch.float64).mean())
+    assert abs(frac - 0.75) < 4 * math.sqrt(0.75 * 0.25 / (n * chain.length))
+
+
+def test_path_search_runs_on_masked_proposals():
+    chain, tilted = _tilted()
+    proposal = MaskedProposal(chain.denoiser(), chain.length)
+    out = path_search(proposal, tilted.reward, n=8, branch=2, checkpoints=[2, 4], back=1, seeds=0, populations=4)
+    assert torch.allclose(out.rewards, tilted.reward(out.x))
+    assert out.cost.network_evaluations > 4 * 8 * chain.length  # the re-noised rows were evaluated again
 
 
 def test_bad_options_are_named():

@@ -208,6 +208,39 @@ class MaskedProposal:
         extras = self._evaluate(z, self._time(z, 0, torch.ones(n, dtype=torch.float64)), None)
         return Particles(z, self._predict(extras["probs"]), 0, 1.0, extras)
 
+    def renoise(self, particles: Particles, level: int) -> Particles:
+        """Move particles back to the earlier ``level`` by the forward (masking) process, each row drawing from its
+        own stream, and evaluate the model there (path search's re-noising; Ma et al. 2025, §3.2).
+
+        ``first_hitting``: a uniformly random ``level``-subset of the generated tokens stays visible (the forward
+        process seen at the moment ``level`` of them are left). ``ancestral``: each generated token is masked
+        independently with probability ``1 − α(t_level)/α(t_now)``. ``ordered`` has no forward process between its
+        levels (its counts are a schedule, its positions a function of the model) and cannot be re-noised.
+        """
+        if self.sampler == "ordered":
+            raise DiffsampleError("the ordered sampler cannot re-noise (use first_hitting or ancestral)")
+        if not 0 <= level <= particles.level:
+            raise DiffsampleError(f"can only re-noise to a level in [0, {particles.level}], got {level}")
+        z, n, mask_id = particles.x, particles.x.shape[0], self.vocab_size
+        visible = (self.prompt == mask_id).unsqueeze(0) & (z != mask_id)
+        u = self._u(n, self.length)
+        if self.sampler == "first_hitting":
+            keep = select_positions(
+                torch.zeros(n, self.length, dtype=torch.float64), visible, torch.full((n,), level), 1.0, u
+            )
+            generated = int((self.prompt == mask_id).sum())
+            t = self.schedule.inverse(torch.full((n,), 1.0 - level / generated, dtype=torch.float64))
+        else:
+            times = time_grid(self._steps)
+            a_now, a_then = self.schedule.alpha(times[particles.level]), self.schedule.alpha(times[level])
+            stay = a_then / a_now if float(a_now) > 0 else torch.zeros((), dtype=torch.float64)
+            keep = visible & (u < stay)
+            t = times[level].expand(n)
+        new = torch.where(visible & ~keep, torch.full_like(z, mask_id), z)
+        extras = self._evaluate(new, self._time(new, level, t), None)
+        frac = float((new == mask_id).sum()) / float(new.numel())
+        return Particles(new, self._predict(extras["probs"]), level, frac, extras)
+
     def step(self, particles: Particles) -> Transition:
         z, level = particles.x, particles.level
         if level >= self._steps:
