@@ -12,8 +12,10 @@ exact tilted chains and on the shipped text model.
   (network + reward + value evaluations, all rows counted). Values: ``r(x̂0)/α`` with the argmax prediction
   (FK steering as used in practice) or the exact optimal value ``log E[exp(r/α) | z]`` (the bed's). ``guided``
   draws tokens from the exact tilted denoiser (zero-variance weights).
-* ``matched``: at matched compute per draw, best-of-N vs SMC vs SVDD: mean reward reached, TV to the tilted law,
-  and the diversity (distinct sequences among the draws, per cent).
+* ``matched``: at (about) matched compute per draw, best-of-N vs SMC vs path search (keep the best half by
+  ``r(x̂0)`` at levels 2 and 4, branch ×2, re-mask one level) vs SVDD (greedy, ``r(x̂0)`` soft value at ``α``,
+  exact soft value): mean reward reached, TV to the tilted law, and the diversity (distinct sequences among the
+  draws, per cent).
 * ``text``: the shipped text model (64 characters, ancestral proposal) with the reward ``r = number of digits``:
   mean reward, NLL per character under the reference 5-gram model, the entropy of each text's own characters
   and compute per text, for best-of-N and SMC (two tilt temperatures); held-out windows of real text give the
@@ -41,7 +43,7 @@ from diffsample.discrete.corpus import SYMBOLS, VOCAB_SIZE, load_corpus
 from diffsample.discrete.ngram import sequence_entropy
 from diffsample.discrete.steering import MaskedProposal, exact_soft_value, exact_value
 from diffsample.scaling.engine import feynman_kac
-from diffsample.scaling.search import best_of_n
+from diffsample.scaling.search import best_of_n, path_search
 from diffsample.scaling.svdd import svdd
 
 from ..report import Column, text_table
@@ -173,6 +175,11 @@ def matched_table(budgets: list[int], populations: int, seed: int) -> str:
         proposal = MaskedProposal(chain.denoiser(), chain.length)
         out = feynman_kac(proposal, bed.reward, particles=n, populations=populations, seeds=seed, alpha=bed.alpha)
         rows.append(_matched_row("FK r(x̂0)", n, out.cost.total / populations, out.draw(seed + 1), bed, law))
+        proposal = MaskedProposal(chain.denoiser(), chain.length)
+        found = path_search(
+            proposal, bed.reward, n=n, checkpoints=[2, 4], back=1, branch=2, seeds=seed, populations=populations
+        )
+        rows.append(_matched_row("path search", n, found.cost.total / populations, found.x, bed, law))
         for name, value, alpha in (
             ("SVDD greedy", None, 0.0),
             ("SVDD r(x̂0)", None, bed.alpha),
@@ -266,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"== SMC / FK steering vs K on tilted chain3x6 (α = {ALPHA}; {args.populations} runs per row) ==")
         print(exact_table(args.particles, args.populations, args.seed))
     if "matched" in args.sections:
-        print("\n== matched compute on count+bigram: best-of-N vs SMC (reward, TV, diversity) ==")
+        print("\n== matched compute on count+bigram: best-of-N vs SMC vs path search vs SVDD (reward, TV, diversity) ==")
         print(matched_table([k for k in args.particles if k > 1], args.populations, args.seed))
     if "text" in args.sections:
         print(f"\n== text model, reward = digits in 64 characters, ancestral {args.text_steps} steps ==")
