@@ -29,6 +29,7 @@ SUITES: dict[str, str] = {
     "hf_generate": "benchmarks.suites.hf_generate",
     "guidance_digits": "benchmarks.suites.guidance_digits",
     "guidance_gradient": "benchmarks.suites.guidance_gradient",
+    "scaling": "benchmarks.suites.scaling",
     "scaling_discrete": "benchmarks.suites.scaling_discrete",
 }
 """Suite name → module with ``add_arguments(parser)`` and ``run(args) -> int``."""

@@ -91,3 +91,20 @@ def test_bad_arguments_name_the_choices() -> None:
 
 def test_prior_helper_is_the_bed() -> None:
     assert prior().num_components == 4
+
+
+def test_every_weights_and_resamples_only_on_its_levels() -> None:
+    bed = tilted()
+    res = feynman_kac(
+        ExactMixtureChain(bed.prior, sigmas(7)),
+        bed.reward,
+        particles=4,
+        populations=2,
+        seeds=2,
+        every=3,
+        ess_threshold=1.0,
+    )
+    levels = torch.arange(1, 8)
+    assert not bool(res.resampled[levels % 3 != 0].any())
+    assert bool(res.resampled[(levels % 3 == 0) & (levels < 7)].all())
+    assert res.cost.reward_evaluations == 2 * 4 * 3  # levels 3 and 6, then the final reward

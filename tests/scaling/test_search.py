@@ -9,7 +9,16 @@ import torch
 from beds import sigmas, tilted
 
 from diffsample.errors import DiffsampleError
-from diffsample.scaling import AncestralProposal, ExactMixtureChain, best_of_n, path_search, svdd, zero_order_search
+from diffsample.scaling import (
+    AncestralProposal,
+    ExactMixtureChain,
+    best_of_n,
+    path_search,
+    svdd,
+    tree_sample,
+    tree_search,
+    zero_order_search,
+)
 
 F64 = torch.float64
 
@@ -87,3 +96,33 @@ def test_search_arguments_are_checked() -> None:
         path_search(AncestralProposal(bed.prior, sigmas(5), (2,)), bed.reward, n=3, checkpoints=[2], seeds=0)
     with pytest.raises(DiffsampleError, match="greedy"):
         svdd(ExactMixtureChain(bed.prior, sigmas(3)), bed.reward, candidates=2, seeds=0, alpha=-1.0)
+
+
+def test_dts_on_one_level_is_importance_resampling_and_dts_star_keeps_the_best() -> None:
+    """One level from a huge σ with every initial state given the same number of leaves: DTS's Boltzmann descent
+    picks a leaf with probability ∝ exp(r/α) among i.i.d. prior draws (SIR), so its reward mean tends to the tilted
+    mean; DTS* returns the best leaf it found."""
+    bed = tilted("linear", alpha=1.0)
+    chain = ExactMixtureChain(bed.prior, [1e4, 0.0])
+    b = 6
+    g = 120
+    dts = tree_sample(chain, bed.reward, rollouts=b * b, branching=b, samples=g, seeds=7, alpha=1.0)
+    se = float(dts.rewards.std()) / math.sqrt(g)
+    assert abs(float(dts.rewards.mean()) - bed.reward_mean()) < 4 * se + 0.05  # + SIR bias O(1/leaves)
+    assert bed.reward_mean() - bed.prior_reward_mean() > 10 * se
+    assert dts.cost.reward_evaluations <= g * b * b and dts.cost.network_evaluations == g * b  # leaves revisited: free
+    star = tree_search(chain, bed.reward, rollouts=b * b, branching=b, samples=30, seeds=7, alpha=1.0)
+    assert torch.allclose(star.rewards, star.history[:, -1])
+    assert bool((star.history[:, 1:] >= star.history[:, :-1]).all())
+    assert float(star.rewards.mean()) > float(dts.rewards.mean())
+
+
+def test_svdd_and_search_samples_do_not_depend_on_the_other_samples() -> None:
+    bed = tilted("linear")
+    prop = AncestralProposal(bed.prior, sigmas(5), (2,), dtype=F64)
+    one = svdd(prop, bed.reward, candidates=3, samples=1, seeds=[21], alpha=0.5)
+    three = svdd(prop, bed.reward, candidates=3, samples=3, seeds=[21, 22, 23], alpha=0.5)
+    assert torch.equal(one.x[0], three.x[0])
+    one = path_search(prop, bed.reward, n=4, checkpoints=[2], seeds=[21])
+    three = path_search(prop, bed.reward, n=4, checkpoints=[2], seeds=[21, 22, 23], populations=3)
+    assert torch.equal(one.x[0], three.x[0])

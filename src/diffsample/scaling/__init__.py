@@ -8,6 +8,7 @@
 * :mod:`.exact_chain` — the exact reverse chain of a Gaussian-mixture bed as a proposal (exact SMC tests).
 * :mod:`.search` — best-of-N, zero-order search around a pivot noise, search over paths (branch and re-noise).
 * :mod:`.svdd` — soft value-based decoding (SVDD), greedy as ``alpha → 0``.
+* :mod:`.tree` — diffusion tree sampling and search (DTS, DTS*) with soft-value backups.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .resampling import (
 )
 from .search import SearchResult, best_of_n, path_search, zero_order_search
 from .svdd import svdd
+from .tree import tree_sample, tree_search
 
 __all__ = [
     "POTENTIALS",
@@ -58,6 +60,8 @@ __all__ = [
     "reward_twist",
     "run_chain",
     "svdd",
+    "tree_sample",
+    "tree_search",
     "zero_order_search",
     "effective_sample_size",
     "log_mean_weight",
