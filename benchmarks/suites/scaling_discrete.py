@@ -14,8 +14,10 @@ exact tilted chains and on the shipped text model.
   draws tokens from the exact tilted denoiser (zero-variance weights).
 * ``matched``: at (about) matched compute per draw, best-of-N vs SMC vs path search (keep the best half by
   ``r(x̂0)`` at levels 2 and 4, branch ×2, re-mask one level) vs SVDD (greedy, ``r(x̂0)`` soft value at ``α``,
-  exact soft value): mean reward reached, TV to the tilted law, and the diversity (distinct sequences among the
-  draws, per cent).
+  exact soft value) vs diffusion tree sampling / search (DTS, DTS*; ``--tree-samples`` trees, one draw each, at the
+  ``--tree-budgets``): mean reward reached, TV to the tilted law with the Monte-Carlo floor of as many draws, and
+  the diversity (distinct sequences among the draws, per cent). Best-of-N and DTS get ``N = 2LK/(L+1)`` samples or
+  rollouts, the budget of ``K`` particles.
 * ``text``: the shipped text model (64 characters, ancestral proposal) with the reward ``r = number of digits``:
   mean reward, NLL per character under the reference 5-gram model, the entropy of each text's own characters
   and compute per text, for best-of-N and SMC (two tilt temperatures); held-out windows of real text give the
@@ -45,6 +47,7 @@ from diffsample.discrete.steering import MaskedProposal, exact_soft_value, exact
 from diffsample.scaling.engine import feynman_kac
 from diffsample.scaling.search import best_of_n, path_search
 from diffsample.scaling.svdd import svdd
+from diffsample.scaling.tree import tree_sample, tree_search
 
 from ..report import Column, text_table
 
@@ -59,6 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sections", type=str_list, default=list(SECTIONS), help=f"sections ({', '.join(SECTIONS)})")
     p.add_argument("--populations", type=int, default=4000, help="independent runs (draws) per exact-bed row")
     p.add_argument("--particles", type=int_list, default=[1, 2, 4, 8, 16, 32], help="K for the exact section")
+    p.add_argument("--tree-budgets", type=int_list, default=[4, 16], help="K of the matched rows that run DTS/DTS*")
+    p.add_argument("--tree-samples", type=int, default=200, help="DTS/DTS* trees (draws) per row (slow: one per tree)")
     p.add_argument("--text-populations", type=int, default=16, help="texts per text row")
     p.add_argument("--text-particles", type=int_list, default=[4, 16], help="K / N for the text section")
     p.add_argument("--text-steps", type=int, default=16, help="ancestral steps for the text model")
@@ -161,7 +166,7 @@ def _diversity(x: torch.Tensor) -> float:
     return 100.0 * len(torch.unique(x, dim=0)) / x.shape[0]
 
 
-def matched_table(budgets: list[int], populations: int, seed: int) -> str:
+def matched_table(budgets: list[int], populations: int, seed: int, tree_budgets: list[int], tree_samples: int) -> str:
     bed = additive_bed()
     chain, law = bed.chain, bed.law()
     rows = []
@@ -180,6 +185,11 @@ def matched_table(budgets: list[int], populations: int, seed: int) -> str:
             proposal, bed.reward, n=n, checkpoints=[2, 4], back=1, branch=2, seeds=seed, populations=populations
         )
         rows.append(_matched_row("path search", n, found.cost.total / populations, found.x, bed, law))
+        if n in tree_budgets:
+            for name, fn in (("DTS", tree_sample), ("DTS*", tree_search)):
+                proposal = MaskedProposal(chain.denoiser(), chain.length)
+                res = fn(proposal, bed.reward, rollouts=matched_n, seeds=seed, samples=tree_samples, alpha=bed.alpha)
+                rows.append(_matched_row(name, matched_n, res.cost.total / tree_samples, res.x, bed, law))
         for name, value, alpha in (
             ("SVDD greedy", None, 0.0),
             ("SVDD r(x̂0)", None, bed.alpha),
@@ -194,14 +204,16 @@ def matched_table(budgets: list[int], populations: int, seed: int) -> str:
         Column("cost", ">7.1f"),
         Column("reward", ">7.3f"),
         Column("TV", ">7.4f"),
+        Column("floor", ">7.4f"),
         Column("distinct %", ">10.1f"),
     ]
-    exact = [["exact tilted", "", float("nan"), bed.reward_mean(), 0.0, float("nan")]]
+    exact = [["exact tilted", "", float("nan"), bed.reward_mean(), 0.0, 0.0, float("nan")]]
     return text_table(cols, exact + rows)
 
 
 def _matched_row(name: str, n: int, cost: float, x: torch.Tensor, bed, law: torch.Tensor) -> list:
-    return [name, n, cost, float(bed.reward(x).mean()), tv(empirical_law(bed.chain, x), law), _diversity(x)]
+    drawn = tv(empirical_law(bed.chain, x), law)
+    return [name, n, cost, float(bed.reward(x).mean()), drawn, monte_carlo_tv(law, x.shape[0]), _diversity(x)]
 
 
 def digit_count(x: torch.Tensor) -> torch.Tensor:
@@ -273,8 +285,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"== SMC / FK steering vs K on tilted chain3x6 (α = {ALPHA}; {args.populations} runs per row) ==")
         print(exact_table(args.particles, args.populations, args.seed))
     if "matched" in args.sections:
-        print("\n== matched compute on count+bigram: best-of-N vs SMC vs path search vs SVDD (reward, TV, diversity) ==")
-        print(matched_table([k for k in args.particles if k > 1], args.populations, args.seed))
+        print("\n== matched compute on count+bigram: best-of-N, SMC, path search, SVDD, DTS (reward, TV, diversity) ==")
+        budgets = [k for k in args.particles if k > 1]
+        print(matched_table(budgets, args.populations, args.seed, args.tree_budgets, args.tree_samples))
     if "text" in args.sections:
         print(f"\n== text model, reward = digits in 64 characters, ancestral {args.text_steps} steps ==")
         print(text_table_rows(args.text_particles, args.text_populations, args.text_steps, args.seed))
