@@ -20,8 +20,8 @@ exact tilted chains and on the shipped text model.
   rollouts, the budget of ``K`` particles.
 * ``text``: the shipped text model (64 characters, ancestral proposal) with the reward ``r = number of digits``:
   mean reward, NLL per character under the reference 5-gram model, the entropy of each text's own characters
-  and compute per text, for best-of-N and SMC (two tilt temperatures); held-out windows of real text give the
-  reference line.
+  and compute per text, for best-of-N, SMC (two tilt temperatures) and greedy SVDD; held-out windows of real
+  text give the reference line.
 """
 
 from __future__ import annotations
@@ -252,11 +252,12 @@ def text_table_rows(particles: list[int], populations: int, steps: int, seed: in
         runs.append(("best-of-N", n, lambda n: _text_best(proposal(), n, populations, seed)))
         for alpha in (1.0, 0.25):
             runs.append((f"FK α={alpha}", n, lambda n, a=alpha: _text_fk(proposal(), n, populations, seed, a)))
+        runs.append(("SVDD greedy", n, lambda n: _text_svdd(proposal(), n, populations, seed)))
     for name, n, fn in runs:
         x, cost = fn(n)
         add(name, n, x, cost)
     cols = [
-        Column("method", "<10"),
+        Column("method", "<11"),
         Column("N/K", ">4"),
         Column("cost", ">7.1f"),
         Column("digits", ">7.2f"),
@@ -268,6 +269,11 @@ def text_table_rows(particles: list[int], populations: int, steps: int, seed: in
 
 def _text_best(proposal: MaskedProposal, n: int, populations: int, seed: int) -> tuple[torch.Tensor, float]:
     out = best_of_n(proposal, digit_count, n=n, seeds=seed, populations=populations)
+    return out.x, out.cost.total / populations
+
+
+def _text_svdd(proposal: MaskedProposal, m: int, populations: int, seed: int) -> tuple[torch.Tensor, float]:
+    out = svdd(proposal, digit_count, candidates=m, seeds=seed, samples=populations, alpha=0.0)
     return out.x, out.cost.total / populations
 
 
