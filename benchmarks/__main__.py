@@ -32,6 +32,7 @@ SUITES: dict[str, str] = {
     "guidance_attention": "benchmarks.suites.guidance_attention",
     "defaults": "benchmarks.suites.defaults",
     "scaling": "benchmarks.suites.scaling",
+    "scaling_discrete": "benchmarks.suites.scaling_discrete",
 }
 """Suite name → module with ``add_arguments(parser)`` and ``run(args) -> int``."""
 

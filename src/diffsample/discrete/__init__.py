@@ -16,6 +16,8 @@ seeded per-sample uniforms and samplers.
 * :mod:`.guidance` — :func:`masked_cfg`, classifier-free guidance for masked denoisers.
 * :mod:`.hf` — :func:`hf_masked_denoiser`: a Hugging Face masked diffusion LM (LLaDA/Dream) as a masked denoiser;
   :mod:`.hf_generate` — :func:`generate` in LLaDA's and Dream's vocabulary (``transformers`` is never imported).
+* :mod:`.steering` — :class:`~.steering.MaskedProposal`: the masked samplers as proposals of the particle engine
+  (:mod:`diffsample.scaling`: best-of-N, path search, Feynman–Kac / SMC steering, SVDD); imported on demand.
 * Samplers (:mod:`.registry`): :func:`ancestral`, :func:`first_hitting`, :func:`ordered`,
   :func:`entropy_bounded`, :func:`remdm`.
 """
