@@ -18,7 +18,6 @@ from __future__ import annotations
 from .classifier import CLASSIFIER_INFO, DigitsClassifier, class_accuracy, classifier_features, load_classifier
 from .data import classifier_split, digits_data, real_halves
 from .digits import MODEL_INFO, MODEL_VARIANTS, NULL_LABEL, load_digits_model, load_digits_network, model_config
-from .digits import MODEL_INFO, NULL_LABEL, load_digits_model, load_digits_network, model_config
 from .digits_flow import load_digits_flow_model
 from .fid import frechet_distance, gaussian_fit, gaussian_frechet_distance
 from .network import DigitsMLP
