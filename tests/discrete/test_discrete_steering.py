@@ -112,13 +112,17 @@ def test_populations_are_batch_invariant():
 
     def run(populations, seeds):
         proposal = MaskedProposal(chain.denoiser(), chain.length, prediction="sample")
-        # resampling at every step: every population draws its resampling uniforms at the same levels
+        # ESS-triggered resampling: populations resample at different levels, yet each keeps its own uniforms
         return feynman_kac(
-            proposal, tilted.reward, particles=5, populations=populations, seeds=seeds, alpha=0.8, ess_threshold=1.0
+            proposal, tilted.reward, particles=5, populations=populations, seeds=seeds, alpha=0.8, ess_threshold=0.5
         )
 
     alone = run(1, [7])
     together = run(3, [3, 7, 9])
+    assert not torch.equal(together.resampled[:, 0], together.resampled[:, 1]) or not torch.equal(
+        together.resampled[:, 1], together.resampled[:, 2]
+    )
+    assert torch.equal(alone.resampled[:, 0], together.resampled[:, 1])
     assert torch.equal(alone.x[0], together.x[1])
     assert torch.allclose(alone.log_weights[0], together.log_weights[1])
 

@@ -374,10 +374,13 @@ def feynman_kac(
         log_w = log_w + (inc + log_g).reshape(g, k)
         ess = effective_sample_size(log_w)
         ess_rows.append(ess)
-        do = (ess < ess_threshold * k) if not last and (i + 1) % every == 0 else torch.zeros(g, dtype=torch.bool)
+        may_resample = not last and (i + 1) % every == 0
+        do = (ess < ess_threshold * k) if may_resample else torch.zeros(g, dtype=torch.bool)
         res_rows.append(do)
-        if bool(do.any()):
-            u = draw_uniforms(streams, g, uniforms_needed(resampling, k))
+        # every population draws its uniforms at every level where it may resample, whether or not any does, so
+        # its stream's position never depends on the other populations (batch invariance under an ESS trigger)
+        u = draw_uniforms(streams, g, uniforms_needed(resampling, k)) if may_resample else None
+        if u is not None and bool(do.any()):
             anc = resample(log_w, u, resampling)
             rows = torch.arange(g * k).reshape(g, k)
             keep = torch.where(do[:, None], torch.gather(rows, 1, anc), rows).reshape(-1)
