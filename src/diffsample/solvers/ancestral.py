@@ -64,6 +64,22 @@ def ancestral_split(sigma: float, sigma_next: float, eta: float = 1.0) -> tuple[
     return sigma_next * math.sqrt(max(1.0 - eta * eta + (eta * ratio) ** 2, 0.0)), up
 
 
+def ancestral_update(
+    x: torch.Tensor,
+    denoised: torch.Tensor,
+    keep: float,
+    up: float,
+    noise: NoiseSource | None,
+    sigma: float,
+    sigma_next: float,
+) -> torch.Tensor:
+    """One ancestral step ``x' = D + keep·(x − D) + up·z`` with ``z`` drawn for ``σ → σ'`` (none when ``up = 0``)."""
+    x = torch.lerp(denoised, x, keep)
+    if up > 0:
+        x = x + up * draw(noise, x, sigma, sigma_next)
+    return x
+
+
 def _posterior_walk(
     denoiser: Denoiser,
     x: torch.Tensor,
@@ -81,9 +97,7 @@ def _posterior_walk(
             x = denoised
             continue
         keep, up = step(sigma, sigma_next)
-        x = torch.lerp(denoised, x, keep)
-        if up > 0:
-            x = x + up * draw(noise, x, sigma, sigma_next)
+        x = ancestral_update(x, denoised, keep, up, noise, sigma, sigma_next)
     return x
 
 

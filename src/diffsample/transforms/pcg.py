@@ -40,7 +40,7 @@ from ..errors import DiffsampleError
 from ..solvers._kernel.callbacks import Callback, report
 from ..solvers._kernel.levels import sigma_batch, sigma_list
 from ..solvers._kernel.noise import check_nonnegative, draw, require_fresh_noise
-from ..solvers.ancestral import ancestral_split
+from ..solvers.ancestral import ancestral_split, ancestral_update
 from .base import to_work
 
 __all__ = ["pcg", "pcg_cost"]
@@ -94,9 +94,7 @@ def pcg(
             x = denoised
             continue
         down, up = ancestral_split(sigma, sigma_next, eta)
-        x = torch.lerp(denoised, x, down / sigma)
-        if up > 0:
-            x = x + up * draw(noise, x, sigma, sigma_next)
+        x = ancestral_update(x, denoised, down / sigma, up, noise, sigma, sigma_next)
         for _ in range(corrector_steps):
             target = to_work(corrector(x, sigma_batch(x, sigma_next))).to(x.dtype)
             x = torch.lerp(x, target, c) + (kick * sigma_next) * draw(noise, x, sigma_next, sigma_next)
