@@ -20,7 +20,7 @@ from ..denoisers import Denoiser
 from ..errors import DiffsampleError, ShapeError
 from ..schedules import edm_preconditioning
 from .digits import NULL_LABEL, load_digits_network
-from .network import DigitsMLP, VPEpsNetwork, sinusoidal_embedding
+from .network import DigitsMLP, VPEpsNetwork
 
 __all__ = ["DigitsEmbeddingDenoiser", "load_digits_embedding_model"]
 
@@ -65,14 +65,8 @@ class DigitsEmbeddingDenoiser(Denoiser):
         if e.shape != (batch, self.embedding_dim):
             raise ShapeError(f"class_embedding must be ({batch}, {self.embedding_dim}), got {tuple(e.shape)}")
         c_skip, c_out, c_in, c_noise = edm_preconditioning(sigma.detach().to("cpu", torch.float64), self.sigma_data)
-        core = self.core
-        # DigitsMLP.forward with the label embedding given directly instead of looked up
-        emb = core.time_mlp(sinusoidal_embedding(c_noise.to(x.device) * core.time_scale, core.emb_dim)) + e
-        xin = (c_in.to(x.device, torch.float32).reshape(-1, 1, 1, 1) * x.to(torch.float32)).reshape(batch, -1)
-        h = core.inp(xin)
-        for blk in core.blocks:
-            h = blk(h, emb)
-        out = core.out(h).reshape(x.shape).to(work)
+        xin = c_in.to(x.device, torch.float32).reshape(-1, 1, 1, 1) * x.to(torch.float32)
+        out = self.core(xin, c_noise.to(x.device, torch.float32), label_embedding=e).to(work)
         shape = (-1,) + (1,) * (x.dim() - 1)
         return c_skip.to(x.device, work).reshape(shape) * x.to(work) + c_out.to(x.device, work).reshape(shape) * out
 

@@ -140,18 +140,35 @@ class DigitsMLP(nn.Module):
             raise DiffsampleError(f"class labels must lie in 0…{self.num_classes} ({self.num_classes} = null)")
         return y
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor | float, class_labels: ClassLabels = None) -> torch.Tensor:
-        """Network output of x's shape at noise input ``t``; labels ``None`` (or the null label) = unconditional."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor | float,
+        class_labels: ClassLabels = None,
+        *,
+        label_embedding: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Network output of x's shape at noise input ``t``; labels ``None`` (or the null label) = unconditional.
+
+        ``label_embedding`` ``(B, emb_dim)`` replaces the looked-up embedding of ``class_labels`` (a continuous
+        condition, e.g. for CADS); give one or the other.
+        """
         batch = x.shape[0]
         if tuple(x.shape[1:]) != self.image_shape:
             raise ShapeError(f"expected images of shape {self.image_shape}, got {tuple(x.shape[1:])}")
         t = torch.as_tensor(t, device=x.device, dtype=torch.float32).reshape(-1).expand(batch)
         emb = self.time_mlp(sinusoidal_embedding(t * self.time_scale, self.emb_dim))
-        y = self._labels(class_labels, batch, x.device)
-        if self.label_emb is not None:
+        if label_embedding is not None:
+            if class_labels is not None or self.label_emb is None:
+                raise ShapeError("label_embedding needs a class-conditional network and no class_labels")
+            emb = emb + label_embedding.to(emb)
+        elif self.label_emb is not None:
+            y = self._labels(class_labels, batch, x.device)
             if y is None:
                 y = torch.full((batch,), self.null_label, device=x.device, dtype=torch.long)
             emb = emb + self.label_emb(y)
+        else:
+            self._labels(class_labels, batch, x.device)
         emb = emb.to(x.dtype)
         h = self.inp(x.reshape(batch, -1))
         for blk in self.blocks:
