@@ -16,6 +16,9 @@ reached and diversity (mean pairwise distance of the output samples).
 Digits (shipped unconditional model, 20 ancestral steps): rewards ``log p(y = 3 | x)`` of the shipped clean
 classifier (differentiable) and the stroke thickness (fraction of pixels above 0; not differentiable); reward
 reached and compute per output sample for each method and K.
+
+Section ``correctors`` (:mod:`.scaling_correctors`; alone with ``--only-correctors``): Feynman–Kac correctors for
+annealed, product and CFG targets on 1-d mixture beds, corrected SMC against the plain combined-score SDE.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from diffsample.testbeds.guidance_metrics import posterior_report
 from diffsample.testbeds.tilted import TiltedMixture, linear_reward, quadratic_reward, tilt
 
 from ..report import Column, text_table
+from .scaling_correctors import add_corrector_arguments, run_correctors
 
 __all__ = ["add_arguments", "run"]
 
@@ -62,6 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tree-max", type=int, default=64, help="largest K (rollouts) for the tree rows (default 64)")
     p.add_argument("--tree-samples", type=int, default=100, help="trees (output samples) per DTS row (default 100)")
     p.add_argument("--skip-digits", action="store_true", help="only the exact bed")
+    add_corrector_arguments(p)
 
 
 def _prior() -> GaussianMixture:
@@ -227,6 +232,9 @@ def _digit_rewards() -> dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], 
 
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
+    if args.only_correctors:
+        run_correctors(args)
+        return 0
     prior = _prior()
     beds = {
         "linear r = x1 + 0.5 x2": tilt(prior, linear_reward([1.0, 0.5]), 1.0),
@@ -246,6 +254,7 @@ def run(args: argparse.Namespace) -> int:
         )
         print(text_table(MATCHED_COLUMNS, rows))
         print()
+    run_correctors(args)
     if args.skip_digits:
         return 0
     from diffsample import steps

@@ -5,6 +5,8 @@
 * :mod:`.engine` — the particle engine: particles, the proposal protocol, Feynman–Kac potentials, ESS-triggered
   resampling, the final weight correction to ``p(x) exp(r(x)/α)``, the ``log Z`` estimate and the cost report.
 * :mod:`.gaussian` — continuous proposals: the ancestral (DDPM-posterior) step and its twisted (TDS) version.
+* :mod:`.fk_correctors` — Feynman–Kac correctors: annealed ``p^β``, product and geometric-mixture (CFG) targets
+  from pretrained scores, simulated with the combined score and reweighted on the engine.
 * :mod:`.exact_chain` — the exact reverse chain of a Gaussian-mixture bed as a proposal (exact SMC tests).
 * :mod:`.search` — best-of-N, zero-order search around a pivot noise, search over paths (branch and re-noise).
 * :mod:`.svdd` — soft value-based decoding (SVDD), greedy as ``alpha → 0``.
@@ -32,6 +34,7 @@ from .engine import (
     uniform_streams,
 )
 from .exact_chain import ExactMixtureChain
+from .fk_correctors import FKCorrectorProposal, fk_corrector_smc
 from .gaussian import AncestralProposal, reward_twist
 from .resampling import (
     RESAMPLING_SCHEMES,
@@ -52,6 +55,7 @@ __all__ = [
     "CachedValue",
     "CountedReward",
     "ExactMixtureChain",
+    "FKCorrectorProposal",
     "Particles",
     "Proposal",
     "ProposalCost",
@@ -63,6 +67,7 @@ __all__ = [
     "best_of_n",
     "draw_uniforms",
     "feynman_kac",
+    "fk_corrector_smc",
     "path_search",
     "population_seeds",
     "reward_twist",
