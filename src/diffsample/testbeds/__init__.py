@@ -102,3 +102,8 @@ __all__ += [
     "quadratic_reward",
     "tilt",
 ]
+
+# a 1-d density known up to a constant on a grid: exact reference for Feynman–Kac corrector targets (issue 16)
+from .grid_density import GridDensity  # noqa: E402
+
+__all__ += ["GridDensity"]
