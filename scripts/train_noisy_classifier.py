@@ -11,13 +11,12 @@ Trains :class:`diffsample.models.noisy_classifier.NoisyDigitsClassifier` with Ad
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
-from pathlib import Path
 
 import torch
+from _classifier_training import parse_arguments, seeded, shift, train_epochs
 from torch.nn import functional as F
 
 from diffsample.models._io import save_safetensors
@@ -26,13 +25,6 @@ from diffsample.models.noisy_classifier import WEIGHTS, NoisyDigitsClassifier
 
 SPAN = (0.01, 160.0)
 EVAL_SIGMAS = (0.01, 0.1, 0.3, 0.5, 1.0, 2.0, 5.0)
-
-
-def shift(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Translate each image by a random offset in {−1, 0, 1}² (vacated pixels become background −1)."""
-    padded = F.pad(x, (1, 1, 1, 1), value=-1.0)
-    off = torch.randint(0, 3, (x.shape[0], 2), generator=gen)
-    return torch.stack([padded[i, :, a : a + 8, b : b + 8] for i, (a, b) in enumerate(off.tolist())])
 
 
 def draw_sigmas(n: int, gen: torch.Generator) -> torch.Tensor:
@@ -53,46 +45,27 @@ def accuracy_per_sigma(net: NoisyDigitsClassifier, x: torch.Tensor, y: torch.Ten
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=150)
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=WEIGHTS)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
+    args = parse_arguments(__doc__.splitlines()[0], epochs=150, batch_size=128, lr=3e-3, out=WEIGHTS)
+    gen = seeded(args)
 
     x, y = digits_data()
     train_idx, test_idx = classifier_split()
     xtr, ytr = x[train_idx], y[train_idx]
     xte, yte = x[test_idx], y[test_idx]
     net = NoisyDigitsClassifier()
-    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-2)
-    steps_per_epoch = -(-xtr.shape[0] // args.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.epochs * steps_per_epoch)
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        x0 = shift(xtr[idx], gen)
+        sigma = draw_sigmas(idx.numel(), gen)
+        xs = x0 + sigma[:, None, None, None] * torch.randn(x0.shape, generator=gen)
+        return F.cross_entropy(net(xs, sigma), ytr[idx])
+
+    def report(epoch: int, loss: float) -> None:
+        acc = accuracy_per_sigma(net, xte, yte)
+        print(f"epoch {epoch + 1:3d}  loss {loss:.4f}  held-out acc per sigma {acc}", flush=True)
+
     start = time.perf_counter()
-    for epoch in range(args.epochs):
-        net.train()
-        perm = torch.randperm(xtr.shape[0], generator=gen)
-        total = 0.0
-        for i in range(0, xtr.shape[0], args.batch_size):
-            idx = perm[i : i + args.batch_size]
-            x0 = shift(xtr[idx], gen)
-            sigma = draw_sigmas(idx.numel(), gen)
-            xs = x0 + sigma[:, None, None, None] * torch.randn(x0.shape, generator=gen)
-            loss = F.cross_entropy(net(xs, sigma), ytr[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * idx.numel()
-        if (epoch + 1) % 25 == 0 or epoch == args.epochs - 1:
-            net.eval()
-            acc = accuracy_per_sigma(net, xte, yte)
-            print(f"epoch {epoch + 1:3d}  loss {total / xtr.shape[0]:.4f}  held-out acc per sigma {acc}", flush=True)
+    train_epochs(net, xtr.shape[0], args, gen, batch_loss, report, report_every=25)
     elapsed = time.perf_counter() - start
     net.eval()
     args.out.mkdir(parents=True, exist_ok=True)
