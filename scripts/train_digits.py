@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _diffusion_training import optimise, progress_and_lr, update_ema
 
 import diffsample
 from diffsample.models import NULL_LABEL, class_accuracy, digits_data, frechet_distance, real_halves
@@ -144,17 +145,9 @@ def train(args: argparse.Namespace, variant: str) -> dict[str, Any]:
         noise = torch.randn(x0.shape, generator=gen)
         loss = edm_loss(net, x0, log_sigma, noise, labels).mean()
         # training stops at --steps or --max-minutes, whichever comes first; the LR follows the same progress
-        progress = min(1.0, max(step / max(args.steps - 1, 1), (time.perf_counter() - start) / (60 * args.max_minutes)))
-        lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
-        for group in opt.param_groups:
-            group["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        decay = min(args.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), net.parameters(), strict=True):
-                p_ema.lerp_(p, 1 - decay)
+        _, lr = progress_and_lr(args, step, start)
+        optimise(opt, loss, lr)
+        update_ema(ema, net, step, args.ema_decay)
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         steps_done = step + 1
         elapsed = time.perf_counter() - start

@@ -30,13 +30,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from _diffusion_training import optimise, progress_and_lr, update_ema
 
 import diffsample
 from diffsample.models import digits_data, frechet_distance, real_halves
@@ -91,17 +91,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         idx = torch.randint(0, x.shape[0], (args.batch_size,), generator=gen)
         t = sample_times(args.batch_size, args.p_uniform, gen)
         loss = flow_loss(net, x[idx], t, torch.randn(x[idx].shape, generator=gen)).mean()
-        progress = min(1.0, max(step / max(args.steps - 1, 1), (time.perf_counter() - start) / (60 * args.max_minutes)))
-        lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
-        for group in opt.param_groups:
-            group["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            decay = min(args.ema_decay, (1 + step) / (10 + step))
-            for p_ema, p in zip(ema.parameters(), net.parameters(), strict=True):
-                p_ema.lerp_(p, 1 - decay)
+        progress, lr = progress_and_lr(args, step, start)
+        optimise(opt, loss, lr)
+        update_ema(ema, net, step, args.ema_decay)
         value = float(loss.detach())
         running = value if running is None else 0.99 * running + 0.01 * value
         steps_done = step + 1
