@@ -4,11 +4,13 @@
 exact end point of its probability-flow ODE for a fixed noise batch (seed 0):
 
 * exact beds (``ring2d``, ``mixture64``, ``digits``) on the span of every family: EDM's ``[0.002, 80]``, the
-  DDPM table's ``[0.01, 157.4]`` (VP), rectified flow's ``[0.001, 999]`` and with shift 3 ``[0.003, 2997]``;
-  reference: DOP853 (:func:`diffsample.testbeds.reference_solution`, cached);
-* the shipped digits networks (VP ε on the DDPM table: ``digits_uncond``, ``digits_cond`` unguided) and the
-  flow-matching digits network ``digits_flow`` (without and with shift 3); reference: this library's teacher
-  (DPM-Solver++(3M), 477 log-SNR steps, :func:`diffsample.tuning.teacher_trajectory`), cached on disk.
+  DDPM table's ``[0.01, 157.4]`` (VP), Stable Diffusion's table ``[0.029, 14.6]`` (VP, ``vp_sd``), rectified
+  flow's ``[0.001, 999]`` and with shift 3 ``[0.003, 2997]``; reference: DOP853
+  (:func:`diffsample.testbeds.reference_solution`, cached);
+* the shipped digits networks (VP ε on the DDPM table: ``digits_uncond``, ``digits_cond`` unguided; VP ε on Stable
+  Diffusion's table: ``digits_uncond_sd``) and the flow-matching digits network ``digits_flow`` (without and with
+  shift 3); reference: this library's teacher (DPM-Solver++(3M), 477 log-SNR steps,
+  :func:`diffsample.tuning.teacher_trajectory`), cached on disk.
 
 **Selection procedure** (:func:`select_defaults`). For every family and budget (4, 5, 6, 8, 10, 15, 20, 30, 50),
 every configuration of :data:`SOLVERS` × :data:`SCHEDULES` (``time_uniform`` where the family has a time) is run
@@ -16,8 +18,9 @@ on every unit of the family, and its error — the median over the 64 samples of
 exact end point (:func:`median_error`) — is divided by the best configuration's error on that unit and budget
 (per cell; errors below :data:`ERROR_FLOOR` count as the floor). Per budget range of :data:`BUDGET_RANGES` (one
 table row each), the default is the configuration with the smallest **worst-case** ratio over all cells of the
-family and range (ties: geometric mean), so no single bed, network or budget decides; the printed selection table
-gives the choice, its worst and mean ratios and the runner-up. Why the median and not the batch RMSE: on the beds
+family and range (ratios within 2 % of the smallest are a tie, broken by the geometric mean), so no single bed,
+network or budget decides; the printed selection table gives the choice, its worst and mean ratios and the
+runner-up. Why the median and not the batch RMSE: on the beds
 at NFE ≥ 15 the RMSE of 64 samples is set by the one or two samples that end in another mode than the reference
 (each worth ~0.5 of RMSE), so which configuration "wins" a cell is a lottery (a first selection on the RMSE chose
 UniPC on KL-optimal steps for EDM at NFE 15–20, 14× the best peer's RMSE on ``ring2d`` at NFE 20).
@@ -79,9 +82,18 @@ SOLVERS: tuple[str, ...] = (
 SCHEDULES: tuple[str, ...] = ("logsnr", "karras", "kl_optimal", "time_uniform")
 """Step schedules it considers (``time_uniform`` only for families with a time: VP and flow)."""
 
+VP_TABLES: dict[str, DiscreteVP] = {
+    "vp": DiscreteVP(beta_schedule="linear"),
+    "vp_sd": DiscreteVP(beta_schedule="scaled_linear"),
+}
+"""The VP spans' tables: DDPM's (linear β 1e-4 → 0.02) and Stable Diffusion's (scaled-linear β 0.00085 → 0.012)."""
+
+SD_TABLE_CONFIG: dict[str, Any] = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
+"""diffusers' scheduler options for Stable Diffusion's table (on top of the ``vp1000`` catalogue's)."""
+
 SPANS: dict[str, tuple[float, float]] = {
     "edm": (0.002, 80.0),
-    "vp": (float(DiscreteVP(beta_schedule="linear").sigma_min), float(DiscreteVP(beta_schedule="linear").sigma_max)),
+    **{name: (float(table.sigma_min), float(table.sigma_max)) for name, table in VP_TABLES.items()},
     "flow": (float(RectifiedFlow().sigma_min), float(RectifiedFlow().sigma_max)),
     "flow_shift": (float(RectifiedFlow(shift=3.0).sigma_min), float(RectifiedFlow(shift=3.0).sigma_max)),
 }
@@ -171,11 +183,17 @@ def _flow(shift: float) -> Callable[[], Any]:
     return build
 
 
+def _digits_sd() -> Any:
+    from diffsample.models import load_digits_model
+
+    return load_digits_model(False, variant="sd")
+
+
 def units(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), networks: bool = True) -> list[Unit]:
     """Every unit: the beds on every family's span, and the digits networks (module docstring)."""
-    vp_table = DiscreteVP(beta_schedule="linear")
-    time_of = {"edm": None, "vp": vp_table, "flow": RectifiedFlow(), "flow_shift": RectifiedFlow(shift=3.0)}
-    family_of = {"edm": "edm", "vp": "vp_eps", "flow": "flow", "flow_shift": "flow_shift"}
+    vp_table, sd_table = VP_TABLES["vp"], VP_TABLES["vp_sd"]
+    time_of = {"edm": None, **VP_TABLES, "flow": RectifiedFlow(), "flow_shift": RectifiedFlow(shift=3.0)}
+    family_of = {"edm": "edm", "vp": "vp_eps", "vp_sd": "vp_eps", "flow": "flow", "flow_shift": "flow_shift"}
     out: list[Unit] = []
     for span in SPANS:
         for bed in beds:
@@ -183,6 +201,7 @@ def units(beds: Sequence[str] = ("ring2d", "mixture64", "digits"), networks: boo
     if networks:
         out.append(Unit("digits_uncond", "vp_eps", "vp", _digits(False), vp_table, "teacher"))
         out.append(Unit("digits_cond", "vp_eps", "vp", _digits(True), vp_table, "teacher"))
+        out.append(Unit("digits_uncond_sd", "vp_eps", "vp_sd", _digits_sd, sd_table, "teacher"))
         out.append(Unit("digits_flow", "flow", "flow", _flow(1.0), RectifiedFlow(), "teacher"))
         shifted = RectifiedFlow(shift=3.0)
         out.append(Unit("digits_flow_shift3", "flow_shift", "flow_shift", _flow(3.0), shifted, "teacher"))
@@ -247,25 +266,24 @@ def config_errors(unit: Unit, nfe: int, metric: str = "rmse") -> dict[str, float
 
 def peer_errors(unit: Unit, nfe: int, seed: int = 0) -> dict[str, float]:
     """RMSE of every installed diffusers / k-diffusion configuration that walks the unit's span σ_max → 0 within
-    ``nfe`` evaluations. VP and EDM units use the peers' own catalogue on that span (``vp1000``, ``edm``); flow
-    units k-diffusion's samplers on k-diffusion's schedules over the flow span (diffusers' flow schedulers are
-    not in the catalogue)."""
+    ``nfe`` evaluations. VP and EDM units use the peers' own catalogue on that span (``vp1000``, ``edm``); units
+    on Stable Diffusion's table (``vp_sd``) the catalogue's diffusers schedulers built on that table
+    (:data:`SD_TABLE_CONFIG`) and k-diffusion's samplers on k-diffusion's schedules over its span; flow units
+    diffusers' FlowMatchEuler and k-diffusion's samplers over the flow span (diffusers' flow schedulers are not
+    in the catalogue)."""
     from .peers import peer_configs
-    from .peers.catalogue import peers_available
-    from .peers.kdiffusion import KDIFFUSION_SAMPLERS, kdiffusion_sample, kdiffusion_sigmas, kdiffusion_steps_for_nfe
-    from .peers.spans import Span
 
-    lo, hi = unit.span
+    hi = unit.span[1]
     z = unit.noise(seed).to(torch.float32)
     ref = unit.reference(seed)
     out: dict[str, float] = {}
     den = unit.denoiser
-    if unit.span_name in ("edm", "vp"):
+    if unit.span_name in ("edm", "vp", "vp_sd"):
         for cfg in peer_configs(span="edm" if unit.span_name == "edm" else "vp1000"):
-            if not cfg.fixed_nfe:
+            if not cfg.fixed_nfe or (unit.span_name == "vp_sd" and cfg.library != "diffusers"):
                 continue
             try:
-                run = cfg.run(den, z, nfe)
+                run = cfg.run(den, z, nfe, SD_TABLE_CONFIG if unit.span_name == "vp_sd" else None)
             except (ValueError, RuntimeError, ZeroDivisionError, DiffsampleError):
                 continue
             if run.nfe > nfe or run.nfe == 0 or run.sigma_end != 0.0:
@@ -273,16 +291,37 @@ def peer_errors(unit: Unit, nfe: int, seed: int = 0) -> dict[str, float]:
             if not math.isclose(run.sigma_start, hi, rel_tol=1e-5):
                 continue
             out[cfg.name] = rmse(run.x, ref)
-        return out
+        if unit.span_name != "vp_sd":
+            return out
+    else:
+        out.update(_flow_match_euler(unit, z, ref, nfe))
+    # k-diffusion's samplers on its own schedules over the unit's span (the catalogue's k-diffusion entries are
+    # for the DDPM and EDM spans only)
+    out.update(_kdiffusion_on_span(unit, z, ref, nfe))
+    return out
+
+
+def _flow_match_euler(unit: Unit, z: torch.Tensor, ref: torch.Tensor, nfe: int) -> dict[str, float]:
     # diffusers' FlowMatchEulerDiscreteScheduler: Euler in t on x_t = (1 − t) x0 + t ε over uniform t (with the
     # shift), x_t' = x_t + (t' − t) u. With u = ε̂ − x̂0 this is x_t' = (1 − t') x̂0 + t' ε̂: DDIM on the same levels
     # (Song et al. 2021), which is how it is run here (σ = t/(1 − t)).
     sig = unit_sigmas(unit, "time_uniform", nfe)
-    if sig is not None:
-        x = sample(den, z * float(sig[0]), sig, solver="ddim")
-        out[f"diffusers:FlowMatchEuler (= ddim on uniform t)@{unit.span_name}"] = rmse(x, ref)
+    if sig is None:
+        return {}
+    x = sample(unit.denoiser, z * float(sig[0]), sig, solver="ddim")
+    return {f"diffusers:FlowMatchEuler (= ddim on uniform t)@{unit.span_name}": rmse(x, ref)}
+
+
+def _kdiffusion_on_span(unit: Unit, z: torch.Tensor, ref: torch.Tensor, nfe: int) -> dict[str, float]:
+    from .peers.catalogue import peers_available
+    from .peers.kdiffusion import KDIFFUSION_SAMPLERS, kdiffusion_sample, kdiffusion_sigmas, kdiffusion_steps_for_nfe
+    from .peers.spans import Span
+
+    out: dict[str, float] = {}
     if peers_available()["k-diffusion"] is None:
         return out
+    lo, hi = unit.span
+    den = unit.denoiser
     span = Span(unit.span_name, lo, hi)
     for sampler in KDIFFUSION_SAMPLERS:
         for schedule in ("karras", "exponential"):
@@ -312,6 +351,12 @@ class Selection:
 BUDGET_RANGES: tuple[tuple[int, ...], ...] = ((4, 5, 6), (8, 10), (15, 20), (30, 50))
 """Budgets that share one row of a family's table: a configuration is judged over all of them at once."""
 
+TIE_TOLERANCE = 0.02
+"""Worst-case ratios within 2 % of the smallest are a tie, which the geometric mean breaks: configurations that
+make the same walk up to rounding (DEIS and DPM-Solver-3M on log-SNR steps) or share one degenerate worst cell
+(on ``ring2d`` on Stable Diffusion's span at NFE 50 every configuration is 2.66–2.71× the best) differ there by
+less than the measurement's own noise."""
+
 ERROR_FLOOR = 1e-3
 """Errors below this count as this (the digits bed ends exactly on a training image, so some walks have error 0:
 a per-cell best of 0 would make every ratio infinite)."""
@@ -324,7 +369,8 @@ def select_defaults(
     floor: float = ERROR_FLOOR,
 ) -> list[Selection]:
     """Per family and budget range: the configuration with the smallest worst-case ratio ``max(e, floor) /
-    max(best, floor)`` over every (unit, budget) cell of the family and range (ties: geometric mean)."""
+    max(best, floor)`` over every (unit, budget) cell of the family and range (ties — within
+    :data:`TIE_TOLERANCE` of the smallest — broken by the geometric mean)."""
     out: list[Selection] = []
     for family in sorted({u.family for u in unit_list}, key=FAMILIES.index):
         fam_units = [u for u in unit_list if u.family == family]
@@ -339,7 +385,7 @@ def select_defaults(
                 for cfg, e in errs.items():
                     ratios.setdefault(cfg, []).append(max(e, floor) / best)
             full = {c: r for c, r in ratios.items() if len(r) == len(cells)}
-            ranked = sorted(full, key=lambda c: (max(full[c]), _gmean(full[c])))
+            ranked = _rank(full)
             out.append(
                 Selection(
                     family,
@@ -353,6 +399,18 @@ def select_defaults(
                 )
             )
     return out
+
+
+def _rank(ratios: dict[str, list[float]]) -> list[str]:
+    """Configurations by worst-case ratio, those within :data:`TIE_TOLERANCE` of the smallest first and among
+    themselves by geometric mean."""
+    cut = min(max(r) for r in ratios.values()) * (1 + TIE_TOLERANCE)
+
+    def key(c: str) -> tuple[bool, float, float]:
+        worst = max(ratios[c])
+        return (worst > cut, worst if worst > cut else 0.0, _gmean(ratios[c]))
+
+    return sorted(ratios, key=key)
 
 
 def _gmean(values: Sequence[float]) -> float:
@@ -417,8 +475,16 @@ def model_view(unit: Unit) -> Any:
     return FamilyView(unit.denoiser, unit.noise_schedule, prediction, unit.name)
 
 
-TUNE_SETTINGS: dict[str, Any] = {"teacher_levels": 60, "refine": 1, "kicks": 2, "holdout": 0.25}
-""":func:`diffsample.tune` options for the figures (``max_evals = 10·n``, ``kick_evals = 5·n`` per budget)."""
+TUNE_SETTINGS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "reduced": {"teacher_levels": 60, "refine": 1, "kicks": 2, "max_evals_per_call": 10, "kick_evals_per_call": 5},
+}
+""":func:`diffsample.tune` options for the figures: ``"default"`` is what a user gets (the library's defaults: teacher
+120 levels, 2 refined starts of ``60·n`` runs, 8 kicks of ``30·n``, a quarter held out), ``"reduced"`` a cheap
+setting for quick checks (``max_evals = 10·n``, ``kick_evals = 5·n``)."""
+
+AUTO_CALIBRATION = 8
+"""Calibration noises of automatic mode in the figures (its default)."""
 
 
 @dataclass
@@ -448,6 +514,7 @@ def figure_rows(
     nfes: Sequence[int],
     *,
     tune_plans: bool = True,
+    tune_settings: str = "default",
     progress: Callable[[str], None] | None = None,
 ) -> list[FigureRow]:
     """Per unit and budget: generate, auto and tuned against the best peer and the best hand-made configuration,
@@ -463,7 +530,7 @@ def figure_rows(
         ref = unit.reference(0)
         dtype = torch.float64 if unit.reference_kind == "exact" else torch.float32
         x = (z * hi).to(dtype)
-        cal_auto = unit.noise(1, 4)
+        cal_auto = unit.noise(1, AUTO_CALIBRATION)
         cal_tune = (unit.noise(1, BATCH) * hi).to(dtype)
         for nfe in nfes:
             t0 = time.perf_counter()
@@ -475,16 +542,11 @@ def figure_rows(
             auto = rmse(generate(view, x, nfe=nfe, sigma_min=lo, sigma_max=hi, auto=True, calibration=cal_auto), ref)
             tuned, fallback, tuning_nfe = math.nan, False, 0.0
             if tune_plans:
-                plan = tune(
-                    view,
-                    nfe=nfe,
-                    sigma_min=lo,
-                    sigma_max=hi,
-                    calibration=cal_tune,
-                    max_evals=10 * nfe,
-                    kick_evals=5 * nfe,
-                    **TUNE_SETTINGS,
-                )
+                options = dict(TUNE_SETTINGS[tune_settings])
+                for key in ("max_evals", "kick_evals"):
+                    if f"{key}_per_call" in options:
+                        options[key] = options.pop(f"{key}_per_call") * nfe
+                plan = tune(view, nfe=nfe, sigma_min=lo, sigma_max=hi, calibration=cal_tune, **options)
                 tuned = rmse(sample(view, x, plan=plan), ref)
                 fallback, tuning_nfe = bool(plan.provenance["fallback"]), float(plan.provenance["tuning_nfe"])
             best_peer = min(peers, key=peers.get) if peers else ""

@@ -7,6 +7,8 @@ Usage::
     python scripts/train_digits.py --variant conditional --eval-only  # re-measure the shipped weights
     python scripts/train_digits.py --variant conditional --model-variant weak \
         --width 96 --blocks 2 --emb-dim 64 --steps 400                 # the weak model autoguidance uses
+    python scripts/train_digits.py --variant unconditional --model-variant sd \
+        --max-minutes 10                                                # a VP-ε unit on Stable Diffusion's table
 
 Model: :class:`diffsample.models.network.VPEpsNetwork` around a :class:`DigitsMLP` core, i.e. an
 ε-prediction network on diffusers' default DDPM table (linear β 1e-4 → 0.02, 1000 steps) whose core
@@ -90,7 +92,7 @@ def build(args: argparse.Namespace, conditional: bool, sigma_data: float) -> VPE
     core = DigitsMLP(
         args.width, args.blocks, 10 if conditional else 0, emb_dim=args.emb_dim, time_scale=args.time_scale
     )
-    return VPEpsNetwork(core, DiscreteVP(beta_schedule="linear"), sigma_data)
+    return VPEpsNetwork(core, DiscreteVP(beta_schedule=args.beta_schedule), sigma_data)
 
 
 @torch.no_grad()
@@ -269,6 +271,12 @@ def main() -> None:
     ap.add_argument(
         "--model-variant", choices=sorted(MODEL_VARIANTS), default="default", help="which weight set to write"
     )
+    ap.add_argument(
+        "--beta-schedule",
+        default=None,
+        help="the VP table (diffusers' names); default: scaled_linear (Stable Diffusion's) for --model-variant sd, "
+        "else linear (DDPM, the other shipped models)",
+    )
     ap.add_argument("--steps", type=int, default=8000)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -294,6 +302,8 @@ def main() -> None:
     ap.add_argument("--eval-guidance", type=float, nargs="+", default=[1.0, 2.0])
     ap.add_argument("--out", type=Path, default=WEIGHTS)
     args = ap.parse_args()
+    if args.beta_schedule is None:
+        args.beta_schedule = "scaled_linear" if args.model_variant == "sd" else "linear"
     torch.set_num_threads(args.threads)
     torch.backends.mkldnn.enabled = False  # the plain CPU convolution is faster on 8×8 maps
     path = args.out / f"{output_name(args)}.json"

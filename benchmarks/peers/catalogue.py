@@ -99,11 +99,23 @@ class PeerConfig:
     note: str = ""
     issue: str = ""
 
-    def run(self, denoiser: Denoiser | Callable[..., torch.Tensor], z: torch.Tensor, nfe: int) -> PeerRun:
-        """Walk from the σ-space state ``σ_start·z`` with at most ``nfe`` model evaluations."""
+    def run(
+        self,
+        denoiser: Denoiser | Callable[..., torch.Tensor],
+        z: torch.Tensor,
+        nfe: int,
+        table: Mapping[str, Any] | None = None,
+    ) -> PeerRun:
+        """Walk from the σ-space state ``σ_start·z`` with at most ``nfe`` model evaluations.
+
+        ``table``: scheduler options that put a diffusers VP scheduler on another training table (e.g. Stable
+        Diffusion's ``scaled_linear`` β); k-diffusion configurations take none."""
         if self.library == "diffusers":
-            x, used, s0, s1 = diffusers_sample(self.sampler, denoiser, z, nfe, config=self.options, span=self.span)  # type: ignore[arg-type]
+            options = {**self.options, **(table or {})}
+            x, used, s0, s1 = diffusers_sample(self.sampler, denoiser, z, nfe, config=options, span=self.span)  # type: ignore[arg-type]
             return PeerRun(x, used, s0, s1)
+        if table:
+            raise ValueError(f"{self.name}: k-diffusion configurations run on their span, not on another table")
         sp = get_span(self.span)
         if self.schedule is None:  # dpm_fast / dpm_adaptive: a span, not a σ array
             sigmas = torch.tensor([sp.sigma_max, sp.sigma_min, 0.0], dtype=torch.float64)

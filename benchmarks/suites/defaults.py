@@ -30,6 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--units", type=str_list, default=None, help="keep only these units (names as printed)")
     p.add_argument("--no-networks", action="store_true", help="exact beds only")
     p.add_argument("--no-tune", action="store_true", help="leave out the tuned plans in the figures")
+    p.add_argument(
+        "--tune-settings",
+        choices=["default", "reduced"],
+        default="default",
+        help="the tuner's settings in the figures: the library's defaults, or a cheap reduced search",
+    )
     p.add_argument("--out", default=None, help="also write the rows as JSON here")
     p.add_argument("--quiet", action="store_true")
 
@@ -48,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
         payload = {"selection": [r.__dict__ for r in rows], "errors": {f"{k[0]}@{k[1]}": v for k, v in table.items()}}
     else:
         nfes = args.nfe or [4, 5, 6, 8, 10, 15, 20]
-        figures = figure_rows(unit_list, nfes, tune_plans=not args.no_tune, progress=progress)
+        figures = figure_rows(
+            unit_list, nfes, tune_plans=not args.no_tune, tune_settings=args.tune_settings, progress=progress
+        )
         print(format_figures(figures))
         payload = {"figures": [r.__dict__ for r in figures]}
     if args.out:

@@ -334,3 +334,27 @@ def test_same_span_peer_rows_walk_our_span_and_agree_with_our_solvers(k_sampling
     theirs = {r.solver: r.rmse for r in rows}
     assert theirs["k-diffusion:euler-karras@edm"] == pytest.approx(ours["euler"], rel=1e-6)
     assert theirs["k-diffusion:dpmpp_2m-karras@edm"] == pytest.approx(ours["dpmpp_2m"], rel=1e-6)
+
+
+def test_catalogue_entry_runs_on_stable_diffusions_table(diffusers_mod):
+    """A catalogue entry put on another training table (``table=``, the defaults' ``vp_sd`` units) walks that
+    table's span, equals our DDIM on its own levels, and converges to the exact solution there."""
+    from diffsample.schedules import DiscreteVP
+
+    sd_table = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
+    cfg = next(c for c in peers.peer_configs("diffusers", "vp1000") if c.name == "diffusers:ddim-trailing")
+    z = noise()
+    run = cfg.run(gaussian_denoiser(), z, 20, table=sd_table)
+    assert run.sigma_start == pytest.approx(float(DiscreteVP(beta_schedule="scaled_linear").sigma_max), rel=1e-6)
+    assert run.sigma_start < 15 and run.sigma_end == 0.0 and run.nfe == 20
+    sigmas = peers.diffusers_sigmas("DDIM", 20, config={**cfg.options, **sd_table})
+    ours = diffsample.sample(gaussian_denoiser(), (z.double() * sigmas[0]).float(), sigmas, solver="euler")
+    assert float((run.x - ours).abs().max()) < 5e-5
+    errors = [
+        float((cfg.run(gaussian_denoiser(), z, n, table=sd_table).x.double() - exact(z, run.sigma_start, 0.0)).abs().max())
+        for n in (10, 20, 40)
+    ]
+    assert errors[2] < 0.6 * errors[1] < 0.36 * errors[0] and errors[2] < 0.15  # first order: halves with the steps
+    kd = next(c for c in peers.peer_configs("k-diffusion", "vp1000"))
+    with pytest.raises(ValueError, match="k-diffusion"):
+        kd.run(gaussian_denoiser(), z, 10, table=sd_table)

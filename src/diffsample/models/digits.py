@@ -53,8 +53,11 @@ _NAMES = {False: "digits_uncond", True: "digits_cond"}
 MODEL_VARIANTS: dict[str, dict[bool, str]] = {
     "default": dict(_NAMES),
     "weak": {True: "digits_cond_weak"},
+    "sd": {False: "digits_uncond_sd"},
 }
-"""Variant → (conditional → weight-set name). ``"weak"`` exists only as a conditional model (autoguidance)."""
+"""Variant → (conditional → weight-set name). ``"weak"`` exists only as a conditional model (autoguidance);
+``"sd"`` only as an unconditional one: the same recipe on Stable Diffusion's β table (``scaled_linear``,
+0.00085 → 0.012, 1000 steps; span σ 0.029 … 14.6), a second VP-ε unit for the defaults' selection."""
 
 
 def model_name(conditional: bool = False, variant: str = "default") -> str:

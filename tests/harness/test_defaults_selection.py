@@ -1,0 +1,49 @@
+"""The selection procedure behind ``generate``'s family tables, on hand-made error tables with known answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.defaults_bench import TIE_TOLERANCE, Unit, select_defaults, units
+from diffsample.generate import FAMILY_TABLES, default_choice
+
+
+def _unit(name: str, family: str = "edm") -> Unit:
+    return Unit(name, family, "edm", lambda: None, None, "exact")
+
+
+def test_smallest_worst_case_wins_not_the_best_on_one_unit():
+    us = [_unit("a"), _unit("b")]
+    table = {
+        ("a", 4): {"x/s": 0.010, "y/s": 0.020, "z/s": 0.011},  # x best on a
+        ("b", 4): {"x/s": 0.100, "y/s": 0.020, "z/s": 0.030},  # but 5× the best on b
+    }
+    (row,) = select_defaults(table, us, ranges=[(4,)])
+    assert row.choice == "z/s"  # worst case 1.5 (b) beats x's 5 and y's 2
+    assert row.worst == pytest.approx(1.5) and row.runner_up == "y/s" and row.runner_up_worst == pytest.approx(2.0)
+
+
+def test_worst_cases_within_the_tolerance_tie_and_the_geometric_mean_decides():
+    us = [_unit("a"), _unit("b"), _unit("c")]
+    near = 1 + TIE_TOLERANCE / 2
+    table = {
+        ("a", 8): {"p/s": 0.010 * 2.0, "q/s": 0.010 * 2.0 * near, "best/s": 0.010},
+        ("b", 8): {"p/s": 0.010 * 1.9, "q/s": 0.010, "best/s": 0.010 * 3.0},
+        ("c", 8): {"p/s": 0.010 * 1.9, "q/s": 0.010, "best/s": 0.010 * 3.0},
+    }
+    (row,) = select_defaults(table, us, ranges=[(8,)])
+    # p's worst case (2.0) is smaller than q's (2.0·near) by less than the tolerance: a tie, q's mean is smaller
+    assert row.choice == "q/s" and row.runner_up == "p/s"
+    table[("a", 8)]["q/s"] = 0.010 * 2.0 * (1 + 2 * TIE_TOLERANCE)  # now clearly worse in the worst case
+    (row,) = select_defaults(table, us, ranges=[(8,)])
+    assert row.choice == "p/s"
+
+
+def test_every_family_table_row_is_in_the_selection_units_family_and_vp_includes_stable_diffusions_table():
+    names = {u.family: [] for u in units()}
+    for u in units():
+        names[u.family].append(u.name)
+    assert {"ring2d@vp_sd", "digits_uncond_sd"} <= set(names["vp_eps"])
+    for family in names:
+        assert family in FAMILY_TABLES
+        assert default_choice(10, family).solver  # every selected family has a row for every budget
