@@ -55,6 +55,7 @@ __all__ = [
     "FigureRow",
     "figure_rows",
     "format_figures",
+    "format_summary",
     "SOLVERS",
     "Unit",
     "config_errors",
@@ -596,5 +597,58 @@ def format_figures(rows: Sequence[FigureRow]) -> str:
             f"{r.unit:<20} {r.nfe:>3}  {r.ratio('generate'):>8.2f} {r.ratio('auto'):>9.2f} "
             f"{r.ratio('tuned', 'best_hand'):>10.2f}  {r.generate:>9.3g} {r.auto:>9.3g} {r.tuned:>9.3g} "
             f"{r.best_peer:>9.3g}  {r.auto_choice:<24} {r.best_peer_config}"
+        )
+    return "\n".join(lines)
+
+
+TARGETS = {"generate": 1.0, "auto": 0.8, "tuned_low": 0.5, "tuned_high": 0.7}
+"""Issue #13's figures: ``generate`` ≤ 1.0× the best peer, auto ≤ 0.8×, the tuned plan ≤ 0.5× (NFE ≤ 6) /
+≤ 0.7× (NFE ≥ 8) the best hand-made configuration (peers included)."""
+
+
+def _tuned_target(nfe: int) -> float:
+    return TARGETS["tuned_low"] if nfe <= 6 else TARGETS["tuned_high"]
+
+
+def format_summary(rows: Sequence[FigureRow], floor: float = ERROR_FLOOR) -> str:
+    """Cells meeting each target, over all units, the networks and the beds, and per budget; geometric means of
+    the ratios (errors floored at ``floor``, so an exact best does not make them infinite)."""
+
+    def floored(r: FigureRow, what: str, to: str) -> float:
+        return max(getattr(r, what), floor) / max(getattr(r, to), floor)
+
+    def block(label: str, part: Sequence[FigureRow]) -> list[str]:
+        if not part:
+            return []
+        gen = sum(r.ratio("generate") <= TARGETS["generate"] for r in part)
+        auto = sum(r.ratio("auto") <= TARGETS["auto"] for r in part)
+        tuned = sum(r.ratio("tuned", "best_hand") <= _tuned_target(r.nfe) for r in part)
+        beats = sum(r.auto <= r.generate for r in part)
+        means = {
+            k: _gmean([floored(r, a, b) for r in part])
+            for k, (a, b) in {
+                "gen/peer": ("generate", "best_peer"),
+                "auto/peer": ("auto", "best_peer"),
+                "tuned/hand": ("tuned", "best_hand"),
+                "auto/generate": ("auto", "generate"),
+            }.items()
+        }
+        units_in = len({r.unit for r in part})
+        return [
+            f"{label} ({units_in}): cells {len(part)}; generate<=1.0x peer {gen}; auto<=0.8x peer {auto}; "
+            f"tuned<=target {tuned}; auto<=generate {beats}",
+            "   gmean (errors floored at 1e-3): " + ", ".join(f"{k} {v:.2f}" for k, v in means.items()),
+        ]
+
+    networks = [r for r in rows if "@" not in r.unit]
+    beds = [r for r in rows if "@" in r.unit]
+    lines = block("all units", rows) + block("networks", networks) + block("beds", beds)
+    for nfe in sorted({r.nfe for r in rows}):
+        part = [r for r in rows if r.nfe == nfe]
+        lines.append(
+            f"NFE {nfe}: generate<=1.0x {sum(r.ratio('generate') <= 1.0 for r in part)}/{len(part)}, "
+            f"auto<=0.8x {sum(r.ratio('auto') <= 0.8 for r in part)}/{len(part)}, "
+            f"tuned on target {sum(r.ratio('tuned', 'best_hand') <= _tuned_target(nfe) for r in part)}/{len(part)}, "
+            f"tuner fallbacks {sum(r.tuned_fallback for r in part)}"
         )
     return "\n".join(lines)

@@ -18,7 +18,15 @@ import torch
 from diffsample.cli import int_list, progress_printer, str_list
 from diffsample.files import atomic_write_text
 
-from ..defaults_bench import figure_rows, format_figures, format_selection, hand_table, select_defaults, units
+from ..defaults_bench import (
+    figure_rows,
+    format_figures,
+    format_selection,
+    format_summary,
+    hand_table,
+    select_defaults,
+    units,
+)
 
 __all__ = ["add_arguments", "run"]
 
@@ -58,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
             unit_list, nfes, tune_plans=not args.no_tune, tune_settings=args.tune_settings, progress=progress
         )
         print(format_figures(figures))
+        print()
+        print(format_summary(figures))
         payload = {"figures": [r.__dict__ for r in figures]}
     if args.out:
         print(f"\nwrote {atomic_write_text(args.out, json.dumps(payload, indent=1) + chr(10))}")
