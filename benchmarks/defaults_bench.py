@@ -56,6 +56,9 @@ __all__ = [
     "figure_rows",
     "format_figures",
     "format_summary",
+    "format_tails",
+    "sample_errors",
+    "tail_rows",
     "SOLVERS",
     "Unit",
     "config_errors",
@@ -227,7 +230,7 @@ def unit_sigmas(unit: Unit, schedule: str, n_steps: int) -> torch.Tensor | None:
 def median_error(a: torch.Tensor, b: torch.Tensor) -> float:
     """The median over samples of each sample's RMS error: the typical sample's error, which the few samples that
     end in another mode than the reference (and dominate a batch RMSE on the beds) do not move."""
-    per = (a.to(torch.float64) - b.to(torch.float64)).flatten(1).square().mean(1).sqrt()
+    per = sample_errors(a, b)
     v = float(per.median())
     return v if math.isfinite(v) and bool(torch.isfinite(per).all()) else math.inf
 
@@ -650,5 +653,65 @@ def format_summary(rows: Sequence[FigureRow], floor: float = ERROR_FLOOR) -> str
             f"auto<=0.8x {sum(r.ratio('auto') <= 0.8 for r in part)}/{len(part)}, "
             f"tuned on target {sum(r.ratio('tuned', 'best_hand') <= _tuned_target(nfe) for r in part)}/{len(part)}, "
             f"tuner fallbacks {sum(r.tuned_fallback for r in part)}"
+        )
+    return "\n".join(lines)
+
+
+def sample_errors(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Each sample's RMS error to the exact end point (``inf`` where not finite), float64."""
+    per = (out.to(torch.float64) - ref.to(torch.float64)).flatten(1).square().mean(1).sqrt()
+    return torch.where(torch.isfinite(per), per, torch.full_like(per, math.inf))
+
+
+@dataclass
+class TailRow:
+    unit: str
+    nfe: int
+    config: str
+    rmse: float
+    mean: float
+    median: float
+    p90: float
+    max: float
+
+
+def tail_rows(unit: Unit, nfe: int, configs: Sequence[str]) -> list[TailRow]:
+    """How the per-sample errors of each ``"solver/schedule"`` spread on the held-out noise (seed 0): the batch RMSE
+    (the figures' metric), mean, median (the selection's metric), 90th percentile and maximum. A configuration whose
+    median is small but whose p90 / maximum are far above it leaves part of the batch far off — on a network that is
+    a solver failure, not a mode lottery, and the median alone would hide it."""
+    ref = unit.reference(0)
+    dtype = torch.float64 if unit.reference_kind == "exact" else torch.float32
+    rows: list[TailRow] = []
+    for config in configs:
+        solver, schedule = config.split("/")
+        sig = unit_sigmas(unit, schedule, solvers.spec(solver).steps_for_nfe(nfe))
+        if sig is None:
+            continue
+        per = sample_errors(sample(unit.denoiser, (unit.noise(0) * float(sig[0])).to(dtype), sig, solver=solver), ref)
+        finite = bool(torch.isfinite(per).all())
+        median = float(per.median()) if finite else math.inf  # torch's lower median, as in median_error
+        p90 = float(per.quantile(0.9)) if finite else math.inf
+        rows.append(
+            TailRow(
+                unit.name,
+                nfe,
+                config,
+                float(per.square().mean().sqrt()),
+                float(per.mean()),
+                median,
+                p90,
+                float(per.max()),
+            )
+        )
+    return rows
+
+
+def format_tails(rows: Sequence[TailRow]) -> str:
+    lines = [f"{'unit':<20} {'NFE':>3}  {'config':<24} {'rmse':>9} {'mean':>9} {'median':>9} {'p90':>9} {'max':>9}"]
+    for r in rows:
+        lines.append(
+            f"{r.unit:<20} {r.nfe:>3}  {r.config:<24} {r.rmse:>9.4g} {r.mean:>9.4g} {r.median:>9.4g} "
+            f"{r.p90:>9.4g} {r.max:>9.4g}"
         )
     return "\n".join(lines)

@@ -6,6 +6,8 @@ worst-case ratio to the per-unit best (:func:`benchmarks.defaults_bench.select_d
 :data:`diffsample.generate.FAMILY_TABLES`. Without ``--select`` it prints the figures
 (:func:`benchmarks.defaults_bench.figure_rows`): ``generate``, automatic mode and tuned plans against the best
 diffusers / k-diffusion configuration on the same span, and the tuned plan against the best hand-made one.
+``--tails CONFIGS`` prints how the per-sample errors of the given ``solver/schedule`` configurations spread (batch
+RMSE, mean, median, p90, max; :func:`benchmarks.defaults_bench.tail_rows`).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from ..defaults_bench import (
     format_figures,
     format_selection,
     format_summary,
+    format_tails,
     hand_table,
     select_defaults,
+    tail_rows,
     units,
 )
 
@@ -33,6 +37,12 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--select", action="store_true", help="print the selection table instead of the figures")
+    p.add_argument(
+        "--tails",
+        type=str_list,
+        default=None,
+        help="instead: per-sample error spread (rmse, mean, median, p90, max) of these solver/schedule configurations",
+    )
     p.add_argument("--nfe", type=int_list, default=None, help="budgets (default 4,5,6,8,10,15,20; --select adds 30,50)")
     p.add_argument("--beds", type=str_list, default=["ring2d", "mixture64", "digits"])
     p.add_argument("--units", type=str_list, default=None, help="keep only these units (names as printed)")
@@ -54,7 +64,11 @@ def run(args: argparse.Namespace) -> int:
     unit_list = units(args.beds, networks=not args.no_networks)
     if args.units:
         unit_list = [u for u in unit_list if u.name in args.units]
-    if args.select:
+    if args.tails:
+        rows = [r for u in unit_list for n in args.nfe or [8, 15] for r in tail_rows(u, n, args.tails)]
+        print(format_tails(rows))
+        payload = {"tails": [r.__dict__ for r in rows]}
+    elif args.select:
         nfes = args.nfe or [4, 5, 6, 8, 10, 15, 20, 30, 50]
         table = hand_table(unit_list, nfes, progress)
         rows = select_defaults(table, unit_list)

@@ -47,3 +47,16 @@ def test_every_family_table_row_is_in_the_selection_units_family_and_vp_includes
     for family in names:
         assert family in FAMILY_TABLES
         assert default_choice(10, family).solver  # every selected family has a row for every budget
+
+
+def test_tail_rows_agree_with_the_batch_and_median_errors_of_the_selection():
+    from benchmarks.defaults_bench import config_errors, tail_rows
+
+    unit = next(u for u in units(beds=("ring2d",), networks=False) if u.name == "ring2d@edm")
+    configs = ["dpm_solver_3m/logsnr", "ipndm/kl_optimal"]
+    rows = tail_rows(unit, 8, configs)
+    rmse, median = config_errors(unit, 8), config_errors(unit, 8, metric="median")
+    for r in rows:
+        assert r.rmse == pytest.approx(rmse[r.config], rel=1e-9)
+        assert r.median == pytest.approx(median[r.config], rel=1e-9)
+        assert r.median <= r.p90 <= r.max and r.mean <= r.rmse  # RMS ≥ mean of non-negative errors
