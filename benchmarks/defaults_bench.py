@@ -649,8 +649,8 @@ def format_summary(rows: Sequence[FigureRow], floor: float = ERROR_FLOOR) -> str
     for nfe in sorted({r.nfe for r in rows}):
         part = [r for r in rows if r.nfe == nfe]
         lines.append(
-            f"NFE {nfe}: generate<=1.0x {sum(r.ratio('generate') <= 1.0 for r in part)}/{len(part)}, "
-            f"auto<=0.8x {sum(r.ratio('auto') <= 0.8 for r in part)}/{len(part)}, "
+            f"NFE {nfe}: generate<=1.0x {sum(r.ratio('generate') <= TARGETS['generate'] for r in part)}/{len(part)}, "
+            f"auto<=0.8x {sum(r.ratio('auto') <= TARGETS['auto'] for r in part)}/{len(part)}, "
             f"tuned on target {sum(r.ratio('tuned', 'best_hand') <= _tuned_target(nfe) for r in part)}/{len(part)}, "
             f"tuner fallbacks {sum(r.tuned_fallback for r in part)}"
         )
