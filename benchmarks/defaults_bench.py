@@ -86,14 +86,14 @@ SOLVERS: tuple[str, ...] = (
 SCHEDULES: tuple[str, ...] = ("logsnr", "karras", "kl_optimal", "time_uniform")
 """Step schedules it considers (``time_uniform`` only for families with a time: VP and flow)."""
 
+SD_TABLE_CONFIG: dict[str, Any] = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
+"""Stable Diffusion's table in diffusers' scheduler options (on top of the ``vp1000`` catalogue's)."""
+
 VP_TABLES: dict[str, DiscreteVP] = {
     "vp": DiscreteVP(beta_schedule="linear"),
-    "vp_sd": DiscreteVP(beta_schedule="scaled_linear"),
+    "vp_sd": DiscreteVP(**SD_TABLE_CONFIG),
 }
-"""The VP spans' tables: DDPM's (linear β 1e-4 → 0.02) and Stable Diffusion's (scaled-linear β 0.00085 → 0.012)."""
-
-SD_TABLE_CONFIG: dict[str, Any] = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
-"""diffusers' scheduler options for Stable Diffusion's table (on top of the ``vp1000`` catalogue's)."""
+"""The VP spans' tables: DDPM's (linear β 1e-4 → 0.02) and Stable Diffusion's (:data:`SD_TABLE_CONFIG`)."""
 
 SPANS: dict[str, tuple[float, float]] = {
     "edm": (0.002, 80.0),
@@ -239,13 +239,19 @@ METRICS: dict[str, Callable[[torch.Tensor, torch.Tensor], float]] = {"rmse": rms
 """Error metrics: the batch RMSE (the figures) and the typical sample's error (the selection)."""
 
 
+def walk_output(unit: Unit, sigmas: torch.Tensor, solver: str, seed: int = 0, size: int = BATCH) -> torch.Tensor:
+    """The unit's noise (``seed``) walked down ``sigmas`` by ``solver`` (float64 on exact beds, float32 on
+    networks)."""
+    dtype = torch.float64 if unit.reference_kind == "exact" else torch.float32
+    x = (unit.noise(seed, size) * float(sigmas[0])).to(dtype)
+    return sample(unit.denoiser, x, sigmas, solver=solver)
+
+
 def run_walk(
     unit: Unit, sigmas: torch.Tensor, solver: str, seed: int = 0, size: int = BATCH, metric: str = "rmse"
 ) -> float:
-    x = unit.noise(seed, size) * float(sigmas[0])
-    dtype = torch.float64 if unit.reference_kind == "exact" else torch.float32
     try:
-        out = sample(unit.denoiser, x.to(dtype), sigmas, solver=solver)
+        out = walk_output(unit, sigmas, solver, seed, size)
     except DiffsampleError:
         return math.inf
     return METRICS[metric](out, unit.reference(seed, size))
@@ -275,33 +281,39 @@ def peer_errors(unit: Unit, nfe: int, seed: int = 0) -> dict[str, float]:
     (:data:`SD_TABLE_CONFIG`) and k-diffusion's samplers on k-diffusion's schedules over its span; flow units
     diffusers' FlowMatchEuler and k-diffusion's samplers over the flow span (diffusers' flow schedulers are not
     in the catalogue)."""
-    from .peers import peer_configs
-
-    hi = unit.span[1]
     z = unit.noise(seed).to(torch.float32)
     ref = unit.reference(seed)
     out: dict[str, float] = {}
-    den = unit.denoiser
     if unit.span_name in ("edm", "vp", "vp_sd"):
-        for cfg in peer_configs(span="edm" if unit.span_name == "edm" else "vp1000"):
-            if not cfg.fixed_nfe or (unit.span_name == "vp_sd" and cfg.library != "diffusers"):
-                continue
-            try:
-                run = cfg.run(den, z, nfe, SD_TABLE_CONFIG if unit.span_name == "vp_sd" else None)
-            except (ValueError, RuntimeError, ZeroDivisionError, DiffsampleError):
-                continue
-            if run.nfe > nfe or run.nfe == 0 or run.sigma_end != 0.0:
-                continue
-            if not math.isclose(run.sigma_start, hi, rel_tol=1e-5):
-                continue
-            out[cfg.name] = rmse(run.x, ref)
-        if unit.span_name != "vp_sd":
-            return out
+        out.update(_catalogue_errors(unit, z, ref, nfe))
     else:
         out.update(_flow_match_euler(unit, z, ref, nfe))
-    # k-diffusion's samplers on its own schedules over the unit's span (the catalogue's k-diffusion entries are
-    # for the DDPM and EDM spans only)
-    out.update(_kdiffusion_on_span(unit, z, ref, nfe))
+    if unit.span_name not in ("edm", "vp"):
+        # k-diffusion's samplers on its own schedules over the unit's span (the catalogue's k-diffusion entries are
+        # for the DDPM and EDM spans only)
+        out.update(_kdiffusion_on_span(unit, z, ref, nfe))
+    return out
+
+
+def _catalogue_errors(unit: Unit, z: torch.Tensor, ref: torch.Tensor, nfe: int) -> dict[str, float]:
+    """The peers' catalogue on the unit's span (``edm`` or ``vp1000``; on Stable Diffusion's table its diffusers
+    schedulers, rebuilt on that table), keeping the walks that go σ_max → 0 within ``nfe`` calls."""
+    from .peers import peer_configs
+
+    on_sd = unit.span_name == "vp_sd"
+    out: dict[str, float] = {}
+    for cfg in peer_configs(span="edm" if unit.span_name == "edm" else "vp1000"):
+        if not cfg.fixed_nfe or (on_sd and cfg.library != "diffusers"):
+            continue
+        try:
+            run = cfg.run(unit.denoiser, z, nfe, SD_TABLE_CONFIG if on_sd else None)
+        except (ValueError, RuntimeError, ZeroDivisionError, DiffsampleError):
+            continue
+        if run.nfe > nfe or run.nfe == 0 or run.sigma_end != 0.0:
+            continue
+        if not math.isclose(run.sigma_start, unit.span[1], rel_tol=1e-5):
+            continue
+        out[cfg.name] = rmse(run.x, ref)
     return out
 
 
@@ -681,14 +693,13 @@ def tail_rows(unit: Unit, nfe: int, configs: Sequence[str]) -> list[TailRow]:
     median is small but whose p90 / maximum are far above it leaves part of the batch far off — on a network that is
     a solver failure, not a mode lottery, and the median alone would hide it."""
     ref = unit.reference(0)
-    dtype = torch.float64 if unit.reference_kind == "exact" else torch.float32
     rows: list[TailRow] = []
     for config in configs:
         solver, schedule = config.split("/")
         sig = unit_sigmas(unit, schedule, solvers.spec(solver).steps_for_nfe(nfe))
         if sig is None:
             continue
-        per = sample_errors(sample(unit.denoiser, (unit.noise(0) * float(sig[0])).to(dtype), sig, solver=solver), ref)
+        per = sample_errors(walk_output(unit, sig, solver), ref)
         finite = bool(torch.isfinite(per).all())
         median = float(per.median()) if finite else math.inf  # torch's lower median, as in median_error
         p90 = float(per.quantile(0.9)) if finite else math.inf
