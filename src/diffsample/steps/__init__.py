@@ -17,8 +17,9 @@ Modules, by kind:
   :func:`to_timesteps`;
 * :mod:`~diffsample.steps.validation`: :func:`validate`, :func:`from_array`;
 * :mod:`~diffsample.steps.registry`: :data:`SCHEDULES` maps names to :class:`StepScheduleSpec` entries
-  ``entry(n, sigma_min=None, sigma_max=None, *, noise_schedule=None, append_zero=True, **options)``; :func:`get`
-  looks one up.
+  ``entry(n, sigma_min=None, sigma_max=None, *, noise_schedule=None, append_zero=True, trailing=False,
+  **options)``; :func:`get` looks one up (``get("logsnr+trailing")``: walks that skip the call at σ_min,
+  :data:`TRAILING`).
 
 The keyword that takes a :class:`~diffsample.schedules.NoiseSchedule` (α(t), σ(t)) is ``noise_schedule=``;
 the old spelling ``schedule=`` still works and raises a :class:`DeprecationWarning`.
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 from .composition import insert_sigma_min, shift, to_timesteps, truncate
 from .published import AYS_TIMESTEPS, align_your_steps, gits
-from .registry import SCHEDULES, StepSchedule, StepScheduleSpec, get
+from .registry import SCHEDULES, TRAILING, StepSchedule, StepScheduleSpec, get
 from .sigma_space import (
     beta_schedule,
     exponential,
@@ -46,6 +47,7 @@ __all__ = [
     "AYS_TIMESTEPS",
     "SCHEDULES",
     "SPACINGS",
+    "TRAILING",
     "ZERO_SNR_SIGMA",
     "StepSchedule",
     "StepScheduleSpec",

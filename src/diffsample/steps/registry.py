@@ -8,6 +8,7 @@ is its function in one module plus one line in :data:`SCHEDULES`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -31,7 +32,7 @@ from .sigma_space import (
 )
 from .time_space import time_quadratic, time_uniform, vp_continuous_between
 
-__all__ = ["SCHEDULES", "Span", "StepSchedule", "StepScheduleSpec", "get"]
+__all__ = ["SCHEDULES", "TRAILING", "Span", "StepSchedule", "StepScheduleSpec", "get"]
 
 StepSchedule = Callable[..., torch.Tensor]
 """A step-schedule constructor (or a registry entry): returns a 1-D float64 tensor of decreasing levels."""
@@ -54,12 +55,16 @@ class StepScheduleSpec:
       published levels); the noise schedule is not used.
 
     ``passes_noise_schedule``: ``build`` also gets ``noise_schedule=`` (``None`` when not given).
+
+    ``trailing``: every call ends its walk the trailing way (``trailing=True`` of :meth:`__call__`); the entry
+    ``get("<name>+trailing")`` returns.
     """
 
     name: str
     build: StepSchedule
     span: Span = "sigma"
     passes_noise_schedule: bool = False
+    trailing: bool = False
 
     def __post_init__(self) -> None:
         if self.span not in get_args(Span):
@@ -86,12 +91,36 @@ class StepScheduleSpec:
         *,
         noise_schedule: NoiseSchedule | None = None,
         append_zero: bool = True,
+        trailing: bool = False,
         **options: Any,
     ) -> torch.Tensor:
         """``n`` levels from ``sigma_max`` to ``sigma_min`` (then 0 with ``append_zero``) by ``build``, the
         request passed on as ``span`` says (class docstring). ``schedule=`` is a deprecated ``noise_schedule=``.
+
+        ``trailing=True``: the first ``n`` of the schedule's ``n + 1`` levels, then 0 — the walk's last step goes
+        from the level before ``sigma_min`` straight to 0, so no model call is spent at ``sigma_min``, where the
+        denoiser returns almost its input. That is how diffusers' ``"trailing"`` timestep spacing (Lin et al.
+        2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed", Table 2) and its flow-matching
+        sigmas end; at small budgets it buys one more useful call (measured on the digits networks at 4–6 calls: the
+        best trailing walk has 0.51–0.83× the error of the best walk ending at ``sigma_min`` on 7 of 8 networks,
+        0.76–1.05× on the eighth), at 15 calls and more the longer last step usually costs accuracy.
         """
         noise_schedule = resolve_noise_schedule(noise_schedule, options, self.name)
+        if trailing or self.trailing:
+            levels = self._levels(n + 1, sigma_min, sigma_max, noise_schedule, True, options)
+            kept = torch.cat([levels[:n], levels.new_zeros(1)])
+            return kept if append_zero else kept[:n]
+        return self._levels(n, sigma_min, sigma_max, noise_schedule, append_zero, options)
+
+    def _levels(
+        self,
+        n: int,
+        sigma_min: float | None,
+        sigma_max: float | None,
+        noise_schedule: NoiseSchedule | None,
+        append_zero: bool,
+        options: dict[str, Any],
+    ) -> torch.Tensor:
         if self.passes_noise_schedule:
             options["noise_schedule"] = noise_schedule
         if self.span == "sigma":
@@ -149,9 +178,19 @@ SCHEDULES: dict[str, StepScheduleSpec] = {
 ``sigma_max``; ``align_your_steps`` and ``gits`` are published tables."""
 
 
+TRAILING = "+trailing"
+"""Suffix of a step-schedule name whose walk ends the trailing way (``StepScheduleSpec.__call__``'s ``trailing``):
+``get("logsnr+trailing")``."""
+
+
 def get(name: str) -> StepScheduleSpec:
-    """The registry entry named ``name`` (see :data:`SCHEDULES`); the error lists the valid names."""
+    """The registry entry named ``name`` (see :data:`SCHEDULES`), or with the suffix :data:`TRAILING` an entry
+    whose walks end the trailing way; the error lists the valid names."""
+    base = name[: -len(TRAILING)] if name.endswith(TRAILING) else name
     try:
-        return SCHEDULES[name]
+        spec = SCHEDULES[base]
     except KeyError:
-        raise UnknownNameError("step schedule", name, list(SCHEDULES)) from None
+        err = UnknownNameError("step schedule", name, list(SCHEDULES))
+        err.args = (f"{err.args[0]} (each also as '<name>{TRAILING}')",)
+        raise err from None
+    return spec if base == name else dataclasses.replace(spec, name=name, trailing=True)
