@@ -3,6 +3,8 @@
 Usage::
 
     nice -n 5 python scripts/train_digits_flow.py                 # train (≈ 6 min on one thread), save, evaluate
+    python scripts/train_digits_flow.py --name digits16_flow --data digits16 --width 384 --blocks 4 \
+        --steps 10000 --max-minutes 9                             # the same recipe on 16×16 images
     python scripts/train_digits_flow.py --eval-only               # re-measure the shipped weights
 
 Model: a :class:`diffsample.models.network.DigitsMLP` core predicting the rectified-flow velocity
@@ -41,6 +43,7 @@ from _diffusion_training import optimise, progress_and_lr, update_ema
 import diffsample
 from diffsample.models import digits_data, frechet_distance, real_halves
 from diffsample.models._io import save_safetensors
+from diffsample.models.data import DATA_SOURCES, training_data
 from diffsample.models.digits import WEIGHTS
 from diffsample.models.digits_flow import FLOW_NAME, load_digits_flow_model
 from diffsample.models.network import DigitsMLP
@@ -78,8 +81,10 @@ def fixed_loss(net: DigitsMLP, x: torch.Tensor, p_uniform: float) -> float:
 def train(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    x, _ = digits_data()
-    net = DigitsMLP(args.width, args.blocks, 0, emb_dim=args.emb_dim, time_scale=args.time_scale)
+    x, _ = training_data(args.data)
+    net = DigitsMLP(
+        args.width, args.blocks, 0, image_shape=tuple(x.shape[1:]), emb_dim=args.emb_dim, time_scale=args.time_scale
+    )
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     n_params = sum(p.numel() for p in net.parameters())
@@ -106,17 +111,22 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     print(f"done: {steps_done} steps, {seconds:.0f}s, EMA loss {final:.4f}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     state = {k: v.to(torch.float16) for k, v in ema.state_dict().items()}
-    save_safetensors(state, args.out / f"{FLOW_NAME}.safetensors", {"format": "pt"})
+    save_safetensors(state, args.out / f"{args.name}.safetensors", {"format": "pt"})
     return {
-        "name": FLOW_NAME,
-        "weights": f"{FLOW_NAME}.safetensors",
+        "name": args.name,
+        "weights": f"{args.name}.safetensors",
         "weights_dtype": "float16 (loaded as float32)",
         "network": "DigitsMLP: u = net(x_t, t), the rectified-flow velocity eps - x0 at native time t in [0, 1]",
         "architecture": ema.hparams,
         "parameters": n_params,
         "schedule": {"name": "rectified_flow", "eps": 1e-3},
         "parameterization": {"prediction": "flow", "time_input": "native", "time_scale": 1.0},
-        "data": {"source": "sklearn.datasets.load_digits", "count": int(x.shape[0]), "scaling": "x = v/8 - 1"},
+        "data": {
+            "source": DATA_SOURCES[args.data],
+            "count": int(x.shape[0]),
+            "shape": list(x.shape[1:]),
+            "scaling": "x = v/8 - 1",
+        },
         "training": {
             "objective": "conditional flow matching |u - (eps - x0)|^2 on x_t = (1 - t) x0 + t eps",
             "time_sampling": {"logit_normal": [0.0, 1.0], "p_uniform": args.p_uniform},
@@ -141,7 +151,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 @torch.no_grad()
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    den = load_digits_flow_model(weights_dir=args.out)
+    den = load_digits_flow_model(weights_dir=args.out, name=args.name)
     sched = den.noise_schedule
     sigmas = diffsample.steps.get("time_uniform")(args.eval_steps, noise_schedule=sched)
     z = diffsample.noise.seeded(1000).initial((args.eval_samples, 1, 8, 8), float(sigmas[0]))
@@ -162,6 +172,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=WEIGHTS)
+    p.add_argument("--name", default=FLOW_NAME, help="weight-set name (file stem in --out)")
+    p.add_argument("--data", choices=("digits", "digits16"), default="digits", help="8x8 digits or digits16_data")
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--blocks", type=int, default=3)
     p.add_argument("--emb-dim", type=int, default=128)
@@ -180,10 +192,13 @@ def main() -> None:
     p.add_argument("--eval-only", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    config_path = args.out / f"{FLOW_NAME}.json"
+    config_path = args.out / f"{args.name}.json"
     config = json.loads(config_path.read_text()) if args.eval_only else train(args)
     if not args.eval_only:
         config_path.write_text(json.dumps(config, indent=2) + "\n")  # the loader reads it for the evaluation
+    if args.data != "digits":
+        print("the Fréchet distance is defined on 8x8 digits only: no evaluation of a 16x16 model", flush=True)
+        return
     config["evaluation"] = evaluate(args)
     print(f"evaluation: {json.dumps(config['evaluation'])}", flush=True)
     config_path.write_text(json.dumps(config, indent=2) + "\n")

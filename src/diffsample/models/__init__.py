@@ -16,7 +16,7 @@ Importing this package needs torch alone (weights are read by a built-in safeten
 from __future__ import annotations
 
 from .classifier import CLASSIFIER_INFO, DigitsClassifier, class_accuracy, classifier_features, load_classifier
-from .data import classifier_split, digits_data, real_halves
+from .data import classifier_split, digits16_data, digits_data, real_halves
 from .digits import MODEL_INFO, MODEL_VARIANTS, NULL_LABEL, load_digits_model, load_digits_network, model_config
 from .digits_flow import load_digits_flow_model
 from .fid import frechet_distance, gaussian_fit, gaussian_frechet_distance
@@ -32,6 +32,7 @@ __all__ = [
     "class_accuracy",
     "classifier_features",
     "classifier_split",
+    "digits16_data",
     "digits_data",
     "frechet_distance",
     "gaussian_fit",

@@ -54,10 +54,12 @@ MODEL_VARIANTS: dict[str, dict[bool, str]] = {
     "default": dict(_NAMES),
     "weak": {True: "digits_cond_weak"},
     "sd": {False: "digits_uncond_sd"},
+    "sd16": {False: "digits16_uncond_sd"},
 }
 """Variant → (conditional → weight-set name). ``"weak"`` exists only as a conditional model (autoguidance);
 ``"sd"`` only as an unconditional one: the same recipe on Stable Diffusion's β table (``scaled_linear``,
-0.00085 → 0.012, 1000 steps; span σ 0.029 … 14.6), a second VP-ε unit for the defaults' selection."""
+0.00085 → 0.012, 1000 steps; span σ 0.029 … 14.6), a second VP-ε unit for the defaults' selection; ``"sd16"``
+the same on 16×16 images (:func:`~diffsample.models.data.digits16_data`: inputs ``(B, 1, 16, 16)``)."""
 
 
 def model_name(conditional: bool = False, variant: str = "default") -> str:
@@ -170,8 +172,10 @@ def load_digits_model(
         conditional: the class-conditional weights (labels 0…9, :data:`NULL_LABEL` = 10 or ``None``
             for the unconditional branch) instead of the unconditional ones (labels must be ``None``).
         weights_dir: load weights written elsewhere by ``scripts/train_digits.py --out``.
-        variant: ``"default"`` (the shipped models) or ``"weak"`` (conditional only: a deliberately
-            smaller, shorter-trained copy for autoguidance, :func:`diffsample.transforms.autoguidance`).
+        variant: ``"default"`` (the shipped models), ``"weak"`` (conditional only: a deliberately
+            smaller, shorter-trained copy for autoguidance, :func:`diffsample.transforms.autoguidance`), ``"sd"``
+            and ``"sd16"`` (unconditional only: on Stable Diffusion's β table, at 8×8 and at 16×16,
+            :data:`MODEL_VARIANTS`).
 
     The network is an ε-predictor on diffusers' default DDPM table (``D.noise_schedule``: linear β, 1000
     steps), called at fractional timesteps ``t(σ)`` given in float64; ``D.network`` is the

@@ -29,14 +29,20 @@ from ._io import load_safetensors
 from .digits import WEIGHTS, weights_path
 from .network import DigitsMLP
 
-__all__ = ["FLOW_NAME", "flow_model_config", "load_digits_flow_model"]
+__all__ = ["FLOW_NAME", "FLOW_NAMES", "flow_model_config", "load_digits_flow_model"]
 
 FLOW_NAME = "digits_flow"
 
+FLOW_NAMES: tuple[str, ...] = (FLOW_NAME, "digits16_flow")
+"""The shipped flow networks: ``digits_flow`` (8×8) and ``digits16_flow`` (the same recipe on 16×16 images,
+:func:`~diffsample.models.data.digits16_data`; a second flow unit for the defaults' selection)."""
 
-def flow_model_config(*, weights_dir: str | Path | None = None) -> dict[str, Any]:
-    """The JSON config of the flow network (architecture, schedule, parameterisation, training record)."""
-    path = Path(weights_dir or WEIGHTS) / f"{FLOW_NAME}.json"
+
+def flow_model_config(*, weights_dir: str | Path | None = None, name: str = FLOW_NAME) -> dict[str, Any]:
+    """The JSON config of the flow network ``name`` (architecture, schedule, parameterisation, training record)."""
+    if weights_dir is None and name not in FLOW_NAMES:
+        raise DiffsampleError(f"unknown digits flow model {name!r}; shipped: {', '.join(FLOW_NAMES)}")
+    path = Path(weights_dir or WEIGHTS) / f"{name}.json"
     if not path.exists():
         raise DiffsampleError(f"no digits flow model config at {path}; run scripts/train_digits_flow.py to create it")
     try:
@@ -49,9 +55,12 @@ def flow_model_config(*, weights_dir: str | Path | None = None) -> dict[str, Any
     return config
 
 
-def load_digits_flow_model(shift: float = 1.0, *, weights_dir: str | Path | None = None) -> ModelDenoiser:
-    """The digits rectified-flow network as a σ-space denoiser (``D.noise_schedule`` a ``RectifiedFlow(shift)``)."""
-    cfg = flow_model_config(weights_dir=weights_dir)
+def load_digits_flow_model(
+    shift: float = 1.0, *, weights_dir: str | Path | None = None, name: str = FLOW_NAME
+) -> ModelDenoiser:
+    """The digits rectified-flow network ``name`` (:data:`FLOW_NAMES`) as a σ-space denoiser (``D.noise_schedule``
+    a ``RectifiedFlow(shift)``; inputs of the config's ``architecture.image_shape``)."""
+    cfg = flow_model_config(weights_dir=weights_dir, name=name)
     net = DigitsMLP(**cfg["architecture"])
     state = load_safetensors(weights_path(Path(weights_dir or WEIGHTS), cfg["weights"]))
     try:
@@ -61,5 +70,5 @@ def load_digits_flow_model(shift: float = 1.0, *, weights_dir: str | Path | None
     net = net.eval().requires_grad_(False)
     schedule = RectifiedFlow(shift=shift, eps=float(cfg["schedule"].get("eps", 1e-3)))
     den = ModelDenoiser(net, schedule, "flow", time_input="native", time_dtype=torch.float64)
-    den.name = FLOW_NAME if shift == 1.0 else f"{FLOW_NAME}_shift{shift:g}"
+    den.name = name if shift == 1.0 else f"{name}_shift{shift:g}"
     return den
