@@ -61,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     progress = progress_printer(args.quiet)
-    unit_list = units(args.beds, networks=not args.no_networks)
+    unit_list = units(args.beds, networks=not args.no_networks, guided=args.select)
     if args.units:
         unit_list = [u for u in unit_list if u.name in args.units]
     if args.tails:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.defaults_bench import TIE_TOLERANCE, Unit, select_defaults, units
+from benchmarks.defaults_bench import BED_GUARD, TIE_TOLERANCE, Unit, select_defaults, unit_metric, units
 from diffsample.generate import FAMILY_TABLES, default_choice
 
 
@@ -39,11 +39,31 @@ def test_worst_cases_within_the_tolerance_tie_and_the_geometric_mean_decides():
     assert row.choice == "p/s"
 
 
+def test_networks_decide_and_a_bed_vetoes_only_beyond_the_guard():
+    net = Unit("net", "flow", "flow", lambda: None, None, "teacher")
+    bed = _unit("bed", "flow")
+    assert (unit_metric(net), unit_metric(bed)) == ("rmse", "median")
+    inside = 0.9 * BED_GUARD
+    table = {
+        ("net", 4): {"n/s": 0.010, "b/s": 0.015},  # n best on the network, b 1.5× worse there
+        ("bed", 4): {"n/s": 0.010 * inside, "b/s": 0.010},  # b best on the bed, n within the guard
+    }
+    (row,) = select_defaults(table, [net, bed], ranges=[(4,)])
+    assert row.choice == "n/s" and row.network_worst == pytest.approx(1.0) and row.bed_worst == pytest.approx(inside)
+    table[("bed", 4)]["n/s"] = 0.010 * 2 * BED_GUARD  # now n is 2 guards off on the bed: the bed vetoes it
+    (row,) = select_defaults(table, [net, bed], ranges=[(4,)])
+    assert row.choice == "b/s" and row.worst == pytest.approx(1.5)
+    # a family without networks: the beds decide alone, at their own ratios
+    (row,) = select_defaults({("bed", 4): table[("bed", 4)]}, [bed], ranges=[(4,)])
+    assert row.choice == "b/s" and row.worst == pytest.approx(1.0)
+
+
 def test_every_family_table_row_is_in_the_selection_units_family_and_vp_includes_stable_diffusions_table():
     names = {u.family: [] for u in units()}
     for u in units():
         names[u.family].append(u.name)
-    assert {"ring2d@vp_sd", "digits_uncond_sd"} <= set(names["vp_eps"])
+    assert {"ring2d@vp_sd", "digits_uncond_sd", "digits16_uncond_sd"} <= set(names["vp_eps"])
+    assert {"digits_flow", "digits16_flow"} <= set(names["flow"])  # two flow networks, at 8×8 and 16×16
     for family in names:
         assert family in FAMILY_TABLES
         assert default_choice(10, family).solver  # every selected family has a row for every budget

@@ -17,6 +17,8 @@ dpm_adaptive (order 2, 3)              k-diffusion dpm_adaptive        8.3e-11  
 dpmpp_3m with the reference weights    k-diffusion dpmpp_3m_sde, η = 0 2.7e-15   1e-12
 dpmpp_2m                               diffusers DPMSolverMultistep    8.8e-7    1e-5
 dpm_solver_2m (to σ_min)               diffusers DPMSolverMultistep    1.0e-6    1e-5
+dpmpp_2m on a flow model               diffusers DPMSolverMultistep    1.5e-5    5e-5
+                                       (use_flow_sigmas, flow pred.)
 dpmpp_3m / dpm_solver_3m, ref. weight  diffusers DPMSolverMultistep    1.2e-6    1e-5
 unipc order 2, bh2                     diffusers UniPCMultistep        1.1e-6    1e-5
 deis order 2 / order 3 (to σ_min)      diffusers DEISMultistep         1.5e-6 /  1e-5 /
@@ -421,3 +423,27 @@ def test_third_order_dpm_solver_with_karras_sigmas_is_finite_where_diffusers_is_
     exact = reference_solution(bed(), Z * run.sigma_start, run.sigma_start, run.sigma_end, cache=False)
     second, _ = ours("dpm_solver_2m", Z * run.sigma_start, sigmas)
     assert rmse(mine, exact) < 1.2 * rmse(second, exact) and math.isfinite(rmse(mine, exact))
+
+
+@pytest.mark.parametrize("shift", [1.0, 3.0])
+@pytest.mark.parametrize("nfe", [5, 12])
+def test_dpmpp_2m_matches_diffusers_flow_matching_set_up_on_its_flow_sigmas(diffusers_mod, shift, nfe):
+    """diffusers' DPM-Solver++(2M) with ``use_flow_sigmas`` and ``prediction_type="flow_prediction"`` (the peer of
+    the flow units in ``python -m benchmarks defaults``) is our ``dpmpp_2m`` on its levels ``σ = t/(1 − t)``."""
+    from benchmarks.peers.diffusers import diffusers_flow_sample
+    from diffsample import sample
+    from diffsample.testbeds import get_bed
+
+    bed = get_bed("mixture64")
+    z = torch.randn(16, *bed.shape, generator=torch.Generator().manual_seed(0))
+    x, used, sigma_start = diffusers_flow_sample("dpm++2m-flow", bed, z, nfe, shift)
+    sched = diffusers_mod.DPMSolverMultistepScheduler(
+        num_train_timesteps=1000, use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=shift
+    )
+    sched.set_timesteps(nfe)
+    t = sched.sigmas.to(torch.float64)
+    sigmas = torch.cat([t[:-1] / (1 - t[:-1]), t.new_zeros(1)])
+    ours = sample(bed, z.to(torch.float64) * sigmas[0], sigmas, solver="dpmpp_2m")
+    assert used == nfe and sigma_start == pytest.approx(float(sigmas[0]))
+    assert sigma_start == pytest.approx(999.0 * shift, rel=1e-4)  # the span of RectifiedFlow(shift)
+    assert float((x.to(torch.float64) - ours).abs().max()) < 5e-5
