@@ -2,8 +2,8 @@
 
 ``generate(..., nfe=n, auto=True)`` calls :func:`auto_choice`:
 
-1. **calibration** — ``calibration`` noises (default 8, seeded 0 … 7 through :func:`diffsample.noise.seeded`) at
-   ``σ_max``;
+1. **calibration** — ``calibration`` noises (default 16, seeded 0 … 15 through :func:`diffsample.noise.seeded`)
+   at ``σ_max``;
 2. **reference** — the same states walked to σ = 0 by DPM-Solver++(3M) (Lu et al. 2022, third order) on
    ``max(8 n, 64)`` log-SNR steps: with an error of order ``h³`` its distance to the exact ODE end point is about
    ``8³ = 512`` times below that of a third-order walk of ``n`` steps, far below the differences between the
@@ -19,11 +19,14 @@
 
 **Cost**, in model calls of the calibration batch: ``2`` (fingerprint) ``+ max(8 n, 64)`` (reference) ``+ K·n``
 (``K = 10`` candidates), i.e. ``max(8, 64/n) + K`` sampling runs of ``n`` calls plus 2 calls: **at most 26 runs**
-(``n = 4``), 18 runs for ``n ≥ 8``. On the default 8 calibration samples that is, in per-sample model
-evaluations, 3.3 sampling runs of a 64-sample batch at ``n = 4`` and 2.3 at ``n ≥ 8``; paid once per model and
-budget (then 2 calls). Why 8 noises and not fewer: the choice is an RMSE over the calibration batch, and on
-multimodal data one sample ending in another mode than the reference can decide it (with 4 noises a choice was
-seen to be 14× worse than the default on 64 other noises).
+(``n = 4``), 18 runs for ``n ≥ 8``. On the default 16 calibration samples that is, in per-sample model
+evaluations, 6.6 sampling runs of a 64-sample batch at ``n = 4`` and 4.6 at ``n ≥ 8``; paid once per model and
+budget (then 2 calls). Why 16 noises: the choice is an RMSE over the calibration batch, and the networks' per-sample
+errors are heavy-tailed (a few samples 10–40× the median), so a small batch misjudges the batch RMSE that matters
+(with 4 noises a choice was seen to be 14× worse than the default on 64 other noises). Measured on the 8 digits
+networks at NFE 4–20 (56 cells, 64 held-out noises): auto's choice ÷ the static default, geometric mean 0.91 / 0.87 /
+0.88 on the VP networks and 1.04 / 1.00 / 0.99 on the flow networks with 8 / 16 / 32 noises, worse than the
+default by more than 5 % in 9 / 5 / 4 cells.
 :class:`AutoChoice` records the exact count (``cost_nfe``, per calibration sample) and whether it came from the
 cache.
 """
@@ -48,33 +51,50 @@ from .schedules import NoiseSchedule
 __all__ = ["AUTO_CANDIDATES", "AutoChoice", "auto_choice", "reference_steps"]
 
 AUTO_CANDIDATES: dict[str, tuple[tuple[str, str], ...]] = {
-    "vp_eps": (("ipndm", "kl_optimal"), ("deis", "logsnr"), ("deis", "karras"), ("dpm_solver_3m", "logsnr"),
-               ("ipndm_v", "kl_optimal"), ("dpm_solver_3m", "karras"), ("dpm_solver_2m", "logsnr"),
-               ("dpm_solver_2m", "karras"), ("unipc", "logsnr"), ("ipndm", "logsnr")),
-    "edm": (("ipndm", "kl_optimal"), ("dpm_solver_3m", "logsnr"), ("dpm_solver_3m", "karras"),
-            ("ipndm_v", "kl_optimal"), ("euler", "kl_optimal"), ("deis", "logsnr"), ("dpm_solver_2m", "logsnr"),
-            ("dpm_solver_2m", "karras"), ("unipc", "logsnr"), ("ipndm", "logsnr")),
-    "flow": (("ipndm_v", "time_uniform"), ("euler", "time_uniform"), ("dpm_solver_3m", "logsnr"), ("deis", "logsnr"),
-             ("ipndm_v", "kl_optimal"), ("ipndm", "time_uniform"), ("ipndm", "kl_optimal"), ("ipndm", "logsnr"),
-             ("unipc", "logsnr"), ("dpm_solver_2m", "logsnr")),
-    "flow_shift": (("ipndm", "kl_optimal"), ("dpm_solver_3m", "logsnr"), ("deis", "logsnr"), ("ipndm_v", "kl_optimal"),
-                   ("euler", "kl_optimal"), ("ipndm", "logsnr"), ("ipndm", "time_uniform"),
-                   ("ipndm_v", "time_uniform"), ("unipc", "logsnr"), ("dpm_solver_2m", "logsnr")),
+    "vp_eps": (("unipc", "kl_optimal+trailing"), ("deis", "karras+trailing"), ("ipndm", "logsnr"),
+               ("dpmpp_3m", "logsnr"), ("ipndm", "kl_optimal"), ("ipndm", "karras+trailing"),
+               ("ipndm", "kl_optimal+trailing"), ("dpm_solver_3m", "karras+trailing"), ("unipc", "karras+trailing"),
+               ("ipndm", "logsnr+trailing")),
+    "vp_eps+cfg": (("unipc", "kl_optimal+trailing"), ("unipc", "logsnr+trailing"),
+                   ("dpm_solver_2m", "logsnr+trailing"),
+                   ("dpm_solver_2m", "kl_optimal+trailing"), ("dpmpp_2m", "kl_optimal+trailing"),
+                   ("dpmpp_3m", "kl_optimal+trailing"), ("dpm_solver_3m", "kl_optimal+trailing"),
+                   ("ipndm", "kl_optimal+trailing"), ("euler", "kl_optimal+trailing"),
+                   ("ipndm_v", "kl_optimal+trailing")),
+    "edm": (("unipc", "kl_optimal+trailing"), ("deis", "logsnr+trailing"), ("dpm_solver_2m", "karras"),
+            ("dpm_solver_2m", "logsnr"), ("ipndm", "kl_optimal+trailing"), ("ipndm", "kl_optimal"),
+            ("dpm_solver_3m", "logsnr"), ("dpm_solver_3m", "karras"), ("ipndm_v", "kl_optimal"),
+            ("euler", "kl_optimal")),
+    "flow": (("ipndm", "time_uniform+trailing"), ("unipc", "time_uniform+trailing"), ("ipndm", "time_uniform"),
+             ("ipndm", "kl_optimal+trailing"), ("unipc", "kl_optimal+trailing"), ("dpmpp_2m", "time_uniform+trailing"),
+             ("dpm_solver_3m", "time_uniform+trailing"), ("deis", "time_uniform+trailing"), ("ipndm_v", "time_uniform"),
+             ("ipndm", "logsnr")),
+    "flow_shift": (("unipc", "kl_optimal+trailing"), ("ipndm", "kl_optimal"), ("ipndm", "logsnr+trailing"),
+                   ("ipndm", "kl_optimal+trailing"), ("ipndm", "time_uniform+trailing"),
+                   ("unipc", "time_uniform+trailing"), ("dpmpp_3m", "time_uniform+trailing"), ("ipndm", "time_uniform"),
+                   ("dpm_solver_2m", "kl_optimal+trailing"), ("dpmpp_2m", "kl_optimal+trailing")),
 }  # fmt: skip
-"""Candidate (solver, step schedule) pairs per family, 10 each: every row of the family's static table
-(:data:`diffsample.generate.FAMILY_TABLES`) and the configurations ranked next by the same selection run
-(``python -m benchmarks defaults --select``: smallest worst case, smallest geometric mean, and the per-network
-winners — iPNDM on KL-optimal or uniform-t steps at small budgets, DPM-Solver-3M on Karras steps on Stable
-Diffusion's table, UniPC and DPM-Solver-2M on log-SNR steps). VP x0/v share the VP ε set."""
+"""Candidate (solver, step schedule) pairs per family, 10 each (``"<family>+cfg"``: for guided models, a call costing
+2 evaluations): every row of the family's static table (:data:`diffsample.generate.FAMILY_TABLES`,
+:data:`~diffsample.generate.GUIDED_TABLES`), then the configurations most often within 10 % of the best on a
+network cell (NFE 4–20) of the same selection run (``python -m benchmarks defaults --select``), mostly walks that
+end the trailing way (``+trailing``, :data:`diffsample.steps.TRAILING`). EDM, with no network here, takes the
+selection's runners-up. VP x0/v share the VP ε sets."""
 
 _SHARED = {"vp_x0": "vp_eps", "vp_v": "vp_eps"}
 
+GUIDED_SUFFIX = "+cfg"
 
-def candidates_for(family: str) -> tuple[tuple[str, str], ...]:
-    """The candidate set of a family of :data:`~diffsample.model_family.FAMILIES`."""
+
+def candidates_for(family: str, guided: bool = False) -> tuple[tuple[str, str], ...]:
+    """The candidate set of a family of :data:`~diffsample.model_family.FAMILIES` (``guided``: for a model whose
+    call costs 2 evaluations, where the family has a guided set)."""
     if family not in FAMILIES:
         raise DiffsampleError(f"unknown model family {family!r}; valid families: {', '.join(FAMILIES)}")
-    return AUTO_CANDIDATES[_SHARED.get(family, family)]
+    base = _SHARED.get(family, family)
+    if guided and f"{base}{GUIDED_SUFFIX}" in AUTO_CANDIDATES:
+        return AUTO_CANDIDATES[f"{base}{GUIDED_SUFFIX}"]
+    return AUTO_CANDIDATES[base]
 
 
 def reference_steps(nfe: int) -> int:
@@ -129,7 +149,7 @@ def auto_choice(
     *,
     sigma_min: float | None = None,
     sigma_max: float | None = None,
-    calibration: int | torch.Tensor = 8,
+    calibration: int | torch.Tensor = 16,
     use_cache: bool = True,
     cache_folder: str | None = None,
 ) -> AutoChoice:
@@ -170,8 +190,9 @@ def auto_choice(
         z = noise.seeded(list(range(int(calibration)))).initial((int(calibration), *shape), 1.0, dtype=torch.float64)
     from .generate import default_choice  # generate imports this module lazily too
 
-    static = default_choice(int(nfe), family)
-    cands = tuple(sorted(candidates_for(family), key=lambda c: c != (static.solver, static.step_schedule)))
+    guided = per_call > 1
+    static = default_choice(int(nfe), family, guided=guided)
+    cands = tuple(sorted(candidates_for(family, guided), key=lambda c: c != (static.solver, static.step_schedule)))
     settings = {
         "family": family,
         "span": [lo, hi],

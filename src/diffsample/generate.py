@@ -32,6 +32,7 @@ from .schedules import NoiseSchedule
 __all__ = [
     "DEFAULT_TABLE",
     "FAMILY_TABLES",
+    "GUIDED_TABLES",
     "DefaultChoice",
     "Walk",
     "configure",
@@ -65,10 +66,10 @@ def _rows(*rows: tuple[int, str, str]) -> tuple[tuple[int, DefaultChoice], ...]:
 
 
 _VP_TABLE = _rows(
-    (6, "ipndm", "kl_optimal"),
-    (12, "deis", "logsnr"),
-    (25, "dpm_solver_3m", "karras"),
-    (_ALL, "dpm_solver_3m", "logsnr"),
+    (6, "unipc", "kl_optimal+trailing"),
+    (12, "deis", "karras+trailing"),
+    (25, "ipndm", "logsnr"),
+    (_ALL, "dpmpp_3m", "logsnr"),
 )
 
 FAMILY_TABLES: dict[str, tuple[tuple[int, DefaultChoice], ...]] = {
@@ -76,71 +77,89 @@ FAMILY_TABLES: dict[str, tuple[tuple[int, DefaultChoice], ...]] = {
     "vp_x0": _VP_TABLE,
     "vp_v": _VP_TABLE,
     "edm": _rows(
-        (6, "ipndm", "kl_optimal"),
-        (12, "dpm_solver_3m", "logsnr"),
-        (25, "dpm_solver_3m", "karras"),
-        (_ALL, "dpm_solver_3m", "logsnr"),
+        (6, "unipc", "kl_optimal+trailing"),
+        (12, "deis", "logsnr+trailing"),
+        (25, "dpm_solver_2m", "karras"),
+        (_ALL, "dpm_solver_2m", "logsnr"),
     ),
     "flow": _rows(
-        (6, "ipndm_v", "time_uniform"),
-        (12, "euler", "time_uniform"),
-        (25, "dpm_solver_3m", "logsnr"),
-        (_ALL, "deis", "logsnr"),
+        (6, "ipndm", "time_uniform+trailing"),
+        (12, "unipc", "time_uniform+trailing"),
+        (_ALL, "ipndm", "time_uniform"),
     ),
     "flow_shift": _rows(
-        (6, "ipndm", "kl_optimal"),
-        (12, "deis", "logsnr"),
-        (25, "deis", "logsnr"),
-        (_ALL, "dpm_solver_3m", "logsnr"),
+        (12, "unipc", "kl_optimal+trailing"),
+        (25, "ipndm", "kl_optimal"),
+        (_ALL, "ipndm", "logsnr+trailing"),
     ),
 }
 """Per model family (:data:`diffsample.model_family.FAMILIES`): ``(largest budget it applies to, choice)`` rows.
 
 Chosen by ``python -m benchmarks defaults --select`` (:func:`benchmarks.defaults_bench.select_defaults`), run on
-2026-12-06 with this library: 11 fixed-step solvers × 4 step schedules (``logsnr``, ``karras``, ``kl_optimal``,
-``time_uniform`` where the model has a time) on every unit of a family — the exact beds ``ring2d``,
-``mixture64``, ``digits`` on the family's span (EDM ``[0.002, 80]``, DDPM table ``[0.01, 157.4]`` and Stable
-Diffusion's table ``[0.029, 14.6]`` for VP, rectified flow ``[0.001, 999]``, with shift 3 ``[0.003, 2997]``), the
-shipped digits VP-ε networks (``digits_uncond``, ``digits_cond`` on the DDPM table, ``digits_uncond_sd`` on Stable
-Diffusion's) and the flow-matching digits network (``digits_flow``, and with shift 3) — at NFE 4, 5, 6, 8, 10,
-15, 20, 30, 50, 64 noises, error = the median over samples of each sample's RMS distance to the exact ODE end
-point (DOP853 on the beds, a 477-step DPM-Solver++(3M) teacher on the networks; the batch RMSE is set by the few
-samples that end in another mode, a lottery between configurations). Per budget range (4–6, 8–10, 15–20, 30–50)
-the choice has the smallest worst-case ratio to the per-(unit, budget) best over all cells of the family (errors
-floored at 1e-3; worst cases within 2 % of the smallest tie, broken by the geometric mean), never the best of one
-bed. Worst-case ratio (geometric mean) of each choice over its cells:
+2026-12-06 with this library: 11 fixed-step solvers × 8 step schedules (``logsnr``, ``karras``, ``kl_optimal``,
+``time_uniform`` where the model has a time, each also ending the trailing way, ``+trailing``: no call at σ_min,
+:data:`diffsample.steps.TRAILING`) on every unit of a family — the exact beds ``ring2d``, ``mixture64``,
+``digits`` on the family's span (EDM ``[0.002, 80]``, DDPM table ``[0.01, 157.4]`` and Stable Diffusion's table
+``[0.029, 14.6]`` for VP, rectified flow ``[0.001, 999]``, with shift 3 ``[0.003, 2997]``) and the digits
+networks: VP ε ``digits_uncond``, ``digits_cond`` (DDPM table), ``digits_uncond_sd`` and the 16×16
+``digits16_uncond_sd`` (Stable Diffusion's table); flow matching ``digits_flow`` and the 16×16 ``digits16_flow``
+(each also with shift 3) — at NFE 4, 5, 6, 8, 10, 15, 20, 30, 50 on 64 noises. The error on a network is the batch
+RMSE to its ODE end point (a 477-step DPM-Solver++(3M) teacher), the figures' own metric; on a bed the median over
+samples of each sample's RMS distance to the exact end point (DOP853; on the beds a batch RMSE is set by the one or
+two samples that end in another mode, a lottery between configurations). Per budget range (4–6, 8–10, 15–20,
+30–50) the choice has the smallest worst-case ratio to the per-(unit, budget) best over all cells of the family,
+a bed's ratio divided by 3 where the family has networks (the networks decide, a bed vetoes beyond 3×; errors below
+one 8-bit level, 2/255, count as that level; scores within 2 % tie, broken by the geometric mean), never the best of
+one unit. Worst-case ratio on the networks / on the beds of each choice:
 
 =========== ========================== ========================== ========================== =========================
 family      NFE 4–6                    NFE 8–10                   NFE 15–20                  NFE 30–50 (and above)
 =========== ========================== ========================== ========================== =========================
-VP ε/x0/v   iPNDM, KL-optimal          DEIS, log-SNR 1.38 (1.07)  DPM-Solver-3M, Karras      DPM-Solver-3M, log-SNR
-            17.0 (1.72)                                           1.82 (1.15)                2.67 (1.17)
-EDM / VE    iPNDM, KL-optimal          DPM-Solver-3M, log-SNR     DPM-Solver-3M, Karras      DPM-Solver-3M, log-SNR
-            8.57 (1.85)                1.05 (1.01)                1.23 (1.05)                1.00 (1.00)
-flow        iPNDM-v, uniform t         Euler, uniform t           DPM-Solver-3M, log-SNR     DEIS, log-SNR
-            2.65 (1.16)                2.58 (1.69)                2.60 (1.36)                1.31 (1.07)
-flow, shift iPNDM, KL-optimal          DEIS, log-SNR 2.35 (1.28)  DEIS, log-SNR 1.95 (1.21)  DPM-Solver-3M, log-SNR
-            3.30 (1.46)                                                                      1.34 (1.05)
+VP ε/x0/v   UniPC, KL-optimal trailing DEIS, Karras trailing      iPNDM, log-SNR             DPM-Solver++(3M), log-SNR
+            1.89 / 11.8                1.70 / 4.14                1.51 / 1.00                1.00 / 1.00
+EDM / VE    UniPC, KL-optimal trailing DEIS, log-SNR trailing     DPM-Solver-2M, Karras      DPM-Solver-2M, log-SNR
+            – / 7.86                   – / 1.12                   – / 1.00                   – / 1.00
+flow        iPNDM, uniform t trailing  UniPC, uniform t trailing  iPNDM, uniform t           iPNDM, uniform t
+            1.04 / 1.66                1.04 / 3.05                1.28 / 2.36                1.00 / 1.00
+flow, shift UniPC, KL-optimal trailing UniPC, KL-optimal trailing iPNDM, KL-optimal          iPNDM, log-SNR trailing
+            1.34 / 3.13                1.30 / 3.54                1.77 / 4.60                1.00 / 1.00
 =========== ========================== ========================== ========================== =========================
 
-At NFE 4–6 every configuration is far from the per-cell best somewhere (the runner-ups' worst cases are 17.9 and
-9.5): no static choice is good on every model there, which is what ``auto=True`` and :func:`diffsample.tune` are
-for. The VP 30–50 worst case (2.67) is one degenerate cell (``ring2d`` on Stable Diffusion's span at NFE 50, where
-every configuration is 2.66–2.71× the best). VP x0 and v models take the VP ε row (the same σ-space ODE; no such
-network was available to measure). Budgets below 4 take the first row, above 50 the last; budgets between two
-ranges the higher one's row (7 → 8–10).
+At NFE 4–6 every configuration is far from the per-cell best somewhere (the VP and EDM beds' worst cases are
+``ring2d``'s): no static choice is good on every model there, which is what ``auto=True`` and
+:func:`diffsample.tune` are for. At 30–50 every chosen row is within one 8-bit level of the best on every unit.
+VP x0 and v models take the VP ε row (the same σ-space ODE; no such network was available to measure). Budgets
+below 4 take the first row, above 50 the last; budgets between two ranges the higher one's row (7 → 8–10). Guided
+models (a call costing 2 evaluations) of the VP families take :data:`GUIDED_TABLES` instead.
+"""
+
+GUIDED_TABLES: dict[str, tuple[tuple[int, DefaultChoice], ...]] = {
+    family: _rows((25, "unipc", "kl_optimal+trailing"), (_ALL, "unipc", "logsnr+trailing"))
+    for family in ("vp_eps", "vp_x0", "vp_v")
+}
+"""Per model family, the rows for a guided model (one call costs 2 evaluations: classifier-free guidance, CFG++,
+autoguidance), budgets in evaluations. Chosen by the same procedure on the conditional digits network under
+classifier-free guidance of weight 2 and 4 (``digits_cond_cfg2``, ``digits_cond_cfg4``; the teacher walks the guided
+ODE): UniPC on KL-optimal steps ending the trailing way, worst case 1.08 / 1.09 / 1.39× the per-cell best at
+NFE 4–6 / 8–10 / 15–20, on log-SNR steps 1.21× at 30–50. The unguided VP rows are poor there (iPNDM on log-SNR
+steps: 3–5× the best at weight 4 and NFE 20–40; high-order Adams steps suffer most from the guided ODE's
+stiffness, as Lu et al. 2022b found for DPM-Solver++ and Zhao et al. 2023 for UniPC). Families without a guided
+network here (EDM, flow) keep their table when guided.
 """
 
 DEFAULT_TABLE: tuple[tuple[int, DefaultChoice], ...] = FAMILY_TABLES["edm"]
 """The table for a σ-space denoiser of unknown kind (the ``"edm"`` family's)."""
 
 
-def default_choice(nfe: int, family: str | None = None) -> DefaultChoice:
+def default_choice(nfe: int, family: str | None = None, *, guided: bool = False) -> DefaultChoice:
     """The default configuration for a budget of ``nfe`` model evaluations on a model of ``family``
-    (:func:`diffsample.model_family.model_family`; ``None``: a σ-space denoiser of unknown kind, ``"edm"``)."""
+    (:func:`diffsample.model_family.model_family`; ``None``: a σ-space denoiser of unknown kind, ``"edm"``);
+    ``guided``: a model whose call costs 2 evaluations (its family's :data:`GUIDED_TABLES` row, where it has one)."""
     if int(nfe) != nfe or nfe < 1:
         raise BudgetError(f"nfe must be a positive integer number of model evaluations, got {nfe!r}")
     table = _table(family)
+    if guided and family in GUIDED_TABLES:
+        table = GUIDED_TABLES[family]
     for limit, choice in table:
         if nfe <= limit:
             return choice
@@ -184,7 +203,8 @@ def default_sigmas(
     denoiser) selects its family's table.
     """
     walk = configure(nfe, sigma_min, sigma_max, calls_per_eval=calls_per_eval, model=model)
-    return default_choice(nfe, None if model is None else model_family(model)), walk.sigmas
+    family = None if model is None else model_family(model)
+    return default_choice(nfe, family, guided=calls_per_eval > 1), walk.sigmas
 
 
 @dataclass(frozen=True)
@@ -250,7 +270,7 @@ def configure(
         return Walk(plan.sigma_tensor(), plan.solver, dict(plan.options), "plan", budget)
     if nfe is None or sigma_min is None or sigma_max is None:
         raise BudgetError("generate() needs nfe, sigma_min and sigma_max (or a plan)")
-    choice = default_choice(nfe, None if model is None else model_family(model))
+    choice = default_choice(nfe, None if model is None else model_family(model), guided=calls_per_eval > 1)
     name = choice.solver if solver is None else solver
     options = dict(choice.options) if solver is None else {}
     step_options = choice.step_schedule_options if step_schedule is None else {}
@@ -272,7 +292,7 @@ def generate(
     callback: contracts.StepCallback | None = None,
     plan: Plan | str | os.PathLike[str] | None = None,
     auto: bool = False,
-    calibration: int | torch.Tensor = 8,
+    calibration: int | torch.Tensor = 16,
 ) -> torch.Tensor:
     """Sample with the best default configuration for a budget of ``nfe`` model evaluations, or with a tuned plan.
 
@@ -333,8 +353,9 @@ def generate(
 
 
 def _span_of(den: object, sigma_min: float | None, sigma_max: float | None) -> tuple[float | None, float | None]:
-    """``(sigma_min, sigma_max)`` with those not given taken from the model's noise schedule, if it has one."""
-    schedule = getattr(den, "noise_schedule", None)
+    """``(sigma_min, sigma_max)`` with those not given taken from the model's noise schedule, if it has one (also
+    through wrappers: a guided model's is its network's)."""
+    schedule = noise_schedule_of(den)
     if schedule is None:
         return sigma_min, sigma_max
     lo = float(schedule.sigma_min) if sigma_min is None else sigma_min

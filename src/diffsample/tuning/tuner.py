@@ -7,7 +7,8 @@ Pipeline (each stage counted in model evaluations of the calibration batch and i
 2. **Schedules by dynamic programming** (:mod:`.dp`): GITS's additive local-cost programme (exact
    optimum of its surrogate, ``M`` evaluations) and OSS's propagated-state programme for a few uniform
    strategies (DDIM, DPM-Solver++(2M), order 3), each about ``n·M′`` evaluations on a sub-grid of
-   ``M′`` levels; plus the hand-made log-SNR, Karras and KL-optimal schedules.
+   ``M′`` levels; plus the hand-made log-SNR, Karras and KL-optimal schedules (log-SNR and KL-optimal also
+   ending the trailing way, without a call at σ_min).
 3. **Search** (:mod:`.search`): every starting schedule × a few uniform strategies is scored; the best
    ``refine`` distinct ones are refined by the coordinate search over per-step choices and ``log σ``,
    then ``kicks`` rounds of iterated local search start from the best.
@@ -15,9 +16,9 @@ Pipeline (each stage counted in model evaluations of the calibration batch and i
    only the other samples. The search's results (best start, each refined optimum, and the iterated search's
    incumbent with the lowest held-out error; that search also stops once ``patience`` new incumbents in a row
    did not lower the held-out error) are scored on the held-out samples, as are the hand-made candidates
-   (:func:`hand_made_candidates`: six published solvers on log-SNR, Karras and KL-optimal steps); the plan is the best
-   search result there, or the best hand-made candidate when that is at least as good (``fallback``), so the
-   plan is never worse on held-out noise than any hand-made configuration considered. This is validation-set
+   (:func:`hand_made_candidates`: six published solvers on the schedules of :data:`HAND_SCHEDULES`); the plan is
+   the best search result there, or the best hand-made candidate when that is at least as good (``fallback``), so
+   the plan is never worse on held-out noise than any hand-made configuration considered. This is validation-set
    model selection and early stopping (e.g. Prechelt 1998, "Early stopping — but when?"): the search can fit
    the calibration batch's particular trajectories (its error there falls while the error on other noise
    rises); held-out samples measure what carries over.
@@ -272,9 +273,10 @@ def tune(
     return Plan(cand.walk(), "plan", plan_options_of(cand), provenance)
 
 
-HAND_SCHEDULES: tuple[str, ...] = ("logsnr", "karras", "kl_optimal")
+HAND_SCHEDULES: tuple[str, ...] = ("logsnr", "karras", "kl_optimal", "logsnr+trailing", "kl_optimal+trailing")
 """The hand-made step schedules the tuner starts from and falls back to (KL-optimal: Sabour et al. 2024's
-``σ = tan`` of uniform ``arctan σ``, the low-budget winner of the defaults' selection)."""
+``σ = tan`` of uniform ``arctan σ``, the low-budget winner of the defaults' selection; ``+trailing``: the same
+ending without a call at σ_min, :data:`diffsample.steps.TRAILING`, the small-budget winners on networks)."""
 
 
 def hand_made_candidates(n: int, sigma_min: float, sigma_max: float) -> list[Candidate]:
