@@ -15,6 +15,13 @@ from typing import Any
 __all__ = ["add_tuning_arguments", "int_list", "main", "positive_int", "progress_printer", "shape", "str_list"]
 
 
+STEP_SCHEDULE_HELP = (
+    "step schedule name from diffsample.steps.SCHEDULES, optionally with '+trailing' (no call at sigma_min) "
+    "(default: generate's choice)"
+)
+"""The ``--step-schedule`` help of the sampling commands."""
+
+
 def positive_int(text: str) -> int:
     """An integer >= 1 (an argparse ``type``: ``--nfe 0`` is an error naming the argument, not silence)."""
     try:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .cli import positive_int, shape
+from .cli import STEP_SCHEDULE_HELP, positive_int, shape
 from .errors import DiffsampleError
 from .files import atomic_write_bytes, check_writable
 from .models.loading import SHIPPED_MODEL, load_model
@@ -159,7 +159,7 @@ def add_sample_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=None,
         help=f"budget in model evaluations (a guided call costs 2; default {DEFAULT_NFE}, or the plan's)",
     )
-    p.add_argument("--step-schedule", default=None, help="step schedule name (default: generate's choice)")
+    p.add_argument("--step-schedule", default=None, help=STEP_SCHEDULE_HELP)
     p.add_argument(
         "--schedule", dest="step_schedule", action=_DeprecatedOption, new="--step-schedule", help=argparse.SUPPRESS
     )

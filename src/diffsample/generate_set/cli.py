@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..cli import positive_int, shape
+from ..cli import STEP_SCHEDULE_HELP, positive_int, shape
 from ..plan import Plan
 from .settings import SHIPPED_MODEL, SetSettings
 
@@ -25,7 +25,7 @@ def add_generate_set_parser(sub: argparse._SubParsersAction[argparse.ArgumentPar
     p.add_argument("--model", default=SHIPPED_MODEL, help=f"'{SHIPPED_MODEL}' (shipped) or a diffusers model directory")
     p.add_argument("--nfe", type=positive_int, default=None, help="NFE budget (default 10; with --plan: the plan's)")
     p.add_argument("--solver", default=None, help="solver name (default: generate's choice for --nfe)")
-    p.add_argument("--step-schedule", default=None, help="step schedule name (default: generate's choice)")
+    p.add_argument("--step-schedule", default=None, help=STEP_SCHEDULE_HELP)
     p.add_argument("--plan", default=None, help="a tuned plan (JSON) instead of the solver and schedule")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (with --class)")
     p.add_argument("--class", dest="class_label", default=None, help="digit 0-9, or 'all' (sample i: i mod 10)")
