@@ -49,6 +49,7 @@ from typing import Any
 import torch
 
 from diffsample import cache, noise, sample, solvers, steps
+from diffsample.auto import GUIDED_SUFFIX
 from diffsample.denoisers import CountingDenoiser, as_denoiser
 from diffsample.errors import DiffsampleError
 from diffsample.model_family import FAMILIES
@@ -112,8 +113,9 @@ SPANS: dict[str, tuple[float, float]] = {
 
 BATCH = 64
 
-GUIDED = "+cfg"
-"""Suffix of a selection family made of guided units (one call costs 2 evaluations)."""
+GUIDED = GUIDED_SUFFIX
+"""Suffix of a selection family made of guided units (one call costs 2 evaluations): automatic mode's name for the
+guided candidate sets."""
 
 GUIDANCE_WEIGHTS: tuple[float, ...] = (2.0, 4.0)
 """Classifier-free guidance weights of the guided units (diffusers' numbering: 1 is unguided)."""
@@ -221,14 +223,13 @@ class LabelledGuidance:
 
         model = load_digits_model(True)
         self.noise_schedule = model.noise_schedule
-        self.guided = cfg(model, w, uncond_kwargs={"class_labels": NULL_LABEL}, batched=True)
-        self.inner = self.guided
+        self.inner = cfg(model, w, uncond_kwargs={"class_labels": NULL_LABEL}, batched=True)
         self.nfe_per_call = 2
         self.name = f"digits_cond_cfg{w:g}"
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         labels = torch.arange(x.shape[0]) % 10
-        return self.guided(x, sigma, class_labels=labels)
+        return self.inner(x, sigma, class_labels=labels)
 
 
 def _guided(w: float) -> Callable[[], Any]:

@@ -48,7 +48,7 @@ from .model_family import FAMILIES, model_family, noise_schedule_of
 from .sampling import sample
 from .schedules import NoiseSchedule
 
-__all__ = ["AUTO_CANDIDATES", "AutoChoice", "auto_choice", "reference_steps"]
+__all__ = ["AUTO_CANDIDATES", "GUIDED_SUFFIX", "AutoChoice", "auto_choice", "candidates_for", "reference_steps"]
 
 AUTO_CANDIDATES: dict[str, tuple[tuple[str, str], ...]] = {
     "vp_eps": (("unipc", "kl_optimal+trailing"), ("deis", "karras+trailing"), ("ipndm", "logsnr"),
@@ -84,6 +84,7 @@ selection's runners-up. VP x0/v share the VP ε sets."""
 _SHARED = {"vp_x0": "vp_eps", "vp_v": "vp_eps"}
 
 GUIDED_SUFFIX = "+cfg"
+"""Key suffix of a family's candidate set for guided models in :data:`AUTO_CANDIDATES`."""
 
 
 def candidates_for(family: str, guided: bool = False) -> tuple[tuple[str, str], ...]:
