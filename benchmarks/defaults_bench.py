@@ -113,10 +113,6 @@ SPANS: dict[str, tuple[float, float]] = {
 
 BATCH = 64
 
-GUIDED = GUIDED_SUFFIX
-"""Suffix of a selection family made of guided units (one call costs 2 evaluations): automatic mode's name for the
-guided candidate sets."""
-
 GUIDANCE_WEIGHTS: tuple[float, ...] = (2.0, 4.0)
 """Classifier-free guidance weights of the guided units (diffusers' numbering: 1 is unguided)."""
 
@@ -144,7 +140,7 @@ class Unit:
     def table(self) -> str:
         """The table the unit's evidence is for: its family's, or its guided table (``"<family>+cfg"``) when a call
         costs 2 evaluations (:data:`diffsample.generate.GUIDED_TABLES`)."""
-        return f"{self.family}{GUIDED}" if self.calls_per_eval > 1 else self.family
+        return f"{self.family}{GUIDED_SUFFIX}" if self.calls_per_eval > 1 else self.family
 
     @property
     def denoiser(self) -> Any:
@@ -195,11 +191,11 @@ def _bed(name: str) -> Callable[[], Any]:
     return build
 
 
-def _digits(conditional: bool) -> Callable[[], Any]:
+def _digits(conditional: bool, variant: str = "default") -> Callable[[], Any]:
     def build() -> Any:
         from diffsample.models import load_digits_model
 
-        return load_digits_model(conditional)
+        return load_digits_model(conditional, variant=variant)
 
     return build
 
@@ -221,9 +217,7 @@ class LabelledGuidance:
         from diffsample import cfg
         from diffsample.models import NULL_LABEL, load_digits_model
 
-        model = load_digits_model(True)
-        self.noise_schedule = model.noise_schedule
-        self.inner = cfg(model, w, uncond_kwargs={"class_labels": NULL_LABEL}, batched=True)
+        self.inner = cfg(load_digits_model(True), w, uncond_kwargs={"class_labels": NULL_LABEL}, batched=True)
         self.nfe_per_call = 2
         self.name = f"digits_cond_cfg{w:g}"
 
@@ -234,15 +228,6 @@ class LabelledGuidance:
 
 def _guided(w: float) -> Callable[[], Any]:
     return lambda: LabelledGuidance(w)
-
-
-def _digits_sd(variant: str) -> Callable[[], Any]:
-    def build() -> Any:
-        from diffsample.models import load_digits_model
-
-        return load_digits_model(False, variant=variant)
-
-    return build
 
 
 def units(
@@ -260,9 +245,9 @@ def units(
     if networks:
         out.append(Unit("digits_uncond", "vp_eps", "vp", _digits(False), vp_table, "teacher"))
         out.append(Unit("digits_cond", "vp_eps", "vp", _digits(True), vp_table, "teacher"))
-        out.append(Unit("digits_uncond_sd", "vp_eps", "vp_sd", _digits_sd("sd"), sd_table, "teacher"))
+        out.append(Unit("digits_uncond_sd", "vp_eps", "vp_sd", _digits(False, "sd"), sd_table, "teacher"))
         big = (1, 16, 16)
-        out.append(Unit("digits16_uncond_sd", "vp_eps", "vp_sd", _digits_sd("sd16"), sd_table, "teacher", big))
+        out.append(Unit("digits16_uncond_sd", "vp_eps", "vp_sd", _digits(False, "sd16"), sd_table, "teacher", big))
         shifted = RectifiedFlow(shift=3.0)
         for name, shape in (("digits_flow", None), ("digits16_flow", big)):
             out.append(Unit(name, "flow", "flow", _flow(1.0, name), RectifiedFlow(), "teacher", shape))
@@ -321,20 +306,28 @@ def run_walk(
     return METRICS[metric](out, unit.reference(seed, size))
 
 
+def config_sigmas(unit: Unit, solver: str, schedule: str, nfe: int) -> torch.Tensor | None:
+    """The levels ``solver`` walks on ``schedule`` within ``nfe`` evaluations of the unit (a guided unit's call costs
+    2), ``None`` where the budget buys no step or the schedule does not start at the unit's σ_max."""
+    try:
+        n = solvers.spec(solver).steps_for_nfe(nfe // unit.calls_per_eval)
+    except DiffsampleError:
+        return None
+    sig = unit_sigmas(unit, schedule, n)
+    if sig is None or abs(float(sig[0]) - unit.span[1]) > 1e-6 * unit.span[1]:
+        return None
+    return sig
+
+
 def config_errors(unit: Unit, nfe: int, metric: str = "rmse") -> dict[str, float]:
     """Error (``metric`` of :data:`METRICS`) of every solver × schedule at ``nfe`` evaluations on the unit (key
     ``"solver/schedule"``)."""
     out: dict[str, float] = {}
     for solver in SOLVERS:
-        try:
-            n = solvers.spec(solver).steps_for_nfe(nfe // unit.calls_per_eval)
-        except DiffsampleError:
-            continue
         for schedule in SCHEDULES:
-            sig = unit_sigmas(unit, schedule, n)
-            if sig is None or abs(float(sig[0]) - unit.span[1]) > 1e-6 * unit.span[1]:
-                continue
-            out[f"{solver}/{schedule}"] = run_walk(unit, sig, solver, metric=metric)
+            sig = config_sigmas(unit, solver, schedule, nfe)
+            if sig is not None:
+                out[f"{solver}/{schedule}"] = run_walk(unit, sig, solver, metric=metric)
     return out
 
 
@@ -488,7 +481,7 @@ def select_defaults(
     ``bed_guard`` when the family has networks (:data:`BED_GUARD`); ties — within :data:`TIE_TOLERANCE` of the
     smallest — broken by the geometric mean. ``table`` holds each unit's errors in its :func:`unit_metric`."""
     out: list[Selection] = []
-    tables = sorted({u.table for u in unit_list}, key=lambda t: (FAMILIES.index(t.removesuffix(GUIDED)), t))
+    tables = sorted({u.table for u in unit_list}, key=lambda t: (FAMILIES.index(t.removesuffix(GUIDED_SUFFIX)), t))
     for family in tables:
         fam_units = [u for u in unit_list if u.table == family]
         has_networks = any(u.reference_kind != "exact" for u in fam_units)
@@ -809,7 +802,7 @@ def tail_rows(unit: Unit, nfe: int, configs: Sequence[str]) -> list[TailRow]:
     rows: list[TailRow] = []
     for config in configs:
         solver, schedule = config.split("/")
-        sig = unit_sigmas(unit, schedule, solvers.spec(solver).steps_for_nfe(nfe))
+        sig = config_sigmas(unit, solver, schedule, nfe)
         if sig is None:
             continue
         per = sample_errors(walk_output(unit, sig, solver), ref)

@@ -10,7 +10,7 @@ Usage::
     python scripts/train_digits.py --variant unconditional --model-variant sd \
         --max-minutes 10                                                # a VP-ε unit on Stable Diffusion's table
     python scripts/train_digits.py --variant unconditional --model-variant sd16 \
-        --steps 10000 --max-minutes 9                                   # the same on 16×16 images (digits16_data)
+        --steps 15000 --max-minutes 10                                  # the same on 16×16 images (digits16_data)
 
 Model: :class:`diffsample.models.network.VPEpsNetwork` around a :class:`DigitsMLP` core, i.e. an
 ε-prediction network on diffusers' default DDPM table (linear β 1e-4 → 0.02, 1000 steps) whose core
@@ -54,7 +54,7 @@ from _diffusion_training import optimise, progress_and_lr, update_ema
 import diffsample
 from diffsample.models import NULL_LABEL, class_accuracy, frechet_distance, real_halves
 from diffsample.models._io import save_safetensors
-from diffsample.models.data import DATA_SOURCES, training_data
+from diffsample.models.data import DATA_SOURCES, TRAINING_DATA, training_data
 from diffsample.models.digits import MODEL_VARIANTS, WEIGHTS, load_digits_model, model_name
 from diffsample.models.network import DigitsMLP, VPEpsNetwork
 from diffsample.schedules import DiscreteVP
@@ -287,7 +287,7 @@ def main() -> None:
     )
     ap.add_argument(
         "--data",
-        choices=("digits", "digits16"),
+        choices=sorted(TRAINING_DATA),
         default=None,
         help="training data; default: digits16 (16x16, digits16_data) for --model-variant sd16, else digits (8x8)",
     )

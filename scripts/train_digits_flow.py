@@ -4,7 +4,7 @@ Usage::
 
     nice -n 5 python scripts/train_digits_flow.py                 # train (≈ 6 min on one thread), save, evaluate
     python scripts/train_digits_flow.py --name digits16_flow --data digits16 --width 384 --blocks 4 \
-        --steps 10000 --max-minutes 9                             # the same recipe on 16×16 images
+        --steps 15000 --max-minutes 10                            # the same recipe on 16×16 images
     python scripts/train_digits_flow.py --eval-only               # re-measure the shipped weights
 
 Model: a :class:`diffsample.models.network.DigitsMLP` core predicting the rectified-flow velocity
@@ -43,7 +43,7 @@ from _diffusion_training import optimise, progress_and_lr, update_ema
 import diffsample
 from diffsample.models import digits_data, frechet_distance, real_halves
 from diffsample.models._io import save_safetensors
-from diffsample.models.data import DATA_SOURCES, training_data
+from diffsample.models.data import DATA_SOURCES, TRAINING_DATA, training_data
 from diffsample.models.digits import WEIGHTS
 from diffsample.models.digits_flow import FLOW_NAME, load_digits_flow_model
 from diffsample.models.network import DigitsMLP
@@ -173,7 +173,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=WEIGHTS)
     p.add_argument("--name", default=FLOW_NAME, help="weight-set name (file stem in --out)")
-    p.add_argument("--data", choices=("digits", "digits16"), default="digits", help="8x8 digits or digits16_data")
+    p.add_argument("--data", choices=sorted(TRAINING_DATA), default="digits", help="8x8 digits or digits16_data")
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--blocks", type=int, default=3)
     p.add_argument("--emb-dim", type=int, default=128)

@@ -48,6 +48,7 @@ def digits16_data() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 TRAINING_DATA = {"digits": digits_data, "digits16": digits16_data}
+"""The training data sets by name (the training scripts' ``--data``)."""
 
 DATA_SOURCES = {
     "digits": "sklearn.datasets.load_digits",
