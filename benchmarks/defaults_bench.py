@@ -17,19 +17,22 @@ exact end point of its probability-flow ODE for a fixed noise batch (seed 0):
 **Selection procedure** (:func:`select_defaults`). For every table (a family; ``"<family>+cfg"`` for guided units)
 and budget (4, 5, 6, 8, 10, 15, 20, 30, 50 evaluations), every configuration of :data:`SOLVERS` × :data:`SCHEDULES`
 (four step schedules, ``time_uniform`` where the family has a time, each also ending the trailing way) is run on
-every unit, and its error (:func:`unit_metric`: on a network the batch RMSE over the 64 samples, the figures' own
-metric; on a bed the median over samples of each sample's RMS error, :func:`median_error`) is divided by the best
-configuration's error on that unit and budget, errors below :data:`SELECTION_FLOOR` (one 8-bit level) counting as
-the floor. Per budget range of :data:`BUDGET_RANGES` (one table row each), the default is the configuration with
-the smallest **worst-case** ratio over all cells of the family and range, a bed's ratio divided by
-:data:`BED_GUARD` where the family has networks (the networks decide, a bed vetoes beyond 3×); scores within 2 %
-tie, broken by the geometric mean. So no single bed, network or budget decides; the printed selection table gives
-the choice, its score, geometric mean, worst raw ratio on networks and on beds, and the runner-up. Why the median
-on the beds: at NFE ≥ 15 the RMSE of 64 samples is set by the one or two samples that end in another mode than the
-reference (each worth ~0.5 of RMSE), so which configuration "wins" a cell is a lottery. Why not the median on the
-networks too (as before): it hid heavy per-sample tails there (``--tails``: DPM-Solver-3M on Karras steps at NFE 15
-on ``digits_uncond`` had median 0.008 but batch RMSE 0.032, from a few samples off by up to 0.19). VP x0 and v
-models have no unit of their own (no such network here): their σ-space denoiser is the same function as an ε
+every unit, and its error — the batch RMSE over the 64 samples, the figures' own metric — is divided by the **best
+peer's** on that unit and budget (:func:`best_peer_errors`: the best diffusers / k-diffusion configuration on the
+same span, the figure the defaults are judged by), or by the best configuration's where no peer runs (the guided
+units, whose calls cost 2 evaluations); errors below the floor count as the floor (1e-3 on networks, the figures'
+:data:`ERROR_FLOOR`; one 8-bit level on beds, :data:`SELECTION_FLOOR`). Per budget range of :data:`BUDGET_RANGES`
+(one table row each), the default is the configuration with the smallest **worst-case** ratio over all cells of
+the family and range, a bed's ratio divided by :data:`BED_GUARD` where the family has networks (the networks
+decide, a bed vetoes beyond 3×); scores within 2 % tie, broken by the geometric mean. So no single bed, network or
+budget decides; the printed selection table gives the choice, its score, geometric mean, worst raw ratio on
+networks and on beds, and the runner-up. The guard also absorbs the beds' lottery: at NFE ≥ 15 the RMSE of 64
+samples on a bed is set by the one or two samples that end in another mode than the reference (each worth ~0.5 of
+RMSE). Until 2026-12-06 the beds were scored by the median sample and every cell against the library's own best
+configuration: the median made the ``digits`` bed, whose walks that call the denoiser at σ_min snap onto a training
+image, veto every trailing walk at NFE 4–6 (ratios of 10–30 where the batch RMSE, the figure, showed 0.65× the
+peer), and the library's own best asked for more than the figures do on one network and less on another. VP x0 and
+v models have no unit of their own (no such network here): their σ-space denoiser is the same function as an ε
 model's up to network error, so they take the VP units' choice.
 
 **Figures** (:func:`figure_rows`): per unit and budget, ``generate``, ``generate(auto=True)`` and the tuned plan
@@ -85,6 +88,8 @@ SOLVERS: tuple[str, ...] = (
     "ipndm",
     "ipndm_v",
     "unipc",
+    "unipc_3m",
+    "unipc_bh1",
     "deis",
 )
 """Fixed-step deterministic solvers the selection considers."""
@@ -452,10 +457,11 @@ ERROR_FLOOR = 1e-3
 some walks have error 0: a per-cell best of 0 would make every ratio infinite)."""
 
 SELECTION_FLOOR = 2 / 255
-"""In the selection, errors below one 8-bit level of data in [−1, 1] count as that level: a difference below it is
-invisible in an image, and on the exact beds it is a snap onto a training point, not solver accuracy (the digits
-bed's walks that call the denoiser at σ_min land exactly on a training image; with a floor of 1e-3 their ratios of
-up to 500 decided whole rows, though every configuration was within 0.01 of the exact end point there)."""
+"""In the selection, errors on an exact bed below one 8-bit level of data in [−1, 1] count as that level: a
+difference below it is invisible in an image, and on the beds it is a snap onto a training point, not solver
+accuracy (the digits bed's walks that call the denoiser at σ_min land exactly on a training image; with a floor of
+1e-3 their ratios of up to 500 decided whole rows, though every configuration was within 0.01 of the exact end
+point there). Networks take the figures' :data:`ERROR_FLOOR`."""
 
 BED_GUARD = 3.0
 """In a family with networks, an exact bed's ratio counts divided by this: the networks decide (they are what
@@ -464,22 +470,26 @@ users sample, and their batch RMSE is what the figures measure), the beds only v
 alone (a common factor changes no ranking)."""
 
 
-def unit_metric(unit: Unit) -> str:
-    """The selection's error metric on a unit: the batch RMSE on networks, the typical sample's error on beds."""
-    return "median" if unit.reference_kind == "exact" else "rmse"
-
-
 def select_defaults(
     table: dict[tuple[str, int], dict[str, float]],
     unit_list: Sequence[Unit],
     ranges: Sequence[Sequence[int]] = BUDGET_RANGES,
     floor: float = SELECTION_FLOOR,
     bed_guard: float = BED_GUARD,
+    peers: dict[tuple[str, int], float] | None = None,
+    network_floor: float = ERROR_FLOOR,
 ) -> list[Selection]:
-    """Per family and budget range: the configuration with the smallest worst-case ratio ``max(e, floor) /
-    max(best, floor)`` over every (unit, budget) cell of the family and range, an exact bed's ratio divided by
-    ``bed_guard`` when the family has networks (:data:`BED_GUARD`); ties — within :data:`TIE_TOLERANCE` of the
-    smallest — broken by the geometric mean. ``table`` holds each unit's errors in its :func:`unit_metric`."""
+    """Per family and budget range: the configuration with the smallest worst-case score over every (unit, budget)
+    cell of the family and range; ties — within :data:`TIE_TOLERANCE` of the smallest — broken by the geometric
+    mean. ``table`` holds each unit's errors (batch RMSE).
+
+    A cell scores ``max(e, lo) / max(best, lo)``: ``best`` is the best peer's error where ``peers``
+    (:func:`best_peer_errors`) has the cell — the figure the defaults are judged by, ``generate`` ≤ 1.0× the best
+    diffusers / k-diffusion configuration on the same span — and the best configuration of ``table`` elsewhere
+    (guided units, whose calls cost 2 evaluations, have no peers); ``lo`` is ``network_floor`` on networks (the
+    figures' floor) and ``floor`` on exact beds, whose ratio is divided by ``bed_guard`` when the family has
+    networks (:data:`BED_GUARD`)."""
+    peers = peers or {}
     out: list[Selection] = []
     tables = sorted({u.table for u in unit_list}, key=lambda t: (FAMILIES.index(t.removesuffix(GUIDED_SUFFIX)), t))
     for family in tables:
@@ -493,11 +503,12 @@ def select_defaults(
             raw: dict[str, dict[bool, list[float]]] = {}
             for u, n in cells:
                 errs = table[(u.name, n)]
-                best = max(min(errs.values()), floor)
                 is_bed = u.reference_kind == "exact"
+                lo = floor if is_bed else network_floor
+                best = max(peers.get((u.name, n), min(errs.values())), lo)
                 weight = bed_guard if is_bed and has_networks else 1.0
                 for cfg, e in errs.items():
-                    ratio = max(e, floor) / best
+                    ratio = max(e, lo) / best
                     scores.setdefault(cfg, []).append(ratio / weight)
                     raw.setdefault(cfg, {True: [], False: []})[is_bed].append(ratio)
             full = {c: r for c, r in scores.items() if len(r) == len(cells)}
@@ -517,6 +528,25 @@ def select_defaults(
                     max(choice[True], default=math.nan),
                 )
             )
+    return out
+
+
+def best_peer_errors(
+    unit_list: Sequence[Unit], nfes: Sequence[int], progress: Callable[[str], None] | None = None
+) -> dict[tuple[str, int], float]:
+    """The best peer's batch RMSE (:func:`peer_errors`) on every unit whose calls cost one evaluation, at every
+    budget where some peer walks the span within it: what :func:`select_defaults` scores against."""
+    out: dict[tuple[str, int], float] = {}
+    for u in unit_list:
+        if u.calls_per_eval != 1:
+            continue
+        t0 = time.perf_counter()
+        for nfe in nfes:
+            errs = [e for e in peer_errors(u, nfe).values() if math.isfinite(e)]
+            if errs:
+                out[(u.name, nfe)] = min(errs)
+        if progress:
+            progress(f"{u.name} peers: {time.perf_counter() - t0:.0f}s")
     return out
 
 
@@ -542,15 +572,15 @@ def hand_table(
     unit_list: Sequence[Unit],
     nfes: Sequence[int],
     progress: Callable[[str], None] | None = None,
-    metric: str | None = None,
+    metric: str = "rmse",
 ) -> dict[tuple[str, int], dict[str, float]]:
-    """``config_errors`` of every unit at every budget, in ``metric`` (default: each unit's :func:`unit_metric`)."""
+    """``config_errors`` of every unit at every budget, in ``metric`` (:data:`METRICS`)."""
     table: dict[tuple[str, int], dict[str, float]] = {}
     for u in unit_list:
         t0 = time.perf_counter()
         u.reference()
         for nfe in nfes:
-            table[(u.name, nfe)] = config_errors(u, nfe, metric or unit_metric(u))
+            table[(u.name, nfe)] = config_errors(u, nfe, metric)
         if progress:
             progress(f"{u.name}: {time.perf_counter() - t0:.0f}s")
     return table
@@ -795,7 +825,7 @@ class TailRow:
 
 def tail_rows(unit: Unit, nfe: int, configs: Sequence[str]) -> list[TailRow]:
     """How the per-sample errors of each ``"solver/schedule"`` spread on the held-out noise (seed 0): the batch RMSE
-    (the figures' metric), mean, median (the selection's metric), 90th percentile and maximum. A configuration whose
+    (the figures' metric), mean, median, 90th percentile and maximum. A configuration whose
     median is small but whose p90 / maximum are far above it leaves part of the batch far off — on a network that is
     a solver failure, not a mode lottery, and the median alone would hide it."""
     ref = unit.reference(0)

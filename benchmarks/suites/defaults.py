@@ -21,6 +21,7 @@ from diffsample.cli import int_list, progress_printer, str_list
 from diffsample.files import atomic_write_text
 
 from ..defaults_bench import (
+    best_peer_errors,
     figure_rows,
     format_figures,
     format_selection,
@@ -71,9 +72,14 @@ def run(args: argparse.Namespace) -> int:
     elif args.select:
         nfes = args.nfe or [4, 5, 6, 8, 10, 15, 20, 30, 50]
         table = hand_table(unit_list, nfes, progress)
-        rows = select_defaults(table, unit_list)
+        peers = best_peer_errors(unit_list, nfes, progress)
+        rows = select_defaults(table, unit_list, peers=peers)
         print(format_selection(rows))
-        payload = {"selection": [r.__dict__ for r in rows], "errors": {f"{k[0]}@{k[1]}": v for k, v in table.items()}}
+        payload = {
+            "selection": [r.__dict__ for r in rows],
+            "errors": {f"{k[0]}@{k[1]}": v for k, v in table.items()},
+            "best_peer": {f"{k[0]}@{k[1]}": v for k, v in peers.items()},
+        }
     else:
         nfes = args.nfe or [4, 5, 6, 8, 10, 15, 20]
         figures = figure_rows(

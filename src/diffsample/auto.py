@@ -51,35 +51,36 @@ from .schedules import NoiseSchedule
 __all__ = ["AUTO_CANDIDATES", "GUIDED_SUFFIX", "AutoChoice", "auto_choice", "candidates_for", "reference_steps"]
 
 AUTO_CANDIDATES: dict[str, tuple[tuple[str, str], ...]] = {
-    "vp_eps": (("unipc", "kl_optimal+trailing"), ("deis", "karras+trailing"), ("ipndm", "logsnr"),
-               ("dpmpp_3m", "logsnr"), ("ipndm", "kl_optimal"), ("ipndm", "karras+trailing"),
-               ("ipndm", "kl_optimal+trailing"), ("dpm_solver_3m", "karras+trailing"), ("unipc", "karras+trailing"),
-               ("ipndm", "logsnr+trailing")),
+    "vp_eps": (("unipc", "logsnr+trailing"), ("dpm_solver_3m", "karras+trailing"), ("ipndm", "logsnr+trailing"),
+               ("unipc_3m", "logsnr"), ("unipc_3m", "kl_optimal+trailing"), ("unipc", "kl_optimal+trailing"),
+               ("ipndm", "kl_optimal"), ("ipndm", "kl_optimal+trailing"), ("unipc_bh1", "kl_optimal+trailing"),
+               ("unipc_3m", "karras")),
     "vp_eps+cfg": (("unipc", "kl_optimal+trailing"), ("unipc", "logsnr+trailing"),
-                   ("dpm_solver_2m", "logsnr+trailing"),
-                   ("dpm_solver_2m", "kl_optimal+trailing"), ("dpmpp_2m", "kl_optimal+trailing"),
-                   ("dpmpp_3m", "kl_optimal+trailing"), ("dpm_solver_3m", "kl_optimal+trailing"),
-                   ("ipndm", "kl_optimal+trailing"), ("euler", "kl_optimal+trailing"),
-                   ("ipndm_v", "kl_optimal+trailing")),
-    "edm": (("unipc", "kl_optimal+trailing"), ("deis", "logsnr+trailing"), ("dpm_solver_2m", "karras"),
-            ("dpm_solver_2m", "logsnr"), ("ipndm", "kl_optimal+trailing"), ("ipndm", "kl_optimal"),
-            ("dpm_solver_3m", "logsnr"), ("dpm_solver_3m", "karras"), ("ipndm_v", "kl_optimal"),
-            ("euler", "kl_optimal")),
-    "flow": (("ipndm", "time_uniform+trailing"), ("unipc", "time_uniform+trailing"), ("ipndm", "time_uniform"),
-             ("ipndm", "kl_optimal+trailing"), ("unipc", "kl_optimal+trailing"), ("dpmpp_2m", "time_uniform+trailing"),
-             ("dpm_solver_3m", "time_uniform+trailing"), ("deis", "time_uniform+trailing"), ("ipndm_v", "time_uniform"),
-             ("ipndm", "logsnr")),
-    "flow_shift": (("unipc", "kl_optimal+trailing"), ("ipndm", "kl_optimal"), ("ipndm", "logsnr+trailing"),
-                   ("ipndm", "kl_optimal+trailing"), ("ipndm", "time_uniform+trailing"),
-                   ("unipc", "time_uniform+trailing"), ("dpmpp_3m", "time_uniform+trailing"), ("ipndm", "time_uniform"),
-                   ("dpm_solver_2m", "kl_optimal+trailing"), ("dpmpp_2m", "kl_optimal+trailing")),
+                   ("unipc_3m", "kl_optimal+trailing"), ("dpm_solver_2m", "kl_optimal+trailing"),
+                   ("dpmpp_2m", "kl_optimal+trailing"), ("dpmpp_3m", "kl_optimal+trailing"),
+                   ("dpm_solver_3m", "kl_optimal+trailing"), ("ipndm", "kl_optimal+trailing"),
+                   ("euler", "kl_optimal+trailing"), ("unipc_bh1", "kl_optimal+trailing")),
+    "edm": (("dpm_solver_2m", "logsnr"), ("ipndm", "logsnr+trailing"), ("deis", "karras+trailing"),
+            ("ipndm", "karras"), ("unipc", "kl_optimal+trailing"), ("unipc_3m", "kl_optimal+trailing"),
+            ("unipc_bh1", "kl_optimal+trailing"), ("dpm_solver_3m", "logsnr+trailing"), ("dpm_solver_3m", "logsnr"),
+            ("unipc_bh1", "logsnr+trailing")),
+    "flow": (("ipndm", "time_uniform+trailing"), ("unipc_3m", "time_uniform+trailing"),
+             ("unipc", "time_uniform+trailing"), ("ipndm", "time_uniform"), ("ipndm", "kl_optimal+trailing"),
+             ("unipc", "kl_optimal+trailing"), ("unipc_3m", "kl_optimal+trailing"),
+             ("unipc_bh1", "time_uniform+trailing"), ("dpmpp_2m", "time_uniform+trailing"),
+             ("dpm_solver_3m", "time_uniform+trailing")),
+    "flow_shift": (("ipndm", "time_uniform+trailing"), ("unipc", "kl_optimal+trailing"),
+                   ("unipc_3m", "kl_optimal+trailing"), ("unipc", "time_uniform+trailing"),
+                   ("unipc_3m", "time_uniform+trailing"), ("ipndm", "kl_optimal+trailing"), ("ipndm", "kl_optimal"),
+                   ("dpmpp_3m", "time_uniform+trailing"), ("unipc_bh1", "time_uniform+trailing"),
+                   ("ipndm", "time_uniform")),
 }  # fmt: skip
 """Candidate (solver, step schedule) pairs per family, 10 each (``"<family>+cfg"``: for guided models, a call costing
 2 evaluations): every row of the family's static table (:data:`diffsample.generate.FAMILY_TABLES`,
 :data:`~diffsample.generate.GUIDED_TABLES`), then the configurations most often within 10 % of the best on a
 network cell (NFE 4–20) of the same selection run (``python -m benchmarks defaults --select``), mostly walks that
-end the trailing way (``+trailing``, :data:`diffsample.steps.TRAILING`). EDM, with no network here, takes the
-selection's runners-up. VP x0/v share the VP ε sets."""
+end the trailing way (``+trailing``, :data:`diffsample.steps.TRAILING`); EDM, with no network here, those most often
+within 10 % of the best on its beds. VP x0/v share the VP ε sets."""
 
 _SHARED = {"vp_x0": "vp_eps", "vp_v": "vp_eps"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.defaults_bench import BED_GUARD, TIE_TOLERANCE, Unit, select_defaults, unit_metric, units
+from benchmarks.defaults_bench import BED_GUARD, TIE_TOLERANCE, Unit, select_defaults, units
 from diffsample.generate import FAMILY_TABLES, default_choice
 
 
@@ -42,7 +42,6 @@ def test_worst_cases_within_the_tolerance_tie_and_the_geometric_mean_decides():
 def test_networks_decide_and_a_bed_vetoes_only_beyond_the_guard():
     net = Unit("net", "flow", "flow", lambda: None, None, "teacher")
     bed = _unit("bed", "flow")
-    assert (unit_metric(net), unit_metric(bed)) == ("rmse", "median")
     inside = 0.9 * BED_GUARD
     table = {
         ("net", 4): {"n/s": 0.010, "b/s": 0.015},  # n best on the network, b 1.5× worse there
@@ -56,6 +55,24 @@ def test_networks_decide_and_a_bed_vetoes_only_beyond_the_guard():
     # a family without networks: the beds decide alone, at their own ratios
     (row,) = select_defaults({("bed", 4): table[("bed", 4)]}, [bed], ranges=[(4,)])
     assert row.choice == "b/s" and row.worst == pytest.approx(1.0)
+
+
+def test_a_network_with_peers_is_scored_against_the_best_peer_with_the_figures_floor():
+    one = Unit("one", "vp_eps", "vp", lambda: None, None, "teacher")
+    two = Unit("two", "vp_eps", "vp", lambda: None, None, "teacher")
+    table = {("one", 15): {"x/s": 0.004, "y/s": 0.006}, ("two", 15): {"x/s": 0.010, "y/s": 0.007}}
+    # against the library's own best: x is 1.43× it on two, y 1.5× on one — x wins
+    (row,) = select_defaults(table, [one, two], ranges=[(15,)], floor=1e-3)
+    assert row.choice == "x/s" and row.worst == pytest.approx(0.010 / 0.007)
+    # against the best peer (0.006 on one, 0.005 on two): x is 2× the peer on two, y at most 1.4× — y wins
+    peers = {("one", 15): 0.006, ("two", 15): 0.005}
+    (row,) = select_defaults(table, [one, two], ranges=[(15,)], peers=peers)
+    assert row.choice == "y/s" and row.worst == pytest.approx(1.4) and row.network_worst == pytest.approx(1.4)
+    # errors below the figures' floor (1e-3) count as it — not as the 8-bit floor of the beds (2/255 ≈ 0.0078),
+    # under which every configuration here would tie
+    table = {("one", 20): {"a/s": 0.0005, "c/s": 0.0020}}
+    (row,) = select_defaults(table, [one], ranges=[(20,)], peers={("one", 20): 0.0004})
+    assert row.choice == "a/s" and row.worst == pytest.approx(1.0) and row.runner_up_worst == pytest.approx(2.0)
 
 
 def test_every_family_table_row_is_in_the_selection_units_family_and_vp_includes_stable_diffusions_table():

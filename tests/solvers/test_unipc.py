@@ -17,7 +17,7 @@ import torch
 
 import diffsample
 from diffsample import steps
-from diffsample.denoisers import Denoiser, FunctionDenoiser
+from diffsample.denoisers import CallCounter, Denoiser, FunctionDenoiser
 from diffsample.errors import DiffsampleError, SigmaError
 from diffsample.solvers import available, get, spec
 from diffsample.solvers.euler_heun import euler
@@ -217,6 +217,21 @@ def test_matches_diffusers_into_zero_where_it_is_finite(mixture):
     ref, sig = _diffusers_unipc(bed, x, 8, 3, "bh2", True, True, "zero", ())
     assert sig[-1] == 0
     torch.testing.assert_close(unipc(bed, x, sig, order=3), ref, rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("name, order, variant", [("unipc_3m", 3, "bh2"), ("unipc_bh1", 2, "bh1")])
+def test_named_configurations_are_diffusers_unipc_with_that_order_and_variant(mixture, name, order, variant):
+    """``unipc_3m`` is diffusers' ``solver_order=3``, ``unipc_bh1`` its ``solver_type="bh1"`` (order 2), run through
+    the registry like any solver, and equal to ``unipc`` with those options; the registry counts one call a step."""
+    pytest.importorskip("diffusers")
+    bed, _, _ = mixture
+    x = 14.6 * torch.randn(6, 3, generator=torch.Generator().manual_seed(11), dtype=F64)
+    ref, sig = _diffusers_unipc(bed, x, 10, order, variant, True, True, "sigma_min", ())
+    den = CallCounter(bed)
+    out = diffsample.sample(den, x, sig, solver=name)
+    torch.testing.assert_close(out, ref, rtol=0, atol=2e-6)
+    torch.testing.assert_close(out, unipc(bed, x, sig, order=order, variant=variant), rtol=0, atol=0)
+    assert den.nfe == spec(name).nfe(10, ends_at_zero=False) == 10
 
 
 # ---------------------------------------------------------------- σ = 0, low precision, NFE
