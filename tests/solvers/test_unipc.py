@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -232,6 +233,23 @@ def test_named_configurations_are_diffusers_unipc_with_that_order_and_variant(mi
     torch.testing.assert_close(out, ref, rtol=0, atol=2e-6)
     torch.testing.assert_close(out, unipc(bed, x, sig, order=order, variant=variant), rtol=0, atol=0)
     assert den.nfe == spec(name).nfe(10, ends_at_zero=False) == 10
+
+
+def test_a_named_configuration_refuses_its_fixed_option_again():
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0), dtype=F64)
+    with pytest.raises(DiffsampleError, match="unipc_3m is unipc with .*order"):
+        diffsample.sample(gaussian(), x * 10.0, steps.karras(6, 0.05, 10.0), solver="unipc_3m", order=2)
+    # its signature is unipc's less the fixed option, so a plan's options are checked against it when loaded
+    assert "order" not in inspect.signature(get("unipc_3m")).parameters
+    assert {"variant", "corrector"} <= set(inspect.signature(get("unipc_3m")).parameters)
+    # other options pass through: bh1 of order 3 is unipc_bh1 with order=3
+    sig = steps.karras(6, 0.05, 10.0)
+    torch.testing.assert_close(
+        diffsample.sample(gaussian(), x * 10.0, sig, solver="unipc_bh1", order=3),
+        unipc(gaussian(), x * 10.0, sig, order=3, variant="bh1"),
+        rtol=0,
+        atol=0,
+    )
 
 
 # ---------------------------------------------------------------- σ = 0, low precision, NFE

@@ -100,8 +100,10 @@ recurrence ``φ_{k+1}(z) = (φ_k(z) − 1/k!)/z`` would cancel, so no step size 
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 
@@ -122,7 +124,7 @@ from ._kernel.unified import (
     unified_step,
     unified_weights,
 )
-from .registry import register
+from .registry import SolverFn, register
 
 __all__ = ["unic_correct", "unipc", "unipc_3m", "unipc_bh1"]
 
@@ -184,70 +186,51 @@ def unipc(
     return state if isinstance(state, torch.Tensor) else state.x
 
 
-@register("unipc_3m", order=3)
-def unipc_3m(
-    denoiser: Denoiser,
-    x: torch.Tensor,
-    sigmas: torch.Tensor,
-    *,
-    noise: NoiseSource | None = None,
-    callback: Callback = None,
-    variant: str = "bh2",
-    predict: str = "data",
-    corrector: bool = True,
-    lower_order_final: bool = True,
-    disable_corrector: Iterable[int] = (),
-) -> torch.Tensor:
+def _named_configuration(name: str, doc: str, **fixed: Any) -> SolverFn:
+    """``unipc`` with the options ``fixed``, registered as ``name`` (its other options pass through; one of the
+    fixed options passed again is an error, not silently overridden)."""
+
+    def solver(
+        denoiser: Denoiser,
+        x: torch.Tensor,
+        sigmas: torch.Tensor,
+        *,
+        noise: NoiseSource | None = None,
+        callback: Callback = None,
+        **options: Any,
+    ) -> torch.Tensor:
+        clash = sorted(set(options) & set(fixed))
+        if clash:
+            raise DiffsampleError(f"{name} is unipc with {fixed}; pass {', '.join(clash)} to unipc instead")
+        return unipc(denoiser, x, sigmas, noise=noise, callback=callback, **fixed, **options)
+
+    solver.__name__ = solver.__qualname__ = name
+    solver.__doc__ = doc
+    # unipc's own options less the fixed ones, so that plans check options against it (``plan._check_options``)
+    full = inspect.signature(unipc)
+    solver.__signature__ = full.replace(  # type: ignore[attr-defined]
+        parameters=[p for p in full.parameters.values() if p.name not in fixed]
+    )
+    return register(name, order=3)(solver)
+
+
+unipc_3m = _named_configuration(
+    "unipc_3m",
     """UniPC with the third-order predictor, UniP-3 + UniC-3 (diffusers' ``solver_order=3``).
 
     :func:`unipc` with ``order=3``. Its global order is 3, set by the warm-up steps (module docstring); the
-    higher-order terms pay off where the steps are short (NFE ≳ 15). Options as :func:`unipc`."""
-    return unipc(
-        denoiser,
-        x,
-        sigmas,
-        noise=noise,
-        callback=callback,
-        order=3,
-        variant=variant,
-        predict=predict,
-        corrector=corrector,
-        lower_order_final=lower_order_final,
-        disable_corrector=disable_corrector,
-    )
+    higher-order terms pay off where the steps are short (NFE ≳ 15). Other options as :func:`unipc`.""",
+    order=3,
+)
 
-
-@register("unipc_bh1", order=3)
-def unipc_bh1(
-    denoiser: Denoiser,
-    x: torch.Tensor,
-    sigmas: torch.Tensor,
-    *,
-    noise: NoiseSource | None = None,
-    callback: Callback = None,
-    order: int = 2,
-    predict: str = "data",
-    corrector: bool = True,
-    lower_order_final: bool = True,
-    disable_corrector: Iterable[int] = (),
-) -> torch.Tensor:
+unipc_bh1 = _named_configuration(
+    "unipc_bh1",
     """UniPC with ``B(h) = h``, the bh1 variant (ComfyUI's ``uni_pc``).
 
     :func:`unipc` with ``variant="bh1"``, which Zhao et al. (2023) recommend for unconditional sampling with very
-    few steps. Options as :func:`unipc`."""
-    return unipc(
-        denoiser,
-        x,
-        sigmas,
-        noise=noise,
-        callback=callback,
-        order=order,
-        variant="bh1",
-        predict=predict,
-        corrector=corrector,
-        lower_order_final=lower_order_final,
-        disable_corrector=disable_corrector,
-    )
+    few steps. Other options as :func:`unipc`.""",
+    variant="bh1",
+)
 
 
 def unic_correct(
