@@ -28,11 +28,11 @@ decide, a bed vetoes beyond 3×); scores within 2 % tie, broken by the geometric
 budget decides; the printed selection table gives the choice, its score, geometric mean, worst raw ratio on
 networks and on beds, and the runner-up. The guard also absorbs the beds' lottery: at NFE ≥ 15 the RMSE of 64
 samples on a bed is set by the one or two samples that end in another mode than the reference (each worth ~0.5 of
-RMSE). Until 2026-12-06 the beds were scored by the median sample and every cell against the library's own best
-configuration: the median made the ``digits`` bed, whose walks that call the denoiser at σ_min snap onto a training
-image, veto every trailing walk at NFE 4–6 (ratios of 10–30 where the batch RMSE, the figure, showed 0.65× the
-peer), and the library's own best asked for more than the figures do on one network and less on another. VP x0 and
-v models have no unit of their own (no such network here): their σ-space denoiser is the same function as an ε
+RMSE). Until session 7 of issue #13 the beds were scored by the median sample and every cell against the library's
+own best configuration: the median made the ``digits`` bed, whose walks that call the denoiser at σ_min snap onto a
+training image, veto every trailing walk at NFE 4–6 (ratios of 10–30 where the batch RMSE, the figure, showed 0.65×
+the peer), and the library's own best asked for more than the figures do on one network and less on another. VP x0
+and v models have no unit of their own (no such network here): their σ-space denoiser is the same function as an ε
 model's up to network error, so they take the VP units' choice.
 
 **Figures** (:func:`figure_rows`): per unit and budget, ``generate``, ``generate(auto=True)`` and the tuned plan
