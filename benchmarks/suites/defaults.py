@@ -3,8 +3,7 @@
 ``python -m benchmarks defaults --select`` runs every solver × step schedule on every unit (exact beds on each
 family's span, the digits networks) and the peers on each, and prints, per family and budget, the configuration
 with the smallest worst-case ratio to the best peer (:func:`benchmarks.defaults_bench.select_defaults`): the
-procedure behind
-:data:`diffsample.generate.FAMILY_TABLES`. Without ``--select`` it prints the figures
+procedure behind :data:`diffsample.generate.FAMILY_TABLES`. Without ``--select`` it prints the figures
 (:func:`benchmarks.defaults_bench.figure_rows`): ``generate``, automatic mode and tuned plans against the best
 diffusers / k-diffusion configuration on the same span, and the tuned plan against the best hand-made one.
 ``--tails CONFIGS`` prints how the per-sample errors of the given ``solver/schedule`` configurations spread (batch
