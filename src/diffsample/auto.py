@@ -10,9 +10,8 @@
    candidates;
 3. **candidates** — every configuration of the family's candidate set (:data:`AUTO_CANDIDATES`: the static
    default and the runners-up of the selection procedure behind :data:`diffsample.generate.FAMILY_TABLES`), each
-   run with the budget of ``n`` evaluations; the one with the lowest RMSE to the reference wins if it beats the
-   family's static default for the budget by more than one standard error of the paired per-sample difference
-   (:data:`SIGNIFICANCE`), else the default stays: auto mode only departs from it on evidence;
+   run with the budget of ``n`` evaluations; the one with the lowest RMSE to the reference wins (the family's
+   static default for the budget is run first and wins ties, so auto mode only departs from it on evidence);
 4. **cache** — the choice is written (atomically) under ``cache_dir("auto")``, keyed by a fingerprint of the model
    (its outputs at two fixed inputs, so other weights under the same name get their own entry), its family,
    span, budget, calls per evaluation, the calibration noises and the candidate set; a later call reads it back
@@ -49,15 +48,7 @@ from .model_family import FAMILIES, model_family, noise_schedule_of
 from .sampling import sample
 from .schedules import NoiseSchedule
 
-__all__ = [
-    "AUTO_CANDIDATES",
-    "GUIDED_SUFFIX",
-    "SIGNIFICANCE",
-    "AutoChoice",
-    "auto_choice",
-    "candidates_for",
-    "reference_steps",
-]
+__all__ = ["AUTO_CANDIDATES", "GUIDED_SUFFIX", "AutoChoice", "auto_choice", "candidates_for", "reference_steps"]
 
 AUTO_CANDIDATES: dict[str, tuple[tuple[str, str], ...]] = {
     "vp_eps": (("unipc", "logsnr+trailing"), ("dpm_solver_3m", "karras+trailing"), ("ipndm", "logsnr+trailing"),
@@ -153,32 +144,6 @@ def _fingerprint(den: CallCounter, shape: tuple[int, ...], lo: float, hi: float)
     return torch.cat(out).to(torch.float32).numpy().round(5).tobytes()
 
 
-SIGNIFICANCE = 1.0
-"""Automatic mode leaves the static default only for a candidate whose mean squared error on the calibration noises
-is lower by more than this many standard errors of the per-sample difference (a paired comparison)."""
-
-
-def _significant_best(errors: dict[str, float], per_sample: dict[str, torch.Tensor], static: str) -> str:
-    """The candidate with the lowest calibration error, if it beats the static default by more than
-    :data:`SIGNIFICANCE` standard errors of the paired per-sample difference of squared errors; else the default.
-
-    The networks' per-sample errors are heavy-tailed, so on 16 noises a candidate can look better by chance: on the
-    8 digits networks at NFE 4–20 (56 cells, 64 held-out noises), taking the lowest calibration error outright was
-    worse than the static default by more than 5 % in 12 cells and at most as good in 41; with the one-standard-error
-    rule in 9 and 47, and the geometric mean of auto ÷ best peer fell from 0.778 to 0.771
-    (``python -m benchmarks defaults``; 0.5 and 1.5 standard errors measured no better)."""
-    best = min(errors, key=lambda k: (errors[k], list(errors).index(k)))
-    if not math.isfinite(errors[best]):
-        raise DiffsampleError("automatic mode: every candidate diverged on the calibration noises")
-    if best == static or not math.isfinite(errors.get(static, math.inf)):
-        return best
-    diff = per_sample[static] - per_sample[best]
-    if diff.numel() < 2:
-        return best
-    standard_error = float(diff.std()) / math.sqrt(diff.numel())
-    return best if float(diff.mean()) > SIGNIFICANCE * standard_error else static
-
-
 def auto_choice(
     denoiser: Denoiser,
     nfe: int,
@@ -237,7 +202,6 @@ def auto_choice(
         "per_call": per_call,
         "candidates": [list(c) for c in cands],
         "reference": f"dpmpp_3m logsnr {reference_steps(calls)}",
-        "rule": f"lowest error, {SIGNIFICANCE:g} standard errors below the default's",
         "name": str(getattr(denoiser, "name", type(denoiser).__name__)),
         "library": __version__,
     }
@@ -255,19 +219,18 @@ def auto_choice(
     reference = sample(den, x, ref_sigmas, solver="dpmpp_3m").to(torch.float64)
     reference_nfe = den.nfe - before
     errors: dict[str, float] = {}
-    per_sample: dict[str, torch.Tensor] = {}
     for solver, sched in cands:
-        key = f"{solver}/{sched}"
         try:
             n_steps = solvers.spec(solver).steps_for_nfe(calls)
             sig = _walk_sigmas(sched, n_steps, lo, hi, schedule)
             out = sample(den, x, sig, solver=solver)
-            per_sample[key] = (out.to(torch.float64) - reference).square().flatten(1).mean(1)
-            err = float(per_sample[key].mean().sqrt())
+            err = float((out.to(torch.float64) - reference).square().mean().sqrt())
         except (BudgetError, SigmaError, NonFiniteError):
             err = math.inf
-        errors[key] = err if math.isfinite(err) else math.inf
-    best = _significant_best(errors, per_sample, f"{static.solver}/{static.step_schedule}")
+        errors[f"{solver}/{sched}"] = err if math.isfinite(err) else math.inf
+    best = min(errors, key=lambda k: (errors[k], list(errors).index(k)))
+    if not math.isfinite(errors[best]):
+        raise DiffsampleError("automatic mode: every candidate diverged on the calibration noises")
     solver, sched = best.split("/")
     choice = AutoChoice(solver, sched, family, int(nfe), errors, reference_nfe, int(z.shape[0]), den.nfe)
     if use_cache:
