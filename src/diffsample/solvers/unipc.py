@@ -77,8 +77,8 @@ four of six cases; at NFE 15 they split three to three. This matches diffusers' 
 Two configurations have names of their own, so that step-schedule tables, automatic mode and the command line can
 name them like any solver: ``unipc_3m`` (``order=3``: diffusers' ``solver_order=3``, DPM-Solver++(3M) + UniC-3) and
 ``unipc_bh1`` (``variant="bh1"``: ComfyUI's ``uni_pc``, the paper's choice for few-step unconditional sampling). On the
-digits networks (``python -m benchmarks defaults``) ``unipc_3m`` is the better UniPC at NFE 15–20 (1.3–2× lower RMSE
-than order 2 on log-SNR or Karras steps), ``unipc_bh1`` on KL-optimal trailing steps at NFE 6–10.
+two Stable Diffusion-table digits networks (``python -m benchmarks defaults --select``) ``unipc_3m`` on Karras steps
+has 1.4–2× lower RMSE than order 2 at NFE 15–20 and matches diffusers' best there; neither order wins at NFE 4–8.
 
 The step into σ = 0
 -------------------
