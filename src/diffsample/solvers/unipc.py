@@ -78,7 +78,8 @@ Two configurations have names of their own, so that step-schedule tables, automa
 name them like any solver: ``unipc_3m`` (``order=3``: diffusers' ``solver_order=3``, DPM-Solver++(3M) + UniC-3) and
 ``unipc_bh1`` (``variant="bh1"``: ComfyUI's ``uni_pc``, the paper's choice for few-step unconditional sampling). On the
 two Stable Diffusion-table digits networks (``python -m benchmarks defaults --select``) ``unipc_3m`` on Karras steps
-has 1.4–2× lower RMSE than order 2 at NFE 15–20 and matches diffusers' best there; neither order wins at NFE 4–8.
+has 1.4–2× lower RMSE than order 2 at NFE 15–20 and matches diffusers' best there; at NFE 4–8 neither order
+wins consistently.
 
 The step into σ = 0
 -------------------
