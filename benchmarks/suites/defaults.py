@@ -21,7 +21,7 @@ from diffsample.cli import int_list, progress_printer, str_list
 from diffsample.files import atomic_write_text
 
 from ..defaults_bench import (
-    SELECTION_SEED,
+    SELECTION_SEEDS,
     best_peer_errors,
     figure_rows,
     format_figures,
@@ -46,10 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="instead: per-sample error spread (rmse, mean, median, p90, max) of these solver/schedule configurations",
     )
     p.add_argument(
-        "--seed",
-        type=int,
-        default=SELECTION_SEED,
-        help="--select: the noises to select on (default %(default)s: the figures' noises)",
+        "--seeds",
+        type=int_list,
+        default=list(SELECTION_SEEDS),
+        help="--select: the noise batches to select on, pooled (default 2,3; the figures use 0, calibration 1)",
     )
     p.add_argument("--nfe", type=int_list, default=None, help="budgets (default 4,5,6,8,10,15,20; --select adds 30,50)")
     p.add_argument("--beds", type=str_list, default=["ring2d", "mixture64", "digits"])
@@ -78,12 +78,12 @@ def run(args: argparse.Namespace) -> int:
         payload = {"tails": [r.__dict__ for r in rows]}
     elif args.select:
         nfes = args.nfe or [4, 5, 6, 8, 10, 15, 20, 30, 50]
-        table = hand_table(unit_list, nfes, progress, seed=args.seed)
-        peers = best_peer_errors(unit_list, nfes, progress, seed=args.seed)
+        table = hand_table(unit_list, nfes, progress, seeds=args.seeds)
+        peers = best_peer_errors(unit_list, nfes, progress, seeds=args.seeds)
         rows = select_defaults(table, unit_list, peers=peers)
         print(format_selection(rows))
         payload = {
-            "seed": args.seed,
+            "seeds": args.seeds,
             "selection": [r.__dict__ for r in rows],
             "errors": {f"{k[0]}@{k[1]}": v for k, v in table.items()},
             "best_peer": {f"{k[0]}@{k[1]}": v for k, v in peers.items()},

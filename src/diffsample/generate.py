@@ -66,8 +66,7 @@ def _rows(*rows: tuple[int, str, str]) -> tuple[tuple[int, DefaultChoice], ...]:
 
 
 _VP_TABLE = _rows(
-    (6, "unipc", "logsnr+trailing"),
-    (12, "dpm_solver_3m", "karras+trailing"),
+    (6, "ipndm", "karras+trailing"),
     (25, "ipndm", "logsnr+trailing"),
     (_ALL, "unipc_3m", "logsnr"),
 )
@@ -78,18 +77,18 @@ FAMILY_TABLES: dict[str, tuple[tuple[int, DefaultChoice], ...]] = {
     "vp_v": _VP_TABLE,
     "edm": _rows(
         (6, "dpm_solver_2m", "logsnr"),
-        (12, "ipndm", "logsnr+trailing"),
-        (25, "deis", "karras+trailing"),
-        (_ALL, "ipndm", "karras"),
+        (25, "ipndm", "logsnr+trailing"),
+        (_ALL, "ipndm", "logsnr"),
     ),
     "flow": _rows(
         (12, "ipndm", "time_uniform+trailing"),
-        (_ALL, "unipc_3m", "time_uniform+trailing"),
+        (_ALL, "ipndm", "time_uniform"),
     ),
     "flow_shift": _rows(
-        (12, "ipndm", "time_uniform+trailing"),
-        (25, "unipc", "kl_optimal+trailing"),
-        (_ALL, "unipc_3m", "kl_optimal+trailing"),
+        (6, "ipndm", "time_uniform+trailing"),
+        (12, "unipc", "kl_optimal+trailing"),
+        (25, "ipndm", "kl_optimal+trailing"),
+        (_ALL, "ipndm", "kl_optimal"),
     ),
 }
 """Per model family (:data:`diffsample.model_family.FAMILIES`): ``(largest budget it applies to, choice)`` rows.
@@ -102,54 +101,56 @@ exact beds ``ring2d``, ``mixture64``, ``digits`` on the family's span (EDM ``[0.
 ``[0.01, 157.4]`` and Stable Diffusion's table ``[0.029, 14.6]`` for VP, rectified flow ``[0.001, 999]``, with shift
 3 ``[0.003, 2997]``) and the digits networks: VP ε ``digits_uncond``, ``digits_cond`` (DDPM table),
 ``digits_uncond_sd`` and the 16×16 ``digits16_uncond_sd`` (Stable Diffusion's table); flow matching ``digits_flow``
-and the 16×16 ``digits16_flow`` (each also with shift 3) — at NFE 4, 5, 6, 8, 10, 15, 20, 30, 50 on 64 noises. Each
-error (batch RMSE to the exact end point, DOP853, on a bed; to the network's ODE end point, a 477-step
-DPM-Solver++(3M) teacher, on a network) is divided by the best diffusers / k-diffusion configuration's on the same
-span — the figure the defaults are judged by. Per budget range (4–6, 8–10, 15–20, 30–50) the choice has the smallest
-worst-case ratio over all cells of the family, a bed's ratio divided by 3 where the family has networks (the
-networks decide, a bed vetoes beyond 3×; errors below 1e-3 on a network, one 8-bit level, 2/255, on a bed count as
-that; scores within 2 % tie, broken by the geometric mean), never the best of one unit. Worst-case ratio to the best
-peer on the networks / on the beds of each choice:
+and the 16×16 ``digits16_flow`` (each also with shift 3) — at NFE 4, 5, 6, 8, 10, 15, 20, 30, 50 on two batches of
+64 noises of their own (seeds 2 and 3, pooled; the figures report on seed 0). Each error (batch RMSE to the exact end
+point, DOP853, on a bed; to the network's ODE end point, a 477-step DPM-Solver++(3M) teacher, on a network) is divided
+by the best diffusers / k-diffusion configuration's on the same span — the figure the defaults are judged by. Per
+budget range (4–6, 8–10, 15–20, 30–50) the choice has the smallest worst-case ratio over all cells of the family, a
+bed's ratio divided by 3 where the family has networks (the networks decide, a bed vetoes beyond 3×; errors below
+1e-3 on a network, one 8-bit level, 2/255, on a bed count as that; scores within 2 % tie, broken by the geometric
+mean), never the best of one unit. Worst-case ratio to the best peer on the networks / on the beds of each choice:
 
 =========== ========================== ========================== ========================== =========================
 family      NFE 4–6                    NFE 8–10                   NFE 15–20                  NFE 30–50 (and above)
 =========== ========================== ========================== ========================== =========================
-VP ε/x0/v   UniPC, log-SNR trailing    DPM-Solver-3M, Karras      iPNDM, log-SNR trailing    UniPC-3, log-SNR
-                                       trailing
-            1.20 / 2.47                1.31 / 3.00                1.56 / 4.32                2.17 / 9.71
-EDM / VE    DPM-Solver-2M, log-SNR     iPNDM, log-SNR trailing    DEIS, Karras trailing      iPNDM, Karras
-            – / 1.40                   – / 1.19                   – / 1.08                   – / 1.00
-flow        iPNDM, uniform t trailing  iPNDM, uniform t trailing  UniPC-3, uniform t         UniPC-3, uniform t
-                                                                  trailing                   trailing
-            0.90 / 1.03                0.94 / 1.09                1.03 / 1.62                1.69 / 1.59
-flow, shift iPNDM, uniform t trailing  iPNDM, uniform t trailing  UniPC, KL-optimal trailing UniPC-3, KL-optimal
-                                                                                             trailing
-            1.00 / 2.23                0.99 / 2.35                0.76 / 2.69                2.39 / 2.31
+VP ε/x0/v   iPNDM, Karras trailing     iPNDM, log-SNR trailing    iPNDM, log-SNR trailing    UniPC-3, log-SNR
+            1.24 / 1.90                1.23 / 2.13                1.38 / 6.97                1.71 / 5.05
+EDM / VE    DPM-Solver-2M, log-SNR     iPNDM, log-SNR trailing    iPNDM, log-SNR trailing    iPNDM, log-SNR
+            – / 1.39                   – / 0.98                   – / 1.00                   – / 1.00
+flow        iPNDM, uniform t trailing  iPNDM, uniform t trailing  iPNDM, uniform t           iPNDM, uniform t
+            0.87 / 1.02                0.81 / 1.09                0.72 / 2.70                0.55 / 1.53
+flow, shift iPNDM, uniform t trailing  UniPC, KL-optimal trailing iPNDM, KL-optimal trailing iPNDM, KL-optimal
+            1.00 / 2.26                0.82 / 0.96                0.78 / 2.49                0.81 / 2.63
 =========== ========================== ========================== ========================== =========================
 
 No static choice is within the best peer on every network: the peers' best differs between networks (diffusers'
 UniPC on Karras steps on Stable Diffusion's table, k-diffusion's DPM-Solver++(3M) on the DDPM table), which is what
 ``auto=True`` and :func:`diffsample.tune` are for. The beds' worst cases are mode lotteries (on ``digits`` a sample
-that ends on another training image than the reference; a peer that lands every sample on its image scores 0),
-which the guard of 3 keeps from deciding; at 30–50 the VP row's 9.71 is such a cell, shared by every configuration.
-VP x0 and v models take the VP ε row (the same σ-space ODE; no such network was available to measure). Budgets
-below 4 take the first row, above 50 the last; budgets between two ranges the higher one's row (7 → 8–10). Guided
-models (a call costing 2 evaluations) of the VP families take :data:`GUIDED_TABLES` instead.
+that ends on another training image than the reference; a peer that lands every sample on its image scores 0), which
+the guard of 3 keeps from deciding; at VP 15–20 such cells veto every configuration alike (the row is then the
+networks' choice, the geometric mean breaking the tie). VP x0 and v models take the VP ε row (the same σ-space ODE;
+no such network was available to measure). Budgets below 4 take the first row, above 50 the last; budgets between
+two ranges the higher one's row (7 → 8–10). Guided models (a call costing 2 evaluations) of the VP families take
+:data:`GUIDED_TABLES` instead.
 """
 
 GUIDED_TABLES: dict[str, tuple[tuple[int, DefaultChoice], ...]] = {
-    family: _rows((25, "unipc", "kl_optimal+trailing"), (_ALL, "unipc", "logsnr+trailing"))
+    family: _rows(
+        (6, "ipndm", "kl_optimal+trailing"),
+        (25, "unipc", "kl_optimal+trailing"),
+        (_ALL, "dpmpp_3m", "logsnr+trailing"),
+    )
     for family in ("vp_eps", "vp_x0", "vp_v")
 }
 """Per model family, the rows for a guided model (one call costs 2 evaluations: classifier-free guidance, CFG++,
 autoguidance), budgets in evaluations. Chosen by the same procedure on the conditional digits network under
 classifier-free guidance of weight 2 and 4 (``digits_cond_cfg2``, ``digits_cond_cfg4``; the teacher walks the guided
-ODE; no peer runs a guided walk, so each cell's best is the library's own): UniPC on KL-optimal steps ending the
-trailing way, worst case 1.12 / 1.09 / 1.39× the per-cell best at NFE 4–6 / 8–10 / 15–20, on log-SNR steps 1.34×
-at 30–50. The unguided VP rows are poor there (iPNDM on log-SNR
-steps: 3–5× the best at weight 4 and NFE 20–40; high-order Adams steps suffer most from the guided ODE's
-stiffness, as Lu et al. 2022b found for DPM-Solver++ and Zhao et al. 2023 for UniPC). Families without a guided
-network here (EDM, flow) keep their table when guided.
+ODE; no peer runs a guided walk, so each cell's best is the library's own): iPNDM on KL-optimal steps ending the
+trailing way at NFE 4–6 (worst case 1.10× the per-cell best), UniPC on them at 8–10 and 15–20 (1.06 / 1.42×),
+DPM-Solver++(3M) on log-SNR steps, trailing, at 30–50 (1.54×). The unguided VP rows are poor there (iPNDM on log-SNR
+steps, as measured in session 6: 3–5× the best at weight 4 and NFE 20–40; high-order Adams steps suffer most from
+the guided ODE's stiffness, as Lu et al. 2022b found for DPM-Solver++ and Zhao et al. 2023 for UniPC). Families
+without a guided network here (EDM, flow) keep their table when guided.
 """
 
 DEFAULT_TABLE: tuple[tuple[int, DefaultChoice], ...] = FAMILY_TABLES["edm"]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-from benchmarks.defaults_bench import BED_GUARD, TIE_TOLERANCE, Unit, select_defaults, units
+from benchmarks.defaults_bench import BED_GUARD, TIE_TOLERANCE, Unit, rmse, select_defaults, units, walk_output
 from diffsample import steps
 from diffsample.generate import FAMILY_TABLES, default_choice
 
@@ -100,14 +101,20 @@ def test_tail_rows_agree_with_the_batch_and_median_errors_of_the_selection():
         assert r.median <= r.p90 <= r.max and r.mean <= r.rmse  # RMS ≥ mean of non-negative errors
 
 
-def test_the_selection_can_run_on_other_noises_than_the_figures():
-    from benchmarks.defaults_bench import SELECTION_SEED, config_errors, hand_table, rmse, walk_output
+def test_the_selection_pools_its_own_noises_never_the_figures_or_calibration():
+    from benchmarks.defaults_bench import SELECTION_SEEDS, config_errors, hand_table, pooled_rmse
 
+    assert 0 not in SELECTION_SEEDS and 1 not in SELECTION_SEEDS and len(SELECTION_SEEDS) >= 2
     unit = next(u for u in units(beds=("ring2d",), networks=False) if u.name == "ring2d@edm")
-    assert SELECTION_SEED == 0  # by default the figures' own noises (documented as in-sample)
-    other = hand_table([unit], [4], seed=2)[(unit.name, 4)]
-    assert other == config_errors(unit, 4, seed=2) != config_errors(unit, 4)
-    sig = steps.get("logsnr")(4, *unit.span)  # DPM-Solver-2M on 4 log-SNR steps, against seed 2's own end points
-    assert other["dpm_solver_2m/logsnr"] == pytest.approx(
-        rmse(walk_output(unit, sig, "dpm_solver_2m", 2), unit.reference(2))
-    )
+    pooled = hand_table([unit], [4], seeds=(2, 3))[(unit.name, 4)]
+    two, three = config_errors(unit, 4, seed=2), config_errors(unit, 4, seed=3)
+    key = "dpm_solver_2m/logsnr"
+    assert pooled[key] == pytest.approx(pooled_rmse([two[key], three[key]]))
+    # the pooled batch RMSE is the RMSE over all 128 samples: walk both batches at once and compare
+    sig = steps.get("logsnr")(4, *unit.span)
+    both = torch.cat([walk_output(unit, sig, "dpm_solver_2m", seed) for seed in (2, 3)])
+    ref = torch.cat([unit.reference(seed) for seed in (2, 3)])
+    assert pooled[key] == pytest.approx(rmse(both, ref), rel=1e-12)
+    assert hand_table([unit], [4], seeds=(2,))[(unit.name, 4)] == two != config_errors(unit, 4)
+    with pytest.raises(ValueError, match="only the batch RMSE pools"):
+        hand_table([unit], [4], metric="median", seeds=(2, 3))
