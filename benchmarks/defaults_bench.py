@@ -613,8 +613,7 @@ def hand_table(
         for seed in seeds:
             u.reference(seed)
         for nfe in nfes:
-            per_seed = [config_errors(u, nfe, metric, seed) for seed in seeds]
-            table[(u.name, nfe)] = per_seed[0] if len(seeds) == 1 else _pooled(per_seed)
+            table[(u.name, nfe)] = _pooled([config_errors(u, nfe, metric, seed) for seed in seeds])
         if progress:
             progress(f"{u.name}: {time.perf_counter() - t0:.0f}s")
     return table
