@@ -217,7 +217,7 @@ def _named_configuration(name: str, doc: str, **fixed: Any) -> SolverFn:
 
 unipc_3m = _named_configuration(
     "unipc_3m",
-    """UniPC with the third-order predictor, UniP-3 + UniC-3 (diffusers' ``solver_order=3``).
+    """UniPC with the third-order predictor, UniP-3 + UniC-3 (diffusers' solver_order=3).
 
     :func:`unipc` with ``order=3``. Its global order is 3, set by the warm-up steps (module docstring); the
     higher-order terms pay off where the steps are short (NFE ≳ 15). Other options as :func:`unipc`.""",
@@ -226,7 +226,7 @@ unipc_3m = _named_configuration(
 
 unipc_bh1 = _named_configuration(
     "unipc_bh1",
-    """UniPC with ``B(h) = h``, the bh1 variant (ComfyUI's ``uni_pc``).
+    """UniPC with B(h) = h, the bh1 variant (ComfyUI's uni_pc).
 
     :func:`unipc` with ``variant="bh1"``, which Zhao et al. (2023) recommend for unconditional sampling with very
     few steps. Other options as :func:`unipc`.""",
