@@ -292,7 +292,7 @@ def median_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 METRICS: dict[str, Callable[[torch.Tensor, torch.Tensor], float]] = {"rmse": rmse, "median": median_error}
-"""Error metrics: the batch RMSE (the figures) and the typical sample's error (the selection)."""
+"""Error metrics: the batch RMSE (the figures and the selection) and the typical sample's error (``--tails``)."""
 
 
 def walk_output(unit: Unit, sigmas: torch.Tensor, solver: str, seed: int = 0, size: int = BATCH) -> torch.Tensor:
@@ -477,8 +477,8 @@ too few to choose on."""
 BED_GUARD = 3.0
 """In a family with networks, an exact bed's ratio counts divided by this: the networks decide (they are what
 users sample, and their batch RMSE is what the figures measure), the beds only veto a configuration more than
-``BED_GUARD`` times the best on a bed's typical sample. In a family without networks (EDM here) the beds decide
-alone (a common factor changes no ranking)."""
+``BED_GUARD`` times the best peer on a bed (the guard also absorbs the beds' mode lottery). In a family without
+networks (EDM here) the beds decide alone (a common factor changes no ranking)."""
 
 
 def select_defaults(
@@ -858,9 +858,9 @@ class TailRow:
 
 def tail_rows(unit: Unit, nfe: int, configs: Sequence[str]) -> list[TailRow]:
     """How the per-sample errors of each ``"solver/schedule"`` spread on the held-out noise (seed 0): the batch RMSE
-    (the figures' metric), mean, median, 90th percentile and maximum. A configuration whose
-    median is small but whose p90 / maximum are far above it leaves part of the batch far off — on a network that is
-    a solver failure, not a mode lottery, and the median alone would hide it."""
+    (the figures' metric), mean, median, 90th percentile and maximum. A configuration whose median is small but whose
+    p90 / maximum are far above it leaves part of the batch far off — on a network that is a solver failure, not a
+    mode lottery, and the median alone would hide it."""
     ref = unit.reference(0)
     rows: list[TailRow] = []
     for config in configs:
