@@ -57,7 +57,7 @@ from diffsample import cache, noise, sample, solvers, steps
 from diffsample.auto import GUIDED_SUFFIX
 from diffsample.denoisers import CountingDenoiser, as_denoiser
 from diffsample.errors import DiffsampleError
-from diffsample.model_family import FAMILIES
+from diffsample.model_family import FAMILIES, SHORT_SPAN_SUFFIX, short_span
 from diffsample.schedules import DiscreteVP, NoiseSchedule, RectifiedFlow
 
 __all__ = [
@@ -145,9 +145,12 @@ class Unit:
 
     @property
     def table(self) -> str:
-        """The table the unit's evidence is for: its family's, or its guided table (``"<family>+cfg"``) when a call
-        costs 2 evaluations (:data:`diffsample.generate.GUIDED_TABLES`)."""
-        return f"{self.family}{GUIDED_SUFFIX}" if self.calls_per_eval > 1 else self.family
+        """The table the unit's evidence is for: its family's; its guided table (``"<family>+cfg"``) when a call
+        costs 2 evaluations (:data:`diffsample.generate.GUIDED_TABLES`); its short-span table (``"<family>+short"``)
+        on a short VP span (:data:`diffsample.generate.SHORT_SPAN_TABLES`)."""
+        if self.calls_per_eval > 1:
+            return f"{self.family}{GUIDED_SUFFIX}"
+        return f"{self.family}{SHORT_SPAN_SUFFIX}" if short_span(self.family, self.span[1]) else self.family
 
     @property
     def denoiser(self) -> Any:
@@ -502,7 +505,7 @@ def select_defaults(
     networks (:data:`BED_GUARD`)."""
     peers = peers or {}
     out: list[Selection] = []
-    tables = sorted({u.table for u in unit_list}, key=lambda t: (FAMILIES.index(t.removesuffix(GUIDED_SUFFIX)), t))
+    tables = sorted({u.table for u in unit_list}, key=lambda t: (FAMILIES.index(t.split("+")[0]), t))
     for family in tables:
         fam_units = [u for u in unit_list if u.table == family]
         has_networks = any(u.reference_kind != "exact" for u in fam_units)

@@ -44,17 +44,21 @@ from ._version import __version__
 from .contracts import Denoiser
 from .denoisers import CallCounter
 from .errors import BudgetError, DiffsampleError, NonFiniteError, SigmaError
-from .model_family import FAMILIES, model_family, noise_schedule_of
+from .model_family import FAMILIES, SHORT_SPAN_SUFFIX, model_family, noise_schedule_of, short_span
 from .sampling import sample
 from .schedules import NoiseSchedule
 
 __all__ = ["AUTO_CANDIDATES", "GUIDED_SUFFIX", "AutoChoice", "auto_choice", "candidates_for", "reference_steps"]
 
 AUTO_CANDIDATES: dict[str, tuple[tuple[str, str], ...]] = {
-    "vp_eps": (("ipndm", "karras+trailing"), ("ipndm", "logsnr+trailing"), ("unipc_3m", "logsnr"),
-               ("ipndm", "kl_optimal"), ("unipc", "kl_optimal+trailing"), ("unipc_3m", "kl_optimal+trailing"),
-               ("ipndm", "kl_optimal+trailing"), ("unipc_bh1", "kl_optimal+trailing"), ("unipc_3m", "logsnr+trailing"),
-               ("unipc_3m", "time_uniform+trailing")),
+    "vp_eps": (("unipc_3m", "kl_optimal+trailing"), ("ipndm", "logsnr+trailing"), ("unipc_3m", "logsnr"),
+               ("unipc_3m", "logsnr+trailing"), ("ipndm", "kl_optimal"), ("unipc", "kl_optimal+trailing"),
+               ("ipndm", "kl_optimal+trailing"), ("unipc_bh1", "kl_optimal+trailing"),
+               ("dpmpp_3m", "kl_optimal+trailing"), ("ipndm", "karras+trailing")),
+    "vp_eps+short": (("dpm_solver_3m", "karras+trailing"), ("unipc_3m", "logsnr+trailing"), ("unipc_3m", "karras"),
+                     ("dpmpp_3m", "logsnr"), ("unipc_bh1", "kl_optimal+trailing"),
+                     ("unipc_3m", "time_uniform+trailing"), ("unipc_bh1", "time_uniform+trailing"),
+                     ("ipndm", "karras+trailing"), ("unipc", "time_uniform+trailing"), ("ipndm", "logsnr+trailing")),
     "vp_eps+cfg": (("ipndm", "kl_optimal+trailing"), ("unipc", "kl_optimal+trailing"), ("dpmpp_3m", "logsnr+trailing"),
                    ("unipc_3m", "kl_optimal+trailing"), ("dpm_solver_2m", "kl_optimal+trailing"),
                    ("dpmpp_2m", "kl_optimal+trailing"), ("dpmpp_3m", "kl_optimal+trailing"),
@@ -75,7 +79,8 @@ AUTO_CANDIDATES: dict[str, tuple[tuple[str, str], ...]] = {
                    ("deis", "time_uniform+trailing")),
 }  # fmt: skip
 """Candidate (solver, step schedule) pairs per family, 10 each (``"<family>+cfg"``: for guided models, a call costing
-2 evaluations): every row of the family's static table (:data:`diffsample.generate.FAMILY_TABLES`,
+2 evaluations; ``"<family>+short"``: VP models on a short span, :func:`~diffsample.model_family.short_span`): every
+row of the static table (:data:`diffsample.generate.FAMILY_TABLES`, :data:`~diffsample.generate.SHORT_SPAN_TABLES`,
 :data:`~diffsample.generate.GUIDED_TABLES`), then the configurations most often within 10 % of the best on a
 network cell (NFE 4–20) of the same selection run (``python -m benchmarks defaults --select``), mostly walks that
 end the trailing way (``+trailing``, :data:`diffsample.steps.TRAILING`); EDM, with no network here, those most often
@@ -87,14 +92,17 @@ GUIDED_SUFFIX = "+cfg"
 """Key suffix of a family's candidate set for guided models in :data:`AUTO_CANDIDATES`."""
 
 
-def candidates_for(family: str, guided: bool = False) -> tuple[tuple[str, str], ...]:
+def candidates_for(family: str, guided: bool = False, sigma_max: float | None = None) -> tuple[tuple[str, str], ...]:
     """The candidate set of a family of :data:`~diffsample.model_family.FAMILIES` (``guided``: for a model whose
-    call costs 2 evaluations, where the family has a guided set)."""
+    call costs 2 evaluations, where the family has a guided set; ``sigma_max``: where the walk starts, for the VP
+    families' short-span set)."""
     if family not in FAMILIES:
         raise DiffsampleError(f"unknown model family {family!r}; valid families: {', '.join(FAMILIES)}")
     base = _SHARED.get(family, family)
     if guided and f"{base}{GUIDED_SUFFIX}" in AUTO_CANDIDATES:
         return AUTO_CANDIDATES[f"{base}{GUIDED_SUFFIX}"]
+    if short_span(family, sigma_max):
+        return AUTO_CANDIDATES[f"{base}{SHORT_SPAN_SUFFIX}"]
     return AUTO_CANDIDATES[base]
 
 
@@ -192,8 +200,8 @@ def auto_choice(
     from .generate import default_choice  # generate imports this module lazily too
 
     guided = per_call > 1
-    static = default_choice(int(nfe), family, guided=guided)
-    cands = tuple(sorted(candidates_for(family, guided), key=lambda c: c != (static.solver, static.step_schedule)))
+    static = default_choice(int(nfe), family, guided=guided, sigma_max=hi)
+    cands = tuple(sorted(candidates_for(family, guided, hi), key=lambda c: c != (static.solver, static.step_schedule)))
     settings = {
         "family": family,
         "span": [lo, hi],

@@ -24,7 +24,7 @@ from . import contracts, solvers, steps
 from ._deprecation import RenamedAttribute, renamed_keyword
 from .denoisers import CallCounter
 from .errors import BudgetError, DiffsampleError, SigmaError
-from .model_family import model_family, noise_schedule_of
+from .model_family import VP_FAMILIES, model_family, noise_schedule_of, short_span
 from .plan import Plan
 from .sampling import sample
 from .schedules import NoiseSchedule
@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_TABLE",
     "FAMILY_TABLES",
     "GUIDED_TABLES",
+    "SHORT_SPAN_TABLES",
     "DefaultChoice",
     "Walk",
     "configure",
@@ -66,9 +67,17 @@ def _rows(*rows: tuple[int, str, str]) -> tuple[tuple[int, DefaultChoice], ...]:
 
 
 _VP_TABLE = _rows(
-    (6, "ipndm", "karras+trailing"),
-    (25, "ipndm", "logsnr+trailing"),
-    (_ALL, "unipc_3m", "logsnr"),
+    (6, "unipc_3m", "kl_optimal+trailing"),
+    (12, "ipndm", "logsnr+trailing"),
+    (25, "unipc_3m", "logsnr"),
+    (_ALL, "unipc_3m", "logsnr+trailing"),
+)
+
+_VP_SHORT_TABLE = _rows(
+    (6, "dpm_solver_3m", "karras+trailing"),
+    (12, "unipc_3m", "logsnr+trailing"),
+    (25, "unipc_3m", "karras"),
+    (_ALL, "dpmpp_3m", "logsnr"),
 )
 
 FAMILY_TABLES: dict[str, tuple[tuple[int, DefaultChoice], ...]] = {
@@ -91,13 +100,15 @@ FAMILY_TABLES: dict[str, tuple[tuple[int, DefaultChoice], ...]] = {
         (_ALL, "ipndm", "kl_optimal"),
     ),
 }
-"""Per model family (:data:`diffsample.model_family.FAMILIES`): ``(largest budget it applies to, choice)`` rows.
+"""Per model family (:data:`diffsample.model_family.FAMILIES`): ``(largest budget it applies to, choice)`` rows
+(VP models on a short span, Stable Diffusion's table, take :data:`SHORT_SPAN_TABLES` instead).
 
 Chosen by ``python -m benchmarks defaults --select`` (:func:`benchmarks.defaults_bench.select_defaults`), run on
-2026-12-06 with this library: 13 fixed-step solvers (UniPC also as ``unipc_3m`` and ``unipc_bh1``) × 8 step
-schedules (``logsnr``, ``karras``, ``kl_optimal``, ``time_uniform`` where the model has a time, each also ending the
-trailing way, ``+trailing``: no call at σ_min, :data:`diffsample.steps.TRAILING`) on every unit of a family — the
-exact beds ``ring2d``, ``mixture64``, ``digits`` on the family's span (EDM ``[0.002, 80]``, DDPM table
+2026-12-06 (the VP rows on 2026-12-07, split by span) with this library: 13 fixed-step solvers (UniPC also as
+``unipc_3m`` and ``unipc_bh1``) × 8 step schedules (``logsnr``, ``karras``, ``kl_optimal``, ``time_uniform`` where
+the model has a time, each also ending the trailing way, ``+trailing``: no call at σ_min,
+:data:`diffsample.steps.TRAILING`) on every unit of a family — the exact beds ``ring2d``, ``mixture64``, ``digits``
+on the family's span (EDM ``[0.002, 80]``, DDPM table
 ``[0.01, 157.4]`` and Stable Diffusion's table ``[0.029, 14.6]`` for VP, rectified flow ``[0.001, 999]``, with shift
 3 ``[0.003, 2997]``) and the digits networks: VP ε ``digits_uncond``, ``digits_cond`` (DDPM table),
 ``digits_uncond_sd`` and the 16×16 ``digits16_uncond_sd`` (Stable Diffusion's table); flow matching ``digits_flow``
@@ -105,7 +116,8 @@ and the 16×16 ``digits16_flow`` (each also with shift 3) — at NFE 4, 5, 6, 8,
 64 noises of their own (seeds 2 and 3, pooled; the figures report on seed 0). Each error (batch RMSE to the exact end
 point, DOP853, on a bed; to the network's ODE end point, a 477-step DPM-Solver++(3M) teacher, on a network) is divided
 by the best diffusers / k-diffusion configuration's on the same span — the figure the defaults are judged by. Per
-budget range (4–6, 8–10, 15–20, 30–50) the choice has the smallest worst-case ratio over all cells of the family, a
+budget range (4–6, 8–10, 15–20, 30–50) the choice has the smallest worst-case ratio over all cells of the table (the
+family; for VP, its units on the DDPM span here and those on Stable Diffusion's in :data:`SHORT_SPAN_TABLES`), a
 bed's ratio divided by 3 where the family has networks (the networks decide, a bed vetoes beyond 3×; errors below
 1e-3 on a network, one 8-bit level, 2/255, on a bed count as that; scores within 2 % tie, broken by the geometric
 mean), never the best of one unit. Worst-case ratio to the best peer on the networks / on the beds of each choice:
@@ -113,8 +125,8 @@ mean), never the best of one unit. Worst-case ratio to the best peer on the netw
 =========== ========================== ========================== ========================== =========================
 family      NFE 4–6                    NFE 8–10                   NFE 15–20                  NFE 30–50 (and above)
 =========== ========================== ========================== ========================== =========================
-VP ε/x0/v   iPNDM, Karras trailing     iPNDM, log-SNR trailing    iPNDM, log-SNR trailing    UniPC-3, log-SNR
-            1.24 / 1.90                1.23 / 2.13                1.38 / 6.97                1.71 / 5.05
+VP ε/x0/v   UniPC-3, KL-opt. trailing  iPNDM, log-SNR trailing    UniPC-3, log-SNR           UniPC-3, log-SNR trailing
+            0.63 / 1.38                0.80 / 1.88                0.91 / 2.47                1.06 / 5.05
 EDM / VE    DPM-Solver-2M, log-SNR     iPNDM, log-SNR trailing    iPNDM, log-SNR trailing    iPNDM, log-SNR
             – / 1.39                   – / 0.98                   – / 1.00                   – / 1.00
 flow        iPNDM, uniform t trailing  iPNDM, uniform t trailing  iPNDM, uniform t           iPNDM, uniform t
@@ -123,12 +135,14 @@ flow, shift iPNDM, uniform t trailing  UniPC, KL-optimal trailing iPNDM, KL-opti
             1.00 / 2.26                0.82 / 0.96                0.78 / 2.49                0.81 / 2.63
 =========== ========================== ========================== ========================== =========================
 
-No static choice is within the best peer on every network: the peers' best differs between networks (diffusers'
-UniPC on Karras steps on Stable Diffusion's table, k-diffusion's DPM-Solver++(3M) on the DDPM table), which is what
-``auto=True`` and :func:`diffsample.tune` are for. The beds' worst cases are mode lotteries (on ``digits`` a sample
-that ends on another training image than the reference; a peer that lands every sample on its image scores 0), which
-the guard of 3 keeps from deciding; at VP 15–20 such cells veto every configuration alike (the row is then the
-networks' choice, the geometric mean breaking the tie). VP x0 and v models take the VP ε row (the same σ-space ODE;
+No static choice is within the best peer on every network: the peers' best differs between networks, which is
+what ``auto=True`` and :func:`diffsample.tune` are for. Until 2026-12-07 one VP table served both VP spans; its worst
+cases on the networks were 1.24 / 1.23 / 1.38 / 1.71 (the peers' best is diffusers' UniPC on Karras steps on
+Stable Diffusion's table, k-diffusion's DPM-Solver++(3M) on the DDPM table, and no configuration was within both).
+The beds' worst cases are mode lotteries (on ``digits`` a sample that ends on another training image than the
+reference; a peer that lands every sample on its image scores 0), which the guard of 3 keeps from deciding; at VP
+30–50 such cells veto every configuration alike (the row is then the networks' choice, the geometric mean breaking
+the tie). VP x0 and v models take the VP ε row (the same σ-space ODE;
 no such network was available to measure). Budgets below 4 take the first row, above 50 the last; budgets between
 two ranges the higher one's row (7 → 8–10). Guided models (a call costing 2 evaluations) of the VP families take
 :data:`GUIDED_TABLES` instead.
@@ -153,19 +167,46 @@ the guided ODE's stiffness, as Lu et al. 2022b found for DPM-Solver++ and Zhao e
 without a guided network here (EDM, flow) keep their table when guided.
 """
 
+SHORT_SPAN_TABLES: dict[str, tuple[tuple[int, DefaultChoice], ...]] = {
+    family: _VP_SHORT_TABLE for family in VP_FAMILIES
+}
+"""Per VP family, the rows for a model on a short span (:func:`diffsample.model_family.short_span`: σ_max ≤ 40,
+Stable Diffusion's scaled-linear table), chosen by the same procedure on the units of that span: the exact beds
+on ``[0.029, 14.6]`` and the networks ``digits_uncond_sd`` and ``digits16_uncond_sd``. Worst-case ratio to the best
+peer on the networks / on the beds:
+
+=========== ========================== ========================== ========================== =========================
+table       NFE 4–6                    NFE 8–10                   NFE 15–20                  NFE 30–50 (and above)
+=========== ========================== ========================== ========================== =========================
+VP, short   DPM-Solver-3M, Karras      UniPC-3, log-SNR trailing  UniPC-3, Karras            DPM-Solver++(3M), log-SNR
+            trailing 1.04 / 1.92       1.02 / 2.14                1.44 / 5.35                1.23 / 4.25
+=========== ========================== ========================== ========================== =========================
+
+At NFE 15–20 the two networks' best peers are different walks (diffusers' UniPC-3 on Karras steps on the 8×8
+network, k-diffusion's DPM-Solver++(3M) SDE sampler at η = 0 on exponential steps and diffusers' DPM-Solver++(3M)
+on Karras steps on the 16×16 one) and no configuration is within 1.37× of both; the beds veto beyond 3×
+(``mixture64`` at 5.35× decides the score, 1.78, among configurations alike vetoed). Guided VP models take
+:data:`GUIDED_TABLES` on any span.
+"""
+
 DEFAULT_TABLE: tuple[tuple[int, DefaultChoice], ...] = FAMILY_TABLES["edm"]
 """The table for a σ-space denoiser of unknown kind (the ``"edm"`` family's)."""
 
 
-def default_choice(nfe: int, family: str | None = None, *, guided: bool = False) -> DefaultChoice:
+def default_choice(
+    nfe: int, family: str | None = None, *, guided: bool = False, sigma_max: float | None = None
+) -> DefaultChoice:
     """The default configuration for a budget of ``nfe`` model evaluations on a model of ``family``
     (:func:`diffsample.model_family.model_family`; ``None``: a σ-space denoiser of unknown kind, ``"edm"``);
-    ``guided``: a model whose call costs 2 evaluations (its family's :data:`GUIDED_TABLES` row, where it has one)."""
+    ``guided``: a model whose call costs 2 evaluations (its family's :data:`GUIDED_TABLES` row, where it has one);
+    ``sigma_max``: where the walk starts (a VP model on a short span takes :data:`SHORT_SPAN_TABLES`)."""
     if int(nfe) != nfe or nfe < 1:
         raise BudgetError(f"nfe must be a positive integer number of model evaluations, got {nfe!r}")
     table = _table(family)
     if guided and family in GUIDED_TABLES:
         table = GUIDED_TABLES[family]
+    elif short_span(family, sigma_max):
+        table = SHORT_SPAN_TABLES[str(family)]
     for limit, choice in table:
         if nfe <= limit:
             return choice
@@ -210,7 +251,7 @@ def default_sigmas(
     """
     walk = configure(nfe, sigma_min, sigma_max, calls_per_eval=calls_per_eval, model=model)
     family = None if model is None else model_family(model)
-    return default_choice(nfe, family, guided=calls_per_eval > 1), walk.sigmas
+    return default_choice(nfe, family, guided=calls_per_eval > 1, sigma_max=sigma_max), walk.sigmas
 
 
 @dataclass(frozen=True)
@@ -276,7 +317,8 @@ def configure(
         return Walk(plan.sigma_tensor(), plan.solver, dict(plan.options), "plan", budget)
     if nfe is None or sigma_min is None or sigma_max is None:
         raise BudgetError("generate() needs nfe, sigma_min and sigma_max (or a plan)")
-    choice = default_choice(nfe, None if model is None else model_family(model), guided=calls_per_eval > 1)
+    family = None if model is None else model_family(model)
+    choice = default_choice(nfe, family, guided=calls_per_eval > 1, sigma_max=sigma_max)
     name = choice.solver if solver is None else solver
     options = dict(choice.options) if solver is None else {}
     step_options = choice.step_schedule_options if step_schedule is None else {}
@@ -319,7 +361,8 @@ def generate(
 
     Without a plan the model's family (:func:`~diffsample.model_family.model_family`: VP ε/x0/v, EDM/VE, flow
     matching with or without shift, from ``denoiser.noise_schedule`` and ``denoiser.prediction``) picks the table
-    (:data:`FAMILY_TABLES`), and its noise schedule supplies the span not given.
+    (:data:`FAMILY_TABLES`; a VP model on a short span, σ_max ≤ 40, :data:`SHORT_SPAN_TABLES`), and its noise
+    schedule supplies the span not given.
 
     Returns:
         The state at σ = 0.

@@ -14,6 +14,12 @@ family                    models
 ``flow``                  rectified flow / flow matching (``rectified_flow``, shift 1)
 ``flow_shift``            rectified flow with SD3's resolution shift ≠ 1 (Esser et al. 2024)
 ========================= ============================================================================
+
+Within the VP families the span matters too: Stable Diffusion's scaled-linear table ends at σ_max ≈ 14.6, DDPM's
+linear table at ≈ 157 and cosine or continuous tables higher still, and the best walk over ``[0.03, 14.6]`` is not
+the best over ``[0.01, 157]`` (issue #13, session 8: no one configuration was within the best peer on networks of
+both tables). :func:`short_span` tells the short spans apart (σ_max ≤ :data:`SHORT_VP_SIGMA_MAX`); ``generate`` and
+automatic mode keep a table of their own for them (``"<family>+short"``).
 """
 
 from __future__ import annotations
@@ -23,12 +29,38 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .schedules import NoiseSchedule
 
-__all__ = ["FAMILIES", "model_family", "noise_schedule_of"]
+__all__ = [
+    "FAMILIES",
+    "SHORT_SPAN_SUFFIX",
+    "SHORT_VP_SIGMA_MAX",
+    "VP_FAMILIES",
+    "model_family",
+    "noise_schedule_of",
+    "short_span",
+]
 
 FAMILIES: tuple[str, ...] = ("vp_eps", "vp_x0", "vp_v", "edm", "flow", "flow_shift")
 """The model families :func:`model_family` tells apart (module docstring)."""
 
 _VP = ("discrete_vp", "vp_linear", "vp_cosine")
+
+VP_FAMILIES: tuple[str, ...] = ("vp_eps", "vp_x0", "vp_v")
+"""The variance-preserving families of :data:`FAMILIES`."""
+
+SHORT_VP_SIGMA_MAX = 40.0
+"""A VP model whose span ends at most here has a short span (:func:`short_span`): Stable Diffusion's scaled-linear
+table (β 0.00085 → 0.012, σ_max 14.6; SD 1.x, 2.x and SDXL share it) does, DDPM's linear table (β 1e-4 → 0.02,
+σ_max 157), cosine tables and continuous VP (β_max 20: σ_max ≈ 152) do not. The bound sits between the two tables
+measured (geometric middle ≈ 48, rounded down)."""
+
+SHORT_SPAN_SUFFIX = "+short"
+"""Key suffix of a VP family's short-span table and candidate set (``"vp_eps+short"``)."""
+
+
+def short_span(family: str | None, sigma_max: float | None) -> bool:
+    """Whether a model of ``family`` walked from ``sigma_max`` takes its family's short-span defaults: a VP family
+    and ``sigma_max`` ≤ :data:`SHORT_VP_SIGMA_MAX` (``False`` when either is unknown)."""
+    return family in VP_FAMILIES and sigma_max is not None and float(sigma_max) <= SHORT_VP_SIGMA_MAX
 
 
 def noise_schedule_of(denoiser: object) -> NoiseSchedule | None:

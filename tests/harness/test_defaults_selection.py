@@ -7,7 +7,8 @@ import torch
 
 from benchmarks.defaults_bench import BED_GUARD, TIE_TOLERANCE, Unit, rmse, select_defaults, units, walk_output
 from diffsample import steps
-from diffsample.generate import FAMILY_TABLES, default_choice
+from diffsample.generate import FAMILY_TABLES, SHORT_SPAN_TABLES, default_choice
+from diffsample.model_family import SHORT_SPAN_SUFFIX
 
 
 def _unit(name: str, family: str = "edm") -> Unit:
@@ -77,15 +78,30 @@ def test_a_network_with_peers_is_scored_against_the_best_peer_with_the_figures_f
     assert row.choice == "a/s" and row.worst == pytest.approx(1.0) and row.runner_up_worst == pytest.approx(2.0)
 
 
-def test_every_family_table_row_is_in_the_selection_units_family_and_vp_includes_stable_diffusions_table():
-    names = {u.family: [] for u in units()}
+def test_every_table_has_its_units_and_vp_splits_by_span():
+    """The VP units on Stable Diffusion's table (σ_max 14.6) are evidence for the short-span table, those on the DDPM
+    table (157) for the family's own; each table has networks and beds, and a row for every budget."""
+    names: dict[str, list[str]] = {}
     for u in units():
-        names[u.family].append(u.name)
-    assert {"ring2d@vp_sd", "digits_uncond_sd", "digits16_uncond_sd"} <= set(names["vp_eps"])
+        names.setdefault(u.table, []).append(u.name)
+    assert {"ring2d@vp_sd", "digits_uncond_sd", "digits16_uncond_sd"} <= set(names["vp_eps+short"])
+    assert {"ring2d@vp", "digits_uncond", "digits_cond"} <= set(names["vp_eps"])
+    assert not {n for n in names["vp_eps"] if n.endswith("sd")}
     assert {"digits_flow", "digits16_flow"} <= set(names["flow"])  # two flow networks, at 8×8 and 16×16
-    for family in names:
-        assert family in FAMILY_TABLES
-        assert default_choice(10, family).solver  # every selected family has a row for every budget
+    for u in units():
+        family, short = u.family, u.table.endswith(SHORT_SPAN_SUFFIX)
+        assert family in FAMILY_TABLES and (not short or family in SHORT_SPAN_TABLES)
+        expected = (SHORT_SPAN_TABLES if short else FAMILY_TABLES)[family]
+        # the table a model of that span gets is the one its unit is evidence for
+        assert default_choice(10, family, sigma_max=u.span[1]) == next(c for limit, c in expected if limit >= 10)
+
+
+def test_the_selection_gives_each_vp_span_its_own_rows():
+    ddpm = Unit("ddpm", "vp_eps", "vp", lambda: None, None, "teacher")
+    sd = Unit("sd", "vp_eps", "vp_sd", lambda: None, None, "teacher")
+    table = {("ddpm", 4): {"a/s": 0.01, "b/s": 0.03}, ("sd", 4): {"a/s": 0.03, "b/s": 0.01}}
+    rows = select_defaults(table, [ddpm, sd], ranges=[(4,)])
+    assert [(r.family, r.choice, r.worst) for r in rows] == [("vp_eps", "a/s", 1.0), ("vp_eps+short", "b/s", 1.0)]
 
 
 def test_tail_rows_agree_with_the_batch_and_median_errors_of_the_selection():
