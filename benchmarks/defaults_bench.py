@@ -15,8 +15,9 @@ calibration of automatic mode and the tuner, seeds 2 and 3 for the selection, :d
 * for the selection only (``units(guided=True)``): ``digits_cond`` under classifier-free guidance of weight 2 and 4
   (:class:`LabelledGuidance`, 2 evaluations per call), the evidence for the guided table.
 
-**Selection procedure** (:func:`select_defaults`). For every table (a family; ``"<family>+cfg"`` for guided units)
-and budget (4, 5, 6, 8, 10, 15, 20, 30, 50 evaluations), every configuration of :data:`SOLVERS` × :data:`SCHEDULES`
+**Selection procedure** (:func:`select_defaults`). For every table (a family; ``"<family>+cfg"`` for guided units;
+``"<family>+short"`` for VP units on Stable Diffusion's short span, :func:`diffsample.model_family.short_span`) and
+budget (4, 5, 6, 8, 10, 15, 20, 30, 50 evaluations), every configuration of :data:`SOLVERS` × :data:`SCHEDULES`
 (four step schedules, ``time_uniform`` where the family has a time, each also ending the trailing way) is run on
 every unit on the selection's own noises (:data:`SELECTION_SEEDS`), and its error — the batch RMSE over those 128
 samples, the figures' own metric — is divided by the **best peer's**
@@ -626,13 +627,13 @@ def format_selection(rows: Sequence[Selection]) -> str:
     """The selection table: per family and budget range the choice, its score (worst-case ratio, beds' divided by
     :data:`BED_GUARD`) and geometric mean, its worst raw ratio on the networks and on the beds, the runner-up."""
     lines = [
-        f"{'family':<11} {'NFE':<11} {'choice':<24} {'score':>6} {'gmean':>6} {'nets':>6} {'beds':>6}  "
+        f"{'family':<12} {'NFE':<11} {'choice':<24} {'score':>6} {'gmean':>6} {'nets':>6} {'beds':>6}  "
         f"{'runner-up':<24} {'score':>6}  units"
     ]
     for r in rows:
         budgets = ",".join(str(n) for n in r.budgets)
         lines.append(
-            f"{r.family:<11} {budgets:<11} {r.choice:<24} {r.worst:>6.2f} {r.mean:>6.2f} {r.network_worst:>6.2f} "
+            f"{r.family:<12} {budgets:<11} {r.choice:<24} {r.worst:>6.2f} {r.mean:>6.2f} {r.network_worst:>6.2f} "
             f"{r.bed_worst:>6.2f}  {r.runner_up:<24} {r.runner_up_worst:>6.2f}  {', '.join(r.units)}"
         )
     return "\n".join(lines)

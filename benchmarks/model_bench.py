@@ -355,7 +355,8 @@ def _ours(setup: _Setup, solver: str, schedule: str, budget: int) -> ModelRow | 
 
 
 def _generate_row(setup: _Setup, budget: int) -> ModelRow:
-    choice = default_choice(budget, model_family(setup.uncond))  # what generate picks for this model's family
+    # what generate picks for this model's family and span
+    choice = default_choice(budget, model_family(setup.uncond), sigma_max=setup.sigma_max)
     n_steps = solvers.spec(choice.solver).steps_for_nfe(budget)
 
     def walk(den: Any) -> tuple[torch.Tensor, float, float]:

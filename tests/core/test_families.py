@@ -15,7 +15,7 @@ import torch
 
 import diffsample as ds
 from diffsample import generate, noise, sample, steps
-from diffsample.auto import auto_choice, candidates_for, reference_steps
+from diffsample.auto import AUTO_MARGIN, auto_choice, candidates_for, reference_steps
 from diffsample.denoisers import FunctionDenoiser
 from diffsample.errors import DiffsampleError
 from diffsample.generate import (
@@ -218,8 +218,11 @@ def test_auto_picks_the_candidate_closest_to_the_exact_solution_and_counts_its_c
         walk = configure(nfe, lo, hi, solver=solver, step_schedule=sched, model=model)
         exact_errors[key] = rmse(sample(model, (cal * hi).float(), walk.sigmas, solver=solver), exact)
         assert abs(err - exact_errors[key]) <= ref_err + 1e-6
-    assert choice.errors[f"{choice.solver}/{choice.step_schedule}"] == min(choice.errors.values())
-    assert exact_errors[f"{choice.solver}/{choice.step_schedule}"] <= min(exact_errors.values()) + 2 * ref_err
+    chosen, default = f"{choice.solver}/{choice.step_schedule}", f"{static.solver}/{static.step_schedule}"
+    best = min(choice.errors, key=choice.errors.get)
+    leads = choice.errors[best] < (1 - AUTO_MARGIN) * choice.errors[default]
+    assert chosen == (best if leads else default)  # the best candidate, unless within the margin of the default
+    assert exact_errors[chosen] <= (min(exact_errors.values()) + 2 * ref_err) / (1 - AUTO_MARGIN)
     again = auto_choice(den, nfe, (2,), calibration=cal, cache_folder=tmp_path)
     assert (
         again.cached
@@ -231,6 +234,28 @@ def test_auto_picks_the_candidate_closest_to_the_exact_solution_and_counts_its_c
         )
     )
     assert len(list(tmp_path.glob("*.json"))) == 1
+
+
+def test_auto_mode_leaves_the_static_default_only_for_a_lead_beyond_the_margin(flow_case, tmp_path, monkeypatch):
+    """The same calibration run decides differently by the margin alone: with none, the smallest error wins; with a
+    margin larger than any candidate's lead, the static default stays; the margin is part of the cache key."""
+    import diffsample.auto as auto
+
+    model, _, _ = flow_case
+    cal = noise.seeded(11).initial((8, 2), 1.0, dtype=F64)
+    static = default_choice(4, "flow")
+    default = f"{static.solver}/{static.step_schedule}"
+    monkeypatch.setattr(auto, "AUTO_MARGIN", 0.0)
+    free = auto_choice(model, 4, (2,), calibration=cal, cache_folder=tmp_path)
+    best = min(free.errors, key=free.errors.get)
+    assert f"{free.solver}/{free.step_schedule}" == best != default  # a candidate leads the default here
+    lead = 1 - free.errors[best] / free.errors[default]
+    monkeypatch.setattr(auto, "AUTO_MARGIN", lead * 1.01)
+    held = auto_choice(model, 4, (2,), calibration=cal, cache_folder=tmp_path)
+    assert not held.cached and f"{held.solver}/{held.step_schedule}" == default and held.errors == free.errors
+    monkeypatch.setattr(auto, "AUTO_MARGIN", lead * 0.99)
+    switched = auto_choice(model, 4, (2,), calibration=cal, cache_folder=tmp_path)
+    assert f"{switched.solver}/{switched.step_schedule}" == best
 
 
 def test_generate_auto_runs_within_the_budget_and_refuses_a_plan(flow_case, tmp_path, monkeypatch):
