@@ -12,6 +12,9 @@ calibration of automatic mode and the tuner, seeds 2 and 3 for the selection, :d
   Diffusion's table (``digits_uncond_sd``, and the 16×16 ``digits16_uncond_sd``), flow matching (``digits_flow``
   and the 16×16 ``digits16_flow``, each without and with shift 3); reference: this library's teacher
   (DPM-Solver++(3M), 477 log-SNR steps, :func:`diffsample.tuning.teacher_trajectory`), cached on disk;
+* for the figures only (``units(held_out=True)``, :data:`HELD_OUT_NETWORKS`): two networks the selection never sees,
+  smaller and of another seed, on the DDPM table and on Stable Diffusion's — the defaults on networks they were not
+  chosen on;
 * for the selection only (``units(guided=True)``): ``digits_cond`` under classifier-free guidance of weight 2 and 4
   (:class:`LabelledGuidance`, 2 evaluations per call), the evidence for the guided table.
 
@@ -77,6 +80,7 @@ __all__ = [
     "peer_errors",
     "select_defaults",
     "BUDGET_RANGES",
+    "HELD_OUT_NETWORKS",
     "units",
 ]
 
@@ -121,6 +125,11 @@ SPANS: dict[str, tuple[float, float]] = {
 
 BATCH = 64
 
+HELD_OUT_NETWORKS: tuple[str, ...] = ("digits_uncond_holdout", "digits_cond_sd_holdout")
+"""Networks in the figures only (``units(held_out=True)``), never in the selection: smaller networks of another seed
+than the selection's (width 256, 3 blocks, seed 1), on the DDPM table (unconditional) and on Stable Diffusion's
+(conditional, walked unconditionally): what the defaults do on networks they were not chosen on."""
+
 GUIDANCE_WEIGHTS: tuple[float, ...] = (2.0, 4.0)
 """Classifier-free guidance weights of the guided units (diffusers' numbering: 1 is unguided)."""
 
@@ -137,6 +146,7 @@ class Unit:
     reference_kind: str
     image_shape: tuple[int, ...] | None = None
     calls_per_eval: int = 1
+    held_out: bool = False
     _den: Any = field(default=None, repr=False)
     _refs: dict = field(default_factory=dict, repr=False)
 
@@ -242,10 +252,14 @@ def _guided(w: float) -> Callable[[], Any]:
 
 
 def units(
-    beds: Sequence[str] = ("ring2d", "mixture64", "digits"), networks: bool = True, guided: bool = False
+    beds: Sequence[str] = ("ring2d", "mixture64", "digits"),
+    networks: bool = True,
+    guided: bool = False,
+    held_out: bool = False,
 ) -> list[Unit]:
     """Every unit: the beds on every family's span, and the digits networks (module docstring); with ``guided``
-    also the conditional network under guidance (:data:`GUIDANCE_WEIGHTS`), evidence for the guided table."""
+    also the conditional network under guidance (:data:`GUIDANCE_WEIGHTS`), evidence for the guided table; with
+    ``held_out`` also the two networks the selection never sees (:data:`HELD_OUT_NETWORKS`), for the figures."""
     vp_table, sd_table = VP_TABLES["vp"], VP_TABLES["vp_sd"]
     time_of = {"edm": None, **VP_TABLES, "flow": RectifiedFlow(), "flow_shift": RectifiedFlow(shift=3.0)}
     family_of = {"edm": "edm", "vp": "vp_eps", "vp_sd": "vp_eps", "flow": "flow", "flow_shift": "flow_shift"}
@@ -266,6 +280,11 @@ def units(
                 f"{name}_shift3", "flow_shift", "flow_shift", _flow(3.0, name), shifted, "teacher", shape
             )
             out.append(shifted_unit)
+    if networks and held_out:
+        out.append(Unit("digits_uncond_holdout", "vp_eps", "vp", _digits(False, "holdout"), vp_table, "teacher",
+                        held_out=True))  # fmt: skip
+        out.append(Unit("digits_cond_sd_holdout", "vp_eps", "vp_sd", _digits(True, "sd_holdout"), sd_table,
+                        "teacher", held_out=True))  # fmt: skip
     if networks and guided:
         for w in GUIDANCE_WEIGHTS:
             out.append(Unit(f"digits_cond_cfg{w:g}", "vp_eps", "vp", _guided(w), vp_table, "teacher", calls_per_eval=2))
@@ -504,6 +523,8 @@ def select_defaults(
     (guided units, whose calls cost 2 evaluations, have no peers); ``lo`` is ``network_floor`` on networks (the
     figures' floor) and ``floor`` on exact beds, whose ratio is divided by ``bed_guard`` when the family has
     networks (:data:`BED_GUARD`)."""
+    if any(u.held_out for u in unit_list):
+        raise ValueError("held-out units are for the figures only; the selection must never see them")
     peers = peers or {}
     out: list[Selection] = []
     tables = sorted({u.table for u in unit_list}, key=lambda t: (FAMILIES.index(t.split("+")[0]), t))
@@ -692,6 +713,7 @@ class FigureRow:
     best_peer_config: str
     best_hand: float
     best_hand_config: str
+    held_out: bool = False
 
     def ratio(self, what: str, to: str = "best_peer") -> float:
         num, den = getattr(self, what), getattr(self, to)
@@ -756,6 +778,7 @@ def figure_rows(
                     best_peer,
                     both[best_hand],
                     best_hand,
+                    unit.held_out,
                 )
             )
             if progress:
@@ -800,7 +823,8 @@ def _tuned_target(nfe: int) -> float:
 
 def format_summary(rows: Sequence[FigureRow], floor: float = ERROR_FLOOR) -> str:
     """Cells meeting each target, over all units, the networks and the beds, and per budget; geometric means of
-    the ratios (errors floored at ``floor``, so an exact best does not make them infinite)."""
+    the ratios (errors floored at ``floor``, so an exact best does not make them infinite). Held-out networks
+    (:data:`HELD_OUT_NETWORKS`) are counted in a block of their own, not in the others."""
 
     def floored(r: FigureRow, what: str, to: str) -> float:
         return max(getattr(r, what), floor) / max(getattr(r, to), floor)
@@ -828,9 +852,12 @@ def format_summary(rows: Sequence[FigureRow], floor: float = ERROR_FLOOR) -> str
             "   gmean (errors floored at 1e-3): " + ", ".join(f"{k} {v:.2f}" for k, v in means.items()),
         ]
 
+    held_out = [r for r in rows if r.held_out]
+    rows = [r for r in rows if not r.held_out]
     networks = [r for r in rows if "@" not in r.unit]
     beds = [r for r in rows if "@" in r.unit]
     lines = block("all units", rows) + block("networks", networks) + block("beds", beds)
+    lines += block("held-out networks, never in the selection", held_out)
     for nfe in sorted({r.nfe for r in rows}):
         part = [r for r in rows if r.nfe == nfe]
         lines.append(

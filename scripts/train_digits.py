@@ -11,6 +11,10 @@ Usage::
         --max-minutes 10                                                # a VP-ε unit on Stable Diffusion's table
     python scripts/train_digits.py --variant unconditional --model-variant sd16 \
         --steps 15000 --max-minutes 10                                  # the same on 16×16 images (digits16_data)
+    python scripts/train_digits.py --variant unconditional --model-variant holdout --width 256 --blocks 3 \
+        --emb-dim 96 --seed 1 --max-minutes 10                          # held-out networks of the defaults' figures
+    python scripts/train_digits.py --variant conditional --model-variant sd_holdout --width 256 --blocks 3 \
+        --emb-dim 96 --seed 1 --max-minutes 10
 
 Model: :class:`diffsample.models.network.VPEpsNetwork` around a :class:`DigitsMLP` core, i.e. an
 ε-prediction network on diffusers' default DDPM table (linear β 1e-4 → 0.02, 1000 steps) whose core
@@ -52,6 +56,7 @@ import torch
 from _diffusion_training import optimise, progress_and_lr, update_ema
 
 import diffsample
+from diffsample.files import atomic_write_text
 from diffsample.models import NULL_LABEL, class_accuracy, frechet_distance, real_halves
 from diffsample.models._io import save_safetensors
 from diffsample.models.data import DATA_SOURCES, TRAINING_DATA, training_data
@@ -317,7 +322,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=WEIGHTS)
     args = ap.parse_args()
     if args.beta_schedule is None:
-        args.beta_schedule = "scaled_linear" if args.model_variant in ("sd", "sd16") else "linear"
+        args.beta_schedule = "scaled_linear" if args.model_variant in ("sd", "sd16", "sd_holdout") else "linear"
     if args.data is None:
         args.data = "digits16" if args.model_variant == "sd16" else "digits"
     if args.data != "digits" and not args.no_eval:
@@ -330,10 +335,10 @@ def main() -> None:
         record = json.loads(path.read_text())
     else:
         record = train(args, args.variant)
-        path.write_text(json.dumps(record, indent=2) + "\n")
+        atomic_write_text(path, json.dumps(record, indent=2) + "\n")
     if not args.no_eval:
         record["evaluation"] = evaluate(args, args.variant)
-        path.write_text(json.dumps(record, indent=2) + "\n")
+        atomic_write_text(path, json.dumps(record, indent=2) + "\n")
     print(f"wrote {path}")
 
 

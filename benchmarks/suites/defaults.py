@@ -5,7 +5,8 @@ family's span, the digits networks) and the peers on each, and prints, per famil
 with the smallest worst-case ratio to the best peer (:func:`benchmarks.defaults_bench.select_defaults`): the
 procedure behind :data:`diffsample.generate.FAMILY_TABLES`. Without ``--select`` it prints the figures
 (:func:`benchmarks.defaults_bench.figure_rows`): ``generate``, automatic mode and tuned plans against the best
-diffusers / k-diffusion configuration on the same span, and the tuned plan against the best hand-made one.
+diffusers / k-diffusion configuration on the same span, and the tuned plan against the best hand-made one, with the
+networks the selection never sees in a summary block of their own (``--no-held-out`` leaves them out).
 ``--tails CONFIGS`` prints how the per-sample errors of the given ``solver/schedule`` configurations spread (batch
 RMSE, mean, median, p90, max; :func:`benchmarks.defaults_bench.tail_rows`).
 """
@@ -55,6 +56,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beds", type=str_list, default=["ring2d", "mixture64", "digits"])
     p.add_argument("--units", type=str_list, default=None, help="keep only these units (names as printed)")
     p.add_argument("--no-networks", action="store_true", help="exact beds only")
+    p.add_argument(
+        "--no-held-out",
+        action="store_true",
+        help="figures: leave out the networks the selection never sees (HELD_OUT_NETWORKS; never in --select)",
+    )
     p.add_argument("--no-tune", action="store_true", help="leave out the tuned plans in the figures")
     p.add_argument(
         "--tune-settings",
@@ -69,7 +75,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     progress = progress_printer(args.quiet)
-    unit_list = units(args.beds, networks=not args.no_networks, guided=args.select)
+    held_out = not (args.select or args.no_held_out)
+    unit_list = units(args.beds, networks=not args.no_networks, guided=args.select, held_out=held_out)
     if args.units:
         unit_list = [u for u in unit_list if u.name in args.units]
     if args.tails:

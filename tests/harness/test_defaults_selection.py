@@ -134,3 +134,25 @@ def test_the_selection_pools_its_own_noises_never_the_figures_or_calibration():
     assert hand_table([unit], [4], seeds=(2,))[(unit.name, 4)] == two != config_errors(unit, 4)
     with pytest.raises(ValueError, match="only the batch RMSE pools"):
         hand_table([unit], [4], metric="median", seeds=(2, 3))
+
+
+def test_held_out_networks_are_in_the_figures_only_and_summarised_apart():
+    from benchmarks.defaults_bench import HELD_OUT_NETWORKS, FigureRow, format_summary
+
+    assert not {u.name for u in units()} & set(HELD_OUT_NETWORKS)  # the selection's units (and guided ones)
+    assert not {u.name for u in units(guided=True)} & set(HELD_OUT_NETWORKS)
+    held = [u for u in units(held_out=True) if u.held_out]
+    assert [u.name for u in held] == list(HELD_OUT_NETWORKS)
+    assert {u.table for u in held} == {"vp_eps", "vp_eps+short"}  # one per VP span
+    with pytest.raises(ValueError, match="never see"):
+        select_defaults({(held[0].name, 4): {"a/s": 0.1}}, held[:1], ranges=[(4,)])
+
+    def row(unit: str, generate: float, held_out: bool) -> FigureRow:
+        return FigureRow(unit, "vp_eps", 4, generate, 1.0, "x/s", 1, 1.0, False, 1.0, 1.0, "p", 1.0, "h", held_out)
+
+    text = format_summary([row("net", 0.5, False), row("other", 2.0, True)])
+    lines = text.splitlines()
+    assert lines[0].startswith("all units (1): cells 1; generate<=1.0x peer 1")
+    held_line = next(ln for ln in lines if ln.startswith("held-out networks"))
+    assert "(1): cells 1; generate<=1.0x peer 0" in held_line
+    assert "NFE 4: generate<=1.0x 1/1" in text  # the per-budget lines count the selection's units only

@@ -232,7 +232,11 @@ def test_generator_list_gives_each_sample_its_stream(solver, unet):
     x = noise(batch=3)
     both = loop(sched, unet, x, generator=[torch.Generator().manual_seed(s) for s in (10, 11, 12)])[-1]
     alone = loop(sched, unet, x[1:2], generator=[torch.Generator().manual_seed(11)])[-1]
-    torch.testing.assert_close(both[1:2], alone, rtol=1e-5, atol=1e-5)
+    other = loop(sched, unet, x[1:2], generator=[torch.Generator().manual_seed(12)])[-1]
+    # the UNet's convolutions may round differently for a batch of 3 and of 1 (seen on AMD EPYC CPUs: 7.5e-5 after
+    # the loop); another stream moves the sample by orders of magnitude more
+    torch.testing.assert_close(both[1:2], alone, rtol=1e-3, atol=1e-3)
+    assert float((other - alone).abs().max()) > 100 * 1e-3
     z = GeneratorNoise([torch.Generator().manual_seed(s) for s in (10, 11)])(torch.zeros(2, 3))
     torch.testing.assert_close(z[1], torch.randn(3, generator=torch.Generator().manual_seed(11)))
     with pytest.raises(DiffsampleError, match="one per sample"):
