@@ -9,8 +9,9 @@ calibration of automatic mode and the tuner, seeds 2 and 3 for the selection, :d
   flow's ``[0.001, 999]`` and with shift 3 ``[0.003, 2997]``; reference: DOP853
   (:func:`diffsample.testbeds.reference_solution`, cached);
 * the shipped digits networks: VP ε on the DDPM table (``digits_uncond``, ``digits_cond`` unguided), VP ε on Stable
-  Diffusion's table (``digits_uncond_sd``, and the 16×16 ``digits16_uncond_sd``), flow matching (``digits_flow``
-  and the 16×16 ``digits16_flow``, each without and with shift 3); reference: this library's teacher
+  Diffusion's table (``digits_uncond_sd``, and the 16×16 ``digits16_uncond_sd`` and ``digits16_uncond_sd_small``),
+  flow matching (``digits_flow`` and the 16×16 ``digits16_flow``, each without and with shift 3); reference: this
+  library's teacher
   (DPM-Solver++(3M), 477 log-SNR steps, :func:`diffsample.tuning.teacher_trajectory`), cached on disk;
 * for the figures only (``units(held_out=True)``, :data:`HELD_OUT_NETWORKS`): two networks the selection never sees,
   smaller and of another seed, on the DDPM table and on Stable Diffusion's — the defaults on networks they were not
@@ -273,6 +274,9 @@ def units(
         out.append(Unit("digits_uncond_sd", "vp_eps", "vp_sd", _digits(False, "sd"), sd_table, "teacher"))
         big = (1, 16, 16)
         out.append(Unit("digits16_uncond_sd", "vp_eps", "vp_sd", _digits(False, "sd16"), sd_table, "teacher", big))
+        out.append(
+            Unit("digits16_uncond_sd_small", "vp_eps", "vp_sd", _digits(False, "sd16_small"), sd_table, "teacher", big)
+        )
         shifted = RectifiedFlow(shift=3.0)
         for name, shape in (("digits_flow", None), ("digits16_flow", big)):
             out.append(Unit(name, "flow", "flow", _flow(1.0, name), RectifiedFlow(), "teacher", shape))

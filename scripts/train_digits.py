@@ -11,6 +11,8 @@ Usage::
         --max-minutes 10                                                # a VP-ε unit on Stable Diffusion's table
     python scripts/train_digits.py --variant unconditional --model-variant sd16 \
         --steps 15000 --max-minutes 10                                  # the same on 16×16 images (digits16_data)
+    python scripts/train_digits.py --variant unconditional --model-variant sd16_small --width 256 --blocks 3 \
+        --emb-dim 96 --seed 2 --steps 15000 --max-minutes 10            # a third SD-table unit (16×16)
     python scripts/train_digits.py --variant unconditional --model-variant holdout --width 256 --blocks 3 \
         --emb-dim 96 --seed 1 --max-minutes 10                          # held-out networks of the defaults' figures
     python scripts/train_digits.py --variant conditional --model-variant sd_holdout --width 256 --blocks 3 \
@@ -322,9 +324,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=WEIGHTS)
     args = ap.parse_args()
     if args.beta_schedule is None:
-        args.beta_schedule = "scaled_linear" if args.model_variant in ("sd", "sd16", "sd_holdout") else "linear"
+        short_span_variants = ("sd", "sd16", "sd16_small", "sd_holdout")
+        args.beta_schedule = "scaled_linear" if args.model_variant in short_span_variants else "linear"
     if args.data is None:
-        args.data = "digits16" if args.model_variant == "sd16" else "digits"
+        args.data = "digits16" if args.model_variant in ("sd16", "sd16_small") else "digits"
     if args.data != "digits" and not args.no_eval:
         print("the Fréchet distance is defined on 8x8 digits only: no evaluation of a 16x16 model", flush=True)
         args.no_eval = True

@@ -75,7 +75,7 @@ _VP_TABLE = _rows(
 
 _VP_SHORT_TABLE = _rows(
     (6, "dpm_solver_3m", "karras+trailing"),
-    (12, "unipc_3m", "logsnr+trailing"),
+    (12, "unipc_3m", "logsnr"),
     (25, "unipc_3m", "karras"),
     (_ALL, "dpmpp_3m", "logsnr"),
 )
@@ -108,19 +108,19 @@ Chosen by ``python -m benchmarks defaults --select`` (:func:`benchmarks.defaults
 ``unipc_3m`` and ``unipc_bh1``) × 8 step schedules (``logsnr``, ``karras``, ``kl_optimal``, ``time_uniform`` where
 the model has a time, each also ending the trailing way, ``+trailing``: no call at σ_min,
 :data:`diffsample.steps.TRAILING`) on every unit of a family — the exact beds ``ring2d``, ``mixture64``, ``digits``
-on the family's span (EDM ``[0.002, 80]``, DDPM table
-``[0.01, 157.4]`` and Stable Diffusion's table ``[0.029, 14.6]`` for VP, rectified flow ``[0.001, 999]``, with shift
-3 ``[0.003, 2997]``) and the digits networks: VP ε ``digits_uncond``, ``digits_cond`` (DDPM table),
-``digits_uncond_sd`` and the 16×16 ``digits16_uncond_sd`` (Stable Diffusion's table); flow matching ``digits_flow``
-and the 16×16 ``digits16_flow`` (each also with shift 3) — at NFE 4, 5, 6, 8, 10, 15, 20, 30, 50 on two batches of
-64 noises of their own (seeds 2 and 3, pooled; the figures report on seed 0). Each error (batch RMSE to the exact end
-point, DOP853, on a bed; to the network's ODE end point, a 477-step DPM-Solver++(3M) teacher, on a network) is divided
-by the best diffusers / k-diffusion configuration's on the same span — the figure the defaults are judged by. Per
-budget range (4–6, 8–10, 15–20, 30–50) the choice has the smallest worst-case ratio over all cells of the table (the
-family; for VP, its units on the DDPM span here and those on Stable Diffusion's in :data:`SHORT_SPAN_TABLES`), a
-bed's ratio divided by 3 where the family has networks (the networks decide, a bed vetoes beyond 3×; errors below
-1e-3 on a network, one 8-bit level, 2/255, on a bed count as that; scores within 2 % tie, broken by the geometric
-mean), never the best of one unit. Worst-case ratio to the best peer on the networks / on the beds of each choice:
+on the family's span (EDM ``[0.002, 80]``, DDPM table ``[0.01, 157.4]`` and Stable Diffusion's table
+``[0.029, 14.6]`` for VP, rectified flow ``[0.001, 999]``, with shift 3 ``[0.003, 2997]``) and the digits networks:
+VP ε ``digits_uncond``, ``digits_cond`` (DDPM table), ``digits_uncond_sd`` and the 16×16 ``digits16_uncond_sd`` and
+``digits16_uncond_sd_small`` (Stable Diffusion's table); flow matching ``digits_flow`` and the 16×16
+``digits16_flow`` (each also with shift 3) — at NFE 4, 5, 6, 8, 10, 15, 20, 30, 50 on two batches of 64 noises of
+their own (seeds 2 and 3, pooled; the figures report on seed 0). Each error (batch RMSE to the exact end point,
+DOP853, on a bed; to the network's ODE end point, a 477-step DPM-Solver++(3M) teacher, on a network) is divided by
+the best diffusers / k-diffusion configuration's on the same span — the figure the defaults are judged by. Per budget
+range (4–6, 8–10, 15–20, 30–50) the choice has the smallest worst-case ratio over all cells of the table (the family;
+for VP, its units on the DDPM span here and those on Stable Diffusion's in :data:`SHORT_SPAN_TABLES`), a bed's ratio
+divided by 3 where the family has networks (the networks decide, a bed vetoes beyond 3×; errors below 1e-3 on a
+network, one 8-bit level, 2/255, on a bed count as that; scores within 2 % tie, broken by the geometric mean), never
+the best of one unit. Worst-case ratio to the best peer on the networks / on the beds of each choice:
 
 =========== ========================== ========================== ========================== =========================
 family      NFE 4–6                    NFE 8–10                   NFE 15–20                  NFE 30–50 (and above)
@@ -172,21 +172,22 @@ SHORT_SPAN_TABLES: dict[str, tuple[tuple[int, DefaultChoice], ...]] = {
 }
 """Per VP family, the rows for a model on a short span (:func:`diffsample.model_family.short_span`: σ_max ≤ 40,
 Stable Diffusion's scaled-linear table), chosen by the same procedure on the units of that span: the exact beds
-on ``[0.029, 14.6]`` and the networks ``digits_uncond_sd`` and ``digits16_uncond_sd``. Worst-case ratio to the best
-peer on the networks / on the beds:
+on ``[0.029, 14.6]`` and the networks ``digits_uncond_sd``, ``digits16_uncond_sd`` and ``digits16_uncond_sd_small``.
+Worst-case ratio to the best peer on the networks / on the beds:
 
 =========== ========================== ========================== ========================== =========================
 table       NFE 4–6                    NFE 8–10                   NFE 15–20                  NFE 30–50 (and above)
 =========== ========================== ========================== ========================== =========================
-VP, short   DPM-Solver-3M, Karras      UniPC-3, log-SNR trailing  UniPC-3, Karras            DPM-Solver++(3M), log-SNR
-            trailing 1.04 / 1.92       1.02 / 2.14                1.44 / 5.35                1.23 / 4.25
+VP, short   DPM-Solver-3M, Karras      UniPC-3, log-SNR           UniPC-3, Karras            DPM-Solver++(3M), log-SNR
+            trailing 1.10 / 1.92       1.14 / 2.43                1.44 / 5.35                1.23 / 4.25
 =========== ========================== ========================== ========================== =========================
 
-At NFE 15–20 the two networks' best peers are different walks (diffusers' UniPC-3 on Karras steps on the 8×8
+At NFE 15–20 the networks' best peers are different walks (diffusers' UniPC-3 on Karras steps on the 8×8
 network, k-diffusion's DPM-Solver++(3M) SDE sampler at η = 0 on exponential steps and diffusers' DPM-Solver++(3M)
-on Karras steps on the 16×16 one) and no configuration is within 1.37× of both; the beds veto beyond 3×
-(``mixture64`` at 5.35× decides the score, 1.78, among configurations alike vetoed). Guided VP models take
-:data:`GUIDED_TABLES` on any span.
+on Karras steps on the 16×16 one) and no configuration is within 1.37× of all; the beds veto beyond 3×
+(``mixture64`` at 5.35× decides the score, 1.78, among configurations alike vetoed). With the two larger networks
+alone (before ``digits16_uncond_sd_small`` was trained) the 8–10 row was UniPC-3 on log-SNR steps ending the trailing
+way (1.02 / 2.14), the other rows the same. Guided VP models take :data:`GUIDED_TABLES` on any span.
 """
 
 DEFAULT_TABLE: tuple[tuple[int, DefaultChoice], ...] = FAMILY_TABLES["edm"]

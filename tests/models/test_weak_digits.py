@@ -46,7 +46,7 @@ def test_variant_errors_name_the_choices():
         models.load_digits_model(True, variant="tiny")
     with pytest.raises(DiffsampleError, match="no unconditional model; it has: conditional"):
         models.load_digits_model(False, variant="weak")
-    assert set(MODEL_VARIANTS) == {"default", "weak", "sd", "sd16", "holdout", "sd_holdout"}
+    assert set(MODEL_VARIANTS) == {"default", "weak", "sd", "sd16", "sd16_small", "holdout", "sd_holdout"}
 
 
 @torch.no_grad()

@@ -55,13 +55,15 @@ MODEL_VARIANTS: dict[str, dict[bool, str]] = {
     "weak": {True: "digits_cond_weak"},
     "sd": {False: "digits_uncond_sd"},
     "sd16": {False: "digits16_uncond_sd"},
+    "sd16_small": {False: "digits16_uncond_sd_small"},
     "holdout": {False: "digits_uncond_holdout"},
     "sd_holdout": {True: "digits_cond_sd_holdout"},
 }
 """Variant → (conditional → weight-set name). ``"weak"`` exists only as a conditional model (autoguidance);
 ``"sd"`` only as an unconditional one: the same recipe on Stable Diffusion's β table (``scaled_linear``,
 0.00085 → 0.012, 1000 steps; span σ 0.029 … 14.6), a second VP-ε unit for the defaults' selection; ``"sd16"``
-the same on 16×16 images (:func:`~diffsample.models.data.digits16_data`: inputs ``(B, 1, 16, 16)``).
+the same on 16×16 images (:func:`~diffsample.models.data.digits16_data`: inputs ``(B, 1, 16, 16)``), and
+``"sd16_small"`` a smaller such network of another seed (width 256, 3 blocks), a third unit of that table.
 ``"holdout"`` (DDPM table, unconditional) and ``"sd_holdout"`` (Stable Diffusion's table, conditional) are smaller
 networks of another seed that the defaults' selection never sees: the figures' held-out networks."""
 
