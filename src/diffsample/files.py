@@ -5,7 +5,11 @@ destination's own folder (same file system), is flushed and ``fsync``-ed, then `
 destination (atomic on POSIX and Windows). A failure while producing the content (serialisation error, full
 disk, interrupt) leaves the old file untouched and removes the temporary file. A destination that is a symbolic
 link is refused unless ``follow_symlinks`` is set, so a write never lands outside the folder it names.
-Safe to call from many threads at once: every call has its own uniquely named temporary file.
+The file gets the permissions a plain ``open(path, "w")`` would give it: those of the file it replaces, else
+``0o666`` less the process's umask (the temporary file's own ``0o600`` would otherwise leave, say, a shared
+sample set readable by its writer alone).
+Safe to call from many threads at once: every call has its own uniquely named temporary file (and the umask is
+read, never set: ``os.umask`` would change it for every thread).
 """
 
 from __future__ import annotations
@@ -64,11 +68,32 @@ def atomic_write(
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _mode_for(target))
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux: ``/proc/self/status``); ``0o022`` where unknown."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+def _mode_for(target: Path) -> int:
+    """The permission bits the written file gets: the replaced file's, else ``0o666 & ~umask``."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
 
 
 def atomic_write_bytes(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import struct
 import threading
 from pathlib import Path
@@ -107,3 +108,21 @@ def test_safetensors_round_trip(tmp_path: Path) -> None:
     save_safetensors(tensors, tmp_path / "t.safetensors")
     back = load_safetensors(tmp_path / "t.safetensors")
     assert all(torch.equal(back[k], v) for k, v in tensors.items())
+
+
+def test_a_written_file_gets_the_permissions_open_would_give_it(tmp_path: Path) -> None:
+    """New files: 0o666 less the umask (not the temporary file's 0o600); replaced files keep their own bits."""
+    from diffsample.files import _umask
+
+    old = os.umask(0o027)  # the test owns the process here; the library itself never sets the umask
+    try:
+        assert _umask() == 0o027 or not os.path.exists("/proc/self/status")
+        fresh = atomic_write_text(tmp_path / "new.json", "{}")
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o666 & ~_umask()
+    finally:
+        os.umask(old)
+    kept = tmp_path / "kept.json"
+    kept.write_text("old")
+    kept.chmod(0o640)
+    atomic_write_text(kept, "new")
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o640 and kept.read_text() == "new"
