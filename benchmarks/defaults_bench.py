@@ -11,8 +11,8 @@ calibration of automatic mode and the tuner, seeds 2 and 3 for the selection, :d
 * the shipped digits networks: VP ε on the DDPM table (``digits_uncond``, ``digits_cond`` unguided), VP ε on Stable
   Diffusion's table (``digits_uncond_sd``, and the 16×16 ``digits16_uncond_sd`` and ``digits16_uncond_sd_small``),
   flow matching (``digits_flow`` and the 16×16 ``digits16_flow``, each without and with shift 3); reference: this
-  library's teacher
-  (DPM-Solver++(3M), 477 log-SNR steps, :func:`diffsample.tuning.teacher_trajectory`), cached on disk;
+  library's teacher (DPM-Solver++(3M), 477 log-SNR steps, :func:`diffsample.tuning.teacher_trajectory`), cached on
+  disk;
 * for the figures only (``units(held_out=True)``, :data:`HELD_OUT_NETWORKS`): two networks the selection never sees,
   smaller and of another seed, on the DDPM table and on Stable Diffusion's — the defaults on networks they were not
   chosen on;
@@ -285,10 +285,11 @@ def units(
             )
             out.append(shifted_unit)
     if networks and held_out:
-        out.append(Unit("digits_uncond_holdout", "vp_eps", "vp", _digits(False, "holdout"), vp_table, "teacher",
-                        held_out=True))  # fmt: skip
-        out.append(Unit("digits_cond_sd_holdout", "vp_eps", "vp_sd", _digits(True, "sd_holdout"), sd_table,
-                        "teacher", held_out=True))  # fmt: skip
+        for name, span, net, table in (
+            ("digits_uncond_holdout", "vp", _digits(False, "holdout"), vp_table),
+            ("digits_cond_sd_holdout", "vp_sd", _digits(True, "sd_holdout"), sd_table),
+        ):
+            out.append(Unit(name, "vp_eps", span, net, table, "teacher", held_out=True))
     if networks and guided:
         for w in GUIDANCE_WEIGHTS:
             out.append(Unit(f"digits_cond_cfg{w:g}", "vp_eps", "vp", _guided(w), vp_table, "teacher", calls_per_eval=2))
