@@ -104,23 +104,23 @@ FAMILY_TABLES: dict[str, tuple[tuple[int, DefaultChoice], ...]] = {
 (VP models on a short span, Stable Diffusion's table, take :data:`SHORT_SPAN_TABLES` instead).
 
 Chosen by ``python -m benchmarks defaults --select`` (:func:`benchmarks.defaults_bench.select_defaults`), run on
-2026-12-06 (the VP rows on 2026-12-07, split by span) with this library: 13 fixed-step solvers (UniPC also as
-``unipc_3m`` and ``unipc_bh1``) × 8 step schedules (``logsnr``, ``karras``, ``kl_optimal``, ``time_uniform`` where
-the model has a time, each also ending the trailing way, ``+trailing``: no call at σ_min,
-:data:`diffsample.steps.TRAILING`) on every unit of a family — the exact beds ``ring2d``, ``mixture64``, ``digits``
-on the family's span (EDM ``[0.002, 80]``, DDPM table ``[0.01, 157.4]`` and Stable Diffusion's table
-``[0.029, 14.6]`` for VP, rectified flow ``[0.001, 999]``, with shift 3 ``[0.003, 2997]``) and the digits networks:
-VP ε ``digits_uncond``, ``digits_cond`` (DDPM table), ``digits_uncond_sd`` and the 16×16 ``digits16_uncond_sd`` and
-``digits16_uncond_sd_small`` (Stable Diffusion's table); flow matching ``digits_flow`` and the 16×16
-``digits16_flow`` (each also with shift 3) — at NFE 4, 5, 6, 8, 10, 15, 20, 30, 50 on two batches of 64 noises of
-their own (seeds 2 and 3, pooled; the figures report on seed 0). Each error (batch RMSE to the exact end point,
-DOP853, on a bed; to the network's ODE end point, a 477-step DPM-Solver++(3M) teacher, on a network) is divided by
-the best diffusers / k-diffusion configuration's on the same span — the figure the defaults are judged by. Per budget
-range (4–6, 8–10, 15–20, 30–50) the choice has the smallest worst-case ratio over all cells of the table (the family;
-for VP, its units on the DDPM span here and those on Stable Diffusion's in :data:`SHORT_SPAN_TABLES`), a bed's ratio
-divided by 3 where the family has networks (the networks decide, a bed vetoes beyond 3×; errors below 1e-3 on a
-network, one 8-bit level, 2/255, on a bed count as that; scores within 2 % tie, broken by the geometric mean), never
-the best of one unit. Worst-case ratio to the best peer on the networks / on the beds of each choice:
+2026-12-06 and again in full on 2026-12-07 (the VP rows split by span; the others reproduced) with this library: 13
+fixed-step solvers (UniPC also as ``unipc_3m`` and ``unipc_bh1``) × 8 step schedules (``logsnr``, ``karras``,
+``kl_optimal``, ``time_uniform`` where the model has a time, each also ending the trailing way, ``+trailing``: no
+call at σ_min, :data:`diffsample.steps.TRAILING`) on every unit of a family — the exact beds ``ring2d``,
+``mixture64``, ``digits`` on the family's span (EDM ``[0.002, 80]``, DDPM table ``[0.01, 157.4]`` and Stable
+Diffusion's table ``[0.029, 14.6]`` for VP, rectified flow ``[0.001, 999]``, with shift 3 ``[0.003, 2997]``) and the
+digits networks: VP ε ``digits_uncond``, ``digits_cond`` (DDPM table), ``digits_uncond_sd`` and the 16×16
+``digits16_uncond_sd`` and ``digits16_uncond_sd_small`` (Stable Diffusion's table); flow matching ``digits_flow`` and
+the 16×16 ``digits16_flow`` (each also with shift 3) — at NFE 4, 5, 6, 8, 10, 15, 20, 30, 50 on two batches of 64
+noises of their own (seeds 2 and 3, pooled; the figures report on seed 0). Each error (batch RMSE to the exact end
+point, DOP853, on a bed; to the network's ODE end point, a 477-step DPM-Solver++(3M) teacher, on a network) is
+divided by the best diffusers / k-diffusion configuration's on the same span — the figure the defaults are judged by.
+Per budget range (4–6, 8–10, 15–20, 30–50) the choice has the smallest worst-case ratio over all cells of the table
+(the family; for VP, its units on the DDPM span here and those on Stable Diffusion's in :data:`SHORT_SPAN_TABLES`), a
+bed's ratio divided by 3 where the family has networks (the networks decide, a bed vetoes beyond 3×; errors below
+1e-3 on a network, one 8-bit level, 2/255, on a bed count as that; scores within 2 % tie, broken by the geometric
+mean), never the best of one unit. Worst-case ratio to the best peer on the networks / on the beds of each choice:
 
 =========== ========================== ========================== ========================== =========================
 family      NFE 4–6                    NFE 8–10                   NFE 15–20                  NFE 30–50 (and above)
