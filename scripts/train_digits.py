@@ -68,6 +68,18 @@ from diffsample.schedules import DiscreteVP
 
 NAMES = {"unconditional": "digits_uncond", "conditional": "digits_cond"}
 
+VARIANT_DEFAULTS: dict[str, tuple[str, str]] = {
+    "default": ("linear", "digits"),
+    "weak": ("linear", "digits"),
+    "sd": ("scaled_linear", "digits"),
+    "sd16": ("scaled_linear", "digits16"),
+    "sd16_small": ("scaled_linear", "digits16"),
+    "holdout": ("linear", "digits"),
+    "sd_holdout": ("scaled_linear", "digits"),
+}
+"""Per ``--model-variant`` (:data:`MODEL_VARIANTS`): its default VP table (``--beta-schedule``; ``scaled_linear`` is
+Stable Diffusion's, ``linear`` DDPM's) and training data (``--data``)."""
+
 
 def output_name(args: argparse.Namespace) -> str:
     """The weight-set name the run writes: ``(--variant, --model-variant)`` in :data:`MODEL_VARIANTS`."""
@@ -289,14 +301,15 @@ def main() -> None:
     ap.add_argument(
         "--beta-schedule",
         default=None,
-        help="the VP table (diffusers' names); default: scaled_linear (Stable Diffusion's) for --model-variant sd, "
-        "else linear (DDPM, the other shipped models)",
+        help="the VP table (diffusers' names); default: the model variant's (VARIANT_DEFAULTS: scaled_linear, "
+        "Stable Diffusion's, for the sd variants, else linear, DDPM's)",
     )
     ap.add_argument(
         "--data",
         choices=sorted(TRAINING_DATA),
         default=None,
-        help="training data; default: digits16 (16x16, digits16_data) for --model-variant sd16, else digits (8x8)",
+        help="training data; default: the model variant's (VARIANT_DEFAULTS: digits16, 16x16, for the sd16 ones, "
+        "else digits, 8x8)",
     )
     ap.add_argument("--steps", type=int, default=8000)
     ap.add_argument("--batch-size", type=int, default=256)
@@ -324,10 +337,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=WEIGHTS)
     args = ap.parse_args()
     if args.beta_schedule is None:
-        short_span_variants = ("sd", "sd16", "sd16_small", "sd_holdout")
-        args.beta_schedule = "scaled_linear" if args.model_variant in short_span_variants else "linear"
+        args.beta_schedule = VARIANT_DEFAULTS[args.model_variant][0]
     if args.data is None:
-        args.data = "digits16" if args.model_variant in ("sd16", "sd16_small") else "digits"
+        args.data = VARIANT_DEFAULTS[args.model_variant][1]
     if args.data != "digits" and not args.no_eval:
         print("the Fréchet distance is defined on 8x8 digits only: no evaluation of a 16x16 model", flush=True)
         args.no_eval = True
