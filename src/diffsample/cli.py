@@ -135,6 +135,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         sigma_max=sigma_max,
         calibration=calibration,
         model_id=label,
+        fit_solver_weights=not args.no_fit_weights,
         progress=progress_printer(args.quiet),
     )
     plan.save(args.out)
@@ -152,6 +153,12 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             f"(best hand-made, {hand['config']}: {hand['heldout_error']:.4g})"
             + ("; fell back to it" if prov["fallback"] else "")
         )
+        weights = prov.get("weights", {})
+        if weights.get("fitted"):
+            print(
+                f"fitted solver weights on {weights['base']}: held-out RMSE {weights['heldout_error']:.4g} "
+                f"(before {weights['heldout_error_before']:.4g}); the plan runs the nonstationary solver"
+            )
     if not args.bed:
         return 0
     from .testbeds import reference_solution
@@ -213,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="plan.json", help="where to write the plan (JSON; `diffsample sample --plan`)")
     add_tuning_arguments(p)
+    p.add_argument(
+        "--no-fit-weights",
+        action="store_true",
+        help="keep the searched per-step solver choices: no fitted solver weights (the nonstationary solver)",
+    )
     p.set_defaults(func=_cmd_tune)
 
     p = sub.add_parser("solvers", help="list the registered solvers")

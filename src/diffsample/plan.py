@@ -88,7 +88,7 @@ def _check_options(solver: str, options: dict[str, Any]) -> None:
         raise DiffsampleError(
             f"unknown option {unknown[0]!r} of solver {solver!r} in the plan; valid options: {listed}"
         )
-    if solver == "plan":  # per-step lists, checked by the plan solver itself
+    if solver in ("plan", "nonstationary"):  # per-step lists, checked by the solver's own check
         return
     for name, value in options.items():
         default = valid[name].default
@@ -113,7 +113,8 @@ class Plan:
 
     Attributes:
         sigmas: the levels, strictly decreasing, ending in 0 (Python floats).
-        solver: a registered solver name (``"plan"`` for tuned per-step choices).
+        solver: a registered solver name (``"plan"`` for tuned per-step choices, ``"nonstationary"`` for tuned
+            solver weights).
         options: keyword options of the solver (JSON values).
         provenance: how the plan was made (model id, budget, calibration size, error vs teacher,
             teacher NFE, tuning wall time and NFE, library version, …).
@@ -137,6 +138,10 @@ class Plan:
             from .solvers.plan_solver import plan_options
 
             plan_options(self.n_steps, **self.options)
+        elif self.solver == "nonstationary":  # fitted weights: one row per step, checked now as well
+            from .solvers.nonstationary import check_weights
+
+            check_weights(self.n_steps, self.options.get("weights", ()))
 
     @property
     def n_steps(self) -> int:
@@ -218,10 +223,16 @@ class Plan:
         return cls.from_json(text)
 
     def describe(self) -> str:
-        """One line per step: levels and the per-step choices."""
+        """One line per step: levels and the per-step choices (fitted weights to 4 significant digits)."""
+
+        def shown(value: object) -> object:
+            if isinstance(value, list) and all(_is_number(v) for v in value):
+                return "[" + ", ".join(f"{v:.4g}" for v in value) + "]"
+            return value
+
         lines = []
         for i in range(self.n_steps):
-            opts = {k: (v[i] if isinstance(v, list) else v) for k, v in self.options.items()}
+            opts = {k: shown(v[i] if isinstance(v, list) else v) for k, v in self.options.items()}
             text = " ".join(f"{k}={v}" for k, v in opts.items())
             lines.append(f"  {i}: {self.sigmas[i]:.4g} -> {self.sigmas[i + 1]:.4g}  {text}")
         return "\n".join(lines)

@@ -45,6 +45,15 @@ def test_tune_on_a_bed_scores_the_plan_on_held_out_noise(tmp_path, capsys):
     assert Plan.load(out).provenance["nfe"] == 4
 
 
+def test_tune_without_fitted_weights_keeps_the_searched_plan(tmp_path, capsys):
+    out = tmp_path / "plan.json"
+    args = ["tune", "--bed", "ring2d", "--nfe", "3", "--calibration", "16", "--heldout", "8", "--out", str(out)]
+    assert main([*args, "--quiet", "--no-fit-weights"]) == 0
+    plan = Plan.load(out)
+    assert plan.solver == "plan" and plan.provenance["weights"] == {"fitted": False, "why": "off"}
+    assert "fitted solver weights" not in capsys.readouterr().out
+
+
 def test_tune_on_the_shipped_model(tmp_path, capsys):
     out = tmp_path / "plan.json"
     assert (

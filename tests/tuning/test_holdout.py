@@ -102,12 +102,14 @@ def test_held_out_selection_beats_calibration_selection_when_the_search_overfits
 
 
 def test_tuning_cost_counts_the_held_out_runs(overfit_case):
-    """Per calibration sample: teacher + (fit runs · fit + held-out runs · held) / batch; calls counted too."""
+    """Per calibration sample: teacher + (fit runs · fit + held-out runs · held) / batch, the fitted-weights stage's
+    fits and held-out runs included; calls counted too."""
     _, cal, teacher, plan, _ = overfit_case
     prov = plan.provenance
     fit, held = prov["fit_size"], prov["heldout_size"]
     stages = prov["stages"]
-    expected = teacher.nfe + ((stages["dp_nfe"] + stages["search_nfe"]) * fit + stages["heldout_nfe"] * held) / 8
+    fit_nfe = stages["dp_nfe"] + stages["search_nfe"] + stages["weights_nfe"]
+    expected = teacher.nfe + (fit_nfe * fit + stages["heldout_nfe"] * held) / 8
     assert prov["tuning_nfe"] == pytest.approx(expected, abs=1e-3)
     assert stages["heldout_runs"] >= len(hand_made_candidates(6, SMIN, SMAX)) // 2
     assert prov["tuning_model_calls"] > 0 and prov["selected_by"] == "held-out error"

@@ -86,6 +86,7 @@ from ._kernel.exponential import advance, mix, multistep_coeffs
 from ._kernel.levels import sigma_batch, sigma_list
 from ._kernel.orders import check_order, planned_orders
 from ._kernel.threshold import threshold_option, thresholded_denoise
+from ._kernel.weighted import weighted_sum
 from .registry import register
 
 __all__ = ["ghvb_coefficients", "ghvb_order", "check_beta", "plms_hb", "ghvb", "dpmpp_2m_hb"]
@@ -147,14 +148,6 @@ def ghvb_coefficients(order: int, beta: float) -> tuple[float, ...]:
     return tuple(float(c) for c in _solve(rows, [Fraction(1, m + 1) for m in range(order)]))
 
 
-def _combine(history: list[torch.Tensor], weights: tuple[float, ...]) -> torch.Tensor:
-    """``Σ_j w_j history[j]`` (newest first) in x's dtype."""
-    out = history[0] * weights[0]
-    for w, term in zip(weights[1:], history[1:], strict=True):
-        out.add_(term, alpha=w)
-    return out
-
-
 def _sigma_walk(
     denoiser: Denoiser,
     x: torch.Tensor,
@@ -185,11 +178,11 @@ def _sigma_walk(
             velocity = slope if velocity is None else torch.lerp(velocity, slope, beta)
             history.insert(0, velocity)
             del history[order:]
-            direction = _combine(history[:k], weights[k])
+            direction = weighted_sum(weights[k], history[:k])
         else:
             history.insert(0, slope)
             del history[order:]
-            step = _combine(history[:k], weights[k])
+            step = weighted_sum(weights[k], history[:k])
             velocity = direction = step if velocity is None else torch.lerp(velocity, step, beta)
         x = torch.add(x, direction, alpha=sigma_next - sigma)
     return x

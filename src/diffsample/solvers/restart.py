@@ -147,7 +147,7 @@ def restart_cost(
 
 def _backbone(ode: str) -> SolverSpec:
     backbone = spec(ode)
-    if backbone.stochastic or backbone.adaptive or ode == "plan":
+    if backbone.stochastic or backbone.adaptive or ode in ("plan", "nonstationary"):
         raise DiffsampleError(f"restart needs a deterministic fixed-step ODE solver, got ode={ode!r}")
     return backbone
 

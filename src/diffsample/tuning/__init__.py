@@ -5,7 +5,9 @@
 * :class:`Plan` — the result, a small JSON document that :func:`diffsample.sample` runs (``plan=``);
 * :mod:`.teacher`, :mod:`.dp`, :mod:`.search` — the stages, usable on their own;
 * :func:`compute_statistics` / :class:`EMS` — DPM-Solver-v3's empirical model statistics (:mod:`.ems`);
-* :func:`search_dc_ratios` / :func:`fit_cpr` — DC-Solver's compensation ratios as a plan (:mod:`.dc`).
+* :func:`search_dc_ratios` / :func:`fit_cpr` — DC-Solver's compensation ratios as a plan (:mod:`.dc`);
+* :func:`fit_weights` / :func:`weights_of` — non-stationary solver weights fitted to the teacher, the tuner's last
+  stage (:mod:`.weights`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from .ems import EMS, compute_statistics
 from .search import Candidate, Choice, Objective, canonical, coordinate_search
 from .teacher import Teacher, teacher_trajectory
 from .tuner import tune
+from .weights import WEIGHT_RIDGES, fit_weights, teacher_at, weights_of
 
 __all__ = [
     "CPR",
@@ -28,14 +31,18 @@ __all__ = [
     "Objective",
     "Plan",
     "Teacher",
+    "WEIGHT_RIDGES",
     "canonical",
     "compute_statistics",
     "coordinate_search",
     "fit_cpr",
+    "fit_weights",
     "gits_costs",
     "min_cost_path",
     "propagated_dp",
     "search_dc_ratios",
+    "teacher_at",
     "teacher_trajectory",
     "tune",
+    "weights_of",
 ]

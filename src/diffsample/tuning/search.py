@@ -227,7 +227,7 @@ def _choice_moves(c: Candidate, i: int) -> list[Candidate]:
     return out
 
 
-def _level_moves(c: Candidate, i: int, delta: float, log_min: float) -> list[Candidate]:
+def level_moves(c: Candidate, i: int, delta: float, log_min: float) -> list[Candidate]:
     """Candidates with ``log σ_i`` moved by ``±delta`` inside ``(log σ_{i+1}, log σ_{i−1})`` and ``≥ log σ_min``."""
     if i == 0:
         return []
@@ -288,7 +288,7 @@ def coordinate_search(
             moves: list[Candidate] = []
             if search_choices:
                 moves += _choice_moves(best, i)
-            moves += _level_moves(best, i, delta, log_min)
+            moves += level_moves(best, i, delta, log_min)
             for cand in moves:
                 if objective.evals - first >= max_evals:
                     break

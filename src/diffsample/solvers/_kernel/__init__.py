@@ -12,7 +12,8 @@
 * :mod:`.exponential`: the first-order exponential-integrator update and DPM-Solver's multistep weights;
 * :mod:`.unified`: UniPC's unified predictor–corrector update (UniP/UniC weights and their plan).
 * :mod:`.stability`: the Gaussian test problem, the step error it measures and the stability warning;
-* :mod:`.threshold`: dynamic thresholding inside an update (the maths is :mod:`diffsample.transforms.thresholding`).
+* :mod:`.threshold`: dynamic thresholding inside an update (the maths is :mod:`diffsample.transforms.thresholding`);
+* :mod:`.weighted`: weighted sums of tensors (momentum histories, fitted solver weights).
 
 Solver modules import from here, from the registry and each other's public solver functions; nothing here
 imports a solver module. Names are public inside this private package.

@@ -1,0 +1,312 @@
+"""Solver weights fitted to the teacher: the tuner's last stage, a ``nonstationary`` solver on the chosen levels.
+
+A walk of ``n`` model calls on fixed levels, by any of this library's one-call-per-step solvers, makes every state a
+linear combination of the start ``x_0`` and the model values ``D_0 … D_j`` (:mod:`diffsample.solvers.nonstationary`).
+Bespoke Non-Stationary solvers (Shaul et al. 2024, BNS) free those weights and optimise them with the levels on the
+end-point error; D-ODE (Kim et al. 2024) fits weights of past model values step by step to a teacher by least
+squares. This stage does the latter, on the levels the search chose:
+
+1. :func:`weights_of` writes the chosen ``plan`` walk in the weighted form, exactly: the walk is run on
+   coefficient vectors, with a stand-in model that returns the ``k``-th unit vector at its ``k``-th call, so every
+   state comes out as its weights over ``x_0, D_0, …`` (the solvers are linear in the model values;
+   :func:`diffsample.solvers.nonstationary.plan_weights`).
+2. :func:`fit_weights` walks the fit part of the calibration batch and, at each step ``j``, given ``x_0`` and the
+   model values so far, sets row ``j`` to the least-squares weights that bring the next state onto the teacher:
+
+       w_j = argmin_w  Σ_b ‖ Σ_k w_k · B_k^{(b)} − x^{teacher}_b(σ_{j+1}) ‖² + μ ‖w − w_j^{base}‖²,
+       B = (x_0, D_0, …, D_j),   μ = ridge · tr(BᵀB)/(j + 2),
+
+   then calls the model at the new point (so later rows see the states the earlier fitted rows make). The last
+   row's target is the teacher's end point, so it is the least-squares read-out of the whole trajectory. The
+   teacher's state between its fine levels is interpolated (:func:`teacher_at`). ``ridge`` pulls the weights
+   towards the base walk's; the tuner tries a few and keeps the fit only if it lowers the *held-out* error.
+3. :func:`search_levels` then moves the levels (a pattern search in ``log σ`` whose every trial is a fit), as BNS
+   optimises levels and weights together: levels that suit a fixed solver are not those that suit fitted weights.
+4. :func:`refine_weights` last minimises the end-point error itself over all weights, as BNS does (the step-by-step
+   fit only brings each state onto the teacher, and with few steps the best points lie off the trajectory):
+   Levenberg–Marquardt on the rows that place the model calls, the last row solved by least squares for each trial
+   (variable projection, Golub & Pereyra 1973), the Jacobian by forward differences (one walk per weight).
+
+Each fit costs one walk (``n`` model calls) of the fit samples, and the normal equations are ``(j+2)²`` scalars; the
+level search makes at most ``20·n`` fits; a refinement iteration ``(n−1)(n+2)/2 + 1`` walks or more.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ..contracts import Denoiser
+from ..errors import DiffsampleError, NonFiniteError
+from ..solvers._kernel.weighted import weighted_sum
+from ..solvers.nonstationary import plan_weights, weighted_walk
+from ..solvers.plan_solver import plan_options
+from ..transforms import GuardedDenoiser, work_dtype
+from .search import Candidate, level_moves, plan_options_of
+from .teacher import Teacher
+
+__all__ = [
+    "WEIGHT_RIDGES",
+    "Fit",
+    "WeightsObjective",
+    "fit_weights",
+    "refine_weights",
+    "search_levels",
+    "teacher_at",
+    "weights_of",
+]
+
+WEIGHT_RIDGES: tuple[float, ...] = (0.0, 1e-8, 1e-6)
+"""Ridge strengths the tuner fits with (relative to the mean diagonal of the normal equations); the held-out error
+picks one. Measured on the digits networks: none (0) is best on most, 1e-6 where the fit samples are few for the
+steps (NFE 15–20 on the smallest network)."""
+
+_SPAN_ROUNDING = 1e-9
+"""Relative distance outside the teacher's span still read as its end (levels moved in ``log σ`` and clamped at
+``log σ_min`` come back through ``exp`` an ulp or so away)."""
+
+_JITTER = 1e-12
+"""Relative ridge always added, so collinear model values (a network whose ``D`` barely moves) stay solvable."""
+
+
+def weights_of(c: Candidate) -> list[list[float]]:
+    """The ``nonstationary`` weights of the ``plan`` walk ``c``: row ``j`` gives the state after step ``j`` over
+    ``x_0, D_0, …, D_j`` (module docstring, step 1; :func:`diffsample.solvers.nonstationary.plan_weights`)."""
+    return plan_weights(c.walk(), plan_options(c.n_steps, **plan_options_of(c)))
+
+
+def teacher_at(teacher: Teacher, sigma: float) -> torch.Tensor:
+    """The teacher's state at ``sigma`` (float64): its own state on a fine level, else the cubic Lagrange
+    interpolant in ``λ = −log σ`` through the four nearest fine levels (error ``O(Δλ⁴)`` of the λ-uniform grid)."""
+    grid = teacher.grid.to(torch.float64)
+    lo, hi = float(grid[-1]), float(grid[0])
+    if not lo * (1 - _SPAN_ROUNDING) <= sigma <= hi * (1 + _SPAN_ROUNDING):
+        raise DiffsampleError(f"sigma {sigma:g} outside the teacher's span [{lo:g}, {hi:g}]")
+    sigma = min(max(sigma, lo), hi)  # a level set through exp(log σ_min) may lie an ulp outside
+    hit = torch.nonzero(grid == sigma)
+    if len(hit):
+        return teacher.states[int(hit[0])].to(torch.float64)
+    lam = -torch.log(grid)
+    target = -math.log(sigma)
+    i = int(torch.searchsorted(lam, torch.tensor(target, dtype=torch.float64)))
+    lo = max(0, min(i - 2, len(lam) - 4))
+    nodes = range(lo, min(lo + 4, len(lam)))
+    out = torch.zeros_like(teacher.states[0], dtype=torch.float64)
+    for a in nodes:
+        w = 1.0
+        for b in nodes:
+            if b != a:
+                w *= (target - float(lam[b])) / float(lam[a] - lam[b])
+        out.add_(teacher.states[a].to(torch.float64), alpha=w)
+    return out
+
+
+def _design(basis: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The basis as the columns of a float64 matrix (one row per sample coordinate)."""
+    return torch.stack([b.reshape(-1).to(torch.float64) for b in basis], 1)
+
+
+def _solve(a: torch.Tensor, target: torch.Tensor, base: Sequence[float], ridge: float) -> list[float]:
+    """The ridge least-squares weights of the columns of ``a`` for ``target``, centred on ``base``."""
+    gram = a.T @ a
+    rhs = a.T @ target.reshape(-1).to(torch.float64)
+    mu = (max(ridge, 0.0) + _JITTER) * float(torch.trace(gram)) / len(gram)
+    w0 = torch.tensor(base, dtype=torch.float64)
+    w = torch.linalg.solve(gram + mu * torch.eye(len(gram), dtype=torch.float64), rhs + mu * w0)
+    if not bool(torch.isfinite(w).all()):
+        return list(base)
+    return w.tolist()
+
+
+def fit_weights(
+    denoiser: Denoiser, teacher: Teacher, c: Candidate, *, ridge: float = 0.0, base: list[list[float]] | None = None
+) -> Fit:
+    """Weights for the levels of ``c`` fitted step by step to ``teacher`` (module docstring, step 2).
+
+    Args:
+        denoiser: the model (wrapped as the tuner's objective wraps it: guarded, in the work dtype).
+        teacher: the teacher of the samples to fit.
+        c: the walk whose levels are kept and whose weights (:func:`weights_of`) are the starting point and
+            the ridge's centre.
+        ridge: relative ridge strength ``μ`` towards the base weights (0: plain least squares).
+        base: ``weights_of(c)`` when already computed.
+
+    Returns:
+        A :class:`Fit`: the fitted rows, the end-point RMSE they reach on the fitted samples (combined in float64)
+        and the model evaluations spent per fit sample (``n``).
+    """
+    rows = [list(r) for r in (base if base is not None else weights_of(c))]
+    walk = c.walk()
+    dtype = work_dtype(teacher.start.dtype)
+    guarded = GuardedDenoiser(denoiser, torch.tensor(walk, dtype=torch.float64), dtype)
+    before = guarded.nfe
+    x0 = teacher.start.to(dtype)
+    basis: list[torch.Tensor] = [x0.to(torch.float64)]
+    x_j = x0
+    n = c.n_steps
+    for j in range(n):
+        d = guarded(x_j, torch.full((x0.shape[0],), walk[j], dtype=dtype))
+        basis.append(d.to(torch.float64))
+        target = teacher.final.to(torch.float64) if j == n - 1 else teacher_at(teacher, walk[j + 1])
+        rows[j] = _solve(_design(basis), target, rows[j], ridge)
+        nxt = weighted_sum(rows[j], basis)
+        x_j = nxt.to(dtype) if j < n - 1 else nxt
+    error = float((x_j - teacher.final.to(torch.float64)).square().mean().sqrt())
+    return Fit(rows, error if math.isfinite(error) else math.inf, guarded.nfe - before)
+
+
+@dataclass
+class Fit:
+    """Fitted weights, their end-point RMSE on the fitted samples and the model evaluations the fit spent."""
+
+    weights: list[list[float]]
+    error: float
+    nfe: int
+
+
+def search_levels(
+    denoiser: Denoiser,
+    teacher: Teacher,
+    c: Candidate,
+    *,
+    sigma_min: float,
+    ridge: float = 0.0,
+    delta: float = 0.25,
+    delta_min: float = 1 / 64,
+    max_fits: int | None = None,
+) -> tuple[Candidate, Fit, int]:
+    """Move the free levels of ``c`` (all but ``σ_max``) to lower the error of the weights fitted on them.
+
+    BNS optimises the levels with the weights; here a pattern search does it: one sweep moves each ``log σ_i`` by
+    ``±δ`` (the moves of the tuner's search, :func:`.search.coordinate_search`) and keeps a move when the weights
+    fitted on the new levels (:func:`fit_weights`, from the walk's own weights there) reach a lower end-point error
+    on ``teacher``'s samples; a sweep without improvement halves ``δ`` (``0.25`` down to ``delta_min``). Each
+    trial is one fit, ``n`` model calls of the samples; at most ``max_fits`` trials (default ``20·n``).
+
+    Returns:
+        The best levels (with ``c``'s choices), their fit, and the model evaluations spent per sample.
+    """
+    n = c.n_steps
+    budget = 20 * n if max_fits is None else int(max_fits)
+    best, fit = c, fit_weights(denoiser, teacher, c, ridge=ridge)
+    spent, trials, log_min = fit.nfe, 0, math.log(sigma_min)
+    while delta >= delta_min and trials < budget:
+        improved = False
+        for i in range(1, n):
+            for cand in level_moves(best, i, delta, log_min):
+                if trials >= budget:
+                    break
+                try:
+                    trial = fit_weights(denoiser, teacher, cand, ridge=ridge)
+                except NonFiniteError:
+                    continue
+                finally:
+                    trials += 1
+                spent += trial.nfe
+                if trial.error < fit.error:
+                    best, fit, improved = cand, trial, True
+        if not improved:
+            delta /= 2
+    return best, fit, spent
+
+
+class WeightsObjective:
+    """The end-point RMSE against a teacher of the ``nonstationary`` walk with given weights on the levels of a
+    candidate: the same guarded model calls and loop as :func:`diffsample.sample` with the plan, cost counted."""
+
+    def __init__(self, denoiser: Denoiser, teacher: Teacher) -> None:
+        self.denoiser = denoiser
+        self.dtype = work_dtype(teacher.start.dtype)
+        self.start = teacher.start.to(self.dtype)
+        self.final = teacher.final.to(torch.float64)
+        self.nfe = 0
+
+    def __call__(self, c: Candidate, weights: list[list[float]]) -> float:
+        walk = c.walk()
+        guarded = GuardedDenoiser(self.denoiser, torch.tensor(walk, dtype=torch.float64), self.dtype)
+        before = guarded.nfe  # the wrapped model's running count
+        try:
+            out = weighted_walk(guarded, self.start, walk, weights)
+            err = float((out.to(torch.float64) - self.final).square().mean().sqrt())
+        except NonFiniteError:
+            err = math.inf
+        finally:
+            self.nfe += guarded.nfe - before
+        return err if math.isfinite(err) else math.inf
+
+
+def _project(
+    denoiser: Denoiser, teacher: Teacher, walk: list[float], rows: list[list[float]], dtype: torch.dtype
+) -> tuple[torch.Tensor, list[float], int]:
+    """The end-point residual (flattened, float64) with the last row solved by least squares, that row, and the
+    model evaluations spent (one walk of the rows that place the model calls)."""
+    guarded = GuardedDenoiser(denoiser, torch.tensor(walk, dtype=torch.float64), dtype)
+    before = guarded.nfe
+    basis: list[torch.Tensor] = []
+    weighted_walk(guarded, teacher.start.to(dtype), walk, [*rows, [0.0] * (len(rows) + 2)], keep_basis=basis)
+    a = _design(basis)
+    target = teacher.final.reshape(-1).to(torch.float64)
+    last = _solve(a, target, [0.0] * len(basis), 0.0)
+    return a @ torch.tensor(last, dtype=torch.float64) - target, last, guarded.nfe - before
+
+
+def refine_weights(
+    denoiser: Denoiser,
+    teacher: Teacher,
+    c: Candidate,
+    weights: list[list[float]],
+    *,
+    iterations: int = 5,
+    rel_step: float = 1e-3,
+) -> Fit:
+    """Minimise the end-point RMSE on ``teacher``'s samples over all the weights on the levels of ``c``, from
+    ``weights`` (module docstring, step 4): at most ``iterations`` Levenberg–Marquardt steps on the rows that place
+    the model calls (``(n−1)(n+2)/2`` numbers), the last row solved by least squares at every trial, forward
+    differences of relative size ``rel_step``. Returns the best weights met (never worse than ``weights``' own)."""
+    walk = c.walk()
+    dtype = work_dtype(teacher.start.dtype)
+    rows = [list(r) for r in weights[:-1]]
+    sizes = [len(r) for r in rows]
+
+    def unflatten(theta: torch.Tensor) -> list[list[float]]:
+        out, k = [], 0
+        for size in sizes:
+            out.append(theta[k : k + size].tolist())
+            k += size
+        return out
+
+    theta = torch.tensor([v for r in rows for v in r], dtype=torch.float64)
+    r0, last, spent = _project(denoiser, teacher, walk, rows, dtype)
+    f0 = float(r0.square().sum())
+    damping = 1e-3
+    for _ in range(max(0, iterations) if len(theta) else 0):
+        jac = torch.empty(len(r0), len(theta), dtype=torch.float64)
+        for k in range(len(theta)):
+            step = rel_step * max(abs(float(theta[k])), 0.1)
+            trial = theta.clone()
+            trial[k] += step
+            rk, _, cost = _project(denoiser, teacher, walk, unflatten(trial), dtype)
+            spent += cost
+            jac[:, k] = (rk - r0) / step
+        gram, grad = jac.T @ jac, jac.T @ r0
+        moved = False
+        while damping < 1e8 and not moved:
+            delta = torch.linalg.solve(gram + damping * torch.diag(torch.diag(gram) + 1e-30), -grad)
+            try:
+                r1, last1, cost = _project(denoiser, teacher, walk, unflatten(theta + delta), dtype)
+            except NonFiniteError:
+                damping *= 4
+                continue
+            spent += cost
+            f1 = float(r1.square().sum())
+            if math.isfinite(f1) and f1 < f0:
+                theta, r0, f0, last, damping, moved = theta + delta, r1, f1, last1, damping / 3, True
+            else:
+                damping *= 4
+        if not moved:
+            break
+    error = math.sqrt(f0 / max(1, len(r0)))
+    return Fit([*unflatten(theta), last], error, spent)
