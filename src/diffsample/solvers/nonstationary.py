@@ -37,7 +37,7 @@ from ._kernel.weighted import weighted_sum
 from .plan_solver import plan_options, plan_walk
 from .registry import register
 
-__all__ = ["check_weights", "nonstationary", "plan_weights", "weighted_walk"]
+__all__ = ["check_weights", "nonstationary", "plan_weights", "weighted_sum", "weighted_walk"]
 
 
 def plan_weights(sigmas: Sequence[float], choices: Sequence[dict[str, Any]] | None = None) -> list[list[float]]:

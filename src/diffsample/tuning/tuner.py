@@ -22,16 +22,15 @@ Pipeline (each stage counted in model evaluations of the calibration batch and i
    model selection and early stopping (e.g. Prechelt 1998, "Early stopping — but when?"): the search can fit
    the calibration batch's particular trajectories (its error there falls while the error on other noise
    rises); held-out samples measure what carries over.
-5. **Fitted weights** (:mod:`.weights`, ``fit_weights``): on the chosen levels, the walk is rewritten as a
-   non-stationary linear solver (BNS, Shaul et al. 2024: each state a weighted sum of the start and every model value
-   so far) and its weights are fitted to the teacher step by step by least squares on the fit samples (D-ODE, Kim et
-   al. 2024), from the chosen walk and from the best hand-made one, at a few ridge strengths
-   (:data:`.weights.WEIGHT_RIDGES`); the best on held-out noise then has its levels moved with the weights and its
-   end-point error minimised over all weights (BNS's objective; :func:`.weights.search_levels`,
-   :func:`.weights.refine_weights`, the latter only with :data:`REFINE_DATA_RATIO` fitted numbers per weight), each
-   step kept only if it lowers the held-out error. The result replaces the
-   chosen walk only if it lowers the held-out error (the plan then runs the ``nonstationary`` solver), so the rule
-   of stage 4 still holds. It needs held-out samples.
+5. **Fitted weights** (:mod:`.weights`): on the chosen levels the walk is rewritten as a non-stationary linear
+   solver (BNS, Shaul et al. 2024: each state a weighted sum of the start and every model value so far) and its
+   weights are fitted to the teacher step by step by least squares on the fit samples (D-ODE, Kim et al. 2024),
+   from the chosen walk and from the best hand-made one, at the ridge strengths :data:`.weights.WEIGHT_RIDGES`.
+   The best fit on held-out noise then has its levels moved with the weights (:func:`.weights.search_levels`) and
+   its end-point error minimised over all weights (BNS's objective, :func:`.weights.refine_weights`; only with
+   :data:`REFINE_DATA_RATIO` fitted numbers per weight), each step kept only if it lowers the held-out error. The
+   result replaces the chosen walk only if it lowers the held-out error (the plan then runs the ``nonstationary``
+   solver), so the rule of stage 4 still holds. It needs held-out samples.
 
 Cost and scaling: the model sees ``teacher_nfe + M′ + S_dp·n·M′ + N_search`` evaluations of the calibration
 batch (``M′ = M/dp_stride`` DP levels, ``S_dp = 3`` DP strategies). With the defaults the search makes
@@ -352,7 +351,6 @@ class Selection:
     hand_fit_error: float
     hand_held_error: float
     hand: Candidate | None = None
-    tuned: Candidate | None = None
 
     def batch_error(self, fit: int, held: int) -> float:
         """The RMSE over the whole calibration batch (fit and held-out parts pooled)."""
@@ -393,7 +391,6 @@ def _select(
         objective(hand[k]),
         validate(hand[k]) if validate is not None else math.inf,
         hand[k],
-        tuned,
     )
 
 

@@ -4,7 +4,7 @@ A walk of ``n`` model calls on fixed levels, by any of this library's one-call-p
 linear combination of the start ``x_0`` and the model values ``D_0 … D_j`` (:mod:`diffsample.solvers.nonstationary`).
 Bespoke Non-Stationary solvers (Shaul et al. 2024, BNS) free those weights and optimise them with the levels on the
 end-point error; D-ODE (Kim et al. 2024) fits weights of past model values step by step to a teacher by least
-squares. This stage does the latter, on the levels the search chose:
+squares. This stage does both, on the levels the search chose:
 
 1. :func:`weights_of` writes the chosen ``plan`` walk in the weighted form, exactly: the walk is run on
    coefficient vectors, with a stand-in model that returns the ``k``-th unit vector at its ``k``-th call, so every
@@ -41,8 +41,7 @@ import torch
 
 from ..contracts import Denoiser
 from ..errors import DiffsampleError, NonFiniteError
-from ..solvers._kernel.weighted import weighted_sum
-from ..solvers.nonstationary import plan_weights, weighted_walk
+from ..solvers.nonstationary import plan_weights, weighted_sum, weighted_walk
 from ..solvers.plan_solver import plan_options
 from ..transforms import GuardedDenoiser, work_dtype
 from .search import Candidate, level_moves, plan_options_of
