@@ -120,6 +120,15 @@ def _solve(a: torch.Tensor, target: torch.Tensor, base: Sequence[float], ridge: 
     return w.tolist()
 
 
+@dataclass
+class Fit:
+    """Fitted weights, their end-point RMSE on the fitted samples and the model evaluations the fit spent."""
+
+    weights: list[list[float]]
+    error: float
+    nfe: int
+
+
 def fit_weights(
     denoiser: Denoiser, teacher: Teacher, c: Candidate, *, ridge: float = 0.0, base: list[list[float]] | None = None
 ) -> Fit:
@@ -155,15 +164,6 @@ def fit_weights(
         x_j = nxt.to(dtype) if j < n - 1 else nxt
     error = float((x_j - teacher.final.to(torch.float64)).square().mean().sqrt())
     return Fit(rows, error if math.isfinite(error) else math.inf, guarded.nfe - before)
-
-
-@dataclass
-class Fit:
-    """Fitted weights, their end-point RMSE on the fitted samples and the model evaluations the fit spent."""
-
-    weights: list[list[float]]
-    error: float
-    nfe: int
 
 
 def search_levels(
