@@ -1,8 +1,8 @@
 """``nonstationary``: a solver given by its weights, each state a linear combination of the start and every model value.
 
-Every fixed-step solver of this library that calls the model once per step and combines its values linearly —
-DDIM, DPM-Solver(++) single- and multistep, UniPC with or without corrector, DEIS, iPNDM in σ-space, the tuner's
-``plan`` — produces states that are linear combinations of the starting state ``x_0`` and the model values
+Every deterministic fixed-step solver of this library that combines model values linearly — DDIM, DPM-Solver(++)
+multistep (and singlestep, counting each model call as a step), UniPC with or without corrector, DEIS, iPNDM, the
+tuner's ``plan`` — produces states that are linear combinations of the starting state ``x_0`` and the model values
 ``D_j = D(x_j, σ_j)`` taken so far, with weights that depend on the levels only. Shaul et al. (2024, "Bespoke
 Non-Stationary Solvers for Fast Sampling of Diffusion and Flow Models", BNS) take that family as the solver:
 
