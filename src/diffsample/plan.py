@@ -32,6 +32,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from numbers import Real
 from typing import IO, Any
@@ -72,6 +73,26 @@ def _check_sigmas(sigmas: object) -> None:
         raise DiffsampleError(f"a plan holds at most {MAX_STEPS} steps, this one {len(sigmas) - 1}")
 
 
+def _check_plan_choices(n_steps: int, options: dict[str, Any]) -> None:
+    from .solvers.plan_solver import plan_options
+
+    plan_options(n_steps, **options)
+
+
+def _check_fitted_weights(n_steps: int, options: dict[str, Any]) -> None:
+    from .solvers.nonstationary import check_weights
+
+    check_weights(n_steps, options.get("weights", ()))
+
+
+_PER_STEP_CHECKS: dict[str, Callable[[int, dict[str, Any]], None]] = {
+    "plan": _check_plan_choices,
+    "nonstationary": _check_fitted_weights,
+}
+"""Solvers whose options hold one entry per step (tuned choices, fitted weights), with the check of those lists for
+a walk of ``n_steps`` steps (imported when used: the solvers sit beside the plan, not below it)."""
+
+
 def _check_options(solver: str, options: dict[str, Any]) -> None:
     """Every option is a keyword option of ``solver``'s function, with a value of its default's type.
 
@@ -88,7 +109,7 @@ def _check_options(solver: str, options: dict[str, Any]) -> None:
         raise DiffsampleError(
             f"unknown option {unknown[0]!r} of solver {solver!r} in the plan; valid options: {listed}"
         )
-    if solver in ("plan", "nonstationary"):  # per-step lists, checked by the solver's own check
+    if solver in _PER_STEP_CHECKS:  # per-step lists, checked by the solver's own check
         return
     for name, value in options.items():
         default = valid[name].default
@@ -134,14 +155,9 @@ class Plan:
         if not isinstance(self.options, dict) or not isinstance(self.provenance, dict):
             raise DiffsampleError("plan options and provenance must be JSON objects (dicts)")
         _check_options(self.solver, self.options)
-        if self.solver == "plan":  # per-step lists: check their lengths and values now, not at the first run
-            from .solvers.plan_solver import plan_options
-
-            plan_options(self.n_steps, **self.options)
-        elif self.solver == "nonstationary":  # fitted weights: one row per step, checked now as well
-            from .solvers.nonstationary import check_weights
-
-            check_weights(self.n_steps, self.options.get("weights", ()))
+        check = _PER_STEP_CHECKS.get(self.solver)
+        if check is not None:  # per-step lists: check their lengths and values now, not at the first run
+            check(self.n_steps, self.options)
 
     @property
     def n_steps(self) -> int:

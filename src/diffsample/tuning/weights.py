@@ -224,17 +224,34 @@ class WeightsObjective:
         self.nfe = 0
 
     def __call__(self, c: Candidate, weights: list[list[float]]) -> float:
-        walk = c.walk()
-        guarded = GuardedDenoiser(self.denoiser, torch.tensor(walk, dtype=torch.float64), self.dtype)
-        before = guarded.nfe  # the wrapped model's running count
+        spent: list[int] = []
         try:
-            out = weighted_walk(guarded, self.start, walk, weights)
+            out = _guarded_walk(self.denoiser, self.start, c.walk(), weights, spent)
             err = float((out.to(torch.float64) - self.final).square().mean().sqrt())
         except NonFiniteError:
             err = math.inf
         finally:
-            self.nfe += guarded.nfe - before
+            self.nfe += sum(spent)
         return err if math.isfinite(err) else math.inf
+
+
+def _guarded_walk(
+    denoiser: Denoiser,
+    start: torch.Tensor,
+    walk: list[float],
+    rows: list[list[float]],
+    spent: list[int],
+    keep_basis: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The weighted walk from ``start`` (already in the work dtype) through the guarded model, as
+    :func:`diffsample.sample` runs it; the model evaluations it spent (the wrapped model's running count) are
+    appended to ``spent``, also when a non-finite model output stops it."""
+    guarded = GuardedDenoiser(denoiser, torch.tensor(walk, dtype=torch.float64), start.dtype)
+    before = guarded.nfe
+    try:
+        return weighted_walk(guarded, start, walk, rows, keep_basis=keep_basis)
+    finally:
+        spent.append(guarded.nfe - before)
 
 
 def _project(
@@ -242,14 +259,13 @@ def _project(
 ) -> tuple[torch.Tensor, list[float], int]:
     """The end-point residual (flattened, float64) with the last row solved by least squares, that row, and the
     model evaluations spent (one walk of the rows that place the model calls)."""
-    guarded = GuardedDenoiser(denoiser, torch.tensor(walk, dtype=torch.float64), dtype)
-    before = guarded.nfe
     basis: list[torch.Tensor] = []
-    weighted_walk(guarded, teacher.start.to(dtype), walk, [*rows, [0.0] * (len(rows) + 2)], keep_basis=basis)
+    spent: list[int] = []
+    _guarded_walk(denoiser, teacher.start.to(dtype), walk, [*rows, [0.0] * (len(rows) + 2)], spent, basis)
     a = _design(basis)
     target = teacher.final.reshape(-1).to(torch.float64)
     last = _solve(a, target, [0.0] * len(basis), 0.0)
-    return a @ torch.tensor(last, dtype=torch.float64) - target, last, guarded.nfe - before
+    return a @ torch.tensor(last, dtype=torch.float64) - target, last, spent[0]
 
 
 def refine_weights(
