@@ -774,8 +774,8 @@ def figure_rows(
                     nfe,
                     gen,
                     auto,
-                    f"{choice.solver}/{choice.step_schedule}",
-                    choice.cost_nfe if not choice.cached else _uncached_cost(choice, nfe),
+                    choice.label,
+                    choice.choice_cost_nfe,
                     tuned,
                     fallback,
                     tuning_nfe,
@@ -793,13 +793,6 @@ def figure_rows(
                     f"tuned/hand {r.ratio('tuned', 'best_hand'):.2f} ({time.perf_counter() - t0:.0f}s)"
                 )
     return rows
-
-
-def _uncached_cost(choice: Any, nfe: int) -> int:
-    """What an automatic choice costs when it is not in the cache: fingerprint, reference and candidates."""
-    from diffsample.auto import candidates_for, reference_steps
-
-    return 2 + reference_steps(nfe) + len(candidates_for(choice.family)) * nfe
 
 
 def format_figures(rows: Sequence[FigureRow]) -> str:

@@ -1,4 +1,5 @@
-"""Automatic mode: pick the solver and step schedule for *this* model by a short reference run, once per model.
+"""Automatic mode: pick the solver and step schedule for *this* model by a short reference run, once per model, and
+fit that solver's weights to the run where cross-validation says it helps.
 
 ``generate(..., nfe=n, auto=True)`` calls :func:`auto_choice`:
 
@@ -13,21 +14,31 @@
    run with the budget of ``n`` evaluations; the one with the lowest RMSE to the reference wins if it leads the
    family's static default for the budget (run first) by more than :data:`AUTO_MARGIN` (5 %); otherwise the static
    default stays, so auto mode only departs from it on evidence;
-4. **cache** — the choice is written (atomically) under ``cache_dir("auto")``, keyed by a fingerprint of the model
+4. **weights** — the chosen walk's solver is linear in the model values, so its states are combinations of the
+   start and the model values so far (:func:`~diffsample.solvers.nonstationary.solver_weights`); those weights are
+   fitted to the reference trajectory step by step (D-ODE, Kim et al. 2024; the tuner's stage,
+   :func:`diffsample.tuning.weights.fit_level_weights`), the levels kept. Whether to keep them is decided on noise
+   the fit did not see: 2-fold cross-validation (:data:`AUTO_WEIGHT_FOLDS`; fit on 8 noises, walk the other 8 and
+   the reverse) at each ridge of :data:`~diffsample.tuning.weights.WEIGHT_RIDGES`; if the best cross-validated RMSE
+   leads the walk's own calibration RMSE by more than :data:`AUTO_MARGIN`, weights fitted on all the noises at
+   that ridge replace the solver's own (run as the ``nonstationary`` solver, same levels, same calls);
+5. **cache** — the choice is written (atomically) under ``cache_dir("auto")``, keyed by a fingerprint of the model
    (its outputs at two fixed inputs, so other weights under the same name get their own entry), its family,
-   span, budget, calls per evaluation, the calibration noises and the candidate set; a later call reads it back
-   for the cost of the fingerprint alone.
+   span, budget, calls per evaluation, the calibration noises, the candidate set and the weight fitting; a later
+   call reads it back for the cost of the fingerprint alone.
 
 **Cost**, in model calls of the calibration batch: ``2`` (fingerprint) ``+ max(8 n, 64)`` (reference) ``+ K·n``
-(``K = 10`` candidates), i.e. ``max(8, 64/n) + K`` sampling runs of ``n`` calls plus 2 calls: **at most 26 runs**
-(``n = 4``), 18 runs for ``n ≥ 8``. On the default 16 calibration samples that is, in per-sample model
-evaluations, 6.6 sampling runs of a 64-sample batch at ``n = 4`` and 4.6 at ``n ≥ 8``; paid once per model and
-budget (then 2 calls). Why 16 noises: the choice is an RMSE over the calibration batch, and the networks' per-sample
-errors are heavy-tailed (a few samples 10–40× the median), so a small batch misjudges the batch RMSE that matters
-(with 4 noises a choice was seen to be 14× worse than the default on 64 other noises). Measured on the 8 digits
-networks at NFE 4–20 (56 cells, 64 held-out noises): auto's choice ÷ the static default, geometric mean 0.91 / 0.87 /
-0.88 on the VP networks and 1.04 / 1.00 / 0.99 on the flow networks with 8 / 16 / 32 noises, worse than the
-default by more than 5 % in 9 / 5 / 4 cells.
+(``K = 10`` candidates) ``+ 2·R·n`` (cross-validation, ``R = 3`` ridges: every noise fitted once and walked once per
+ridge) ``+ n`` (the final fit, when kept), i.e. ``max(8, 64/n) + K + 2R + 1`` sampling runs of ``n`` calls plus 2
+calls: **at most 33 runs** (``n = 4``), 25 runs for ``n ≥ 8`` (26 and 18 without the weights, ``fit_weights=False``).
+On the default 16 calibration samples that is, in per-sample model evaluations, 8.3 sampling runs of a 64-sample
+batch at ``n = 4`` and 6.3 at ``n ≥ 8``; paid once per model and budget (then 2 calls). The reference run keeps its
+states for the fit: ``max(8 n, 64)`` copies of the calibration batch in memory. Why 16 noises: the choice is an RMSE
+over the calibration batch, and the networks' per-sample errors are heavy-tailed (a few samples 10–40× the median),
+so a small batch misjudges the batch RMSE that matters (with 4 noises a choice was seen to be 14× worse than the
+default on 64 other noises). Measured on the 8 digits networks at NFE 4–20 (56 cells, 64 held-out noises), before
+the weights: auto's choice ÷ the static default, geometric mean 0.91 / 0.87 / 0.88 on the VP networks and 1.04 /
+1.00 / 0.99 on the flow networks with 8 / 16 / 32 noises, worse than the default by more than 5 % in 9 / 5 / 4 cells.
 :class:`AutoChoice` records the exact count (``cost_nfe``, per calibration sample) and whether it came from the
 cache.
 """
@@ -48,10 +59,14 @@ from .errors import BudgetError, DiffsampleError, NonFiniteError, SigmaError
 from .model_family import FAMILIES, SHORT_SPAN_SUFFIX, model_family, noise_schedule_of, short_span
 from .sampling import sample
 from .schedules import NoiseSchedule
+from .solvers.nonstationary import solver_weights
+from .tuning.teacher import Teacher
+from .tuning.weights import WEIGHT_RIDGES, cross_validate_weights, fit_level_weights
 
 __all__ = [
     "AUTO_CANDIDATES",
     "AUTO_MARGIN",
+    "AUTO_WEIGHT_FOLDS",
     "GUIDED_SUFFIX",
     "AutoChoice",
     "auto_choice",
@@ -107,6 +122,10 @@ large effect is DPM-Solver++(3M) on log-SNR steps chosen on 16 noises for the 8�
 NFE 20, 5.9× the static row's error on 128 others. Margins of 10–30 % cut the bad departures further but gave up
 more good ones (cells better by > 5 %: 74 at 0, 73 at 5 %, 63 at 10 %, 50 at 30 %)."""
 
+AUTO_WEIGHT_FOLDS = 2
+"""Folds of the cross-validation that decides whether automatic mode keeps fitted solver weights (step 4 of the
+module docstring): with 16 calibration noises, fits on 8 and walks of the other 8, each noise held out once."""
+
 GUIDED_SUFFIX = "+cfg"
 """Key suffix of a family's candidate set for guided models in :data:`AUTO_CANDIDATES`."""
 
@@ -135,8 +154,11 @@ class AutoChoice:
     """What automatic mode chose, the errors behind it and what it cost.
 
     ``errors`` maps ``"solver/schedule"`` to the RMSE against the reference on the calibration noises;
-    ``cost_nfe`` the model evaluations per calibration sample spent (fingerprint, reference, candidates; only the
-    fingerprint when ``cached``); ``runs`` that cost in sampling runs of the budget.
+    ``weights``, when not empty, the ``nonstationary`` weights fitted on the chosen walk's levels that replace its
+    own (``weights_error``: their cross-validated RMSE, set whenever a fit was scored, kept or not;
+    ``weights_ridge``: the ridge it chose); ``cost_nfe`` the model evaluations per calibration sample spent
+    (fingerprint, reference, candidates, weights; only the fingerprint when ``cached``) and ``choice_cost_nfe``
+    what making the choice cost (the same when not ``cached``); ``runs`` the cost in sampling runs of the budget.
     """
 
     solver: str
@@ -148,6 +170,15 @@ class AutoChoice:
     calibration_size: int = 0
     cost_nfe: int = 0
     cached: bool = False
+    weights: list[list[float]] = field(default_factory=list)
+    weights_error: float | None = None
+    weights_ridge: float | None = None
+    choice_cost_nfe: int = 0
+
+    @property
+    def label(self) -> str:
+        """``"solver/schedule"``, with ``"+weights"`` when fitted weights replace the solver's own."""
+        return f"{self.solver}/{self.step_schedule}" + ("+weights" if self.weights else "")
 
     @property
     def runs(self) -> float:
@@ -180,6 +211,7 @@ def auto_choice(
     calibration: int | torch.Tensor = 16,
     use_cache: bool = True,
     cache_folder: str | None = None,
+    fit_weights: bool = True,
 ) -> AutoChoice:
     """Choose among the family's candidates by a short high-accuracy reference run (module docstring).
 
@@ -192,6 +224,8 @@ def auto_choice(
         calibration: the number of calibration noises (seeded 0, 1, …) or unit-variance noises ``(B, …)``.
         use_cache: read and write the choice in the disk cache (:mod:`diffsample.cache`).
         cache_folder: another folder for that cache.
+        fit_weights: fit solver weights on the chosen walk's levels and keep them if cross-validation says they
+            help (module docstring, step 4); ``False`` picks among the candidates only.
     """
     den = CallCounter(denoiser)
     family = model_family(denoiser)
@@ -229,6 +263,7 @@ def auto_choice(
         "candidates": [list(c) for c in cands],
         "reference": f"dpmpp_3m logsnr {reference_steps(calls)}",
         "margin": AUTO_MARGIN,
+        "weights": {"ridges": list(WEIGHT_RIDGES), "folds": AUTO_WEIGHT_FOLDS} if fit_weights else False,
         "name": str(getattr(denoiser, "name", type(denoiser).__name__)),
         "library": __version__,
     }
@@ -243,9 +278,12 @@ def auto_choice(
     x = (z * hi).to(dtype)
     ref_sigmas = steps.logsnr(reference_steps(calls), lo, hi)
     before = den.nfe
-    reference = sample(den, x, ref_sigmas, solver="dpmpp_3m").to(torch.float64)
+    states: list[torch.Tensor] = []
+    keep = (lambda info: states.append(info["x"].detach().clone())) if fit_weights else None
+    reference = sample(den, x, ref_sigmas, solver="dpmpp_3m", callback=keep).to(torch.float64)
     reference_nfe = den.nfe - before
     errors: dict[str, float] = {}
+    walks: dict[str, torch.Tensor] = {}
     for solver, sched in cands:
         try:
             n_steps = solvers.spec(solver).steps_for_nfe(calls)
@@ -255,6 +293,7 @@ def auto_choice(
         except (BudgetError, SigmaError, NonFiniteError):
             err = math.inf
         errors[f"{solver}/{sched}"] = err if math.isfinite(err) else math.inf
+        walks[f"{solver}/{sched}"] = sig
     best = min(errors, key=lambda k: (errors[k], list(errors).index(k)))
     if not math.isfinite(errors[best]):
         raise DiffsampleError("automatic mode: every candidate diverged on the calibration noises")
@@ -262,9 +301,62 @@ def auto_choice(
     if default in errors and errors[best] >= (1 - AUTO_MARGIN) * errors[default]:
         best = default
     solver, sched = best.split("/")
-    choice = AutoChoice(solver, sched, family, int(nfe), errors, reference_nfe, int(z.shape[0]), den.nfe)
+    cost: float = den.nfe
+    fitted = _Fitted()
+    if fit_weights:
+        teacher = Teacher(ref_sigmas[:-1].to(torch.float64), torch.stack(states), reference, reference_nfe, "auto")
+        fitted = _fitted_weights(den, teacher, solver, walks[best], errors[best])
+        cost += fitted.nfe  # not den's count: the fold walks on part of the batch count by their share of it
+    choice = AutoChoice(
+        solver,
+        sched,
+        family,
+        int(nfe),
+        errors,
+        reference_nfe,
+        int(z.shape[0]),
+        math.ceil(cost - 1e-9),
+        weights=fitted.weights,
+        weights_error=fitted.error,
+        weights_ridge=fitted.ridge,
+        choice_cost_nfe=math.ceil(cost - 1e-9),
+    )
     if use_cache:
         stored = {k: v for k, v in asdict(choice).items() if k not in ("cached", "cost_nfe")}
         stored["errors"] = {k: (v if math.isfinite(v) else None) for k, v in stored["errors"].items()}
+        if stored["weights_error"] is not None and not math.isfinite(stored["weights_error"]):
+            stored["weights_error"] = None
         files.atomic_write_text(path, json.dumps(stored, indent=1) + "\n")
     return choice
+
+
+@dataclass
+class _Fitted:
+    """Automatic mode's fitted weights (empty when not kept), their cross-validated error and ridge, and the model
+    evaluations the stage spent per calibration sample."""
+
+    weights: list[list[float]] = field(default_factory=list)
+    error: float | None = None
+    ridge: float | None = None
+    nfe: float = 0.0
+
+
+def _fitted_weights(den: Denoiser, teacher: Teacher, solver: str, sigmas: torch.Tensor, error: float) -> _Fitted:
+    """Step 4 of the module docstring: weights fitted on the chosen walk's levels from its solver's own
+    (:func:`~diffsample.solvers.nonstationary.solver_weights`), kept if their cross-validated RMSE leads the walk's
+    own calibration RMSE by more than :data:`AUTO_MARGIN`, then fitted again on the whole batch."""
+    if teacher.final.shape[0] < AUTO_WEIGHT_FOLDS or not 0 < error < math.inf:
+        return _Fitted()
+    try:
+        base = solver_weights(solver, sigmas)
+    except DiffsampleError:  # a walk with no such weights (not one call per level): nothing to fit
+        return _Fitted()
+    levels = sigmas.tolist()
+    cv = cross_validate_weights(den, teacher, levels, base, folds=AUTO_WEIGHT_FOLDS)
+    if not cv.error < (1 - AUTO_MARGIN) * error:
+        return _Fitted([], cv.error if math.isfinite(cv.error) else None, cv.ridge, cv.nfe)
+    try:
+        fit = fit_level_weights(den, teacher, levels, base, ridge=cv.ridge)
+    except NonFiniteError:
+        return _Fitted([], cv.error, cv.ridge, cv.nfe + len(levels) - 1)
+    return _Fitted(fit.weights, cv.error, cv.ridge, cv.nfe + fit.nfe)

@@ -356,8 +356,9 @@ def generate(
             positive level at least ``sigma_min``). A model with a noise schedule (``denoiser.noise_schedule``)
             supplies the span not given, so a plan tuned for another span is refused, not run.
         auto: choose the solver and step schedule for this model by a short reference run on ``calibration``
-            noises (:func:`diffsample.auto.auto_choice`: the family's candidates, cached per model on disk, its
-            cost counted apart from this call's budget) instead of the family's static default.
+            noises, and fit the solver's weights on them where cross-validation says it helps
+            (:func:`diffsample.auto.auto_choice`: the family's candidates, cached per model on disk, its cost
+            counted apart from this call's budget) instead of the family's static default.
         calibration: automatic mode's calibration noises: a number (seeded 0, 1, …) or unit-variance noises.
 
     Without a plan the model's family (:func:`~diffsample.model_family.model_family`: VP ε/x0/v, EDM/VE, flow
@@ -376,6 +377,7 @@ def generate(
     if auto and plan is not None:
         raise DiffsampleError("auto=True chooses a solver and steps; a plan fixes them: pass one or the other")
     solver = step_schedule = None
+    fitted: list[list[float]] = []
     if auto:
         if nfe is None or sigma_min is None or sigma_max is None:
             raise BudgetError("generate(auto=True) needs nfe, and sigma_min and sigma_max unless the model has them")
@@ -384,7 +386,7 @@ def generate(
         choice = auto_choice(
             denoiser, nfe, tuple(x.shape[1:]), sigma_min=sigma_min, sigma_max=sigma_max, calibration=calibration
         )
-        solver, step_schedule = choice.solver, choice.step_schedule
+        solver, step_schedule, fitted = choice.solver, choice.step_schedule, choice.weights
     walk = configure(
         nfe,
         sigma_min,
@@ -395,7 +397,10 @@ def generate(
         step_schedule=step_schedule,
         model=denoiser if plan is None else None,
     )
-    out = sample(den, x, walk.sigmas, solver=walk.solver, noise=noise, callback=callback, **walk.options)
+    name, options = walk.solver, walk.options
+    if fitted:  # automatic mode's fitted weights replace the chosen solver's own on its levels
+        name, options = "nonstationary", {"weights": fitted}
+    out = sample(den, x, walk.sigmas, solver=name, noise=noise, callback=callback, **options)
     spent = den.nfe
     if spent > walk.nfe:  # a guard on the promise, not an expected path
         raise BudgetError(f"generate spent {spent} model evaluations, over the budget of {walk.nfe}")

@@ -31,6 +31,7 @@ from diffsample.model_family import FAMILIES, SHORT_VP_SIGMA_MAX, VP_FAMILIES, m
 from diffsample.parameterization import ModelDenoiser
 from diffsample.schedules import EDM, DiscreteVP, RectifiedFlow, get_schedule
 from diffsample.testbeds import reference_solution, ring2d, rmse
+from diffsample.tuning.weights import WEIGHT_RIDGES
 
 F64 = torch.float64
 
@@ -214,7 +215,8 @@ def test_auto_picks_the_candidate_closest_to_the_exact_solution_and_counts_its_c
     static = default_choice(nfe, "flow")  # run first, so it wins ties
     assert next(iter(choice.errors)) == f"{static.solver}/{static.step_schedule}"
     k = len(candidates_for("flow"))
-    assert choice.cost_nfe == 2 + reference_steps(nfe) + k * nfe == (rows[0] - 2) // 4 + 2
+    fits = 2 * len(WEIGHT_RIDGES) + (1 if choice.weights else 0)  # 2-fold cross-validation, then the kept fit
+    assert choice.cost_nfe == 2 + reference_steps(nfe) + (k + fits) * nfe == (rows[0] - 2) // 4 + 2
     exact = reference_solution(ring2d(), cal * hi, hi, 0.0)
     ref = sample(model, (cal * hi).float(), steps.logsnr(reference_steps(nfe), lo, hi), solver="dpmpp_3m")
     ref_err = rmse(ref, exact)
@@ -233,11 +235,8 @@ def test_auto_picks_the_candidate_closest_to_the_exact_solution_and_counts_its_c
     assert (
         again.cached
         and again.cost_nfe == 2
-        and (again.solver, again.step_schedule)
-        == (
-            choice.solver,
-            choice.step_schedule,
-        )
+        and (again.solver, again.step_schedule, again.weights) == (choice.solver, choice.step_schedule, choice.weights)
+        and again.choice_cost_nfe == choice.cost_nfe == choice.choice_cost_nfe
     )
     assert len(list(tmp_path.glob("*.json"))) == 1
 

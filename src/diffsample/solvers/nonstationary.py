@@ -24,7 +24,7 @@ DPM-Solver++(2M) (so every generic caller of the registry gets a working solver)
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -35,29 +35,77 @@ from ._kernel.callbacks import Callback, report
 from ._kernel.levels import sigma_batch, sigma_list
 from ._kernel.weighted import weighted_sum
 from .plan_solver import plan_options, plan_walk
-from .registry import register
+from .registry import register, spec
 
-__all__ = ["check_weights", "nonstationary", "plan_weights", "weighted_sum", "weighted_walk"]
+__all__ = [
+    "check_weights",
+    "coefficient_rows",
+    "nonstationary",
+    "plan_weights",
+    "solver_weights",
+    "weighted_sum",
+    "weighted_walk",
+]
 
 
 def plan_weights(sigmas: Sequence[float], choices: Sequence[dict[str, Any]] | None = None) -> list[list[float]]:
     """The weights of the ``plan`` walk on ``sigmas`` with per-step ``choices`` (:func:`.plan_solver.plan_options`;
-    default: the plan solver's defaults, DPM-Solver++(2M)). Exact: the walk's own update code runs on coefficient
-    vectors, with a stand-in model whose ``k``-th call returns the ``k``-th unit vector, so every state comes out
-    as its weights over ``x_0, D_0, …`` (the solver is linear in the model values)."""
+    default: the plan solver's defaults, DPM-Solver++(2M)). Exact (:func:`coefficient_rows`)."""
+    s = [float(v) for v in sigmas]
+    steps = plan_options(len(s) - 1) if choices is None else choices
+    return coefficient_rows(lambda model, x0: plan_walk(model, x0, s, steps), s, "plan")
+
+
+def solver_weights(solver: str, sigmas: Sequence[float] | torch.Tensor, **options: Any) -> list[list[float]]:
+    """The weights of the registered ``solver`` (with ``options``) on the levels ``sigmas``, exactly
+    (:func:`coefficient_rows`): e.g. ``solver_weights("unipc_3m", sigmas)`` runs, through :func:`nonstationary`,
+    the very walk ``diffsample.sample(model, x, sigmas, solver="unipc_3m")`` runs, up to rounding.
+
+    Only deterministic solvers that call the model once per level, in order, at the state of that level, have such
+    weights (every one-call-per-step multistep method here); any other (stochastic, several calls per step, error
+    control) raises :class:`~diffsample.errors.DiffsampleError`. The solver must also be linear in the model values
+    and the start, as every deterministic solver of this library is; a non-linear model wrapper (clipping,
+    thresholding) is not part of the solver and does not matter here."""
+    info = spec(solver)
+    if info.stochastic or info.adaptive or info.evals_per_step != 1 or info.cost is not None:
+        raise DiffsampleError(
+            f"solver {solver!r} has no nonstationary weights: only deterministic fixed-step solvers with one model "
+            "call per step do"
+        )
+    levels = torch.as_tensor(sigmas, dtype=torch.float64)
+    s = sigma_list(levels)
+    return coefficient_rows(lambda model, x0: info.fn(model, x0, levels, **options), s, solver)
+
+
+def coefficient_rows(
+    run: Callable[[Denoiser, torch.Tensor], torch.Tensor], sigmas: Sequence[float], name: str
+) -> list[list[float]]:
+    """The weights of the walk ``run(model, x_0)`` on the levels ``sigmas``, read off by running it on coefficient
+    vectors: the start is the unit vector ``e_0`` and a stand-in model returns ``e_{k+1}`` at its ``k``-th call, so
+    a linear walk's every state comes out as its weights over ``x_0, D_0, …`` and its output is the last row. The
+    stand-in checks that the walk calls it once per positive level, in order, with nothing yet unseen in the
+    state; ``name`` is the walk's for that error."""
     s = [float(v) for v in sigmas]
     n = len(s) - 1
     points: list[torch.Tensor] = []
 
     def unit_model(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        k = len(points)
+        at = float(torch.as_tensor(sigma).reshape(-1)[0])
+        if k >= n or not math.isclose(at, s[k], rel_tol=1e-9, abs_tol=0.0):
+            raise DiffsampleError(f"{name}: the walk does not call the model once at each level, in order, so it "
+                                  "has no nonstationary weights")  # fmt: skip
         e = torch.zeros_like(x)
-        e[:, 1 + len(points)] = 1.0
+        e[:, 1 + k] = 1.0
         points.append(x[0].clone())
         return e
 
     x0 = torch.zeros(1, n + 1, dtype=torch.float64)
     x0[0, 0] = 1.0
-    out = plan_walk(unit_model, x0, s, plan_options(n) if choices is None else choices)
+    out = run(unit_model, x0)
+    if len(points) != n or any(bool(p[k + 1 :].any()) for k, p in enumerate(points)):
+        raise DiffsampleError(f"{name}: the walk does not call the model once at each level, in order, so it has "
+                              "no nonstationary weights")  # fmt: skip
     rows = [points[j + 1][: j + 2].tolist() for j in range(n - 1)]
     rows.append(out[0].tolist())
     return rows

@@ -27,6 +27,11 @@ squares. This stage does both, on the levels the search chose:
    Levenberg–Marquardt on the rows that place the model calls, the last row solved by least squares for each trial
    (variable projection, Golub & Pereyra 1973), the Jacobian by forward differences (one walk per weight).
 
+Where no held-out part is set aside (automatic mode, :mod:`diffsample.auto`, whose whole calibration batch is a
+few noises), :func:`cross_validate_weights` scores each ridge by K-fold cross-validation instead, and
+:func:`fit_level_weights` fits any walk given by its levels and starting weights (a registered solver's,
+:func:`diffsample.solvers.nonstationary.solver_weights`).
+
 Each fit costs one walk (``n`` model calls) of the fit samples, and the normal equations are ``(j+2)²`` scalars; the
 level search makes at most ``20·n`` fits; a refinement iteration ``(n−1)(n+2)/2 + 1`` walks or more.
 """
@@ -49,8 +54,11 @@ from .teacher import Teacher
 
 __all__ = [
     "WEIGHT_RIDGES",
+    "CrossValidation",
     "Fit",
     "WeightsObjective",
+    "cross_validate_weights",
+    "fit_level_weights",
     "fit_weights",
     "refine_weights",
     "search_levels",
@@ -132,29 +140,42 @@ class Fit:
 def fit_weights(
     denoiser: Denoiser, teacher: Teacher, c: Candidate, *, ridge: float = 0.0, base: list[list[float]] | None = None
 ) -> Fit:
-    """Weights for the levels of ``c`` fitted step by step to ``teacher`` (module docstring, step 2).
+    """Weights for the levels of ``c`` fitted step by step to ``teacher`` (module docstring, step 2), from the walk's
+    own weights (:func:`weights_of`, or ``base`` when already computed): :func:`fit_level_weights` on ``c.walk()``."""
+    return fit_level_weights(denoiser, teacher, c.walk(), base if base is not None else weights_of(c), ridge=ridge)
+
+
+def fit_level_weights(
+    denoiser: Denoiser,
+    teacher: Teacher,
+    levels: Sequence[float],
+    base: Sequence[Sequence[float]],
+    *,
+    ridge: float = 0.0,
+) -> Fit:
+    """Weights for the walk on ``levels`` (ending at 0) fitted step by step to ``teacher`` (module docstring, step 2).
 
     Args:
         denoiser: the model (wrapped as the tuner's objective wraps it: guarded, in the work dtype).
-        teacher: the teacher of the samples to fit.
-        c: the walk whose levels are kept and whose weights (:func:`weights_of`) are the starting point and
-            the ridge's centre.
-        ridge: relative ridge strength ``μ`` towards the base weights (0: plain least squares).
-        base: ``weights_of(c)`` when already computed.
+        teacher: the teacher of the samples to fit; its span must hold every positive level.
+        levels: the walk's levels, ``σ_max`` first, 0 last.
+        base: the starting weights, one row per step (the walk's own solver's,
+            :func:`diffsample.solvers.nonstationary.solver_weights`), the ridge's centre.
+        ridge: relative ridge strength ``μ`` towards ``base`` (0: plain least squares).
 
     Returns:
         A :class:`Fit`: the fitted rows, the end-point RMSE they reach on the fitted samples (combined in float64)
         and the model evaluations spent per fit sample (``n``).
     """
-    rows = [list(r) for r in (base if base is not None else weights_of(c))]
-    walk = c.walk()
+    rows = [list(r) for r in base]
+    walk = [float(v) for v in levels]
     dtype = work_dtype(teacher.start.dtype)
     guarded = GuardedDenoiser(denoiser, torch.tensor(walk, dtype=torch.float64), dtype)
     before = guarded.nfe
     x0 = teacher.start.to(dtype)
     basis: list[torch.Tensor] = [x0.to(torch.float64)]
     x_j = x0
-    n = c.n_steps
+    n = len(walk) - 1
     for j in range(n):
         d = guarded(x_j, torch.full((x0.shape[0],), walk[j], dtype=dtype))
         basis.append(d.to(torch.float64))
@@ -164,6 +185,72 @@ def fit_weights(
         x_j = nxt.to(dtype) if j < n - 1 else nxt
     error = float((x_j - teacher.final.to(torch.float64)).square().mean().sqrt())
     return Fit(rows, error if math.isfinite(error) else math.inf, guarded.nfe - before)
+
+
+@dataclass
+class CrossValidation:
+    """What K-fold cross-validation of fitted weights measured (:func:`cross_validate_weights`).
+
+    ``errors`` maps each ridge to the pooled RMSE of the left-out folds, each walked with the weights fitted on the
+    others; ``ridge`` is the best and ``error`` its RMSE; ``nfe`` the model evaluations spent per sample of the
+    batch (each walk weighted by the share of the batch it walks)."""
+
+    ridge: float
+    error: float
+    errors: dict[float, float]
+    nfe: float
+
+
+def cross_validate_weights(
+    denoiser: Denoiser,
+    teacher: Teacher,
+    levels: Sequence[float],
+    base: Sequence[Sequence[float]],
+    *,
+    ridges: Sequence[float] = WEIGHT_RIDGES,
+    folds: int = 2,
+) -> CrossValidation:
+    """K-fold cross-validation of :func:`fit_level_weights` on ``teacher``'s batch, one score per ridge.
+
+    The batch is cut into ``folds`` contiguous parts; for each ridge and part, weights are fitted on the other
+    parts and the part is walked with them (:func:`diffsample.solvers.nonstationary.weighted_walk`, guarded as
+    :func:`diffsample.sample` guards it); the squared end-point errors of all parts are pooled into one RMSE, an
+    estimate of the error on noise the fit never saw that uses every sample once as held-out. A fit or walk that
+    meets a non-finite model output scores ``inf``. Cost: ``2 · n`` evaluations per sample and ridge for 2 folds
+    (every sample is fitted ``folds − 1`` times and walked once)."""
+    batch = int(teacher.final.shape[0])
+    if folds < 2 or batch < folds:
+        raise DiffsampleError(f"cross-validation needs 2 <= folds <= batch size, got {folds} folds of {batch}")
+    dtype = work_dtype(teacher.start.dtype)
+    parts = torch.arange(batch).tensor_split(folds)
+    n = len(levels) - 1
+    errors: dict[float, float] = {}
+    cost = 0.0
+    for ridge in ridges:
+        total = 0.0
+        for part in parts:
+            rest = torch.cat([p for p in parts if p is not part])
+            spent: list[int] = []
+            try:
+                fit = fit_level_weights(denoiser, _subset(teacher, rest), levels, base, ridge=ridge)
+                cost += fit.nfe * len(rest) / batch
+                out = _guarded_walk(denoiser, teacher.start[part].to(dtype), list(levels), fit.weights, spent)
+                total += float((out.to(torch.float64) - teacher.final[part].to(torch.float64)).square().sum())
+            except NonFiniteError:
+                cost += n * len(rest) / batch if not spent else 0.0  # the stopped fit's calls, at most n
+                cost += sum(spent) * len(part) / batch
+                total = math.inf
+                break
+            cost += sum(spent) * len(part) / batch
+        err = math.sqrt(total / teacher.final.numel())
+        errors[float(ridge)] = err if math.isfinite(err) else math.inf
+    best = min(errors, key=lambda r: errors[r])
+    return CrossValidation(best, errors[best], errors, cost)
+
+
+def _subset(teacher: Teacher, index: torch.Tensor) -> Teacher:
+    """The teacher of the samples ``index`` of its batch."""
+    return Teacher(teacher.grid, teacher.states[:, index], teacher.final[index], teacher.nfe, teacher.method)
 
 
 def search_levels(
