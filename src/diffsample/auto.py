@@ -14,32 +14,29 @@ fit that solver's weights to the run where cross-validation says it helps.
    run with the budget of ``n`` evaluations; the one with the lowest RMSE to the reference wins if it leads the
    family's static default for the budget (run first) by more than :data:`AUTO_MARGIN` (5 %); otherwise the static
    default stays, so auto mode only departs from it on evidence;
-4. **weights** — every candidate solver is linear in the model values, so its states are combinations of the
+4. **weights** — the chosen walk's solver is linear in the model values, so its states are combinations of the
    start and the model values so far (:func:`~diffsample.solvers.nonstationary.solver_weights`); those weights are
    fitted to the reference trajectory step by step (D-ODE, Kim et al. 2024; the tuner's stage,
-   :func:`diffsample.tuning.weights.fit_level_weights`), the levels kept. This is done for the chosen walk and its
-   :data:`AUTO_WEIGHT_RIVALS` closest rivals (the walk that suits fitted weights best is often not the one that
-   suits its own solver best), and decided on noise the fit did not see: 2-fold cross-validation
-   (:data:`AUTO_WEIGHT_FOLDS`; fit on 8 noises, walk the other 8, and the reverse) at each ridge of
-   :data:`AUTO_WEIGHT_RIDGES`. If the lowest cross-validated RMSE leads the chosen walk's own calibration RMSE by
-   more than :data:`AUTO_MARGIN`, that walk's weights, fitted on all the noises at that ridge, replace its solver's
-   own (run as the ``nonstationary`` solver: same levels, same calls);
+   :func:`diffsample.tuning.weights.fit_level_weights`), the levels kept. Whether to keep them is decided on noise
+   the fit did not see: 2-fold cross-validation (:data:`AUTO_WEIGHT_FOLDS`; fit on 8 noises, walk the other 8 and
+   the reverse) at each ridge of :data:`~diffsample.tuning.weights.WEIGHT_RIDGES`; if the best cross-validated RMSE
+   leads the walk's own calibration RMSE by more than :data:`AUTO_MARGIN`, weights fitted on all the noises at
+   that ridge replace the solver's own (run as the ``nonstationary`` solver, same levels, same calls);
 5. **cache** — the choice is written (atomically) under ``cache_dir("auto")``, keyed by a fingerprint of the model
    (its outputs at two fixed inputs, so other weights under the same name get their own entry), its family,
    span, budget, calls per evaluation, the calibration noises, the candidate set and the weight fitting; a later
    call reads it back for the cost of the fingerprint alone.
 
 **Cost**, in model calls of the calibration batch: ``2`` (fingerprint) ``+ max(8 n, 64)`` (reference) ``+ K·n``
-(``K = 10`` candidates) ``+ 3·2·R·n`` (cross-validation of 3 walks at ``R = 2`` ridges: every noise fitted once and
-walked once per walk and ridge) ``+ n`` (the final fit, when kept), i.e. ``max(8, 64/n) + K + 12 + 1`` sampling runs
-of ``n`` calls plus 2 calls: **at most 39 runs** (``n = 4``), 31 runs for ``n ≥ 8`` (26 and 18 without the weights,
-``fit_weights=False``). On the default 16 calibration samples that is, in per-sample model evaluations, 9.8 sampling
-runs of a 64-sample batch at ``n = 4`` and 7.8 at ``n ≥ 8``; paid once per model and budget (then 2 calls). The
-reference run keeps its states for the fit: ``max(8 n, 64)`` copies of the calibration batch in memory. Why 16
-noises: the choice is an RMSE over the calibration batch, and the networks' per-sample errors are heavy-tailed (a few
-samples 10–40× the median), so a small batch misjudges the batch RMSE that matters (with 4 noises a choice was seen
-to be 14× worse than the default on 64 other noises). Measured on the 8 digits networks at NFE 4–20 (56 cells, 64
-held-out noises), before
+(``K = 10`` candidates) ``+ 2·R·n`` (cross-validation, ``R = 3`` ridges: every noise fitted once and walked once per
+ridge) ``+ n`` (the final fit, when kept), i.e. ``max(8, 64/n) + K + 2R + 1`` sampling runs of ``n`` calls plus 2
+calls: **at most 33 runs** (``n = 4``), 25 runs for ``n ≥ 8`` (26 and 18 without the weights, ``fit_weights=False``).
+On the default 16 calibration samples that is, in per-sample model evaluations, 8.3 sampling runs of a 64-sample
+batch at ``n = 4`` and 6.3 at ``n ≥ 8``; paid once per model and budget (then 2 calls). The reference run keeps its
+states for the fit: ``max(8 n, 64)`` copies of the calibration batch in memory. Why 16 noises: the choice is an RMSE
+over the calibration batch, and the networks' per-sample errors are heavy-tailed (a few samples 10–40× the median),
+so a small batch misjudges the batch RMSE that matters (with 4 noises a choice was seen to be 14× worse than the
+default on 64 other noises). Measured on the 8 digits networks at NFE 4–20 (56 cells, 64 held-out noises), before
 the weights: auto's choice ÷ the static default, geometric mean 0.91 / 0.87 / 0.88 on the VP networks and 1.04 /
 1.00 / 0.99 on the flow networks with 8 / 16 / 32 noises, worse than the default by more than 5 % in 9 / 5 / 4 cells.
 :class:`AutoChoice` records the exact count (``cost_nfe``, per calibration sample) and whether it came from the
@@ -64,14 +61,12 @@ from .sampling import sample
 from .schedules import NoiseSchedule
 from .solvers.nonstationary import solver_weights
 from .tuning.teacher import Teacher
-from .tuning.weights import cross_validate_weights, fit_level_weights
+from .tuning.weights import WEIGHT_RIDGES, cross_validate_weights, fit_level_weights
 
 __all__ = [
     "AUTO_CANDIDATES",
     "AUTO_MARGIN",
     "AUTO_WEIGHT_FOLDS",
-    "AUTO_WEIGHT_RIDGES",
-    "AUTO_WEIGHT_RIVALS",
     "GUIDED_SUFFIX",
     "AutoChoice",
     "auto_choice",
@@ -127,16 +122,6 @@ large effect is DPM-Solver++(3M) on log-SNR steps chosen on 16 noises for the 8�
 NFE 20, 5.9× the static row's error on 128 others. Margins of 10–30 % cut the bad departures further but gave up
 more good ones (cells better by > 5 %: 74 at 0, 73 at 5 %, 63 at 10 %, 50 at 30 %)."""
 
-AUTO_WEIGHT_RIVALS = 2
-"""Walks besides the chosen one whose fitted weights automatic mode scores (the next best by their own calibration
-RMSE): the walk that suits fitted weights best is often not the one that suits its own solver best (measured on the
-DDPM-table digits network at NFE 15 / 20, on noise none of this saw: iPNDM on KL-optimal steps, third by its own
-error, reached 0.0045 / 0.0028 with fitted weights where the chosen walk's fit gave 0.011 / 0.0051)."""
-
-AUTO_WEIGHT_RIDGES: tuple[float, ...] = (0.0, 1e-6)
-"""Ridges automatic mode cross-validates (of :data:`diffsample.tuning.weights.WEIGHT_RIDGES`, the tuner's: none,
-best on most networks, and the strongest, best where the fit samples are few for the steps)."""
-
 AUTO_WEIGHT_FOLDS = 2
 """Folds of the cross-validation that decides whether automatic mode keeps fitted solver weights (step 4 of the
 module docstring): with 16 calibration noises, fits on 8 and walks of the other 8, each noise held out once."""
@@ -169,12 +154,11 @@ class AutoChoice:
     """What automatic mode chose, the errors behind it and what it cost.
 
     ``errors`` maps ``"solver/schedule"`` to the RMSE against the reference on the calibration noises;
-    ``weights``, when not empty, the ``nonstationary`` weights fitted on the levels of the walk ``solver`` on
-    ``step_schedule`` that replace that solver's own (``weights_errors``: the cross-validated RMSE of each walk whose
-    weights were scored, kept or not; ``weights_ridge``: the ridge of the best); ``cost_nfe`` the model evaluations
-    per calibration sample spent (fingerprint, reference, candidates, weights; only the fingerprint when ``cached``)
-    and ``choice_cost_nfe`` what making the choice cost (the same when not ``cached``); ``runs`` the cost in sampling
-    runs of the budget.
+    ``weights``, when not empty, the ``nonstationary`` weights fitted on the chosen walk's levels that replace its
+    own (``weights_error``: their cross-validated RMSE, set whenever a fit was scored, kept or not;
+    ``weights_ridge``: the ridge it chose); ``cost_nfe`` the model evaluations per calibration sample spent
+    (fingerprint, reference, candidates, weights; only the fingerprint when ``cached``) and ``choice_cost_nfe``
+    what making the choice cost (the same when not ``cached``); ``runs`` the cost in sampling runs of the budget.
     """
 
     solver: str
@@ -187,7 +171,7 @@ class AutoChoice:
     cost_nfe: int = 0
     cached: bool = False
     weights: list[list[float]] = field(default_factory=list)
-    weights_errors: dict[str, float] = field(default_factory=dict)
+    weights_error: float | None = None
     weights_ridge: float | None = None
     choice_cost_nfe: int = 0
 
@@ -279,9 +263,7 @@ def auto_choice(
         "candidates": [list(c) for c in cands],
         "reference": f"dpmpp_3m logsnr {reference_steps(calls)}",
         "margin": AUTO_MARGIN,
-        "weights": {"ridges": list(AUTO_WEIGHT_RIDGES), "folds": AUTO_WEIGHT_FOLDS, "rivals": AUTO_WEIGHT_RIVALS}
-        if fit_weights
-        else False,
+        "weights": {"ridges": list(WEIGHT_RIDGES), "folds": AUTO_WEIGHT_FOLDS} if fit_weights else False,
         "name": str(getattr(denoiser, "name", type(denoiser).__name__)),
         "library": __version__,
     }
@@ -323,10 +305,8 @@ def auto_choice(
     fitted = _Fitted()
     if fit_weights:
         teacher = Teacher(ref_sigmas[:-1].to(torch.float64), torch.stack(states), reference, reference_nfe, "auto")
-        fitted = _fitted_weights(den, teacher, walks, errors, best)
+        fitted = _fitted_weights(den, teacher, solver, walks[best], errors[best])
         cost += fitted.nfe  # not den's count: the fold walks on part of the batch count by their share of it
-        if fitted.weights:
-            solver, sched = fitted.walk.split("/")
     choice = AutoChoice(
         solver,
         sched,
@@ -337,64 +317,46 @@ def auto_choice(
         int(z.shape[0]),
         math.ceil(cost - 1e-9),
         weights=fitted.weights,
-        weights_errors=fitted.errors,
+        weights_error=fitted.error,
         weights_ridge=fitted.ridge,
         choice_cost_nfe=math.ceil(cost - 1e-9),
     )
     if use_cache:
         stored = {k: v for k, v in asdict(choice).items() if k not in ("cached", "cost_nfe")}
         stored["errors"] = {k: (v if math.isfinite(v) else None) for k, v in stored["errors"].items()}
-        stored["weights_errors"] = {k: (v if math.isfinite(v) else None) for k, v in stored["weights_errors"].items()}
+        if stored["weights_error"] is not None and not math.isfinite(stored["weights_error"]):
+            stored["weights_error"] = None
         files.atomic_write_text(path, json.dumps(stored, indent=1) + "\n")
     return choice
 
 
 @dataclass
 class _Fitted:
-    """Automatic mode's weights stage: the walk it settled on (``"solver/schedule"``), its fitted weights (empty when
-    none are kept), the cross-validated RMSE of each walk scored, the ridge and the model evaluations the stage spent
-    per calibration sample."""
+    """Automatic mode's fitted weights (empty when not kept), their cross-validated error and ridge, and the model
+    evaluations the stage spent per calibration sample."""
 
-    walk: str = ""
     weights: list[list[float]] = field(default_factory=list)
-    errors: dict[str, float] = field(default_factory=dict)
+    error: float | None = None
     ridge: float | None = None
     nfe: float = 0.0
 
 
-def _fitted_weights(
-    den: Denoiser, teacher: Teacher, walks: dict[str, torch.Tensor], errors: dict[str, float], chosen: str
-) -> _Fitted:
-    """Step 4 of the module docstring: on the chosen walk and its :data:`AUTO_WEIGHT_RIVALS` closest rivals (by their
-    own calibration RMSE), weights fitted from each walk's solver's own
-    (:func:`~diffsample.solvers.nonstationary.solver_weights`) are cross-validated at each ridge of
-    :data:`AUTO_WEIGHT_RIDGES`; the lowest cross-validated RMSE is kept if it leads the chosen walk's own
-    calibration RMSE by more than :data:`AUTO_MARGIN`, and that walk's weights are then fitted on the whole batch."""
-    if teacher.final.shape[0] < AUTO_WEIGHT_FOLDS or not 0 < errors[chosen] < math.inf:
+def _fitted_weights(den: Denoiser, teacher: Teacher, solver: str, sigmas: torch.Tensor, error: float) -> _Fitted:
+    """Step 4 of the module docstring: weights fitted on the chosen walk's levels from its solver's own
+    (:func:`~diffsample.solvers.nonstationary.solver_weights`), kept if their cross-validated RMSE leads the walk's
+    own calibration RMSE by more than :data:`AUTO_MARGIN`, then fitted again on the whole batch."""
+    if teacher.final.shape[0] < AUTO_WEIGHT_FOLDS or not 0 < error < math.inf:
         return _Fitted()
-    rivals = sorted((k for k in errors if k != chosen and math.isfinite(errors[k])), key=lambda k: errors[k])
-    scored: dict[str, tuple[float, float, list[list[float]]]] = {}
-    cost = 0.0
-    for key in [chosen, *rivals[:AUTO_WEIGHT_RIVALS]]:
-        try:
-            base = solver_weights(key.split("/")[0], walks[key])
-        except DiffsampleError:  # a walk with no such weights (not one call per level): nothing to fit
-            continue
-        cv = cross_validate_weights(
-            den, teacher, walks[key].tolist(), base, ridges=AUTO_WEIGHT_RIDGES, folds=AUTO_WEIGHT_FOLDS
-        )
-        cost += cv.nfe
-        scored[key] = (cv.error, cv.ridge, base)
-    cv_errors = {k: v[0] for k, v in scored.items()}
-    if not scored:
-        return _Fitted()
-    best = min(scored, key=lambda k: scored[k][0])  # ties: the earlier, the chosen walk first
-    error, ridge, base = scored[best]
-    if not error < (1 - AUTO_MARGIN) * errors[chosen]:
-        return _Fitted(chosen, [], cv_errors, ridge, cost)
-    levels = walks[best].tolist()
     try:
-        fit = fit_level_weights(den, teacher, levels, base, ridge=ridge)
+        base = solver_weights(solver, sigmas)
+    except DiffsampleError:  # a walk with no such weights (not one call per level): nothing to fit
+        return _Fitted()
+    levels = sigmas.tolist()
+    cv = cross_validate_weights(den, teacher, levels, base, folds=AUTO_WEIGHT_FOLDS)
+    if not cv.error < (1 - AUTO_MARGIN) * error:
+        return _Fitted([], cv.error if math.isfinite(cv.error) else None, cv.ridge, cv.nfe)
+    try:
+        fit = fit_level_weights(den, teacher, levels, base, ridge=cv.ridge)
     except NonFiniteError:
-        return _Fitted(chosen, [], cv_errors, ridge, cost + len(levels) - 1)
-    return _Fitted(best, fit.weights, cv_errors, ridge, cost + fit.nfe)
+        return _Fitted([], cv.error, cv.ridge, cv.nfe + len(levels) - 1)
+    return _Fitted(fit.weights, cv.error, cv.ridge, cv.nfe + fit.nfe)

@@ -13,15 +13,7 @@ import pytest
 import torch
 
 from diffsample import generate, noise, sample
-from diffsample.auto import (
-    AUTO_MARGIN,
-    AUTO_WEIGHT_FOLDS,
-    AUTO_WEIGHT_RIDGES,
-    AUTO_WEIGHT_RIVALS,
-    auto_choice,
-    candidates_for,
-    reference_steps,
-)
+from diffsample.auto import AUTO_WEIGHT_FOLDS, auto_choice, candidates_for, reference_steps
 from diffsample.denoisers import FunctionDenoiser
 from diffsample.generate import configure
 from diffsample.solvers.nonstationary import solver_weights
@@ -51,23 +43,20 @@ def counted(bed) -> tuple[FunctionDenoiser, list[int]]:
 
 
 def test_auto_fits_weights_that_beat_its_chosen_solver_on_noise_it_never_saw(fresh_case, tmp_path, monkeypatch):
-    """On the mixture bed at NFE 8 the fitted weights keep their walk's levels and cut its solver's error on 64 fresh
-    noises (measured 0.032 → 0.012 on the walk it settled on, DPM-Solver-3M on Karras trailing steps);
-    ``generate(auto=True)`` runs exactly them; every model evaluation is counted, the cross-validation's fold walks
-    by their share of the 16 calibration noises."""
+    """On the mixture bed at NFE 8 the fitted weights keep the chosen walk's levels and cut its error on 64 fresh
+    noises several-fold (measured 0.072 → 0.011); ``generate(auto=True)`` runs exactly them; every model
+    evaluation is counted, the cross-validation's fold walks by their share of the 16 calibration noises."""
     bed, x, exact = fresh_case
     den, rows = counted(bed)
     choice = auto_choice(den, NFE, bed.shape, sigma_min=SMIN, sigma_max=SMAX, cache_folder=tmp_path)
-    assert choice.weights and choice.label.endswith("+weights") and choice.weights_ridge in AUTO_WEIGHT_RIDGES
-    scored = choice.weights_errors  # the walk picked by its own error first, then its closest rivals
-    assert len(scored) == 1 + AUTO_WEIGHT_RIVALS and min(scored, key=scored.get) == choice.label[: -len("+weights")]
-    assert min(scored.values()) < (1 - AUTO_MARGIN) * choice.errors[next(iter(scored))]
+    assert choice.weights and choice.label.endswith("+weights") and choice.weights_ridge in WEIGHT_RIDGES
+    assert choice.weights_error < 0.95 * choice.errors[f"{choice.solver}/{choice.step_schedule}"]
     walk = configure(NFE, SMIN, SMAX, solver=choice.solver, step_schedule=choice.step_schedule, model=bed)
     own = rmse(sample(bed, x, walk.sigmas, solver=choice.solver), exact)
     fitted = sample(bed, x, walk.sigmas, solver="nonstationary", weights=choice.weights)
     assert rmse(fitted, exact) < 0.5 * own
     k, n = len(candidates_for("edm")), NFE
-    stage = (AUTO_WEIGHT_FOLDS * len(AUTO_WEIGHT_RIDGES) * len(scored) + 1) * n
+    stage = (AUTO_WEIGHT_FOLDS * len(WEIGHT_RIDGES) + 1) * n
     assert choice.cost_nfe == 2 + reference_steps(n) + k * n + stage == (rows[0] - 2) / 16 + 2
     monkeypatch.setenv("DIFFSAMPLE_CACHE", str(tmp_path.parent / "cache"))
     out = generate(bed, x, nfe=NFE, sigma_min=SMIN, sigma_max=SMAX, auto=True)
@@ -79,11 +68,11 @@ def test_a_cached_choice_carries_its_weights_and_fitting_can_be_turned_off(fresh
     first = auto_choice(bed, NFE, bed.shape, sigma_min=SMIN, sigma_max=SMAX, cache_folder=tmp_path)
     again = auto_choice(bed, NFE, bed.shape, sigma_min=SMIN, sigma_max=SMAX, cache_folder=tmp_path)
     assert again.cached and again.cost_nfe == 2 and again.weights == first.weights and again.label == first.label
-    assert (again.weights_errors, again.weights_ridge) == (first.weights_errors, first.weights_ridge)
+    assert (again.weights_error, again.weights_ridge) == (first.weights_error, first.weights_ridge)
     off = auto_choice(bed, NFE, bed.shape, sigma_min=SMIN, sigma_max=SMAX, cache_folder=tmp_path, fit_weights=False)
-    assert not off.cached and off.weights == [] and off.weights_errors == {}
+    assert not off.cached and off.weights == [] and off.weights_error is None
     assert off.cost_nfe == 2 + reference_steps(NFE) + len(candidates_for("edm")) * NFE
-    assert off.errors == first.errors and f"{off.solver}/{off.step_schedule}" == next(iter(first.weights_errors))
+    assert (off.solver, off.step_schedule, off.errors) == (first.solver, first.step_schedule, first.errors)
     assert len(list(tmp_path.glob("*.json"))) == 2  # fitting is part of the cache key
 
 
@@ -93,10 +82,7 @@ def test_weights_that_do_not_lead_by_the_margin_are_scored_but_not_kept(fresh_ca
     bed, _, _ = fresh_case
     monkeypatch.setattr(auto, "AUTO_MARGIN", 0.99)
     choice = auto_choice(bed, NFE, bed.shape, sigma_min=SMIN, sigma_max=SMAX, cache_folder=tmp_path)
-    assert choice.weights == [] and not choice.label.endswith("+weights")
-    assert len(choice.weights_errors) == 1 + AUTO_WEIGHT_RIVALS and all(
-        map(math.isfinite, choice.weights_errors.values())
-    )
+    assert choice.weights == [] and math.isfinite(choice.weights_error) and not choice.label.endswith("+weights")
 
 
 def gaussian_law(mean: float = 0.7, std: float = 0.5) -> tuple[FunctionDenoiser, float, float]:

@@ -15,14 +15,7 @@ import torch
 
 import diffsample as ds
 from diffsample import generate, noise, sample, steps
-from diffsample.auto import (
-    AUTO_MARGIN,
-    AUTO_WEIGHT_RIDGES,
-    AUTO_WEIGHT_RIVALS,
-    auto_choice,
-    candidates_for,
-    reference_steps,
-)
+from diffsample.auto import AUTO_MARGIN, auto_choice, candidates_for, reference_steps
 from diffsample.denoisers import FunctionDenoiser
 from diffsample.errors import DiffsampleError
 from diffsample.generate import (
@@ -38,6 +31,7 @@ from diffsample.model_family import FAMILIES, SHORT_VP_SIGMA_MAX, VP_FAMILIES, m
 from diffsample.parameterization import ModelDenoiser
 from diffsample.schedules import EDM, DiscreteVP, RectifiedFlow, get_schedule
 from diffsample.testbeds import reference_solution, ring2d, rmse
+from diffsample.tuning.weights import WEIGHT_RIDGES
 
 F64 = torch.float64
 
@@ -221,8 +215,7 @@ def test_auto_picks_the_candidate_closest_to_the_exact_solution_and_counts_its_c
     static = default_choice(nfe, "flow")  # run first, so it wins ties
     assert next(iter(choice.errors)) == f"{static.solver}/{static.step_schedule}"
     k = len(candidates_for("flow"))
-    scored = len(choice.weights_errors)  # walks whose weights were cross-validated (2 folds, each ridge)
-    fits = 2 * len(AUTO_WEIGHT_RIDGES) * scored + (1 if choice.weights else 0)
+    fits = 2 * len(WEIGHT_RIDGES) + (1 if choice.weights else 0)  # 2-fold cross-validation, then the kept fit
     assert choice.cost_nfe == 2 + reference_steps(nfe) + (k + fits) * nfe == (rows[0] - 2) // 4 + 2
     exact = reference_solution(ring2d(), cal * hi, hi, 0.0)
     ref = sample(model, (cal * hi).float(), steps.logsnr(reference_steps(nfe), lo, hi), solver="dpmpp_3m")
@@ -236,10 +229,7 @@ def test_auto_picks_the_candidate_closest_to_the_exact_solution_and_counts_its_c
     chosen, default = f"{choice.solver}/{choice.step_schedule}", f"{static.solver}/{static.step_schedule}"
     best = min(choice.errors, key=choice.errors.get)
     leads = choice.errors[best] < (1 - AUTO_MARGIN) * choice.errors[default]
-    picked = best if leads else default  # the best candidate, unless within the margin of the default
-    assert scored == 1 + AUTO_WEIGHT_RIVALS and next(iter(choice.weights_errors)) == picked
-    if not choice.weights:  # fitted weights may move the choice to a rival's walk, scored with its weights
-        assert chosen == picked
+    assert chosen == (best if leads else default)  # the best candidate, unless within the margin of the default
     assert exact_errors[chosen] <= (min(exact_errors.values()) + 2 * ref_err) / (1 - AUTO_MARGIN)
     again = auto_choice(den, nfe, (2,), calibration=cal, cache_folder=tmp_path)
     assert (
@@ -253,8 +243,7 @@ def test_auto_picks_the_candidate_closest_to_the_exact_solution_and_counts_its_c
 
 def test_auto_mode_leaves_the_static_default_only_for_a_lead_beyond_the_margin(flow_case, tmp_path, monkeypatch):
     """The same calibration run decides differently by the margin alone: with none, the smallest error wins; with a
-    margin larger than any candidate's lead, the static default stays; the margin is part of the cache key. (The
-    candidates' own solvers only: fitted weights, scored after this step, are tests/core/test_auto_weights.py's.)"""
+    margin larger than any candidate's lead, the static default stays; the margin is part of the cache key."""
     import diffsample.auto as auto
 
     model, _, _ = flow_case
@@ -262,15 +251,15 @@ def test_auto_mode_leaves_the_static_default_only_for_a_lead_beyond_the_margin(f
     static = default_choice(4, "flow")
     default = f"{static.solver}/{static.step_schedule}"
     monkeypatch.setattr(auto, "AUTO_MARGIN", 0.0)
-    free = auto_choice(model, 4, (2,), calibration=cal, cache_folder=tmp_path, fit_weights=False)
+    free = auto_choice(model, 4, (2,), calibration=cal, cache_folder=tmp_path)
     best = min(free.errors, key=free.errors.get)
     assert f"{free.solver}/{free.step_schedule}" == best != default  # a candidate leads the default here
     lead = 1 - free.errors[best] / free.errors[default]
     monkeypatch.setattr(auto, "AUTO_MARGIN", lead * 1.01)
-    held = auto_choice(model, 4, (2,), calibration=cal, cache_folder=tmp_path, fit_weights=False)
+    held = auto_choice(model, 4, (2,), calibration=cal, cache_folder=tmp_path)
     assert not held.cached and f"{held.solver}/{held.step_schedule}" == default and held.errors == free.errors
     monkeypatch.setattr(auto, "AUTO_MARGIN", lead * 0.99)
-    switched = auto_choice(model, 4, (2,), calibration=cal, cache_folder=tmp_path, fit_weights=False)
+    switched = auto_choice(model, 4, (2,), calibration=cal, cache_folder=tmp_path)
     assert f"{switched.solver}/{switched.step_schedule}" == best
 
 
