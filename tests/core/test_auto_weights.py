@@ -11,6 +11,7 @@ import math
 
 import pytest
 import torch
+from exact_gaussian import isotropic_gaussian
 
 from diffsample import generate, noise, sample
 from diffsample.auto import AUTO_WEIGHT_FOLDS, auto_choice, candidates_for, reference_steps
@@ -85,18 +86,10 @@ def test_weights_that_do_not_lead_by_the_margin_are_scored_but_not_kept(fresh_ca
     assert choice.weights == [] and math.isfinite(choice.weights_error) and not choice.label.endswith("+weights")
 
 
-def gaussian_law(mean: float = 0.7, std: float = 0.5) -> tuple[FunctionDenoiser, float, float]:
-    def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        s2 = sigma.to(x.dtype).reshape(-1, *([1] * (x.dim() - 1))) ** 2
-        return mean + std**2 / (std**2 + s2) * (x - mean)
-
-    return FunctionDenoiser(denoise), mean, std
-
-
-def test_cross_validation_finds_the_exact_two_call_solver_of_a_gaussian_law():
+def test_cross_validation_finds_the_exact_two_call_solver_of_a_isotropic_gaussian():
     """Each fold is walked with weights fitted on the other only, and still lands on the exact end point, where
     the walk's own solver (DPM-Solver++(2M)) is far off; the cost is 2 walks per sample and ridge."""
-    den, mean, std = gaussian_law()
+    den, mean, std = isotropic_gaussian()
     x = noise.seeded(5).initial((16, 6), SMAX, dtype=F64)
     teacher = teacher_trajectory(den, x, sigma_min=SMIN, sigma_max=SMAX, levels=60)
     levels = [SMAX, 1.0, 0.0]

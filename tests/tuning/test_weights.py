@@ -15,6 +15,7 @@ import math
 
 import pytest
 import torch
+from exact_gaussian import isotropic_gaussian
 
 from diffsample import Plan, noise, sample, steps, tune
 from diffsample.denoisers import FunctionDenoiser
@@ -78,18 +79,10 @@ def test_without_weights_the_solver_is_the_plan_solvers_default():
         sample(bed, x, steps.karras(3, SMIN, SMAX), solver="nonstationary", weights=3)
 
 
-def gaussian_law(mean: float = 0.7, std: float = 0.5) -> tuple[FunctionDenoiser, float, float]:
-    def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        s2 = sigma.to(x.dtype).reshape(-1, *([1] * (x.dim() - 1))) ** 2
-        return mean + std**2 / (std**2 + s2) * (x - mean)
-
-    return FunctionDenoiser(denoise), mean, std
-
-
 def test_fitted_weights_solve_a_gaussian_law_in_two_calls():
     """x(σ) = m + √((s² + σ²)/(s² + σ_0²))·(x_0 − m) is a combination of x_0 and D_0, so two fitted steps are exact
     up to the teacher's error, where DDIM, DPM-Solver++(2M) and UniPC on the same levels are not."""
-    den, mean, std = gaussian_law()
+    den, mean, std = isotropic_gaussian()
     x = batch((6,), 24, 1)
     teacher = teacher_trajectory(den, x, sigma_min=SMIN, sigma_max=SMAX, levels=60)
     exact = mean + math.sqrt(std**2 / (std**2 + SMAX**2)) * (x - mean)
