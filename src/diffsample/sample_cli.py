@@ -3,8 +3,13 @@
 Writes a PNG grid and the raw arrays (.npz), shows progress, and prints what it did: solver, step
 schedule, NFE actually spent (counted from model calls; a guided call costs 2) and wall time.
 
+``--auto`` chooses the walk for the model at hand instead of the family's default, and fits its solver's weights
+where that helps (:func:`diffsample.auto.auto_choice`: a one-off calibration run, cached on disk; its cost is printed
+apart from the budget).
+
 Everything that can be checked is checked before the model runs: the arguments (``--guidance`` needs
-``--class``, counts are positive; ``--step-schedule`` alone keeps the default solver on that schedule), a ``--plan``
+``--class``, ``--auto`` leaves the walk to itself, counts are positive; ``--step-schedule`` alone keeps the default
+solver on that schedule), a ``--plan``
 against the model's span and ``--nfe`` (when given), and the output files (their folder writable, not symbolic
 links, not already there unless ``--overwrite``). Both files are written atomically (:mod:`diffsample.files`).
 """
@@ -22,10 +27,12 @@ import numpy as np
 import torch
 
 from .cli import STEP_SCHEDULE_HELP, positive_int, shape
+from .denoisers import CallCounter
 from .errors import DiffsampleError
 from .files import atomic_write_bytes, check_writable
 from .models.loading import SHIPPED_MODEL, load_model
 from .progress import ProgressBar
+from .transforms import Transform
 
 __all__ = ["SHIPPED_MODEL", "add_sample_parser", "load_model"]
 
@@ -62,6 +69,25 @@ def _check_arguments(args: argparse.Namespace) -> None:
     """Combinations that would otherwise be silently ignored."""
     if args.guidance is not None and args.class_label is None:
         raise DiffsampleError("--guidance needs --class (guidance steers towards a class)")
+    if args.auto and (args.plan or args.solver or args.step_schedule):
+        raise DiffsampleError(
+            "--auto chooses the solver and steps itself: leave out --plan, --solver and --step-schedule"
+        )
+
+
+class _ClassLabels(Transform):
+    """The (guided) digits model called with ``--class``'s labels made for each call's batch: ``'all'`` cycles
+    0 … 9, a digit repeats. The sampled batch gets the labels :func:`_labels` gives it, and automatic mode can
+    calibrate on batches of other sizes."""
+
+    def __init__(self, inner: Any, digit: int | None) -> None:  # noqa: ANN401 - any (guided) denoiser
+        super().__init__(inner)
+        self.digit = digit
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        n = x.shape[0]
+        labels = torch.arange(n) % 10 if self.digit is None else torch.full((n,), self.digit, dtype=torch.long)
+        return self.inner(x, sigma, class_labels=labels.to(x.device), **kwargs)
 
 
 def _output_paths(args: argparse.Namespace) -> tuple[Path, Path]:
@@ -75,6 +101,7 @@ def _output_paths(args: argparse.Namespace) -> tuple[Path, Path]:
 
 def _run_sample(args: argparse.Namespace) -> int:
     from . import guidance, noise
+    from .auto import auto_choice
     from .generate import configure
     from .images import image_grid, write_png
     from .sampling import sample
@@ -85,32 +112,42 @@ def _run_sample(args: argparse.Namespace) -> int:
     model, null_label = load_model(args.model, conditional=args.class_label is not None)
     denoiser = model
     if labels is not None:
-        uncond = {"class_labels": torch.full_like(labels, null_label)} if null_label is not None else {}
+        uncond = {"class_labels": null_label} if null_label is not None else {}
         scale = 1.0 if args.guidance is None else args.guidance
-        denoiser = guidance.cfg(model, scale, cond_kwargs={"class_labels": labels}, uncond_kwargs=uncond, batched=True)
+        digit = None if args.class_label == "all" else int(args.class_label)
+        denoiser = _ClassLabels(guidance.cfg(model, scale, uncond_kwargs=uncond, batched=True), digit)
     sigma_min, sigma_max = float(model.noise_schedule.sigma_min), float(model.noise_schedule.sigma_max)
     calls_per_eval = getattr(denoiser, "nfe_per_call", 1)
+    solver_name, step_schedule_name, fitted = args.solver, args.step_schedule, None
+    nfe = DEFAULT_NFE if args.nfe is None else args.nfe
+    if args.auto:
+        choice = auto_choice(denoiser, nfe, args.shape, sigma_min=sigma_min, sigma_max=sigma_max)
+        solver_name, step_schedule_name, fitted = choice.solver, choice.step_schedule, choice.weights
+        spent = "read from the cache" if choice.cached else f"{choice.cost_nfe} evaluations per calibration sample"
+        print(f"auto: {choice.label} for NFE {nfe} ({choice.calibration_size} calibration noises, {spent})")
     if args.plan:  # the plan's own levels, checked against the model's span (and --nfe when given)
         walk = configure(args.nfe, sigma_min, sigma_max, calls_per_eval=calls_per_eval, plan=args.plan)
     else:
-        nfe = DEFAULT_NFE if args.nfe is None else args.nfe
         walk = configure(
             nfe,
             sigma_min,
             sigma_max,
             calls_per_eval=calls_per_eval,
-            solver=args.solver,
-            step_schedule=args.step_schedule,
+            solver=solver_name,
+            step_schedule=step_schedule_name,
             model=model,
         )
     sigmas, solver, step_schedule, options = walk.sigmas, walk.solver, walk.step_schedule, walk.options
+    if fitted:  # automatic mode's fitted weights replace the chosen solver's own on its levels
+        solver, options = "nonstationary", {"weights": fitted}
     batch_shape = (args.batch, *args.shape)
     source = noise.seeded(args.seed)
     x = source.initial(batch_shape, float(sigmas[0]))
     progress = _Progress(len(sigmas) - 1, not args.quiet)
+    walker = CallCounter(denoiser)  # this walk's own evaluations, not automatic mode's calibration
     t0 = time.perf_counter()
     with torch.inference_mode():
-        out = sample(denoiser, x, sigmas, solver=solver, noise=source, callback=progress, **options)
+        out = sample(walker, x, sigmas, solver=solver, noise=source, callback=progress, **options)
     seconds = time.perf_counter() - t0
     progress.close()
     arrays = {"samples": out.numpy(), "sigmas": sigmas.numpy(), "seed": np.array(args.seed)}
@@ -119,8 +156,8 @@ def _run_sample(args: argparse.Namespace) -> int:
     atomic_write_bytes(npz_path, lambda handle: np.savez(handle, **arrays))
     png = write_png(png_path, image_grid(((out.clamp(-1, 1) + 1) / 2).numpy()))
     print(
-        f"solver {solver}, schedule {step_schedule}, {len(sigmas) - 1} steps, NFE {denoiser.nfe} "
-        f"({denoiser.calls} network calls), {args.batch} samples in {seconds:.2f}s; "
+        f"solver {solver}, schedule {step_schedule}, {len(sigmas) - 1} steps, NFE {walker.nfe} "
+        f"({walker.calls} network calls), {args.batch} samples in {seconds:.2f}s; "
         f"wrote {png} and {npz_path}"
     )
     return 0
@@ -162,6 +199,12 @@ def add_sample_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--step-schedule", default=None, help=STEP_SCHEDULE_HELP)
     p.add_argument(
         "--schedule", dest="step_schedule", action=_DeprecatedOption, new="--step-schedule", help=argparse.SUPPRESS
+    )
+    p.add_argument(
+        "--auto",
+        action="store_true",
+        help="choose the solver and steps for this model (and fit the solver's weights) by a one-off calibration run, "
+        "cached on disk",
     )
     p.add_argument(
         "--plan",

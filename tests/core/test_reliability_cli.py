@@ -175,3 +175,9 @@ def test_tune_out_unwritable_fails_before_tuning(tmp_path, capsys, monkeypatch):
     blocker.write_text("x")
     assert main(["tune", "--bed", "ring2d", "--nfe", "4", "--quiet", "--out", str(blocker / "plan.json")]) == 2
     assert "cannot create the folder" in _error(capsys)
+
+
+@pytest.mark.parametrize("extra", [["--solver", "euler"], ["--step-schedule", "karras"], ["--plan", "p.json"]])
+def test_auto_with_a_walk_of_ones_own_is_refused(tmp_path, capsys, no_sampling, extra):
+    assert main(["sample", *FAST, "--auto", *extra, "--out", str(tmp_path)]) == 2
+    assert "--auto chooses the solver and steps itself" in _error(capsys)
