@@ -223,3 +223,34 @@ def test_restart_refuses_a_weighted_backbone():
     bed = ring2d()
     with pytest.raises(DiffsampleError, match="deterministic fixed-step ODE solver"):
         sample(bed, batch(bed.shape, 2, 0), steps.karras(4, SMIN, SMAX), solver="restart", ode="nonstationary")
+
+
+def test_rows_fitted_on_nearly_collinear_model_values_stay_within_the_amplification_limit(monkeypatch):
+    """Two levels 0.1 % apart make two model values nearly equal; plain least squares then cancels huge opposite
+    weights (the failure seen on a 20-call ring plan: weights of 3 000, fresh samples 1 243 off). The guard keeps
+    every row's model-value weights within AMPLIFICATION_LIMIT times its base row's, and the fitted walk stays as
+    accurate as the base walk on noise it never saw."""
+    import diffsample.tuning.weights as weights_module
+    from diffsample.solvers.nonstationary import solver_weights
+    from diffsample.tuning.weights import AMPLIFICATION_LIMIT, fit_level_weights
+
+    bed = ring2d()
+    teacher = teacher_trajectory(bed, batch(bed.shape, 48, 1), sigma_min=SMIN, sigma_max=SMAX, levels=80)
+    levels = [SMAX, 5.0, 1.2, 0.3, 0.1, 0.0999, 0.03, 0.0]
+    base = solver_weights("dpmpp_3m", levels)
+
+    def amplification(row):
+        return sum(abs(v) for v in row[1:])
+
+    guarded = fit_level_weights(bed, teacher, levels, base)
+    for row, start in zip(guarded.weights, base, strict=True):
+        assert amplification(row) <= AMPLIFICATION_LIMIT * max(1.0, amplification(start)) + 1e-9
+    monkeypatch.setattr(weights_module, "AMPLIFICATION_LIMIT", math.inf)
+    free = fit_level_weights(bed, teacher, levels, base)
+    assert max(amplification(r) / max(1.0, amplification(b)) for r, b in zip(free.weights, base, strict=True)) > 10
+    fresh = batch(bed.shape, 64, 9)
+    exact = reference_solution(bed, fresh, SMAX, 0.0)
+    walk = torch.tensor(levels, dtype=F64)
+    own = rmse(sample(bed, fresh, walk, solver="dpmpp_3m"), exact)
+    fitted = rmse(sample(bed, fresh, walk, solver="nonstationary", weights=guarded.weights), exact)
+    assert fitted <= own
