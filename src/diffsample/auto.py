@@ -61,7 +61,7 @@ from .sampling import sample
 from .schedules import NoiseSchedule
 from .solvers.nonstationary import solver_weights
 from .tuning.teacher import Teacher
-from .tuning.weights import WEIGHT_RIDGES, cross_validate_weights, fit_level_weights
+from .tuning.weights import AMPLIFICATION_LIMIT, WEIGHT_RIDGES, cross_validate_weights, fit_level_weights
 
 __all__ = [
     "AUTO_CANDIDATES",
@@ -263,7 +263,9 @@ def auto_choice(
         "candidates": [list(c) for c in cands],
         "reference": f"dpmpp_3m logsnr {reference_steps(calls)}",
         "margin": AUTO_MARGIN,
-        "weights": {"ridges": list(WEIGHT_RIDGES), "folds": AUTO_WEIGHT_FOLDS} if fit_weights else False,
+        "weights": {"ridges": list(WEIGHT_RIDGES), "folds": AUTO_WEIGHT_FOLDS, "limit": AMPLIFICATION_LIMIT}
+        if fit_weights
+        else False,
         "name": str(getattr(denoiser, "name", type(denoiser).__name__)),
         "library": __version__,
     }

@@ -226,10 +226,11 @@ def test_restart_refuses_a_weighted_backbone():
 
 
 def test_rows_fitted_on_nearly_collinear_model_values_stay_within_the_amplification_limit(monkeypatch):
-    """Two levels 0.1 % apart make two model values nearly equal; plain least squares then cancels huge opposite
-    weights (the failure seen on a 20-call ring plan: weights of 3 000, fresh samples 1 243 off). The guard keeps
-    every row's model-value weights within AMPLIFICATION_LIMIT times its base row's, and the fitted walk stays as
-    accurate as the base walk on noise it never saw."""
+    """Two levels 0.1 % apart make two model values nearly equal; plain least squares then finds large opposite
+    weights (the failure seen on a 20-call ring plan: rows of 3 000, fresh samples 1 243 off). The guard keeps every
+    fitted row's model-value weights within AMPLIFICATION_LIMIT (or at the walk's own row, where that is above it:
+    DPM-Solver++(3M)'s row after the close pair is 842 here), and the fitted walk is still 10× more accurate than
+    the walk's own solver on noise it never saw."""
     import diffsample.tuning.weights as weights_module
     from diffsample.solvers.nonstationary import solver_weights
     from diffsample.tuning.weights import AMPLIFICATION_LIMIT, fit_level_weights
@@ -243,14 +244,14 @@ def test_rows_fitted_on_nearly_collinear_model_values_stay_within_the_amplificat
         return sum(abs(v) for v in row[1:])
 
     guarded = fit_level_weights(bed, teacher, levels, base)
-    for row, start in zip(guarded.weights, base, strict=True):
-        assert amplification(row) <= AMPLIFICATION_LIMIT * max(1.0, amplification(start)) + 1e-9
+    for row, own_row in zip(guarded.weights, base, strict=True):
+        assert amplification(row) <= AMPLIFICATION_LIMIT or row == own_row
     monkeypatch.setattr(weights_module, "AMPLIFICATION_LIMIT", math.inf)
     free = fit_level_weights(bed, teacher, levels, base)
-    assert max(amplification(r) / max(1.0, amplification(b)) for r, b in zip(free.weights, base, strict=True)) > 10
+    assert max(amplification(r) for r in free.weights) > AMPLIFICATION_LIMIT
     fresh = batch(bed.shape, 64, 9)
     exact = reference_solution(bed, fresh, SMAX, 0.0)
     walk = torch.tensor(levels, dtype=F64)
     own = rmse(sample(bed, fresh, walk, solver="dpmpp_3m"), exact)
     fitted = rmse(sample(bed, fresh, walk, solver="nonstationary", weights=guarded.weights), exact)
-    assert fitted <= own
+    assert fitted < 0.2 * own
