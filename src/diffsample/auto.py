@@ -290,12 +290,12 @@ def auto_choice(
         try:
             n_steps = solvers.spec(solver).steps_for_nfe(calls)
             sig = _walk_sigmas(sched, n_steps, lo, hi, schedule)
+            walks[f"{solver}/{sched}"] = sig
             out = sample(den, x, sig, solver=solver)
             err = float((out.to(torch.float64) - reference).square().mean().sqrt())
         except (BudgetError, SigmaError, NonFiniteError):
             err = math.inf
         errors[f"{solver}/{sched}"] = err if math.isfinite(err) else math.inf
-        walks[f"{solver}/{sched}"] = sig
     best = min(errors, key=lambda k: (errors[k], list(errors).index(k)))
     if not math.isfinite(errors[best]):
         raise DiffsampleError("automatic mode: every candidate diverged on the calibration noises")
