@@ -100,3 +100,15 @@ def test_cross_validation_finds_the_exact_two_call_solver_of_a_isotropic_gaussia
     assert set(cv.errors) == set(WEIGHT_RIDGES) and cv.error == min(cv.errors.values())
     assert cv.error < 2e-5 < 1e-2 < own
     assert cv.nfe == pytest.approx(2 * 2 * len(WEIGHT_RIDGES))
+
+
+def test_a_candidate_whose_budget_buys_no_walk_scores_inf_and_leaves_no_levels(tmp_path, monkeypatch):
+    """Restart needs two steps; on a budget of one call it cannot run, and the next candidate is fitted on its own
+    levels, not on levels left over from it."""
+    import diffsample.auto as auto
+
+    monkeypatch.setattr(auto, "candidates_for", lambda *a, **k: (("restart", "karras"), ("euler", "karras")))
+    bed = mixture64()
+    choice = auto_choice(bed, 1, bed.shape, sigma_min=SMIN, sigma_max=SMAX, cache_folder=tmp_path)
+    assert choice.errors["restart/karras"] == math.inf and math.isfinite(choice.errors["euler/karras"])
+    assert (choice.solver, choice.step_schedule) == ("euler", "karras")
