@@ -33,7 +33,7 @@ from ..denoisers import as_denoiser
 from ..errors import DiffsampleError
 from ..sampling import sample
 
-__all__ = ["Teacher", "teacher_trajectory"]
+__all__ = ["Teacher", "teacher_subset", "teacher_trajectory"]
 
 
 @dataclass
@@ -109,3 +109,8 @@ def teacher_trajectory(
     h = math.log(sigma_max / sigma_min) / ((levels - 1) * substeps)
     method = f"{solver}, {len(fine) - 1} steps (h = {h:.3g} in log-SNR) on [{sigma_min:g}, {sigma_max:g}] -> 0"
     return Teacher(grid, torch.stack(recorded), final, den.nfe - before, method)
+
+
+def teacher_subset(teacher: Teacher, index: torch.Tensor) -> Teacher:
+    """The teacher of the samples ``index`` of its batch (same grid, cost and method)."""
+    return Teacher(teacher.grid, teacher.states[:, index], teacher.final[index], teacher.nfe, teacher.method)

@@ -73,7 +73,7 @@ from .search import (
     plan_options_of,
     starting_points,
 )
-from .teacher import Teacher, teacher_trajectory
+from .teacher import Teacher, teacher_subset, teacher_trajectory
 from .weights import WEIGHT_RIDGES, WeightsObjective, fit_weights, refine_weights, search_levels, weights_of
 
 __all__ = ["DP_STRATEGIES", "HAND_SCHEDULES", "hand_made_candidates", "held_out_count", "split_teacher", "tune"]
@@ -334,9 +334,8 @@ def held_out_count(batch: int, holdout: float) -> int:
 
 def split_teacher(teacher: Teacher, fit: int) -> tuple[Teacher, Teacher]:
     """The teacher of the first ``fit`` calibration samples and that of the rest (the held-out part)."""
-    first = Teacher(teacher.grid, teacher.states[:, :fit], teacher.final[:fit], teacher.nfe, teacher.method)
-    rest = Teacher(teacher.grid, teacher.states[:, fit:], teacher.final[fit:], teacher.nfe, teacher.method)
-    return first, rest
+    batch = torch.arange(teacher.final.shape[0])
+    return teacher_subset(teacher, batch[:fit]), teacher_subset(teacher, batch[fit:])
 
 
 @dataclass

@@ -50,7 +50,7 @@ from ..solvers.nonstationary import plan_weights, weighted_sum, weighted_walk
 from ..solvers.plan_solver import plan_options
 from ..transforms import GuardedDenoiser, work_dtype
 from .search import Candidate, level_moves, plan_options_of
-from .teacher import Teacher
+from .teacher import Teacher, teacher_subset
 
 __all__ = [
     "AMPLIFICATION_LIMIT",
@@ -259,26 +259,21 @@ def cross_validate_weights(
         for part in parts:
             rest = torch.cat([p for p in parts if p is not part])
             spent: list[int] = []
+            fit = None
             try:
-                fit = fit_level_weights(denoiser, _subset(teacher, rest), levels, base, ridge=ridge)
-                cost += fit.nfe * len(rest) / batch
+                fit = fit_level_weights(denoiser, teacher_subset(teacher, rest), levels, base, ridge=ridge)
                 out = _guarded_walk(denoiser, teacher.start[part].to(dtype), list(levels), fit.weights, spent)
                 total += float((out.to(torch.float64) - teacher.final[part].to(torch.float64)).square().sum())
             except NonFiniteError:
-                cost += n * len(rest) / batch if not spent else 0.0  # the stopped fit's calls, at most n
-                cost += sum(spent) * len(part) / batch
                 total = math.inf
+            finally:  # a fit stopped by a non-finite output spent at most n calls
+                cost += ((fit.nfe if fit is not None else n) * len(rest) + sum(spent) * len(part)) / batch
+            if not math.isfinite(total):
                 break
-            cost += sum(spent) * len(part) / batch
         err = math.sqrt(total / teacher.final.numel())
         errors[float(ridge)] = err if math.isfinite(err) else math.inf
     best = min(errors, key=lambda r: errors[r])
     return CrossValidation(best, errors[best], errors, cost)
-
-
-def _subset(teacher: Teacher, index: torch.Tensor) -> Teacher:
-    """The teacher of the samples ``index`` of its batch."""
-    return Teacher(teacher.grid, teacher.states[:, index], teacher.final[index], teacher.nfe, teacher.method)
 
 
 def search_levels(
