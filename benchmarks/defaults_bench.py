@@ -15,7 +15,8 @@ calibration of automatic mode and the tuner, seeds 2 and 3 for the selection, :d
   disk;
 * for the figures only (``units(held_out=True)``, :data:`HELD_OUT_NETWORKS`): two networks the selection never sees,
   smaller and of another seed, on the DDPM table and on Stable Diffusion's — the defaults on networks they were not
-  chosen on;
+  chosen on; and two networks seen through a bare σ-space wrapper (:data:`HELD_OUT_WRAPPED`, :class:`SigmaSpaceView`),
+  which ``generate`` takes for the EDM family on EDM's span, whose rows were chosen on the exact beds alone;
 * for the selection only (``units(guided=True)``): ``digits_cond`` under classifier-free guidance of weight 2 and 4
   (:class:`LabelledGuidance`, 2 evaluations per call), the evidence for the guided table.
 
@@ -130,6 +131,30 @@ HELD_OUT_NETWORKS: tuple[str, ...] = ("digits_uncond_holdout", "digits_cond_sd_h
 """Networks in the figures only (``units(held_out=True)``), never in the selection: smaller networks of another seed
 than the selection's (width 256, 3 blocks, seed 1), on the DDPM table (unconditional) and on Stable Diffusion's
 (conditional, walked unconditionally): what the defaults do on networks they were not chosen on."""
+
+HELD_OUT_WRAPPED: tuple[str, ...] = ("digits_uncond_holdout_edmview", "digits_flow_edmview")
+"""Networks in the figures only, seen through :class:`SigmaSpaceView` on EDM's span ``[0.002, 80]``: the held-out VP
+ε network and the flow network, neither ever seen in that form. A σ-space function without a noise schedule is
+what a k-diffusion-style wrapper hands ``generate``; it takes the ``edm`` family
+(:func:`diffsample.model_family.model_family`), whose rows and candidates were chosen on the exact beds alone (no
+EDM-trained network here), so these are that family's only network evidence."""
+
+
+class SigmaSpaceView:
+    """A network as a bare σ-space denoiser ``D(x, σ)``: its noise schedule and prediction type hidden (kept under a
+    name the family lookup does not follow), as a k-diffusion-style wrapper would present it."""
+
+    def __init__(self, network: Any, name: str) -> None:
+        self._network = network
+        self.name = name
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return self._network(x, sigma, **kwargs)
+
+
+def _wrapped(build: Callable[[], Any], name: str) -> Callable[[], Any]:
+    return lambda: SigmaSpaceView(build(), name)
+
 
 GUIDANCE_WEIGHTS: tuple[float, ...] = (2.0, 4.0)
 """Classifier-free guidance weights of the guided units (diffusers' numbering: 1 is unguided)."""
@@ -260,7 +285,8 @@ def units(
 ) -> list[Unit]:
     """Every unit: the beds on every family's span, and the digits networks (module docstring); with ``guided``
     also the conditional network under guidance (:data:`GUIDANCE_WEIGHTS`), evidence for the guided table; with
-    ``held_out`` also the two networks the selection never sees (:data:`HELD_OUT_NETWORKS`), for the figures."""
+    ``held_out`` also the networks the selection never sees (:data:`HELD_OUT_NETWORKS`, :data:`HELD_OUT_WRAPPED`), for
+    the figures."""
     vp_table, sd_table = VP_TABLES["vp"], VP_TABLES["vp_sd"]
     time_of = {"edm": None, **VP_TABLES, "flow": RectifiedFlow(), "flow_shift": RectifiedFlow(shift=3.0)}
     family_of = {"edm": "edm", "vp": "vp_eps", "vp_sd": "vp_eps", "flow": "flow", "flow_shift": "flow_shift"}
@@ -284,12 +310,23 @@ def units(
                 f"{name}_shift3", "flow_shift", "flow_shift", _flow(3.0, name), shifted, "teacher", shape
             )
             out.append(shifted_unit)
+        for name, net, shape in (
+            ("digits_uncond_edmview", _digits(False), None),
+            ("digits_cond_edmview", _digits(True), None),
+            ("digits16_flow_edmview", _flow(1.0, "digits16_flow"), big),
+        ):
+            out.append(Unit(name, "edm", "edm", _wrapped(net, name), None, "teacher", shape))
     if networks and held_out:
         for name, span, net, table in (
             ("digits_uncond_holdout", "vp", _digits(False, "holdout"), vp_table),
             ("digits_cond_sd_holdout", "vp_sd", _digits(True, "sd_holdout"), sd_table),
         ):
             out.append(Unit(name, "vp_eps", span, net, table, "teacher", held_out=True))
+        for name, net in (
+            ("digits_uncond_holdout_edmview", _digits(False, "holdout")),
+            ("digits_flow_edmview", _flow(1.0, "digits_flow")),
+        ):
+            out.append(Unit(name, "edm", "edm", _wrapped(net, name), None, "teacher", held_out=True))
     if networks and guided:
         for w in GUIDANCE_WEIGHTS:
             out.append(Unit(f"digits_cond_cfg{w:g}", "vp_eps", "vp", _guided(w), vp_table, "teacher", calls_per_eval=2))

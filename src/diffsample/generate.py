@@ -85,9 +85,10 @@ FAMILY_TABLES: dict[str, tuple[tuple[int, DefaultChoice], ...]] = {
     "vp_x0": _VP_TABLE,
     "vp_v": _VP_TABLE,
     "edm": _rows(
-        (6, "dpm_solver_2m", "logsnr"),
-        (25, "ipndm", "logsnr+trailing"),
-        (_ALL, "ipndm", "logsnr"),
+        (6, "unipc_bh1", "kl_optimal+trailing"),
+        (12, "dpm_solver_3m", "karras+trailing"),
+        (25, "unipc_3m", "logsnr+trailing"),
+        (_ALL, "unipc_3m", "logsnr"),
     ),
     "flow": _rows(
         (12, "ipndm", "time_uniform+trailing"),
@@ -104,7 +105,8 @@ FAMILY_TABLES: dict[str, tuple[tuple[int, DefaultChoice], ...]] = {
 (VP models on a short span, Stable Diffusion's table, take :data:`SHORT_SPAN_TABLES` instead).
 
 Chosen by ``python -m benchmarks defaults --select`` (:func:`benchmarks.defaults_bench.select_defaults`), run on
-2026-12-06 and again in full on 2026-12-07 (the VP rows split by span; the others reproduced) with this library: 13
+2026-12-06 and again in full on 2026-12-07 (the VP rows split by span; the others reproduced), the EDM rows again on
+2026-12-07 with networks (below) with this library: 13
 fixed-step solvers (UniPC also as ``unipc_3m`` and ``unipc_bh1``) × 8 step schedules (``logsnr``, ``karras``,
 ``kl_optimal``, ``time_uniform`` where the model has a time, each also ending the trailing way, ``+trailing``: no
 call at σ_min, :data:`diffsample.steps.TRAILING`) on every unit of a family — the exact beds ``ring2d``,
@@ -112,7 +114,9 @@ call at σ_min, :data:`diffsample.steps.TRAILING`) on every unit of a family —
 Diffusion's table ``[0.029, 14.6]`` for VP, rectified flow ``[0.001, 999]``, with shift 3 ``[0.003, 2997]``) and the
 digits networks: VP ε ``digits_uncond``, ``digits_cond`` (DDPM table), ``digits_uncond_sd`` and the 16×16
 ``digits16_uncond_sd`` and ``digits16_uncond_sd_small`` (Stable Diffusion's table); flow matching ``digits_flow`` and
-the 16×16 ``digits16_flow`` (each also with shift 3) — at NFE 4, 5, 6, 8, 10, 15, 20, 30, 50 on two batches of 64
+the 16×16 ``digits16_flow`` (each also with shift 3); EDM: ``digits_uncond``, ``digits_cond`` and ``digits16_flow``
+seen as bare σ-space functions on EDM's span (``*_edmview``: the same ODE, the schedule hidden, as a k-diffusion-style
+wrapper presents a model) — at NFE 4, 5, 6, 8, 10, 15, 20, 30, 50 on two batches of 64
 noises of their own (seeds 2 and 3, pooled; the figures report on seed 0). Each error (batch RMSE to the exact end
 point, DOP853, on a bed; to the network's ODE end point, a 477-step DPM-Solver++(3M) teacher, on a network) is
 divided by the best diffusers / k-diffusion configuration's on the same span — the figure the defaults are judged by.
@@ -127,8 +131,8 @@ family      NFE 4–6                    NFE 8–10                   NFE 15–2
 =========== ========================== ========================== ========================== =========================
 VP ε/x0/v   UniPC-3, KL-opt. trailing  iPNDM, log-SNR trailing    UniPC-3, log-SNR           UniPC-3, log-SNR trailing
             0.63 / 1.38                0.80 / 1.88                0.91 / 2.47                1.06 / 5.05
-EDM / VE    DPM-Solver-2M, log-SNR     iPNDM, log-SNR trailing    iPNDM, log-SNR trailing    iPNDM, log-SNR
-            – / 1.39                   – / 0.98                   – / 1.00                   – / 1.00
+EDM / VE    UniPC-bh1, KL-opt. trail.  DPM-Solver-3M, Karras tr.  UniPC-3, log-SNR trailing  UniPC-3, log-SNR
+            0.84 / 2.33                0.75 / 1.37                0.87 / 1.06                1.11 / 1.00
 flow        iPNDM, uniform t trailing  iPNDM, uniform t trailing  iPNDM, uniform t           iPNDM, uniform t
             0.87 / 1.02                0.81 / 1.09                0.72 / 2.70                0.55 / 1.53
 flow, shift iPNDM, uniform t trailing  UniPC, KL-optimal trailing iPNDM, KL-optimal trailing iPNDM, KL-optimal
@@ -139,11 +143,13 @@ No static choice is within the best peer on every network: the peers' best diffe
 what ``auto=True`` and :func:`diffsample.tune` are for. Until 2026-12-07 one VP table served both VP spans; its worst
 cases on the networks were 1.24 / 1.23 / 1.38 / 1.71 (the peers' best is diffusers' UniPC on Karras steps on
 Stable Diffusion's table, k-diffusion's DPM-Solver++(3M) on the DDPM table, and no configuration was within both).
-The beds' worst cases are mode lotteries (on ``digits`` a sample that ends on another training image than the
-reference; a peer that lands every sample on its image scores 0), which the guard of 3 keeps from deciding; at VP
-30–50 such cells veto every configuration alike (the row is then the networks' choice, the geometric mean breaking
-the tie). VP x0 and v models take the VP ε row (the same σ-space ODE;
-no such network was available to measure). Budgets below 4 take the first row, above 50 the last; budgets between
+Until then too the EDM rows were chosen on the beds alone (DPM-Solver-2M on log-SNR steps to NFE 6, then iPNDM on
+log-SNR steps); on the networks seen as σ-space functions their worst cases were 1.31 / 0.77 / 1.12 / 1.44 (beds
+1.39 / 0.98 / 1.00 / 1.00). The beds' worst cases are mode lotteries (on ``digits`` a sample that ends on another
+training image than the reference; a peer that lands every sample on its image scores 0), which the guard of 3
+keeps from deciding; at VP 30–50 such cells veto every configuration alike (the row is then the networks' choice, the
+geometric mean breaking the tie). VP x0 and v models take the VP ε row (the same σ-space ODE; no such network was
+available to measure). Budgets below 4 take the first row, above 50 the last; budgets between
 two ranges the higher one's row (7 → 8–10). Guided models (a call costing 2 evaluations) of the VP families take
 :data:`GUIDED_TABLES` instead.
 """

@@ -88,6 +88,8 @@ def test_every_table_has_its_units_and_vp_splits_by_span():
     assert {"ring2d@vp", "digits_uncond", "digits_cond"} <= set(names["vp_eps"])
     assert not {n for n in names["vp_eps"] if n.endswith("sd")}
     assert {"digits_flow", "digits16_flow"} <= set(names["flow"])  # two flow networks, at 8×8 and 16×16
+    # EDM: networks seen as bare σ-space functions (a VP ε one, unguided conditional, a 16×16 flow one)
+    assert {"digits_uncond_edmview", "digits_cond_edmview", "digits16_flow_edmview"} <= set(names["edm"])
     for u in units():
         family, short = u.family, u.table.endswith(SHORT_SPAN_SUFFIX)
         assert family in FAMILY_TABLES and (not short or family in SHORT_SPAN_TABLES)
@@ -137,13 +139,17 @@ def test_the_selection_pools_its_own_noises_never_the_figures_or_calibration():
 
 
 def test_held_out_networks_are_in_the_figures_only_and_summarised_apart():
-    from benchmarks.defaults_bench import HELD_OUT_NETWORKS, FigureRow, format_summary
+    from benchmarks.defaults_bench import HELD_OUT_NETWORKS, HELD_OUT_WRAPPED, FigureRow, format_summary
 
-    assert not {u.name for u in units()} & set(HELD_OUT_NETWORKS)  # the selection's units (and guided ones)
-    assert not {u.name for u in units(guided=True)} & set(HELD_OUT_NETWORKS)
+    held_names = set(HELD_OUT_NETWORKS) | set(HELD_OUT_WRAPPED)
+    assert not {u.name for u in units()} & held_names  # the selection's units (and guided ones)
+    assert not {u.name for u in units(guided=True)} & held_names
     held = [u for u in units(held_out=True) if u.held_out]
-    assert [u.name for u in held] == list(HELD_OUT_NETWORKS)
-    assert {u.table for u in held} == {"vp_eps", "vp_eps+short"}  # one per VP span
+    assert [u.name for u in held] == [*HELD_OUT_NETWORKS, *HELD_OUT_WRAPPED]
+    assert {u.table for u in held} == {"vp_eps", "vp_eps+short", "edm"}  # one per VP span, and the wrapped ones'
+    assert all(name.endswith("_edmview") for name in HELD_OUT_WRAPPED)
+    with pytest.raises(ValueError, match="never see"):
+        select_defaults({(held[-1].name, 4): {"a/s": 0.1}}, held[-1:], ranges=[(4,)])
     with pytest.raises(ValueError, match="never see"):
         select_defaults({(held[0].name, 4): {"a/s": 0.1}}, held[:1], ranges=[(4,)])
 
@@ -156,3 +162,19 @@ def test_held_out_networks_are_in_the_figures_only_and_summarised_apart():
     held_line = next(ln for ln in lines if ln.startswith("held-out networks"))
     assert "(1): cells 1; generate<=1.0x peer 0" in held_line
     assert "NFE 4: generate<=1.0x 1/1" in text  # the per-budget lines count the selection's units only
+
+
+def test_a_wrapped_network_is_the_same_sigma_space_function_of_the_edm_family():
+    from benchmarks.defaults_bench import HELD_OUT_WRAPPED, model_view
+    from diffsample.model_family import model_family, noise_schedule_of
+
+    wrapped = {u.name: u for u in units(held_out=True) if u.name in HELD_OUT_WRAPPED}
+    unit = wrapped["digits_uncond_holdout_edmview"]
+    view = model_view(unit)
+    assert model_family(view) == "edm" and noise_schedule_of(view) is None
+    assert unit.span == (0.002, 80.0)
+    from diffsample.models import load_digits_model
+
+    net = load_digits_model(False, variant="holdout")
+    x, sigma = torch.randn(3, 1, 8, 8) * 2.0, torch.tensor([2.0, 0.5, 0.01])
+    assert torch.equal(view(x, sigma), net(x, sigma))  # the same function, only its schedule hidden
