@@ -759,6 +759,8 @@ class FigureRow:
 
     def ratio(self, what: str, to: str = "best_peer") -> float:
         num, den = getattr(self, what), getattr(self, to)
+        if math.isnan(num):  # not measured (a tuned plan under --no-tune)
+            return math.nan
         return num / den if den > 0 and math.isfinite(num) else math.inf
 
 
@@ -859,7 +861,9 @@ def _tuned_target(nfe: int) -> float:
 def format_summary(rows: Sequence[FigureRow], floor: float = ERROR_FLOOR) -> str:
     """Cells meeting each target, over all units, the networks and the beds, and per budget; geometric means of
     the ratios (errors floored at ``floor``, so an exact best does not make them infinite). Held-out networks
-    (:data:`HELD_OUT_NETWORKS`) are counted in a block of their own, not in the others."""
+    (:data:`HELD_OUT_NETWORKS`, :data:`HELD_OUT_WRAPPED`) are counted in a block of their own, not in the others.
+    Cells without a tuned plan (``--no-tune``: ``tuned`` is NaN) are left out of the tuned counts and means, which
+    then say over how many cells they are."""
 
     def floored(r: FigureRow, what: str, to: str) -> float:
         return max(getattr(r, what), floor) / max(getattr(r, to), floor)
@@ -867,12 +871,13 @@ def format_summary(rows: Sequence[FigureRow], floor: float = ERROR_FLOOR) -> str
     def block(label: str, part: Sequence[FigureRow]) -> list[str]:
         if not part:
             return []
+        tuned_part = [r for r in part if not math.isnan(r.tuned)]  # cells run without --no-tune
         gen = sum(r.ratio("generate") <= TARGETS["generate"] for r in part)
         auto = sum(r.ratio("auto") <= TARGETS["auto"] for r in part)
-        tuned = sum(r.ratio("tuned", "best_hand") <= _tuned_target(r.nfe) for r in part)
+        tuned = sum(r.ratio("tuned", "best_hand") <= _tuned_target(r.nfe) for r in tuned_part)
         beats = sum(r.auto <= r.generate for r in part)
         means = {
-            k: _gmean([floored(r, a, b) for r in part])
+            k: _gmean([floored(r, a, b) for r in (tuned_part if a == "tuned" else part)])
             for k, (a, b) in {
                 "gen/peer": ("generate", "best_peer"),
                 "auto/peer": ("auto", "best_peer"),
@@ -881,9 +886,10 @@ def format_summary(rows: Sequence[FigureRow], floor: float = ERROR_FLOOR) -> str
             }.items()
         }
         units_in = len({r.unit for r in part})
+        of_tuned = "" if len(tuned_part) == len(part) else f" of {len(tuned_part)} tuned"
         return [
             f"{label} ({units_in}): cells {len(part)}; generate<=1.0x peer {gen}; auto<=0.8x peer {auto}; "
-            f"tuned<=target {tuned}; auto<=generate {beats}",
+            f"tuned<=target {tuned}{of_tuned}; auto<=generate {beats}",
             "   gmean (errors floored at 1e-3): " + ", ".join(f"{k} {v:.2f}" for k, v in means.items()),
         ]
 
@@ -895,11 +901,12 @@ def format_summary(rows: Sequence[FigureRow], floor: float = ERROR_FLOOR) -> str
     lines += block("held-out networks, never in the selection", held_out)
     for nfe in sorted({r.nfe for r in rows}):
         part = [r for r in rows if r.nfe == nfe]
+        tuned_part = [r for r in part if not math.isnan(r.tuned)]
         lines.append(
             f"NFE {nfe}: generate<=1.0x {sum(r.ratio('generate') <= TARGETS['generate'] for r in part)}/{len(part)}, "
             f"auto<=0.8x {sum(r.ratio('auto') <= TARGETS['auto'] for r in part)}/{len(part)}, "
-            f"tuned on target {sum(r.ratio('tuned', 'best_hand') <= _tuned_target(nfe) for r in part)}/{len(part)}, "
-            f"tuner fallbacks {sum(r.tuned_fallback for r in part)}"
+            f"tuned on target {sum(r.ratio('tuned', 'best_hand') <= _tuned_target(nfe) for r in tuned_part)}"
+            f"/{len(tuned_part)}, tuner fallbacks {sum(r.tuned_fallback for r in tuned_part)}"
         )
     return "\n".join(lines)
 

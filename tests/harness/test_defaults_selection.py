@@ -178,3 +178,18 @@ def test_a_wrapped_network_is_the_same_sigma_space_function_of_the_edm_family():
     net = load_digits_model(False, variant="holdout")
     x, sigma = torch.randn(3, 1, 8, 8) * 2.0, torch.tensor([2.0, 0.5, 0.01])
     assert torch.equal(view(x, sigma), net(x, sigma))  # the same function, only its schedule hidden
+
+
+def test_cells_without_a_tuned_plan_are_left_out_of_the_tuned_counts():
+    import math
+
+    from benchmarks.defaults_bench import FigureRow, format_summary
+
+    def row(unit: str, tuned: float) -> FigureRow:
+        return FigureRow(unit, "edm", 4, 0.5, 0.5, "x/s", 1, tuned, False, 1.0, 1.0, "p", 1.0, "h", False)
+
+    text = format_summary([row("a", 0.4), row("b", math.nan)])
+    first = text.splitlines()[0]
+    assert "tuned<=target 1 of 1 tuned" in first and "cells 2" in first
+    assert "tuned/hand 0.40" in text.splitlines()[1]  # the mean over the tuned cell only, not NaN or inf
+    assert "tuned on target 1/1" in text
