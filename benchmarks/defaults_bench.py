@@ -10,13 +10,15 @@ calibration of automatic mode and the tuner, seeds 2 and 3 for the selection, :d
   (:func:`diffsample.testbeds.reference_solution`, cached);
 * the shipped digits networks: VP ε on the DDPM table (``digits_uncond``, ``digits_cond`` unguided), VP ε on Stable
   Diffusion's table (``digits_uncond_sd``, and the 16×16 ``digits16_uncond_sd`` and ``digits16_uncond_sd_small``),
-  flow matching (``digits_flow`` and the 16×16 ``digits16_flow``, each without and with shift 3); reference: this
+  flow matching (``digits_flow`` and the 16×16 ``digits16_flow``, each without and with shift 3), and for the EDM
+  family ``digits_uncond``, ``digits_cond`` and ``digits16_flow`` seen as bare σ-space functions on EDM's span
+  (``*_edmview``, :class:`SigmaSpaceView`: the same ODE, the schedule hidden); reference: this
   library's teacher (DPM-Solver++(3M), 477 log-SNR steps, :func:`diffsample.tuning.teacher_trajectory`), cached on
   disk;
 * for the figures only (``units(held_out=True)``, :data:`HELD_OUT_NETWORKS`): two networks the selection never sees,
   smaller and of another seed, on the DDPM table and on Stable Diffusion's — the defaults on networks they were not
   chosen on; and two networks seen through a bare σ-space wrapper (:data:`HELD_OUT_WRAPPED`, :class:`SigmaSpaceView`),
-  which ``generate`` takes for the EDM family on EDM's span, whose rows were chosen on the exact beds alone;
+  which ``generate`` takes for the EDM family, on EDM's span — the held-out test of the EDM rows;
 * for the selection only (``units(guided=True)``): ``digits_cond`` under classifier-free guidance of weight 2 and 4
   (:class:`LabelledGuidance`, 2 evaluations per call), the evidence for the guided table.
 
@@ -134,10 +136,10 @@ than the selection's (width 256, 3 blocks, seed 1), on the DDPM table (unconditi
 
 HELD_OUT_WRAPPED: tuple[str, ...] = ("digits_uncond_holdout_edmview", "digits_flow_edmview")
 """Networks in the figures only, seen through :class:`SigmaSpaceView` on EDM's span ``[0.002, 80]``: the held-out VP
-ε network and the flow network, neither ever seen in that form. A σ-space function without a noise schedule is
-what a k-diffusion-style wrapper hands ``generate``; it takes the ``edm`` family
-(:func:`diffsample.model_family.model_family`), whose rows and candidates were chosen on the exact beds alone (no
-EDM-trained network here), so these are that family's only network evidence."""
+ε network and the flow network, neither ever seen in that form by a selection. A σ-space function without a noise
+schedule is what a k-diffusion-style wrapper hands ``generate``; it takes the ``edm`` family
+(:func:`diffsample.model_family.model_family`), whose rows and candidates are chosen on the beds and the selection's
+``*_edmview`` networks (no EDM-trained network here), so these test them on networks they were not chosen on."""
 
 
 class SigmaSpaceView:
@@ -858,6 +860,11 @@ def _tuned_target(nfe: int) -> float:
     return TARGETS["tuned_low"] if nfe <= 6 else TARGETS["tuned_high"]
 
 
+def _with_plan(rows: Sequence[FigureRow]) -> list[FigureRow]:
+    """The rows with a tuned plan (not run with ``--no-tune``, where ``tuned`` is NaN)."""
+    return [r for r in rows if not math.isnan(r.tuned)]
+
+
 def format_summary(rows: Sequence[FigureRow], floor: float = ERROR_FLOOR) -> str:
     """Cells meeting each target, over all units, the networks and the beds, and per budget; geometric means of
     the ratios (errors floored at ``floor``, so an exact best does not make them infinite). Held-out networks
@@ -871,7 +878,7 @@ def format_summary(rows: Sequence[FigureRow], floor: float = ERROR_FLOOR) -> str
     def block(label: str, part: Sequence[FigureRow]) -> list[str]:
         if not part:
             return []
-        tuned_part = [r for r in part if not math.isnan(r.tuned)]  # cells run without --no-tune
+        tuned_part = _with_plan(part)
         gen = sum(r.ratio("generate") <= TARGETS["generate"] for r in part)
         auto = sum(r.ratio("auto") <= TARGETS["auto"] for r in part)
         tuned = sum(r.ratio("tuned", "best_hand") <= _tuned_target(r.nfe) for r in tuned_part)
@@ -901,7 +908,7 @@ def format_summary(rows: Sequence[FigureRow], floor: float = ERROR_FLOOR) -> str
     lines += block("held-out networks, never in the selection", held_out)
     for nfe in sorted({r.nfe for r in rows}):
         part = [r for r in rows if r.nfe == nfe]
-        tuned_part = [r for r in part if not math.isnan(r.tuned)]
+        tuned_part = _with_plan(part)
         lines.append(
             f"NFE {nfe}: generate<=1.0x {sum(r.ratio('generate') <= TARGETS['generate'] for r in part)}/{len(part)}, "
             f"auto<=0.8x {sum(r.ratio('auto') <= TARGETS['auto'] for r in part)}/{len(part)}, "
