@@ -154,8 +154,11 @@ class SigmaSpaceView:
         return self._network(x, sigma, **kwargs)
 
 
-def _wrapped(build: Callable[[], Any], name: str) -> Callable[[], Any]:
-    return lambda: SigmaSpaceView(build(), name)
+def _edm_view(
+    name: str, build: Callable[[], Any], shape: tuple[int, ...] | None = None, held_out: bool = False
+) -> Unit:
+    """The network ``build`` makes, seen through :class:`SigmaSpaceView` on EDM's span: a unit of the EDM family."""
+    return Unit(name, "edm", "edm", lambda: SigmaSpaceView(build(), name), None, "teacher", shape, held_out=held_out)
 
 
 GUIDANCE_WEIGHTS: tuple[float, ...] = (2.0, 4.0)
@@ -312,23 +315,17 @@ def units(
                 f"{name}_shift3", "flow_shift", "flow_shift", _flow(3.0, name), shifted, "teacher", shape
             )
             out.append(shifted_unit)
-        for name, net, shape in (
-            ("digits_uncond_edmview", _digits(False), None),
-            ("digits_cond_edmview", _digits(True), None),
-            ("digits16_flow_edmview", _flow(1.0, "digits16_flow"), big),
-        ):
-            out.append(Unit(name, "edm", "edm", _wrapped(net, name), None, "teacher", shape))
+        out.append(_edm_view("digits_uncond_edmview", _digits(False)))
+        out.append(_edm_view("digits_cond_edmview", _digits(True)))
+        out.append(_edm_view("digits16_flow_edmview", _flow(1.0, "digits16_flow"), big))
     if networks and held_out:
         for name, span, net, table in (
             ("digits_uncond_holdout", "vp", _digits(False, "holdout"), vp_table),
             ("digits_cond_sd_holdout", "vp_sd", _digits(True, "sd_holdout"), sd_table),
         ):
             out.append(Unit(name, "vp_eps", span, net, table, "teacher", held_out=True))
-        for name, net in (
-            ("digits_uncond_holdout_edmview", _digits(False, "holdout")),
-            ("digits_flow_edmview", _flow(1.0, "digits_flow")),
-        ):
-            out.append(Unit(name, "edm", "edm", _wrapped(net, name), None, "teacher", held_out=True))
+        out.append(_edm_view("digits_uncond_holdout_edmview", _digits(False, "holdout"), held_out=True))
+        out.append(_edm_view("digits_flow_edmview", _flow(1.0, "digits_flow"), held_out=True))
     if networks and guided:
         for w in GUIDANCE_WEIGHTS:
             out.append(Unit(f"digits_cond_cfg{w:g}", "vp_eps", "vp", _guided(w), vp_table, "teacher", calls_per_eval=2))
