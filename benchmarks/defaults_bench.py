@@ -134,9 +134,16 @@ HELD_OUT_NETWORKS: tuple[str, ...] = ("digits_uncond_holdout", "digits_cond_sd_h
 than the selection's (width 256, 3 blocks, seed 1), on the DDPM table (unconditional) and on Stable Diffusion's
 (conditional, walked unconditionally): what the defaults do on networks they were not chosen on."""
 
-HELD_OUT_WRAPPED: tuple[str, ...] = ("digits_uncond_holdout_edmview", "digits_flow_edmview")
-"""Networks in the figures only, seen through :class:`SigmaSpaceView` on EDM's span ``[0.002, 80]``: the held-out VP
-ε network and the flow network, neither ever seen in that form by a selection. A σ-space function without a noise
+HELD_OUT_WRAPPED: tuple[str, ...] = (
+    "digits_uncond_holdout_edmview",
+    "digits_flow_edmview",
+    "digits_cond_sd_holdout_sdview",
+)
+"""Networks in the figures only, seen through :class:`SigmaSpaceView`: on EDM's span ``[0.002, 80]`` the held-out VP
+ε network and the flow network, neither ever seen in that form by a selection; on Stable Diffusion's short span
+``[0.029, 14.6]`` the held-out network of that table (as a k-diffusion ``CompVisDenoiser`` or ComfyUI presents a
+Stable Diffusion model: σ-space, no schedule, its own span), which takes the short-span rows
+(:func:`diffsample.model_family.short_span`). A σ-space function without a noise
 schedule is what a k-diffusion-style wrapper hands ``generate``; it takes the ``edm`` family
 (:func:`diffsample.model_family.model_family`), whose rows and candidates are chosen on the beds and the selection's
 ``*_edmview`` networks (no EDM-trained network here), so these test them on networks they were not chosen on."""
@@ -154,11 +161,16 @@ class SigmaSpaceView:
         return self._network(x, sigma, **kwargs)
 
 
-def _edm_view(
-    name: str, build: Callable[[], Any], shape: tuple[int, ...] | None = None, held_out: bool = False
+def _sigma_space_view(
+    name: str,
+    build: Callable[[], Any],
+    shape: tuple[int, ...] | None = None,
+    held_out: bool = False,
+    span: str = "edm",
 ) -> Unit:
-    """The network ``build`` makes, seen through :class:`SigmaSpaceView` on EDM's span: a unit of the EDM family."""
-    return Unit(name, "edm", "edm", lambda: SigmaSpaceView(build(), name), None, "teacher", shape, held_out=held_out)
+    """The network ``build`` makes, seen through :class:`SigmaSpaceView` on ``span`` (of :data:`SPANS`): a unit of
+    the EDM family, the family of every σ-space denoiser without a noise schedule."""
+    return Unit(name, "edm", span, lambda: SigmaSpaceView(build(), name), None, "teacher", shape, held_out=held_out)
 
 
 GUIDANCE_WEIGHTS: tuple[float, ...] = (2.0, 4.0)
@@ -315,17 +327,19 @@ def units(
                 f"{name}_shift3", "flow_shift", "flow_shift", _flow(3.0, name), shifted, "teacher", shape
             )
             out.append(shifted_unit)
-        out.append(_edm_view("digits_uncond_edmview", _digits(False)))
-        out.append(_edm_view("digits_cond_edmview", _digits(True)))
-        out.append(_edm_view("digits16_flow_edmview", _flow(1.0, "digits16_flow"), big))
+        out.append(_sigma_space_view("digits_uncond_edmview", _digits(False)))
+        out.append(_sigma_space_view("digits_cond_edmview", _digits(True)))
+        out.append(_sigma_space_view("digits16_flow_edmview", _flow(1.0, "digits16_flow"), big))
     if networks and held_out:
         for name, span, net, table in (
             ("digits_uncond_holdout", "vp", _digits(False, "holdout"), vp_table),
             ("digits_cond_sd_holdout", "vp_sd", _digits(True, "sd_holdout"), sd_table),
         ):
             out.append(Unit(name, "vp_eps", span, net, table, "teacher", held_out=True))
-        out.append(_edm_view("digits_uncond_holdout_edmview", _digits(False, "holdout"), held_out=True))
-        out.append(_edm_view("digits_flow_edmview", _flow(1.0, "digits_flow"), held_out=True))
+        out.append(_sigma_space_view("digits_uncond_holdout_edmview", _digits(False, "holdout"), held_out=True))
+        out.append(_sigma_space_view("digits_flow_edmview", _flow(1.0, "digits_flow"), held_out=True))
+        sd_view = _sigma_space_view("digits_cond_sd_holdout_sdview", _digits(True, "sd_holdout"), None, True, "vp_sd")
+        out.append(sd_view)
     if networks and guided:
         for w in GUIDANCE_WEIGHTS:
             out.append(Unit(f"digits_cond_cfg{w:g}", "vp_eps", "vp", _guided(w), vp_table, "teacher", calls_per_eval=2))
@@ -657,6 +671,9 @@ def _rank(ratios: dict[str, list[float]]) -> list[str]:
 
 
 def _gmean(values: Sequence[float]) -> float:
+    """The geometric mean (``inf`` if any value is not finite, ``nan`` of nothing)."""
+    if not values:
+        return math.nan
     if any(not math.isfinite(v) for v in values):
         return math.inf
     return math.exp(sum(math.log(v) for v in values) / len(values))

@@ -14,6 +14,7 @@ RMSE, mean, median, p90, max; :func:`benchmarks.defaults_bench.tail_rows`).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 
 import torch
@@ -72,6 +73,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true")
 
 
+def _figures_text(figures: list) -> str:
+    return f"{format_figures(figures)}\n\n{format_summary(figures)}"
+
+
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     progress = progress_printer(args.quiet)
@@ -81,14 +86,14 @@ def run(args: argparse.Namespace) -> int:
         unit_list = [u for u in unit_list if u.name in args.units]
     if args.tails:
         rows = [r for u in unit_list for n in args.nfe or [8, 15] for r in tail_rows(u, n, args.tails)]
-        print(format_tails(rows))
-        payload = {"tails": [r.__dict__ for r in rows]}
+        render = functools.partial(format_tails, rows)
+        payload: dict = {"tails": [r.__dict__ for r in rows]}
     elif args.select:
         nfes = args.nfe or [4, 5, 6, 8, 10, 15, 20, 30, 50]
         table = hand_table(unit_list, nfes, progress, seeds=args.seeds)
         peers = best_peer_errors(unit_list, nfes, progress, seeds=args.seeds)
         rows = select_defaults(table, unit_list, peers=peers)
-        print(format_selection(rows))
+        render = functools.partial(format_selection, rows)
         payload = {
             "seeds": args.seeds,
             "selection": [r.__dict__ for r in rows],
@@ -100,10 +105,11 @@ def run(args: argparse.Namespace) -> int:
         figures = figure_rows(
             unit_list, nfes, tune_plans=not args.no_tune, tune_settings=args.tune_settings, progress=progress
         )
-        print(format_figures(figures))
-        print()
-        print(format_summary(figures))
+        render = functools.partial(_figures_text, figures)
         payload = {"figures": [r.__dict__ for r in figures]}
+    if args.out:  # written before anything is formatted or printed: an hours-long run is never lost to a print
+        written = atomic_write_text(args.out, json.dumps(payload, indent=1) + chr(10))
+    print(render())
     if args.out:
-        print(f"\nwrote {atomic_write_text(args.out, json.dumps(payload, indent=1) + chr(10))}")
+        print(f"\nwrote {written}")
     return 0

@@ -59,7 +59,7 @@ from ._version import __version__
 from .contracts import Denoiser
 from .denoisers import CallCounter
 from .errors import BudgetError, DiffsampleError, NonFiniteError, SigmaError
-from .model_family import FAMILIES, SHORT_SPAN_SUFFIX, model_family, noise_schedule_of, short_span
+from .model_family import FAMILIES, SHORT_SPAN_SUFFIX, model_family, model_span, noise_schedule_of, short_span
 from .sampling import sample
 from .schedules import NoiseSchedule
 from .solvers.nonstationary import solver_weights
@@ -106,7 +106,8 @@ AUTO_CANDIDATES: dict[str, tuple[tuple[str, str], ...]] = {
                    ("deis", "time_uniform+trailing")),
 }  # fmt: skip
 """Candidate (solver, step schedule) pairs per family, 10 each (``"<family>+cfg"``: for guided models, a call costing
-2 evaluations; ``"<family>+short"``: VP models on a short span, :func:`~diffsample.model_family.short_span`): every
+2 evaluations; ``"vp_eps+short"``: models on a short span, :func:`~diffsample.model_family.short_span`, VP or
+σ-space without a schedule): every
 row of the static table (:data:`diffsample.generate.FAMILY_TABLES`, :data:`~diffsample.generate.SHORT_SPAN_TABLES`,
 :data:`~diffsample.generate.GUIDED_TABLES`), then the configurations most often within 10 % of the best on a
 network cell (NFE 4–20) of the same selection run (``python -m benchmarks defaults --select``), mostly walks that
@@ -143,8 +144,8 @@ def candidates_for(family: str, guided: bool = False, sigma_max: float | None = 
     base = _SHARED.get(family, family)
     if guided and f"{base}{GUIDED_SUFFIX}" in AUTO_CANDIDATES:
         return AUTO_CANDIDATES[f"{base}{GUIDED_SUFFIX}"]
-    if short_span(family, sigma_max):
-        return AUTO_CANDIDATES[f"{base}{SHORT_SPAN_SUFFIX}"]
+    if short_span(family, sigma_max):  # one short-span set: VP models and schedule-less σ-space ones alike
+        return AUTO_CANDIDATES[f"vp_eps{SHORT_SPAN_SUFFIX}"]
     return AUTO_CANDIDATES[base]
 
 
@@ -187,6 +188,11 @@ class AutoChoice:
     @property
     def runs(self) -> float:
         return self.cost_nfe / self.nfe
+
+
+def _needs_time(step_schedule: str) -> bool:
+    """Whether ``step_schedule`` steps in a model's time (it needs the model's noise schedule)."""
+    return steps.get(step_schedule).needs_noise_schedule
 
 
 def _walk_sigmas(
@@ -234,8 +240,7 @@ def auto_choice(
     den = CallCounter(denoiser)
     family = model_family(denoiser)
     schedule = noise_schedule_of(denoiser)
-    lo = float(schedule.sigma_min) if sigma_min is None and schedule is not None else sigma_min
-    hi = float(schedule.sigma_max) if sigma_max is None and schedule is not None else sigma_max
+    lo, hi = model_span(denoiser, sigma_min, sigma_max)
     if lo is None or hi is None or not 0 < lo < hi:
         raise SigmaError(f"automatic mode needs 0 < sigma_min < sigma_max (or a model with a noise schedule), "
                          f"got {lo!r} and {hi!r}")  # fmt: skip
@@ -258,7 +263,8 @@ def auto_choice(
 
     guided = per_call > 1
     static = default_choice(int(nfe), family, guided=guided, sigma_max=hi)
-    cands = tuple(sorted(candidates_for(family, guided, hi), key=lambda c: c != (static.solver, static.step_schedule)))
+    usable = [c for c in candidates_for(family, guided, hi) if schedule is not None or not _needs_time(c[1])]
+    cands = tuple(sorted(usable, key=lambda c: c != (static.solver, static.step_schedule)))
     settings = {
         "family": family,
         "span": [lo, hi],

@@ -24,7 +24,7 @@ from . import contracts, solvers, steps
 from ._deprecation import RenamedAttribute, renamed_keyword
 from .denoisers import CallCounter
 from .errors import BudgetError, DiffsampleError, SigmaError
-from .model_family import VP_FAMILIES, model_family, noise_schedule_of, short_span
+from .model_family import SHORT_SPAN_FAMILIES, model_family, model_span, noise_schedule_of, short_span
 from .plan import Plan
 from .sampling import sample
 from .schedules import NoiseSchedule
@@ -174,7 +174,7 @@ without a guided network here (EDM, flow) keep their table when guided.
 """
 
 SHORT_SPAN_TABLES: dict[str, tuple[tuple[int, DefaultChoice], ...]] = {
-    family: _VP_SHORT_TABLE for family in VP_FAMILIES
+    family: _VP_SHORT_TABLE for family in SHORT_SPAN_FAMILIES
 }
 """Per VP family, the rows for a model on a short span (:func:`diffsample.model_family.short_span`: σ_max ≤ 40,
 Stable Diffusion's scaled-linear table), chosen by the same procedure on the units of that span: the exact beds
@@ -379,7 +379,7 @@ def generate(
     (:class:`~diffsample.denoisers.CallCounter`), not the shared model's total.
     """
     den = CallCounter(denoiser)  # this call's own evaluations: other threads may walk the same model
-    sigma_min, sigma_max = _span_of(den, sigma_min, sigma_max)  # a model's own span, when it has one
+    sigma_min, sigma_max = model_span(den, sigma_min, sigma_max)  # a model's own span, when it declares one
     if auto and plan is not None:
         raise DiffsampleError("auto=True chooses a solver and steps; a plan fixes them: pass one or the other")
     solver = step_schedule = None
@@ -411,17 +411,6 @@ def generate(
     if spent > walk.nfe:  # a guard on the promise, not an expected path
         raise BudgetError(f"generate spent {spent} model evaluations, over the budget of {walk.nfe}")
     return out
-
-
-def _span_of(den: object, sigma_min: float | None, sigma_max: float | None) -> tuple[float | None, float | None]:
-    """``(sigma_min, sigma_max)`` with those not given taken from the model's noise schedule, if it has one (also
-    through wrappers: a guided model's is its network's)."""
-    schedule = noise_schedule_of(den)
-    if schedule is None:
-        return sigma_min, sigma_max
-    lo = float(schedule.sigma_min) if sigma_min is None else sigma_min
-    hi = float(schedule.sigma_max) if sigma_max is None else sigma_max
-    return lo, hi
 
 
 def _calls(nfe: int, calls_per_eval: int) -> int:

@@ -19,11 +19,20 @@ Within the VP families the span matters too: Stable Diffusion's scaled-linear ta
 linear table at ≈ 157 and cosine or continuous tables higher still, and the best walk over ``[0.03, 14.6]`` is not
 the best over ``[0.01, 157]`` (issue #13, session 8: no one configuration was within the best peer on networks of
 both tables). :func:`short_span` tells the short spans apart (σ_max ≤ :data:`SHORT_VP_SIGMA_MAX`); ``generate`` and
-automatic mode keep a table of their own for them (``"<family>+short"``).
+automatic mode keep a table of their own for them (``"<family>+short"``). So does a σ-space denoiser without a noise
+schedule (``edm``) walked from σ_max ≤ 40: that is how a k-diffusion ``CompVisDenoiser`` or ComfyUI presents a Stable
+Diffusion model, and the short-span rows were chosen on that span with σ-space test beds (no family at all) and
+networks, where the EDM rows, chosen on ``[0.002, 80]``, were up to 2.4× worse (issue #13, session 12).
+
+:func:`model_span` reads the span a model declares: its noise schedule's, or, for a σ-space wrapper without one, its
+``sigma_min``/``sigma_max`` attributes (k-diffusion's discrete wrappers, ``DiscreteSchedule``, carry them: Stable
+Diffusion's ``[0.0292, 14.61]``).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,10 +40,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAMILIES",
+    "SHORT_SPAN_FAMILIES",
     "SHORT_SPAN_SUFFIX",
     "SHORT_VP_SIGMA_MAX",
     "VP_FAMILIES",
     "model_family",
+    "model_span",
     "noise_schedule_of",
     "short_span",
 ]
@@ -57,35 +68,70 @@ SHORT_SPAN_SUFFIX = "+short"
 """Key suffix of a VP family's short-span table and candidate set (``"vp_eps+short"``)."""
 
 
+SHORT_SPAN_FAMILIES: tuple[str, ...] = (*VP_FAMILIES, "edm")
+"""The families with short-span defaults (:func:`short_span`): the VP ones, and ``edm``, which holds every σ-space
+denoiser without a noise schedule (module docstring)."""
+
+
 def short_span(family: str | None, sigma_max: float | None) -> bool:
-    """Whether a model of ``family`` walked from ``sigma_max`` takes its family's short-span defaults: a VP family
-    and ``sigma_max`` ≤ :data:`SHORT_VP_SIGMA_MAX` (``False`` when either is unknown)."""
-    return family in VP_FAMILIES and sigma_max is not None and float(sigma_max) <= SHORT_VP_SIGMA_MAX
+    """Whether a model of ``family`` walked from ``sigma_max`` takes the short-span defaults: a family of
+    :data:`SHORT_SPAN_FAMILIES` and ``sigma_max`` ≤ :data:`SHORT_VP_SIGMA_MAX` (``False`` when either is unknown)."""
+    return family in SHORT_SPAN_FAMILIES and sigma_max is not None and float(sigma_max) <= SHORT_VP_SIGMA_MAX
+
+
+_WRAPPED_ATTRIBUTES = ("inner", "denoiser", "inner_model", "fn")
+"""Where a wrapper keeps the model it wraps: this library's transforms and counters (``inner``, ``denoiser``), a
+counting wrapper around a plain callable (``fn``), k-diffusion's wrappers (``inner_model``)."""
+
+
+def _chain(denoiser: object) -> Iterator[Any]:
+    """The denoiser, then each model it wraps in turn (at most 16 deep)."""
+    den: Any = denoiser
+    for _ in range(16):
+        if den is None:
+            return
+        yield den
+        den = next((w for w in (getattr(den, a, None) for a in _WRAPPED_ATTRIBUTES) if w is not None), None)
 
 
 def noise_schedule_of(denoiser: object) -> NoiseSchedule | None:
     """The denoiser's noise schedule (through counting wrappers and transforms), or ``None``."""
-    seen = 0
-    den: Any = denoiser
-    while den is not None and seen < 16:
-        schedule = getattr(den, "noise_schedule", None)
-        if schedule is not None:
-            return schedule
-        den = getattr(den, "inner", None) or getattr(den, "denoiser", None)
-        seen += 1
+    return next((s for s in (getattr(d, "noise_schedule", None) for d in _chain(denoiser)) if s is not None), None)
+
+
+def _declared_level(denoiser: object, name: str) -> float | None:
+    """A positive finite ``sigma_min``/``sigma_max`` attribute (float or one-element tensor) on the denoiser or a
+    model it wraps, or ``None``."""
+    for den in _chain(denoiser):
+        value = getattr(den, name, None)
+        if value is None or callable(value):
+            continue
+        try:
+            level = float(value)
+        except (TypeError, ValueError, RuntimeError):
+            continue
+        if math.isfinite(level) and level > 0:
+            return level
     return None
+
+
+def model_span(
+    denoiser: object, sigma_min: float | None = None, sigma_max: float | None = None
+) -> tuple[float | None, float | None]:
+    """``(sigma_min, sigma_max)``, those not given taken from what the model declares: its noise schedule's span
+    (also through wrappers: a guided model's is its network's), else, for a σ-space wrapper without a schedule, its
+    ``sigma_min``/``sigma_max`` attributes (k-diffusion's ``CompVisDenoiser`` and other ``DiscreteSchedule``
+    wrappers); ``None`` where neither says."""
+    schedule = noise_schedule_of(denoiser)
+    if schedule is not None:
+        lo, hi = float(schedule.sigma_min), float(schedule.sigma_max)
+    else:
+        lo, hi = _declared_level(denoiser, "sigma_min"), _declared_level(denoiser, "sigma_max")
+    return (lo if sigma_min is None else sigma_min), (hi if sigma_max is None else sigma_max)
 
 
 def _prediction_of(denoiser: object) -> str | None:
-    den: Any = denoiser
-    for _ in range(16):
-        if den is None:
-            return None
-        pred = getattr(den, "prediction", None)
-        if isinstance(pred, str):
-            return pred
-        den = getattr(den, "inner", None) or getattr(den, "denoiser", None)
-    return None
+    return next((p for p in (getattr(d, "prediction", None) for d in _chain(denoiser)) if isinstance(p, str)), None)
 
 
 def model_family(denoiser: object) -> str:

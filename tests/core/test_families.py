@@ -27,7 +27,15 @@ from diffsample.generate import (
     default_choice,
     schedule_levels,
 )
-from diffsample.model_family import FAMILIES, SHORT_VP_SIGMA_MAX, VP_FAMILIES, model_family, short_span
+from diffsample.model_family import (
+    FAMILIES,
+    SHORT_SPAN_FAMILIES,
+    SHORT_VP_SIGMA_MAX,
+    VP_FAMILIES,
+    model_family,
+    model_span,
+    short_span,
+)
 from diffsample.parameterization import ModelDenoiser
 from diffsample.schedules import EDM, DiscreteVP, RectifiedFlow, get_schedule
 from diffsample.testbeds import reference_solution, ring2d, rmse
@@ -97,19 +105,21 @@ def _row(table, nfe: int):
 
 
 def test_a_vp_model_on_a_short_span_takes_the_short_span_rows():
-    """Stable Diffusion's table (σ_max 14.6) is a short span, DDPM's (157) is not; only VP families split; a guided
-    model keeps the guided rows on any span; configure and auto mode follow the model's own σ_max."""
+    """Stable Diffusion's table (σ_max 14.6) is a short span, DDPM's (157) is not; VP families and schedule-less
+    σ-space denoisers (``edm``) split, flow families do not; a guided model keeps the guided rows on any span;
+    configure and auto mode follow the model's own σ_max."""
     sd, ddpm = DiscreteVP(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012), DiscreteVP()
     assert float(sd.sigma_max) < SHORT_VP_SIGMA_MAX < float(ddpm.sigma_max)
-    assert set(SHORT_SPAN_TABLES) == set(VP_FAMILIES)
+    assert set(SHORT_SPAN_TABLES) == set(SHORT_SPAN_FAMILIES) == {*VP_FAMILIES, "edm"}
     for family in FAMILIES:
-        assert short_span(family, 14.6) == (family in VP_FAMILIES) and not short_span(family, 157.0)
+        assert short_span(family, 14.6) == (family in SHORT_SPAN_FAMILIES) and not short_span(family, 157.0)
         assert not short_span(family, None)
     for nfe in (4, 8, 20, 50):
         assert default_choice(nfe, "vp_eps", sigma_max=14.6) == _row(SHORT_SPAN_TABLES["vp_eps"], nfe)
         assert default_choice(nfe, "vp_eps", sigma_max=157.0) == _row(FAMILY_TABLES["vp_eps"], nfe)
         assert default_choice(nfe, "vp_eps", sigma_max=14.6, guided=True) == _row(GUIDED_TABLES["vp_eps"], nfe)
-        assert default_choice(nfe, "edm", sigma_max=14.6) == _row(FAMILY_TABLES["edm"], nfe)
+        assert default_choice(nfe, "edm", sigma_max=14.6) == _row(SHORT_SPAN_TABLES["vp_eps"], nfe)
+        assert default_choice(nfe, "edm", sigma_max=80.0) == _row(FAMILY_TABLES["edm"], nfe)
         for table in (sd, ddpm):
             model = ModelDenoiser(lambda x, t: x, table, "eps")
             walk = configure(nfe, float(table.sigma_min), float(table.sigma_max), model=model)
@@ -117,6 +127,64 @@ def test_a_vp_model_on_a_short_span_takes_the_short_span_rows():
             assert (walk.solver, walk.step_schedule) == (row.solver, row.step_schedule)
     assert candidates_for("vp_eps", sigma_max=14.6) != candidates_for("vp_eps", sigma_max=157.0)
     assert candidates_for("vp_v", sigma_max=14.6) == candidates_for("vp_eps", sigma_max=14.6)
+    assert candidates_for("edm", sigma_max=14.6) == candidates_for("vp_eps", sigma_max=14.6)
+
+
+class KDiffusionStyleWrapper(torch.nn.Module):
+    """What k-diffusion's ``CompVisDenoiser`` (a ``DiscreteSchedule``) shows of a Stable Diffusion model: a σ-space
+    call, a ``sigmas`` buffer and ``sigma_min``/``sigma_max`` properties returning 0-d tensors; no noise schedule."""
+
+    def __init__(self, model: ModelDenoiser) -> None:
+        super().__init__()
+        self.inner_model = torch.nn.Module()  # stands in for the CompVis model, which carries no noise schedule
+        self._model = model  # private: what the wrapper calls, not a model it declares
+        self.register_buffer("sigmas", model.noise_schedule.sigmas.to(torch.float32))
+
+    @property
+    def sigma_min(self) -> torch.Tensor:
+        return self.sigmas[0]
+
+    @property
+    def sigma_max(self) -> torch.Tensor:
+        return self.sigmas[-1]
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self._model(x, sigma, **kwargs)
+
+
+def test_a_sigma_space_wrapper_declares_its_span_and_takes_the_short_span_rows():
+    """A Stable Diffusion-table network behind a k-diffusion-style wrapper: ``generate`` reads the span from its
+    ``sigma_min``/``sigma_max`` (through ``inner_model`` too), classes it ``edm`` (no schedule), takes the short-span
+    row on that span and walks exactly what it walks for the model itself; explicit span arguments win, and a
+    model's noise schedule wins over attributes."""
+    from diffsample.models import load_digits_model
+
+    model = load_digits_model(False, variant="sd")
+    wrapped = KDiffusionStyleWrapper(model)
+    lo, hi = float(model.noise_schedule.sigma_min), float(model.noise_schedule.sigma_max)
+    assert model_family(wrapped) == "edm" and model_span(wrapped) == pytest.approx((lo, hi), rel=1e-6)
+    outer = FunctionDenoiser(lambda x, s: wrapped(x, s))
+    outer.inner_model = wrapped  # a wrapper around the wrapper, as k-diffusion's CFG wrappers hold it
+    assert model_span(outer) == pytest.approx((lo, hi), rel=1e-6)
+    assert model_span(wrapped, 0.1, 10.0) == (0.1, 10.0) and model_span(ring2d()) == (None, None)
+    assert model_span(model) == (lo, hi)
+    x = noise.seeded(3).initial((6, 1, 8, 8), float(wrapped.sigma_max))
+    for nfe in (5, 10):
+        torch.testing.assert_close(generate(wrapped, x, nfe=nfe), generate(model, x, nfe=nfe), rtol=1e-5, atol=1e-5)
+        walk = configure(nfe, lo, hi, model=wrapped)
+        row = _row(SHORT_SPAN_TABLES["vp_eps"], nfe)
+        assert (walk.solver, walk.step_schedule) == (row.solver, row.step_schedule)
+    with pytest.raises(ds.errors.BudgetError, match="sigma_min and sigma_max"):
+        generate(FunctionDenoiser(lambda x, s: x), x, nfe=5)  # nothing declares a span
+
+
+def test_automatic_mode_on_a_schedule_less_model_skips_candidates_in_model_time():
+    """The short-span candidate set holds a walk in the model's time; a σ-space model without a schedule cannot
+    take it, so it is left out (not run, not counted) rather than scored as a failure."""
+    choice = auto_choice(ring2d(), 6, (2,), sigma_min=0.03, sigma_max=14.6, calibration=8, use_cache=False)
+    expected = [f"{s}/{t}" for s, t in candidates_for("edm", sigma_max=14.6) if not steps.get(t).needs_noise_schedule]
+    assert sorted(choice.errors) == sorted(expected) and len(expected) < len(candidates_for("edm", sigma_max=14.6))
+    assert all(math.isfinite(e) for e in choice.errors.values())
 
 
 @pytest.mark.parametrize(

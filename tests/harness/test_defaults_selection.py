@@ -146,8 +146,9 @@ def test_held_out_networks_are_in_the_figures_only_and_summarised_apart():
     assert not {u.name for u in units(guided=True)} & held_names
     held = [u for u in units(held_out=True) if u.held_out]
     assert [u.name for u in held] == [*HELD_OUT_NETWORKS, *HELD_OUT_WRAPPED]
-    assert {u.table for u in held} == {"vp_eps", "vp_eps+short", "edm"}  # one per VP span, and the wrapped ones'
-    assert all(name.endswith("_edmview") for name in HELD_OUT_WRAPPED)
+    # one per VP span, and the wrapped ones': on EDM's span, and on Stable Diffusion's (the short-span rows)
+    assert {u.table for u in held} == {"vp_eps", "vp_eps+short", "edm", "edm+short"}
+    assert all(name.endswith(("_edmview", "_sdview")) for name in HELD_OUT_WRAPPED)
     with pytest.raises(ValueError, match="never see"):
         select_defaults({(held[-1].name, 4): {"a/s": 0.1}}, held[-1:], ranges=[(4,)])
     with pytest.raises(ValueError, match="never see"):
@@ -165,7 +166,7 @@ def test_held_out_networks_are_in_the_figures_only_and_summarised_apart():
 
 
 def test_a_wrapped_network_is_the_same_sigma_space_function_of_the_edm_family():
-    from benchmarks.defaults_bench import HELD_OUT_WRAPPED, model_view
+    from benchmarks.defaults_bench import HELD_OUT_WRAPPED, SPANS, model_view
     from diffsample.model_family import model_family, noise_schedule_of
 
     wrapped = {u.name: u for u in units(held_out=True) if u.name in HELD_OUT_WRAPPED}
@@ -173,6 +174,9 @@ def test_a_wrapped_network_is_the_same_sigma_space_function_of_the_edm_family():
     view = model_view(unit)
     assert model_family(view) == "edm" and noise_schedule_of(view) is None
     assert unit.span == (0.002, 80.0)
+    sd_view = wrapped["digits_cond_sd_holdout_sdview"]
+    assert model_family(model_view(sd_view)) == "edm" and sd_view.span == SPANS["vp_sd"]
+    assert sd_view.table == "edm+short"  # generate takes the short-span rows for it
     from diffsample.models import load_digits_model
 
     net = load_digits_model(False, variant="holdout")
@@ -193,3 +197,5 @@ def test_cells_without_a_tuned_plan_are_left_out_of_the_tuned_counts():
     assert "tuned<=target 1 of 1 tuned" in first and "cells 2" in first
     assert "tuned/hand 0.40" in text.splitlines()[1]  # the mean over the tuned cell only, not NaN or inf
     assert "tuned on target 1/1" in text
+    untuned = format_summary([row("a", math.nan), row("b", math.nan)])  # a --no-tune run: no tuned cell at all
+    assert "tuned<=target 0 of 0 tuned" in untuned.splitlines()[0] and "tuned/hand nan" in untuned
