@@ -202,3 +202,35 @@ def test_noise_from_sampler_passes_levels():
 
     out = noise_from_sampler(sampler)(torch.zeros(2, 3, dtype=torch.float64), 2.0, 1.0)
     assert calls == [(2.0, 1.0)] and out.dtype == torch.float64 and bool((out == 1).all())
+
+
+# ----------------------------------------------------------------------------- generate on a k-diffusion wrapper
+
+
+def test_generate_reads_the_span_of_a_k_diffusion_discrete_wrapper_and_takes_the_short_span_rows(k_sampling):
+    """A Stable Diffusion-table ε network behind k-diffusion's own ``DiscreteEpsDDPMDenoiser`` (what ComfyUI and
+    k-diffusion users hand a sampler): ``generate`` needs no span (the wrapper's ``sigma_min``/``sigma_max``), walks
+    the short-span row there (it has no noise schedule, so it is of the ``edm`` family), and lands where it lands
+    for the same network as this library's own model (k-diffusion's timestep interpolation differs only by
+    rounding)."""
+    from diffsample.generate import SHORT_SPAN_TABLES, configure
+    from diffsample.model_family import model_family, model_span
+    from diffsample.models import load_digits_model
+
+    external = importlib.import_module(k_sampling.__name__.rsplit(".", 1)[0] + ".external")
+    model = load_digits_model(False, variant="sd")
+    table = model.noise_schedule
+    abar = torch.as_tensor(table.alphas_cumprod, dtype=torch.float32)
+    wrapped = external.DiscreteEpsDDPMDenoiser(lambda x, t, **kw: model.network(x, t, **kw), abar, quantize=False)
+    lo, hi = float(wrapped.sigma_min), float(wrapped.sigma_max)
+    assert model_family(wrapped) == "edm" and model_span(wrapped) == (lo, hi)
+    assert math.isclose(hi, float(table.sigma_max), rel_tol=1e-5) and hi < 40  # Stable Diffusion's 14.6
+    for nfe in (6, 10):
+        walk = configure(nfe, lo, hi, model=wrapped)
+        row = next(c for limit, c in SHORT_SPAN_TABLES["edm"] if nfe <= limit)
+        assert (walk.solver, walk.step_schedule) == (row.solver, row.step_schedule)
+        x = diffsample.noise.seeded(5).initial((4, 1, 8, 8), hi)
+        with torch.no_grad():
+            theirs = diffsample.generate(wrapped, x, nfe=nfe)
+            ours = diffsample.generate(model, x, nfe=nfe, sigma_min=lo, sigma_max=hi)
+        torch.testing.assert_close(theirs, ours, rtol=1e-3, atol=1e-3)

@@ -16,16 +16,20 @@ Pipeline (each stage counted in model evaluations of the calibration batch and i
    only the other samples. The search's results (best start, each refined optimum, and the iterated search's
    incumbent with the lowest held-out error; that search also stops once ``patience`` new incumbents in a row
    did not lower the held-out error) are scored on the held-out samples, as are the hand-made candidates
-   (:func:`hand_made_candidates`: six published solvers on the schedules of :data:`HAND_SCHEDULES`); the plan is
-   the best search result there, or the best hand-made candidate when that is at least as good (``fallback``), so
-   the plan is never worse on held-out noise than any hand-made configuration considered. This is validation-set
+   (:func:`hand_made_candidates`: six published solvers on the schedules of :data:`HAND_SCHEDULES`) and the
+   library's own solvers on hand-made steps (:mod:`.library`: iPNDM, UniPC, DEIS, DPM-Solver(++) 2M/3M, … on
+   log-SNR, Karras, KL-optimal and, for a model with a time, uniform-time steps; 60–77 walks); the plan is the best
+   search result there, or the best hand-made or library configuration when that is at least as good
+   (``fallback``; a library one is then run by name), so the plan is never worse on held-out noise than any
+   configuration considered. This is validation-set
    model selection and early stopping (e.g. Prechelt 1998, "Early stopping — but when?"): the search can fit
    the calibration batch's particular trajectories (its error there falls while the error on other noise
    rises); held-out samples measure what carries over.
 5. **Fitted weights** (:mod:`.weights`): on the chosen levels the walk is rewritten as a non-stationary linear
    solver (BNS, Shaul et al. 2024: each state a weighted sum of the start and every model value so far) and its
    weights are fitted to the teacher step by step by least squares on the fit samples (D-ODE, Kim et al. 2024),
-   from the chosen walk and from the best hand-made one, at the ridge strengths :data:`.weights.WEIGHT_RIDGES`.
+   from the chosen walk, the best hand-made one and the best library one, at the ridge strengths
+   :data:`.weights.WEIGHT_RIDGES`.
    The best fit on held-out noise then has its levels moved with the weights (:func:`.weights.search_levels`) and
    its end-point error minimised over all weights (BNS's objective, :func:`.weights.refine_weights`; only with
    :data:`REFINE_DATA_RATIO` fitted numbers per weight), each step kept only if it lowers the held-out error. The
@@ -58,7 +62,10 @@ from .. import steps
 from ..contracts import Denoiser
 from ..denoisers import CallCounter, as_denoiser
 from ..errors import BudgetError, DiffsampleError, NonFiniteError, ShapeError
+from ..model_family import noise_schedule_of
+from ..solvers.nonstationary import solver_weights
 from .dp import Evaluator, gits_costs, min_cost_path, propagated_dp
+from .library import LibraryConfig, best_library_config, library_configs
 from .plan import Plan
 from .provenance import library_version, model_name
 from .search import (
@@ -127,19 +134,20 @@ def tune(
         max_rows: most samples per model call in the batched stages.
         holdout: the fraction of the calibration batch held out (its last samples): the search fits the rest,
             and the plan is the search result with the lowest error on the held-out part, or the best
-            hand-made candidate (:func:`hand_made_candidates`) when that is at least as good there. 0 selects
-            on the calibration error, as before.
+            hand-made candidate (:func:`hand_made_candidates`) or library configuration (:mod:`.library`) when
+            that is at least as good there. 0 selects on the calibration error, as before.
         patience: the iterated search stops once this many of its new incumbents in a row did not lower the
             held-out error.
         progress: called with one line per stage.
 
     Returns:
-        A :class:`Plan` (solver ``"plan"``, or ``"nonstationary"`` when fitted weights won on held-out noise)
-        whose provenance records the model id, budget, calibration size, end-point RMSE vs the teacher (``error``
-        on the whole batch, ``fit_error`` and ``heldout_error`` on its two parts), how it was selected
-        (``selected_by``, ``stopped_early``, ``fallback``, ``hand_made_best``, ``weights``: the fitted-weights
-        stage's outcome), the teacher's NFE and method, and the tuning cost: wall time, ``tuning_nfe`` (model
-        evaluations per calibration sample) and ``tuning_model_calls`` (batched denoiser calls).
+        A :class:`Plan` (solver ``"plan"``, ``"nonstationary"`` when fitted weights won on held-out noise, or a
+        library solver's name when that configuration did, :mod:`.library`) whose provenance records the model
+        id, budget, calibration size, end-point RMSE vs the teacher (``error`` on the whole batch, ``fit_error``
+        and ``heldout_error`` on its two parts), how it was selected (``selected_by``, ``stopped_early``,
+        ``fallback``, ``hand_made_best``, ``library_best``, ``weights``: the fitted-weights stage's outcome), the
+        teacher's NFE and method, and the tuning cost: wall time, ``tuning_nfe`` (model evaluations per
+        calibration sample) and ``tuning_model_calls`` (batched denoiser calls).
     """
     t_start = time.perf_counter()
     den = as_denoiser(denoiser)
@@ -242,13 +250,21 @@ def tune(
     if not math.isfinite(best[0]):
         raise DiffsampleError("tuning failed: every candidate walk diverged on the calibration batch")
     selection = _select(pool, hand, objective, validate)
+    library = library_configs(n, sigma_min, sigma_max, noise_schedule_of(denoiser))
+    lib_best, lib_error, lib_nfe = best_library_config(own, held_teacher if held else fit_teacher, library)
+    if lib_best is not None and lib_error <= (selection.held_error if held else selection.fit_error):
+        on_fit = WeightsObjective(own, fit_teacher)
+        selection.use_library(lib_best, on_fit(lib_best.candidate(), lib_best.rows()) if held else lib_error, lib_error)
+        lib_nfe_fit = float(on_fit.nfe) if held else 0.0
+    else:
+        lib_nfe_fit = 0.0
     search_seconds = time.perf_counter() - t0
     cand = selection.chosen
     log(f"selected: {selection.describe()}")
     fitted, weights_seconds = None, 0.0
     if fit_solver_weights and held:
         t0 = time.perf_counter()
-        fitted = _fit_stage(own, fit_teacher, held_teacher, selection, hand, sigma_min)
+        fitted = _fit_stage(own, fit_teacher, held_teacher, selection, hand, sigma_min, lib_best)
         weights_seconds = time.perf_counter() - t0
         log(f"fitted weights: {fitted.describe()} ({weights_seconds:.1f}s)")
         if fitted.kept:
@@ -256,7 +272,9 @@ def tune(
 
     fit_nfe = evaluate.nfe + objective.nfe + (fitted.fit_nfe if fitted else 0)
     held_nfe = (validate.nfe if validate is not None else 0) + (fitted.held_nfe if fitted else 0)
-    tuning_nfe = teacher.nfe + (fit_nfe * fit + held_nfe * held) / batch
+    lib_on_fit, lib_on_held = (lib_nfe_fit, lib_nfe) if held else (lib_nfe, 0.0)  # the library pool's walks
+    library_nfe = (lib_on_fit * fit + lib_on_held * held) / batch
+    tuning_nfe = teacher.nfe + (fit_nfe * fit + held_nfe * held) / batch + library_nfe
     provenance = {
         "model": model_name(den, model_id),
         "nfe": int(nfe),
@@ -275,6 +293,11 @@ def tune(
         "stopped_early": stopped_early,
         "fallback": selection.fallback,
         "hand_made_best": selection.hand_summary(),
+        "library_best": {
+            "config": lib_best.label if lib_best is not None else None,
+            ("heldout_error" if held else "fit_error"): lib_error if math.isfinite(lib_error) else None,
+            "considered": len(library),
+        },
         "weights": fitted.summary() if fitted else {"fitted": False, "why": "off" if held else "no held-out samples"},
         "teacher_nfe": teacher.nfe,
         "teacher_method": teacher.method,
@@ -290,6 +313,7 @@ def tune(
             "heldout_runs": validate.evals if validate is not None else 0,
             "heldout_nfe": held_nfe,
             "search_seconds": round(search_seconds, 3),
+            "library_nfe": round(library_nfe, 3),
             "weights_nfe": fitted.fit_nfe if fitted else 0,
             "weights_seconds": round(weights_seconds, 3),
         },
@@ -297,6 +321,8 @@ def tune(
     }
     if fitted is not None and fitted.kept:
         return Plan(fitted.candidate.walk(), "nonstationary", {"weights": fitted.weights}, provenance)
+    if selection.library is not None:
+        return Plan(list(selection.library.walk), selection.library.solver, {}, provenance)
     return Plan(cand.walk(), "plan", plan_options_of(cand), provenance)
 
 
@@ -350,6 +376,12 @@ class Selection:
     hand_fit_error: float
     hand_held_error: float
     hand: Candidate | None = None
+    library: LibraryConfig | None = None
+
+    def use_library(self, config: LibraryConfig, fit_error: float, held_error: float) -> None:
+        """Make the library configuration ``config`` the plan (it did at least as well on the held-out samples)."""
+        self.chosen, self.library, self.fallback = config.candidate(), config, True
+        self.fit_error, self.held_error = fit_error, held_error
 
     def batch_error(self, fit: int, held: int) -> float:
         """The RMSE over the whole calibration batch (fit and held-out parts pooled)."""
@@ -364,8 +396,15 @@ class Selection:
             "heldout_error": self.hand_held_error if math.isfinite(self.hand_held_error) else None,
         }
 
+    @property
+    def label(self) -> str:
+        """What the chosen walk is: ``"tuned"``, or the hand-made or library configuration it fell back to."""
+        if self.library is not None:
+            return f"library {self.library.label}"
+        return f"hand-made {self.hand_label}" if self.fallback else "tuned"
+
     def describe(self) -> str:
-        which = f"hand-made {self.hand_label} (fallback)" if self.fallback else "tuned"
+        which = f"{self.label} (fallback)" if self.fallback else "tuned"
         return f"{which}, fit {self.fit_error:.5g}, held-out {self.held_error:.5g}"
 
 
@@ -443,18 +482,29 @@ def _fit_stage(
     selection: Selection,
     hand: list[Candidate],
     sigma_min: float,
+    library: LibraryConfig | None = None,
 ) -> FittedWeights:
-    """Stage 5 (module docstring): weights fitted on the fit samples from the chosen walk and from the best
-    hand-made one, at each of :data:`WEIGHT_RIDGES`; the levels of the best on the held-out samples are then moved
-    with the weights (:func:`.weights.search_levels`). The best on held-out noise is kept if it lowers the error
-    there below the chosen walk's."""
-    bases = [(selection.chosen, "hand-made " + selection.hand_label if selection.fallback else "tuned")]
+    """Stage 5 (module docstring): weights fitted on the fit samples from the chosen walk, from the best hand-made
+    one and from the best library configuration (:mod:`.library`), at each of :data:`WEIGHT_RIDGES`; the levels of
+    the best on the held-out samples are then moved with the weights (:func:`.weights.search_levels`). The best on
+    held-out noise is kept if it lowers the error there below the chosen walk's."""
+
+    def plan_base(c: Candidate) -> list[list[float]]:
+        return weights_of(c)
+
+    def library_base(solver: str) -> Callable[[Candidate], list[list[float]]]:
+        return lambda c: solver_weights(solver, c.walk())
+
+    chosen_base = library_base(selection.library.solver) if selection.library is not None else plan_base
+    bases = [(selection.chosen, selection.label, chosen_base)]
     if selection.hand is not None and canonical(selection.hand) != canonical(selection.chosen):
-        bases.append((selection.hand, "hand-made " + selection.hand_label))
+        bases.append((selection.hand, "hand-made " + selection.hand_label, plan_base))
+    if library is not None and library is not selection.library:
+        bases.append((library.candidate(), f"library {library.label}", library_base(library.solver)))
     held = WeightsObjective(denoiser, held_teacher)
     fit_nfe, fits, best = 0.0, 0, None
-    for cand, label in bases:
-        start = weights_of(cand)
+    for cand, label, base_of in bases:
+        start = base_of(cand)
         for ridge in WEIGHT_RIDGES:
             try:
                 fit = fit_weights(denoiser, fit_teacher, cand, ridge=ridge, base=start)
@@ -463,13 +513,15 @@ def _fit_stage(
             fit_nfe, fits = fit_nfe + fit.nfe, fits + 1
             err = held(cand, fit.weights)
             if best is None or err < best[0]:
-                best = (err, cand, fit, label, ridge)
+                best = (err, cand, fit, label, ridge, base_of)
     if best is None:
         return FittedWeights(
             selection.chosen, [], "none", 0.0, math.inf, math.inf, selection.held_error, False, 0, fit_nfe, held.nfe
         )
-    err, cand, fit, label, ridge = best
-    moved, moved_fit, spent = search_levels(denoiser, fit_teacher, cand, sigma_min=sigma_min, ridge=ridge)
+    err, cand, fit, label, ridge, base_of = best
+    moved, moved_fit, spent = search_levels(
+        denoiser, fit_teacher, cand, sigma_min=sigma_min, ridge=ridge, base_of=base_of
+    )
     fit_nfe += spent
     moved_err = held(moved, moved_fit.weights)
     if moved_err < err:

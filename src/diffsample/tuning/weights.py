@@ -39,7 +39,7 @@ level search makes at most ``20·n`` fits; a refinement iteration ``(n−1)(n+2)
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -286,6 +286,7 @@ def search_levels(
     delta: float = 0.25,
     delta_min: float = 1 / 64,
     max_fits: int | None = None,
+    base_of: Callable[[Candidate], list[list[float]]] | None = None,
 ) -> tuple[Candidate, Fit, int]:
     """Move the free levels of ``c`` (all but ``σ_max``) to lower the error of the weights fitted on them.
 
@@ -295,12 +296,21 @@ def search_levels(
     on ``teacher``'s samples; a sweep without improvement halves ``δ`` (``0.25`` down to ``delta_min``). Each
     trial is one fit, ``n`` model calls of the samples; at most ``max_fits`` trials (default ``20·n``).
 
+    ``base_of`` gives the starting weights (the ridge's centre) on a candidate's levels; by default the walk's own
+    (:func:`weights_of`), for a registered solver's walk that solver's
+    (:func:`diffsample.solvers.nonstationary.solver_weights`).
+
     Returns:
         The best levels (with ``c``'s choices), their fit, and the model evaluations spent per sample.
     """
     n = c.n_steps
     budget = 20 * n if max_fits is None else int(max_fits)
-    best, fit = c, fit_weights(denoiser, teacher, c, ridge=ridge)
+    start_of = base_of if base_of is not None else weights_of
+
+    def fit_at(levels: Candidate) -> Fit:
+        return fit_level_weights(denoiser, teacher, levels.walk(), start_of(levels), ridge=ridge)
+
+    best, fit = c, fit_at(c)
     spent, trials, log_min = fit.nfe, 0, math.log(sigma_min)
     while delta >= delta_min and trials < budget:
         improved = False
@@ -309,7 +319,7 @@ def search_levels(
                 if trials >= budget:
                     break
                 try:
-                    trial = fit_weights(denoiser, teacher, cand, ridge=ridge)
+                    trial = fit_at(cand)
                 except NonFiniteError:
                     continue
                 finally:

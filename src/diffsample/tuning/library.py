@@ -1,0 +1,122 @@
+"""The library's own solvers on hand-made step schedules: the tuner's second fallback pool and weights bases.
+
+The search's hand-made candidates (:func:`.tuner.hand_made_candidates`) are its own per-step strategies (DDIM,
+DPM-Solver++(2M), third order, with and without corrector) on a few schedules. What a user would otherwise run is
+this library's solvers: iPNDM (Zhang & Chen 2023), UniPC (Zhao et al. 2023), DEIS (Zhang & Chen 2023),
+DPM-Solver(++) 2M/3M (Lu et al. 2022a, 2022b), … on log-SNR, Karras, KL-optimal or uniform-time steps. Each such
+configuration of ``n`` calls is, on its levels, a fixed linear walk (:func:`diffsample.solvers.nonstationary.
+solver_weights`), so the tuner scores it on its held-out samples exactly as it scores fitted weights, keeps the best
+as the plan when nothing it tuned does better there (the plan then runs that solver), and fits weights from it as
+from its own walks. Cost: one walk of ``n`` calls of the held-out samples per configuration (``|solvers| ×
+|schedules|``, 55 to 77 walks), a few per cent of a tuning run (about ``180·n²`` calls per sample).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .. import solvers, steps
+from ..contracts import Denoiser
+from ..errors import BudgetError, DiffsampleError
+from ..schedules import NoiseSchedule
+from ..solvers.nonstationary import solver_weights
+from .search import Candidate, Choice
+from .teacher import Teacher
+from .weights import WeightsObjective
+
+__all__ = ["LIBRARY_SCHEDULES", "LIBRARY_SOLVERS", "LibraryConfig", "best_library_config", "library_configs"]
+
+LIBRARY_SOLVERS: tuple[str, ...] = (
+    "ddim",
+    "dpmpp_2m",
+    "dpmpp_3m",
+    "dpm_solver_2m",
+    "dpm_solver_3m",
+    "ipndm",
+    "ipndm_v",
+    "unipc",
+    "unipc_3m",
+    "unipc_bh1",
+    "deis",
+)
+"""The deterministic one-call-per-step solvers the pool holds (Euler is DDIM in σ-space; Heun calls twice a step)."""
+
+LIBRARY_SCHEDULES: tuple[str, ...] = (
+    "logsnr",
+    "karras",
+    "kl_optimal",
+    "logsnr+trailing",
+    "karras+trailing",
+    "kl_optimal+trailing",
+)
+"""The step schedules of the pool; a model with a noise schedule adds ``time_uniform`` and its trailing form (the
+flow models' best walks, :data:`diffsample.generate.FAMILY_TABLES`)."""
+
+_TIME_SCHEDULES = ("time_uniform", "time_uniform+trailing")
+
+
+@dataclass(frozen=True)
+class LibraryConfig:
+    """One solver on one step schedule: its walk (levels, 0 last) and the solver's weights there."""
+
+    solver: str
+    schedule: str
+    walk: tuple[float, ...]
+    weights: tuple[tuple[float, ...], ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.solver} on {self.schedule}"
+
+    def candidate(self) -> Candidate:
+        """The walk's levels as a search candidate (its choices are placeholders: the weights are the solver's)."""
+        n = len(self.walk) - 1
+        return Candidate(tuple(self.walk[:-1]), tuple(Choice("data", 1) for _ in range(n)))
+
+    def rows(self) -> list[list[float]]:
+        return [list(r) for r in self.weights]
+
+
+def library_configs(
+    n: int, sigma_min: float, sigma_max: float, noise_schedule: NoiseSchedule | None = None
+) -> list[LibraryConfig]:
+    """Every solver of :data:`LIBRARY_SOLVERS` on every schedule of :data:`LIBRARY_SCHEDULES` (and the time
+    schedules where the model has a ``noise_schedule``) that walks ``σ_max → 0`` in exactly ``n`` calls."""
+    from ..generate import schedule_levels
+
+    names = LIBRARY_SCHEDULES + (_TIME_SCHEDULES if noise_schedule is not None else ())
+    out: list[LibraryConfig] = []
+    for solver in LIBRARY_SOLVERS:
+        try:
+            n_steps = solvers.spec(solver).steps_for_nfe(n)
+        except BudgetError:  # fewer calls than the method needs
+            continue
+        if n_steps != n:
+            continue
+        for schedule in names:
+            if steps.get(schedule).needs_noise_schedule and noise_schedule is None:
+                continue
+            walk = schedule_levels(schedule, n_steps, sigma_min, sigma_max, noise_schedule).tolist()
+            if len(walk) != n + 1 or walk[-1] != 0.0:
+                continue
+            try:
+                rows = solver_weights(solver, walk)
+            except DiffsampleError:
+                continue
+            out.append(LibraryConfig(solver, schedule, tuple(walk), tuple(tuple(r) for r in rows)))
+    return out
+
+
+def best_library_config(
+    denoiser: Denoiser, teacher: Teacher, configs: list[LibraryConfig]
+) -> tuple[LibraryConfig | None, float, float]:
+    """The configuration with the lowest end-point RMSE on ``teacher``'s samples (first of equals), that RMSE
+    (``inf`` when every walk diverged) and the model evaluations spent per sample of that teacher."""
+    score = WeightsObjective(denoiser, teacher)
+    best: tuple[LibraryConfig | None, float] = (None, math.inf)
+    for config in configs:
+        err = score(config.candidate(), config.rows())
+        if err < best[1]:
+            best = (config, err)
+    return best[0], best[1], float(score.nfe)
