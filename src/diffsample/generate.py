@@ -176,9 +176,17 @@ without a guided network here (EDM, flow) keep their table when guided.
 SHORT_SPAN_TABLES: dict[str, tuple[tuple[int, DefaultChoice], ...]] = {
     family: _VP_SHORT_TABLE for family in SHORT_SPAN_FAMILIES
 }
-"""Per VP family, the rows for a model on a short span (:func:`diffsample.model_family.short_span`: σ_max ≤ 40,
-Stable Diffusion's scaled-linear table), chosen by the same procedure on the units of that span: the exact beds
-on ``[0.029, 14.6]`` and the networks ``digits_uncond_sd``, ``digits16_uncond_sd`` and ``digits16_uncond_sd_small``.
+"""Per VP family, and for a σ-space denoiser without a noise schedule (``edm``), the rows for a model on a short span
+(:func:`diffsample.model_family.short_span`: σ_max ≤ 40, Stable Diffusion's scaled-linear table), chosen by the
+same procedure on the units of that span: the exact beds on ``[0.029, 14.6]`` and the networks ``digits_uncond_sd``,
+``digits16_uncond_sd`` and ``digits16_uncond_sd_small``. The beds are σ-space functions of no family and the
+networks' σ-space ODE is what a k-diffusion ``CompVisDenoiser`` or ComfyUI hands a sampler for a Stable Diffusion
+model, so a schedule-less denoiser walked from σ_max ≤ 40 takes these rows too (session 12 of issue #13): on the
+selection's noises the EDM rows, chosen on ``[0.002, 80]``, had worst cases on those three networks of 1.30 / 1.95 /
+2.39 / 1.64 × the best peer by range, these rows 1.10 / 1.14 / 1.44 / 1.23; on the held-out conditional SD-table
+network seen that way (``digits_cond_sd_holdout_sdview``, figures' noises) ``generate`` goes from 2 to 3 of 7 cells
+within the best peer (geometric mean 1.15 → 1.01× the best peer; NFE 8 worse, 1.07 → 1.29) and automatic mode from
+5 to 7 of 7 within 0.8×.
 Worst-case ratio to the best peer on the networks / on the beds:
 
 =========== ========================== ========================== ========================== =========================
