@@ -67,6 +67,7 @@ from diffsample.denoisers import CountingDenoiser, as_denoiser
 from diffsample.errors import DiffsampleError
 from diffsample.model_family import FAMILIES, SHORT_SPAN_SUFFIX, short_span
 from diffsample.schedules import DiscreteVP, NoiseSchedule, RectifiedFlow
+from diffsample.tuning.library import LIBRARY_SOLVERS
 
 __all__ = [
     "SCHEDULES",
@@ -88,22 +89,10 @@ __all__ = [
     "units",
 ]
 
-SOLVERS: tuple[str, ...] = (
-    "euler",
-    "heun",
-    "ddim",
-    "dpm_solver_2m",
-    "dpmpp_2m",
-    "dpmpp_3m",
-    "dpm_solver_3m",
-    "ipndm",
-    "ipndm_v",
-    "unipc",
-    "unipc_3m",
-    "unipc_bh1",
-    "deis",
-)
-"""Fixed-step deterministic solvers the selection considers."""
+SOLVERS: tuple[str, ...] = ("euler", "heun", *LIBRARY_SOLVERS)
+"""Fixed-step deterministic solvers the selection considers: Euler, Heun and the tuner's library pool
+(:data:`diffsample.tuning.library.LIBRARY_SOLVERS`: DDIM, DPM-Solver-2M, DPM-Solver++(2M/3M), DPM-Solver-3M, iPNDM,
+iPNDM-v, UniPC (2, 3, bh1), DEIS)."""
 
 BASE_SCHEDULES: tuple[str, ...] = ("logsnr", "karras", "kl_optimal", "time_uniform")
 

@@ -29,9 +29,9 @@ __all__ = ["LIBRARY_SCHEDULES", "LIBRARY_SOLVERS", "LibraryConfig", "best_librar
 
 LIBRARY_SOLVERS: tuple[str, ...] = (
     "ddim",
+    "dpm_solver_2m",
     "dpmpp_2m",
     "dpmpp_3m",
-    "dpm_solver_2m",
     "dpm_solver_3m",
     "ipndm",
     "ipndm_v",
@@ -40,7 +40,8 @@ LIBRARY_SOLVERS: tuple[str, ...] = (
     "unipc_bh1",
     "deis",
 )
-"""The deterministic one-call-per-step solvers the pool holds (Euler is DDIM in σ-space; Heun calls twice a step)."""
+"""The deterministic one-call-per-step solvers the pool holds (Euler is DDIM in σ-space; Heun calls twice a step); the
+defaults' selection considers the same and those two (:data:`benchmarks.defaults_bench.SOLVERS`)."""
 
 LIBRARY_SCHEDULES: tuple[str, ...] = (
     "logsnr",
