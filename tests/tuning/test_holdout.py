@@ -1,8 +1,8 @@
 """The tuner's held-out selection, checked against exact ODE solutions on the exact beds.
 
 * the plan is never worse on its held-out samples than any hand-made configuration it considered (published
-  solvers, and every solver of the library pool on its schedules, run through :func:`diffsample.sample`, scored
-  against the held-out teacher end points), and the
+  solvers run through :func:`diffsample.sample`, scored against the held-out teacher end points), nor worse by more
+  than ``LIBRARY_MARGIN`` than any solver of the library pool on its schedules, and the
   held-out error it reports is the one a plain run of the plan measures;
 * where the search overfits (8 calibration samples of the 64-D mixture at NFE 6: the calibration-selected
   plan's calibration error is an order of magnitude below its error on other noise), selecting on held-out
@@ -21,7 +21,7 @@ from diffsample.errors import DiffsampleError
 from diffsample.generate import schedule_levels
 from diffsample.testbeds import mixture64, reference_solution, ring2d, rmse
 from diffsample.tuning import teacher_trajectory
-from diffsample.tuning.library import LIBRARY_SCHEDULES, LIBRARY_SOLVERS
+from diffsample.tuning.library import LIBRARY_MARGIN, LIBRARY_SCHEDULES, LIBRARY_SOLVERS
 from diffsample.tuning.tuner import hand_made_candidates, held_out_count, split_teacher
 
 F64 = torch.float64
@@ -91,7 +91,8 @@ def test_plan_is_never_worse_on_held_out_noise_than_the_hand_made_candidates(cas
     prov = plan.provenance
     plan_err, hand = _held_errors(bed, teacher, plan)
     assert plan_err == pytest.approx(prov["heldout_error"], rel=1e-9)
-    assert plan_err <= min(hand) * (1 + 1e-9)
+    assert plan_err <= min(hand[: len(PUBLISHED)]) * (1 + 1e-9)  # never worse than a hand-made one
+    assert plan_err * (1 - LIBRARY_MARGIN) <= min(hand) * (1 + 1e-9)  # nor by the margin than a library one
     assert prov["heldout_error"] <= prov["hand_made_best"]["heldout_error"]
     assert prov["fallback"] == (case == "mixture64")
     # the pooled error is the RMSE over the whole batch, fit and held-out parts together
@@ -125,18 +126,25 @@ def test_tuning_cost_counts_the_held_out_runs(overfit_case):
     assert math.isfinite(prov["fit_error"]) and cal.shape[0] == fit + held
 
 
-def test_a_library_configuration_that_wins_on_held_out_noise_is_the_plan_and_a_weights_base():
-    """mixture64, 8 calibration samples (4 + 4), NFE 5: no walk the search tuned does better on the held-out samples
-    than UniPC-bh1 on KL-optimal steps ending the trailing way, so without fitted weights the plan *is* that solver
-    (run by name, its reported held-out error what a plain run measures); with them, the weights fitted from it win
-    there (measured 0.0041 against its 0.081)."""
+def test_a_library_configuration_that_leads_on_held_out_noise_is_the_plan_and_a_weights_base(monkeypatch):
+    """mixture64, 8 calibration samples (4 + 4), NFE 5: the best walk the tuner selects (a hand-made one, 0.0822 on the
+    held-out samples) and UniPC-bh1 on KL-optimal steps ending the trailing way (0.0815) are within
+    ``LIBRARY_MARGIN`` (5 %), so the selected walk stays; with no margin the library configuration *is* the plan (run
+    by name, its reported held-out error what a plain run measures); with fitted weights, the weights fitted from it
+    win there (0.0041)."""
+    import diffsample.tuning.tuner as tuner_module
+
     bed = mixture64()
     cal = batch(bed, 8, 1)
     teacher = teacher_trajectory(bed, cal, sigma_min=SMIN, sigma_max=SMAX, levels=FAST["teacher_levels"])
     options = {"nfe": 5, "sigma_min": SMIN, "sigma_max": SMAX, "calibration": cal, "teacher": teacher, "holdout": 0.5}
+    kept = tune(bed, fit_solver_weights=False, **options, **FAST).provenance
+    lead = kept["library_best"]["heldout_error"] / kept["heldout_error"]
+    assert 1 - tuner_module.LIBRARY_MARGIN < lead < 1 and kept["library_best"]["config"].startswith("unipc_bh1")
+    monkeypatch.setattr(tuner_module, "LIBRARY_MARGIN", 0.0)
     plain = tune(bed, fit_solver_weights=False, **options, **FAST)
     prov = plain.provenance
-    assert prov["fallback"] and plain.solver == prov["library_best"]["config"].split(" on ")[0] == "unipc_bh1"
+    assert prov["fallback"] and plain.solver == "unipc_bh1"
     assert prov["heldout_error"] == prov["library_best"]["heldout_error"] < prov["hand_made_best"]["heldout_error"]
     _, held = split_teacher(teacher, 4)
     assert rmse(sample(bed, held.start, plan=plain), held.final) == pytest.approx(prov["heldout_error"], rel=1e-6)

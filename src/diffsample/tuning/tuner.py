@@ -19,9 +19,10 @@ Pipeline (each stage counted in model evaluations of the calibration batch and i
    (:func:`hand_made_candidates`: six published solvers on the schedules of :data:`HAND_SCHEDULES`) and the
    library's own solvers on hand-made steps (:mod:`.library`: iPNDM, UniPC, DEIS, DPM-Solver(++) 2M/3M, … on
    log-SNR, Karras, KL-optimal and, for a model with a time, uniform-time steps; 60–77 walks); the plan is the best
-   search result there, or the best hand-made or library configuration when that is at least as good
-   (``fallback``; a library one is then run by name), so the plan is never worse on held-out noise than any
-   configuration considered. This is validation-set
+   search result there, or the best hand-made configuration when that is at least as good, or the best library one
+   when that leads by more than :data:`.library.LIBRARY_MARGIN` (``fallback``; a library one is then run by name),
+   so the plan is never worse on held-out noise than any hand-made configuration considered, nor more than 5 %
+   worse than any library one. This is validation-set
    model selection and early stopping (e.g. Prechelt 1998, "Early stopping — but when?"): the search can fit
    the calibration batch's particular trajectories (its error there falls while the error on other noise
    rises); held-out samples measure what carries over.
@@ -65,7 +66,7 @@ from ..errors import BudgetError, DiffsampleError, NonFiniteError, ShapeError
 from ..model_family import noise_schedule_of
 from ..solvers.nonstationary import solver_weights
 from .dp import Evaluator, gits_costs, min_cost_path, propagated_dp
-from .library import LibraryConfig, best_library_config, library_configs
+from .library import LIBRARY_MARGIN, LibraryConfig, best_library_config, library_configs
 from .plan import Plan
 from .provenance import library_version, model_name
 from .search import (
@@ -252,7 +253,9 @@ def tune(
     selection = _select(pool, hand, objective, validate)
     library = library_configs(n, sigma_min, sigma_max, noise_schedule_of(denoiser))
     lib_best, lib_error, lib_nfe = best_library_config(own, held_teacher if held else fit_teacher, library)
-    if lib_best is not None and lib_error <= (selection.held_error if held else selection.fit_error):
+    if lib_best is not None and lib_error < (1 - LIBRARY_MARGIN) * (
+        selection.held_error if held else selection.fit_error
+    ):
         on_fit = WeightsObjective(own, fit_teacher)
         selection.use_library(lib_best, on_fit(lib_best.candidate(), lib_best.rows()) if held else lib_error, lib_error)
         lib_nfe_fit = float(on_fit.nfe) if held else 0.0
