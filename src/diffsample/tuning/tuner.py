@@ -135,8 +135,9 @@ def tune(
         max_rows: most samples per model call in the batched stages.
         holdout: the fraction of the calibration batch held out (its last samples): the search fits the rest,
             and the plan is the search result with the lowest error on the held-out part, or the best
-            hand-made candidate (:func:`hand_made_candidates`) or library configuration (:mod:`.library`) when
-            that is at least as good there. 0 selects on the calibration error, as before.
+            hand-made candidate (:func:`hand_made_candidates`) when that is at least as good there, or the best
+            library configuration (:mod:`.library`) when that leads by more than ``LIBRARY_MARGIN``. 0 selects on
+            the calibration error, as before.
         patience: the iterated search stops once this many of its new incumbents in a row did not lower the
             held-out error.
         progress: called with one line per stage.
@@ -253,9 +254,8 @@ def tune(
     selection = _select(pool, hand, objective, validate)
     library = library_configs(n, sigma_min, sigma_max, noise_schedule_of(denoiser))
     lib_best, lib_error, lib_nfe = best_library_config(own, held_teacher if held else fit_teacher, library)
-    if lib_best is not None and lib_error < (1 - LIBRARY_MARGIN) * (
-        selection.held_error if held else selection.fit_error
-    ):
+    selected_error = selection.held_error if held else selection.fit_error
+    if lib_best is not None and lib_error < (1 - LIBRARY_MARGIN) * selected_error:
         on_fit = WeightsObjective(own, fit_teacher)
         selection.use_library(lib_best, on_fit(lib_best.candidate(), lib_best.rows()) if held else lib_error, lib_error)
         lib_nfe_fit = float(on_fit.nfe) if held else 0.0
@@ -382,7 +382,8 @@ class Selection:
     library: LibraryConfig | None = None
 
     def use_library(self, config: LibraryConfig, fit_error: float, held_error: float) -> None:
-        """Make the library configuration ``config`` the plan (it did at least as well on the held-out samples)."""
+        """Make the library configuration ``config`` the plan (it led the selected walk on the held-out samples by
+        more than :data:`.library.LIBRARY_MARGIN`)."""
         self.chosen, self.library, self.fallback = config.candidate(), config, True
         self.fit_error, self.held_error = fit_error, held_error
 
