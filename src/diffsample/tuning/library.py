@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .. import solvers, steps
+from .. import solvers
 from ..contracts import Denoiser
 from ..errors import BudgetError, DiffsampleError
 from ..schedules import NoiseSchedule
@@ -112,9 +112,7 @@ def library_configs(
             continue
         if n_steps != n:
             continue
-        for schedule in names:
-            if steps.get(schedule).needs_noise_schedule and noise_schedule is None:
-                continue
+        for schedule in names:  # the time schedules are only among them when the model has a noise schedule
             walk = schedule_levels(schedule, n_steps, sigma_min, sigma_max, noise_schedule).tolist()
             if len(walk) != n + 1 or walk[-1] != 0.0:
                 continue

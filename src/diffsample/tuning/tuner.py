@@ -255,12 +255,9 @@ def tune(
     library = library_configs(n, sigma_min, sigma_max, noise_schedule_of(denoiser))
     lib_best, lib_error, lib_nfe = best_library_config(own, held_teacher if held else fit_teacher, library)
     selected_error = selection.held_error if held else selection.fit_error
+    on_fit = WeightsObjective(own, fit_teacher)  # the library walk's fit-part error, when it becomes the plan
     if lib_best is not None and lib_error < (1 - LIBRARY_MARGIN) * selected_error:
-        on_fit = WeightsObjective(own, fit_teacher)
         selection.use_library(lib_best, on_fit(lib_best.candidate(), lib_best.rows()) if held else lib_error, lib_error)
-        lib_nfe_fit = float(on_fit.nfe) if held else 0.0
-    else:
-        lib_nfe_fit = 0.0
     search_seconds = time.perf_counter() - t0
     cand = selection.chosen
     log(f"selected: {selection.describe()}")
@@ -275,7 +272,7 @@ def tune(
 
     fit_nfe = evaluate.nfe + objective.nfe + (fitted.fit_nfe if fitted else 0)
     held_nfe = (validate.nfe if validate is not None else 0) + (fitted.held_nfe if fitted else 0)
-    lib_on_fit, lib_on_held = (lib_nfe_fit, lib_nfe) if held else (lib_nfe, 0.0)  # the library pool's walks
+    lib_on_fit, lib_on_held = (on_fit.nfe, lib_nfe) if held else (lib_nfe, 0.0)  # the library pool's walks
     library_nfe = (lib_on_fit * fit + lib_on_held * held) / batch
     tuning_nfe = teacher.nfe + (fit_nfe * fit + held_nfe * held) / batch + library_nfe
     provenance = {
@@ -493,8 +490,7 @@ def _fit_stage(
     the best on the held-out samples are then moved with the weights (:func:`.weights.search_levels`). The best on
     held-out noise is kept if it lowers the error there below the chosen walk's."""
 
-    def plan_base(c: Candidate) -> list[list[float]]:
-        return weights_of(c)
+    plan_base = weights_of
 
     def library_base(solver: str) -> Callable[[Candidate], list[list[float]]]:
         return lambda c: solver_weights(solver, c.walk())
