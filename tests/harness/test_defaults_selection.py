@@ -199,3 +199,21 @@ def test_cells_without_a_tuned_plan_are_left_out_of_the_tuned_counts():
     assert "tuned on target 1/1" in text
     untuned = format_summary([row("a", math.nan), row("b", math.nan)])  # a --no-tune run: no tuned cell at all
     assert "tuned<=target 0 of 0 tuned" in untuned.splitlines()[0] and "tuned/hand nan" in untuned
+
+
+def test_an_exact_tie_at_zero_meets_every_target_and_a_lone_zero_reference_none():
+    from benchmarks.defaults_bench import FigureRow, format_summary
+
+    def row(unit: str, ours: float, peer: float) -> FigureRow:
+        return FigureRow(unit, "edm", 8, ours, ours, "x/s", 1, ours, False, 1.0, peer, "p", peer, "h", False)
+
+    tie, behind, ahead = row("tie", 0.0, 0.0), row("behind", 1e-9, 0.0), row("ahead", 0.0, 0.02)
+    assert tie.ratio("generate") == 1.0 and behind.ratio("generate") == float("inf") and ahead.ratio("auto") == 0.0
+    assert tie.meets("auto", 0.8) and tie.meets("tuned", 0.7, "best_hand")  # 0 <= 0.8 · 0, as the issue writes it
+    assert not behind.meets("generate", 1.0) and not behind.meets("tuned", 0.7, "best_hand")
+    assert ahead.meets("auto", 0.8)
+    nan_row = row("untuned", 0.0, 0.0)
+    nan_row.tuned = float("nan")
+    assert not nan_row.meets("tuned", 0.7, "best_hand")
+    first = format_summary([tie, behind, ahead]).splitlines()[0]
+    assert "generate<=1.0x peer 2; auto<=0.8x peer 2; tuned<=target 2" in first

@@ -5,16 +5,20 @@ DPM-Solver++(2M), third order, with and without corrector) on a few schedules. W
 this library's solvers: iPNDM (Zhang & Chen 2023), UniPC (Zhao et al. 2023), DEIS (Zhang & Chen 2023),
 DPM-Solver(++) 2M/3M (Lu et al. 2022a, 2022b), … on log-SNR, Karras, KL-optimal or uniform-time steps. Each such
 configuration of ``n`` calls is, on its levels, a fixed linear walk (:func:`diffsample.solvers.nonstationary.
-solver_weights`), so the tuner scores it on its held-out samples exactly as it scores fitted weights, keeps the best
-as the plan when it leads everything the tuner selected there by more than :data:`LIBRARY_MARGIN` (the plan then runs
-that solver), and fits weights from it as from its own walks. Cost: one walk of ``n`` calls of the held-out samples
-per configuration (``|solvers| × |schedules|``, 60 to 77 walks), a few per cent of a tuning run (about ``180·n²``
-calls per sample).
+solver_weights`), so the tuner scores it exactly as it scores fitted weights. No configuration is fitted to any
+calibration sample, so every sample is held-out noise for it: the best is the one with the lowest RMSE over the whole
+calibration batch (:func:`best_library_config`, four times the samples of the held-out quarter, which on the
+mode-lottery beds picked walks twice the best one's error on fresh noise). The tuner keeps it as the plan when it
+leads what the tuner selected by more than :data:`LIBRARY_MARGIN` (the plan then runs that solver), and fits weights
+from it as from its own walks. Cost: one walk of ``n`` calls of the calibration batch per configuration
+(``|solvers| × |schedules|``, 60 to 77 walks): ``60·n``–``77·n`` calls per sample, a few per cent of a tuning run
+(about ``180·n²`` calls per sample).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .. import solvers
@@ -22,7 +26,7 @@ from ..contracts import Denoiser
 from ..errors import BudgetError, DiffsampleError
 from ..schedules import NoiseSchedule
 from ..solvers.nonstationary import solver_weights
-from .search import Candidate, Choice
+from .search import Candidate, Choice, pooled_rmse
 from .teacher import Teacher
 from .weights import WeightsObjective
 
@@ -31,6 +35,7 @@ __all__ = [
     "LIBRARY_SCHEDULES",
     "LIBRARY_SOLVERS",
     "LibraryConfig",
+    "LibraryScore",
     "best_library_config",
     "library_configs",
 ]
@@ -65,13 +70,14 @@ flow models' best walks, :data:`diffsample.generate.FAMILY_TABLES`)."""
 _TIME_SCHEDULES = ("time_uniform", "time_uniform+trailing")
 
 LIBRARY_MARGIN = 0.05
-"""The lead on the held-out samples a library configuration needs over the walk the tuner selected to replace it:
-its RMSE below ``(1 − LIBRARY_MARGIN)`` times that walk's (a tie keeps the tuned walk). The pool holds 60–77
-configurations scored on a quarter of the calibration batch (16 of 64 samples), whose per-sample errors are
-heavy-tailed on networks and a lottery of modes on the digits bed (many walks there end exactly on the training
-images, RMSE 0): without a margin the best of so many on 16 samples replaced the tuned plan on the figures' cells
-by chance and lost on fresh noise (issue #13, session 12: the 16×16 Stable Diffusion-table networks at NFE 15, the
-digits bed with flow time at NFE 5–6), as automatic mode's candidates did before :data:`diffsample.auto.AUTO_MARGIN`."""
+"""The lead a library configuration needs over the walk the tuner selected to replace it: its RMSE below
+``(1 − LIBRARY_MARGIN)`` times that walk's (a tie keeps the selected walk), on the held-out samples against a searched
+walk, on the whole calibration batch against a hand-made one (neither fitted to any of it). The pool holds 60–77
+configurations whose per-sample errors are heavy-tailed on networks and a lottery of modes on the digits bed (many
+walks there end exactly on the training images, RMSE 0): without a margin the best of so many replaced the tuned
+plan on the figures' cells by chance and lost on fresh noise (issue #13, session 12: the 16×16 Stable
+Diffusion-table networks at NFE 15, the digits bed with flow time at NFE 5–6), as automatic mode's candidates did
+before :data:`diffsample.auto.AUTO_MARGIN`."""
 
 
 @dataclass(frozen=True)
@@ -124,15 +130,27 @@ def library_configs(
     return out
 
 
-def best_library_config(
-    denoiser: Denoiser, teacher: Teacher, configs: list[LibraryConfig]
-) -> tuple[LibraryConfig | None, float, float]:
-    """The configuration with the lowest end-point RMSE on ``teacher``'s samples (first of equals), that RMSE
-    (``inf`` when every walk diverged) and the model evaluations spent per sample of that teacher."""
-    score = WeightsObjective(denoiser, teacher)
-    best: tuple[LibraryConfig | None, float] = (None, math.inf)
+@dataclass(frozen=True)
+class LibraryScore:
+    """The best library configuration on a calibration batch given in parts (fit, held-out): its RMSE on each part,
+    over all of them (what chose it), and the model evaluations spent per calibration sample."""
+
+    config: LibraryConfig | None
+    part_errors: tuple[float, ...]
+    error: float
+    nfe: float
+
+
+def best_library_config(denoiser: Denoiser, teachers: Sequence[Teacher], configs: list[LibraryConfig]) -> LibraryScore:
+    """The configuration with the lowest end-point RMSE over all samples of ``teachers`` (the calibration batch's
+    parts, pooled: :func:`.search.pooled_rmse`; first of equals), its error on each part (``inf`` everywhere when
+    every walk diverged) and the evaluations per sample spent (one walk of each configuration)."""
+    scores = [WeightsObjective(denoiser, t) for t in teachers]
+    sizes = [int(t.final.shape[0]) for t in teachers]
+    best = LibraryScore(None, tuple(math.inf for _ in teachers), math.inf, 0.0)
     for config in configs:
-        err = score(config.candidate(), config.rows())
-        if err < best[1]:
-            best = (config, err)
-    return best[0], best[1], float(score.nfe)
+        parts = tuple(score(config.candidate(), config.rows()) for score in scores)
+        err = pooled_rmse(parts, sizes)
+        if err < best.error:
+            best = LibraryScore(config, parts, err, 0.0)
+    return LibraryScore(best.config, best.part_errors, best.error, float(scores[0].nfe))

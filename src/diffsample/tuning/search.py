@@ -61,6 +61,7 @@ __all__ = [
     "iterated_search",
     "perturb",
     "plan_options_of",
+    "pooled_rmse",
     "starting_points",
 ]
 
@@ -203,6 +204,15 @@ class Objective:
             err = math.inf
         self.cache[c] = err
         return err
+
+
+def pooled_rmse(errors: Sequence[float], sizes: Sequence[int]) -> float:
+    """The RMSE over the union of batches of ``sizes`` samples whose RMSEs are ``errors``:
+    ``sqrt(Σ sizes_i · errors_i² / Σ sizes_i)`` (parts of size 0 count for nothing)."""
+    total = sum(sizes)
+    if total <= 0:
+        raise ValueError("pooled_rmse needs at least one sample")
+    return math.sqrt(sum(k * e * e for e, k in zip(errors, sizes, strict=True) if k) / total)
 
 
 def _all_choices() -> list[Choice]:
