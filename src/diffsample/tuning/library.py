@@ -147,10 +147,10 @@ def best_library_config(denoiser: Denoiser, teachers: Sequence[Teacher], configs
     every walk diverged) and the evaluations per sample spent (one walk of each configuration)."""
     scores = [WeightsObjective(denoiser, t) for t in teachers]
     sizes = [int(t.final.shape[0]) for t in teachers]
-    best = LibraryScore(None, tuple(math.inf for _ in teachers), math.inf, 0.0)
+    best: tuple[LibraryConfig | None, tuple[float, ...], float] = (None, tuple(math.inf for _ in teachers), math.inf)
     for config in configs:
         parts = tuple(score(config.candidate(), config.rows()) for score in scores)
         err = pooled_rmse(parts, sizes)
-        if err < best.error:
-            best = LibraryScore(config, parts, err, 0.0)
-    return LibraryScore(best.config, best.part_errors, best.error, float(scores[0].nfe))
+        if err < best[2]:
+            best = (config, parts, err)
+    return LibraryScore(*best, float(scores[0].nfe))

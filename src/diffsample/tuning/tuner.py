@@ -378,7 +378,7 @@ class Selection:
     hand_label: str
     hand_fit_error: float
     hand_held_error: float
-    hand_error: float = math.inf
+    hand_error: float  # the best hand-made walk's RMSE over the whole batch, which chose it
     hand: Candidate | None = None
     library: LibraryConfig | None = None
 
@@ -386,7 +386,7 @@ class Selection:
         """Make the library configuration ``config`` the plan (it led the selected walk by more than
         :data:`.library.LIBRARY_MARGIN`, :func:`_library_leads`)."""
         self.chosen, self.library, self.fallback = config.candidate(), config, True
-        self.fit_error, self.held_error = fit_error, held_error if math.isfinite(held_error) else self.held_error
+        self.fit_error, self.held_error = fit_error, held_error
 
     def batch_error(self, fit: int, held: int) -> float:
         """The RMSE over the whole calibration batch (fit and held-out parts pooled)."""
