@@ -68,6 +68,7 @@ from diffsample.errors import DiffsampleError
 from diffsample.model_family import FAMILIES, SHORT_SPAN_SUFFIX, short_span
 from diffsample.schedules import DiscreteVP, NoiseSchedule, RectifiedFlow
 from diffsample.tuning.library import LIBRARY_SOLVERS
+from diffsample.tuning.search import pooled_rmse as pooled_parts_rmse
 
 __all__ = [
     "SCHEDULES",
@@ -612,10 +613,11 @@ def select_defaults(
 
 
 def pooled_rmse(values: Sequence[float]) -> float:
-    """The batch RMSE of equal-sized batches pooled into one: ``sqrt(mean(rmse_s²))``."""
+    """The batch RMSE of equal-sized batches pooled into one: ``sqrt(mean(rmse_s²))``
+    (:func:`diffsample.tuning.search.pooled_rmse` with equal sizes); ``inf`` for none or any not finite."""
     if not values or any(not math.isfinite(v) for v in values):
         return math.inf
-    return math.sqrt(sum(v * v for v in values) / len(values))
+    return pooled_parts_rmse(values, [1] * len(values))
 
 
 def _pooled(per_seed: Sequence[dict[str, float]]) -> dict[str, float]:

@@ -208,11 +208,14 @@ class Objective:
 
 def pooled_rmse(errors: Sequence[float], sizes: Sequence[int]) -> float:
     """The RMSE over the union of batches of ``sizes`` samples whose RMSEs are ``errors``:
-    ``sqrt(Σ sizes_i · errors_i² / Σ sizes_i)`` (parts of size 0 count for nothing)."""
+    ``sqrt(Σ sizes_i · errors_i² / Σ sizes_i)`` (parts of size 0 count for nothing; one part's is its own, exactly)."""
     total = sum(sizes)
     if total <= 0:
         raise ValueError("pooled_rmse needs at least one sample")
-    return math.sqrt(sum(k * e * e for e, k in zip(errors, sizes, strict=True) if k) / total)
+    counted = [(e, k) for e, k in zip(errors, sizes, strict=True) if k]
+    if len(counted) == 1:
+        return counted[0][0]
+    return math.sqrt(sum(k * e * e for e, k in counted) / total)
 
 
 def _all_choices() -> list[Choice]:

@@ -426,12 +426,11 @@ def _select(
     16 samples was a walk twice the best one's error on fresh noise, issue #13 session 13). Without held-out samples:
     the lowest calibration error, the same fallback rule on it."""
     score = validate if validate is not None else objective
+    parts = [o for o in (objective, validate) if o is not None]
+    sizes = [int(o.teacher.final.shape[0]) for o in parts]
 
     def whole(c: Candidate) -> float:  # an unfitted walk's error on every calibration sample
-        if validate is None:
-            return objective(c)
-        sizes = (int(objective.teacher.final.shape[0]), int(validate.teacher.final.shape[0]))
-        return pooled_rmse((objective(c), validate(c)), sizes)
+        return pooled_rmse([o(c) for o in parts], sizes)
 
     tuned = min(pool, key=lambda c: (score(c), objective(c)))
     k = min(range(len(hand)), key=lambda i: (whole(hand[i]), score(hand[i])))
