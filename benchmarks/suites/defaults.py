@@ -23,9 +23,11 @@ from diffsample.cli import int_list, progress_printer, str_list
 from diffsample.files import atomic_write_text
 
 from ..defaults_bench import (
+    FIGURE_SEEDS,
     SELECTION_SEEDS,
     best_peer_errors,
     figure_rows,
+    figure_seeds,
     format_figures,
     format_selection,
     format_summary,
@@ -39,6 +41,17 @@ from ..defaults_bench import (
 __all__ = ["add_arguments", "run"]
 
 
+def seed_list(text: str) -> list[int]:
+    """``"0,4,5"`` → ``[0, 4, 5]`` (an argparse ``type``; noise seeds are integers >= 0, at least one)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated seeds (integers >= 0), got {text!r}") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated seeds (integers >= 0), got {text!r}")
+    return values
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--select", action="store_true", help="print the selection table instead of the figures")
     p.add_argument(
@@ -49,9 +62,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--seeds",
-        type=int_list,
-        default=list(SELECTION_SEEDS),
-        help="--select: the noise batches to select on, pooled (default 2,3; the figures use 0, calibration 1)",
+        type=seed_list,
+        default=None,
+        help=(
+            "the noise batches of 64, pooled: --select selects on them (default 2,3); the figures evaluate on them "
+            "(default 0; never 1, the calibration, or 2, 3; the exact beds' 512-noise figures use 0,4,5,6,7,8,9,10)"
+        ),
     )
     p.add_argument("--nfe", type=int_list, default=None, help="budgets (default 4,5,6,8,10,15,20; --select adds 30,50)")
     p.add_argument("--beds", type=str_list, default=["ring2d", "mixture64", "digits"])
@@ -90,23 +106,33 @@ def run(args: argparse.Namespace) -> int:
         payload: dict = {"tails": [r.__dict__ for r in rows]}
     elif args.select:
         nfes = args.nfe or [4, 5, 6, 8, 10, 15, 20, 30, 50]
-        table = hand_table(unit_list, nfes, progress, seeds=args.seeds)
-        peers = best_peer_errors(unit_list, nfes, progress, seeds=args.seeds)
+        seeds = args.seeds or list(SELECTION_SEEDS)
+        table = hand_table(unit_list, nfes, progress, seeds=seeds)
+        peers = best_peer_errors(unit_list, nfes, progress, seeds=seeds)
         rows = select_defaults(table, unit_list, peers=peers)
         render = functools.partial(format_selection, rows)
         payload = {
-            "seeds": args.seeds,
+            "seeds": seeds,
             "selection": [r.__dict__ for r in rows],
             "errors": {f"{k[0]}@{k[1]}": v for k, v in table.items()},
             "best_peer": {f"{k[0]}@{k[1]}": v for k, v in peers.items()},
         }
     else:
         nfes = args.nfe or [4, 5, 6, 8, 10, 15, 20]
+        try:
+            seeds = figure_seeds(args.seeds or FIGURE_SEEDS)
+        except ValueError as exc:
+            raise SystemExit(f"defaults: {exc}") from None
         figures = figure_rows(
-            unit_list, nfes, tune_plans=not args.no_tune, tune_settings=args.tune_settings, progress=progress
+            unit_list,
+            nfes,
+            tune_plans=not args.no_tune,
+            tune_settings=args.tune_settings,
+            progress=progress,
+            seeds=seeds,
         )
         render = functools.partial(_figures_text, figures)
-        payload = {"figures": [r.__dict__ for r in figures]}
+        payload = {"seeds": list(seeds), "figures": [r.__dict__ for r in figures]}
     if args.out:  # written before anything is formatted or printed: an hours-long run is never lost to a print
         written = atomic_write_text(args.out, json.dumps(payload, indent=1) + chr(10))
     print(render())

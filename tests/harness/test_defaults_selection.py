@@ -217,3 +217,41 @@ def test_an_exact_tie_at_zero_meets_every_target_and_a_lone_zero_reference_none(
     assert not nan_row.meets("tuned", 0.7, "best_hand")
     first = format_summary([tie, behind, ahead]).splitlines()[0]
     assert "generate<=1.0x peer 2; auto<=0.8x peer 2; tuned<=target 2" in first
+
+
+def test_figures_pool_their_held_out_batches_and_refuse_the_calibration_and_selection_seeds():
+    from benchmarks.defaults_bench import (
+        FIGURE_SEEDS,
+        RESERVED_SEEDS,
+        SELECTION_SEEDS,
+        WIDE_FIGURE_SEEDS,
+        config_errors,
+        figure_rows,
+        figure_seeds,
+        peer_errors,
+        pooled_rmse,
+    )
+    from diffsample import generate
+
+    assert set(RESERVED_SEEDS) == {1, *SELECTION_SEEDS}  # calibration (1) and selection seeds
+    assert not set(RESERVED_SEEDS) & {*FIGURE_SEEDS, *WIDE_FIGURE_SEEDS} and 0 in WIDE_FIGURE_SEEDS
+    for bad in ([], [0, 0], [0, 1], [2]):
+        with pytest.raises(ValueError, match="figure seeds"):
+            figure_seeds(bad)
+    unit = next(u for u in units(beds=("ring2d",), networks=False) if u.name == "ring2d@edm")
+    lo, hi = unit.span
+    (one,) = figure_rows([unit], [4], tune_plans=False)
+    (pair,) = figure_rows([unit], [4], tune_plans=False, seeds=(0, 4))
+    # one batch: the figure is that batch's RMSE, the best configurations picked on it
+    gen = [
+        rmse(generate(unit.denoiser, unit.noise(s) * hi, nfe=4, sigma_min=lo, sigma_max=hi), unit.reference(s))
+        for s in (0, 4)
+    ]
+    assert one.generate == pytest.approx(gen[0], rel=1e-12)
+    both = [{**config_errors(unit, 4, seed=s), **peer_errors(unit, 4, seed=s)} for s in (0, 4)]
+    assert one.best_hand == min(both[0].values())
+    # two batches: every error is the RMSE over all 128 samples, the best configuration the best pooled one
+    assert pair.generate == pytest.approx(pooled_rmse(gen), rel=1e-12)
+    pooled = {c: pooled_rmse([b[c] for b in both]) for c in both[0]}
+    assert pair.best_hand == pytest.approx(min(pooled.values()), rel=1e-12)
+    assert pair.best_hand_config == min(pooled, key=pooled.get)
