@@ -255,3 +255,39 @@ def test_rows_fitted_on_nearly_collinear_model_values_stay_within_the_amplificat
     own = rmse(sample(bed, fresh, walk, solver="dpmpp_3m"), exact)
     fitted = rmse(sample(bed, fresh, walk, solver="nonstationary", weights=guarded.weights), exact)
     assert fitted < 0.2 * own
+
+
+def test_level_moves_keep_their_minimum_gap_and_the_level_search_its_resolution():
+    from diffsample.tuning.search import MIN_LOG_GAP, level_moves
+
+    c = Candidate((80.0, 1.0, 0.99), (Choice("data", 1),) * 3)
+    for gap in (MIN_LOG_GAP, 0.05):
+        for moved in level_moves(c, 1, 0.5, math.log(SMIN), min_gap=gap):
+            logs = [math.log(s) for s in moved.sigmas]
+            assert min(a - b for a, b in zip(logs[:-1], logs[1:], strict=True)) >= gap - 1e-12
+    # the level 1.0 may move down to within MIN_LOG_GAP of 0.99, never within 0.05 of it
+    assert any(abs(math.log(m.sigmas[1] / 0.99)) < 0.01 for m in level_moves(c, 1, 0.5, math.log(SMIN)))
+    bed = ring2d()
+    teacher = teacher_trajectory(bed, batch(bed.shape, 32, 1), sigma_min=SMIN, sigma_max=SMAX, levels=60)
+    start = hand_made_candidates(6, SMIN, SMAX)[0]
+    moved, _, _ = search_levels(bed, teacher, start, sigma_min=SMIN, max_fits=60, delta_min=1 / 16)
+    logs = [math.log(s) for s in moved.sigmas]
+    assert moved != start and min(a - b for a, b in zip(logs[:-1], logs[1:], strict=True)) >= 1 / 16 - 1e-12
+
+
+def test_a_tuned_plan_never_keeps_rows_beyond_the_amplification_limit(monkeypatch):
+    """Fitted rows are held within AMPLIFICATION_LIMIT, but a row that cannot be keeps the walk's own weights, and the
+    end-point refinement frees every weight: the tuner drops any fit with a row beyond the limit, whatever made it
+    (with the limit at 1.5 here, most rows of the walks' own weights are beyond it; without the check the plan's rows
+    reach 2.4)."""
+    import diffsample.tuning.weights as weights_module
+    from diffsample.tuning.weights import amplification
+
+    bed = ring2d()
+    cal = batch(bed.shape, 64, 1)
+    teacher = teacher_trajectory(bed, cal, sigma_min=SMIN, sigma_max=SMAX, levels=60)
+    monkeypatch.setattr(weights_module, "AMPLIFICATION_LIMIT", 1.5)
+    plan = tune(bed, nfe=5, sigma_min=SMIN, sigma_max=SMAX, calibration=cal, teacher=teacher, **FAST)
+    summary = plan.provenance["weights"]
+    assert plan.solver == "nonstationary" and summary["fitted"]  # weights within the limit still won here
+    assert amplification(plan.options["weights"]) <= 1.5 and summary["amplification"] <= 1.5

@@ -240,13 +240,14 @@ def _choice_moves(c: Candidate, i: int) -> list[Candidate]:
     return out
 
 
-def level_moves(c: Candidate, i: int, delta: float, log_min: float) -> list[Candidate]:
-    """Candidates with ``log σ_i`` moved by ``±delta`` inside ``(log σ_{i+1}, log σ_{i−1})`` and ``≥ log σ_min``."""
+def level_moves(c: Candidate, i: int, delta: float, log_min: float, min_gap: float = MIN_LOG_GAP) -> list[Candidate]:
+    """Candidates with ``log σ_i`` moved by ``±delta`` inside ``(log σ_{i+1}, log σ_{i−1})`` and ``≥ log σ_min``,
+    at least ``min_gap`` in ``log σ`` from both neighbours."""
     if i == 0:
         return []
     logs = [math.log(s) for s in c.sigmas]
-    hi = logs[i - 1] - MIN_LOG_GAP
-    lo = (logs[i + 1] + MIN_LOG_GAP) if i + 1 < len(logs) else log_min
+    hi = logs[i - 1] - min_gap
+    lo = (logs[i + 1] + min_gap) if i + 1 < len(logs) else log_min
     out = []
     for d in (delta, -delta):
         v = min(max(logs[i] + d, lo), hi)

@@ -85,7 +85,16 @@ from .search import (
     starting_points,
 )
 from .teacher import Teacher, teacher_subset, teacher_trajectory
-from .weights import WEIGHT_RIDGES, WeightsObjective, fit_weights, refine_weights, search_levels, weights_of
+from .weights import (
+    WEIGHT_RIDGES,
+    WeightsObjective,
+    amplification,
+    fit_weights,
+    refine_weights,
+    search_levels,
+    weights_of,
+    within_limit,
+)
 
 __all__ = ["DP_STRATEGIES", "HAND_SCHEDULES", "hand_made_candidates", "held_out_count", "split_teacher", "tune"]
 
@@ -492,6 +501,7 @@ class FittedWeights:
             "heldout_error": self.held_error if math.isfinite(self.held_error) else None,
             "heldout_error_before": self.held_error_before,
             "fits": self.fits,
+            "amplification": amplification(self.weights),
             "method": "non-stationary solver weights (BNS form) fitted step by step to the teacher (least squares)",
         }
 
@@ -522,7 +532,9 @@ def _fit_stage(
     """Stage 5 (module docstring): weights fitted on the fit samples from the chosen walk, from the best hand-made
     one and from the best library configuration (:mod:`.library`), at each of :data:`WEIGHT_RIDGES`; the levels of
     the best on the held-out samples are then moved with the weights (:func:`.weights.search_levels`). The best on
-    held-out noise is kept if it lowers the error there below the chosen walk's."""
+    held-out noise is kept if it lowers the error there below the chosen walk's. No weights whose rows amplify the
+    model's errors beyond :data:`.weights.AMPLIFICATION_LIMIT` are considered (:func:`.weights.within_limit`): 16
+    held-out samples cannot show the rare sample such rows send far off."""
 
     plan_base = weights_of
 
@@ -545,6 +557,8 @@ def _fit_stage(
             except NonFiniteError:
                 continue
             fit_nfe, fits = fit_nfe + fit.nfe, fits + 1
+            if not within_limit(fit.weights):  # a row kept the walk's own weights, which amplify beyond the bound
+                continue
             err = held(cand, fit.weights)
             if best is None or err < best[0]:
                 best = (err, cand, fit, label, ridge, base_of)
@@ -557,7 +571,7 @@ def _fit_stage(
         denoiser, fit_teacher, cand, sigma_min=sigma_min, ridge=ridge, base_of=base_of
     )
     fit_nfe += spent
-    moved_err = held(moved, moved_fit.weights)
+    moved_err = held(moved, moved_fit.weights) if within_limit(moved_fit.weights) else math.inf
     if moved_err < err:
         err, cand, fit, label = moved_err, moved, moved_fit, label + ", levels moved"
     refined = None
@@ -568,7 +582,7 @@ def _fit_stage(
             refined = None
     if refined is not None:
         fit_nfe += refined.nfe
-        refined_err = held(cand, refined.weights)
+        refined_err = held(cand, refined.weights) if within_limit(refined.weights) else math.inf
         if refined_err < err:
             err, fit, label = refined_err, refined, label + ", end point refined"
     kept = err < selection.held_error

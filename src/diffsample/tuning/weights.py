@@ -55,6 +55,7 @@ from .teacher import Teacher, teacher_subset
 __all__ = [
     "AMPLIFICATION_LIMIT",
     "WEIGHT_RIDGES",
+    "amplification",
     "CrossValidation",
     "Fit",
     "WeightsObjective",
@@ -65,6 +66,7 @@ __all__ = [
     "search_levels",
     "teacher_at",
     "weights_of",
+    "within_limit",
 ]
 
 WEIGHT_RIDGES: tuple[float, ...] = (0.0, 1e-8, 1e-6)
@@ -154,6 +156,21 @@ def _solve(a: torch.Tensor, target: torch.Tensor, base: Sequence[float], ridge: 
 def _amplification(row: Sequence[float]) -> float:
     """``Σ_k |w_{k+1}|``: how much the row amplifies errors of the model values it combines."""
     return sum(abs(float(v)) for v in row[1:])
+
+
+def amplification(weights: Sequence[Sequence[float]]) -> float:
+    """The most any row of ``weights`` amplifies the model's errors (``max_j Σ_k |w_{j,k+1}|``, 0 for none)."""
+    return max((_amplification(r) for r in weights), default=0.0)
+
+
+def within_limit(weights: Sequence[Sequence[float]]) -> bool:
+    """Whether no row of ``weights`` amplifies the model's errors beyond :data:`AMPLIFICATION_LIMIT`: the bound a
+    fitted plan must keep. :func:`_solve` keeps each fitted row within it, but a row it cannot bring within keeps the
+    walk's own weights, which on levels moved almost onto each other are large themselves, and the end-point
+    refinement frees every weight at once: on the 2-D ring at NFE 20 the level search put two levels 0.1 % apart,
+    the walk's own rows there amplified 143–225, and one of 512 fresh samples ended 1.18 from the ODE's end point
+    (held-out error 5.5e-6 on 16 samples, issue #13 session 14)."""
+    return amplification(weights) <= AMPLIFICATION_LIMIT
 
 
 @dataclass
@@ -293,8 +310,13 @@ def search_levels(
     BNS optimises the levels with the weights; here a pattern search does it: one sweep moves each ``log σ_i`` by
     ``±δ`` (the moves of the tuner's search, :func:`.search.coordinate_search`) and keeps a move when the weights
     fitted on the new levels (:func:`fit_weights`, from the walk's own weights there) reach a lower end-point error
-    on ``teacher``'s samples; a sweep without improvement halves ``δ`` (``0.25`` down to ``delta_min``). Each
-    trial is one fit, ``n`` model calls of the samples; at most ``max_fits`` trials (default ``20·n``).
+    on ``teacher``'s samples within :data:`AMPLIFICATION_LIMIT` (:func:`within_limit`); a sweep without improvement
+    halves ``δ`` (``0.25`` down to ``delta_min``). No move brings two levels closer than ``delta_min`` in ``log σ``,
+    the search's own resolution: the least-squares rows take the difference of two model values at almost the same
+    level as a derivative and amplify it (on the 2-D ring at NFE 20 moves clamped 0.1 % from a neighbour made two such
+    pairs, rows within :data:`AMPLIFICATION_LIMIT`, and one of 512 fresh samples ended 9.4 from the ODE's end point;
+    issue #13 session 14). Each trial is one fit, ``n`` model calls of the samples; at most ``max_fits`` trials
+    (default ``20·n``).
 
     ``base_of`` gives the starting weights (the ridge's centre) on a candidate's levels; by default the walk's own
     (:func:`weights_of`), for a registered solver's walk that solver's
@@ -315,7 +337,7 @@ def search_levels(
     while delta >= delta_min and trials < budget:
         improved = False
         for i in range(1, n):
-            for cand in level_moves(best, i, delta, log_min):
+            for cand in level_moves(best, i, delta, log_min, min_gap=delta_min):
                 if trials >= budget:
                     break
                 try:
@@ -325,7 +347,7 @@ def search_levels(
                 finally:
                     trials += 1
                 spent += trial.nfe
-                if trial.error < fit.error:
+                if trial.error < fit.error and within_limit(trial.weights):
                     best, fit, improved = cand, trial, True
         if not improved:
             delta /= 2
