@@ -291,3 +291,22 @@ def test_a_tuned_plan_never_keeps_rows_beyond_the_amplification_limit(monkeypatc
     summary = plan.provenance["weights"]
     assert plan.solver == "nonstationary" and summary["fitted"]  # weights within the limit still won here
     assert amplification(plan.options["weights"]) <= 1.5 and summary["amplification"] <= 1.5
+
+
+def test_the_weights_stage_needs_ten_fitted_numbers_per_weight_of_its_largest_row():
+    """On the 2-D ring 48 fit samples give 96 numbers: rows of n + 1 weights are fitted up to n = 8 calls, not at 9
+    (a regression's rule of thumb of ten observations per parameter); the provenance says why."""
+    from diffsample.tuning.tuner import STEP_FIT_DATA_RATIO
+
+    bed = ring2d()
+    cal = batch(bed.shape, 64, 1)
+    teacher = teacher_trajectory(bed, cal, sigma_min=SMIN, sigma_max=SMAX, levels=60)
+    assert STEP_FIT_DATA_RATIO == 10
+    ran = tune(bed, nfe=8, sigma_min=SMIN, sigma_max=SMAX, calibration=cal, teacher=teacher, **FAST)
+    assert "fits" in ran.provenance["weights"]
+    skipped = tune(bed, nfe=9, sigma_min=SMIN, sigma_max=SMAX, calibration=cal, teacher=teacher, **FAST)
+    assert skipped.solver != "nonstationary"
+    assert skipped.provenance["weights"] == {
+        "fitted": False,
+        "why": "96 fitted numbers for rows of 10 weights, fewer than 10 per weight",
+    }
