@@ -751,9 +751,9 @@ FIGURE_SEEDS: tuple[int, ...] = (0,)
 
 WIDE_FIGURE_SEEDS: tuple[int, ...] = (0, 4, 5, 6, 7, 8, 9, 10)
 """Eight batches (512 noises) for the exact beds' figures (``--seeds``): on the mode-lottery beds one of 64 samples
-landing in another mode decides a cell's RMSE (``mixture64@vp`` NFE 10, tuned plan ÷ best hand-made walk, seed by
-seed: 3.02, 0.03, 0.07, 0.04, 0.06, 0.65, 0.05, 0.04; pooled 1.12), and the best configuration picked on the same
-64 is the luckiest of a hundred."""
+landing in another mode decides a cell's RMSE (``mixture64@vp`` NFE 10, tuned plan ÷ that batch's best hand-made
+walk: 3.02 on seed 0, 0.04–0.65 on seeds 2–7; 0.64 over these eight pooled), and the best configuration picked on
+the same 64 is the luckiest of a hundred."""
 
 RESERVED_SEEDS: dict[int, str] = {1: "auto mode's and the tuner's calibration", 2: "the selection", 3: "the selection"}
 """Noise seeds the figures must not evaluate on: what was calibrated or selected on them is not held out there."""
