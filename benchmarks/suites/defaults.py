@@ -19,7 +19,7 @@ import json
 
 import torch
 
-from diffsample.cli import int_list, progress_printer, str_list
+from diffsample.cli import count_list, int_list, progress_printer, str_list
 from diffsample.files import atomic_write_text
 
 from ..defaults_bench import (
@@ -41,17 +41,6 @@ from ..defaults_bench import (
 __all__ = ["add_arguments", "run"]
 
 
-def seed_list(text: str) -> list[int]:
-    """``"0,4,5"`` → ``[0, 4, 5]`` (an argparse ``type``; noise seeds are integers >= 0, at least one)."""
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated seeds (integers >= 0), got {text!r}") from None
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"expected comma-separated seeds (integers >= 0), got {text!r}")
-    return values
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--select", action="store_true", help="print the selection table instead of the figures")
     p.add_argument(
@@ -62,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--seeds",
-        type=seed_list,
+        type=count_list,
         default=None,
         help=(
             "the noise batches of 64, pooled: --select selects on them (default 2,3); the figures evaluate on them "

@@ -23,7 +23,7 @@ import torch
 
 import diffsample
 from diffsample import steps
-from diffsample.cli import int_list
+from diffsample.cli import count_list, int_list
 from diffsample.testbeds.gaussian_guidance import GaussianLaw, affine_walk_law, default_bed, kl, w2
 from diffsample.transforms import cfg, cfgpp, pcg, pcg_cost
 
@@ -32,24 +32,13 @@ from ..report import Column, text_table
 __all__ = ["add_arguments", "run"]
 
 
-def _counts(text: str) -> list[int]:
-    """A comma-separated list of integers >= 0 (corrector steps; 0 is plain DDIM on the predictor)."""
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0, got {text!r}") from None
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0, got {text!r}")
-    return values
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gamma", type=float, default=3.0, help="guidance weight γ (diffusers numbering; default 3)")
     p.add_argument("--lam", type=float, default=0.6, help="CFG++ guidance λ in [0, 1] (default 0.6)")
     p.add_argument("--steps", type=int_list, default=[5, 10, 20, 50, 100], help="steps of the CFG/CFG++ walks")
     p.add_argument("--pcg-steps", type=int, default=20, help="predictor steps of the PCG walks (default 20)")
     p.add_argument(
-        "--corrector", type=_counts, default=[0, 1, 2, 4, 8, 16, 32, 64], help="PCG corrector steps K per level"
+        "--corrector", type=count_list, default=[0, 1, 2, 4, 8, 16, 32, 64], help="PCG corrector steps K per level"
     )
     p.add_argument("--step-size", type=float, default=0.2, help="PCG Langevin step c (δ = c σ²; default 0.2)")
     p.add_argument("--sigma-min", type=float, default=0.002)

@@ -12,7 +12,16 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["add_tuning_arguments", "int_list", "main", "positive_int", "progress_printer", "shape", "str_list"]
+__all__ = [
+    "add_tuning_arguments",
+    "count_list",
+    "int_list",
+    "main",
+    "positive_int",
+    "progress_printer",
+    "shape",
+    "str_list",
+]
 
 
 STEP_SCHEDULE_HELP = (
@@ -43,6 +52,17 @@ def int_list(text: str) -> list[int]:
     values = [positive_int(v) for v in text.split(",") if v.strip()]
     if not values:
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return values
+
+
+def count_list(text: str) -> list[int]:
+    """``"0,4,5"`` → ``[0, 4, 5]`` (an argparse ``type``; every value an integer >= 0, at least one: seeds, counts)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0, got {text!r}") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0, got {text!r}")
     return values
 
 
