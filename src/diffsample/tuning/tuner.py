@@ -521,8 +521,8 @@ STEP_FIT_DATA_RATIO = 10
 of its largest row, ``n + 1`` (``x_0`` and ``n`` model values): the rule of thumb of ten observations per
 parameter of a regression (Harrell, *Regression Modeling Strategies*, 2015, §4.4). On the 2-D ring, 48 fit samples
 give 96 numbers, so the stage runs up to NFE 8; beyond, on 512 fresh noises, the plans fitted at NFE 15 / 20 (6.0 /
-4.6 numbers per weight) each sent one sample 0.19–9.4 from the ODE's end point against a median error of 2e-5–1e-3,
-with held-out errors of 4e-6–4e-5 on 16 samples (issue #13 session 14). A 64-D bed or an 8×8 network with 48 fit
+4.6 numbers per weight) each sent one sample 0.19–9.4 from the ODE's end point against a median error of 2e-5–9e-4,
+with held-out errors of 5e-6–4e-5 on 16 samples (issue #13 session 14). A 64-D bed or an 8×8 network with 48 fit
 samples has 3 072 numbers, enough to NFE 306."""
 
 
