@@ -572,6 +572,10 @@ def _fit_stage(
     if library is not None and library is not selection.library:
         bases.append((library.candidate(), f"library {library.label}", library_base(library.solver)))
     held = WeightsObjective(denoiser, held_teacher)
+
+    def held_within(c: Candidate, weights: list[list[float]]) -> float:  # inf for rows beyond the bound
+        return held(c, weights) if within_limit(weights) else math.inf
+
     fit_nfe, fits, best = 0.0, 0, None
     for cand, label, base_of in bases:
         start = base_of(cand)
@@ -595,7 +599,7 @@ def _fit_stage(
         denoiser, fit_teacher, cand, sigma_min=sigma_min, ridge=ridge, base_of=base_of
     )
     fit_nfe += spent
-    moved_err = held(moved, moved_fit.weights) if within_limit(moved_fit.weights) else math.inf
+    moved_err = held_within(moved, moved_fit.weights)
     if moved_err < err:
         err, cand, fit, label = moved_err, moved, moved_fit, label + ", levels moved"
     refined = None
@@ -606,7 +610,7 @@ def _fit_stage(
             refined = None
     if refined is not None:
         fit_nfe += refined.nfe
-        refined_err = held(cand, refined.weights) if within_limit(refined.weights) else math.inf
+        refined_err = held_within(cand, refined.weights)
         if refined_err < err:
             err, fit, label = refined_err, refined, label + ", end point refined"
     kept = err < selection.held_error
