@@ -743,9 +743,6 @@ TUNE_SETTINGS: dict[str, dict[str, Any]] = {
 120 levels, 2 refined starts of ``60·n`` runs, 8 kicks of ``30·n``, a quarter held out), ``"reduced"`` a cheap
 setting for quick checks (``max_evals = 10·n``, ``kick_evals = 5·n``)."""
 
-AUTO_CALIBRATION = 16
-"""Calibration noises of automatic mode in the figures (its default)."""
-
 FIGURE_SEEDS: tuple[int, ...] = (0,)
 """The figures' held-out noise batches by default: seed 0's 64 noises."""
 
@@ -824,9 +821,10 @@ def figure_rows(
     """Per unit and budget: generate, auto and tuned against the best peer and the best hand-made configuration,
     all on held-out noise (the batches of ``seeds``, 64 samples each, pooled: every error is the RMSE over all of
     them, and the best peer / hand-made configuration is the one with the lowest pooled RMSE); auto and the tuner
-    calibrate on seed 1, choosing and tuning once per unit and budget."""
+    calibrate on seed 1 (auto on as many noises as it draws by default, :func:`diffsample.auto.calibration_size`),
+    choosing and tuning once per unit and budget."""
     from diffsample import generate, tune
-    from diffsample.auto import auto_choice
+    from diffsample.auto import auto_choice, calibration_size
 
     seeds = figure_seeds(seeds)
     rows: list[FigureRow] = []
@@ -836,7 +834,6 @@ def figure_rows(
         dtype = torch.float64 if unit.reference_kind == "exact" else torch.float32
         starts = [(unit.noise(s) * hi).to(dtype) for s in seeds]
         refs = [unit.reference(s) for s in seeds]
-        cal_auto = unit.noise(1, AUTO_CALIBRATION)
         cal_tune = (unit.noise(1, BATCH) * hi).to(dtype)
         for nfe in nfes:
             t0 = time.perf_counter()
@@ -844,6 +841,7 @@ def figure_rows(
             hand = _pooled([config_errors(unit, nfe, seed=s) for s in seeds])
             both = {**hand, **peers}
             span = {"sigma_min": lo, "sigma_max": hi}
+            cal_auto = unit.noise(1, calibration_size(unit.shape(), nfe, unit.calls_per_eval))  # auto's default count
             gen = pooled_walk_error(functools.partial(generate, view, nfe=nfe, **span), starts, refs)
             choice = auto_choice(view, nfe, unit.shape(), calibration=cal_auto, **span)
             auto = pooled_walk_error(

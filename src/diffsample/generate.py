@@ -355,7 +355,7 @@ def generate(
     callback: contracts.StepCallback | None = None,
     plan: Plan | str | os.PathLike[str] | None = None,
     auto: bool = False,
-    calibration: int | torch.Tensor = 16,
+    calibration: int | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sample with the best default configuration for a budget of ``nfe`` model evaluations, or with a tuned plan.
 
@@ -373,7 +373,8 @@ def generate(
             noises, and fit the solver's weights on them where cross-validation says it helps
             (:func:`diffsample.auto.auto_choice`: the family's candidates, cached per model on disk, its cost
             counted apart from this call's budget) instead of the family's static default.
-        calibration: automatic mode's calibration noises: a number (seeded 0, 1, …) or unit-variance noises.
+        calibration: automatic mode's calibration noises: a number (seeded 0, 1, …) or unit-variance noises;
+            default :func:`diffsample.auto.calibration_size` (16, more for samples of few numbers).
 
     Without a plan the model's family (:func:`~diffsample.model_family.model_family`: VP ε/x0/v, EDM/VE, flow
     matching with or without shift, from ``denoiser.noise_schedule`` and ``denoiser.prediction``) picks the table

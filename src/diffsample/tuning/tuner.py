@@ -37,9 +37,9 @@ Pipeline (each stage counted in model evaluations of the calibration batch and i
    its end-point error minimised over all weights (BNS's objective, :func:`.weights.refine_weights`; only with
    :data:`REFINE_DATA_RATIO` fitted numbers per weight), each step kept only if it lowers the held-out error. The
    result replaces the chosen walk only if it lowers the held-out error (the plan then runs the ``nonstationary``
-   solver), so the rule of stage 4 still holds. It needs held-out samples and :data:`STEP_FIT_DATA_RATIO` fitted
-   numbers per weight of its largest row, and keeps no rows that amplify the model's errors beyond
-   :data:`.weights.AMPLIFICATION_LIMIT`.
+   solver), so the rule of stage 4 still holds. It needs held-out samples and
+   :data:`.weights.STEP_FIT_DATA_RATIO` fitted numbers per weight of its largest row, and keeps no rows that
+   amplify the model's errors beyond :data:`.weights.AMPLIFICATION_LIMIT`.
 
 Cost and scaling: the model sees ``teacher_nfe + M′ + S_dp·n·M′ + N_search`` evaluations of the calibration
 batch (``M′ = M/dp_stride`` DP levels, ``S_dp = 3`` DP strategies). With the defaults the search makes
@@ -88,9 +88,11 @@ from .search import (
 )
 from .teacher import Teacher, teacher_subset, teacher_trajectory
 from .weights import (
+    STEP_FIT_DATA_RATIO,
     WEIGHT_RIDGES,
     WeightsObjective,
     amplification,
+    enough_data,
     fit_weights,
     refine_weights,
     search_levels,
@@ -276,7 +278,7 @@ def tune(
     log(f"selected: {selection.describe()}")
     fitted, weights_seconds = None, 0.0
     weights_data = fit_teacher.final.numel()  # the numbers each step's fit matches (fit samples × coordinates)
-    if fit_solver_weights and held and weights_data >= STEP_FIT_DATA_RATIO * (n + 1):
+    if fit_solver_weights and held and enough_data(weights_data, n):
         t0 = time.perf_counter()
         fitted = _fit_stage(own, fit_teacher, held_teacher, selection, hand, sigma_min, lib_best)
         weights_seconds = time.perf_counter() - t0
@@ -514,16 +516,6 @@ class FittedWeights:
             f"{verdict}, best on {self.base} (ridge {self.ridge:g}): held-out {self.held_error:.5g} "
             f"vs {self.held_error_before:.5g}"
         )
-
-
-STEP_FIT_DATA_RATIO = 10
-"""The fitted-weights stage runs only with at least this many fitted numbers (fit samples × coordinates) per weight
-of its largest row, ``n + 1`` (``x_0`` and ``n`` model values): the rule of thumb of ten observations per
-parameter of a regression (Harrell, *Regression Modeling Strategies*, 2015, §4.4). On the 2-D ring, 48 fit samples
-give 96 numbers, so the stage runs up to NFE 8; beyond, on 512 fresh noises, the plans fitted at NFE 15 / 20 (6.0 /
-4.6 numbers per weight) each sent one sample 0.19–9.4 from the ODE's end point against a median error of 2e-5–9e-4,
-with held-out errors of 5e-6–4e-5 on 16 samples (issue #13 session 14). A 64-D bed or an 8×8 network with 48 fit
-samples has 3 072 numbers, enough to NFE 306."""
 
 
 def _weights_skipped(enabled: bool, held: int, data: int, n: int) -> dict[str, object]:

@@ -54,7 +54,9 @@ from .teacher import Teacher, teacher_subset
 
 __all__ = [
     "AMPLIFICATION_LIMIT",
+    "STEP_FIT_DATA_RATIO",
     "WEIGHT_RIDGES",
+    "enough_data",
     "amplification",
     "CrossValidation",
     "Fit",
@@ -171,6 +173,24 @@ def within_limit(weights: Sequence[Sequence[float]]) -> bool:
     the walk's own rows there amplified 143–225, and one of 512 fresh samples ended 1.18 from the ODE's end point
     (held-out error 5.5e-6 on 16 samples, issue #13 session 14)."""
     return amplification(weights) <= AMPLIFICATION_LIMIT
+
+
+STEP_FIT_DATA_RATIO = 10
+"""A step-by-step fit of rows of up to ``n + 1`` weights (``x_0`` and ``n`` model values) needs at least this many
+fitted numbers (samples × coordinates) per weight: the rule of thumb of ten observations per parameter of a
+regression (Harrell, *Regression Modeling Strategies*, 2015, §4.4); :func:`enough_data`. Issue #13 session 14, the
+tuner on the 2-D ring (48 fit samples, 96 numbers): the plans fitted at NFE 15 / 20 (6.0 / 4.6 numbers per weight)
+each sent one of 512 fresh samples 0.19–9.4 from the ODE's end point against a median error of 2e-5–9e-4, with
+held-out errors of 5e-6–4e-5 on 16 samples. Session 15, automatic mode on the ring (16 calibration noises, 16
+numbers per fold fit): at NFE 4 / 10 its weights ended 29 / 21 of 512 fresh samples more than ten times the median
+error away (RMSE 0.20 / 0.040 against 0.065 / 0.012 without weights); with enough noises for this rule (50 / 110)
+0.029 / 0.0027. A 64-D bed or an 8×8 network has 64 numbers per sample, so 16 noises hold the rule to NFE 50."""
+
+
+def enough_data(numbers: int, calls: int) -> bool:
+    """Whether ``numbers`` fitted numbers (samples × coordinates) are enough for a step-by-step fit of a walk of
+    ``calls`` model calls: :data:`STEP_FIT_DATA_RATIO` per weight of its largest row, ``calls + 1``."""
+    return int(numbers) >= STEP_FIT_DATA_RATIO * (int(calls) + 1)
 
 
 @dataclass
