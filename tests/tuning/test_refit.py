@@ -70,3 +70,15 @@ def test_a_refit_that_trails_the_best_hand_made_walk_on_the_held_out_samples_is_
     out = _refit(model, teacher, held, chosen, hand_held_error=0.0)
     assert not out.kept and out.weights == before.options["weights"]
     assert out.why == "the held-out samples trail the best hand-made walk" and out.error < out.error_before
+
+
+def test_plans_of_more_than_six_calls_are_not_refit():
+    """At NFE 8 the refit raised the plan's error on fresh noise in every cell compared (``REFIT_MAX_CALLS``)."""
+    from diffsample.testbeds import mixture64
+    from diffsample.tuning.tuner import REFIT_MAX_CALLS
+
+    bed = mixture64()
+    cal = noise.seeded(1).initial((64, *bed.shape), 80.0, dtype=torch.float64)
+    plan = tune(bed, nfe=REFIT_MAX_CALLS + 1, sigma_min=0.002, sigma_max=80.0, calibration=cal, **FAST)
+    assert REFIT_MAX_CALLS == 6 and plan.provenance["stages"]["refit_nfe"] == 0
+    assert plan.solver != "nonstationary" or plan.provenance["weights"]["refit"] is None
