@@ -1,5 +1,5 @@
-"""Automatic mode: pick the solver and step schedule for *this* model by a short reference run, once per model, and
-fit that solver's weights to the run where cross-validation says it helps.
+"""Automatic mode: pick the solver and step schedule for *this* model by a short reference run, once per model, fit
+that solver's weights to the run where cross-validation says it helps, and move its levels with the weights.
 
 ``generate(..., nfe=n, auto=True)`` calls :func:`auto_choice`:
 
@@ -31,17 +31,28 @@ fit that solver's weights to the run where cross-validation says it helps.
    NFE 50; a 2-D point: ``10 (n + 1)``). On the 2-D ring with 16 noises (16 numbers per fold fit) the weights won
    cross-validation and sent up to 6 % of 512 fresh samples ten times the median error away (NFE 4: RMSE 0.20
    against 0.065 without weights); with the rule's 50 noises, 0.029 (issue #13, session 15);
-5. **cache** — the choice is written (atomically) under ``cache_dir("auto")``, keyed by a fingerprint of the model
+5. **levels** — levels that suit the solver's own weights are not those that suit fitted ones (BNS, Shaul et al.
+   2024, optimise both together), so the chosen walk's free levels (all but ``σ_max``) are then moved by the
+   tuner's pattern search in ``log σ`` (:func:`diffsample.tuning.weights.search_levels`), each trial a fit on the
+   whole calibration batch at the ridge cross-validation chose, kept when it lowers the fit's error there, at most
+   :data:`AUTO_LEVEL_FITS` trials per call (:data:`AUTO_MAX_LEVEL_FITS` in all), with the weights' amplification
+   limit and the search's smallest level gap. If a level moved, the walk runs the moved levels with their fitted
+   weights (``sigmas``, ``levels_error``); if none did, step 4's decision stands. The move is not cross-validated:
+   on 16 noises the 2-fold estimate of the whole procedure (search and fit on 8, walk the other 8) was seen to
+   refuse moves that halved the error on fresh noise and keep others that raised it, so the rule rests on the
+   measurement instead (:data:`AUTO_LEVEL_FITS`: lower error in most cells, up to 2.9× higher in a few);
+6. **cache** — the choice is written (atomically) under ``cache_dir("auto")``, keyed by a fingerprint of the model
    (its outputs at two fixed inputs, so other weights under the same name get their own entry), its family,
    span, budget, calls per evaluation, the calibration noises, the candidate set and the weight fitting; a later
    call reads it back for the cost of the fingerprint alone.
 
 **Cost**, in model calls of the calibration batch: ``2`` (fingerprint) ``+ max(8 n, 64)`` (reference) ``+ K·n``
 (``K = 10`` candidates) ``+ 2·R·n`` (cross-validation, ``R = 3`` ridges: every noise fitted once and walked once per
-ridge) ``+ n`` (the final fit, when kept), i.e. ``max(8, 64/n) + K + 2R + 1`` sampling runs of ``n`` calls plus 2
-calls: **at most 33 runs** (``n = 4``), 25 runs for ``n ≥ 8`` (26 and 18 without the weights, ``fit_weights=False``).
-On the default 16 calibration samples that is, in per-sample model evaluations, 8.3 sampling runs of a 64-sample
-batch at ``n = 4`` and 6.3 at ``n ≥ 8``; paid once per model and budget (then 2 calls). The reference run keeps its
+ridge) ``+ n`` (the fit on the whole batch) ``+ F·n`` (the level search's ``F = min(4 n, 80)`` trial fits at most),
+i.e. ``max(8, 64/n) + K + 2R + 1 + F`` sampling runs of ``n`` calls plus 2 calls: **at most 49 runs** at ``n = 4``,
+57 at ``n = 8``, 105 from ``n = 20`` on (18–26 without the weights, ``fit_weights=False``). On the default 16
+calibration samples that is, in per-sample model evaluations, 12.3 sampling runs of a 64-sample batch at ``n = 4``
+and 26 at ``n ≥ 20``; paid once per model and budget (then 2 calls). The reference run keeps its
 states for the fit: ``max(8 n, 64)`` copies of the calibration batch in memory. Why 16 noises: the choice is an RMSE
 over the calibration batch, and the networks' per-sample errors are heavy-tailed (a few samples 10–40× the median),
 so a small batch misjudges the batch RMSE that matters (with 4 noises a choice was seen to be 14× worse than the
@@ -69,19 +80,23 @@ from .model_family import FAMILIES, SHORT_SPAN_SUFFIX, model_family, model_span,
 from .sampling import sample
 from .schedules import NoiseSchedule
 from .solvers.nonstationary import solver_weights
+from .tuning.search import levels_candidate
 from .tuning.teacher import Teacher
 from .tuning.weights import (
     AMPLIFICATION_LIMIT,
     STEP_FIT_DATA_RATIO,
     WEIGHT_RIDGES,
+    Fit,
     cross_validate_weights,
     enough_data,
-    fit_level_weights,
+    search_levels,
 )
 
 __all__ = [
     "AUTO_CANDIDATES",
+    "AUTO_LEVEL_FITS",
     "AUTO_MARGIN",
+    "AUTO_MAX_LEVEL_FITS",
     "AUTO_WEIGHT_FOLDS",
     "GUIDED_SUFFIX",
     "AutoChoice",
@@ -143,6 +158,18 @@ more good ones (cells better by > 5 %: 74 at 0, 73 at 5 %, 63 at 10 %, 50 at 30 
 AUTO_WEIGHT_FOLDS = 2
 """Folds of the cross-validation that decides whether automatic mode keeps fitted solver weights (step 4 of the
 module docstring): with 16 calibration noises, fits on 8 and walks of the other 8, each noise held out once."""
+
+AUTO_LEVEL_FITS = 4
+"""Trial fits per model call of the level search (step 5 of the module docstring): at most ``4 n`` (and
+:data:`AUTO_MAX_LEVEL_FITS`) for a walk of ``n`` calls, about two sweeps of the ``2 (n − 1)`` moves of its free
+levels. Measured (issue #13, session 16) on the figures' 32 units (exact beds on 512 noises, digits networks on 64,
+NFE 4–20, 224 cells), moving the chosen walk's levels with at most ``2 n`` / ``4 n`` fits lowered automatic mode's
+error by a geometric mean of 0.82× / 0.72×; with ``4 n`` the cells within 0.8× the best peer went from 177 to
+196."""
+
+AUTO_MAX_LEVEL_FITS = 80
+"""The most trial fits of the level search for any budget (``4 n`` reaches it at ``n = 20``, the largest budget
+measured): beyond it the search's cost, ``4 n`` trial walks of ``n`` calls, would grow as ``n²``."""
 
 GUIDED_SUFFIX = "+cfg"
 """Key suffix of a family's candidate set for guided models in :data:`AUTO_CANDIDATES`."""
@@ -206,9 +233,11 @@ class AutoChoice:
     ``weights``, when not empty, the ``nonstationary`` weights fitted on the chosen walk's levels that replace its
     own (``weights_error``: their cross-validated RMSE, set whenever a fit was scored, kept or not;
     ``weights_ridge``: the ridge it chose; ``weights_why``: why none replace the solver's own, ``""`` when they do);
-    ``cost_nfe`` the model evaluations per calibration sample spent (fingerprint, reference, candidates, weights;
-    only the fingerprint when ``cached``) and ``choice_cost_nfe`` what making the choice cost (the same when not
-    ``cached``); ``runs`` the cost in sampling runs of the budget.
+    ``sigmas``, when not empty, the walk's levels (``σ_max`` first, 0 last) moved with the fitted weights, which
+    replace the step schedule's (``levels_error``: the weights' RMSE on the calibration noises there, which they were
+    fitted to); ``cost_nfe`` the model evaluations per calibration sample spent (fingerprint, reference, candidates,
+    weights, levels; only the fingerprint when ``cached``) and ``choice_cost_nfe`` what making the choice cost (the
+    same when not ``cached``); ``runs`` the cost in sampling runs of the budget.
     """
 
     solver: str
@@ -225,11 +254,30 @@ class AutoChoice:
     weights_ridge: float | None = None
     choice_cost_nfe: int = 0
     weights_why: str = ""
+    sigmas: list[float] = field(default_factory=list)
+    levels_error: float | None = None
 
     @property
     def label(self) -> str:
-        """``"solver/schedule"``, with ``"+weights"`` when fitted weights replace the solver's own."""
-        return f"{self.solver}/{self.step_schedule}" + ("+weights" if self.weights else "")
+        """``"solver/schedule"``, with ``"+levels"`` when the levels were moved and ``"+weights"`` when fitted weights
+        replace the solver's own."""
+        return (
+            f"{self.solver}/{self.step_schedule}"
+            + ("+levels" if self.sigmas else "")
+            + ("+weights" if self.weights else "")
+        )
+
+    def walk_on(
+        self, sigmas: torch.Tensor, solver: str, options: dict[str, object]
+    ) -> tuple[torch.Tensor, str, dict[str, object]]:
+        """The levels, solver and options this choice walks, given those of the walk that
+        :func:`diffsample.generate.configure` made for its solver and step schedule: the moved levels replace the
+        schedule's, and the fitted weights the solver's own (run as the ``nonstationary`` solver)."""
+        if self.sigmas:
+            sigmas = torch.tensor(self.sigmas, dtype=sigmas.dtype, device=sigmas.device)
+        if self.weights:
+            return sigmas, "nonstationary", {"weights": self.weights}
+        return sigmas, solver, options
 
     @property
     def runs(self) -> float:
@@ -328,6 +376,7 @@ def auto_choice(
             "folds": AUTO_WEIGHT_FOLDS,
             "limit": AMPLIFICATION_LIMIT,
             "data_ratio": STEP_FIT_DATA_RATIO,
+            "level_fits": [AUTO_LEVEL_FITS, AUTO_MAX_LEVEL_FITS],
         }
         if fit_weights
         else False,
@@ -372,7 +421,7 @@ def auto_choice(
     fitted = _Fitted()
     if fit_weights:
         teacher = Teacher(ref_sigmas[:-1].to(torch.float64), torch.stack(states), reference, reference_nfe, "auto")
-        fitted = _fitted_weights(den, teacher, solver, walks[best], errors[best])
+        fitted = _fitted_weights(den, teacher, solver, walks[best], errors[best], lo)
         cost += fitted.nfe  # not den's count: the fold walks on part of the batch count by their share of it
     choice = AutoChoice(
         solver,
@@ -388,32 +437,43 @@ def auto_choice(
         weights_ridge=fitted.ridge,
         choice_cost_nfe=math.ceil(cost - 1e-9),
         weights_why=fitted.why if fit_weights else "off",
+        sigmas=fitted.sigmas,
+        levels_error=fitted.levels_error,
     )
     if use_cache:
         stored = {k: v for k, v in asdict(choice).items() if k not in ("cached", "cost_nfe")}
         stored["errors"] = {k: (v if math.isfinite(v) else None) for k, v in stored["errors"].items()}
-        if stored["weights_error"] is not None and not math.isfinite(stored["weights_error"]):
-            stored["weights_error"] = None
+        for key in ("weights_error", "levels_error"):
+            if stored[key] is not None and not math.isfinite(stored[key]):
+                stored[key] = None
         files.atomic_write_text(path, json.dumps(stored, indent=1) + "\n")
     return choice
 
 
 @dataclass
 class _Fitted:
-    """Automatic mode's fitted weights (empty when not kept), their cross-validated error and ridge, and the model
-    evaluations the stage spent per calibration sample."""
+    """Automatic mode's fitted weights (empty when not kept) with the levels they were moved to (empty when not
+    moved), their cross-validated error and ridge, the moved walk's calibration error, and the model evaluations the
+    stages spent per calibration sample."""
 
     weights: list[list[float]] = field(default_factory=list)
     error: float | None = None
     ridge: float | None = None
     nfe: float = 0.0
     why: str = ""
+    sigmas: list[float] = field(default_factory=list)
+    levels_error: float | None = None
 
 
-def _fitted_weights(den: Denoiser, teacher: Teacher, solver: str, sigmas: torch.Tensor, error: float) -> _Fitted:
-    """Step 4 of the module docstring: weights fitted on the chosen walk's levels from its solver's own
-    (:func:`~diffsample.solvers.nonstationary.solver_weights`), kept if their cross-validated RMSE leads the walk's
-    own calibration RMSE by more than :data:`AUTO_MARGIN`, then fitted again on the whole batch."""
+def _fitted_weights(
+    den: Denoiser, teacher: Teacher, solver: str, sigmas: torch.Tensor, error: float, sigma_min: float
+) -> _Fitted:
+    """Steps 4 and 5 of the module docstring: weights fitted on the chosen walk's levels from its solver's own
+    (:func:`~diffsample.solvers.nonstationary.solver_weights`), cross-validated at each ridge; then the levels moved
+    with the weights fitted on the whole batch at the ridge cross-validation chose (:func:`_moved_levels`). A walk
+    whose levels moved runs them with those weights; one whose levels did not move keeps the weights fitted on the
+    whole batch only if their cross-validated RMSE leads the walk's own calibration RMSE by more than
+    :data:`AUTO_MARGIN`."""
     batch = int(teacher.final.shape[0])
     if batch < AUTO_WEIGHT_FOLDS:
         return _Fitted(why=f"{batch} calibration noises, fewer than the {AUTO_WEIGHT_FOLDS} folds")
@@ -432,11 +492,35 @@ def _fitted_weights(den: Denoiser, teacher: Teacher, solver: str, sigmas: torch.
         )
     levels = sigmas.tolist()
     cv = cross_validate_weights(den, teacher, levels, base, folds=AUTO_WEIGHT_FOLDS)
+    cv_error = cv.error if math.isfinite(cv.error) else None
+    try:
+        walk, fit, spent = _moved_levels(den, teacher, solver, levels, cv.ridge, sigma_min)
+    except NonFiniteError:
+        return _Fitted([], cv_error, cv.ridge, cv.nfe + calls, "the fit met a non-finite model output")
+    nfe = cv.nfe + spent
+    if walk != levels:
+        return _Fitted(fit.weights, cv_error, cv.ridge, nfe, "", walk, fit.error)
     if not cv.error < (1 - AUTO_MARGIN) * error:
         why = f"cross-validated error {cv.error:.4g} does not lead the walk's {error:.4g} by {AUTO_MARGIN:.0%}"
-        return _Fitted([], cv.error if math.isfinite(cv.error) else None, cv.ridge, cv.nfe, why)
-    try:
-        fit = fit_level_weights(den, teacher, levels, base, ridge=cv.ridge)
-    except NonFiniteError:
-        return _Fitted([], cv.error, cv.ridge, cv.nfe + len(levels) - 1, "the fit met a non-finite model output")
-    return _Fitted(fit.weights, cv.error, cv.ridge, cv.nfe + fit.nfe)
+        return _Fitted([], cv_error, cv.ridge, nfe, why)
+    return _Fitted(fit.weights, cv_error, cv.ridge, nfe)
+
+
+def _moved_levels(
+    den: Denoiser, teacher: Teacher, solver: str, levels: list[float], ridge: float, sigma_min: float
+) -> tuple[list[float], Fit, float]:
+    """The chosen walk's free levels moved with the weights fitted on them (:func:`~diffsample.tuning.weights.
+    search_levels`, at most :data:`AUTO_LEVEL_FITS` trial fits per call and :data:`AUTO_MAX_LEVEL_FITS` in all, each
+    fit from the solver's own weights on the trial's levels): the walk's levels (``levels`` when no move lowered the
+    fit's calibration error), their fit on the whole batch and the evaluations spent per calibration sample (the
+    first fit, on ``levels``, included)."""
+    moved, fit, spent = search_levels(
+        den,
+        teacher,
+        levels_candidate(levels),
+        sigma_min=sigma_min,
+        ridge=ridge,
+        max_fits=min(AUTO_LEVEL_FITS * (len(levels) - 1), AUTO_MAX_LEVEL_FITS),
+        base_of=lambda c: solver_weights(solver, c.walk()),
+    )
+    return moved.walk(), fit, float(spent)

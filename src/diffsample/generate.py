@@ -391,8 +391,7 @@ def generate(
     sigma_min, sigma_max = model_span(den, sigma_min, sigma_max)  # a model's own span, when it declares one
     if auto and plan is not None:
         raise DiffsampleError("auto=True chooses a solver and steps; a plan fixes them: pass one or the other")
-    solver = step_schedule = None
-    fitted: list[list[float]] = []
+    solver = step_schedule = choice = None
     if auto:
         if nfe is None or sigma_min is None or sigma_max is None:
             raise BudgetError("generate(auto=True) needs nfe, and sigma_min and sigma_max unless the model has them")
@@ -401,7 +400,7 @@ def generate(
         choice = auto_choice(
             denoiser, nfe, tuple(x.shape[1:]), sigma_min=sigma_min, sigma_max=sigma_max, calibration=calibration
         )
-        solver, step_schedule, fitted = choice.solver, choice.step_schedule, choice.weights
+        solver, step_schedule = choice.solver, choice.step_schedule
     walk = configure(
         nfe,
         sigma_min,
@@ -412,10 +411,10 @@ def generate(
         step_schedule=step_schedule,
         model=denoiser if plan is None else None,
     )
-    name, options = walk.solver, walk.options
-    if fitted:  # automatic mode's fitted weights replace the chosen solver's own on its levels
-        name, options = "nonstationary", {"weights": fitted}
-    out = sample(den, x, walk.sigmas, solver=name, noise=noise, callback=callback, **options)
+    sigmas, name, options = walk.sigmas, walk.solver, walk.options
+    if choice is not None:  # automatic mode's moved levels and fitted weights, where it has them
+        sigmas, name, options = choice.walk_on(sigmas, name, options)
+    out = sample(den, x, sigmas, solver=name, noise=noise, callback=callback, **options)
     spent = den.nfe
     if spent > walk.nfe:  # a guard on the promise, not an expected path
         raise BudgetError(f"generate spent {spent} model evaluations, over the budget of {walk.nfe}")

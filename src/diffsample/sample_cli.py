@@ -118,11 +118,11 @@ def _run_sample(args: argparse.Namespace) -> int:
         denoiser = _ClassLabels(guidance.cfg(model, scale, uncond_kwargs=uncond, batched=True), digit)
     sigma_min, sigma_max = float(model.noise_schedule.sigma_min), float(model.noise_schedule.sigma_max)
     calls_per_eval = getattr(denoiser, "nfe_per_call", 1)
-    solver_name, step_schedule_name, fitted = args.solver, args.step_schedule, None
+    solver_name, step_schedule_name, choice = args.solver, args.step_schedule, None
     nfe = DEFAULT_NFE if args.nfe is None else args.nfe
     if args.auto:
         choice = auto_choice(denoiser, nfe, args.shape, sigma_min=sigma_min, sigma_max=sigma_max)
-        solver_name, step_schedule_name, fitted = choice.solver, choice.step_schedule, choice.weights
+        solver_name, step_schedule_name = choice.solver, choice.step_schedule
         spent = "read from the cache" if choice.cached else f"{choice.cost_nfe} evaluations per calibration sample"
         print(f"auto: {choice.label} for NFE {nfe} ({choice.calibration_size} calibration noises, {spent})")
     if args.plan:  # the plan's own levels, checked against the model's span (and --nfe when given)
@@ -138,8 +138,8 @@ def _run_sample(args: argparse.Namespace) -> int:
             model=model,
         )
     sigmas, solver, step_schedule, options = walk.sigmas, walk.solver, walk.step_schedule, walk.options
-    if fitted:  # automatic mode's fitted weights replace the chosen solver's own on its levels
-        solver, options = "nonstationary", {"weights": fitted}
+    if choice is not None:  # automatic mode's moved levels and fitted weights, where it has them
+        sigmas, solver, options = choice.walk_on(sigmas, solver, options)
     batch_shape = (args.batch, *args.shape)
     source = noise.seeded(args.seed)
     x = source.initial(batch_shape, float(sigmas[0]))

@@ -26,7 +26,7 @@ from ..contracts import Denoiser
 from ..errors import BudgetError, DiffsampleError
 from ..schedules import NoiseSchedule
 from ..solvers.nonstationary import solver_weights
-from .search import Candidate, Choice, pooled_rmse
+from .search import Candidate, levels_candidate, pooled_rmse
 from .teacher import Teacher
 from .weights import WeightsObjective
 
@@ -95,8 +95,7 @@ class LibraryConfig:
 
     def candidate(self) -> Candidate:
         """The walk's levels as a search candidate (its choices are placeholders: the weights are the solver's)."""
-        n = len(self.walk) - 1
-        return Candidate(tuple(self.walk[:-1]), tuple(Choice("data", 1) for _ in range(n)))
+        return levels_candidate(self.walk)
 
     def rows(self) -> list[list[float]]:
         return [list(r) for r in self.weights]

@@ -59,6 +59,7 @@ __all__ = [
     "canonical",
     "coordinate_search",
     "iterated_search",
+    "levels_candidate",
     "perturb",
     "plan_options_of",
     "pooled_rmse",
@@ -91,6 +92,13 @@ class Candidate:
 
     def walk(self) -> list[float]:
         return [*self.sigmas, 0.0]
+
+
+def levels_candidate(walk: Sequence[float]) -> Candidate:
+    """The walk on ``walk``'s levels (``σ_max`` first, 0 last) as a search candidate whose weights come from
+    elsewhere (a registered solver's, fitted ones): its per-step choices are placeholders."""
+    n = len(walk) - 1
+    return Candidate(tuple(float(v) for v in walk[:-1]), tuple(Choice("data", 1) for _ in range(n)))
 
 
 def _normal(i: int, ch: Choice) -> Choice:
