@@ -189,12 +189,19 @@ class CallCounter(CountingDenoiser):
 
 
 def as_denoiser(fn: contracts.Denoiser | Callable[..., torch.Tensor]) -> CountingDenoiser:
-    """Return ``fn`` if it already is a :class:`CountingDenoiser`, else wrap it in a counting one."""
+    """Return ``fn`` if it already is a :class:`CountingDenoiser`, else wrap it in a counting one that keeps the
+    model evaluations one call costs where ``fn`` declares them (an ``nfe_per_call`` attribute, e.g. 2 for a
+    hand-written classifier-free guidance wrapper), so budgets count them as the library's own wrappers do."""
     if isinstance(fn, CountingDenoiser):
         return fn
     if not callable(fn):
         raise TypeError(f"a denoiser must be callable as D(x, sigma), got {type(fn).__name__}")
-    return FunctionDenoiser(fn)
+    declared = getattr(fn, "nfe_per_call", 1)
+    if isinstance(declared, bool) or not isinstance(declared, (int, float)):
+        return FunctionDenoiser(fn)  # not a declaration (an object answering every attribute, say)
+    if declared != int(declared) or declared < 1:
+        raise TypeError(f"a denoiser's nfe_per_call must be a positive integer, got {declared!r}")
+    return FunctionDenoiser(fn, nfe_per_call=int(declared))
 
 
 def __getattr__(name: str) -> Any:  # noqa: ANN401 -- a module's lazy attributes are of many types

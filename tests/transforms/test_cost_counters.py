@@ -33,3 +33,33 @@ def test_gradient_costs_read_through_and_add_up_under_guidance() -> None:
     guided.reset_counter()
     assert guided.cost() == Cost()
     assert (Cost(1, 1, 1, 1) + Cost(2, 2, 0, 3)) == Cost(3, 3, 1, 4)
+
+
+def test_a_plain_callable_that_declares_two_evaluations_a_call_is_counted_and_budgeted_so():
+    """A hand-written guidance wrapper (a plain function object with ``nfe_per_call = 2``): ``generate`` at a budget
+    of 8 evaluations calls it 4 times, and the counters count 2 per call; a nonsensical declaration is refused."""
+    import pytest
+
+    from diffsample import generate
+    from diffsample.errors import BudgetError
+
+    calls = []
+
+    class Guided:
+        nfe_per_call = 2
+
+        def __call__(self, x, sigma):
+            calls.append(1)
+            return 0.5 * x
+
+    wrapped = as_denoiser(Guided())
+    assert wrapped.nfe_per_call == 2
+    out = generate(Guided(), torch.ones(3, 4), nfe=8, sigma_min=0.01, sigma_max=10.0)
+    assert bool(torch.isfinite(out).all()) and len(calls) == 4
+    with pytest.raises(BudgetError):
+        generate(Guided(), torch.ones(3, 4), nfe=1, sigma_min=0.01, sigma_max=10.0)
+    for bad in (0, 1.5, -2):
+        fn = Guided()
+        fn.nfe_per_call = bad
+        with pytest.raises(TypeError, match="nfe_per_call"):
+            as_denoiser(fn)
