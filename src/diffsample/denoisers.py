@@ -199,7 +199,7 @@ def as_denoiser(fn: contracts.Denoiser | Callable[..., torch.Tensor]) -> Countin
     declared = getattr(fn, "nfe_per_call", 1)
     if isinstance(declared, bool) or not isinstance(declared, (int, float)):
         return FunctionDenoiser(fn)  # not a declaration (an object answering every attribute, say)
-    if declared != int(declared) or declared < 1:
+    if not float(declared).is_integer() or declared < 1:  # also refuses inf and nan with this message
         raise TypeError(f"a denoiser's nfe_per_call must be a positive integer, got {declared!r}")
     return FunctionDenoiser(fn, nfe_per_call=int(declared))
 
