@@ -64,6 +64,7 @@ import torch
 
 from diffsample import cache, noise, sample, solvers, steps
 from diffsample.auto import GUIDED_SUFFIX
+from diffsample.cli import TUNE_CALIBRATION
 from diffsample.denoisers import CountingDenoiser, as_denoiser
 from diffsample.errors import DiffsampleError
 from diffsample.model_family import FAMILIES, SHORT_SPAN_SUFFIX, short_span
@@ -817,12 +818,14 @@ def figure_rows(
     tune_settings: str = "default",
     progress: Callable[[str], None] | None = None,
     seeds: Sequence[int] = FIGURE_SEEDS,
+    tune_calibration: int = TUNE_CALIBRATION,
 ) -> list[FigureRow]:
     """Per unit and budget: generate, auto and tuned against the best peer and the best hand-made configuration,
     all on held-out noise (the batches of ``seeds``, 64 samples each, pooled: every error is the RMSE over all of
     them, and the best peer / hand-made configuration is the one with the lowest pooled RMSE); auto and the tuner
-    calibrate on seed 1 (auto on as many noises as it draws by default, :func:`diffsample.auto.calibration_size`),
-    choosing and tuning once per unit and budget."""
+    calibrate on seed 1 (auto on as many noises as it draws by default, :func:`diffsample.auto.calibration_size`;
+    the tuner on ``tune_calibration``, by default as many as ``diffsample tune`` draws,
+    :data:`diffsample.cli.TUNE_CALIBRATION`), choosing and tuning once per unit and budget."""
     from diffsample import generate, tune
     from diffsample.auto import auto_choice, calibration_size
 
@@ -834,7 +837,7 @@ def figure_rows(
         dtype = torch.float64 if unit.reference_kind == "exact" else torch.float32
         starts = [(unit.noise(s) * hi).to(dtype) for s in seeds]
         refs = [unit.reference(s) for s in seeds]
-        cal_tune = (unit.noise(1, BATCH) * hi).to(dtype)
+        cal_tune = (unit.noise(1, tune_calibration) * hi).to(dtype)
         for nfe in nfes:
             t0 = time.perf_counter()
             peers = _pooled([peer_errors(unit, nfe, s) for s in seeds])

@@ -19,7 +19,7 @@ import json
 
 import torch
 
-from diffsample.cli import count_list, int_list, progress_printer, str_list
+from diffsample.cli import TUNE_CALIBRATION, count_list, int_list, positive_int, progress_printer, str_list
 from diffsample.files import atomic_write_text
 
 from ..defaults_bench import (
@@ -74,6 +74,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="default",
         help="the tuner's settings in the figures: the library's defaults, or a cheap reduced search",
     )
+    p.add_argument(
+        "--tune-calibration",
+        type=positive_int,
+        default=TUNE_CALIBRATION,
+        help=f"calibration noises (seed 1) the tuned plans are tuned on (default {TUNE_CALIBRATION}, as in tune)",
+    )
     p.add_argument("--out", default=None, help="also write the rows as JSON here")
     p.add_argument("--quiet", action="store_true")
 
@@ -119,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
             tune_settings=args.tune_settings,
             progress=progress,
             seeds=seeds,
+            tune_calibration=args.tune_calibration,
         )
         render = functools.partial(_figures_text, figures)
         payload = {"seeds": list(seeds), "figures": [r.__dict__ for r in figures]}

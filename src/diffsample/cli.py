@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = [
+    "TUNE_CALIBRATION",
     "add_tuning_arguments",
     "count_list",
     "int_list",
@@ -78,6 +79,11 @@ def progress_printer(quiet: bool) -> Callable[[str], None] | None:
     return lambda msg: print(msg, file=sys.stderr, flush=True)
 
 
+TUNE_CALIBRATION = 256
+"""Calibration samples ``diffsample tune`` draws by default (a quarter of them held out); ``python -m benchmarks
+defaults`` tunes its figures' plans on as many."""
+
+
 def add_tuning_arguments(p: argparse.ArgumentParser) -> None:
     """Span, calibration and held-out batches, shared by ``tune`` and the benchmarks' ``tune`` suite.
 
@@ -86,7 +92,7 @@ def add_tuning_arguments(p: argparse.ArgumentParser) -> None:
     """
     p.add_argument("--sigma-min", type=float, default=None, help="lowest level (default 0.002, or the model's)")
     p.add_argument("--sigma-max", type=float, default=None, help="starting level (default 80, or the model's)")
-    p.add_argument("--calibration", type=positive_int, default=256, help="calibration samples")
+    p.add_argument("--calibration", type=positive_int, default=TUNE_CALIBRATION, help="calibration samples")
     p.add_argument("--seed", type=int, default=1, help="calibration seed")
     p.add_argument(
         "--heldout",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 import torch
 
@@ -255,3 +257,33 @@ def test_figures_pool_their_held_out_batches_and_refuse_the_calibration_and_sele
     pooled = {c: pooled_rmse([b[c] for b in both]) for c in both[0]}
     assert pair.best_hand == pytest.approx(min(pooled.values()), rel=1e-12)
     assert pair.best_hand_config == min(pooled, key=pooled.get)
+
+
+def test_figures_tune_on_the_calibration_count_asked_and_by_default_on_the_cli_tunes():
+    import inspect
+
+    from benchmarks.defaults_bench import TUNE_SETTINGS, figure_rows
+    from benchmarks.suites import defaults as defaults_suite
+    from diffsample import sample, tune
+    from diffsample.cli import TUNE_CALIBRATION, add_tuning_arguments
+
+    # the figures measure the tuner as `diffsample tune` runs it: the same calibration count by default
+    assert inspect.signature(figure_rows).parameters["tune_calibration"].default == TUNE_CALIBRATION
+    for add in (add_tuning_arguments, defaults_suite.add_arguments):
+        parser = argparse.ArgumentParser()
+        add(parser)
+        args = parser.parse_args([])
+        assert getattr(args, "calibration", getattr(args, "tune_calibration", None)) == TUNE_CALIBRATION
+    unit = next(u for u in units(beds=("ring2d",), networks=False) if u.name == "ring2d@edm")
+    lo, hi = unit.span
+    (row,) = figure_rows([unit], [4], tune_settings="reduced", tune_calibration=24)
+    options = dict(TUNE_SETTINGS["reduced"])
+    options["max_evals"], options["kick_evals"] = (
+        options.pop("max_evals_per_call") * 4,
+        options.pop("kick_evals_per_call") * 4,
+    )
+    calibration = (unit.noise(1, 24) * hi).to(torch.float64)  # seed 1's first 24 noises, nothing else
+    plan = tune(unit.denoiser, nfe=4, calibration=calibration, sigma_min=lo, sigma_max=hi, **options)
+    assert plan.provenance["calibration_size"] == 24
+    expected = rmse(sample(unit.denoiser, (unit.noise(0) * hi).to(torch.float64), plan=plan), unit.reference(0))
+    assert row.tuned == pytest.approx(expected, rel=1e-9)
