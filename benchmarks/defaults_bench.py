@@ -2,7 +2,8 @@
 
 **Units.** A unit is one denoiser on one span, in one model family (:mod:`diffsample.model_family`), with the
 exact end point of its probability-flow ODE for fixed noise batches of 64 (seed 0 for the figures, seed 1 for the
-calibration of automatic mode and the tuner, seeds 2 and 3 for the selection, :data:`SELECTION_SEEDS`):
+calibration of automatic mode and the tuner — the tuner's 256 noises, :data:`diffsample.cli.TUNE_CALIBRATION`, extend
+that batch — seeds 2 and 3 for the selection, :data:`SELECTION_SEEDS`):
 
 * exact beds (``ring2d``, ``mixture64``, ``digits``) on the span of every family: EDM's ``[0.002, 80]``, the
   DDPM table's ``[0.01, 157.4]`` (VP), Stable Diffusion's table ``[0.029, 14.6]`` (VP, ``vp_sd``), rectified

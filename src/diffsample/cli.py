@@ -81,7 +81,9 @@ def progress_printer(quiet: bool) -> Callable[[str], None] | None:
 
 TUNE_CALIBRATION = 256
 """Calibration samples ``diffsample tune`` draws by default (a quarter of them held out); ``python -m benchmarks
-defaults`` tunes its figures' plans on as many."""
+defaults`` tunes its figures' plans on as many. Against 64 (issue #13, session 17): on the digits networks at NFE
+4–6 the plans' error on fresh noise fell in 37 of 51 cells (geometric mean 0.95×); on the heavy-tailed Stable
+Diffusion-table networks it moved both ways."""
 
 
 def add_tuning_arguments(p: argparse.ArgumentParser) -> None:
