@@ -269,11 +269,14 @@ def test_figures_tune_on_the_calibration_count_asked_and_by_default_on_the_cli_t
 
     # the figures measure the tuner as `diffsample tune` runs it: the same calibration count by default
     assert inspect.signature(figure_rows).parameters["tune_calibration"].default == TUNE_CALIBRATION
-    for add in (add_tuning_arguments, defaults_suite.add_arguments):
+
+    def defaults_of(add_arguments) -> argparse.Namespace:
         parser = argparse.ArgumentParser()
-        add(parser)
-        args = parser.parse_args([])
-        assert getattr(args, "calibration", getattr(args, "tune_calibration", None)) == TUNE_CALIBRATION
+        add_arguments(parser)
+        return parser.parse_args([])
+
+    assert defaults_of(add_tuning_arguments).calibration == TUNE_CALIBRATION
+    assert defaults_of(defaults_suite.add_arguments).tune_calibration == TUNE_CALIBRATION
     unit = next(u for u in units(beds=("ring2d",), networks=False) if u.name == "ring2d@edm")
     lo, hi = unit.span
     (row,) = figure_rows([unit], [4], tune_settings="reduced", tune_calibration=24)
